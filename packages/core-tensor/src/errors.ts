@@ -1,0 +1,58 @@
+/**
+ * Stable error codes carried by every {@link WebattnError}.
+ *
+ * - `SHAPE_MISMATCH`: shapes that must agree (or broadcast) do not.
+ * - `INVALID_ARGUMENT`: a value outside its allowed range or of the wrong kind.
+ * - `DTYPE_UNSUPPORTED`: a dtype the operation or the device does not support.
+ * - `DEVICE_MISMATCH`: tensors on different devices were combined.
+ * - `DEVICE_LOST`: the GPU device was lost; call `getDevice()` again for a new one.
+ * - `DEVICE_UNAVAILABLE`: no device of the requested kind could be created.
+ * - `LIMIT_EXCEEDED`: a tensor or dispatch exceeds an adapter limit (the message names it).
+ * - `KERNEL_NOT_REGISTERED`: no kernel for this op on this backend.
+ * - `KERNEL_COMPILE`: a WGSL module or pipeline failed to build (the message names the kernel).
+ * - `KERNEL_FAILED`: a dispatch failed validation on the GPU (the message names the kernel).
+ * - `TENSOR_DISPOSED`: the tensor's storage was released by `dispose()`.
+ * - `AUTOGRAD`: misuse of the autograd tape (e.g. `backward()` on a non-scalar without a gradient).
+ * - `NO_BACKEND`: no attention backend can run these inputs (the message lists why each refused).
+ * - `FLEX_COMPILE`: a flex score/mask function could not be compiled.
+ */
+export type ErrorCode =
+  | 'SHAPE_MISMATCH'
+  | 'INVALID_ARGUMENT'
+  | 'DTYPE_UNSUPPORTED'
+  | 'DEVICE_MISMATCH'
+  | 'DEVICE_LOST'
+  | 'DEVICE_UNAVAILABLE'
+  | 'LIMIT_EXCEEDED'
+  | 'KERNEL_NOT_REGISTERED'
+  | 'KERNEL_COMPILE'
+  | 'KERNEL_FAILED'
+  | 'TENSOR_DISPOSED'
+  | 'AUTOGRAD'
+  | 'NO_BACKEND'
+  | 'FLEX_COMPILE';
+
+/**
+ * The one error class of webattn. `code` is stable and meant for programs; `message` names the
+ * argument, what was expected and what came.
+ *
+ * @example
+ * try { add(a, b) } catch (e) { if (e instanceof WebattnError && e.code === 'SHAPE_MISMATCH') ... }
+ */
+export class WebattnError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+  /** The argument at fault, when there is one. */
+  readonly argument?: string;
+  constructor(code: ErrorCode, message: string, options?: { argument?: string; cause?: unknown }) {
+    super(`[${code}] ${message}`, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'WebattnError';
+    this.code = code;
+    if (options?.argument !== undefined) this.argument = options.argument;
+  }
+}
+
+/** Throws `WebattnError(code, message)` unless `cond` holds. */
+export function check(cond: unknown, code: ErrorCode, message: () => string, argument?: string): asserts cond {
+  if (!cond) throw new WebattnError(code, message(), argument !== undefined ? { argument } : undefined);
+}

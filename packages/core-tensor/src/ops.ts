@@ -1,0 +1,572 @@
+import { needsGrad } from './autograd.js';
+import { getDefaultDevice, type Device } from './device.js';
+import { allocTyped, assertDType, isFloat, roundTo, type DType } from './dtype.js';
+import { check, WebattnError } from './errors.js';
+import { runKernel, type KernelAttrs } from './registry.js';
+import { broadcastShapes, describe, isContiguous, normAxis, shapesEqual, sizeOf, validateShape } from './shape.js';
+import { fromTyped, Tensor, type TensorOptions } from './tensor.js';
+
+// ------------------------------------------------------------------------------ helpers
+function assertTensor(t: unknown, argument: string): asserts t is Tensor {
+  if (!(t instanceof Tensor)) {
+    throw new WebattnError('INVALID_ARGUMENT', `${argument}: expected a Tensor, got ${describe(t)}`, { argument });
+  }
+  t.assertLive(argument);
+}
+
+/** Throws `DEVICE_MISMATCH` unless every tensor lives on the first one's device. */
+export function sameDevice(tensors: readonly (Tensor | null | undefined)[], names: readonly string[]): Device {
+  const first = tensors.find((t) => t) as Tensor;
+  tensors.forEach((t, i) => {
+    if (t && t.device !== first.device) {
+      throw new WebattnError(
+        'DEVICE_MISMATCH',
+        `${names[i]}: expected a tensor on ${first.device.info.adapter} (like ${names[tensors.indexOf(first)]}), got one on ${t.device.info.adapter}`,
+        { argument: names[i] },
+      );
+    }
+  });
+  return first.device;
+}
+
+/** Runs a kernel and records `backward` on the tape when an input requires grad. */
+export function record(
+  outputs: Tensor[],
+  name: string,
+  inputs: readonly Tensor[],
+  backward: ((g: Tensor) => (Tensor | null)[]) | null,
+): Tensor[] {
+  if (backward && needsGrad(inputs)) {
+    const out = outputs[0]!;
+    out.requiresGrad = true;
+    out.gradFn = { name, inputs, backward };
+  }
+  return outputs;
+}
+
+function kernel(name: string, inputs: readonly Tensor[], attrs: KernelAttrs = {}): Tensor[] {
+  return runKernel(name, inputs[0]!.device, inputs, attrs);
+}
+
+function asTensor(v: Tensor | number, like: Tensor, argument: string): Tensor {
+  if (typeof v === 'number') return full([], v, { dtype: like.dtype, device: like.device });
+  assertTensor(v, argument);
+  return v;
+}
+
+// ------------------------------------------------------------------------------ creation
+/**
+ * Tensor filled with `value`.
+ * @example const m = full([2, 3], -Infinity, { device });
+ */
+export function full(shape: readonly number[], value: number, options: TensorOptions = {}): Tensor {
+  const s = validateShape(shape, 'shape');
+  const dtype = options.dtype ?? 'float32';
+  assertDType(dtype, 'options.dtype');
+  const arr = allocTyped(dtype, sizeOf(s));
+  arr.fill(roundTo(dtype, value));
+  return fromTyped(arr, s, dtype, options.device ?? getDefaultDevice(), options.requiresGrad ?? false);
+}
+
+/** Tensor of zeros. @example const z = zeros([4, 4], { device }); */
+export function zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+  return full(shape, 0, options);
+}
+
+/** Tensor of ones. @example const o = ones([3], { dtype: 'int32' }); */
+export function ones(shape: readonly number[], options: TensorOptions = {}): Tensor {
+  return full(shape, 1, options);
+}
+
+/** Zeros with the shape, dtype and device of `t`. */
+export function zerosLike(t: Tensor): Tensor {
+  return full(t.shape, 0, { dtype: t.dtype, device: t.device });
+}
+
+/**
+ * `[start, start+step, ...)` below `end` (float32 unless `options.dtype`).
+ * @example arange(0, 5, 1, { dtype: 'int32' }) // [0,1,2,3,4]
+ */
+export function arange(start: number, end: number, step = 1, options: TensorOptions = {}): Tensor {
+  check(Number.isFinite(start) && Number.isFinite(end), 'INVALID_ARGUMENT', () => `start/end: expected finite numbers, got ${start}, ${end}`, 'end');
+  check(Number.isFinite(step) && step !== 0, 'INVALID_ARGUMENT', () => `step: expected a non-zero finite number, got ${step}`, 'step');
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const dtype = options.dtype ?? 'float32';
+  const arr = allocTyped(dtype, n);
+  for (let i = 0; i < n; i++) arr[i] = roundTo(dtype, start + i * step);
+  return fromTyped(arr, [n], dtype, options.device ?? getDefaultDevice(), options.requiresGrad ?? false);
+}
+
+// ------------------------------------------------------------------------------ views
+function view(x: Tensor, shape: readonly number[], strides: readonly number[], offset: number, name: string, back: (g: Tensor) => Tensor): Tensor {
+  const out = new Tensor(x.storage, shape, strides, offset);
+  return record([out], name, [x], (g) => [back(g)])[0]!;
+}
+
+/** Reshape (one dimension may be -1); a view when the layout allows, else a copy. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  assertTensor(x, 'x');
+  check(Array.isArray(shape), 'INVALID_ARGUMENT', () => `shape: expected an array, got ${describe(shape)}`, 'shape');
+  const s = shape.slice();
+  const neg = s.filter((d) => d === -1).length;
+  check(neg <= 1, 'INVALID_ARGUMENT', () => `shape: at most one dimension may be -1, got ${describe(shape)}`, 'shape');
+  if (neg === 1) {
+    const known = sizeOf(s.filter((d) => d !== -1));
+    check(known > 0 && x.size % known === 0, 'SHAPE_MISMATCH', () => `shape: cannot infer -1 in ${describe(shape)} for ${x.size} elements`, 'shape');
+    s[s.indexOf(-1)] = x.size / known;
+  }
+  validateShape(s, 'shape');
+  check(sizeOf(s) === x.size, 'SHAPE_MISMATCH', () => `shape: ${describe(shape)} holds ${sizeOf(s)} elements, tensor x of shape ${describe(x.shape)} has ${x.size}`, 'shape');
+  if (shapesEqual(s, x.shape)) return x;
+  const src = x.isContiguous ? x : contiguous(x);
+  const strides = new Array<number>(s.length);
+  let acc = 1;
+  for (let i = s.length - 1; i >= 0; i--) {
+    strides[i] = acc;
+    acc *= s[i]!;
+  }
+  const xs = x.shape;
+  return view(src, s, strides, src.offset, 'reshape', (g) => reshape(g, xs));
+}
+
+/** Swaps two dimensions (view). */
+export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
+  assertTensor(x, 'x');
+  const a = normAxis(dim0, x.rank, 'dim0');
+  const b = normAxis(dim1, x.rank, 'dim1');
+  const perm = x.shape.map((_, i) => i);
+  perm[a] = b;
+  perm[b] = a;
+  return permute(x, perm);
+}
+
+/** Reorders dimensions (view). */
+export function permute(x: Tensor, dims: readonly number[]): Tensor {
+  assertTensor(x, 'x');
+  const d = dims.map((v) => normAxis(v, x.rank, 'dims'));
+  check(d.length === x.rank && new Set(d).size === x.rank, 'INVALID_ARGUMENT', () => `dims: expected a permutation of 0..${x.rank - 1}, got ${describe(dims)}`, 'dims');
+  if (d.every((v, i) => v === i)) return x;
+  const inv = new Array<number>(d.length);
+  d.forEach((v, i) => (inv[v] = i));
+  return view(x, d.map((i) => x.shape[i]!), d.map((i) => x.strides[i]!), x.offset, 'permute', (g) => permute(g, inv));
+}
+
+/** Elements start ≤ i < end (step > 0) of dimension `dim` (view); negative start/end count from the end. */
+export function slice(x: Tensor, dim: number, start: number, end?: number, step = 1): Tensor {
+  assertTensor(x, 'x');
+  const d = normAxis(dim, x.rank, 'dim');
+  const n = x.shape[d]!;
+  check(Number.isInteger(step) && step > 0, 'INVALID_ARGUMENT', () => `step: expected a positive integer, got ${describe(step)}`, 'step');
+  check(Number.isInteger(start) && (end === undefined || Number.isInteger(end)), 'INVALID_ARGUMENT', () => `start/end: expected integers, got ${describe(start)}, ${describe(end)}`, 'start');
+  const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + n : v, 0), n);
+  const s0 = clamp(start);
+  const e0 = Math.max(clamp(end ?? n), s0);
+  const len = Math.ceil((e0 - s0) / step);
+  const shape = x.shape.slice();
+  shape[d] = len;
+  const strides = x.strides.slice();
+  strides[d] = x.strides[d]! * step;
+  const xs = x.shape;
+  return view(x, shape, strides, x.offset + s0 * x.strides[d]!, 'slice', (g) => {
+    const z = zeros(xs, { dtype: g.dtype, device: g.device });
+    copyInto(slice(z, d, s0, e0, step), g);
+    return z;
+  });
+}
+
+/** Broadcasts size-1 dimensions (and new leading ones) to `shape` (view with stride 0). */
+export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  assertTensor(x, 'x');
+  const s = validateShape(shape.map((v, i) => (v === -1 ? x.shape[i - (shape.length - x.rank)] ?? -1 : v)), 'shape');
+  check(s.length >= x.rank, 'SHAPE_MISMATCH', () => `shape: cannot expand shape ${describe(x.shape)} to fewer dimensions ${describe(shape)}`, 'shape');
+  const off = s.length - x.rank;
+  const strides = s.map((d, i) => {
+    if (i < off) return 0;
+    const xd = x.shape[i - off]!;
+    check(xd === d || xd === 1, 'SHAPE_MISMATCH', () => `shape: cannot expand dimension ${i - off} of size ${xd} to ${d} (from ${describe(x.shape)} to ${describe(s)})`, 'shape');
+    return xd === d ? x.strides[i - off]! : 0;
+  });
+  if (shapesEqual(s, x.shape)) return x;
+  const xs = x.shape;
+  return view(x, s, strides, x.offset, 'expand', (g) => sumToShape(g, xs));
+}
+
+/** Row-major copy (no copy when already contiguous). */
+export function contiguous(x: Tensor): Tensor {
+  assertTensor(x, 'x');
+  if (x.isContiguous) return x;
+  const [out] = kernel('unary', [x], { op: 'identity' });
+  return record([out!], 'contiguous', [x], (g) => [g])[0]!;
+}
+
+/** Copies `src` (broadcast) into the view `dst` in place; no autograd. Returns `dst`. */
+export function copyInto(dst: Tensor, src: Tensor): Tensor {
+  assertTensor(dst, 'dst');
+  assertTensor(src, 'src');
+  sameDevice([dst, src], ['dst', 'src']);
+  broadcastShapes(src.shape, dst.shape, ['src', 'dst']);
+  kernel('copy_into', [src, dst]);
+  return dst;
+}
+
+/** Sums `g` over broadcast dimensions so that it has `shape` (used by backward of broadcasting ops). */
+export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
+  if (shapesEqual(g.shape, shape)) return g;
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.rank; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  let r = axes.length ? sum(g, axes, true) : g;
+  if (lead > 0) r = reshape(r, shape);
+  return r;
+}
+
+// ------------------------------------------------------------------------------ elementwise
+type UnaryOp = 'neg' | 'exp' | 'log' | 'tanh' | 'sqrt' | 'abs' | 'relu' | 'sigmoid';
+
+function unary(x: Tensor, op: UnaryOp | 'pow' | 'gelu' | 'gelu_tanh', attrs: KernelAttrs, back: (g: Tensor, out: Tensor) => Tensor): Tensor {
+  assertTensor(x, 'x');
+  check(isFloat(x.dtype) || op === 'neg' || op === 'abs', 'DTYPE_UNSUPPORTED', () => `x: ${op} expects a floating-point tensor, got ${x.dtype}`, 'x');
+  const [out] = kernel('unary', [x], { op, ...attrs });
+  return record([out!], op, [x], (g) => [back(g, out!.detach())])[0]!;
+}
+
+/** Elementwise −x. */
+export const neg = (x: Tensor): Tensor => unary(x, 'neg', {}, (g) => neg(g));
+/** Elementwise eˣ. */
+export const exp = (x: Tensor): Tensor => unary(x, 'exp', {}, (g, y) => mul(g, y));
+/** Elementwise natural logarithm. */
+export const log = (x: Tensor): Tensor => unary(x, 'log', {}, (g) => div(g, x.detach()));
+/** Elementwise tanh. */
+export const tanh = (x: Tensor): Tensor => unary(x, 'tanh', {}, (g, y) => mul(g, sub(1, mul(y, y))));
+/** Elementwise square root. */
+export const sqrt = (x: Tensor): Tensor => unary(x, 'sqrt', {}, (g, y) => div(g, mul(y, 2)));
+/** Elementwise |x| (gradient sign(x), 0 at 0). */
+export const abs = (x: Tensor): Tensor =>
+  unary(x, 'abs', {}, (g) => mul(g, sub(cast(gt(x.detach(), 0), g.dtype), cast(lt(x.detach(), 0), g.dtype))));
+/** Elementwise max(x, 0). */
+export const relu = (x: Tensor): Tensor => unary(x, 'relu', {}, (g) => mul(g, cast(gt(x.detach(), 0), g.dtype)));
+/** Elementwise logistic sigmoid. */
+export const sigmoid = (x: Tensor): Tensor => unary(x, 'sigmoid', {}, (g, y) => mul(g, mul(y, sub(1, y))));
+
+/** Elementwise xᵖ for a scalar exponent `p`. */
+export function pow(x: Tensor, p: number): Tensor {
+  check(typeof p === 'number' && Number.isFinite(p), 'INVALID_ARGUMENT', () => `p: expected a finite number, got ${describe(p)}`, 'p');
+  return unary(x, 'pow', { p }, (g) => mul(g, mul(pow(x.detach(), p - 1), p)));
+}
+
+/**
+ * GELU: `approximate: 'none'` is x·Φ(x) (exact, erf); `'tanh'` is HF's "gelu_new".
+ * @example const h = gelu(x, 'tanh');
+ */
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  check(approximate === 'none' || approximate === 'tanh', 'INVALID_ARGUMENT', () => `approximate: expected 'none' or 'tanh', got ${describe(approximate)}`, 'approximate');
+  const op = approximate === 'tanh' ? 'gelu_tanh' : 'gelu';
+  return unary(x, op, {}, (g) => kernel('gelu_backward', [x.detach(), g], { approximate })[0]!);
+}
+
+/** Converts to `dtype` (floats truncate toward zero into integers; non-zero → true for bool). */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  assertTensor(x, 'x');
+  assertDType(dtype, 'dtype');
+  if (x.dtype === dtype) return x;
+  const [out] = kernel('unary', [x], { op: 'identity', outDtype: dtype });
+  return record([out!], 'cast', [x], isFloat(dtype) && isFloat(x.dtype) ? (g) => [cast(g, x.dtype)] : null)[0]!;
+}
+
+type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'and' | 'or';
+const COMPARE = new Set<BinaryOp>(['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'and', 'or']);
+
+function binary(op: BinaryOp, a0: Tensor | number, b0: Tensor | number, back?: (g: Tensor, a: Tensor, b: Tensor) => [Tensor | null, Tensor | null]): Tensor {
+  const a = typeof a0 === 'number' ? asTensor(a0, b0 as Tensor, 'a') : (assertTensor(a0, 'a'), a0);
+  const b = asTensor(b0, a, 'b');
+  sameDevice([a, b], ['a', 'b']);
+  check(a.dtype === b.dtype, 'DTYPE_UNSUPPORTED', () => `b: expected dtype ${a.dtype} (the dtype of a), got ${b.dtype}; cast one first`, 'b');
+  if (op === 'and' || op === 'or') check(a.dtype === 'bool', 'DTYPE_UNSUPPORTED', () => `a: logical ${op} expects bool tensors, got ${a.dtype}`, 'a');
+  const shape = broadcastShapes(a.shape, b.shape, ['a', 'b']);
+  const [out] = kernel('binary', [a, b], { op, shape });
+  if (!back || COMPARE.has(op)) return out!;
+  return record([out!], op, [a, b], (g) => {
+    const [ga, gb] = back(g, a.detach(), b.detach());
+    return [ga && sumToShape(ga, a.shape), gb && sumToShape(gb, b.shape)];
+  })[0]!;
+}
+
+/** a + b with broadcasting (numbers allowed on either side). */
+export const add = (a: Tensor | number, b: Tensor | number): Tensor => binary('add', a, b, (g) => [g, g]);
+/** a − b with broadcasting. */
+export const sub = (a: Tensor | number, b: Tensor | number): Tensor => binary('sub', a, b, (g) => [g, neg(g)]);
+/** a · b with broadcasting. */
+export const mul = (a: Tensor | number, b: Tensor | number): Tensor => binary('mul', a, b, (g, x, y) => [mul(g, y), mul(g, x)]);
+/** a / b with broadcasting. */
+export const div = (a: Tensor | number, b: Tensor | number): Tensor =>
+  binary('div', a, b, (g, x, y) => [div(g, y), neg(div(mul(g, x), mul(y, y)))]);
+/** Elementwise maximum (ties send the gradient to a). */
+export const maximum = (a: Tensor | number, b: Tensor | number): Tensor =>
+  binary('maximum', a, b, (g, x, y) => {
+    const m = cast(ge(x, y), g.dtype);
+    return [mul(g, m), mul(g, sub(1, m))];
+  });
+/** Elementwise minimum (ties send the gradient to a). */
+export const minimum = (a: Tensor | number, b: Tensor | number): Tensor =>
+  binary('minimum', a, b, (g, x, y) => {
+    const m = cast(le(x, y), g.dtype);
+    return [mul(g, m), mul(g, sub(1, m))];
+  });
+/** a == b → bool. */
+export const eq = (a: Tensor | number, b: Tensor | number): Tensor => binary('eq', a, b);
+/** a != b → bool. */
+export const ne = (a: Tensor | number, b: Tensor | number): Tensor => binary('ne', a, b);
+/** a < b → bool. */
+export const lt = (a: Tensor | number, b: Tensor | number): Tensor => binary('lt', a, b);
+/** a <= b → bool. */
+export const le = (a: Tensor | number, b: Tensor | number): Tensor => binary('le', a, b);
+/** a > b → bool. */
+export const gt = (a: Tensor | number, b: Tensor | number): Tensor => binary('gt', a, b);
+/** a >= b → bool. */
+export const ge = (a: Tensor | number, b: Tensor | number): Tensor => binary('ge', a, b);
+/** Logical and of bool tensors. */
+export const logicalAnd = (a: Tensor, b: Tensor): Tensor => binary('and', a, b);
+/** Logical or of bool tensors. */
+export const logicalOr = (a: Tensor, b: Tensor): Tensor => binary('or', a, b);
+
+/**
+ * `cond ? a : b` elementwise with broadcasting; `cond` is bool.
+ * @example const masked = where(mask, scores, -Infinity);
+ */
+export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
+  assertTensor(cond, 'cond');
+  check(cond.dtype === 'bool', 'DTYPE_UNSUPPORTED', () => `cond: expected a bool tensor, got ${cond.dtype}`, 'cond');
+  const like = a instanceof Tensor ? a : b instanceof Tensor ? b : null;
+  const ta = like ? asTensor(a, like, 'a') : full([], a as number, { device: cond.device });
+  const tb = asTensor(b, ta, 'b');
+  sameDevice([cond, ta, tb], ['cond', 'a', 'b']);
+  check(ta.dtype === tb.dtype, 'DTYPE_UNSUPPORTED', () => `b: expected dtype ${ta.dtype} (the dtype of a), got ${tb.dtype}`, 'b');
+  const shape = broadcastShapes(broadcastShapes(cond.shape, ta.shape, ['cond', 'a']), tb.shape, ['a', 'b']);
+  const [out] = kernel('where', [cond, ta, tb], { shape });
+  return record([out!], 'where', [ta, tb], (g) => {
+    const z = zeros([], { dtype: g.dtype, device: g.device });
+    return [sumToShape(where(cond, g, z), ta.shape), sumToShape(where(cond, z, g), tb.shape)];
+  })[0]!;
+}
+
+// ------------------------------------------------------------------------------ reductions
+function axesOf(x: Tensor, axis: number | number[] | undefined): number[] {
+  const list = axis === undefined ? x.shape.map((_, i) => i) : Array.isArray(axis) ? axis : [axis];
+  const n = list.map((a) => normAxis(a, x.rank, 'axis'));
+  check(new Set(n).size === n.length, 'INVALID_ARGUMENT', () => `axis: repeated axis in ${describe(axis)}`, 'axis');
+  return n.sort((p, q) => p - q);
+}
+
+function reduceRaw(x: Tensor, op: 'sum' | 'max' | 'min', axes: number[], keepdim: boolean): Tensor {
+  let r = x;
+  for (const a of axes) r = kernel('reduce', [r], { op, axis: a })[0]!;
+  if (!keepdim) r = reshape(r.detach(), x.shape.filter((_, i) => !axes.includes(i))).detach();
+  return r;
+}
+
+function keptShape(x: Tensor, axes: number[]): number[] {
+  return x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+}
+
+/** Sum over `axis` (all axes when omitted); `keepdim` keeps size-1 dims. */
+export function sum(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
+  assertTensor(x, 'x');
+  const axes = axesOf(x, axis);
+  const out = reduceRaw(x, 'sum', axes, keepdim);
+  return record([out], 'sum', [x], (g) => [expand(reshape(g, keptShape(x, axes)), x.shape)])[0]!;
+}
+
+/** Mean over `axis` (all axes when omitted). */
+export function mean(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
+  assertTensor(x, 'x');
+  const axes = axesOf(x, axis);
+  const n = axes.reduce((p, a) => p * x.shape[a]!, 1);
+  return div(sum(x, axes, keepdim), n);
+}
+
+function extreme(x: Tensor, op: 'max' | 'min', axis: number | number[] | undefined, keepdim: boolean): Tensor {
+  assertTensor(x, 'x');
+  const axes = axesOf(x, axis);
+  axes.forEach((a) => check(x.shape[a]! > 0, 'INVALID_ARGUMENT', () => `x: ${op} over an empty axis ${a} of shape ${describe(x.shape)}`, 'x'));
+  const out = reduceRaw(x, op, axes, true);
+  const res = keepdim ? out : reshape(out.detach(), x.shape.filter((_, i) => !axes.includes(i))).detach();
+  return record([res], op, [x], (g) => {
+    // gradient split evenly between ties, like torch.amax
+    const m = cast(eq(x.detach(), out), g.dtype);
+    const count = sum(m, axes, true);
+    return [div(mul(reshape(g, keptShape(x, axes)), m), count)];
+  })[0]!;
+}
+
+/** Maximum over `axis` (all when omitted); the gradient is split between ties (like `torch.amax`). */
+export const max = (x: Tensor, axis?: number | number[], keepdim = false): Tensor => extreme(x, 'max', axis, keepdim);
+/** Minimum over `axis` (all when omitted). */
+export const min = (x: Tensor, axis?: number | number[], keepdim = false): Tensor => extreme(x, 'min', axis, keepdim);
+
+// ------------------------------------------------------------------------------ softmax family
+function lastAxisOp(x: Tensor, axis: number, fn: (t: Tensor) => Tensor): Tensor {
+  const a = normAxis(axis, x.rank, 'axis');
+  if (a === x.rank - 1) return fn(x);
+  return transpose(fn(transpose(x, a, x.rank - 1)), a, x.rank - 1);
+}
+
+/**
+ * Softmax along `axis` (default last), numerically stable; a row of all −∞ gives zeros.
+ * @example const p = softmax(scores); // [..., L]
+ */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  assertTensor(x, 'x');
+  check(isFloat(x.dtype), 'DTYPE_UNSUPPORTED', () => `x: softmax expects a floating-point tensor, got ${x.dtype}`, 'x');
+  return lastAxisOp(x, axis, (t) => {
+    const [y] = kernel('softmax', [t], { log: false });
+    return record([y!], 'softmax', [t], (g) => {
+      const yd = y!.detach();
+      return [mul(yd, sub(g, sum(mul(g, yd), -1, true)))];
+    })[0]!;
+  });
+}
+
+/** log(softmax(x)) along `axis` (default last), computed stably. */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  assertTensor(x, 'x');
+  check(isFloat(x.dtype), 'DTYPE_UNSUPPORTED', () => `x: logSoftmax expects a floating-point tensor, got ${x.dtype}`, 'x');
+  return lastAxisOp(x, axis, (t) => {
+    const [y] = kernel('softmax', [t], { log: true });
+    return record([y!], 'logSoftmax', [t], (g) => [sub(g, mul(exp(y!.detach()), sum(g, -1, true)))])[0]!;
+  });
+}
+
+/**
+ * Layer normalisation over the trailing `normalizedShape` dims with optional affine `weight`/`bias`.
+ * @example const y = layerNorm(x, [768], w, b, 1e-5);
+ */
+export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  assertTensor(x, 'x');
+  const ns = validateShape(normalizedShape, 'normalizedShape');
+  check(ns.length >= 1 && ns.length <= x.rank && shapesEqual(x.shape.slice(x.rank - ns.length), ns), 'SHAPE_MISMATCH', () => `normalizedShape: expected the trailing dims of x ${describe(x.shape)}, got ${describe(ns)}`, 'normalizedShape');
+  for (const [t, name] of [[weight, 'weight'], [bias, 'bias']] as const) {
+    if (t) {
+      assertTensor(t, name);
+      check(shapesEqual(t.shape, ns), 'SHAPE_MISMATCH', () => `${name}: expected shape ${describe(ns)}, got ${describe(t.shape)}`, name);
+    }
+  }
+  sameDevice([x, weight, bias], ['x', 'weight', 'bias']);
+  check(isFloat(x.dtype), 'DTYPE_UNSUPPORTED', () => `x: layerNorm expects a floating-point tensor, got ${x.dtype}`, 'x');
+  const d = sizeOf(ns);
+  const rows = x.size / Math.max(d, 1);
+  const x2 = reshape(contiguous(x).detach(), [rows, d]);
+  const w2 = weight ? reshape(contiguous(weight).detach(), [d]) : null;
+  const b2 = bias ? reshape(contiguous(bias).detach(), [d]) : null;
+  const ins = [x2, ...(w2 ? [w2] : []), ...(b2 ? [b2] : [])];
+  const [y, meanT, rstd] = kernel('layer_norm', ins, { eps, hasWeight: !!w2, hasBias: !!b2 });
+  const out = reshape(y!, x.shape).detach();
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  return record([out], 'layerNorm', inputs, (g) => {
+    const g2 = reshape(contiguous(g), [rows, d]);
+    const [dx] = kernel('layer_norm_backward', [x2, g2, meanT!, rstd!, ...(w2 ? [w2] : [])], { hasWeight: !!w2 });
+    const grads: (Tensor | null)[] = [reshape(dx!, x.shape)];
+    if (weight) {
+      const xhat = mul(sub(x2, reshape(meanT!, [rows, 1])), reshape(rstd!, [rows, 1]));
+      grads.push(reshape(sum(mul(g2, xhat), 0), ns));
+    }
+    if (bias) grads.push(reshape(sum(g2, 0), ns));
+    return grads;
+  })[0]!;
+}
+
+// ------------------------------------------------------------------------------ matmul
+/**
+ * Matrix product `a @ b` with NumPy semantics: 1-D operands are promoted, batch dims broadcast.
+ * Transposed operands (`b.transpose(-1, -2)`) are read in place, without a copy.
+ * @example const s = matmul(q, k.transpose(-1, -2)); // [B,H,L,L]
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  assertTensor(a, 'a');
+  assertTensor(b, 'b');
+  sameDevice([a, b], ['a', 'b']);
+  check(a.rank >= 1 && b.rank >= 1, 'SHAPE_MISMATCH', () => `a, b: matmul needs at least 1-D operands, got ${describe(a.shape)} and ${describe(b.shape)}`, a.rank < 1 ? 'a' : 'b');
+  check(a.dtype === b.dtype && isFloat(a.dtype), 'DTYPE_UNSUPPORTED', () => `b: expected a floating-point dtype equal to a's (${a.dtype}), got ${b.dtype}`, 'b');
+  if (a.rank === 1) return squeezeAt(matmul(reshape(a, [1, a.shape[0]!]), b), -2);
+  if (b.rank === 1) return squeezeAt(matmul(a, reshape(b, [b.shape[0]!, 1])), -1);
+  const [m, k] = a.shape.slice(-2) as [number, number];
+  const [k2, n] = b.shape.slice(-2) as [number, number];
+  check(k === k2, 'SHAPE_MISMATCH', () => `b: inner dimensions differ: a is ${describe(a.shape)} (K=${k}), b is ${describe(b.shape)} (K=${k2})`, 'b');
+  const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), ['a (batch dims)', 'b (batch dims)']);
+  const ae = expand(a.detach(), [...batch, m, k]);
+  const be = expand(b.detach(), [...batch, k, n]);
+  const [out] = kernel('matmul', [ae, be]);
+  return record([out!], 'matmul', [a, b], (g) => [
+    sumToShape(matmul(g, transpose(b.detach(), -1, -2)), a.shape),
+    sumToShape(matmul(transpose(a.detach(), -1, -2), g), b.shape),
+  ])[0]!;
+}
+
+function squeezeAt(x: Tensor, dim: number): Tensor {
+  const d = normAxis(dim, x.rank, 'dim');
+  const s = x.shape.slice();
+  s.splice(d, 1);
+  return reshape(x, s);
+}
+
+// ------------------------------------------------------------------------------ embedding / losses
+/**
+ * Rows of `weight` `[V, D]` gathered by int32 `ids` of any shape → `[...ids.shape, D]`.
+ * On the CPU an out-of-range id throws `INVALID_ARGUMENT`; on WebGPU it yields a zero row.
+ * @example const h = embedding(wte, inputIds);
+ */
+export function embedding(weight: Tensor, ids: Tensor): Tensor {
+  assertTensor(weight, 'weight');
+  assertTensor(ids, 'ids');
+  sameDevice([weight, ids], ['weight', 'ids']);
+  check(weight.rank === 2, 'SHAPE_MISMATCH', () => `weight: expected shape [numEmbeddings, dim], got ${describe(weight.shape)}`, 'weight');
+  check(ids.dtype === 'int32', 'DTYPE_UNSUPPORTED', () => `ids: expected int32 indices, got ${ids.dtype}`, 'ids');
+  const [v, d] = weight.shape as [number, number];
+  const flatIds = reshape(contiguous(ids), [ids.size]);
+  const [out] = kernel('embedding', [contiguous(weight).detach(), flatIds]);
+  const res = reshape(out!, [...ids.shape, d]).detach();
+  return record([res], 'embedding', [weight], (g) => [
+    kernel('embedding_backward', [reshape(contiguous(g), [ids.size, d]), flatIds], { numEmbeddings: v })[0]!,
+  ])[0]!;
+}
+
+/** Options of {@link crossEntropy}. */
+export interface CrossEntropyOptions {
+  /** Target value whose rows contribute nothing (default −100, like PyTorch). */
+  ignoreIndex?: number;
+  /** `mean` over non-ignored rows (default; 0/0 = NaN when all are ignored, as PyTorch), `sum`, or `none`. */
+  reduction?: 'mean' | 'sum' | 'none';
+}
+
+/**
+ * Cross-entropy of `logits` `[..., C]` against int32 class `target` `[...]`.
+ * @example const loss = crossEntropy(logits.reshape([-1, V]), labels.reshape([-1]), { ignoreIndex: -100 });
+ */
+export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntropyOptions = {}): Tensor {
+  assertTensor(logits, 'logits');
+  assertTensor(target, 'target');
+  sameDevice([logits, target], ['logits', 'target']);
+  const ignoreIndex = options.ignoreIndex ?? -100;
+  const reduction = options.reduction ?? 'mean';
+  check(['mean', 'sum', 'none'].includes(reduction), 'INVALID_ARGUMENT', () => `options.reduction: expected 'mean', 'sum' or 'none', got ${describe(reduction)}`, 'options.reduction');
+  check(logits.rank >= 1 && isFloat(logits.dtype), 'DTYPE_UNSUPPORTED', () => `logits: expected a floating-point tensor [..., C], got ${logits.dtype} ${describe(logits.shape)}`, 'logits');
+  check(target.dtype === 'int32', 'DTYPE_UNSUPPORTED', () => `target: expected int32 class indices, got ${target.dtype}`, 'target');
+  check(shapesEqual(target.shape, logits.shape.slice(0, -1)), 'SHAPE_MISMATCH', () => `target: expected shape ${describe(logits.shape.slice(0, -1))} (logits without the class dim), got ${describe(target.shape)}`, 'target');
+  const c = logits.shape[logits.rank - 1]!;
+  const n = target.size;
+  const l2 = reshape(contiguous(logits).detach(), [n, c]);
+  const t2 = reshape(contiguous(target), [n]);
+  const [rowsLoss] = kernel('cross_entropy', [l2, t2], { ignoreIndex });
+  const rows = record([rowsLoss!], 'crossEntropy', [logits], (g) => [
+    reshape(kernel('cross_entropy_backward', [l2, t2, contiguous(g)], { ignoreIndex })[0]!, logits.shape),
+  ])[0]!;
+  if (reduction === 'none') return reshape(rows, target.shape);
+  const total = sum(rows);
+  if (reduction === 'sum') return total;
+  const count = sum(cast(ne(t2, ignoreIndex), logits.dtype));
+  return div(total, count);
+}
+
+/** True when `x` is a tensor laid out contiguously. */
+export function isContiguousTensor(x: Tensor): boolean {
+  return isContiguous(x.shape, x.strides);
+}

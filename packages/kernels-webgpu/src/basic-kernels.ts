@@ -1,0 +1,681 @@
+/**
+ * WebGPU implementations of the core-tensor ops (elementwise, reductions, softmax, layer norm,
+ * matmul, embedding, cross-entropy), registered under the `webgpu` backend.
+ */
+import {
+  broadcastStrides,
+  empty,
+  registerKernel,
+  sizeOf,
+  WebattnError,
+  zeros,
+  type DType,
+  type KernelAttrs,
+  type Tensor,
+  type WebGPUDevice,
+} from '@webattn/core-tensor';
+import {
+  checkRank,
+  computeType,
+  linearGrid,
+  MAX_RANK,
+  run,
+  stridedFields,
+  stridedOffsetFn,
+  WG_REDUCE,
+  type BindingSpec,
+  type UniformField,
+  type UniformValues,
+} from './wgsl.js';
+
+const EW_WG = 64;
+
+/** Registers a kernel for the `webgpu` backend (its device is always a WebGPUDevice). */
+function registerGpu(cfg: {
+  name: string;
+  backend: 'webgpu';
+  fn: (inputs: readonly Tensor[], attrs: KernelAttrs, device: WebGPUDevice) => Tensor | Tensor[];
+}): void {
+  registerKernel({ name: cfg.name, backend: 'webgpu', fn: (i, a, d) => cfg.fn(i, a, d as WebGPUDevice) });
+}
+const ROW_WG = 64;
+
+// ------------------------------------------------------------------------------ elementwise
+const UNARY_EXPR: Record<string, string> = {
+  identity: 'v0',
+  neg: '-v0',
+  exp: 'exp(v0)',
+  log: 'log(v0)',
+  tanh: 'tanh_safe(v0)',
+  sqrt: 'sqrt(v0)',
+  abs: 'abs(v0)',
+  relu: 'max(v0, 0.0)',
+  sigmoid: '1.0 / (1.0 + exp(-v0))',
+  pow: 'pow_any(v0, u_p())',
+  gelu: '0.5 * v0 * (1.0 + erf_f32(v0 * 0.70710678118654752))',
+  gelu_tanh: '0.5 * v0 * (1.0 + tanh_safe(0.7978845608028654 * (v0 + 0.044715 * v0 * v0 * v0)))',
+};
+
+const BINARY_EXPR: Record<string, string> = {
+  add: 'v0 + v1',
+  sub: 'v0 - v1',
+  mul: 'v0 * v1',
+  div: 'v0 / v1',
+  maximum: 'max(v0, v1)',
+  minimum: 'min(v0, v1)',
+  eq: 'select(0u, 1u, v0 == v1)',
+  ne: 'select(0u, 1u, v0 != v1)',
+  lt: 'select(0u, 1u, v0 < v1)',
+  le: 'select(0u, 1u, v0 <= v1)',
+  gt: 'select(0u, 1u, v0 > v1)',
+  ge: 'select(0u, 1u, v0 >= v1)',
+  and: 'select(0u, 1u, v0 != 0u && v1 != 0u)',
+  or: 'select(0u, 1u, v0 != 0u || v1 != 0u)',
+};
+
+/** Float helpers shared by elementwise programs (erf by Abramowitz–Stegun 7.1.26 refined, safe tanh, pow). */
+const MATH_HELPERS = `
+// inverseSqrt plus one Newton step: llvmpipe's GL inverseSqrt is only ~12 bits accurate
+fn rsqrt_refined(v: f32) -> f32 {
+  let r = inverseSqrt(v);
+  return r * (1.5 - 0.5 * v * r * r);
+}
+fn tanh_safe(x: f32) -> f32 {
+  let c = clamp(x, -15.0, 15.0);
+  let e = exp(2.0 * c);
+  return (e - 1.0) / (e + 1.0);
+}
+fn erf_f32(x: f32) -> f32 {
+  // W. J. Cody-style rational approximation; |error| < 1.2e-7
+  let a = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * a);
+  let y = 1.0 - t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+          t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+          t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(-y, y, x >= 0.0);
+}
+fn pow_any(x: f32, p: f32) -> f32 {
+  if (p == 0.0) { return 1.0; }
+  if (p == 1.0) { return x; }
+  if (p == 2.0) { return x * x; }
+  if (x < 0.0 && fract(p) == 0.0) {
+    let r = pow(-x, p);
+    return select(r, -r, fract(p * 0.5) != 0.0);
+  }
+  return pow(x, p);
+}
+fn gelu_grad(x: f32, approx_tanh: bool) -> f32 {
+  if (approx_tanh) {
+    let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+    let t = tanh_safe(u);
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * x * x);
+  }
+  return 0.5 * (1.0 + erf_f32(x * 0.70710678118654752)) + x * exp(-0.5 * x * x) * 0.3989422804014327;
+}
+`;
+
+interface EwOperand {
+  t: Tensor;
+}
+
+/**
+ * One elementwise program: operands read strided and broadcast to `shape`, an expression over
+ * `v0..vN` (each converted to `castTo` when given), written to `out` (contiguous or a strided view).
+ */
+function elementwise(
+  name: string,
+  key: string,
+  operands: EwOperand[],
+  out: Tensor,
+  outStrided: boolean,
+  shape: readonly number[],
+  expr: string,
+  extraUniforms: UniformField[] = [],
+  extraValues: UniformValues = {},
+): void {
+  checkRank(shape, 'shape');
+  const n = sizeOf(shape);
+  if (n === 0) return;
+  const device = out.device as WebGPUDevice;
+  const names = operands.map((_, i) => `in${i}`);
+  const bindings: BindingSpec[] = [
+    ...operands.map((o, i) => ({ name: names[i]!, dtype: o.t.dtype, access: 'read' as const })),
+    { name: 'out', dtype: out.dtype, access: 'read_write' },
+  ];
+  const uniforms: UniformField[] = [['n', 'u32'], ['rank', 'u32'], ['shape', 'u32', MAX_RANK], ...names.flatMap(stridedFields), ...extraUniforms];
+  if (outStrided) uniforms.push(...stridedFields('out'));
+  const values: UniformValues = { n, rank: shape.length, shape: shape.slice(), ...extraValues };
+  operands.forEach((o, i) => {
+    values[`in${i}_off`] = o.t.offset;
+    values[`in${i}_st`] = broadcastStrides(o.t.shape, o.t.strides, shape);
+  });
+  if (outStrided) {
+    values.out_off = out.offset;
+    values.out_st = out.strides.slice();
+  }
+  const loads = operands.map((_, i) => `  let v${i} = load_in${i}(off_in${i}(idx));`).join('\n');
+  const outCt = computeType(out.dtype);
+  const body = `
+  let idx = flat_wg * WG_SIZE + lidx;
+  if (idx >= u_n()) { return; }
+${loads}
+  store_out(${outStrided ? 'off_out(idx)' : 'idx'}, ${outCt}(${expr}));`;
+  run(
+    {
+      name,
+      key: `${key}|${outStrided ? 's' : 'c'}`,
+      bindings,
+      uniforms,
+      workgroupSize: [EW_WG],
+      helpers: [MATH_HELPERS, ...names.map(stridedOffsetFn), ...(outStrided ? [stridedOffsetFn('out')] : [])].join('\n'),
+      body,
+    },
+    [...operands.map((o) => o.t), out],
+    values,
+    linearGrid(n, EW_WG, device),
+  );
+}
+
+function castExpr(expr: string, from: DType, to: DType): string {
+  if (to === 'bool') return `select(0u, 1u, ${expr} != ${computeType(from)}(0))`;
+  if (from === 'bool') return `${computeType(to)}(${expr})`;
+  return expr;
+}
+
+registerGpu({
+  name: 'unary',
+  backend: 'webgpu',
+  fn: ([x], attrs: KernelAttrs, device) => {
+    const op = attrs.op as string;
+    const outDtype = (attrs.outDtype as DType) ?? x!.dtype;
+    const base = UNARY_EXPR[op];
+    if (!base) throw new WebattnError('INVALID_ARGUMENT', `unary op '${op}' is unknown`);
+    const out = empty(x!.shape, outDtype, device);
+    const expr = castExpr(base, x!.dtype, outDtype);
+    const p: UniformField[] = op === 'pow' ? [['p', 'f32']] : [];
+    elementwise(`unary_${op}`, `${op}>${outDtype}`, [{ t: x! }], out, false, x!.shape, expr, p, op === 'pow' ? { p: attrs.p as number } : {});
+    return out;
+  },
+});
+
+registerGpu({
+  name: 'copy_into',
+  backend: 'webgpu',
+  fn: ([src, dst]) => {
+    elementwise('copy_into', `copy>${dst!.dtype}`, [{ t: src! }], dst!, true, dst!.shape, castExpr('v0', src!.dtype, dst!.dtype));
+    return dst!;
+  },
+});
+
+registerGpu({
+  name: 'binary',
+  backend: 'webgpu',
+  fn: ([a, b], attrs, device) => {
+    const op = attrs.op as string;
+    const shape = attrs.shape as number[];
+    const expr = BINARY_EXPR[op]!;
+    const compare = expr.startsWith('select');
+    const out = empty(shape, compare ? 'bool' : a!.dtype, device);
+    elementwise(`binary_${op}`, op, [{ t: a! }, { t: b! }], out, false, shape, expr);
+    return out;
+  },
+});
+
+registerGpu({
+  name: 'where',
+  backend: 'webgpu',
+  fn: ([c, a, b], attrs, device) => {
+    const shape = attrs.shape as number[];
+    const out = empty(shape, a!.dtype, device);
+    elementwise('where', 'where', [{ t: c! }, { t: a! }, { t: b! }], out, false, shape, 'select(v2, v1, v0 != 0u)');
+    return out;
+  },
+});
+
+registerGpu({
+  name: 'gelu_backward',
+  backend: 'webgpu',
+  fn: ([x, g], attrs, device) => {
+    const out = empty(x!.shape, x!.dtype, device);
+    const approx = attrs.approximate === 'tanh';
+    elementwise('gelu_backward', String(approx), [{ t: x! }, { t: g! }], out, false, x!.shape, `v1 * gelu_grad(v0, ${approx})`);
+    return out;
+  },
+});
+
+// ------------------------------------------------------------------------------ reductions
+function contiguousInput(t: Tensor): Tensor {
+  return t.isContiguous ? t : t.contiguous().detach();
+}
+
+registerGpu({
+  name: 'reduce',
+  backend: 'webgpu',
+  fn: ([x0], attrs, device) => {
+    const x = contiguousInput(x0!);
+    const axis = attrs.axis as number;
+    const op = attrs.op as 'sum' | 'max' | 'min';
+    const outer = sizeOf(x.shape.slice(0, axis));
+    const n = x.shape[axis]!;
+    const inner = sizeOf(x.shape.slice(axis + 1));
+    const os = x.shape.slice();
+    os[axis] = 1;
+    const out = empty(os, x.dtype, device);
+    if (outer * inner === 0) return out;
+    const ct = computeType(x.dtype);
+    const init = op === 'sum' ? `${ct}(0)` : ct === 'f32' ? (op === 'max' ? 'neg_inf()' : 'pos_inf()') : op === 'max' ? (ct === 'i32' ? '-2147483647 - 1' : '0u') : ct === 'i32' ? '2147483647' : '4294967295u';
+    const comb = op === 'sum' ? 'acc + e' : op === 'max' ? 'max(acc, e)' : 'min(acc, e)';
+    const bindings: BindingSpec[] = [
+      { name: 'x', dtype: x.dtype, access: 'read' },
+      { name: 'out', dtype: x.dtype, access: 'read_write' },
+    ];
+    const uniforms: UniformField[] = [['outer', 'u32'], ['n', 'u32'], ['inner', 'u32'], ['x_off', 'u32']];
+    const values = { outer, n, inner, x_off: x.offset };
+    if (inner === 1 && ct === 'f32' && n > 32 && op !== 'min') {
+      // one workgroup per output row, tree reduction in workgroup memory
+      const body = `
+  let row = flat_wg;
+  if (row >= u_outer()) { return; }
+  var acc: f32 = ${init};
+  for (var k = lidx; k < u_n(); k = k + WG_SIZE) {
+    let e = load_x(u_x_off() + row * u_n() + k);
+    acc = ${comb};
+  }
+  let r = wg_reduce(acc, lidx, ${op === 'max'});
+  if (lidx == 0u) { store_out(row, r); }`;
+      run({ name: `reduce_rows_${op}`, key: op, bindings, uniforms, workgroupSize: [ROW_WG], helpers: WG_REDUCE, body }, [x, out], values, rowGrid(outer, device));
+      return out;
+    }
+    const body = `
+  let idx = flat_wg * WG_SIZE + lidx;
+  if (idx >= u_outer() * u_inner()) { return; }
+  let o = idx / u_inner();
+  let i = idx % u_inner();
+  var acc: ${ct} = ${init};
+  for (var k = 0u; k < u_n(); k = k + 1u) {
+    let e = load_x(u_x_off() + (o * u_n() + k) * u_inner() + i);
+    acc = ${comb};
+  }
+  store_out(idx, acc);`;
+    run({ name: `reduce_${op}`, key: op, bindings, uniforms, workgroupSize: [EW_WG], body }, [x, out], values, linearGrid(outer * inner, EW_WG, device));
+    return out;
+  },
+});
+
+// ------------------------------------------------------------------------------ row kernels
+function rowGrid(rows: number, device: WebGPUDevice): [number, number, number] {
+  return linearGrid(rows * ROW_WG, ROW_WG, device);
+}
+
+registerGpu({
+  name: 'softmax',
+  backend: 'webgpu',
+  fn: ([x0], attrs, device) => {
+    const x = contiguousInput(x0!);
+    const n = x.shape[x.rank - 1] ?? 1;
+    const rows = n === 0 ? 0 : x.size / n;
+    const out = empty(x.shape, x.dtype, device);
+    if (rows === 0) return out;
+    const log = !!attrs.log;
+    const body = `
+  let row = flat_wg;
+  if (row >= u_rows()) { return; }
+  let base = u_x_off() + row * u_n();
+  var m = neg_inf();
+  for (var k = lidx; k < u_n(); k = k + WG_SIZE) { m = max(m, load_x(base + k)); }
+  m = wg_max(m, lidx);
+  var s = 0.0;
+  if (m > neg_inf()) {
+    for (var k = lidx; k < u_n(); k = k + WG_SIZE) { s = s + exp(load_x(base + k) - m); }
+  }
+  s = wg_sum(s, lidx);
+  let ls = log(s);
+  for (var k = lidx; k < u_n(); k = k + WG_SIZE) {
+    let z = load_x(base + k) - m;
+    var y: f32;
+    if (s == 0.0) { y = ${log ? 'neg_inf()' : '0.0'}; } else { y = ${log ? 'z - ls' : 'exp(z) / s'}; }
+    store_out(row * u_n() + k, y);
+  }`;
+    run(
+      {
+        name: log ? 'log_softmax' : 'softmax',
+        key: String(log),
+        bindings: [
+          { name: 'x', dtype: x.dtype, access: 'read' },
+          { name: 'out', dtype: x.dtype, access: 'read_write' },
+        ],
+        uniforms: [['rows', 'u32'], ['n', 'u32'], ['x_off', 'u32']],
+        workgroupSize: [ROW_WG],
+        helpers: WG_REDUCE,
+        body,
+      },
+      [x, out],
+      { rows, n, x_off: x.offset },
+      rowGrid(rows, device),
+    );
+    return out;
+  },
+});
+
+registerGpu({
+  name: 'layer_norm',
+  backend: 'webgpu',
+  fn: (inputs, attrs, device) => {
+    const x = contiguousInput(inputs[0]!);
+    const [rows, d] = x.shape as [number, number];
+    let k = 1;
+    const w = attrs.hasWeight ? contiguousInput(inputs[k++]!) : null;
+    const b = attrs.hasBias ? contiguousInput(inputs[k++]!) : null;
+    const y = empty([rows, d], x.dtype, device);
+    const mean = empty([rows], x.dtype, device);
+    const rstd = empty([rows], x.dtype, device);
+    if (rows === 0) return [y, mean, rstd];
+    const bindings: BindingSpec[] = [
+      { name: 'x', dtype: x.dtype, access: 'read' },
+      ...(w ? [{ name: 'w', dtype: w.dtype, access: 'read' as const }] : []),
+      ...(b ? [{ name: 'b', dtype: b.dtype, access: 'read' as const }] : []),
+      { name: 'y', dtype: x.dtype, access: 'read_write' },
+      { name: 'mean', dtype: x.dtype, access: 'read_write' },
+      { name: 'rstd', dtype: x.dtype, access: 'read_write' },
+    ];
+    const body = `
+  let row = flat_wg;
+  if (row >= u_rows()) { return; }
+  let base = u_x_off() + row * u_d();
+  let df = f32(u_d());
+  var s = 0.0;
+  for (var k = lidx; k < u_d(); k = k + WG_SIZE) { s = s + load_x(base + k); }
+  let mu = wg_sum(s, lidx) / df;
+  var q = 0.0;
+  for (var k = lidx; k < u_d(); k = k + WG_SIZE) { let c = load_x(base + k) - mu; q = q + c * c; }
+  let rs = rsqrt_refined(wg_sum(q, lidx) / df + u_eps());
+  for (var k = lidx; k < u_d(); k = k + WG_SIZE) {
+    let v = (load_x(base + k) - mu) * rs;
+    store_y(row * u_d() + k, v${w ? ' * load_w(u_w_off() + k)' : ''}${b ? ' + load_b(u_b_off() + k)' : ''});
+  }
+  if (lidx == 0u) { store_mean(row, mu); store_rstd(row, rs); }`;
+    const uniforms: UniformField[] = [['rows', 'u32'], ['d', 'u32'], ['eps', 'f32'], ['x_off', 'u32'], ['w_off', 'u32'], ['b_off', 'u32']];
+    run(
+      { name: 'layer_norm', key: `${!!w}${!!b}`, bindings, uniforms, workgroupSize: [ROW_WG], helpers: WG_REDUCE + MATH_HELPERS, body },
+      [x, ...(w ? [w] : []), ...(b ? [b] : []), y, mean, rstd],
+      { rows, d, eps: attrs.eps as number, x_off: x.offset, w_off: w?.offset ?? 0, b_off: b?.offset ?? 0 },
+      rowGrid(rows, device),
+    );
+    return [y, mean, rstd];
+  },
+});
+
+registerGpu({
+  name: 'layer_norm_backward',
+  backend: 'webgpu',
+  fn: (inputs, attrs, device) => {
+    const [x, g, mean, rstd] = inputs.slice(0, 4).map((t) => contiguousInput(t!)) as [Tensor, Tensor, Tensor, Tensor];
+    const w = attrs.hasWeight ? contiguousInput(inputs[4]!) : null;
+    const [rows, d] = x.shape as [number, number];
+    const dx = empty([rows, d], x.dtype, device);
+    if (rows === 0) return dx;
+    const gw = w ? 'load_g(u_g_off() + row * u_d() + k) * load_w(u_w_off() + k)' : 'load_g(u_g_off() + row * u_d() + k)';
+    const body = `
+  let row = flat_wg;
+  if (row >= u_rows()) { return; }
+  let mu = load_mean(u_m_off() + row);
+  let rs = load_rstd(u_r_off() + row);
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var k = lidx; k < u_d(); k = k + WG_SIZE) {
+    let xh = (load_x(u_x_off() + row * u_d() + k) - mu) * rs;
+    let gw = ${gw};
+    s1 = s1 + gw;
+    s2 = s2 + gw * xh;
+  }
+  let t1 = wg_sum(s1, lidx) / f32(u_d());
+  let t2 = wg_sum(s2, lidx) / f32(u_d());
+  for (var k = lidx; k < u_d(); k = k + WG_SIZE) {
+    let xh = (load_x(u_x_off() + row * u_d() + k) - mu) * rs;
+    let gw = ${gw};
+    store_dx(row * u_d() + k, rs * (gw - t1 - xh * t2));
+  }`;
+    const bindings: BindingSpec[] = [
+      { name: 'x', dtype: x.dtype, access: 'read' },
+      { name: 'g', dtype: g.dtype, access: 'read' },
+      { name: 'mean', dtype: mean.dtype, access: 'read' },
+      { name: 'rstd', dtype: rstd.dtype, access: 'read' },
+      ...(w ? [{ name: 'w', dtype: w.dtype, access: 'read' as const }] : []),
+      { name: 'dx', dtype: x.dtype, access: 'read_write' },
+    ];
+    const uniforms: UniformField[] = [['rows', 'u32'], ['d', 'u32'], ['x_off', 'u32'], ['g_off', 'u32'], ['m_off', 'u32'], ['r_off', 'u32'], ['w_off', 'u32']];
+    run(
+      { name: 'layer_norm_backward', key: String(!!w), bindings, uniforms, workgroupSize: [ROW_WG], helpers: WG_REDUCE, body },
+      [x, g, mean, rstd, ...(w ? [w] : []), dx],
+      { rows, d, x_off: x.offset, g_off: g.offset, m_off: mean.offset, r_off: rstd.offset, w_off: w?.offset ?? 0 },
+      rowGrid(rows, device),
+    );
+    return dx;
+  },
+});
+
+// ------------------------------------------------------------------------------ matmul
+const TILE = 16;
+
+registerGpu({
+  name: 'matmul',
+  backend: 'webgpu',
+  fn: ([a, b], _attrs, device) => {
+    const rank = a!.rank;
+    checkRank(a!.shape, 'a');
+    const batchShape = a!.shape.slice(0, -2);
+    const [m, k] = a!.shape.slice(-2) as [number, number];
+    const n = b!.shape[rank - 1]!;
+    const batch = sizeOf(batchShape);
+    const out = empty([...batchShape, m, n], a!.dtype, device);
+    if (batch * m * n === 0) return out;
+    if (k === 0) return zeros(out.shape, { dtype: out.dtype, device }) as Tensor;
+    const br = batchShape.length;
+    const body = `
+  let row = wid.y * ${TILE}u + lid.y;
+  let col = wid.x * ${TILE}u + lid.x;
+  // batch index -> element offsets of a and b
+  var rem = wid.z;
+  var oa = u_a_off();
+  var ob = u_b_off();
+  for (var d = i32(u_brank()) - 1; d >= 0; d = d - 1) {
+    let sz = u_bshape(u32(d));
+    let c = rem % sz;
+    rem = rem / sz;
+    oa = oa + c * u_a_bst(u32(d));
+    ob = ob + c * u_b_bst(u32(d));
+  }
+  var acc = 0.0;
+  let ntiles = (u_k() + ${TILE - 1}u) / ${TILE}u;
+  for (var t = 0u; t < ntiles; t = t + 1u) {
+    let ka = t * ${TILE}u + lid.x;
+    let kb = t * ${TILE}u + lid.y;
+    var va = 0.0;
+    if (row < u_m() && ka < u_k()) { va = load_a(oa + row * u_a_rs() + ka * u_a_cs()); }
+    var vb = 0.0;
+    if (kb < u_k() && col < u_n()) { vb = load_b(ob + kb * u_b_rs() + col * u_b_cs()); }
+    tile_a[lid.y][lid.x] = va;
+    tile_b[lid.y][lid.x] = vb;
+    workgroupBarrier();
+    for (var i = 0u; i < ${TILE}u; i = i + 1u) { acc = acc + tile_a[lid.y][i] * tile_b[i][lid.x]; }
+    workgroupBarrier();
+  }
+  if (row < u_m() && col < u_n()) { store_out((wid.z * u_m() + row) * u_n() + col, acc); }`;
+    const helpers = `var<workgroup> tile_a: array<array<f32, ${TILE}>, ${TILE}>;\nvar<workgroup> tile_b: array<array<f32, ${TILE}>, ${TILE}>;`;
+    const uniforms: UniformField[] = [
+      ['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['brank', 'u32'], ['bshape', 'u32', MAX_RANK],
+      ['a_off', 'u32'], ['a_rs', 'u32'], ['a_cs', 'u32'], ['a_bst', 'u32', MAX_RANK],
+      ['b_off', 'u32'], ['b_rs', 'u32'], ['b_cs', 'u32'], ['b_bst', 'u32', MAX_RANK],
+    ];
+    const values: UniformValues = {
+      m, n, k, brank: br, bshape: batchShape,
+      a_off: a!.offset, a_rs: a!.strides[rank - 2]!, a_cs: a!.strides[rank - 1]!, a_bst: a!.strides.slice(0, -2),
+      b_off: b!.offset, b_rs: b!.strides[rank - 2]!, b_cs: b!.strides[rank - 1]!, b_bst: b!.strides.slice(0, -2),
+    };
+    const bindings: BindingSpec[] = [
+      { name: 'a', dtype: a!.dtype, access: 'read' },
+      { name: 'b', dtype: b!.dtype, access: 'read' },
+      { name: 'out', dtype: out.dtype, access: 'read_write' },
+    ];
+    const maxZ = device.limits.maxComputeWorkgroupsPerDimension;
+    if (batch > maxZ) throw new WebattnError('LIMIT_EXCEEDED', `a: batch of ${batch} matrices exceeds maxComputeWorkgroupsPerDimension (${maxZ})`, { argument: 'a' });
+    run({ name: 'matmul', key: 't16', bindings, uniforms, workgroupSize: [TILE, TILE], helpers, body }, [a!, b!, out], values, [
+      Math.ceil(n / TILE),
+      Math.ceil(m / TILE),
+      batch,
+    ]);
+    return out;
+  },
+});
+
+// ------------------------------------------------------------------------------ embedding
+registerGpu({
+  name: 'embedding',
+  backend: 'webgpu',
+  fn: ([w0, ids0], _attrs, device) => {
+    const w = contiguousInput(w0!);
+    const ids = contiguousInput(ids0!);
+    const [v, d] = w.shape as [number, number];
+    const rows = ids.size;
+    const out = empty([rows, d], w.dtype, device);
+    if (rows * d === 0) return out;
+    const body = `
+  let idx = flat_wg * WG_SIZE + lidx;
+  if (idx >= u_rows() * u_d()) { return; }
+  let r = idx / u_d();
+  let j = idx % u_d();
+  let id = load_ids(u_i_off() + r);
+  var val = 0.0;
+  if (id >= 0 && u32(id) < u_v()) { val = load_w(u_w_off() + u32(id) * u_d() + j); }
+  store_out(idx, val);`;
+    run(
+      {
+        name: 'embedding',
+        key: '',
+        bindings: [
+          { name: 'w', dtype: w.dtype, access: 'read' },
+          { name: 'ids', dtype: 'int32', access: 'read' },
+          { name: 'out', dtype: w.dtype, access: 'read_write' },
+        ],
+        uniforms: [['rows', 'u32'], ['d', 'u32'], ['v', 'u32'], ['w_off', 'u32'], ['i_off', 'u32']],
+        workgroupSize: [EW_WG],
+        body,
+      },
+      [w, ids, out],
+      { rows, d, v, w_off: w.offset, i_off: ids.offset },
+      linearGrid(rows * d, EW_WG, device),
+    );
+    return out;
+  },
+});
+
+registerGpu({
+  name: 'embedding_backward',
+  backend: 'webgpu',
+  fn: ([g0, ids0], attrs, device) => {
+    const g = contiguousInput(g0!);
+    const ids = contiguousInput(ids0!);
+    const v = attrs.numEmbeddings as number;
+    const [rows, d] = g.shape as [number, number];
+    const out = zeros([v, d], { dtype: 'float32', device });
+    if (rows * d === 0) return out;
+    // float atomic add through compare-exchange on the f32 bits
+    const body = `
+  let idx = flat_wg * WG_SIZE + lidx;
+  if (idx >= u_rows() * u_d()) { return; }
+  let r = idx / u_d();
+  let j = idx % u_d();
+  let id = load_ids(u_i_off() + r);
+  if (id < 0 || u32(id) >= u_v()) { return; }
+  let add = load_g(u_g_off() + idx);
+  let slot = u32(id) * u_d() + j;
+  var old = atomicLoad(&out[slot]);
+  loop {
+    let res = atomicCompareExchangeWeak(&out[slot], old, bitcast<u32>(bitcast<f32>(old) + add));
+    if (res.exchanged) { break; }
+    old = res.old_value;
+  }`;
+    run(
+      {
+        name: 'embedding_backward',
+        key: '',
+        bindings: [
+          { name: 'g', dtype: g.dtype, access: 'read' },
+          { name: 'ids', dtype: 'int32', access: 'read' },
+          { name: 'out', dtype: 'float32', access: 'read_write', atomic: true },
+        ],
+        uniforms: [['rows', 'u32'], ['d', 'u32'], ['v', 'u32'], ['g_off', 'u32'], ['i_off', 'u32']],
+        workgroupSize: [EW_WG],
+        body,
+      },
+      [g, ids, out],
+      { rows, d, v, g_off: g.offset, i_off: ids.offset },
+      linearGrid(rows * d, EW_WG, device),
+    );
+    return g.dtype === 'float32' ? out : out.cast(g.dtype).detach();
+  },
+});
+
+// ------------------------------------------------------------------------------ cross-entropy
+function crossEntropyProgram(backward: boolean) {
+  const lse = `
+  let row = flat_wg;
+  if (row >= u_rows()) { return; }
+  let base = u_l_off() + row * u_c();
+  let t = load_t(u_t_off() + row);
+  var m = neg_inf();
+  for (var k = lidx; k < u_c(); k = k + WG_SIZE) { m = max(m, load_l(base + k)); }
+  m = wg_max(m, lidx);
+  var s = 0.0;
+  for (var k = lidx; k < u_c(); k = k + WG_SIZE) { s = s + exp(load_l(base + k) - m); }
+  let lse = m + log(wg_sum(s, lidx));
+  let ignored = t == u_ignore() || t < 0 || u32(t) >= u_c();`;
+  const fwd = `
+  if (lidx == 0u) {
+    var loss = 0.0;
+    if (!ignored) { loss = lse - load_l(base + u32(t)); }
+    store_out(row, loss);
+  }`;
+  const bwd = `
+  let gr = load_g(u_g_off() + row);
+  for (var k = lidx; k < u_c(); k = k + WG_SIZE) {
+    var d = 0.0;
+    if (!ignored) { d = gr * (exp(load_l(base + k) - lse) - select(0.0, 1.0, k == u32(t))); }
+    store_out(row * u_c() + k, d);
+  }`;
+  return lse + (backward ? bwd : fwd);
+}
+
+function crossEntropyKernel(backward: boolean) {
+  return (inputs: readonly Tensor[], attrs: KernelAttrs, device: WebGPUDevice) => {
+    const l = contiguousInput(inputs[0]!);
+    const t = contiguousInput(inputs[1]!);
+    const g = backward ? contiguousInput(inputs[2]!) : null;
+    const [rows, c] = l.shape as [number, number];
+    const out = empty(backward ? [rows, c] : [rows], l.dtype, device);
+    if (rows === 0) return out;
+    run(
+      {
+        name: backward ? 'cross_entropy_backward' : 'cross_entropy',
+        key: '',
+        bindings: [
+          { name: 'l', dtype: l.dtype, access: 'read' },
+          { name: 't', dtype: 'int32', access: 'read' },
+          ...(g ? [{ name: 'g', dtype: g.dtype, access: 'read' as const }] : []),
+          { name: 'out', dtype: l.dtype, access: 'read_write' },
+        ],
+        uniforms: [['rows', 'u32'], ['c', 'u32'], ['ignore', 'i32'], ['l_off', 'u32'], ['t_off', 'u32'], ['g_off', 'u32']],
+        workgroupSize: [ROW_WG],
+        helpers: WG_REDUCE,
+        body: crossEntropyProgram(backward),
+      },
+      [l, t, ...(g ? [g] : []), out],
+      { rows, c, ignore: attrs.ignoreIndex as number, l_off: l.offset, t_off: t.offset, g_off: g?.offset ?? 0 },
+      rowGrid(rows, device),
+    );
+    return out;
+  };
+}
+
+registerGpu({ name: 'cross_entropy', backend: 'webgpu', fn: crossEntropyKernel(false) });
+registerGpu({ name: 'cross_entropy_backward', backend: 'webgpu', fn: crossEntropyKernel(true) });

@@ -1,0 +1,27 @@
+/**
+ * `@webattn/kernels-webgpu`: the WGSL kernels of every webattn op, registered under the `webgpu`
+ * backend of the core-tensor kernel registry when this module is imported, and the WGSL helper
+ * they are all written with.
+ *
+ * @packageDocumentation
+ */
+import './basic-kernels.js';
+
+export {
+  MAX_RANK,
+  storageType,
+  computeType,
+  renderProgram,
+  packUniforms,
+  program,
+  run,
+  linearGrid,
+  stridedOffsetFn,
+  stridedFields,
+  checkRank,
+  WG_REDUCE,
+  type BindingSpec,
+  type UniformField,
+  type UniformValues,
+  type ProgramSpec,
+} from './wgsl.js';

@@ -1,0 +1,47 @@
+/** Shared helpers of webattn's tests (not published). */
+import { expect } from 'vitest';
+import { getDevice, WebGPUDevice, type Device, type TypedArray } from '@webattn/core-tensor';
+import '@webattn/kernels-webgpu';
+
+/** Max |a-b| and the first failing index under atol + rtol·|b|. */
+export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number) {
+  let worst = 0;
+  let bad = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const b = expected[i]!;
+    if (Number.isNaN(b) && Number.isNaN(a)) continue;
+    if (a === b) continue;
+    const d = Math.abs(a - b);
+    if (!(d <= atol + rtol * Math.abs(b))) {
+      if (bad < 0) bad = i;
+      worst = Math.max(worst, Number.isNaN(d) ? Infinity : d);
+    }
+  }
+  return { bad, worst };
+}
+
+/** Asserts closeness elementwise (NaN in `actual` always fails unless `expected` is NaN). */
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol = 1e-5, rtol = 1e-4, label = ''): void {
+  expect(actual.length, `${label} length`).toBe(expected.length);
+  const { bad, worst } = compare(actual, expected, atol, rtol);
+  if (bad >= 0) {
+    expect.fail(`${label}: element ${bad} is ${actual[bad]} but expected ${expected[bad]} (worst |diff| ${worst}, atol ${atol}, rtol ${rtol})`);
+  }
+}
+
+/** The WebGPU device for GPU tests: must exist (a missing adapter fails, never skips), with poisoned allocations. */
+export async function gpuDevice(): Promise<WebGPUDevice> {
+  const d = await getDevice({ kind: 'webgpu', cache: false });
+  expect(d).toBeInstanceOf(WebGPUDevice);
+  const g = d as WebGPUDevice;
+  g.poisonAllocations = true;
+  return g;
+}
+
+/** Reads a tensor back as plain numbers. */
+export async function values(t: { toArray(): Promise<TypedArray> }): Promise<number[]> {
+  return Array.from(await t.toArray());
+}
+
+export type { Device };
