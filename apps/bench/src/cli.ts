@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * webattn-bench: reproduces the published experiments on the default device and prints every
+ * number with the adapter that produced it. On software adapters compare ratios, not absolutes.
+ *
+ *   webattn-bench [scenario ...] [--json FILE] [--quick]
+ *   scenarios: kernels (default: all)
+ */
+import { writeFileSync } from 'node:fs';
+import * as T from '@webattn/core-tensor';
+import '@webattn/kernels-webgpu';
+import { renderTable } from './report.js';
+import { kernelsScenario } from './scenarios/kernels.js';
+import { progressDone, type BenchRow } from './timing.js';
+
+const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
+  kernels: kernelsScenario,
+};
+
+function usage(): never {
+  console.error(`usage: webattn-bench [${Object.keys(SCENARIOS).join('|')} ...] [--json FILE] [--quick]`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  let json: string | null = null;
+  let quick = false;
+  const picked: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--json') json = args[++i] ?? usage();
+    else if (a === '--quick') quick = true;
+    else if (a === '--help' || a === '-h') usage();
+    else if (a in SCENARIOS) picked.push(a);
+    else {
+      console.error(`unknown scenario or flag: ${a}`);
+      usage();
+    }
+  }
+  const device = await T.getDevice();
+  console.log(`webattn-bench on ${device.info.adapter} (${device.info.backend}/${device.info.api})`);
+  const rows: BenchRow[] = [];
+  for (const name of picked.length ? picked : Object.keys(SCENARIOS)) rows.push(...(await SCENARIOS[name]!(device, quick)));
+  progressDone();
+  console.log(renderTable(device.info, rows));
+  if (json) {
+    writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: device.info, rows }, null, 2));
+    console.log(`\nwrote ${json}`);
+  }
+  device.destroy();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

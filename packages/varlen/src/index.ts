@@ -1,0 +1,6 @@
+/**
+ * `@webattn/varlen` — not built yet: this package has no public API so far (see the project issues).
+ *
+ * @packageDocumentation
+ */
+export {};
