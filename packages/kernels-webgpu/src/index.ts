@@ -25,3 +25,20 @@ export {
   type UniformValues,
   type ProgramSpec,
 } from './wgsl.js';
+export {
+  scaledDotProductAttention,
+  sdpaKernel,
+  lastSdpaBackend,
+  type SdpaBackend,
+  type SdpaOptions,
+  type SdpaWithLse,
+} from './attention/sdpa.js';
+export {
+  flashForward,
+  flashBackward,
+  FLASH_MAX_HEAD_DIM,
+  type FlashParams,
+  type FlashHooks,
+  type FlashMask,
+  type FlashGradInputs,
+} from './attention/flash.js';

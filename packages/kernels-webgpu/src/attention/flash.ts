@@ -1,0 +1,438 @@
+/**
+ * The attention kernel generator: FlashAttention-2-style tiled online softmax. The forward never
+ * materialises Lq×Lkv and writes the log-sum-exp; the backward recomputes probabilities from it
+ * (one kernel for dQ, one for dK/dV). Every front door — SDPA, flex, varlen — calls these functions
+ * with its hooks (mask tensor, causal offset, score/mask functions, extra bindings); none copies them.
+ */
+import { empty, WebattnError, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { run, type BindingSpec, type UniformField, type UniformValues } from '../wgsl.js';
+
+/** Largest head dimension (E and Ev) the flash kernels compile for. */
+export const FLASH_MAX_HEAD_DIM = 256;
+
+/** Additive (float) or boolean (true = attend) mask tensor read tile by tile, broadcast by strides. */
+export interface FlashMask {
+  tensor: Tensor;
+  kind: 'bool' | 'float';
+}
+
+/** Hooks a front door adds to the generated kernel. */
+export interface FlashHooks {
+  /** Cache-key part for everything below. */
+  key: string;
+  /** WGSL helpers: `score_mod(s, b, h, q, kv) -> f32` and/or `mask_mod(b, h, q, kv) -> bool` (indices u32). */
+  wgsl?: string;
+  /** Call `score_mod` on every score. */
+  scoreMod?: boolean;
+  /** Call `mask_mod` for every (q, kv). */
+  maskMod?: boolean;
+  /** WGSL of `score_mod_grad(s, b, h, q, kv, ds) -> f32` returning d(score)/d(input score)·ds; required with scoreMod in backward. */
+  scoreModGrad?: boolean;
+  /** Extra read-only bindings (captured tensors) and their tensors. */
+  bindings?: BindingSpec[];
+  tensors?: Tensor[];
+}
+
+/** Everything the generator needs to know about one attention call. */
+export interface FlashParams {
+  q: Tensor; // [B, Hq, Lq, E] (any strides)
+  k: Tensor; // [B, Hkv, Lkv, E]
+  v: Tensor; // [B, Hkv, Lkv, Ev]
+  scale: number;
+  /** Causal: key j is visible to query i iff j <= i + causalOffset (0 = PyTorch top-left). */
+  causal: boolean;
+  causalOffset: number;
+  mask: FlashMask | null;
+  hooks: FlashHooks | null;
+}
+
+function dims(p: FlashParams) {
+  const [B, Hq, Lq, E] = p.q.shape as [number, number, number, number];
+  const [, Hkv, Lkv] = p.k.shape as [number, number, number, number];
+  const Ev = p.v.shape[3]!;
+  return { B, Hq, Hkv, Lq, Lkv, E, Ev, G: Hq / Hkv };
+}
+
+/** Tile sizes: 64 query rows per workgroup; key tile sized to keep K+V tiles within 16 KiB. */
+function tiles(E: number, Ev: number): { BR: number; BC: number } {
+  const per = (E + Ev) * 4;
+  let BC = 32;
+  while (BC > 4 && BC * per > 16384) BC /= 2;
+  return { BR: 64, BC };
+}
+
+const strided4 = (name: string): UniformField[] => [
+  [`${name}_off`, 'u32'],
+  [`${name}_st`, 'u32', 4],
+];
+
+function commonUniforms(): UniformField[] {
+  return [
+    ['B', 'u32'], ['hq', 'u32'], ['hkv', 'u32'], ['group', 'u32'], ['lq', 'u32'], ['lkv', 'u32'],
+    ['scale', 'f32'], ['causal_off', 'i32'],
+    ...strided4('q'), ...strided4('k'), ...strided4('v'), ...strided4('m'),
+  ];
+}
+
+function commonValues(p: FlashParams): UniformValues {
+  const d = dims(p);
+  const st = (t: Tensor | undefined) => ({ off: t?.offset ?? 0, st: t ? t.strides.slice() : [0, 0, 0, 0] });
+  const m = p.mask ? st(p.mask.tensor) : st(undefined);
+  return {
+    B: d.B, hq: d.Hq, hkv: d.Hkv, group: d.G, lq: d.Lq, lkv: d.Lkv, scale: p.scale, causal_off: p.causalOffset,
+    q_off: p.q.offset, q_st: p.q.strides.slice(), k_off: p.k.offset, k_st: p.k.strides.slice(),
+    v_off: p.v.offset, v_st: p.v.strides.slice(), m_off: m.off, m_st: m.st,
+  };
+}
+
+function inputBindings(p: FlashParams): BindingSpec[] {
+  const b: BindingSpec[] = [
+    { name: 'q', dtype: p.q.dtype, access: 'read' },
+    { name: 'k', dtype: p.k.dtype, access: 'read' },
+    { name: 'v', dtype: p.v.dtype, access: 'read' },
+  ];
+  if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
+  if (p.hooks?.bindings) b.push(...p.hooks.bindings);
+  return b;
+}
+
+function inputTensors(p: FlashParams): Tensor[] {
+  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.hooks?.tensors ?? [])];
+}
+
+/** WGSL shared by all three kernels: offsets and the masked, modified score of (b, h, i, j). */
+function scoreHelpers(p: FlashParams): string {
+  const mask = p.mask
+    ? p.mask.kind === 'bool'
+      ? `if (load_mask(u_m_off() + b * u_m_st(0u) + h * u_m_st(1u) + i * u_m_st(2u) + j * u_m_st(3u)) == 0u) { return neg_inf(); }`
+      : `x = x + load_mask(u_m_off() + b * u_m_st(0u) + h * u_m_st(1u) + i * u_m_st(2u) + j * u_m_st(3u));`
+    : '';
+  const causal = p.causal ? `if (i32(j) > i32(i) + u_causal_off()) { return neg_inf(); }` : '';
+  const maskMod = p.hooks?.maskMod ? `if (!mask_mod(b, h, i, j)) { return neg_inf(); }` : '';
+  const scoreMod = p.hooks?.scoreMod ? `x = score_mod(x, b, h, i, j);` : '';
+  return `
+fn q_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_q_off() + b * u_q_st(0u) + h * u_q_st(1u) + i * u_q_st(2u) + e * u_q_st(3u); }
+fn k_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_k_off() + b * u_k_st(0u) + h * u_k_st(1u) + j * u_k_st(2u) + e * u_k_st(3u); }
+fn v_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_v_off() + b * u_v_st(0u) + h * u_v_st(1u) + j * u_v_st(2u) + e * u_v_st(3u); }
+// The final score of query i and key j given the scaled dot product, or -inf when masked out.
+fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
+  var x = dot_scaled;
+  ${causal}
+  ${maskMod}
+  ${mask}
+  ${scoreMod}
+  return x;
+}
+${p.hooks?.wgsl ?? ''}`;
+}
+
+/** Key range of a causal query block: keys beyond the last visible one are skipped (block skipping). */
+const KV_END = (causal: boolean) =>
+  causal
+    ? `let last_q = min(q0 + WG_SIZE, u_lq());
+  let kv_end = u32(clamp(i32(last_q) + u_causal_off(), 0, i32(u_lkv())));`
+    : `let kv_end = u_lkv();`;
+
+function cacheKey(p: FlashParams, extra: string): string {
+  const d = dims(p);
+  return `E${d.E}:Ev${d.Ev}:c${p.causal}:m${p.mask?.kind ?? '-'}:h${p.hooks?.key ?? '-'}:${extra}`;
+}
+
+/** Forward: returns output `[B, Hq, Lq, Ev]` (contiguous) and lse `[B, Hq, Lq]` (float32, natural log). */
+export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const { BR, BC } = tiles(d.E, d.Ev);
+  const out = empty([d.B, d.Hq, d.Lq, d.Ev], p.q.dtype, device);
+  const lse = empty([d.B, d.Hq, d.Lq], 'float32', device);
+  if (d.B * d.Hq * d.Lq === 0) return { out, lse };
+  checkGrid(device, d.B * d.Hq, 'query');
+  const body = `
+  let bh = wid.y;
+  let b = bh / u_hq();
+  let h = bh % u_hq();
+  let hk = h / u_group();
+  let q0 = wid.x * WG_SIZE;
+  let i = q0 + lidx;
+  let row_ok = i < u_lq();
+  var qv: array<f32, E>;
+  var acc: array<f32, EV>;
+  for (var e = 0u; e < E; e = e + 1u) { qv[e] = 0.0; }
+  for (var e = 0u; e < EV; e = e + 1u) { acc[e] = 0.0; }
+  if (row_ok) { for (var e = 0u; e < E; e = e + 1u) { qv[e] = load_q(q_at(b, h, i, e)) * u_scale(); } }
+  var m = neg_inf();
+  var l = 0.0;
+  ${KV_END(p.causal)}
+  for (var j0 = 0u; j0 < kv_end; j0 = j0 + BC) {
+    for (var t = lidx; t < BC * E; t = t + WG_SIZE) {
+      let j = j0 + t / E;
+      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % E)), j < u_lkv());
+    }
+    for (var t = lidx; t < BC * EV; t = t + WG_SIZE) {
+      let j = j0 + t / EV;
+      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % EV)), j < u_lkv());
+    }
+    workgroupBarrier();
+    if (row_ok) {
+      var s: array<f32, BC>;
+      var tmax = neg_inf();
+      for (var jj = 0u; jj < BC; jj = jj + 1u) {
+        let j = j0 + jj;
+        var x = neg_inf();
+        if (j < kv_end) {
+          var dot = 0.0;
+          for (var e = 0u; e < E; e = e + 1u) { dot = dot + qv[e] * ks[jj * E + e]; }
+          x = finish_score(dot, b, h, i, j);
+        }
+        s[jj] = x;
+        tmax = max(tmax, x);
+      }
+      let m_new = max(m, tmax);
+      if (m_new > neg_inf()) {
+        let alpha = exp(m - m_new);
+        l = l * alpha;
+        for (var e = 0u; e < EV; e = e + 1u) { acc[e] = acc[e] * alpha; }
+        for (var jj = 0u; jj < BC; jj = jj + 1u) {
+          let pr = exp(s[jj] - m_new);
+          l = l + pr;
+          for (var e = 0u; e < EV; e = e + 1u) { acc[e] = acc[e] + pr * vs[jj * EV + e]; }
+        }
+        m = m_new;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (row_ok) {
+    let base = (bh * u_lq() + i) * EV;
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var e = 0u; e < EV; e = e + 1u) { store_out(base + e, acc[e] * inv); }
+    store_lse(bh * u_lq() + i, select(neg_inf(), m + log(l), l > 0.0));
+  }`;
+  const helpers = `const E: u32 = ${d.E}u;\nconst EV: u32 = ${d.Ev}u;\nconst BC: u32 = ${BC}u;
+var<workgroup> ks: array<f32, ${BC * d.E}>;
+var<workgroup> vs: array<f32, ${BC * d.Ev}>;
+${scoreHelpers(p)}`;
+  run(
+    {
+      name: 'flash_attention_forward',
+      key: cacheKey(p, `BR${BR}BC${BC}`),
+      bindings: [
+        ...inputBindings(p),
+        { name: 'out', dtype: out.dtype, access: 'read_write' },
+        { name: 'lse', dtype: 'float32', access: 'read_write' },
+      ],
+      uniforms: commonUniforms(),
+      workgroupSize: [BR],
+      helpers,
+      body,
+    },
+    [...inputTensors(p), out, lse],
+    commonValues(p),
+    [Math.ceil(d.Lq / BR), d.B * d.Hq, 1],
+  );
+  return { out, lse };
+}
+
+function checkGrid(device: WebGPUDevice, n: number, argument: string): void {
+  const max = device.limits.maxComputeWorkgroupsPerDimension;
+  if (n > max) {
+    throw new WebattnError('LIMIT_EXCEEDED', `${argument}: batch × heads = ${n} exceeds maxComputeWorkgroupsPerDimension (${max})`, { argument });
+  }
+}
+
+/** Inputs of the backward pass besides the forward parameters. */
+export interface FlashGradInputs {
+  dout: Tensor; // [B, Hq, Lq, Ev] any strides
+  lse: Tensor; // [B, Hq, Lq] contiguous float32
+  delta: Tensor; // [B, Hq, Lq] contiguous float32: rowsum(dout ∘ out)
+}
+
+/** Backward: dQ `[B,Hq,Lq,E]`, dK `[B,Hkv,Lkv,E]`, dV `[B,Hkv,Lkv,Ev]` (contiguous, float32). */
+export function flashBackward(p: FlashParams, g: FlashGradInputs): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const { BR, BC } = tiles(d.E, d.Ev);
+  const dq = empty([d.B, d.Hq, d.Lq, d.E], p.q.dtype, device);
+  const dk = empty([d.B, d.Hkv, d.Lkv, d.E], p.k.dtype, device);
+  const dv = empty([d.B, d.Hkv, d.Lkv, d.Ev], p.v.dtype, device);
+  checkGrid(device, d.B * d.Hq, 'query');
+  const gradUniforms: UniformField[] = [...commonUniforms(), ...strided4('do')];
+  const values: UniformValues = { ...commonValues(p), do_off: g.dout.offset, do_st: g.dout.strides.slice() };
+  const gradBindings: BindingSpec[] = [
+    ...inputBindings(p),
+    { name: 'dout', dtype: g.dout.dtype, access: 'read' },
+    { name: 'lse', dtype: 'float32', access: 'read' },
+    { name: 'delta', dtype: 'float32', access: 'read' },
+  ];
+  const gradTensors = [...inputTensors(p), g.dout, g.lse, g.delta];
+  const dsOf = p.hooks?.scoreMod ? 'score_mod_grad(raw, b, h, i, j, ds)' : 'ds';
+  // raw = scaled dot before score_mod; the chain rule through score_mod needs it
+  const common = `const E: u32 = ${d.E}u;\nconst EV: u32 = ${d.Ev}u;\nconst BC: u32 = ${BC}u;
+fn do_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_do_off() + b * u_do_st(0u) + h * u_do_st(1u) + i * u_do_st(2u) + e * u_do_st(3u); }
+${scoreHelpers(p)}`;
+
+  // ---- dQ: one thread per query row, K/V tiles in workgroup memory
+  if (d.B * d.Hq * d.Lq > 0) {
+    const body = `
+  let bh = wid.y;
+  let b = bh / u_hq();
+  let h = bh % u_hq();
+  let hk = h / u_group();
+  let q0 = wid.x * WG_SIZE;
+  let i = q0 + lidx;
+  let row_ok = i < u_lq();
+  var qv: array<f32, E>;
+  var dov: array<f32, EV>;
+  var dqv: array<f32, E>;
+  var lse_i = neg_inf();
+  var delta_i = 0.0;
+  for (var e = 0u; e < E; e = e + 1u) { qv[e] = 0.0; dqv[e] = 0.0; }
+  for (var e = 0u; e < EV; e = e + 1u) { dov[e] = 0.0; }
+  if (row_ok) {
+    for (var e = 0u; e < E; e = e + 1u) { qv[e] = load_q(q_at(b, h, i, e)) * u_scale(); }
+    for (var e = 0u; e < EV; e = e + 1u) { dov[e] = load_dout(do_at(b, h, i, e)); }
+    lse_i = load_lse(bh * u_lq() + i);
+    delta_i = load_delta(bh * u_lq() + i);
+  }
+  ${KV_END(p.causal)}
+  for (var j0 = 0u; j0 < kv_end; j0 = j0 + BC) {
+    for (var t = lidx; t < BC * E; t = t + WG_SIZE) {
+      let j = j0 + t / E;
+      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % E)), j < u_lkv());
+    }
+    for (var t = lidx; t < BC * EV; t = t + WG_SIZE) {
+      let j = j0 + t / EV;
+      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % EV)), j < u_lkv());
+    }
+    workgroupBarrier();
+    if (row_ok && lse_i > neg_inf()) {
+      for (var jj = 0u; jj < BC; jj = jj + 1u) {
+        let j = j0 + jj;
+        if (j >= kv_end) { break; }
+        var raw = 0.0;
+        for (var e = 0u; e < E; e = e + 1u) { raw = raw + qv[e] * ks[jj * E + e]; }
+        let x = finish_score(raw, b, h, i, j);
+        if (x == neg_inf()) { continue; }
+        let pr = exp(x - lse_i);
+        var dp = 0.0;
+        for (var e = 0u; e < EV; e = e + 1u) { dp = dp + dov[e] * vs[jj * EV + e]; }
+        let ds = pr * (dp - delta_i);
+        let dsr = ${dsOf} * u_scale();
+        for (var e = 0u; e < E; e = e + 1u) { dqv[e] = dqv[e] + dsr * ks[jj * E + e]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (row_ok) {
+    let base = (bh * u_lq() + i) * E;
+    for (var e = 0u; e < E; e = e + 1u) { store_dq(base + e, dqv[e]); }
+  }`;
+    run(
+      {
+        name: 'flash_attention_backward_dq',
+        key: cacheKey(p, `BR${BR}BC${BC}`),
+        bindings: [...gradBindings, { name: 'dq', dtype: dq.dtype, access: 'read_write' }],
+        uniforms: gradUniforms,
+        workgroupSize: [BR],
+        helpers: `${common}\nvar<workgroup> ks: array<f32, ${BC * d.E}>;\nvar<workgroup> vs: array<f32, ${BC * d.Ev}>;`,
+        body,
+      },
+      [...gradTensors, dq],
+      values,
+      [Math.ceil(d.Lq / BR), d.B * d.Hq, 1],
+    );
+  }
+
+  // ---- dK, dV: one thread per key row, looping over the query heads of its group and Q tiles
+  if (d.B * d.Hkv * d.Lkv > 0) {
+    const qStart = p.causal
+      ? `let q_start = u32(clamp(i32(k0) - u_causal_off(), 0, i32(u_lq())));`
+      : `let q_start = 0u;`;
+    const body = `
+  let bh = wid.y;
+  let b = bh / u_hkv();
+  let hk = bh % u_hkv();
+  let k0 = wid.x * WG_SIZE;
+  let j = k0 + lidx;
+  let col_ok = j < u_lkv();
+  var kv: array<f32, E>;
+  var vv: array<f32, EV>;
+  var dkv: array<f32, E>;
+  var dvv: array<f32, EV>;
+  for (var e = 0u; e < E; e = e + 1u) { kv[e] = 0.0; dkv[e] = 0.0; }
+  for (var e = 0u; e < EV; e = e + 1u) { vv[e] = 0.0; dvv[e] = 0.0; }
+  if (col_ok) {
+    for (var e = 0u; e < E; e = e + 1u) { kv[e] = load_k(k_at(b, hk, j, e)); }
+    for (var e = 0u; e < EV; e = e + 1u) { vv[e] = load_v(v_at(b, hk, j, e)); }
+  }
+  ${qStart}
+  for (var g = 0u; g < u_group(); g = g + 1u) {
+    let h = hk * u_group() + g;
+    let bhq = b * u_hq() + h;
+    for (var i0 = q_start; i0 < u_lq(); i0 = i0 + BC) {
+      for (var t = lidx; t < BC * E; t = t + WG_SIZE) {
+        let i = i0 + t / E;
+        qs[t] = select(0.0, load_q(q_at(b, h, min(i, u_lq() - 1u), t % E)) * u_scale(), i < u_lq());
+      }
+      for (var t = lidx; t < BC * EV; t = t + WG_SIZE) {
+        let i = i0 + t / EV;
+        dos[t] = select(0.0, load_dout(do_at(b, h, min(i, u_lq() - 1u), t % EV)), i < u_lq());
+      }
+      for (var t = lidx; t < BC; t = t + WG_SIZE) {
+        let i = i0 + t;
+        lses[t] = select(neg_inf(), load_lse(bhq * u_lq() + min(i, u_lq() - 1u)), i < u_lq());
+        deltas[t] = select(0.0, load_delta(bhq * u_lq() + min(i, u_lq() - 1u)), i < u_lq());
+      }
+      workgroupBarrier();
+      if (col_ok) {
+        for (var ii = 0u; ii < BC; ii = ii + 1u) {
+          let i = i0 + ii;
+          if (i >= u_lq()) { break; }
+          if (lses[ii] == neg_inf()) { continue; }
+          var raw = 0.0;
+          for (var e = 0u; e < E; e = e + 1u) { raw = raw + qs[ii * E + e] * kv[e]; }
+          let x = finish_score(raw, b, h, i, j);
+          if (x == neg_inf()) { continue; }
+          let pr = exp(x - lses[ii]);
+          var dp = 0.0;
+          for (var e = 0u; e < EV; e = e + 1u) {
+            let dov = dos[ii * EV + e];
+            dvv[e] = dvv[e] + pr * dov;
+            dp = dp + dov * vv[e];
+          }
+          let ds = pr * (dp - deltas[ii]);
+          let dsr = ${dsOf};
+          // qs holds q·scale, so dK = Σ dsr · q · scale
+          for (var e = 0u; e < E; e = e + 1u) { dkv[e] = dkv[e] + dsr * qs[ii * E + e]; }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  if (col_ok) {
+    let kb = (bh * u_lkv() + j) * E;
+    let vb = (bh * u_lkv() + j) * EV;
+    for (var e = 0u; e < E; e = e + 1u) { store_dk(kb + e, dkv[e]); }
+    for (var e = 0u; e < EV; e = e + 1u) { store_dv(vb + e, dvv[e]); }
+  }`;
+    run(
+      {
+        name: 'flash_attention_backward_dkv',
+        key: cacheKey(p, `BR${BR}BC${BC}`),
+        bindings: [...gradBindings, { name: 'dk', dtype: dk.dtype, access: 'read_write' }, { name: 'dv', dtype: dv.dtype, access: 'read_write' }],
+        uniforms: gradUniforms,
+        workgroupSize: [BR],
+        helpers: `${common}
+var<workgroup> qs: array<f32, ${BC * d.E}>;
+var<workgroup> dos: array<f32, ${BC * d.Ev}>;
+var<workgroup> lses: array<f32, ${BC}>;
+var<workgroup> deltas: array<f32, ${BC}>;`,
+        body,
+      },
+      [...gradTensors, dk, dv],
+      values,
+      [Math.ceil(d.Lkv / BR), d.B * d.Hkv, 1],
+    );
+  }
+  return { dq, dk, dv };
+}
