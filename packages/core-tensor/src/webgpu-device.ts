@@ -53,6 +53,12 @@ export class WebGPUDevice extends Device {
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private pending: Pending[] = [];
   private readonly onDestroy: () => void;
+  /**
+   * Most loop iterations one invocation may run before the driver cuts it short (Mesa llvmpipe caps
+   * every shader at 65535; others have no such cap). Kernels with long loops split their work into
+   * passes below this.
+   */
+  readonly maxLoopIterations: number;
   /** Tests set this: every new storage is filled with NaN bits so an unwritten element fails. */
   poisonAllocations = false;
   /** Keeps the Dawn instance and adapter alive as long as the device: collecting them tears Dawn down under us. */
@@ -65,6 +71,7 @@ export class WebGPUDevice extends Device {
     this.info = info;
     this.limits = gpu.limits;
     this.onDestroy = onDestroy;
+    this.maxLoopIterations = /llvmpipe/i.test(info.adapter) ? 65535 : Infinity;
     void gpu.lost.then((i) => {
       this.isLost = true;
       this.lostMessage = `${i.reason}: ${i.message}`;

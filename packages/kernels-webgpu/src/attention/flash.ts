@@ -4,8 +4,8 @@
  * (one kernel for dQ, one for dK/dV). Every front door — SDPA, flex, varlen — calls these functions
  * with its hooks (mask tensor, causal offset, score/mask functions, extra bindings); none copies them.
  */
-import { empty, WebattnError, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
-import { run, type BindingSpec, type UniformField, type UniformValues } from '../wgsl.js';
+import { broadcastStrides, empty, WebattnError, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { run, type BindingSpec, type ProgramSpec, type UniformField, type UniformValues } from '../wgsl.js';
 
 /** Largest head dimension (E and Ev) the flash kernels compile for. */
 export const FLASH_MAX_HEAD_DIM = 256;
@@ -55,7 +55,7 @@ function dims(p: FlashParams) {
 
 /** Tile sizes: 64 query rows per workgroup; key tile sized to keep K+V tiles within 16 KiB. */
 function tiles(E: number, Ev: number): { BR: number; BC: number } {
-  const per = (E + Ev) * 4;
+  const per = (dimClass(E) + dimClass(Ev)) * 4;
   let BC = 32;
   while (BC > 4 && BC * per > 16384) BC /= 2;
   return { BR: 64, BC };
@@ -69,7 +69,8 @@ const strided4 = (name: string): UniformField[] => [
 function commonUniforms(): UniformField[] {
   return [
     ['B', 'u32'], ['hq', 'u32'], ['hkv', 'u32'], ['group', 'u32'], ['lq', 'u32'], ['lkv', 'u32'],
-    ['scale', 'f32'], ['causal_off', 'i32'],
+    ['scale', 'f32'], ['causal_off', 'i32'], ['e', 'u32'], ['ev', 'u32'], ['bc', 'u32'],
+    ['c_begin', 'u32'], ['c_stop', 'u32'], ['c_first', 'u32'], ['c_last', 'u32'], ['g_begin', 'u32'], ['g_stop', 'u32'],
     ...strided4('q'), ...strided4('k'), ...strided4('v'), ...strided4('m'),
   ];
 }
@@ -77,8 +78,11 @@ function commonUniforms(): UniformField[] {
 function commonValues(p: FlashParams): UniformValues {
   const d = dims(p);
   const st = (t: Tensor | undefined) => ({ off: t?.offset ?? 0, st: t ? t.strides.slice() : [0, 0, 0, 0] });
-  const m = p.mask ? st(p.mask.tensor) : st(undefined);
+  const m = p.mask
+    ? { off: p.mask.tensor.offset, st: broadcastStrides(p.mask.tensor.shape, p.mask.tensor.strides, [d.B, d.Hq, d.Lq, d.Lkv]) }
+    : st(undefined);
   return {
+    e: d.E, ev: d.Ev, bc: tiles(d.E, d.Ev).BC,
     B: d.B, hq: d.Hq, hkv: d.Hkv, group: d.G, lq: d.Lq, lkv: d.Lkv, scale: p.scale, causal_off: p.causalOffset,
     q_off: p.q.offset, q_st: p.q.strides.slice(), k_off: p.k.offset, k_st: p.k.strides.slice(),
     v_off: p.v.offset, v_st: p.v.strides.slice(), m_off: m.off, m_st: m.st,
@@ -133,9 +137,15 @@ const KV_END = (causal: boolean) =>
   let kv_end = u32(clamp(i32(last_q) + u_causal_off(), 0, i32(u_lkv())));`
     : `let kv_end = u_lkv();`;
 
+/** Head-dim size class the private arrays are declared with (one pipeline serves every E in a class). */
+function dimClass(n: number): number {
+  for (const c of [16, 32, 64, 128, 256]) if (n <= c) return c;
+  return n;
+}
+
 function cacheKey(p: FlashParams, extra: string): string {
   const d = dims(p);
-  return `E${d.E}:Ev${d.Ev}:c${p.causal}:m${p.mask?.kind ?? '-'}:h${p.hooks?.key ?? '-'}:${extra}`;
+  return `E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:h${p.hooks?.key ?? '-'}:${extra}`;
 }
 
 /** Forward: returns output `[B, Hq, Lq, Ev]` (contiguous) and lse `[B, Hq, Lq]` (float32, natural log). */
@@ -155,33 +165,43 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   let q0 = wid.x * WG_SIZE;
   let i = q0 + lidx;
   let row_ok = i < u_lq();
+  let row = bh * u_lq() + i;
   var qv: array<f32, E>;
   var acc: array<f32, EV>;
-  for (var e = 0u; e < E; e = e + 1u) { qv[e] = 0.0; }
-  for (var e = 0u; e < EV; e = e + 1u) { acc[e] = 0.0; }
-  if (row_ok) { for (var e = 0u; e < E; e = e + 1u) { qv[e] = load_q(q_at(b, h, i, e)) * u_scale(); } }
+  for (var e = 0u; e < u_e(); e = e + 1u) { qv[e] = 0.0; }
   var m = neg_inf();
   var l = 0.0;
-  ${KV_END(p.causal)}
-  for (var j0 = 0u; j0 < kv_end; j0 = j0 + BC) {
-    for (var t = lidx; t < BC * E; t = t + WG_SIZE) {
-      let j = j0 + t / E;
-      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % E)), j < u_lkv());
+  for (var e = 0u; e < u_ev(); e = e + 1u) { acc[e] = 0.0; }
+  if (row_ok) {
+    for (var e = 0u; e < u_e(); e = e + 1u) { qv[e] = load_q(q_at(b, h, i, e)) * u_scale(); }
+    if (u_c_first() == 0u) {
+      // continue the running state of the previous pass over keys
+      for (var e = 0u; e < u_ev(); e = e + 1u) { acc[e] = load_accb(row * u_ev() + e); }
+      m = load_mlb(row * 2u);
+      l = load_mlb(row * 2u + 1u);
     }
-    for (var t = lidx; t < BC * EV; t = t + WG_SIZE) {
-      let j = j0 + t / EV;
-      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % EV)), j < u_lkv());
+  }
+  ${KV_END(p.causal)}
+  let kv_hi = min(kv_end, u_c_stop());
+  for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
+    for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
+      let j = j0 + t / u_e();
+      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % u_e())), j < u_lkv());
+    }
+    for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
+      let j = j0 + t / u_ev();
+      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % u_ev())), j < u_lkv());
     }
     workgroupBarrier();
     if (row_ok) {
       var s: array<f32, BC>;
       var tmax = neg_inf();
-      for (var jj = 0u; jj < BC; jj = jj + 1u) {
+      for (var jj = 0u; jj < u_bc(); jj = jj + 1u) {
         let j = j0 + jj;
         var x = neg_inf();
-        if (j < kv_end) {
+        if (j < kv_hi) {
           var dot = 0.0;
-          for (var e = 0u; e < E; e = e + 1u) { dot = dot + qv[e] * ks[jj * E + e]; }
+          for (var e = 0u; e < u_e(); e = e + 1u) { dot = dot + qv[e] * ks[jj * u_e() + e]; }
           x = finish_score(dot, b, h, i, j);
         }
         s[jj] = x;
@@ -191,11 +211,11 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
       if (m_new > neg_inf()) {
         let alpha = exp(m - m_new);
         l = l * alpha;
-        for (var e = 0u; e < EV; e = e + 1u) { acc[e] = acc[e] * alpha; }
-        for (var jj = 0u; jj < BC; jj = jj + 1u) {
+        for (var e = 0u; e < u_ev(); e = e + 1u) { acc[e] = acc[e] * alpha; }
+        for (var jj = 0u; jj < u_bc(); jj = jj + 1u) {
           let pr = exp(s[jj] - m_new);
           l = l + pr;
-          for (var e = 0u; e < EV; e = e + 1u) { acc[e] = acc[e] + pr * vs[jj * EV + e]; }
+          for (var e = 0u; e < u_ev(); e = e + 1u) { acc[e] = acc[e] + pr * vs[jj * u_ev() + e]; }
         }
         m = m_new;
       }
@@ -203,34 +223,61 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
     workgroupBarrier();
   }
   if (row_ok) {
-    let base = (bh * u_lq() + i) * EV;
-    let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var e = 0u; e < EV; e = e + 1u) { store_out(base + e, acc[e] * inv); }
-    store_lse(bh * u_lq() + i, select(neg_inf(), m + log(l), l > 0.0));
+    if (u_c_last() != 0u) {
+      let inv = select(0.0, 1.0 / l, l > 0.0);
+      for (var e = 0u; e < u_ev(); e = e + 1u) { store_out(row * u_ev() + e, acc[e] * inv); }
+      store_lse(row, select(neg_inf(), m + log(l), l > 0.0));
+    } else {
+      for (var e = 0u; e < u_ev(); e = e + 1u) { store_accb(row * u_ev() + e, acc[e]); }
+      store_mlb(row * 2u, m);
+      store_mlb(row * 2u + 1u, l);
+    }
   }`;
-  const helpers = `const E: u32 = ${d.E}u;\nconst EV: u32 = ${d.Ev}u;\nconst BC: u32 = ${BC}u;
-var<workgroup> ks: array<f32, ${BC * d.E}>;
-var<workgroup> vs: array<f32, ${BC * d.Ev}>;
+  const helpers = `const E: u32 = ${dimClass(d.E)}u;\nconst EV: u32 = ${dimClass(d.Ev)}u;\nconst BC: u32 = ${BC}u;
+var<workgroup> ks: array<f32, ${BC * dimClass(d.E)}>;
+var<workgroup> vs: array<f32, ${BC * dimClass(d.Ev)}>;
 ${scoreHelpers(p)}`;
-  run(
-    {
-      name: 'flash_attention_forward',
-      key: cacheKey(p, `BR${BR}BC${BC}`),
-      bindings: [
-        ...inputBindings(p),
-        { name: 'out', dtype: out.dtype, access: 'read_write' },
-        { name: 'lse', dtype: 'float32', access: 'read_write' },
-      ],
-      uniforms: commonUniforms(),
-      workgroupSize: [BR],
-      helpers,
-      body,
-    },
-    [...inputTensors(p), out, lse],
-    commonValues(p),
-    [Math.ceil(d.Lq / BR), d.B * d.Hq, 1],
+  const chunks = passes(d.Lkv, BC, device.maxLoopIterations, d.E + d.Ev + 8);
+  const multi = chunks.length > 1;
+  const accb = empty([multi ? d.B * d.Hq * d.Lq * d.Ev : 1], 'float32', device);
+  const mlb = empty([multi ? d.B * d.Hq * d.Lq * 2 : 2], 'float32', device);
+  const spec = {
+    name: 'flash_attention_forward',
+    key: cacheKey(p, `BR${BR}BC${BC}`),
+    bindings: [
+      ...inputBindings(p),
+      { name: 'out', dtype: out.dtype, access: 'read_write' as const },
+      { name: 'lse', dtype: 'float32' as const, access: 'read_write' as const },
+      { name: 'accb', dtype: 'float32' as const, access: 'read_write' as const },
+      { name: 'mlb', dtype: 'float32' as const, access: 'read_write' as const },
+    ],
+    uniforms: commonUniforms(),
+    workgroupSize: [BR] as [number],
+    helpers,
+    body,
+  };
+  chunks.forEach(([c0, c1], n) =>
+    run(spec, [...inputTensors(p), out, lse, accb, mlb], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
   );
+  accb.dispose();
+  mlb.dispose();
   return { out, lse };
+}
+
+/**
+ * Splits [0, n) into passes of whole tiles so that one invocation runs at most ~60% of the adapter's
+ * loop-iteration cap (`costPerItem` iterations per key or query row). One pass where there is no cap.
+ */
+export function passes(n: number, tile: number, limit: number, costPerItem: number): [number, number][] {
+  if (!Number.isFinite(limit) || n * costPerItem <= limit * 0.6) return [[0, Math.max(n, 0)]];
+  const per = Math.max(tile, Math.floor((limit * 0.6) / costPerItem / tile) * tile);
+  const out: [number, number][] = [];
+  for (let c = 0; c < n; c += per) out.push([c, Math.min(n, c + per)]);
+  return out;
+}
+
+function chunkValues(c0: number, c1: number, n: number, count: number, g0 = 0, g1 = 0): UniformValues {
+  return { c_begin: c0, c_stop: c1, c_first: n === 0 ? 1 : 0, c_last: n === count - 1 ? 1 : 0, g_begin: g0, g_stop: g1 };
 }
 
 function checkGrid(device: WebGPUDevice, n: number, argument: string): void {
@@ -252,9 +299,10 @@ export function flashBackward(p: FlashParams, g: FlashGradInputs): { dq: Tensor;
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
   const { BR, BC } = tiles(d.E, d.Ev);
-  const dq = empty([d.B, d.Hq, d.Lq, d.E], p.q.dtype, device);
-  const dk = empty([d.B, d.Hkv, d.Lkv, d.E], p.k.dtype, device);
-  const dv = empty([d.B, d.Hkv, d.Lkv, d.Ev], p.v.dtype, device);
+  // gradients accumulate in float32 across passes; cast at the end for float16 inputs
+  const dq = empty([d.B, d.Hq, d.Lq, d.E], 'float32', device);
+  const dk = empty([d.B, d.Hkv, d.Lkv, d.E], 'float32', device);
+  const dv = empty([d.B, d.Hkv, d.Lkv, d.Ev], 'float32', device);
   checkGrid(device, d.B * d.Hq, 'query');
   const gradUniforms: UniformField[] = [...commonUniforms(), ...strided4('do')];
   const values: UniformValues = { ...commonValues(p), do_off: g.dout.offset, do_st: g.dout.strides.slice() };
@@ -267,7 +315,7 @@ export function flashBackward(p: FlashParams, g: FlashGradInputs): { dq: Tensor;
   const gradTensors = [...inputTensors(p), g.dout, g.lse, g.delta];
   const dsOf = p.hooks?.scoreMod ? 'score_mod_grad(raw, b, h, i, j, ds)' : 'ds';
   // raw = scaled dot before score_mod; the chain rule through score_mod needs it
-  const common = `const E: u32 = ${d.E}u;\nconst EV: u32 = ${d.Ev}u;\nconst BC: u32 = ${BC}u;
+  const common = `const E: u32 = ${dimClass(d.E)}u;\nconst EV: u32 = ${dimClass(d.Ev)}u;\nconst BC: u32 = ${BC}u;
 fn do_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_do_off() + b * u_do_st(0u) + h * u_do_st(1u) + i * u_do_st(2u) + e * u_do_st(3u); }
 ${scoreHelpers(p)}`;
 
@@ -286,60 +334,61 @@ ${scoreHelpers(p)}`;
   var dqv: array<f32, E>;
   var lse_i = neg_inf();
   var delta_i = 0.0;
-  for (var e = 0u; e < E; e = e + 1u) { qv[e] = 0.0; dqv[e] = 0.0; }
-  for (var e = 0u; e < EV; e = e + 1u) { dov[e] = 0.0; }
+  for (var e = 0u; e < u_e(); e = e + 1u) { qv[e] = 0.0; dqv[e] = 0.0; }
+  for (var e = 0u; e < u_ev(); e = e + 1u) { dov[e] = 0.0; }
   if (row_ok) {
-    for (var e = 0u; e < E; e = e + 1u) { qv[e] = load_q(q_at(b, h, i, e)) * u_scale(); }
-    for (var e = 0u; e < EV; e = e + 1u) { dov[e] = load_dout(do_at(b, h, i, e)); }
+    for (var e = 0u; e < u_e(); e = e + 1u) { qv[e] = load_q(q_at(b, h, i, e)) * u_scale(); }
+    for (var e = 0u; e < u_ev(); e = e + 1u) { dov[e] = load_dout(do_at(b, h, i, e)); }
     lse_i = load_lse(bh * u_lq() + i);
     delta_i = load_delta(bh * u_lq() + i);
+    if (u_c_first() == 0u) { for (var e = 0u; e < u_e(); e = e + 1u) { dqv[e] = load_dq((bh * u_lq() + i) * u_e() + e); } }
   }
   ${KV_END(p.causal)}
-  for (var j0 = 0u; j0 < kv_end; j0 = j0 + BC) {
-    for (var t = lidx; t < BC * E; t = t + WG_SIZE) {
-      let j = j0 + t / E;
-      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % E)), j < u_lkv());
+  let kv_hi = min(kv_end, u_c_stop());
+  for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
+    for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
+      let j = j0 + t / u_e();
+      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % u_e())), j < u_lkv());
     }
-    for (var t = lidx; t < BC * EV; t = t + WG_SIZE) {
-      let j = j0 + t / EV;
-      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % EV)), j < u_lkv());
+    for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
+      let j = j0 + t / u_ev();
+      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % u_ev())), j < u_lkv());
     }
     workgroupBarrier();
     if (row_ok && lse_i > neg_inf()) {
-      for (var jj = 0u; jj < BC; jj = jj + 1u) {
+      for (var jj = 0u; jj < u_bc(); jj = jj + 1u) {
         let j = j0 + jj;
-        if (j >= kv_end) { break; }
+        if (j >= kv_hi) { break; }
         var raw = 0.0;
-        for (var e = 0u; e < E; e = e + 1u) { raw = raw + qv[e] * ks[jj * E + e]; }
+        for (var e = 0u; e < u_e(); e = e + 1u) { raw = raw + qv[e] * ks[jj * u_e() + e]; }
         let x = finish_score(raw, b, h, i, j);
         if (x == neg_inf()) { continue; }
         let pr = exp(x - lse_i);
         var dp = 0.0;
-        for (var e = 0u; e < EV; e = e + 1u) { dp = dp + dov[e] * vs[jj * EV + e]; }
+        for (var e = 0u; e < u_ev(); e = e + 1u) { dp = dp + dov[e] * vs[jj * u_ev() + e]; }
         let ds = pr * (dp - delta_i);
         let dsr = ${dsOf} * u_scale();
-        for (var e = 0u; e < E; e = e + 1u) { dqv[e] = dqv[e] + dsr * ks[jj * E + e]; }
+        for (var e = 0u; e < u_e(); e = e + 1u) { dqv[e] = dqv[e] + dsr * ks[jj * u_e() + e]; }
       }
     }
     workgroupBarrier();
   }
   if (row_ok) {
-    let base = (bh * u_lq() + i) * E;
-    for (var e = 0u; e < E; e = e + 1u) { store_dq(base + e, dqv[e]); }
+    let base = (bh * u_lq() + i) * u_e();
+    for (var e = 0u; e < u_e(); e = e + 1u) { store_dq(base + e, dqv[e]); }
   }`;
-    run(
-      {
+    const chunks = passes(d.Lkv, BC, device.maxLoopIterations, 2 * d.E + d.Ev + 8);
+    const spec: ProgramSpec = {
         name: 'flash_attention_backward_dq',
         key: cacheKey(p, `BR${BR}BC${BC}`),
-        bindings: [...gradBindings, { name: 'dq', dtype: dq.dtype, access: 'read_write' }],
+        bindings: [...gradBindings, { name: 'dq', dtype: dq.dtype, access: 'read_write' as const }],
         uniforms: gradUniforms,
         workgroupSize: [BR],
-        helpers: `${common}\nvar<workgroup> ks: array<f32, ${BC * d.E}>;\nvar<workgroup> vs: array<f32, ${BC * d.Ev}>;`,
+        helpers: `${common}\nvar<workgroup> ks: array<f32, ${BC * dimClass(d.E)}>;\nvar<workgroup> vs: array<f32, ${BC * dimClass(d.Ev)}>;`,
         body,
-      },
-      [...gradTensors, dq],
-      values,
-      [Math.ceil(d.Lq / BR), d.B * d.Hq, 1],
+      };
+    chunks.forEach(([c0, c1], n) =>
+      run(spec, [...gradTensors, dq], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
     );
   }
 
@@ -359,80 +408,89 @@ ${scoreHelpers(p)}`;
   var vv: array<f32, EV>;
   var dkv: array<f32, E>;
   var dvv: array<f32, EV>;
-  for (var e = 0u; e < E; e = e + 1u) { kv[e] = 0.0; dkv[e] = 0.0; }
-  for (var e = 0u; e < EV; e = e + 1u) { vv[e] = 0.0; dvv[e] = 0.0; }
+  for (var e = 0u; e < u_e(); e = e + 1u) { kv[e] = 0.0; dkv[e] = 0.0; }
+  for (var e = 0u; e < u_ev(); e = e + 1u) { vv[e] = 0.0; dvv[e] = 0.0; }
   if (col_ok) {
-    for (var e = 0u; e < E; e = e + 1u) { kv[e] = load_k(k_at(b, hk, j, e)); }
-    for (var e = 0u; e < EV; e = e + 1u) { vv[e] = load_v(v_at(b, hk, j, e)); }
+    for (var e = 0u; e < u_e(); e = e + 1u) { kv[e] = load_k(k_at(b, hk, j, e)); }
+    for (var e = 0u; e < u_ev(); e = e + 1u) { vv[e] = load_v(v_at(b, hk, j, e)); }
+    if (u_c_first() == 0u) {
+      for (var e = 0u; e < u_e(); e = e + 1u) { dkv[e] = load_dk((bh * u_lkv() + j) * u_e() + e); }
+      for (var e = 0u; e < u_ev(); e = e + 1u) { dvv[e] = load_dv((bh * u_lkv() + j) * u_ev() + e); }
+    }
   }
   ${qStart}
-  for (var g = 0u; g < u_group(); g = g + 1u) {
+  let i_hi = min(u_lq(), u_c_stop());
+  for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
     let h = hk * u_group() + g;
     let bhq = b * u_hq() + h;
-    for (var i0 = q_start; i0 < u_lq(); i0 = i0 + BC) {
-      for (var t = lidx; t < BC * E; t = t + WG_SIZE) {
-        let i = i0 + t / E;
-        qs[t] = select(0.0, load_q(q_at(b, h, min(i, u_lq() - 1u), t % E)) * u_scale(), i < u_lq());
+    for (var i0 = max(q_start, u_c_begin()); i0 < i_hi; i0 = i0 + u_bc()) {
+      for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
+        let i = i0 + t / u_e();
+        qs[t] = select(0.0, load_q(q_at(b, h, min(i, u_lq() - 1u), t % u_e())) * u_scale(), i < i_hi);
       }
-      for (var t = lidx; t < BC * EV; t = t + WG_SIZE) {
-        let i = i0 + t / EV;
-        dos[t] = select(0.0, load_dout(do_at(b, h, min(i, u_lq() - 1u), t % EV)), i < u_lq());
+      for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
+        let i = i0 + t / u_ev();
+        dos[t] = select(0.0, load_dout(do_at(b, h, min(i, u_lq() - 1u), t % u_ev())), i < i_hi);
       }
-      for (var t = lidx; t < BC; t = t + WG_SIZE) {
+      for (var t = lidx; t < u_bc(); t = t + WG_SIZE) {
         let i = i0 + t;
-        lses[t] = select(neg_inf(), load_lse(bhq * u_lq() + min(i, u_lq() - 1u)), i < u_lq());
-        deltas[t] = select(0.0, load_delta(bhq * u_lq() + min(i, u_lq() - 1u)), i < u_lq());
+        lses[t] = select(neg_inf(), load_lse(bhq * u_lq() + min(i, u_lq() - 1u)), i < i_hi);
+        deltas[t] = select(0.0, load_delta(bhq * u_lq() + min(i, u_lq() - 1u)), i < i_hi);
       }
       workgroupBarrier();
       if (col_ok) {
-        for (var ii = 0u; ii < BC; ii = ii + 1u) {
+        for (var ii = 0u; ii < u_bc(); ii = ii + 1u) {
           let i = i0 + ii;
-          if (i >= u_lq()) { break; }
+          if (i >= i_hi) { break; }
           if (lses[ii] == neg_inf()) { continue; }
           var raw = 0.0;
-          for (var e = 0u; e < E; e = e + 1u) { raw = raw + qs[ii * E + e] * kv[e]; }
+          for (var e = 0u; e < u_e(); e = e + 1u) { raw = raw + qs[ii * u_e() + e] * kv[e]; }
           let x = finish_score(raw, b, h, i, j);
           if (x == neg_inf()) { continue; }
           let pr = exp(x - lses[ii]);
           var dp = 0.0;
-          for (var e = 0u; e < EV; e = e + 1u) {
-            let dov = dos[ii * EV + e];
+          for (var e = 0u; e < u_ev(); e = e + 1u) {
+            let dov = dos[ii * u_ev() + e];
             dvv[e] = dvv[e] + pr * dov;
             dp = dp + dov * vv[e];
           }
           let ds = pr * (dp - deltas[ii]);
           let dsr = ${dsOf};
           // qs holds q·scale, so dK = Σ dsr · q · scale
-          for (var e = 0u; e < E; e = e + 1u) { dkv[e] = dkv[e] + dsr * qs[ii * E + e]; }
+          for (var e = 0u; e < u_e(); e = e + 1u) { dkv[e] = dkv[e] + dsr * qs[ii * u_e() + e]; }
         }
       }
       workgroupBarrier();
     }
   }
   if (col_ok) {
-    let kb = (bh * u_lkv() + j) * E;
-    let vb = (bh * u_lkv() + j) * EV;
-    for (var e = 0u; e < E; e = e + 1u) { store_dk(kb + e, dkv[e]); }
-    for (var e = 0u; e < EV; e = e + 1u) { store_dv(vb + e, dvv[e]); }
+    let kb = (bh * u_lkv() + j) * u_e();
+    let vb = (bh * u_lkv() + j) * u_ev();
+    for (var e = 0u; e < u_e(); e = e + 1u) { store_dk(kb + e, dkv[e]); }
+    for (var e = 0u; e < u_ev(); e = e + 1u) { store_dv(vb + e, dvv[e]); }
   }`;
-    run(
-      {
+    const spec: ProgramSpec = {
         name: 'flash_attention_backward_dkv',
         key: cacheKey(p, `BR${BR}BC${BC}`),
-        bindings: [...gradBindings, { name: 'dk', dtype: dk.dtype, access: 'read_write' }, { name: 'dv', dtype: dv.dtype, access: 'read_write' }],
+        bindings: [...gradBindings, { name: 'dk', dtype: dk.dtype, access: 'read_write' as const }, { name: 'dv', dtype: dv.dtype, access: 'read_write' as const }],
         uniforms: gradUniforms,
         workgroupSize: [BR],
         helpers: `${common}
-var<workgroup> qs: array<f32, ${BC * d.E}>;
-var<workgroup> dos: array<f32, ${BC * d.Ev}>;
+var<workgroup> qs: array<f32, ${BC * dimClass(d.E)}>;
+var<workgroup> dos: array<f32, ${BC * dimClass(d.Ev)}>;
 var<workgroup> lses: array<f32, ${BC}>;
 var<workgroup> deltas: array<f32, ${BC}>;`,
         body,
-      },
-      [...gradTensors, dk, dv],
-      values,
-      [Math.ceil(d.Lkv / BR), d.B * d.Hkv, 1],
+      };
+    // passes over (query head of the group, query rows) keep each invocation under the loop cap
+    const cost = 2 * d.E + 2 * d.Ev + 8;
+    const all: [number, number, number, number][] = [];
+    if (!Number.isFinite(device.maxLoopIterations) || d.G * d.Lq * cost <= device.maxLoopIterations * 0.6) all.push([0, d.Lq, 0, d.G]);
+    else for (let g = 0; g < d.G; g++) for (const [c0, c1] of passes(d.Lq, BC, device.maxLoopIterations, cost)) all.push([c0, c1, g, g + 1]);
+    all.forEach(([c0, c1, g0, g1], n) =>
+      run(spec, [...gradTensors, dk, dv], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1) }, [Math.ceil(d.Lkv / BR), d.B * d.Hkv, 1]),
     );
   }
-  return { dq, dk, dv };
+  const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());
+  return { dq: cast(dq, p.q), dk: cast(dk, p.k), dv: cast(dv, p.v) };
 }
