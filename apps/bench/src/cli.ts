@@ -4,17 +4,19 @@
  * number with the adapter that produced it. On software adapters compare ratios, not absolutes.
  *
  *   webattn-bench [scenario ...] [--json FILE] [--quick]
- *   scenarios: kernels (default: all)
+ *   scenarios: kernels, attention (default: all)
  */
 import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
 import '@webattn/kernels-webgpu';
 import { renderTable } from './report.js';
+import { attentionScenario } from './scenarios/attention.js';
 import { kernelsScenario } from './scenarios/kernels.js';
 import { progressDone, type BenchRow } from './timing.js';
 
 const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
   kernels: kernelsScenario,
+  attention: attentionScenario,
 };
 
 function usage(): never {

@@ -59,6 +59,8 @@ export class WebGPUDevice extends Device {
    * passes below this.
    */
   readonly maxLoopIterations: number;
+  /** Kernels use subgroup operations when the adapter has `subgroups` and this is true (tests turn it off to check the fallback). */
+  subgroupsEnabled = true;
   /** Tests set this: every new storage is filled with NaN bits so an unwritten element fails. */
   poisonAllocations = false;
   /** Keeps the Dawn instance and adapter alive as long as the device: collecting them tears Dawn down under us. */

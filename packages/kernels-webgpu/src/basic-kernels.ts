@@ -22,7 +22,8 @@ import {
   run,
   stridedFields,
   stridedOffsetFn,
-  WG_REDUCE,
+  useSubgroups,
+  wgReduce,
   type BindingSpec,
   type UniformField,
   type UniformValues,
@@ -283,7 +284,7 @@ registerGpu({
   }
   let r = wg_reduce(acc, lidx, ${op === 'max'});
   if (lidx == 0u) { store_out(row, r); }`;
-      run({ name: `reduce_rows_${op}`, key: op, bindings, uniforms, workgroupSize: [ROW_WG], helpers: WG_REDUCE, body }, [x, out], values, rowGrid(outer, device));
+      run({ name: `reduce_rows_${op}`, key: op, bindings, uniforms, workgroupSize: [ROW_WG], helpers: wgReduce(useSubgroups(device)), subgroups: useSubgroups(device), body }, [x, out], values, rowGrid(outer, device));
       return out;
     }
     const body = `
@@ -346,7 +347,8 @@ registerGpu({
         ],
         uniforms: [['rows', 'u32'], ['n', 'u32'], ['x_off', 'u32']],
         workgroupSize: [ROW_WG],
-        helpers: WG_REDUCE,
+        helpers: wgReduce(useSubgroups(device)),
+        subgroups: useSubgroups(device),
         body,
       },
       [x, out],
@@ -396,7 +398,7 @@ registerGpu({
   if (lidx == 0u) { store_mean(row, mu); store_rstd(row, rs); }`;
     const uniforms: UniformField[] = [['rows', 'u32'], ['d', 'u32'], ['eps', 'f32'], ['x_off', 'u32'], ['w_off', 'u32'], ['b_off', 'u32']];
     run(
-      { name: 'layer_norm', key: `${!!w}${!!b}`, bindings, uniforms, workgroupSize: [ROW_WG], helpers: WG_REDUCE + MATH_HELPERS, body },
+      { name: 'layer_norm', key: `${!!w}${!!b}`, bindings, uniforms, workgroupSize: [ROW_WG], helpers: wgReduce(useSubgroups(device)) + MATH_HELPERS, subgroups: useSubgroups(device), body },
       [x, ...(w ? [w] : []), ...(b ? [b] : []), y, mean, rstd],
       { rows, d, eps: attrs.eps as number, x_off: x.offset, w_off: w?.offset ?? 0, b_off: b?.offset ?? 0 },
       rowGrid(rows, device),
@@ -445,7 +447,7 @@ registerGpu({
     ];
     const uniforms: UniformField[] = [['rows', 'u32'], ['d', 'u32'], ['x_off', 'u32'], ['g_off', 'u32'], ['m_off', 'u32'], ['r_off', 'u32'], ['w_off', 'u32']];
     run(
-      { name: 'layer_norm_backward', key: String(!!w), bindings, uniforms, workgroupSize: [ROW_WG], helpers: WG_REDUCE, body },
+      { name: 'layer_norm_backward', key: String(!!w), bindings, uniforms, workgroupSize: [ROW_WG], helpers: wgReduce(useSubgroups(device)), subgroups: useSubgroups(device), body },
       [x, g, mean, rstd, ...(w ? [w] : []), dx],
       { rows, d, x_off: x.offset, g_off: g.offset, m_off: mean.offset, r_off: rstd.offset, w_off: w?.offset ?? 0 },
       rowGrid(rows, device),
@@ -666,7 +668,8 @@ function crossEntropyKernel(backward: boolean) {
         ],
         uniforms: [['rows', 'u32'], ['c', 'u32'], ['ignore', 'i32'], ['l_off', 'u32'], ['t_off', 'u32'], ['g_off', 'u32']],
         workgroupSize: [ROW_WG],
-        helpers: WG_REDUCE,
+        helpers: wgReduce(useSubgroups(device)),
+        subgroups: useSubgroups(device),
         body: crossEntropyProgram(backward),
       },
       [l, t, ...(g ? [g] : []), out],

@@ -59,6 +59,8 @@ export interface ProgramSpec {
   helpers?: string;
   /** Body of `main`; has `gid`, `lid`, `wid`, `nwg`, `lidx` and `flat_wg` (linearised workgroup id). */
   body: string;
+  /** Enable the `subgroups` extension; `SG_LANE` and `SG_SIZE` are then set for every invocation. */
+  subgroups?: boolean;
 }
 
 function uniformLayout(fields: readonly UniformField[]): { offsets: Map<string, number>; words: number } {
@@ -106,6 +108,7 @@ export function renderProgram(spec: ProgramSpec): string {
   const f16 = spec.bindings.some((b) => b.dtype === 'float16');
   const parts: string[] = [];
   if (f16) parts.push('enable f16;');
+  if (spec.subgroups) parts.push('enable subgroups;\nvar<private> SG_LANE: u32;\nvar<private> SG_SIZE: u32;');
   spec.bindings.forEach((b, i) => parts.push(bindingWgsl(b, i)));
   if (spec.uniforms.length) parts.push(uniformWgsl(spec.uniforms).replace('UBIND', String(spec.bindings.length)));
   parts.push(`const WG_SIZE: u32 = ${x * y * z}u;`);
@@ -115,8 +118,8 @@ export function renderProgram(spec: ProgramSpec): string {
     `@compute @workgroup_size(${x}, ${y}, ${z})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lidx: u32) {
-  let flat_wg = wid.y * nwg.x + wid.x;
+        @builtin(local_invocation_index) lidx: u32${spec.subgroups ? ',\n        @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32' : ''}) {
+  let flat_wg = wid.y * nwg.x + wid.x;${spec.subgroups ? '\n  SG_LANE = sg_lane;\n  SG_SIZE = sg_size;' : ''}
 ${spec.body}
 }`,
   );
@@ -155,6 +158,7 @@ export function program(spec: ProgramSpec): GpuProgram {
     spec.bindings.map((b) => `${b.name}:${b.dtype}:${b.access}${b.atomic ? ':a' : ''}`).join(','),
     spec.uniforms.map((u) => u.join(':')).join(','),
     spec.workgroupSize.join('x'),
+    spec.subgroups ? 'sg' : '',
   ].join('|');
   let p = programCache.get(key);
   if (!p) {
@@ -221,13 +225,14 @@ export function checkRank(shape: readonly number[], argument: string): void {
   }
 }
 
-/** WGSL of workgroup reductions `wg_sum(v)` / `wg_max(v)` over a 1-D workgroup of `WG_SIZE` threads. */
-export const WG_REDUCE = `
-var<workgroup> red_buf: array<f32, WG_SIZE>;
-fn wg_reduce(v: f32, lidx: u32, is_max: bool) -> f32 {
-  // leading barrier: no thread may overwrite red_buf while another still reads the previous result
-  // (llvmpipe through GL gave wrong back-to-back reductions without it)
-  workgroupBarrier();
+/**
+ * WGSL of workgroup reductions `wg_sum(v, lidx)` / `wg_max(v, lidx)` over a 1-D workgroup of
+ * `WG_SIZE` (a power of two) threads. With `subgroups`, each subgroup reduces with `subgroupAdd/Max`
+ * and one slot per subgroup goes through workgroup memory; without, a tree in workgroup memory.
+ * Programs using the subgroup form must set `subgroups: true` in their spec.
+ */
+export function wgReduce(subgroups: boolean): string {
+  const tree = `
   red_buf[lidx] = v;
   workgroupBarrier();
   var s = WG_SIZE / 2u;
@@ -241,10 +246,30 @@ fn wg_reduce(v: f32, lidx: u32, is_max: bool) -> f32 {
     workgroupBarrier();
     s = s / 2u;
   }
-  let r = red_buf[0];
+  let r = red_buf[0];`;
+  const sg = `
+  let part = select(subgroupAdd(v), subgroupMax(v), is_max);
+  if (SG_LANE == 0u) { red_buf[lidx / SG_SIZE] = part; }
+  workgroupBarrier();
+  var r = red_buf[0];
+  for (var i = 1u; i < (WG_SIZE + SG_SIZE - 1u) / SG_SIZE; i = i + 1u) {
+    r = select(r + red_buf[i], max(r, red_buf[i]), is_max);
+  }`;
+  return `
+var<workgroup> red_buf: array<f32, WG_SIZE>;
+fn wg_reduce(v: f32, lidx: u32, is_max: bool) -> f32 {
+  // leading barrier: no thread may overwrite red_buf while another still reads the previous result
+  // (llvmpipe through GL gave wrong back-to-back reductions without it)
+  workgroupBarrier();${subgroups ? sg : tree}
   workgroupBarrier();
   return r;
 }
 fn wg_sum(v: f32, lidx: u32) -> f32 { return wg_reduce(v, lidx, false); }
 fn wg_max(v: f32, lidx: u32) -> f32 { return wg_reduce(v, lidx, true); }
 `;
+}
+
+/** True when kernels on `device` should use subgroup operations (the feature exists and is not disabled). */
+export function useSubgroups(device: WebGPUDevice): boolean {
+  return device.hasFeature('subgroups') && device.subgroupsEnabled;
+}
