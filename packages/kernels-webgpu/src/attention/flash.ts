@@ -44,13 +44,33 @@ export interface FlashParams {
   causalOffset: number;
   mask: FlashMask | null;
   hooks: FlashHooks | null;
+  /**
+   * Packed variable-length layout (FlashAttention `varlen`): q is `[totalQ, Hq, E]`, k/v `[totalK, Hkv, E|Ev]`,
+   * sequence b owns rows `cuQ[b]..cuQ[b+1]` (int32 `[B+1]`). Causal is then aligned bottom-right per
+   * sequence (offset Lk_b − Lq_b) and `causalOffset` is ignored. Output `[totalQ, Hq, Ev]`, lse `[Hq, totalQ]`.
+   */
+  varlen?: { cuQ: Tensor; cuK: Tensor; maxQ: number; maxK: number } | null;
+  /** Local attention window: key j visible iff i + off − left ≤ j ≤ i + off + right (−1 = unbounded). */
+  window?: { left: number; right: number } | null;
 }
 
 function dims(p: FlashParams) {
+  if (p.varlen) {
+    const [TQ, Hq, E] = p.q.shape as [number, number, number];
+    const [TK, Hkv] = p.k.shape as [number, number, number];
+    const Ev = p.v.shape[2]!;
+    const B = p.varlen.cuQ.shape[0]! - 1;
+    return { B, Hq, Hkv, Lq: p.varlen.maxQ, Lkv: p.varlen.maxK, E, Ev, G: Hq / Hkv, TQ, TK };
+  }
   const [B, Hq, Lq, E] = p.q.shape as [number, number, number, number];
   const [, Hkv, Lkv] = p.k.shape as [number, number, number, number];
   const Ev = p.v.shape[3]!;
-  return { B, Hq, Hkv, Lq, Lkv, E, Ev, G: Hq / Hkv };
+  return { B, Hq, Hkv, Lq, Lkv, E, Ev, G: Hq / Hkv, TQ: B * Hq * Lq, TK: B * Hkv * Lkv };
+}
+
+/** 4-D (b, h, row, e) strides of an operand: packed varlen operands have no batch stride (rows are global). */
+function strides4(t: Tensor, varlen: boolean): number[] {
+  return varlen ? [0, t.strides[1]!, t.strides[0]!, t.strides[2]!] : t.strides.slice();
 }
 
 /** Tile sizes: 64 query rows per workgroup; key tile sized to keep K+V tiles within 16 KiB. */
@@ -71,6 +91,7 @@ function commonUniforms(): UniformField[] {
     ['B', 'u32'], ['hq', 'u32'], ['hkv', 'u32'], ['group', 'u32'], ['lq', 'u32'], ['lkv', 'u32'],
     ['scale', 'f32'], ['causal_off', 'i32'], ['e', 'u32'], ['ev', 'u32'], ['bc', 'u32'],
     ['c_begin', 'u32'], ['c_stop', 'u32'], ['c_first', 'u32'], ['c_last', 'u32'], ['g_begin', 'u32'], ['g_stop', 'u32'],
+    ['tq', 'u32'], ['tk', 'u32'], ['win_l', 'i32'], ['win_r', 'i32'],
     ...strided4('q'), ...strided4('k'), ...strided4('v'), ...strided4('m'),
   ];
 }
@@ -84,8 +105,9 @@ function commonValues(p: FlashParams): UniformValues {
   return {
     e: d.E, ev: d.Ev, bc: tiles(d.E, d.Ev).BC,
     B: d.B, hq: d.Hq, hkv: d.Hkv, group: d.G, lq: d.Lq, lkv: d.Lkv, scale: p.scale, causal_off: p.causalOffset,
-    q_off: p.q.offset, q_st: p.q.strides.slice(), k_off: p.k.offset, k_st: p.k.strides.slice(),
-    v_off: p.v.offset, v_st: p.v.strides.slice(), m_off: m.off, m_st: m.st,
+    q_off: p.q.offset, q_st: strides4(p.q, !!p.varlen), k_off: p.k.offset, k_st: strides4(p.k, !!p.varlen),
+    v_off: p.v.offset, v_st: strides4(p.v, !!p.varlen), m_off: m.off, m_st: m.st,
+    tq: d.TQ, tk: d.TK, win_l: p.window?.left ?? -1, win_r: p.window?.right ?? -1,
   };
 }
 
@@ -96,12 +118,13 @@ function inputBindings(p: FlashParams): BindingSpec[] {
     { name: 'v', dtype: p.v.dtype, access: 'read' },
   ];
   if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
+  if (p.varlen) b.push({ name: 'cu_q', dtype: 'int32', access: 'read' }, { name: 'cu_k', dtype: 'int32', access: 'read' });
   if (p.hooks?.bindings) b.push(...p.hooks.bindings);
   return b;
 }
 
 function inputTensors(p: FlashParams): Tensor[] {
-  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.hooks?.tensors ?? [])];
+  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...(p.hooks?.tensors ?? [])];
 }
 
 /** WGSL shared by all three kernels: offsets and the masked, modified score of (b, h, i, j). */
@@ -111,17 +134,45 @@ function scoreHelpers(p: FlashParams): string {
       ? `if (load_mask(u_m_off() + b * u_m_st(0u) + h * u_m_st(1u) + i * u_m_st(2u) + j * u_m_st(3u)) == 0u) { return neg_inf(); }`
       : `x = x + load_mask(u_m_off() + b * u_m_st(0u) + h * u_m_st(1u) + i * u_m_st(2u) + j * u_m_st(3u));`
     : '';
-  const causal = p.causal ? `if (i32(j) > i32(i) + u_causal_off()) { return neg_inf(); }` : '';
+  const causal = p.causal ? `if (i32(j) > i32(i) + causal_off(b)) { return neg_inf(); }` : '';
+  const win = p.window
+    ? `if ((u_win_l() >= 0 && i32(j) < i32(i) + causal_off(b) - u_win_l()) || (u_win_r() >= 0 && i32(j) > i32(i) + causal_off(b) + u_win_r())) { return neg_inf(); }`
+    : '';
+  const layout = p.varlen
+    ? `
+fn qbase(b: u32) -> u32 { return u32(load_cu_q(b)); }
+fn kbase(b: u32) -> u32 { return u32(load_cu_k(b)); }
+fn qlen_of(b: u32) -> u32 { return u32(load_cu_q(b + 1u) - load_cu_q(b)); }
+fn klen_of(b: u32) -> u32 { return u32(load_cu_k(b + 1u) - load_cu_k(b)); }
+// bottom-right causal alignment per sequence, as FlashAttention-2 varlen
+fn causal_off(b: u32) -> i32 { return i32(klen_of(b)) - i32(qlen_of(b)); }
+fn o_idx(b: u32, h: u32, i: u32, e: u32) -> u32 { return ((qbase(b) + i) * u_hq() + h) * u_ev() + e; }
+fn lse_idx(b: u32, h: u32, i: u32) -> u32 { return h * u_tq() + qbase(b) + i; }
+fn dq_idx(b: u32, h: u32, i: u32, e: u32) -> u32 { return ((qbase(b) + i) * u_hq() + h) * u_e() + e; }
+fn dk_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((kbase(b) + j) * u_hkv() + hk) * u_e() + e; }
+fn dv_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((kbase(b) + j) * u_hkv() + hk) * u_ev() + e; }
+var<workgroup> wg_lens: vec2<u32>;`
+    : `
+fn qbase(b: u32) -> u32 { return 0u; }
+fn kbase(b: u32) -> u32 { return 0u; }
+fn causal_off(b: u32) -> i32 { return u_causal_off(); }
+fn o_idx(b: u32, h: u32, i: u32, e: u32) -> u32 { return ((b * u_hq() + h) * u_lq() + i) * u_ev() + e; }
+fn lse_idx(b: u32, h: u32, i: u32) -> u32 { return (b * u_hq() + h) * u_lq() + i; }
+fn dq_idx(b: u32, h: u32, i: u32, e: u32) -> u32 { return ((b * u_hq() + h) * u_lq() + i) * u_e() + e; }
+fn dk_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((b * u_hkv() + hk) * u_lkv() + j) * u_e() + e; }
+fn dv_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((b * u_hkv() + hk) * u_lkv() + j) * u_ev() + e; }`;
   const maskMod = p.hooks?.maskMod ? `if (!mask_mod(b, h, i, j)) { return neg_inf(); }` : '';
   const scoreMod = p.hooks?.scoreMod ? `x = score_mod(x, b, h, i, j);` : '';
   return `
-fn q_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_q_off() + b * u_q_st(0u) + h * u_q_st(1u) + i * u_q_st(2u) + e * u_q_st(3u); }
-fn k_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_k_off() + b * u_k_st(0u) + h * u_k_st(1u) + j * u_k_st(2u) + e * u_k_st(3u); }
-fn v_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_v_off() + b * u_v_st(0u) + h * u_v_st(1u) + j * u_v_st(2u) + e * u_v_st(3u); }
+${layout}
+fn q_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_q_off() + b * u_q_st(0u) + h * u_q_st(1u) + (qbase(b) + i) * u_q_st(2u) + e * u_q_st(3u); }
+fn k_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_k_off() + b * u_k_st(0u) + h * u_k_st(1u) + (kbase(b) + j) * u_k_st(2u) + e * u_k_st(3u); }
+fn v_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_v_off() + b * u_v_st(0u) + h * u_v_st(1u) + (kbase(b) + j) * u_v_st(2u) + e * u_v_st(3u); }
 // The final score of query i and key j given the scaled dot product, or -inf when masked out.
 fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
   var x = dot_scaled;
   ${causal}
+  ${win}
   ${maskMod}
   ${mask}
   ${scoreMod}
@@ -130,12 +181,22 @@ fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
 ${p.hooks?.wgsl ?? ''}`;
 }
 
+/** `LQ`, `LK`: this sequence's lengths, workgroup-uniform (loop bounds around barriers depend on them). */
+const LENS = (p: FlashParams) =>
+  p.varlen
+    ? `if (lidx == 0u) { wg_lens = vec2<u32>(qlen_of(b), klen_of(b)); }
+  let lens = workgroupUniformLoad(&wg_lens);
+  let LQ = lens.x;
+  let LK = lens.y;`
+    : `let LQ = u_lq();
+  let LK = u_lkv();`;
+
 /** Key range of a causal query block: keys beyond the last visible one are skipped (block skipping). */
 const KV_END = (causal: boolean) =>
   causal
-    ? `let last_q = min(q0 + WG_SIZE, u_lq());
-  let kv_end = u32(clamp(i32(last_q) + u_causal_off(), 0, i32(u_lkv())));`
-    : `let kv_end = u_lkv();`;
+    ? `let last_q = min(q0 + WG_SIZE, LQ);
+  let kv_end = u32(clamp(i32(last_q) + CAUSAL_OFF, 0, i32(LK)));`
+    : `let kv_end = LK;`;
 
 /** Head-dim size class the private arrays are declared with (one pipeline serves every E in a class). */
 function dimClass(n: number): number {
@@ -145,7 +206,7 @@ function dimClass(n: number): number {
 
 function cacheKey(p: FlashParams, extra: string): string {
   const d = dims(p);
-  return `E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:h${p.hooks?.key ?? '-'}:${extra}`;
+  return `E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:v${!!p.varlen}:w${!!p.window}:h${p.hooks?.key ?? '-'}:${extra}`;
 }
 
 /** Forward: returns output `[B, Hq, Lq, Ev]` (contiguous) and lse `[B, Hq, Lq]` (float32, natural log). */
@@ -153,9 +214,9 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
   const { BR, BC } = tiles(d.E, d.Ev);
-  const out = empty([d.B, d.Hq, d.Lq, d.Ev], p.q.dtype, device);
-  const lse = empty([d.B, d.Hq, d.Lq], 'float32', device);
-  if (d.B * d.Hq * d.Lq === 0) return { out, lse };
+  const out = empty(p.varlen ? [d.TQ, d.Hq, d.Ev] : [d.B, d.Hq, d.Lq, d.Ev], p.q.dtype, device);
+  const lse = empty(p.varlen ? [d.Hq, d.TQ] : [d.B, d.Hq, d.Lq], 'float32', device);
+  if (d.B * d.Hq * d.Lq === 0 || out.size === 0) return { out, lse };
   checkGrid(device, d.B * d.Hq, 'query');
   const body = `
   let bh = wid.y;
@@ -164,8 +225,9 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   let hk = h / u_group();
   let q0 = wid.x * WG_SIZE;
   let i = q0 + lidx;
-  let row_ok = i < u_lq();
-  let row = bh * u_lq() + i;
+  ${LENS(p)}
+  let row_ok = i < LQ;
+  let row = lse_idx(b, h, min(i, max(LQ, 1u) - 1u));
   var qv: array<f32, E>;
   var acc: array<f32, EV>;
   for (var e = 0u; e < u_e(); e = e + 1u) { qv[e] = 0.0; }
@@ -181,16 +243,17 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
       l = load_mlb(row * 2u + 1u);
     }
   }
+  let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
   for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
     for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
       let j = j0 + t / u_e();
-      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % u_e())), j < u_lkv());
+      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, LK - 1u), t % u_e())), j < LK);
     }
     for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
       let j = j0 + t / u_ev();
-      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % u_ev())), j < u_lkv());
+      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, LK - 1u), t % u_ev())), j < LK);
     }
     workgroupBarrier();
     if (row_ok) {
@@ -225,7 +288,7 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   if (row_ok) {
     if (u_c_last() != 0u) {
       let inv = select(0.0, 1.0 / l, l > 0.0);
-      for (var e = 0u; e < u_ev(); e = e + 1u) { store_out(row * u_ev() + e, acc[e] * inv); }
+      for (var e = 0u; e < u_ev(); e = e + 1u) { store_out(o_idx(b, h, i, e), acc[e] * inv); }
       store_lse(row, select(neg_inf(), m + log(l), l > 0.0));
     } else {
       for (var e = 0u; e < u_ev(); e = e + 1u) { store_accb(row * u_ev() + e, acc[e]); }
@@ -239,8 +302,9 @@ var<workgroup> vs: array<f32, ${BC * dimClass(d.Ev)}>;
 ${scoreHelpers(p)}`;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, d.E + d.Ev + 8);
   const multi = chunks.length > 1;
-  const accb = empty([multi ? d.B * d.Hq * d.Lq * d.Ev : 1], 'float32', device);
-  const mlb = empty([multi ? d.B * d.Hq * d.Lq * 2 : 2], 'float32', device);
+  const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
+  const accb = empty([multi ? rowsTotal * d.Ev : 1], 'float32', device);
+  const mlb = empty([multi ? rowsTotal * 2 : 2], 'float32', device);
   const spec = {
     name: 'flash_attention_forward',
     key: cacheKey(p, `BR${BR}BC${BC}`),
@@ -300,12 +364,12 @@ export function flashBackward(p: FlashParams, g: FlashGradInputs): { dq: Tensor;
   const device = p.q.device as WebGPUDevice;
   const { BR, BC } = tiles(d.E, d.Ev);
   // gradients accumulate in float32 across passes; cast at the end for float16 inputs
-  const dq = empty([d.B, d.Hq, d.Lq, d.E], 'float32', device);
-  const dk = empty([d.B, d.Hkv, d.Lkv, d.E], 'float32', device);
-  const dv = empty([d.B, d.Hkv, d.Lkv, d.Ev], 'float32', device);
+  const dq = empty(p.varlen ? [d.TQ, d.Hq, d.E] : [d.B, d.Hq, d.Lq, d.E], 'float32', device);
+  const dk = empty(p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E], 'float32', device);
+  const dv = empty(p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev], 'float32', device);
   checkGrid(device, d.B * d.Hq, 'query');
   const gradUniforms: UniformField[] = [...commonUniforms(), ...strided4('do')];
-  const values: UniformValues = { ...commonValues(p), do_off: g.dout.offset, do_st: g.dout.strides.slice() };
+  const values: UniformValues = { ...commonValues(p), do_off: g.dout.offset, do_st: strides4(g.dout, !!p.varlen) };
   const gradBindings: BindingSpec[] = [
     ...inputBindings(p),
     { name: 'dout', dtype: g.dout.dtype, access: 'read' },
@@ -316,7 +380,7 @@ export function flashBackward(p: FlashParams, g: FlashGradInputs): { dq: Tensor;
   const dsOf = p.hooks?.scoreMod ? 'score_mod_grad(raw, b, h, i, j, ds)' : 'ds';
   // raw = scaled dot before score_mod; the chain rule through score_mod needs it
   const common = `const E: u32 = ${dimClass(d.E)}u;\nconst EV: u32 = ${dimClass(d.Ev)}u;\nconst BC: u32 = ${BC}u;
-fn do_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_do_off() + b * u_do_st(0u) + h * u_do_st(1u) + i * u_do_st(2u) + e * u_do_st(3u); }
+fn do_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_do_off() + b * u_do_st(0u) + h * u_do_st(1u) + (qbase(b) + i) * u_do_st(2u) + e * u_do_st(3u); }
 ${scoreHelpers(p)}`;
 
   // ---- dQ: one thread per query row, K/V tiles in workgroup memory
@@ -328,7 +392,8 @@ ${scoreHelpers(p)}`;
   let hk = h / u_group();
   let q0 = wid.x * WG_SIZE;
   let i = q0 + lidx;
-  let row_ok = i < u_lq();
+  ${LENS(p)}
+  let row_ok = i < LQ;
   var qv: array<f32, E>;
   var dov: array<f32, EV>;
   var dqv: array<f32, E>;
@@ -339,20 +404,21 @@ ${scoreHelpers(p)}`;
   if (row_ok) {
     for (var e = 0u; e < u_e(); e = e + 1u) { qv[e] = load_q(q_at(b, h, i, e)) * u_scale(); }
     for (var e = 0u; e < u_ev(); e = e + 1u) { dov[e] = load_dout(do_at(b, h, i, e)); }
-    lse_i = load_lse(bh * u_lq() + i);
-    delta_i = load_delta(bh * u_lq() + i);
-    if (u_c_first() == 0u) { for (var e = 0u; e < u_e(); e = e + 1u) { dqv[e] = load_dq((bh * u_lq() + i) * u_e() + e); } }
+    lse_i = load_lse(lse_idx(b, h, i));
+    delta_i = load_delta(lse_idx(b, h, i));
+    if (u_c_first() == 0u) { for (var e = 0u; e < u_e(); e = e + 1u) { dqv[e] = load_dq(dq_idx(b, h, i, e)); } }
   }
+  let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
   for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
     for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
       let j = j0 + t / u_e();
-      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, u_lkv() - 1u), t % u_e())), j < u_lkv());
+      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, LK - 1u), t % u_e())), j < LK);
     }
     for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
       let j = j0 + t / u_ev();
-      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, u_lkv() - 1u), t % u_ev())), j < u_lkv());
+      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, LK - 1u), t % u_ev())), j < LK);
     }
     workgroupBarrier();
     if (row_ok && lse_i > neg_inf()) {
@@ -374,8 +440,7 @@ ${scoreHelpers(p)}`;
     workgroupBarrier();
   }
   if (row_ok) {
-    let base = (bh * u_lq() + i) * u_e();
-    for (var e = 0u; e < u_e(); e = e + 1u) { store_dq(base + e, dqv[e]); }
+    for (var e = 0u; e < u_e(); e = e + 1u) { store_dq(dq_idx(b, h, i, e), dqv[e]); }
   }`;
     const chunks = passes(d.Lkv, BC, device.maxLoopIterations, 2 * d.E + d.Ev + 8);
     const spec: ProgramSpec = {
@@ -393,9 +458,9 @@ ${scoreHelpers(p)}`;
   }
 
   // ---- dK, dV: one thread per key row, looping over the query heads of its group and Q tiles
-  if (d.B * d.Hkv * d.Lkv > 0) {
+  if (d.B * d.Hkv * d.Lkv > 0 && dk.size > 0) {
     const qStart = p.causal
-      ? `let q_start = u32(clamp(i32(k0) - u_causal_off(), 0, i32(u_lq())));`
+      ? `let q_start = u32(clamp(i32(k0) - CAUSAL_OFF, 0, i32(LQ)));`
       : `let q_start = 0u;`;
     const body = `
   let bh = wid.y;
@@ -403,7 +468,8 @@ ${scoreHelpers(p)}`;
   let hk = bh % u_hkv();
   let k0 = wid.x * WG_SIZE;
   let j = k0 + lidx;
-  let col_ok = j < u_lkv();
+  ${LENS(p)}
+  let col_ok = j < LK;
   var kv: array<f32, E>;
   var vv: array<f32, EV>;
   var dkv: array<f32, E>;
@@ -414,28 +480,28 @@ ${scoreHelpers(p)}`;
     for (var e = 0u; e < u_e(); e = e + 1u) { kv[e] = load_k(k_at(b, hk, j, e)); }
     for (var e = 0u; e < u_ev(); e = e + 1u) { vv[e] = load_v(v_at(b, hk, j, e)); }
     if (u_c_first() == 0u) {
-      for (var e = 0u; e < u_e(); e = e + 1u) { dkv[e] = load_dk((bh * u_lkv() + j) * u_e() + e); }
-      for (var e = 0u; e < u_ev(); e = e + 1u) { dvv[e] = load_dv((bh * u_lkv() + j) * u_ev() + e); }
+      for (var e = 0u; e < u_e(); e = e + 1u) { dkv[e] = load_dk(dk_idx(b, hk, j, e)); }
+      for (var e = 0u; e < u_ev(); e = e + 1u) { dvv[e] = load_dv(dv_idx(b, hk, j, e)); }
     }
   }
+  let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
   ${qStart}
-  let i_hi = min(u_lq(), u_c_stop());
+  let i_hi = min(LQ, u_c_stop());
   for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
     let h = hk * u_group() + g;
-    let bhq = b * u_hq() + h;
     for (var i0 = max(q_start, u_c_begin()); i0 < i_hi; i0 = i0 + u_bc()) {
       for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
         let i = i0 + t / u_e();
-        qs[t] = select(0.0, load_q(q_at(b, h, min(i, u_lq() - 1u), t % u_e())) * u_scale(), i < i_hi);
+        qs[t] = select(0.0, load_q(q_at(b, h, min(i, LQ - 1u), t % u_e())) * u_scale(), i < i_hi);
       }
       for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
         let i = i0 + t / u_ev();
-        dos[t] = select(0.0, load_dout(do_at(b, h, min(i, u_lq() - 1u), t % u_ev())), i < i_hi);
+        dos[t] = select(0.0, load_dout(do_at(b, h, min(i, LQ - 1u), t % u_ev())), i < i_hi);
       }
       for (var t = lidx; t < u_bc(); t = t + WG_SIZE) {
         let i = i0 + t;
-        lses[t] = select(neg_inf(), load_lse(bhq * u_lq() + min(i, u_lq() - 1u)), i < i_hi);
-        deltas[t] = select(0.0, load_delta(bhq * u_lq() + min(i, u_lq() - 1u)), i < i_hi);
+        lses[t] = select(neg_inf(), load_lse(lse_idx(b, h, min(i, LQ - 1u))), i < i_hi);
+        deltas[t] = select(0.0, load_delta(lse_idx(b, h, min(i, LQ - 1u))), i < i_hi);
       }
       workgroupBarrier();
       if (col_ok) {
@@ -464,10 +530,8 @@ ${scoreHelpers(p)}`;
     }
   }
   if (col_ok) {
-    let kb = (bh * u_lkv() + j) * u_e();
-    let vb = (bh * u_lkv() + j) * u_ev();
-    for (var e = 0u; e < u_e(); e = e + 1u) { store_dk(kb + e, dkv[e]); }
-    for (var e = 0u; e < u_ev(); e = e + 1u) { store_dv(vb + e, dvv[e]); }
+    for (var e = 0u; e < u_e(); e = e + 1u) { store_dk(dk_idx(b, hk, j, e), dkv[e]); }
+    for (var e = 0u; e < u_ev(); e = e + 1u) { store_dv(dv_idx(b, hk, j, e), dvv[e]); }
   }`;
     const spec: ProgramSpec = {
         name: 'flash_attention_backward_dkv',
