@@ -570,3 +570,35 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntro
 export function isContiguousTensor(x: Tensor): boolean {
   return isContiguous(x.shape, x.strides);
 }
+
+/**
+ * Concatenates tensors along `dim` (all other dims equal); gradients flow to every input.
+ * @example const packed = cat([a, b, c], 0);
+ */
+export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
+  check(Array.isArray(tensors) && tensors.length > 0, 'INVALID_ARGUMENT', () => `tensors: expected a non-empty array of tensors, got ${describe(tensors)}`, 'tensors');
+  tensors.forEach((t, i) => assertTensor(t, `tensors[${i}]`));
+  const first = tensors[0]!;
+  const d = normAxis(dim, first.rank, 'dim');
+  sameDevice(tensors, tensors.map((_, i) => `tensors[${i}]`));
+  tensors.forEach((t, i) => {
+    check(t.dtype === first.dtype, 'DTYPE_UNSUPPORTED', () => `tensors[${i}]: expected dtype ${first.dtype}, got ${t.dtype}`, `tensors[${i}]`);
+    check(
+      t.rank === first.rank && t.shape.every((s: number, k: number) => k === d || s === first.shape[k]),
+      'SHAPE_MISMATCH',
+      () => `tensors[${i}]: shape ${describe(t.shape)} differs from ${describe(first.shape)} outside dim ${d}`,
+      `tensors[${i}]`,
+    );
+  });
+  const shape = first.shape.slice();
+  shape[d] = tensors.reduce((p, t) => p + t.shape[d]!, 0);
+  const out = new Tensor(first.device.allocate(first.dtype, sizeOf(shape)), shape);
+  let at = 0;
+  const starts: number[] = [];
+  for (const t of tensors) {
+    starts.push(at);
+    if (t.size > 0) kernel('copy_into', [t.detach(), slice(out, d, at, at + t.shape[d]!).detach()]);
+    at += t.shape[d]!;
+  }
+  return record([out], 'cat', tensors, (g) => tensors.map((t, i) => slice(g, d, starts[i]!, starts[i]! + t.shape[d]!)))[0]!;
+}

@@ -31,6 +31,9 @@ export interface FlashHooks {
   /** Extra read-only bindings (captured tensors) and their tensors. */
   bindings?: BindingSpec[];
   tensors?: Tensor[];
+  /** Extra uniform fields (read as `u_<name>()`) and their values. */
+  uniforms?: UniformField[];
+  values?: UniformValues;
 }
 
 /** Everything the generator needs to know about one attention call. */
@@ -86,8 +89,9 @@ const strided4 = (name: string): UniformField[] => [
   [`${name}_st`, 'u32', 4],
 ];
 
-function commonUniforms(): UniformField[] {
+function commonUniforms(p: FlashParams): UniformField[] {
   return [
+    ...(p.hooks?.uniforms ?? []),
     ['B', 'u32'], ['hq', 'u32'], ['hkv', 'u32'], ['group', 'u32'], ['lq', 'u32'], ['lkv', 'u32'],
     ['scale', 'f32'], ['causal_off', 'i32'], ['e', 'u32'], ['ev', 'u32'], ['bc', 'u32'],
     ['c_begin', 'u32'], ['c_stop', 'u32'], ['c_first', 'u32'], ['c_last', 'u32'], ['g_begin', 'u32'], ['g_stop', 'u32'],
@@ -103,6 +107,7 @@ function commonValues(p: FlashParams): UniformValues {
     ? { off: p.mask.tensor.offset, st: broadcastStrides(p.mask.tensor.shape, p.mask.tensor.strides, [d.B, d.Hq, d.Lq, d.Lkv]) }
     : st(undefined);
   return {
+    ...(p.hooks?.values ?? {}),
     e: d.E, ev: d.Ev, bc: tiles(d.E, d.Ev).BC,
     B: d.B, hq: d.Hq, hkv: d.Hkv, group: d.G, lq: d.Lq, lkv: d.Lkv, scale: p.scale, causal_off: p.causalOffset,
     q_off: p.q.offset, q_st: strides4(p.q, !!p.varlen), k_off: p.k.offset, k_st: strides4(p.k, !!p.varlen),
@@ -315,7 +320,7 @@ ${scoreHelpers(p)}`;
       { name: 'accb', dtype: 'float32' as const, access: 'read_write' as const },
       { name: 'mlb', dtype: 'float32' as const, access: 'read_write' as const },
     ],
-    uniforms: commonUniforms(),
+    uniforms: commonUniforms(p),
     workgroupSize: [BR] as [number],
     helpers,
     body,
@@ -368,7 +373,7 @@ export function flashBackward(p: FlashParams, g: FlashGradInputs): { dq: Tensor;
   const dk = empty(p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E], 'float32', device);
   const dv = empty(p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev], 'float32', device);
   checkGrid(device, d.B * d.Hq, 'query');
-  const gradUniforms: UniformField[] = [...commonUniforms(), ...strided4('do')];
+  const gradUniforms: UniformField[] = [...commonUniforms(p), ...strided4('do')];
   const values: UniformValues = { ...commonValues(p), do_off: g.dout.offset, do_st: strides4(g.dout, !!p.varlen) };
   const gradBindings: BindingSpec[] = [
     ...inputBindings(p),
