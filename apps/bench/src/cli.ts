@@ -4,7 +4,7 @@
  * number with the adapter that produced it. On software adapters compare ratios, not absolutes.
  *
  *   webattn-bench [scenario ...] [--json FILE] [--quick]
- *   scenarios: kernels, attention (default: all)
+ *   scenarios: kernels, attention, varlen (default: all)
  */
 import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
@@ -12,11 +12,13 @@ import '@webattn/kernels-webgpu';
 import { renderTable } from './report.js';
 import { attentionScenario } from './scenarios/attention.js';
 import { kernelsScenario } from './scenarios/kernels.js';
+import { varlenScenario } from './scenarios/varlen.js';
 import { progressDone, type BenchRow } from './timing.js';
 
 const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
   kernels: kernelsScenario,
   attention: attentionScenario,
+  varlen: varlenScenario,
 };
 
 function usage(): never {

@@ -1,0 +1,86 @@
+import * as T from '@webattn/core-tensor';
+import { Rng } from '@webattn/core-tensor';
+import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
+import { collate, flashAttnVarlen } from '@webattn/varlen';
+import { progress, timeIt, type BenchRow } from '../timing.js';
+
+/** Lengths in 1..L: uniform, or Zipf-like (most short, a few long) as in the PyTorch nested-tensor tutorial. */
+export function sampleLengths(n: number, L: number, dist: 'uniform' | 'zipf', seed = 7): number[] {
+  const r = new Rng(seed);
+  return Array.from({ length: n }, () => {
+    if (dist === 'uniform') return 1 + Math.floor(r.next() * L);
+    // inverse-CDF of a Zipf(s = 1.2)-like power law over 1..L
+    const u = r.next();
+    return Math.min(L, Math.max(1, Math.floor(Math.pow(L, u) * (0.5 + 0.5 * r.next()))));
+  });
+}
+
+/**
+ * Padding vs packing (the seed experiment): causal attention over B sequences of random lengths, as
+ * padded-to-max + mask, padded-to-longest + mask, and packed varlen. Prints time, useful-token
+ * fraction and the speedup over padding to max.
+ */
+export async function varlenScenario(device: T.Device, quick: boolean): Promise<BenchRow[]> {
+  const soft = device.info.software || device.backend === 'cpu';
+  const B = 16;
+  const L = quick ? 128 : 512;
+  const H = soft ? 2 : 16;
+  const E = 64;
+  const rows: BenchRow[] = [];
+  for (const dist of ['uniform', 'zipf'] as const) {
+    const lengths = sampleLengths(B, L, dist);
+    const seqs = (seed: number) => lengths.map((n, i) => T.randn([n, H, E], { seed: seed * 1000 + i, device, requiresGrad: true }));
+    const results: Record<string, { fwd: number; fb: number; useful: number }> = {};
+    for (const strategy of ['pad-to-max', 'pad-to-longest', 'packed'] as const) {
+      progress(`varlen: ${dist} ${strategy}`);
+      const [qs, ks, vs] = [seqs(1), seqs(2), seqs(3)];
+      const cq = collate(qs, strategy, L);
+      const ck = collate(ks, strategy, L);
+      const cv = collate(vs, strategy, L);
+      const q = cq.values.detach().requiresGrad_();
+      const k = ck.values.detach().requiresGrad_();
+      const v = cv.values.detach().requiresGrad_();
+      let fn: () => T.Tensor;
+      if (strategy === 'packed') {
+        const opts = { cuSeqlensQ: cq.cuSeqlens!, maxSeqlenQ: cq.maxSeqlen, causal: true };
+        fn = () => flashAttnVarlen(q, k, v, opts);
+      } else {
+        const Lp = cq.maxSeqlen;
+        const keep = new Uint8Array(B * Lp);
+        lengths.forEach((n, b) => keep.fill(1, b * Lp, b * Lp + n));
+        const mask = T.tensor(keep, [B, 1, 1, Lp], { dtype: 'bool', device });
+        const tr = (t: T.Tensor) => t.transpose(1, 2); // [B, L, H, E] → [B, H, L, E]
+        fn = () => scaledDotProductAttention(tr(q), tr(k), tr(v), { attnMask: mask, isCausal: true });
+      }
+      const g = T.randn(fn().shape, { seed: 9, device });
+      const fwd = await timeIt(device, () => T.noGrad(() => fn().dispose()), { reps: 5, budgetMs: soft ? 8000 : 3000 });
+      const fb = await timeIt(
+        device,
+        () => {
+          fn().backward(g);
+          q.grad = k.grad = v.grad = null;
+        },
+        { reps: 3, budgetMs: soft ? 8000 : 3000 },
+      );
+      results[strategy] = { fwd: fwd.ms, fb: fb.ms, useful: cq.usefulFraction };
+    }
+    const base = results['pad-to-max']!;
+    for (const [strategy, r] of Object.entries(results)) {
+      rows.push({
+        scenario: 'varlen',
+        name: `${dist} ${strategy}`,
+        B,
+        L,
+        H,
+        E,
+        tokens: lengths.reduce((p, n) => p + n, 0),
+        useful_fraction: r.useful,
+        fwd_ms: r.fwd,
+        fwdbwd_ms: r.fb,
+        speedup_fwd_vs_pad_max: base.fwd / r.fwd,
+        speedup_fwdbwd_vs_pad_max: base.fb / r.fb,
+      });
+    }
+  }
+  return rows;
+}
