@@ -531,6 +531,13 @@ registerGpu({
 });
 
 // ------------------------------------------------------------------------------ embedding
+/** One thread per (row r, column j) of a gather/scatter by int32 `ids`; `id` is row r's index. */
+const GATHER_PRELUDE = `
+  let idx = flat_wg * WG_SIZE + lidx;
+  if (idx >= u_rows() * u_d()) { return; }
+  let r = idx / u_d();
+  let j = idx % u_d();
+  let id = load_ids(u_i_off() + r);`;
 registerGpu({
   name: 'embedding',
   backend: 'webgpu',
@@ -542,11 +549,7 @@ registerGpu({
     const out = empty([rows, d], w.dtype, device);
     if (rows * d === 0) return out;
     const body = `
-  let idx = flat_wg * WG_SIZE + lidx;
-  if (idx >= u_rows() * u_d()) { return; }
-  let r = idx / u_d();
-  let j = idx % u_d();
-  let id = load_ids(u_i_off() + r);
+${GATHER_PRELUDE}
   var val = 0.0;
   if (id >= 0 && u32(id) < u_v()) { val = load_w(u_w_off() + u32(id) * u_d() + j); }
   store_out(idx, val);`;
@@ -583,11 +586,7 @@ registerGpu({
     if (rows * d === 0) return out;
     // float atomic add through compare-exchange on the f32 bits
     const body = `
-  let idx = flat_wg * WG_SIZE + lidx;
-  if (idx >= u_rows() * u_d()) { return; }
-  let r = idx / u_d();
-  let j = idx % u_d();
-  let id = load_ids(u_i_off() + r);
+${GATHER_PRELUDE}
   if (id < 0 || u32(id) >= u_v()) { return; }
   let add = load_g(u_g_off() + idx);
   let slot = u32(id) * u_d() + j;

@@ -2,7 +2,8 @@ import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
 import { cuSeqlens } from './cu-seqlens.js';
 
-type Kind = 'full' | 'causal' | 'causal-bottom-right' | 'local';
+/** Pattern inside each block of a {@link BlockDiagonalMask}. */
+export type BlockDiagonalKind = 'full' | 'causal' | 'causal-bottom-right' | 'local';
 
 /**
  * A block-diagonal attention mask over packed sequences, as xFormers' `BlockDiagonalMask`:
@@ -20,13 +21,13 @@ export class BlockDiagonalMask {
   /** Key cu_seqlens. */
   readonly kCu: Int32Array;
   /** Which pattern inside each block. */
-  readonly kind: Kind;
+  readonly kind: BlockDiagonalKind;
   /** Window of `makeLocalAttention`. */
   readonly window: number;
   private readonly qSeq: Int32Array;
   private readonly kSeq: Int32Array;
 
-  private constructor(qCu: Int32Array, kCu: Int32Array, kind: Kind, window = 0) {
+  private constructor(qCu: Int32Array, kCu: Int32Array, kind: BlockDiagonalKind, window = 0) {
     this.qCu = qCu;
     this.kCu = kCu;
     this.kind = kind;

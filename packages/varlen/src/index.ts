@@ -7,6 +7,6 @@
  */
 export { cuSeqlens, positionIds, validateCuSeqlens, maxSeqlenOf, type CuSeqlensLike } from './cu-seqlens.js';
 export { packSequences, unpackSequences, padToLength, padToLongest, unpad, pad, JaggedTensor, type Packed, type Unpadded } from './pack.js';
-export { BlockDiagonalMask } from './block-diagonal-mask.js';
+export { BlockDiagonalMask, type BlockDiagonalKind } from './block-diagonal-mask.js';
 export { flashAttnVarlen, type FlashAttnVarlenOptions } from './flash-attn-varlen.js';
 export { collate, type Collated, type CollateStrategy } from './collate.js';

@@ -186,6 +186,22 @@ fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
 ${p.hooks?.wgsl ?? ''}`;
 }
 
+/** Workgroup memory for a K and a V tile and the cooperative load of keys j0.. (zeros past `lk`). */
+function kvTile(BC: number, E: number, Ev: number): string {
+  return `var<workgroup> ks: array<f32, ${BC * E}>;
+var<workgroup> vs: array<f32, ${BC * Ev}>;
+fn load_kv_tile(b: u32, hk: u32, j0: u32, lk: u32, lidx: u32) {
+  for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
+    let j = j0 + t / u_e();
+    ks[t] = select(0.0, load_k(k_at(b, hk, min(j, lk - 1u), t % u_e())), j < lk);
+  }
+  for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
+    let j = j0 + t / u_ev();
+    vs[t] = select(0.0, load_v(v_at(b, hk, min(j, lk - 1u), t % u_ev())), j < lk);
+  }
+}`;
+}
+
 /** `LQ`, `LK`: this sequence's lengths, workgroup-uniform (loop bounds around barriers depend on them). */
 const LENS = (p: FlashParams) =>
   p.varlen
@@ -252,14 +268,7 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
   for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
-    for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
-      let j = j0 + t / u_e();
-      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, LK - 1u), t % u_e())), j < LK);
-    }
-    for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
-      let j = j0 + t / u_ev();
-      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, LK - 1u), t % u_ev())), j < LK);
-    }
+    load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
     if (row_ok) {
       var s: array<f32, BC>;
@@ -302,8 +311,7 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
     }
   }`;
   const helpers = `const E: u32 = ${dimClass(d.E)}u;\nconst EV: u32 = ${dimClass(d.Ev)}u;\nconst BC: u32 = ${BC}u;
-var<workgroup> ks: array<f32, ${BC * dimClass(d.E)}>;
-var<workgroup> vs: array<f32, ${BC * dimClass(d.Ev)}>;
+${kvTile(BC, dimClass(d.E), dimClass(d.Ev))}
 ${scoreHelpers(p)}`;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, d.E + d.Ev + 8);
   const multi = chunks.length > 1;
@@ -417,14 +425,7 @@ ${scoreHelpers(p)}`;
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
   for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
-    for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
-      let j = j0 + t / u_e();
-      ks[t] = select(0.0, load_k(k_at(b, hk, min(j, LK - 1u), t % u_e())), j < LK);
-    }
-    for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
-      let j = j0 + t / u_ev();
-      vs[t] = select(0.0, load_v(v_at(b, hk, min(j, LK - 1u), t % u_ev())), j < LK);
-    }
+    load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
     if (row_ok && lse_i > neg_inf()) {
       for (var jj = 0u; jj < u_bc(); jj = jj + 1u) {
@@ -454,7 +455,7 @@ ${scoreHelpers(p)}`;
         bindings: [...gradBindings, { name: 'dq', dtype: dq.dtype, access: 'read_write' as const }],
         uniforms: gradUniforms,
         workgroupSize: [BR],
-        helpers: `${common}\nvar<workgroup> ks: array<f32, ${BC * dimClass(d.E)}>;\nvar<workgroup> vs: array<f32, ${BC * dimClass(d.Ev)}>;`,
+        helpers: `${common}\n${kvTile(BC, dimClass(d.E), dimClass(d.Ev))}`,
         body,
       };
     chunks.forEach(([c0, c1], n) =>
