@@ -74,8 +74,8 @@ const BINARY_EXPR: Record<string, string> = {
   or: 'select(0u, 1u, v0 != 0u || v1 != 0u)',
 };
 
-/** Float helpers shared by elementwise programs (erf by Abramowitz–Stegun 7.1.26 refined, safe tanh, pow). */
-const MATH_HELPERS = `
+/** Float helpers shared by WGSL programs: `rsqrt_refined`, `tanh_safe`, `erf_f32`, `pow_any` (JS semantics for negative bases), `gelu_grad`. */
+export const MATH_HELPERS = `
 // inverseSqrt plus one Newton step: llvmpipe's GL inverseSqrt is only ~12 bits accurate
 fn rsqrt_refined(v: f32) -> f32 {
   let r = inverseSqrt(v);

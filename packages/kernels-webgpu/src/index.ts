@@ -7,6 +7,8 @@
  */
 import './basic-kernels.js';
 
+export { MATH_HELPERS } from './basic-kernels.js';
+
 export {
   MAX_RANK,
   storageType,

@@ -34,6 +34,13 @@ export interface FlashHooks {
   /** Extra uniform fields (read as `u_<name>()`) and their values. */
   uniforms?: UniformField[];
   values?: UniformValues;
+  /**
+   * Backward only: read-write bindings (e.g. atomic gradient buffers of captured tensors) and a
+   * `capture_grads(s, b, h, q, kv, ds)` in `wgsl` called with ds = d(loss)/d(modified score).
+   */
+  gradBindings?: BindingSpec[];
+  gradTensors?: Tensor[];
+  captureGrads?: boolean;
 }
 
 /** Everything the generator needs to know about one attention call. */
@@ -55,6 +62,30 @@ export interface FlashParams {
   varlen?: { cuQ: Tensor; cuK: Tensor; maxQ: number; maxK: number } | null;
   /** Local attention window: key j visible iff i + off − left ≤ j ≤ i + off + right (−1 = unbounded). */
   window?: { left: number; right: number } | null;
+  /**
+   * Block-sparse tables (FlexAttention's BlockMask, int32 on the device): per (b, h, q block) the
+   * partial kv blocks (`kvNum`/`kvIdx`, mask function evaluated) and full kv blocks (`fullKvNum`/
+   * `fullKvIdx`, mask function skipped); per kv block the transposed q lists for the dK/dV pass.
+   * `bs` must be a multiple of 64. `bm`/`hm` are 1 when the mask broadcasts over batch/heads.
+   */
+  blocks?: FlashBlocks | null;
+}
+
+/** Block-sparse tables of {@link FlashParams.blocks}. */
+export interface FlashBlocks {
+  bs: number;
+  bm: number;
+  hm: number;
+  nqb: number;
+  nkb: number;
+  kvNum: Tensor;
+  kvIdx: Tensor;
+  fullKvNum: Tensor;
+  fullKvIdx: Tensor;
+  qNum: Tensor;
+  qIdx: Tensor;
+  fullQNum: Tensor;
+  fullQIdx: Tensor;
 }
 
 function dims(p: FlashParams) {
@@ -96,6 +127,7 @@ function commonUniforms(p: FlashParams): UniformField[] {
     ['scale', 'f32'], ['causal_off', 'i32'], ['e', 'u32'], ['ev', 'u32'], ['bc', 'u32'],
     ['c_begin', 'u32'], ['c_stop', 'u32'], ['c_first', 'u32'], ['c_last', 'u32'], ['g_begin', 'u32'], ['g_stop', 'u32'],
     ['tq', 'u32'], ['tk', 'u32'], ['win_l', 'i32'], ['win_r', 'i32'],
+    ['bs', 'u32'], ['bm', 'u32'], ['hm', 'u32'], ['nqb', 'u32'], ['nkb', 'u32'],
     ...strided4('q'), ...strided4('k'), ...strided4('v'), ...strided4('m'),
   ];
 }
@@ -113,8 +145,11 @@ function commonValues(p: FlashParams): UniformValues {
     q_off: p.q.offset, q_st: strides4(p.q, !!p.varlen), k_off: p.k.offset, k_st: strides4(p.k, !!p.varlen),
     v_off: p.v.offset, v_st: strides4(p.v, !!p.varlen), m_off: m.off, m_st: m.st,
     tq: d.TQ, tk: d.TK, win_l: p.window?.left ?? -1, win_r: p.window?.right ?? -1,
+    bs: p.blocks?.bs ?? 0, bm: p.blocks?.bm ?? 1, hm: p.blocks?.hm ?? 1, nqb: p.blocks?.nqb ?? 0, nkb: p.blocks?.nkb ?? 0,
   };
 }
+
+const BLOCK_TABLES = ['kvNum', 'kvIdx', 'fullKvNum', 'fullKvIdx', 'qNum', 'qIdx', 'fullQNum', 'fullQIdx'] as const;
 
 function inputBindings(p: FlashParams): BindingSpec[] {
   const b: BindingSpec[] = [
@@ -124,12 +159,14 @@ function inputBindings(p: FlashParams): BindingSpec[] {
   ];
   if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
   if (p.varlen) b.push({ name: 'cu_q', dtype: 'int32', access: 'read' }, { name: 'cu_k', dtype: 'int32', access: 'read' });
+  if (p.blocks) for (const n of BLOCK_TABLES) b.push({ name: `bt_${n}`, dtype: 'int32', access: 'read' });
   if (p.hooks?.bindings) b.push(...p.hooks.bindings);
   return b;
 }
 
 function inputTensors(p: FlashParams): Tensor[] {
-  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...(p.hooks?.tensors ?? [])];
+  const bt = p.blocks ? BLOCK_TABLES.map((n) => p.blocks![n]) : [];
+  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...bt, ...(p.hooks?.tensors ?? [])];
 }
 
 /** WGSL shared by all three kernels: offsets and the masked, modified score of (b, h, i, j). */
@@ -166,7 +203,7 @@ fn lse_idx(b: u32, h: u32, i: u32) -> u32 { return (b * u_hq() + h) * u_lq() + i
 fn dq_idx(b: u32, h: u32, i: u32, e: u32) -> u32 { return ((b * u_hq() + h) * u_lq() + i) * u_e() + e; }
 fn dk_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((b * u_hkv() + hk) * u_lkv() + j) * u_e() + e; }
 fn dv_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((b * u_hkv() + hk) * u_lkv() + j) * u_ev() + e; }`;
-  const maskMod = p.hooks?.maskMod ? `if (!mask_mod(b, h, i, j)) { return neg_inf(); }` : '';
+  const maskMod = p.hooks?.maskMod ? `if (apply_mod && !mask_mod(b, h, i, j)) { return neg_inf(); }` : '';
   const scoreMod = p.hooks?.scoreMod ? `x = score_mod(x, b, h, i, j);` : '';
   return `
 ${layout}
@@ -174,7 +211,7 @@ fn q_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_q_off() + b * u_q_st(0
 fn k_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_k_off() + b * u_k_st(0u) + h * u_k_st(1u) + (kbase(b) + j) * u_k_st(2u) + e * u_k_st(3u); }
 fn v_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_v_off() + b * u_v_st(0u) + h * u_v_st(1u) + (kbase(b) + j) * u_v_st(2u) + e * u_v_st(3u); }
 // The final score of query i and key j given the scaled dot product, or -inf when masked out.
-fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
+fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32, apply_mod: bool) -> f32 {
   var x = dot_scaled;
   ${causal}
   ${win}
@@ -183,7 +220,60 @@ fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
   ${scoreMod}
   return x;
 }
-${p.hooks?.wgsl ?? ''}`;
+${p.hooks?.wgsl ?? ''}
+${p.blocks ? 'var<workgroup> wg_cnt: vec2<u32>;\nvar<workgroup> wg_blk: u32;' : ''}`;
+}
+
+/**
+ * The loop over key tiles of one query block: a contiguous range (dense), or the block mask's
+ * partial then full kv blocks (block-sparse; empty blocks are never visited, full ones skip the mask
+ * function). Inside \`body\`: \`j0\` (tile start), \`j_hi\` (end of the current range), \`full_blk\`.
+ */
+function kvLoop(p: FlashParams, body: string): string {
+  if (!p.blocks) {
+    return `let full_blk = false;
+  let j_hi = kv_hi;
+  for (var j0 = u_c_begin(); j0 < j_hi; j0 = j0 + u_bc()) {${body}
+  }`;
+  }
+  return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * u_nqb() + q0 / u_bs();
+  if (lidx == 0u) { wg_cnt = vec2<u32>(u32(load_bt_kvNum(tab)), u32(load_bt_fullKvNum(tab))); }
+  let cnt = workgroupUniformLoad(&wg_cnt);
+  for (var pass_ = 0u; pass_ < 2u; pass_ = pass_ + 1u) {
+    let full_blk = pass_ == 1u;
+    let nblk = select(cnt.x, cnt.y, full_blk);
+    for (var n = 0u; n < nblk; n = n + 1u) {
+      if (lidx == 0u) { wg_blk = u32(select(load_bt_kvIdx(tab * u_nkb() + n), load_bt_fullKvIdx(tab * u_nkb() + n), full_blk)); }
+      let kb = workgroupUniformLoad(&wg_blk);
+      let j_hi = min((kb + 1u) * u_bs(), kv_hi);
+      for (var j0 = max(kb * u_bs(), u_c_begin()); j0 < j_hi; j0 = j0 + u_bc()) {${body}
+      }
+    }
+  }`;
+}
+
+/** The loop over query tiles for one key block in the dK/dV pass (q-side transposed block lists). */
+function qLoop(p: FlashParams, body: string): string {
+  if (!p.blocks) {
+    return `let full_blk = false;
+    let i_lim = i_hi;
+    for (var i0 = max(q_start, u_c_begin()); i0 < i_lim; i0 = i0 + u_bc()) {${body}
+    }`;
+  }
+  return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * u_nkb() + k0 / u_bs();
+    if (lidx == 0u) { wg_cnt = vec2<u32>(u32(load_bt_qNum(tab)), u32(load_bt_fullQNum(tab))); }
+    let cnt = workgroupUniformLoad(&wg_cnt);
+    for (var pass_ = 0u; pass_ < 2u; pass_ = pass_ + 1u) {
+      let full_blk = pass_ == 1u;
+      let nblk = select(cnt.x, cnt.y, full_blk);
+      for (var n = 0u; n < nblk; n = n + 1u) {
+        if (lidx == 0u) { wg_blk = u32(select(load_bt_qIdx(tab * u_nqb() + n), load_bt_fullQIdx(tab * u_nqb() + n), full_blk)); }
+        let qb = workgroupUniformLoad(&wg_blk);
+        let i_lim = min((qb + 1u) * u_bs(), i_hi);
+        for (var i0 = max(max(qb * u_bs(), q_start), u_c_begin()); i0 < i_lim; i0 = i0 + u_bc()) {${body}
+        }
+      }
+    }`;
 }
 
 /** Workgroup memory for a K and a V tile and the cooperative load of keys j0.. (zeros past `lk`). */
@@ -227,7 +317,7 @@ function dimClass(n: number): number {
 
 function cacheKey(p: FlashParams, extra: string): string {
   const d = dims(p);
-  return `E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:v${!!p.varlen}:w${!!p.window}:h${p.hooks?.key ?? '-'}:${extra}`;
+  return `E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:v${!!p.varlen}:w${!!p.window}:s${!!p.blocks}:h${p.hooks?.key ?? '-'}:${extra}`;
 }
 
 /** Forward: returns output `[B, Hq, Lq, Ev]` (contiguous) and lse `[B, Hq, Lq]` (float32, natural log). */
@@ -267,7 +357,7 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
-  for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
+  ${kvLoop(p, `
     load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
     if (row_ok) {
@@ -276,10 +366,10 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
       for (var jj = 0u; jj < u_bc(); jj = jj + 1u) {
         let j = j0 + jj;
         var x = neg_inf();
-        if (j < kv_hi) {
+        if (j < j_hi) {
           var dot = 0.0;
           for (var e = 0u; e < u_e(); e = e + 1u) { dot = dot + qv[e] * ks[jj * u_e() + e]; }
-          x = finish_score(dot, b, h, i, j);
+          x = finish_score(dot, b, h, i, j, !full_blk);
         }
         s[jj] = x;
         tmax = max(tmax, x);
@@ -298,7 +388,7 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
       }
     }
     workgroupBarrier();
-  }
+`)}
   if (row_ok) {
     if (u_c_last() != 0u) {
       let inv = select(0.0, 1.0 / l, l > 0.0);
@@ -424,27 +514,28 @@ ${scoreHelpers(p)}`;
   let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
-  for (var j0 = u_c_begin(); j0 < kv_hi; j0 = j0 + u_bc()) {
+  ${kvLoop(p, `
     load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
     if (row_ok && lse_i > neg_inf()) {
       for (var jj = 0u; jj < u_bc(); jj = jj + 1u) {
         let j = j0 + jj;
-        if (j >= kv_hi) { break; }
+        if (j >= j_hi) { break; }
         var raw = 0.0;
         for (var e = 0u; e < u_e(); e = e + 1u) { raw = raw + qv[e] * ks[jj * u_e() + e]; }
-        let x = finish_score(raw, b, h, i, j);
+        let x = finish_score(raw, b, h, i, j, !full_blk);
         if (x == neg_inf()) { continue; }
         let pr = exp(x - lse_i);
         var dp = 0.0;
         for (var e = 0u; e < u_ev(); e = e + 1u) { dp = dp + dov[e] * vs[jj * u_ev() + e]; }
         let ds = pr * (dp - delta_i);
+        ${p.hooks?.captureGrads ? 'capture_grads(raw, b, h, i, j, ds);' : ''}
         let dsr = ${dsOf} * u_scale();
         for (var e = 0u; e < u_e(); e = e + 1u) { dqv[e] = dqv[e] + dsr * ks[jj * u_e() + e]; }
       }
     }
     workgroupBarrier();
-  }
+`)}
   if (row_ok) {
     for (var e = 0u; e < u_e(); e = e + 1u) { store_dq(dq_idx(b, h, i, e), dqv[e]); }
   }`;
@@ -452,14 +543,14 @@ ${scoreHelpers(p)}`;
     const spec: ProgramSpec = {
         name: 'flash_attention_backward_dq',
         key: cacheKey(p, `BR${BR}BC${BC}`),
-        bindings: [...gradBindings, { name: 'dq', dtype: dq.dtype, access: 'read_write' as const }],
+        bindings: [...gradBindings, { name: 'dq', dtype: dq.dtype, access: 'read_write' as const }, ...(p.hooks?.gradBindings ?? [])],
         uniforms: gradUniforms,
         workgroupSize: [BR],
         helpers: `${common}\n${kvTile(BC, dimClass(d.E), dimClass(d.Ev))}`,
         body,
       };
     chunks.forEach(([c0, c1], n) =>
-      run(spec, [...gradTensors, dq], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
+      run(spec, [...gradTensors, dq, ...(p.hooks?.gradTensors ?? [])], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
     );
   }
 
@@ -495,29 +586,29 @@ ${scoreHelpers(p)}`;
   let i_hi = min(LQ, u_c_stop());
   for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
     let h = hk * u_group() + g;
-    for (var i0 = max(q_start, u_c_begin()); i0 < i_hi; i0 = i0 + u_bc()) {
+    ${qLoop(p, `
       for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
         let i = i0 + t / u_e();
-        qs[t] = select(0.0, load_q(q_at(b, h, min(i, LQ - 1u), t % u_e())) * u_scale(), i < i_hi);
+        qs[t] = select(0.0, load_q(q_at(b, h, min(i, LQ - 1u), t % u_e())) * u_scale(), i < i_lim);
       }
       for (var t = lidx; t < u_bc() * u_ev(); t = t + WG_SIZE) {
         let i = i0 + t / u_ev();
-        dos[t] = select(0.0, load_dout(do_at(b, h, min(i, LQ - 1u), t % u_ev())), i < i_hi);
+        dos[t] = select(0.0, load_dout(do_at(b, h, min(i, LQ - 1u), t % u_ev())), i < i_lim);
       }
       for (var t = lidx; t < u_bc(); t = t + WG_SIZE) {
         let i = i0 + t;
-        lses[t] = select(neg_inf(), load_lse(lse_idx(b, h, min(i, LQ - 1u))), i < i_hi);
-        deltas[t] = select(0.0, load_delta(lse_idx(b, h, min(i, LQ - 1u))), i < i_hi);
+        lses[t] = select(neg_inf(), load_lse(lse_idx(b, h, min(i, LQ - 1u))), i < i_lim);
+        deltas[t] = select(0.0, load_delta(lse_idx(b, h, min(i, LQ - 1u))), i < i_lim);
       }
       workgroupBarrier();
       if (col_ok) {
         for (var ii = 0u; ii < u_bc(); ii = ii + 1u) {
           let i = i0 + ii;
-          if (i >= i_hi) { break; }
+          if (i >= i_lim) { break; }
           if (lses[ii] == neg_inf()) { continue; }
           var raw = 0.0;
           for (var e = 0u; e < u_e(); e = e + 1u) { raw = raw + qs[ii * u_e() + e] * kv[e]; }
-          let x = finish_score(raw, b, h, i, j);
+          let x = finish_score(raw, b, h, i, j, !full_blk);
           if (x == neg_inf()) { continue; }
           let pr = exp(x - lses[ii]);
           var dp = 0.0;
@@ -533,7 +624,7 @@ ${scoreHelpers(p)}`;
         }
       }
       workgroupBarrier();
-    }
+`)}
   }
   if (col_ok) {
     for (var e = 0u; e < u_e(); e = e + 1u) { store_dk(dk_idx(b, hk, j, e), dkv[e]); }
