@@ -1,6 +1,34 @@
 /**
- * `@webattn/flex` — not built yet: this package has no public API so far (see the project issues).
+ * `@webattn/flex`: FlexAttention for TypeScript. Score and mask functions are plain TS; the same
+ * function runs on the CPU path and is compiled (acorn → typed IR → WGSL) into the shared attention
+ * generator, with block-sparse masks and gradients into captured tensors.
  *
  * @packageDocumentation
  */
-export {};
+export { flexAttention, type FlexAttentionOptions } from './flex-attention.js';
+export { createBlockMask, createMask, BlockMask, type BlockMaskOptions } from './block-mask.js';
+export {
+  scoreMod,
+  maskMod,
+  andMasks,
+  orMasks,
+  noopMask,
+  indexable,
+  type ScoreMod,
+  type MaskMod,
+  type ScoreModFn,
+  type MaskModFn,
+  type Captures,
+} from './mods.js';
+export {
+  causalMask,
+  slidingWindow,
+  prefixLM,
+  documentMask,
+  neighborhood2d,
+  dilatedSlidingWindow,
+  globalSlidingWindow,
+  alibi,
+  softcap,
+  relativePositionBias,
+} from './catalogue.js';

@@ -44,4 +44,5 @@ export {
   type FlashHooks,
   type FlashMask,
   type FlashGradInputs,
+  type FlashBlocks,
 } from './attention/flash.js';

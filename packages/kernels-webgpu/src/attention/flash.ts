@@ -41,6 +41,8 @@ export interface FlashHooks {
   gradBindings?: BindingSpec[];
   gradTensors?: Tensor[];
   captureGrads?: boolean;
+  /** WGSL only the dQ kernel includes (what uses `gradBindings`). */
+  gradWgsl?: string;
 }
 
 /** Everything the generator needs to know about one attention call. */
@@ -71,21 +73,18 @@ export interface FlashParams {
   blocks?: FlashBlocks | null;
 }
 
-/** Block-sparse tables of {@link FlashParams.blocks}. */
+/**
+ * Block-sparse tables of {@link FlashParams.blocks}, packed in one int32 tensor (one storage binding):
+ * `offsets` gives where kvNum, kvIdx, fullKvNum, fullKvIdx, qNum, qIdx, fullQNum, fullQIdx start.
+ */
 export interface FlashBlocks {
   bs: number;
   bm: number;
   hm: number;
   nqb: number;
   nkb: number;
-  kvNum: Tensor;
-  kvIdx: Tensor;
-  fullKvNum: Tensor;
-  fullKvIdx: Tensor;
-  qNum: Tensor;
-  qIdx: Tensor;
-  fullQNum: Tensor;
-  fullQIdx: Tensor;
+  table: Tensor;
+  offsets: readonly number[];
 }
 
 function dims(p: FlashParams) {
@@ -127,7 +126,7 @@ function commonUniforms(p: FlashParams): UniformField[] {
     ['scale', 'f32'], ['causal_off', 'i32'], ['e', 'u32'], ['ev', 'u32'], ['bc', 'u32'],
     ['c_begin', 'u32'], ['c_stop', 'u32'], ['c_first', 'u32'], ['c_last', 'u32'], ['g_begin', 'u32'], ['g_stop', 'u32'],
     ['tq', 'u32'], ['tk', 'u32'], ['win_l', 'i32'], ['win_r', 'i32'],
-    ['bs', 'u32'], ['bm', 'u32'], ['hm', 'u32'], ['nqb', 'u32'], ['nkb', 'u32'],
+    ['bs', 'u32'], ['bm', 'u32'], ['hm', 'u32'], ['nqb', 'u32'], ['nkb', 'u32'], ['bt_off', 'u32', 8],
     ...strided4('q'), ...strided4('k'), ...strided4('v'), ...strided4('m'),
   ];
 }
@@ -146,10 +145,9 @@ function commonValues(p: FlashParams): UniformValues {
     v_off: p.v.offset, v_st: strides4(p.v, !!p.varlen), m_off: m.off, m_st: m.st,
     tq: d.TQ, tk: d.TK, win_l: p.window?.left ?? -1, win_r: p.window?.right ?? -1,
     bs: p.blocks?.bs ?? 0, bm: p.blocks?.bm ?? 1, hm: p.blocks?.hm ?? 1, nqb: p.blocks?.nqb ?? 0, nkb: p.blocks?.nkb ?? 0,
+    bt_off: p.blocks ? p.blocks.offsets.slice() : [],
   };
 }
-
-const BLOCK_TABLES = ['kvNum', 'kvIdx', 'fullKvNum', 'fullKvIdx', 'qNum', 'qIdx', 'fullQNum', 'fullQIdx'] as const;
 
 function inputBindings(p: FlashParams): BindingSpec[] {
   const b: BindingSpec[] = [
@@ -159,13 +157,13 @@ function inputBindings(p: FlashParams): BindingSpec[] {
   ];
   if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
   if (p.varlen) b.push({ name: 'cu_q', dtype: 'int32', access: 'read' }, { name: 'cu_k', dtype: 'int32', access: 'read' });
-  if (p.blocks) for (const n of BLOCK_TABLES) b.push({ name: `bt_${n}`, dtype: 'int32', access: 'read' });
+  if (p.blocks) b.push({ name: 'bt', dtype: 'int32', access: 'read' });
   if (p.hooks?.bindings) b.push(...p.hooks.bindings);
   return b;
 }
 
 function inputTensors(p: FlashParams): Tensor[] {
-  const bt = p.blocks ? BLOCK_TABLES.map((n) => p.blocks![n]) : [];
+  const bt = p.blocks ? [p.blocks.table] : [];
   return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...bt, ...(p.hooks?.tensors ?? [])];
 }
 
@@ -221,8 +219,13 @@ fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32, apply_mod: bool
   return x;
 }
 ${p.hooks?.wgsl ?? ''}
-${p.blocks ? 'var<workgroup> wg_cnt: vec2<u32>;\nvar<workgroup> wg_blk: u32;' : ''}`;
+${p.blocks ? BLOCK_WGSL : ''}`;
 }
+
+/** Readers of the packed block tables: table t (0 kvNum … 7 fullQIdx) at index i. */
+const BLOCK_WGSL = `var<workgroup> wg_cnt: vec2<u32>;
+var<workgroup> wg_blk: u32;
+fn bt_at(t: u32, i: u32) -> u32 { return u32(load_bt(u_bt_off(t) + i)); }`;
 
 /**
  * The loop over key tiles of one query block: a contiguous range (dense), or the block mask's
@@ -237,13 +240,13 @@ function kvLoop(p: FlashParams, body: string): string {
   }`;
   }
   return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * u_nqb() + q0 / u_bs();
-  if (lidx == 0u) { wg_cnt = vec2<u32>(u32(load_bt_kvNum(tab)), u32(load_bt_fullKvNum(tab))); }
+  if (lidx == 0u) { wg_cnt = vec2<u32>(bt_at(0u, tab), bt_at(2u, tab)); }
   let cnt = workgroupUniformLoad(&wg_cnt);
   for (var pass_ = 0u; pass_ < 2u; pass_ = pass_ + 1u) {
     let full_blk = pass_ == 1u;
     let nblk = select(cnt.x, cnt.y, full_blk);
     for (var n = 0u; n < nblk; n = n + 1u) {
-      if (lidx == 0u) { wg_blk = u32(select(load_bt_kvIdx(tab * u_nkb() + n), load_bt_fullKvIdx(tab * u_nkb() + n), full_blk)); }
+      if (lidx == 0u) { wg_blk = select(bt_at(1u, tab * u_nkb() + n), bt_at(3u, tab * u_nkb() + n), full_blk); }
       let kb = workgroupUniformLoad(&wg_blk);
       let j_hi = min((kb + 1u) * u_bs(), kv_hi);
       for (var j0 = max(kb * u_bs(), u_c_begin()); j0 < j_hi; j0 = j0 + u_bc()) {${body}
@@ -261,13 +264,13 @@ function qLoop(p: FlashParams, body: string): string {
     }`;
   }
   return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * u_nkb() + k0 / u_bs();
-    if (lidx == 0u) { wg_cnt = vec2<u32>(u32(load_bt_qNum(tab)), u32(load_bt_fullQNum(tab))); }
+    if (lidx == 0u) { wg_cnt = vec2<u32>(bt_at(4u, tab), bt_at(6u, tab)); }
     let cnt = workgroupUniformLoad(&wg_cnt);
     for (var pass_ = 0u; pass_ < 2u; pass_ = pass_ + 1u) {
       let full_blk = pass_ == 1u;
       let nblk = select(cnt.x, cnt.y, full_blk);
       for (var n = 0u; n < nblk; n = n + 1u) {
-        if (lidx == 0u) { wg_blk = u32(select(load_bt_qIdx(tab * u_nqb() + n), load_bt_fullQIdx(tab * u_nqb() + n), full_blk)); }
+        if (lidx == 0u) { wg_blk = select(bt_at(5u, tab * u_nqb() + n), bt_at(7u, tab * u_nqb() + n), full_blk); }
         let qb = workgroupUniformLoad(&wg_blk);
         let i_lim = min((qb + 1u) * u_bs(), i_hi);
         for (var i0 = max(max(qb * u_bs(), q_start), u_c_begin()); i0 < i_lim; i0 = i0 + u_bc()) {${body}
@@ -546,7 +549,7 @@ ${scoreHelpers(p)}`;
         bindings: [...gradBindings, { name: 'dq', dtype: dq.dtype, access: 'read_write' as const }, ...(p.hooks?.gradBindings ?? [])],
         uniforms: gradUniforms,
         workgroupSize: [BR],
-        helpers: `${common}\n${kvTile(BC, dimClass(d.E), dimClass(d.Ev))}`,
+        helpers: `${common}\n${kvTile(BC, dimClass(d.E), dimClass(d.Ev))}\n${p.hooks?.gradWgsl ?? ''}`,
         body,
       };
     chunks.forEach(([c0, c1], n) =>

@@ -1,0 +1,254 @@
+/**
+ * BlockMask: FlexAttention's block-sparse description of a mask. Built per (b, h, q block, kv block)
+ * by classifying each block pair as empty, partial or full — on the GPU by a kernel that evaluates the
+ * compiled mask function, on the CPU by calling the JS function — never as a dense Lq×Lkv mask.
+ */
+import * as T from '@webattn/core-tensor';
+import { WebattnError, describe, type Device, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { linearGrid, run, wgReduce, type FlashBlocks } from '@webattn/kernels-webgpu';
+import { asMask, compileMod, hostMask, type Captures, type MaskMod, type MaskModFn } from './mods.js';
+import { modResources } from './wgsl-mods.js';
+
+/** Options of {@link createBlockMask}. */
+export interface BlockMaskOptions {
+  /** Block size (default 128; a multiple of 64). */
+  blockSize?: number;
+  /** Where to evaluate the mask (default: the default device). */
+  device?: Device;
+  /** Captures of a bare mask function. */
+  captures?: Captures;
+}
+
+/** Block-sparse mask tables (BCSR-like), as `torch.nn.attention.flex_attention.BlockMask`. */
+export class BlockMask {
+  /** Batch and head extents of the tables (1 = broadcast). */
+  readonly B: number;
+  readonly H: number;
+  readonly qLen: number;
+  readonly kvLen: number;
+  readonly blockSize: number;
+  /** The mask function (evaluated inside partial blocks). */
+  readonly maskMod: MaskMod;
+  /** Block classification `[B, H, nQ, nKv]`: 0 empty, 1 partial, 2 full. */
+  readonly classes: Uint8Array;
+  /** Per (b, h, q block): number of partial kv blocks and their indices (row stride nKv). */
+  readonly kvNumBlocks: Int32Array;
+  readonly kvIndices: Int32Array;
+  /** Per (b, h, q block): number of full kv blocks and their indices. */
+  readonly fullKvNumBlocks: Int32Array;
+  readonly fullKvIndices: Int32Array;
+  /** Transposes for the backward: per (b, h, kv block) the partial / full q blocks (row stride nQ). */
+  readonly qNumBlocks: Int32Array;
+  readonly qIndices: Int32Array;
+  readonly fullQNumBlocks: Int32Array;
+  readonly fullQIndices: Int32Array;
+  private deviceTables = new WeakMap<Device, FlashBlocks>();
+
+  constructor(maskMod: MaskMod, classes: Uint8Array, B: number, H: number, qLen: number, kvLen: number, blockSize: number) {
+    this.maskMod = maskMod;
+    this.classes = classes;
+    this.B = B;
+    this.H = H;
+    this.qLen = qLen;
+    this.kvLen = kvLen;
+    this.blockSize = blockSize;
+    const nq = this.numQBlocks;
+    const nk = this.numKvBlocks;
+    const rows = B * H;
+    const list = (outer: number, inner: number, cls: number, at: (r: number, o: number, i: number) => number) => {
+      const num = new Int32Array(rows * outer);
+      const idx = new Int32Array(rows * outer * inner);
+      for (let r = 0; r < rows; r++)
+        for (let o = 0; o < outer; o++) {
+          let c = 0;
+          for (let i = 0; i < inner; i++) if (classes[at(r, o, i)] === cls) idx[(r * outer + o) * inner + c++] = i;
+          num[r * outer + o] = c;
+        }
+      return [num, idx] as const;
+    };
+    const qMajor = (r: number, o: number, i: number) => (r * nq + o) * nk + i;
+    const kMajor = (r: number, o: number, i: number) => (r * nq + i) * nk + o;
+    [this.kvNumBlocks, this.kvIndices] = list(nq, nk, 1, qMajor);
+    [this.fullKvNumBlocks, this.fullKvIndices] = list(nq, nk, 2, qMajor);
+    [this.qNumBlocks, this.qIndices] = list(nk, nq, 1, kMajor);
+    [this.fullQNumBlocks, this.fullQIndices] = list(nk, nq, 2, kMajor);
+  }
+
+  /** Query blocks. */
+  get numQBlocks(): number {
+    return Math.ceil(this.qLen / this.blockSize);
+  }
+  /** Key blocks. */
+  get numKvBlocks(): number {
+    return Math.ceil(this.kvLen / this.blockSize);
+  }
+
+  /** Percentage of block pairs skipped entirely (like `BlockMask.sparsity()`). */
+  sparsity(): number {
+    let empty = 0;
+    for (const c of this.classes) if (c === 0) empty++;
+    return (100 * empty) / Math.max(1, this.classes.length);
+  }
+
+  /** Fraction of the (b, h, q, kv) area in visited blocks (1 − sparsity, in [0, 1]). */
+  density(): number {
+    return 1 - this.sparsity() / 100;
+  }
+
+  /** ASCII picture of each (b, h): `█` full, `░` partial, ` ` empty. */
+  toString(): string {
+    const nq = this.numQBlocks;
+    const nk = this.numKvBlocks;
+    const out: string[] = [`BlockMask(B=${this.B}, H=${this.H}, qLen=${this.qLen}, kvLen=${this.kvLen}, blockSize=${this.blockSize}, sparsity=${this.sparsity().toFixed(2)}%)`];
+    for (let r = 0; r < this.B * this.H; r++) {
+      if (this.B * this.H > 1) out.push(`b=${Math.floor(r / this.H)}, h=${r % this.H}`);
+      for (let i = 0; i < nq; i++) {
+        let line = '';
+        for (let j = 0; j < nk; j++) line += ['  ', '░░', '██'][this.classes[(r * nq + i) * nk + j]!];
+        out.push(line);
+      }
+    }
+    return out.join('\n');
+  }
+
+  /** The tables as int32 tensors on `device`, cached (what the attention kernels read). */
+  tables(device: Device): FlashBlocks {
+    const hit = this.deviceTables.get(device);
+    if (hit) return hit;
+    const parts = [this.kvNumBlocks, this.kvIndices, this.fullKvNumBlocks, this.fullKvIndices, this.qNumBlocks, this.qIndices, this.fullQNumBlocks, this.fullQIndices];
+    const offsets: number[] = [];
+    let n = 0;
+    for (const a of parts) {
+      offsets.push(n);
+      n += a.length;
+    }
+    const packed = new Int32Array(Math.max(1, n));
+    parts.forEach((a, i) => packed.set(a, offsets[i]!));
+    const f: FlashBlocks = {
+      bs: this.blockSize,
+      bm: this.B,
+      hm: this.H,
+      nqb: this.numQBlocks,
+      nkb: this.numKvBlocks,
+      table: T.tensor(packed, [packed.length], { dtype: 'int32', device }),
+      offsets,
+    };
+    this.deviceTables.set(device, f);
+    return f;
+  }
+}
+
+function checkDims(B: number | null, H: number | null, qLen: number, kvLen: number, bs: number): [number, number] {
+  const dim = (v: number | null, name: string) => {
+    if (v === null) return 1;
+    if (!Number.isInteger(v) || v < 1) throw new WebattnError('INVALID_ARGUMENT', `${name}: expected a positive integer or null (broadcast), got ${describe(v)}`, { argument: name });
+    return v;
+  };
+  for (const [v, name] of [[qLen, 'qLen'], [kvLen, 'kvLen']] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new WebattnError('INVALID_ARGUMENT', `${name}: expected a positive integer, got ${describe(v)}`, { argument: name });
+  }
+  if (!Number.isInteger(bs) || bs < 64 || bs % 64 !== 0) {
+    throw new WebattnError('INVALID_ARGUMENT', `options.blockSize: expected a multiple of 64, got ${describe(bs)}`, { argument: 'options.blockSize' });
+  }
+  return [dim(B, 'B'), dim(H, 'H')];
+}
+
+/**
+ * Builds a {@link BlockMask} from a mask function. `B` or `H` may be null (broadcast). Evaluated on
+ * the GPU when `options.device` is a WebGPU device (bounded memory: one byte per block pair), else on
+ * the CPU by calling the function.
+ *
+ * @example
+ * const bm = await createBlockMask(causalMask, null, null, 4096, 4096, { device });
+ */
+export async function createBlockMask(
+  mask: MaskMod | MaskModFn,
+  B: number | null,
+  H: number | null,
+  qLen: number,
+  kvLen: number,
+  options: BlockMaskOptions = {},
+): Promise<BlockMask> {
+  const bs = options.blockSize ?? 128;
+  const [Bm, Hm] = checkDims(B, H, qLen, kvLen, bs);
+  const m = asMask(mask, options.captures ?? {});
+  const device = options.device ?? T.getDefaultDevice();
+  const nq = Math.ceil(qLen / bs);
+  const nk = Math.ceil(kvLen / bs);
+  const pairs = Bm * Hm * nq * nk;
+  let classes: Uint8Array;
+  if (device.backend === 'webgpu') {
+    const dev = device as WebGPUDevice;
+    const compiled = compileMod(m, 'm', 'maskMod');
+    const res = modResources(dev, null, compiled, false);
+    const out = T.empty([pairs], 'int32', dev);
+    const body = `
+  let pair = flat_wg;
+  if (pair >= u_pairs()) { return; }
+  let kb = pair % u_nk();
+  let qb = (pair / u_nk()) % u_nq();
+  let bh = pair / (u_nk() * u_nq());
+  let b = bh / u_hm();
+  let h = bh % u_hm();
+  let q0 = qb * u_bs();
+  let k0 = kb * u_bs();
+  let rows = min(u_bs(), u_qlen() - q0);
+  let cols = min(u_bs(), u_kvlen() - k0);
+  var any_true = 0u;
+  var any_false = 0u;
+  for (var t = lidx; t < rows * cols; t = t + WG_SIZE) {
+    let ok = mask_mod(b, h, q0 + t / cols, k0 + t % cols);
+    any_true = any_true | select(0u, 1u, ok);
+    any_false = any_false | select(1u, 0u, ok);
+  }
+  let ts = wg_max(f32(any_true), lidx);
+  let fs = wg_max(f32(any_false), lidx);
+  if (lidx == 0u) { store_cls(pair, select(select(1i, 2i, fs == 0.0), 0i, ts == 0.0)); }`;
+    run(
+      {
+        name: 'flex_block_mask',
+        key: res.key,
+        bindings: [...res.bindings, { name: 'cls', dtype: 'int32', access: 'read_write' }],
+        uniforms: [...res.uniforms, ['pairs', 'u32'], ['nq', 'u32'], ['nk', 'u32'], ['hm', 'u32'], ['bs', 'u32'], ['qlen', 'u32'], ['kvlen', 'u32']],
+        workgroupSize: [64],
+        helpers: `${res.wgsl}\n${wgReduce(false)}`,
+        body,
+      },
+      [...res.tensors, out],
+      { ...res.values, pairs, nq, nk, hm: Hm, bs, qlen: qLen, kvlen: kvLen },
+      linearGrid(pairs * 64, 64, dev),
+    );
+    classes = Uint8Array.from(await out.toArray());
+    out.dispose();
+  } else {
+    const f = hostMask(m);
+    classes = new Uint8Array(pairs);
+    for (let b = 0; b < Bm; b++)
+      for (let h = 0; h < Hm; h++)
+        for (let qb = 0; qb < nq; qb++)
+          for (let kb = 0; kb < nk; kb++) {
+            let t = false;
+            let fl = false;
+            for (let i = qb * bs; i < Math.min(qLen, (qb + 1) * bs) && !(t && fl); i++)
+              for (let j = kb * bs; j < Math.min(kvLen, (kb + 1) * bs); j++) {
+                if (f(b, h, i, j)) t = true;
+                else fl = true;
+                if (t && fl) break;
+              }
+            classes[((b * Hm + h) * nq + qb) * nk + kb] = t ? (fl ? 1 : 2) : 0;
+          }
+  }
+  return new BlockMask(m, classes, Bm, Hm, qLen, kvLen, bs);
+}
+
+/**
+ * The dense boolean mask `[B, H, qLen, kvLen]` of a mask function (for tests and pictures; O(L²)).
+ * @example const dense = createMask(causalMask, 1, 1, 8, 8);
+ */
+export function createMask(mask: MaskMod | MaskModFn, B: number, H: number, qLen: number, kvLen: number, options: { device?: Device; captures?: Captures } = {}): Tensor {
+  const f = hostMask(asMask(mask, options.captures ?? {}));
+  const data = new Uint8Array(B * H * qLen * kvLen);
+  let n = 0;
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < qLen; i++) for (let j = 0; j < kvLen; j++) data[n++] = f(b, h, i, j) ? 1 : 0;
+  return T.tensor(data, [B, H, qLen, kvLen], { dtype: 'bool', ...(options.device ? { device: options.device } : {}) });
+}
