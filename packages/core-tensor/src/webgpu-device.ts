@@ -85,6 +85,11 @@ export class WebGPUDevice extends Device {
     return this.isLost;
   }
 
+  /** Number of compute pipelines built so far (each distinct program key builds one). */
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
   /** True when the device has the feature (`shader-f16`, `subgroups`, ...). */
   hasFeature(name: string): boolean {
     return this.gpu.features.has(name);

@@ -154,7 +154,8 @@ function checkDims(B: number | null, H: number | null, qLen: number, kvLen: numb
 }
 
 /**
- * Builds a {@link BlockMask} from a mask function. `B` or `H` may be null (broadcast). Evaluated on
+ * Builds a {@link BlockMask} from a mask function. `B` or `H` may be null (broadcast: the function must
+ * then not depend on b or h — full blocks skip it). Evaluated on
  * the GPU when `options.device` is a WebGPU device (bounded memory: one byte per block pair), else on
  * the CPU by calling the function.
  *
@@ -177,9 +178,9 @@ export async function createBlockMask(
   const nk = Math.ceil(kvLen / bs);
   const pairs = Bm * Hm * nq * nk;
   let classes: Uint8Array;
+  const compiled = compileMod(m, 'm', 'maskMod'); // validates the function on every path
   if (device.backend === 'webgpu') {
     const dev = device as WebGPUDevice;
-    const compiled = compileMod(m, 'm', 'maskMod');
     const res = modResources(dev, null, compiled, false);
     const out = T.empty([pairs], 'int32', dev);
     const body = `
