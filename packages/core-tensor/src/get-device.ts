@@ -99,13 +99,21 @@ async function createDevice(kind: 'webgpu' | 'auto', backend: GetDeviceOptions['
   return cpu();
 }
 
+/**
+ * Every Dawn instance ever created stays referenced: a collected instance (even one that found no
+ * adapter) is torn down on the finalizer's schedule, which crashed or deadlocked the process.
+ */
+const dawnInstances: GPU[] = [];
+
 async function loadDawn(options: string[]): Promise<GPU> {
   const name = 'webgpu';
   const mod = (await import(/* @vite-ignore */ name)) as { create: (o: string[]) => GPU; globals: object };
   for (const [k, v] of Object.entries(mod.globals)) {
     if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   }
-  return mod.create(options);
+  const gpu = mod.create(options);
+  dawnInstances.push(gpu);
+  return gpu;
 }
 
 async function tryRoute(route: Route, explicit: boolean): Promise<WebGPUDevice | null> {
