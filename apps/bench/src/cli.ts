@@ -4,13 +4,14 @@
  * number with the adapter that produced it. On software adapters compare ratios, not absolutes.
  *
  *   webattn-bench [scenario ...] [--json FILE] [--quick]
- *   scenarios: kernels, attention, varlen (default: all)
+ *   scenarios: kernels, attention, varlen, flex (default: all)
  */
 import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
 import '@webattn/kernels-webgpu';
 import { renderTable } from './report.js';
 import { attentionScenario } from './scenarios/attention.js';
+import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
 import { varlenScenario } from './scenarios/varlen.js';
 import { progressDone, type BenchRow } from './timing.js';
@@ -19,6 +20,7 @@ const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRo
   kernels: kernelsScenario,
   attention: attentionScenario,
   varlen: varlenScenario,
+  flex: flexScenario,
 };
 
 function usage(): never {
