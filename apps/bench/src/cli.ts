@@ -4,7 +4,7 @@
  * number with the adapter that produced it. On software adapters compare ratios, not absolutes.
  *
  *   webattn-bench [scenario ...] [--json FILE] [--quick]
- *   scenarios: kernels, attention, varlen, flex (default: all)
+ *   scenarios: kernels, attention, varlen, flex (default: all); seed (the GPU run's shapes, only when named)
  */
 import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
@@ -13,6 +13,7 @@ import { renderTable } from './report.js';
 import { attentionScenario } from './scenarios/attention.js';
 import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
+import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
 import { progressDone, type BenchRow } from './timing.js';
 
@@ -21,6 +22,11 @@ const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRo
   attention: attentionScenario,
   varlen: varlenScenario,
   flex: flexScenario,
+};
+
+/** Scenarios run only when named (they target a real GPU). */
+const EXTRA: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
+  seed: seedScenario,
 };
 
 function usage(): never {
@@ -38,7 +44,7 @@ async function main(): Promise<void> {
     if (a === '--json') json = args[++i] ?? usage();
     else if (a === '--quick') quick = true;
     else if (a === '--help' || a === '-h') usage();
-    else if (a in SCENARIOS) picked.push(a);
+    else if (a in SCENARIOS || a in EXTRA) picked.push(a);
     else {
       console.error(`unknown scenario or flag: ${a}`);
       usage();
@@ -47,7 +53,7 @@ async function main(): Promise<void> {
   const device = await T.getDevice();
   console.log(`webattn-bench on ${device.info.adapter} (${device.info.backend}/${device.info.api})`);
   const rows: BenchRow[] = [];
-  for (const name of picked.length ? picked : Object.keys(SCENARIOS)) rows.push(...(await SCENARIOS[name]!(device, quick)));
+  for (const name of picked.length ? picked : Object.keys(SCENARIOS)) rows.push(...(await (SCENARIOS[name] ?? EXTRA[name])!(device, quick)));
   progressDone();
   console.log(renderTable(device.info, rows));
   if (json) {
