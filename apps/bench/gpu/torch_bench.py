@@ -75,6 +75,7 @@ def main():
             del q, k, v
         rows.append(row)
         print(json.dumps(row), flush=True)
+        json.dump(dict(torch=torch.__version__, gpu=torch.cuda.get_device_name(), rows=rows), open(a.json, 'w'), indent=1)
     gen = torch.Generator().manual_seed(7)
     for L in (512, 2048):
         lengths = torch.randint(1, L + 1, (16,), generator=gen).tolist()
