@@ -4,6 +4,14 @@ import datetime, json, sys
 
 def load(p):
     try:
+        if p.endswith('.log'):  # webattn-bench's streamed rows
+            rows, dev = [], {}
+            for line in open(p):
+                if line.startswith('ROW '):
+                    rows.append(json.loads(line[4:]))
+                if line.startswith('webattn-bench on '):
+                    dev = {'adapter': line[len('webattn-bench on '):].strip()}
+            return {'rows': rows, 'device': dev}
         return json.load(open(p))
     except Exception as e:
         return {'error': repr(e), 'rows': []}

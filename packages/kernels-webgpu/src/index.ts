@@ -40,6 +40,7 @@ export {
   flashForward,
   flashBackward,
   FLASH_MAX_HEAD_DIM,
+  setFlashSpecialization,
   type FlashParams,
   type FlashHooks,
   type FlashMask,

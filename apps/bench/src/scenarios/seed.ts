@@ -35,6 +35,12 @@ const flopsOf = (s: SeedShape) => (4 * s.B * s.H * s.L * s.L * s.E) / (s.causal 
  */
 export async function seedScenario(device: T.Device, quick: boolean, maxSeconds = 12): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
+  // rows stream to stdout as JSON lines, so a run cut short still reports what it measured
+  const push = rows.push.bind(rows);
+  rows.push = (...r: BenchRow[]) => {
+    for (const x of r) console.log(`ROW ${JSON.stringify(x)}`);
+    return push(...r);
+  };
   let rate = 0; // FLOP per ms measured on the last shape
   const shapes = seedShapes(quick).sort((a, b) => flopsOf(a) - flopsOf(b));
   for (const s of shapes) {
@@ -45,6 +51,7 @@ export async function seedScenario(device: T.Device, quick: boolean, maxSeconds 
       continue;
     }
     progress(`seed: ${name}`);
+    console.log(`START ${name} ${new Date().toISOString()}`);
     const mk = (seed: number) => T.randn([s.B, s.H, s.L, s.E], { seed, device, requiresGrad: true });
     const [q, k, v] = [mk(1), mk(2), mk(3)];
     const g = T.randn([s.B, s.H, s.L, s.E], { seed: 4, device });

@@ -318,9 +318,36 @@ function dimClass(n: number): number {
   return n;
 }
 
+/**
+ * On hardware GPUs the head dims and the key tile become compile-time loop bounds, so the per-thread
+ * q/accumulator arrays stay in registers (unrolled loops); software adapters keep runtime bounds,
+ * which compile one pipeline per size class in under a second instead of tens of seconds.
+ */
+function constantBounds(p: FlashParams): boolean {
+  return specialization === 'always' || (specialization === 'auto' && !p.q.device.info.software);
+}
+
+let specialization: 'auto' | 'always' | 'never' = 'auto';
+/**
+ * How the flash kernels bind head dims: `auto` (compile-time bounds on hardware GPUs, runtime bounds
+ * on software adapters), `always` or `never`. A tuning and testing knob; results are the same.
+ */
+export function setFlashSpecialization(mode: 'auto' | 'always' | 'never'): void {
+  specialization = mode;
+}
+
+function specialize(p: FlashParams, spec: ProgramSpec): ProgramSpec {
+  if (!constantBounds(p)) return spec;
+  const d = dims(p);
+  const { BC } = tiles(d.E, d.Ev);
+  const sub = (src: string) => src.replaceAll('u_e()', `${d.E}u`).replaceAll('u_ev()', `${d.Ev}u`).replaceAll('u_bc()', `${BC}u`);
+  return { ...spec, body: sub(spec.body), helpers: sub(spec.helpers ?? '') };
+}
+
 function cacheKey(p: FlashParams, extra: string): string {
   const d = dims(p);
-  return `E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:v${!!p.varlen}:w${!!p.window}:s${!!p.blocks}:h${p.hooks?.key ?? '-'}:${extra}`;
+  const exact = constantBounds(p) ? `x${d.E}:${d.Ev}:` : '';
+  return `${exact}E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:v${!!p.varlen}:w${!!p.window}:s${!!p.blocks}:h${p.hooks?.key ?? '-'}:${extra}`;
 }
 
 /** Forward: returns output `[B, Hq, Lq, Ev]` (contiguous) and lse `[B, Hq, Lq]` (float32, natural log). */
@@ -427,7 +454,7 @@ ${scoreHelpers(p)}`;
     body,
   };
   chunks.forEach(([c0, c1], n) =>
-    run(spec, [...inputTensors(p), out, lse, accb, mlb], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
+    run(specialize(p, spec), [...inputTensors(p), out, lse, accb, mlb], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
   );
   accb.dispose();
   mlb.dispose();
@@ -553,7 +580,7 @@ ${scoreHelpers(p)}`;
         body,
       };
     chunks.forEach(([c0, c1], n) =>
-      run(spec, [...gradTensors, dq, ...(p.hooks?.gradTensors ?? [])], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
+      run(specialize(p, spec), [...gradTensors, dq, ...(p.hooks?.gradTensors ?? [])], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
     );
   }
 
@@ -652,7 +679,7 @@ var<workgroup> deltas: array<f32, ${BC}>;`,
     if (!Number.isFinite(device.maxLoopIterations) || d.G * d.Lq * cost <= device.maxLoopIterations * 0.6) all.push([0, d.Lq, 0, d.G]);
     else for (let g = 0; g < d.G; g++) for (const [c0, c1] of passes(d.Lq, BC, device.maxLoopIterations, cost)) all.push([c0, c1, g, g + 1]);
     all.forEach(([c0, c1, g0, g1], n) =>
-      run(spec, [...gradTensors, dk, dv], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1) }, [Math.ceil(d.Lkv / BR), d.B * d.Hkv, 1]),
+      run(specialize(p, spec), [...gradTensors, dk, dv], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1) }, [Math.ceil(d.Lkv / BR), d.B * d.Hkv, 1]),
     );
   }
   const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());

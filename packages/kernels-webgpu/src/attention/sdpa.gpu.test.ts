@@ -227,3 +227,22 @@ describe('backend choice and errors', () => {
     expect(Array.from(a)).not.toEqual(Array.from(plain));
   });
 });
+
+describe('compile-time head-dim specialisation (the hardware-GPU path) gives the same results', () => {
+  it('flash forward and backward with constant loop bounds match math', async () => {
+    const { setFlashSpecialization } = await import('../index.js');
+    setFlashSpecialization('always');
+    try {
+      for (const c of [CONFIGS[0]!, CONFIGS[2]!]) {
+        const a = await runCfg(c, gpu, 'float32', 'flash');
+        const b = await runCfg(c, gpu, 'float32', 'math');
+        expectClose(a.out, b.out, 3e-5, 3e-4, `${c.name} out`);
+        expectClose(a.dq, b.dq, 1e-4, 1e-3, `${c.name} dQ`);
+        expectClose(a.dk, b.dk, 1e-4, 1e-3, `${c.name} dK`);
+        expectClose(a.dv, b.dv, 1e-4, 1e-3, `${c.name} dV`);
+      }
+    } finally {
+      setFlashSpecialization('auto');
+    }
+  });
+});
