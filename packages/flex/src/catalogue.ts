@@ -41,6 +41,21 @@ export function prefixLM(prefix: number): MaskMod {
  * @example const m = documentMask(cuSeqlens([100, 28]), causalMask);
  */
 export function documentMask(docs: Tensor | Int32Array | readonly number[], inner: MaskMod | null = null): MaskMod {
+  const { docIds, starts } = documentTables(docs);
+  return { kind: 'document', docIds, starts, inner, name: 'document' };
+}
+
+/**
+ * Applies a score function per document of a packed sequence with document-local indices (pair it
+ * with {@link documentMask} so tokens do not attend across documents).
+ * @example const sm = documentScoreMod(cuSeqlens([100, 28]), alibi(8));
+ */
+export function documentScoreMod(docs: Tensor | Int32Array | readonly number[], inner: ScoreMod): ScoreMod {
+  const { docIds, starts } = documentTables(docs);
+  return { kind: 'score-document', docIds, starts, inner, name: 'documentScore' };
+}
+
+function documentTables(docs: Tensor | Int32Array | readonly number[]): { docIds: Tensor; starts: Tensor } {
   let ids: Int32Array;
   if (docs instanceof T.Tensor) {
     if (docs.dtype !== 'int32' || docs.rank !== 1 || docs.device.backend !== 'cpu') {
@@ -59,11 +74,8 @@ export function documentMask(docs: Tensor | Int32Array | readonly number[], inne
   for (let i = 1; i < ids.length; i++) starts[i] = ids[i] === ids[i - 1] ? starts[i - 1]! : i;
   const cpu = T.cpu();
   return {
-    kind: 'document',
     docIds: T.tensor(ids, [ids.length], { dtype: 'int32', device: cpu }),
     starts: T.tensor(starts, [starts.length], { dtype: 'int32', device: cpu }),
-    inner,
-    name: 'document',
   };
 }
 

@@ -14,6 +14,7 @@ import {
   neighborhood2d,
   prefixLM,
   relativePositionBias,
+  documentScoreMod,
   slidingWindow,
   softcap,
   maskMod,
@@ -78,6 +79,7 @@ const CASES: Case[] = [
   { name: 'dilated sliding window', L: 100, H: 1, mask: dilatedSlidingWindow(10, 3) },
   { name: 'global + sliding window', L: 160, H: 1, mask: globalSlidingWindow(16, 3) },
   { name: 'and(causal, window) + alibi', L: 96, H: 2, mask: andMasks(causalMask, slidingWindow(30)), score: () => alibi(2) },
+  { name: 'document: per-document ALiBi with local indices + causal', L: 100, H: 2, mask: documentMask([0, 37, 100], causalMask), score: () => documentScoreMod([0, 37, 100], alibi(2)) },
   {
     name: 'relative position bias (learnable table)',
     L: 33,
@@ -226,5 +228,21 @@ describe('random score and mask functions: compiled WGSL equals the JS function 
       expectClose(got.dk, ref.dk, 2e-4, 2e-3, 'dk');
       expectClose(got.dv, ref.dv, 2e-4, 2e-3, 'dv');
     });
+  });
+});
+
+describe('the varlen bridge: BlockDiagonalMask.toMaskMod() compiles into flex', () => {
+  it('flex with the block-diagonal mask equals flashAttnVarlen on the packed layout', async () => {
+    const { BlockDiagonalMask, flashAttnVarlen } = await import('@webattn/varlen');
+    const mask = BlockDiagonalMask.fromSeqlens([30, 70, 28], [40, 70, 50]).makeCausalFromBottomRight();
+    const q = T.randn([mask.totalQ, 2, 16], { seed: 1, device: gpu });
+    const k = T.randn([mask.totalK, 2, 16], { seed: 2, device: gpu });
+    const v = T.randn([mask.totalK, 2, 16], { seed: 3, device: gpu });
+    const bm = await createBlockMask(mask.toMaskMod() as MaskMod, null, null, mask.totalQ, mask.totalK, { device: gpu, blockSize: 64 });
+    const four = (t: T.Tensor) => t.transpose(0, 1).unsqueeze(0);
+    const flex = flexAttention(four(q), four(k), four(v), { blockMask: bm });
+    const packed = flashAttnVarlen(q, k, v, { cuSeqlensQ: mask.qCu, cuSeqlensK: mask.kCu, maxSeqlenQ: 70, maxSeqlenK: 70, causal: true });
+    expectClose(await flex.squeeze(0).transpose(0, 1).toArray(), await packed.toArray(), 3e-5, 3e-4);
+    expect(bm.sparsity()).toBeGreaterThan(0);
   });
 });

@@ -25,6 +25,7 @@ export {
   slidingWindow,
   prefixLM,
   documentMask,
+  documentScoreMod,
   neighborhood2d,
   dilatedSlidingWindow,
   globalSlidingWindow,

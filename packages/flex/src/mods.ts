@@ -16,14 +16,16 @@ export type ScoreModFn = (score: number, b: number, h: number, qIdx: number, kvI
 /** `(b, h, qIdx, kvIdx) => boolean` — true where query qIdx may attend key kvIdx. */
 export type MaskModFn = (b: number, h: number, qIdx: number, kvIdx: number) => boolean;
 
-/** A score function with its captures. */
-export interface ScoreMod {
-  kind: 'score';
-  fn: ScoreModFn;
-  captures: Captures;
-  /** Short name for block-mask pictures and cache keys. */
-  name?: string;
-}
+/** A score function with its captures, or one applied per document of a packed sequence. */
+export type ScoreMod =
+  | {
+      kind: 'score';
+      fn: ScoreModFn;
+      captures: Captures;
+      /** Short name for block-mask pictures and cache keys. */
+      name?: string;
+    }
+  | { kind: 'score-document'; docIds: Tensor; starts: Tensor; inner: ScoreMod; name?: string };
 
 /** A mask function: a leaf with captures, a combination, or a document (packed sequences) mask. */
 export type MaskMod =
@@ -58,7 +60,7 @@ export function asMask(m: MaskMod | MaskModFn, captures: Captures = {}, argument
 /** Accepts a bare function or a wrapped one. */
 export function asScore(m: ScoreMod | ScoreModFn, captures: Captures = {}, argument = 'scoreMod'): ScoreMod {
   if (typeof m === 'function') return scoreMod(m, captures);
-  if (m && typeof m === 'object' && (m as ScoreMod).kind === 'score') return m;
+  if (m && typeof m === 'object' && ['score', 'score-document'].includes((m as ScoreMod).kind)) return m;
   throw new WebattnError('FLEX_COMPILE', `${argument}: expected a score function or ScoreMod, got ${describe(m)}`, { argument });
 }
 
@@ -133,6 +135,14 @@ export function compileMod(m: ScoreMod | MaskMod, tag: string, argument: string,
       case 'not':
         keys.push('not');
         return { k: 'un', op: '!', a: go(node.part, bindIr), ty: 'bool' };
+      case 'score-document': {
+        keys.push('sdoc');
+        const prefix = `${tag}${leaf++}_`;
+        captures.set(`${prefix}start`, node.starts);
+        const P = (i: number): IR => (bindIr ? bindIr[i]! : { k: 'param', slot: (['score', 'b', 'h', 'q', 'kv'] as const)[i]!, ty: i === 0 ? 'f32' : 'i32' });
+        const ld = (at: IR): IR => ({ k: 'load', name: `${prefix}start`, idx: [at], ty: 'i32', id: -1 });
+        return go(node.inner, [P(0), P(1), P(2), { k: 'bin', op: '-', a: P(3), b: ld(P(3)), ty: 'i32' }, { k: 'bin', op: '-', a: P(4), b: ld(P(4)), ty: 'i32' }]);
+      }
       case 'document': {
         keys.push('doc');
         const prefix = `${tag}${leaf++}_`;
@@ -206,6 +216,11 @@ export function hostMask(m: MaskMod): MaskModFn {
 
 /** Host evaluator of a score function (CPU path). */
 export function hostScore(m: ScoreMod): ScoreModFn {
+  if (m.kind === 'score-document') {
+    const start = hostCapture(m.starts, 'starts') as number[];
+    const inner = hostScore(m.inner);
+    return (s, b, h, q, kv) => inner(s, b, h, q - start[q]!, kv - start[kv]!);
+  }
   const f = rebind(m.fn as (...a: number[]) => unknown, m.captures);
   return (s, b, h, q, kv) => +(f(s, b, h, q, kv) as number);
 }

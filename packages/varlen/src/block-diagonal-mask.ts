@@ -84,9 +84,37 @@ export class BlockDiagonalMask {
         return j <= i && j > i - this.window;
     }
   }
-  /** A flex-style mask function over packed indices `(b, h, qIdx, kvIdx) → boolean`. */
-  toMaskMod(): (b: number, h: number, qIdx: number, kvIdx: number) => boolean {
-    return (_b, _h, q, kv) => this.attends(q, kv);
+  /**
+   * The mask as a flex mask function over packed indices, `{ kind: 'mask', fn, captures }`: `fn` is a
+   * compilable plain function of its captures (int32 CPU tensors of sequence ids and starts), so
+   * `@webattn/flex` accepts it as a `MaskMod` and compiles it; called directly it reads the same tables.
+   * @example const bm = await createBlockMask(mask.toMaskMod(), null, null, mask.totalQ, mask.totalK);
+   */
+  toMaskMod(): { kind: 'mask'; fn: (b: number, h: number, qIdx: number, kvIdx: number) => boolean; captures: Record<string, Tensor | number>; name: string } {
+    const qSeq = this.qSeq;
+    const kSeq = this.kSeq;
+    const qStart = Int32Array.from(qSeq, (b) => this.qCu[b]!);
+    const kStart = Int32Array.from(kSeq, (b) => this.kCu[b]!);
+    const shift = Int32Array.from(qSeq, (b) => this.kCu[b + 1]! - this.kCu[b]! - (this.qCu[b + 1]! - this.qCu[b]!));
+    const window = this.window;
+    const t = (a: Int32Array) => T.tensor(a, [a.length], { dtype: 'int32', device: T.cpu() });
+    const captures = { qSeq: t(qSeq), kSeq: t(kSeq), qStart: t(qStart), kStart: t(kStart), shift: t(shift), window };
+    let fn: (b: number, h: number, qIdx: number, kvIdx: number) => boolean;
+    switch (this.kind) {
+      case 'full':
+        fn = (b, h, q, kv) => qSeq[q] === kSeq[kv];
+        break;
+      case 'causal':
+        fn = (b, h, q, kv) => qSeq[q] === kSeq[kv] && kv - kStart[kv]! <= q - qStart[q]!;
+        break;
+      case 'causal-bottom-right':
+        fn = (b, h, q, kv) => qSeq[q] === kSeq[kv] && kv - kStart[kv]! <= q - qStart[q]! + shift[q]!;
+        break;
+      case 'local':
+        fn = (b, h, q, kv) => qSeq[q] === kSeq[kv] && kv - kStart[kv]! <= q - qStart[q]! && kv - kStart[kv]! > q - qStart[q]! - window;
+        break;
+    }
+    return { kind: 'mask', fn, captures, name: `blockDiagonal(${this.kind})` };
   }
   /** The dense boolean mask `[totalQ, totalK]` (true = attend) for `scaledDotProductAttention`. */
   materialize(device?: Device): Tensor {
