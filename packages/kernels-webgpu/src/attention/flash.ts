@@ -228,55 +228,36 @@ var<workgroup> wg_blk: u32;
 fn bt_at(t: u32, i: u32) -> u32 { return u32(load_bt(u_bt_off(t) + i)); }`;
 
 /**
- * The loop over key tiles of one query block: a contiguous range (dense), or the block mask's
- * partial then full kv blocks (block-sparse; empty blocks are never visited, full ones skip the mask
- * function). Inside \`body\`: \`j0\` (tile start), \`j_hi\` (end of the current range), \`full_blk\`.
+ * The loop over tiles of one block: key tiles of a query block (forward, dQ) or query tiles of a key
+ * block (dK/dV). Dense: a contiguous range. Block-sparse: the block mask's partial then full blocks
+ * (empty blocks are never visited; full ones skip the mask function). Inside `body`: the tile start
+ * (`j0` / `i0`), the end of the current range (`j_hi` / `i_lim`) and `full_blk`.
  */
-function kvLoop(p: FlashParams, body: string): string {
+function blockLoop(p: FlashParams, side: 'kv' | 'q', body: string): string {
+  const kv = side === 'kv';
+  const [v, lim, hi, start] = kv ? ['j0', 'j_hi', 'kv_hi', 'u_c_begin()'] : ['i0', 'i_lim', 'i_hi', 'max(q_start, u_c_begin())'];
   if (!p.blocks) {
     return `let full_blk = false;
-  let j_hi = kv_hi;
-  for (var j0 = u_c_begin(); j0 < j_hi; j0 = j0 + u_bc()) {${body}
+  let ${lim} = ${hi};
+  for (var ${v} = ${start}; ${v} < ${lim}; ${v} = ${v} + u_bc()) {${body}
   }`;
   }
-  return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * u_nqb() + q0 / u_bs();
-  if (lidx == 0u) { wg_cnt = vec2<u32>(bt_at(0u, tab), bt_at(2u, tab)); }
+  const [num, idx, fnum, fidx] = kv ? [0, 1, 2, 3] : [4, 5, 6, 7];
+  const [rowsOf, colsOf, base] = kv ? ['u_nqb()', 'u_nkb()', 'q0'] : ['u_nkb()', 'u_nqb()', 'k0'];
+  return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * ${rowsOf} + ${base} / u_bs();
+  if (lidx == 0u) { wg_cnt = vec2<u32>(bt_at(${num}u, tab), bt_at(${fnum}u, tab)); }
   let cnt = workgroupUniformLoad(&wg_cnt);
   for (var pass_ = 0u; pass_ < 2u; pass_ = pass_ + 1u) {
     let full_blk = pass_ == 1u;
     let nblk = select(cnt.x, cnt.y, full_blk);
     for (var n = 0u; n < nblk; n = n + 1u) {
-      if (lidx == 0u) { wg_blk = select(bt_at(1u, tab * u_nkb() + n), bt_at(3u, tab * u_nkb() + n), full_blk); }
-      let kb = workgroupUniformLoad(&wg_blk);
-      let j_hi = min((kb + 1u) * u_bs(), kv_hi);
-      for (var j0 = max(kb * u_bs(), u_c_begin()); j0 < j_hi; j0 = j0 + u_bc()) {${body}
+      if (lidx == 0u) { wg_blk = select(bt_at(${idx}u, tab * ${colsOf} + n), bt_at(${fidx}u, tab * ${colsOf} + n), full_blk); }
+      let blk = workgroupUniformLoad(&wg_blk);
+      let ${lim} = min((blk + 1u) * u_bs(), ${hi});
+      for (var ${v} = max(blk * u_bs(), ${start}); ${v} < ${lim}; ${v} = ${v} + u_bc()) {${body}
       }
     }
   }`;
-}
-
-/** The loop over query tiles for one key block in the dK/dV pass (q-side transposed block lists). */
-function qLoop(p: FlashParams, body: string): string {
-  if (!p.blocks) {
-    return `let full_blk = false;
-    let i_lim = i_hi;
-    for (var i0 = max(q_start, u_c_begin()); i0 < i_lim; i0 = i0 + u_bc()) {${body}
-    }`;
-  }
-  return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * u_nkb() + k0 / u_bs();
-    if (lidx == 0u) { wg_cnt = vec2<u32>(bt_at(4u, tab), bt_at(6u, tab)); }
-    let cnt = workgroupUniformLoad(&wg_cnt);
-    for (var pass_ = 0u; pass_ < 2u; pass_ = pass_ + 1u) {
-      let full_blk = pass_ == 1u;
-      let nblk = select(cnt.x, cnt.y, full_blk);
-      for (var n = 0u; n < nblk; n = n + 1u) {
-        if (lidx == 0u) { wg_blk = select(bt_at(5u, tab * u_nqb() + n), bt_at(7u, tab * u_nqb() + n), full_blk); }
-        let qb = workgroupUniformLoad(&wg_blk);
-        let i_lim = min((qb + 1u) * u_bs(), i_hi);
-        for (var i0 = max(max(qb * u_bs(), q_start), u_c_begin()); i0 < i_lim; i0 = i0 + u_bc()) {${body}
-        }
-      }
-    }`;
 }
 
 /** Workgroup memory for a K and a V tile and the cooperative load of keys j0.. (zeros past `lk`). */
@@ -387,7 +368,7 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
-  ${kvLoop(p, `
+  ${blockLoop(p, 'kv', `
     load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
     if (row_ok) {
@@ -544,7 +525,7 @@ ${scoreHelpers(p)}`;
   let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
   ${KV_END(p.causal)}
   let kv_hi = min(kv_end, u_c_stop());
-  ${kvLoop(p, `
+  ${blockLoop(p, 'kv', `
     load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
     if (row_ok && lse_i > neg_inf()) {
@@ -616,7 +597,7 @@ ${scoreHelpers(p)}`;
   let i_hi = min(LQ, u_c_stop());
   for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
     let h = hk * u_group() + g;
-    ${qLoop(p, `
+    ${blockLoop(p, 'q', `
       for (var t = lidx; t < u_bc() * u_e(); t = t + WG_SIZE) {
         let i = i0 + t / u_e();
         qs[t] = select(0.0, load_q(q_at(b, h, min(i, LQ - 1u), t % u_e())) * u_scale(), i < i_lim);
