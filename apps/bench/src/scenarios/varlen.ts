@@ -1,6 +1,7 @@
 import * as T from '@webattn/core-tensor';
 import { Rng } from '@webattn/core-tensor';
 import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
+import { causalMask, createBlockMask, documentMask, flexAttention } from '@webattn/flex';
 import { collate, flashAttnVarlen } from '@webattn/varlen';
 import { progress, timeIt, type BenchRow } from '../timing.js';
 
@@ -31,12 +32,13 @@ export async function varlenScenario(device: T.Device, quick: boolean): Promise<
     const lengths = sampleLengths(B, L, dist);
     const seqs = (seed: number) => lengths.map((n, i) => T.randn([n, H, E], { seed: seed * 1000 + i, device, requiresGrad: true }));
     const results: Record<string, { fwd: number; fb: number; useful: number }> = {};
-    for (const strategy of ['pad-to-max', 'pad-to-longest', 'packed'] as const) {
+    for (const strategy of ['pad-to-max', 'pad-to-longest', 'packed', 'flex-document'] as const) {
       progress(`varlen: ${dist} ${strategy}`);
       const [qs, ks, vs] = [seqs(1), seqs(2), seqs(3)];
-      const cq = collate(qs, strategy, L);
-      const ck = collate(ks, strategy, L);
-      const cv = collate(vs, strategy, L);
+      const layout = strategy === 'flex-document' ? 'packed' : strategy;
+      const cq = collate(qs, layout, L);
+      const ck = collate(ks, layout, L);
+      const cv = collate(vs, layout, L);
       const q = cq.values.detach().requiresGrad_();
       const k = ck.values.detach().requiresGrad_();
       const v = cv.values.detach().requiresGrad_();
@@ -44,6 +46,12 @@ export async function varlenScenario(device: T.Device, quick: boolean): Promise<
       if (strategy === 'packed') {
         const opts = { cuSeqlensQ: cq.cuSeqlens!, maxSeqlenQ: cq.maxSeqlen, causal: true };
         fn = () => flashAttnVarlen(q, k, v, opts);
+      } else if (strategy === 'flex-document') {
+        // the packed rows as one sequence [1, H, total, E] with a document mask (causal inside documents)
+        const total = q.shape[0]!;
+        const bm = await createBlockMask(documentMask(cq.cuSeqlens!, causalMask), null, null, total, total, { device });
+        const four = (t: T.Tensor) => t.transpose(0, 1).unsqueeze(0);
+        fn = () => flexAttention(four(q), four(k), four(v), { blockMask: bm });
       } else {
         const Lp = cq.maxSeqlen;
         const keep = new Uint8Array(B * Lp);
