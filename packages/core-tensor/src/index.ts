@@ -26,6 +26,6 @@ export { WebGPUDevice, type GpuProgram, type BindingAccess } from './webgpu-devi
 export { getDevice, type GetDeviceOptions } from './get-device.js';
 export { registerKernel, getKernel, listKernels, runKernel, type KernelConfig, type KernelFn, type KernelAttrs } from './registry.js';
 export { noGrad, isGradEnabled, needsGrad, type GradFn } from './autograd.js';
-export { Tensor, tensor, randn, rand, empty, fromTyped, type TensorOptions, type RandomOptions } from './tensor.js';
+export { Tensor, tensor, randn, rand, empty, fromTyped, type TensorOptions, type RandomOptions, type Nested } from './tensor.js';
 export * from './ops.js';
 export { UNARY, BINARY, erf, geluGrad, readValues, stridedOffsets } from './cpu/kernels.js';

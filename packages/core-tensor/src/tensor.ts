@@ -224,7 +224,8 @@ export function empty(shape: Shape, dtype: DType, device: Device): Tensor {
   return new Tensor(device.allocate(dtype, sizeOf(shape)), shape);
 }
 
-type Nested = number | boolean | readonly Nested[];
+/** Nested arrays of numbers or booleans accepted by {@link tensor}. */
+export type Nested = number | boolean | readonly Nested[];
 
 function inferShape(data: Nested): number[] {
   const s: number[] = [];
