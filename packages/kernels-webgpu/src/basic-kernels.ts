@@ -6,6 +6,7 @@ import {
   broadcastStrides,
   empty,
   registerKernel,
+  runKernel,
   sizeOf,
   WebattnError,
   zeros,
@@ -253,9 +254,24 @@ registerGpu({
   name: 'reduce',
   backend: 'webgpu',
   fn: ([x0], attrs, device) => {
-    const x = contiguousInput(x0!);
-    const axis = attrs.axis as number;
+    const axis0 = attrs.axis as number;
     const op = attrs.op as 'sum' | 'max' | 'min';
+    const n0 = x0!.shape[axis0]!;
+    const inner0 = sizeOf(x0!.shape.slice(axis0 + 1));
+    const rowCap = device.maxLoopIterations * 0.6;
+    if (inner0 > 1 && n0 > rowCap) {
+      // one thread per output would loop n times, past the adapter's loop cap: reduce the axis as rows
+      const perm = x0!.shape.map((_, i) => i).filter((i) => i !== axis0);
+      perm.push(axis0);
+      const moved = x0!.permute(perm).contiguous().detach();
+      const r = runKernel('reduce', device, [moved], { op, axis: moved.rank - 1 })[0]!;
+      return r.reshape(x0!.shape.map((d, i) => (i === axis0 ? 1 : d))).contiguous().detach();
+    }
+    if (n0 > 64 * rowCap) {
+      throw new WebattnError('LIMIT_EXCEEDED', `x: reducing ${n0} elements in one row exceeds the adapter's loop cap (${device.maxLoopIterations} iterations per invocation)`, { argument: 'x' });
+    }
+    const x = contiguousInput(x0!);
+    const axis = axis0;
     const outer = sizeOf(x.shape.slice(0, axis));
     const n = x.shape[axis]!;
     const inner = sizeOf(x.shape.slice(axis + 1));
@@ -465,6 +481,10 @@ registerGpu({
   fn: ([a, b], _attrs, device) => {
     const rank = a!.rank;
     checkRank(a!.shape, 'a');
+    const kDim = a!.shape[rank - 1]!;
+    if (kDim * 1.1 > device.maxLoopIterations) {
+      throw new WebattnError('LIMIT_EXCEEDED', `a: inner dimension K=${kDim} exceeds the adapter's loop cap (${device.maxLoopIterations} iterations per invocation; Mesa llvmpipe stops longer loops early)`, { argument: 'a' });
+    }
     const batchShape = a!.shape.slice(0, -2);
     const [m, k] = a!.shape.slice(-2) as [number, number];
     const n = b!.shape[rank - 1]!;

@@ -75,3 +75,15 @@ describe('elementwise dtypes and comparisons on the GPU', () => {
     expect(Array.from(e.slice(3))).toEqual([0, 0, 0, 0, 0, 0]);
   });
 });
+
+describe('loops stay under the adapter loop cap', () => {
+  it('a reduction over a long non-last axis is exact (llvmpipe caps shader loops at 65535)', async () => {
+    const n = 70_000;
+    const x = T.rand([n, 2], { seed: 3, device: gpu });
+    const want = T.sum(T.rand([n, 2], { seed: 3, device: cpu }), 0);
+    expectClose(await T.sum(x, 0).toArray(), await want.toArray(), 2e-1, 1e-5);
+    const m = await T.max(x, 0).toArray();
+    const mc = await T.max(T.rand([n, 2], { seed: 3, device: cpu }), 0).toArray();
+    expect(Array.from(m)).toEqual(Array.from(mc));
+  });
+});
