@@ -286,6 +286,18 @@ const LENS = (p: FlashParams) =>
     : `let LQ = u_lq();
   let LK = u_lkv();`;
 
+/** Prologue of the kernels with one thread per query row: b, h, kv head, row i, lengths, row_ok. */
+function queryRow(p: FlashParams): string {
+  return `  let bh = wid.y;
+  let b = bh / u_hq();
+  let h = bh % u_hq();
+  let hk = h / u_group();
+  let q0 = wid.x * WG_SIZE;
+  let i = q0 + lidx;
+  ${LENS(p)}
+  let row_ok = i < LQ;`;
+}
+
 /** Key range of a causal query block: keys beyond the last visible one are skipped (block skipping). */
 const KV_END = (causal: boolean) =>
   causal
@@ -341,14 +353,7 @@ export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
   if (d.B * d.Hq * d.Lq === 0 || out.size === 0) return { out, lse };
   checkGrid(device, d.B * d.Hq, 'query');
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hq();
-  let h = bh % u_hq();
-  let hk = h / u_group();
-  let q0 = wid.x * WG_SIZE;
-  let i = q0 + lidx;
-  ${LENS(p)}
-  let row_ok = i < LQ;
+${queryRow(p)}
   let row = lse_idx(b, h, min(i, max(LQ, 1u) - 1u));
   var qv: array<f32, E>;
   var acc: array<f32, EV>;
@@ -500,14 +505,7 @@ ${scoreHelpers(p)}`;
   // ---- dQ: one thread per query row, K/V tiles in workgroup memory
   if (d.B * d.Hq * d.Lq > 0) {
     const body = `
-  let bh = wid.y;
-  let b = bh / u_hq();
-  let h = bh % u_hq();
-  let hk = h / u_group();
-  let q0 = wid.x * WG_SIZE;
-  let i = q0 + lidx;
-  ${LENS(p)}
-  let row_ok = i < LQ;
+${queryRow(p)}
   var qv: array<f32, E>;
   var dov: array<f32, EV>;
   var dqv: array<f32, E>;
