@@ -2,6 +2,7 @@
  * WebGPU implementations of the core-tensor ops (elementwise, reductions, softmax, layer norm,
  * matmul, embedding, cross-entropy), registered under the `webgpu` backend.
  */
+import * as T from '@webattn/core-tensor';
 import {
   broadcastStrides,
   empty,
@@ -267,8 +268,14 @@ registerGpu({
       const r = runKernel('reduce', device, [moved], { op, axis: moved.rank - 1 })[0]!;
       return r.reshape(x0!.shape.map((d, i) => (i === axis0 ? 1 : d))).contiguous().detach();
     }
-    if (n0 > 64 * rowCap) {
-      throw new WebattnError('LIMIT_EXCEEDED', `x: reducing ${n0} elements in one row exceeds the adapter's loop cap (${device.maxLoopIterations} iterations per invocation)`, { argument: 'x' });
+    if (n0 > 32 * rowCap) {
+      // a row too long for one workgroup under the loop cap: reduce slices of it, then the partial results
+      const piece = Math.floor(32 * rowCap);
+      const parts: Tensor[] = [];
+      for (let at = 0; at < n0; at += piece) {
+        parts.push(runKernel('reduce', device, [x0!.slice(axis0, at, Math.min(n0, at + piece)).detach()], { op, axis: axis0 })[0]!);
+      }
+      return runKernel('reduce', device, [T.cat(parts, axis0).detach()], { op, axis: axis0 })[0]!;
     }
     const x = contiguousInput(x0!);
     const axis = axis0;

@@ -87,3 +87,13 @@ describe('loops stay under the adapter loop cap', () => {
     expect(Array.from(m)).toEqual(Array.from(mc));
   });
 });
+
+describe('very long rows', () => {
+  it('sum and max of a 3M-element vector are exact past the per-invocation loop cap', async () => {
+    const n = 3_000_000;
+    const x = T.rand([n], { seed: 8, device: gpu });
+    const xc = T.rand([n], { seed: 8, device: cpu });
+    expectClose(await T.sum(x).toArray(), await T.sum(xc).toArray(), 5, 1e-5);
+    expect((await T.max(x).toArray())[0]).toBe((await T.max(xc).toArray())[0]);
+  });
+});
