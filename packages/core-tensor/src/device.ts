@@ -10,8 +10,9 @@ export interface DeviceInfo {
   api: string;
   /** Adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H100". */
   adapter: string;
-  /** Adapter vendor and architecture as the adapter reports them. */
+  /** Adapter vendor as the adapter reports it. */
   vendor: string;
+  /** Adapter architecture as the adapter reports it. */
   architecture: string;
   /** True for software rasterizers (llvmpipe, SwiftShader, the CPU backend): compare ratios only. */
   software: boolean;
@@ -76,6 +77,7 @@ export abstract class Device {
   abstract readonly backend: 'webgpu' | 'cpu';
   /** Which adapter runs the work. */
   abstract readonly info: DeviceInfo;
+  /** Live memory accounting (see {@link Device.memoryStats}). */
   protected stats: MemoryStats = { currentBytes: 0, peakBytes: 0, pooledBytes: 0, liveStorages: 0 };
   private readonly finalizer = new FinalizationRegistry<{ release: () => void }>((t) => t.release());
 

@@ -21,26 +21,35 @@ export interface BlockMaskOptions {
 
 /** Block-sparse mask tables (BCSR-like), as `torch.nn.attention.flex_attention.BlockMask`. */
 export class BlockMask {
-  /** Batch and head extents of the tables (1 = broadcast). */
+  /** Batch extent of the tables (1 = broadcast). */
   readonly B: number;
+  /** Head extent of the tables (1 = broadcast). */
   readonly H: number;
+  /** Query length the mask was built for. */
   readonly qLen: number;
+  /** Key length the mask was built for. */
   readonly kvLen: number;
+  /** Block size (a multiple of 64). */
   readonly blockSize: number;
   /** The mask function (evaluated inside partial blocks). */
   readonly maskMod: MaskMod;
   /** Block classification `[B, H, nQ, nKv]`: 0 empty, 1 partial, 2 full. */
   readonly classes: Uint8Array;
-  /** Per (b, h, q block): number of partial kv blocks and their indices (row stride nKv). */
+  /** Per (b, h, q block): number of partial kv blocks. */
   readonly kvNumBlocks: Int32Array;
+  /** Per (b, h, q block): indices of the partial kv blocks (row stride nKv). */
   readonly kvIndices: Int32Array;
-  /** Per (b, h, q block): number of full kv blocks and their indices. */
+  /** Per (b, h, q block): number of full kv blocks. */
   readonly fullKvNumBlocks: Int32Array;
+  /** Per (b, h, q block): indices of the full kv blocks (row stride nKv). */
   readonly fullKvIndices: Int32Array;
-  /** Transposes for the backward: per (b, h, kv block) the partial / full q blocks (row stride nQ). */
+  /** Backward transpose: per (b, h, kv block) the number of partial q blocks. */
   readonly qNumBlocks: Int32Array;
+  /** Backward transpose: indices of the partial q blocks (row stride nQ). */
   readonly qIndices: Int32Array;
+  /** Backward transpose: number of full q blocks. */
   readonly fullQNumBlocks: Int32Array;
+  /** Backward transpose: indices of the full q blocks (row stride nQ). */
   readonly fullQIndices: Int32Array;
   private deviceTables = new WeakMap<Device, FlashBlocks>();
 

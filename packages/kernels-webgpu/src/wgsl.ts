@@ -32,8 +32,11 @@ export function computeType(dtype: DType): string {
 
 /** A storage binding of a program. */
 export interface BindingSpec {
+  /** WGSL name (also gives `load_<name>` / `store_<name>`). */
   name: string;
+  /** Element type of the bound tensor. */
   dtype: DType;
+  /** Read-only or read-write storage. */
   access: 'read' | 'read_write';
   /** Declare as `array<atomic<u32>>` (float atomics via compare-exchange); no load/store helpers. */
   atomic?: boolean;
@@ -51,7 +54,9 @@ export interface ProgramSpec {
   name: string;
   /** Extra cache-key parts: anything besides bindings/uniforms that changes the WGSL. */
   key: string;
+  /** Storage bindings, in binding order. */
   bindings: readonly BindingSpec[];
+  /** Uniform fields (read as `u_<name>()`). */
   uniforms: readonly UniformField[];
   /** Workgroup size (x, y, z). */
   workgroupSize: readonly [number, number?, number?];

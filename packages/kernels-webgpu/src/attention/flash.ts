@@ -12,7 +12,9 @@ export const FLASH_MAX_HEAD_DIM = 256;
 
 /** Additive (float) or boolean (true = attend) mask tensor read tile by tile, broadcast by strides. */
 export interface FlashMask {
+  /** The mask, broadcastable to `[B, Hq, Lq, Lkv]`. */
   tensor: Tensor;
+  /** `bool`: true = attend; `float`: added to the scaled scores. */
   kind: 'bool' | 'float';
 }
 
@@ -28,18 +30,22 @@ export interface FlashHooks {
   maskMod?: boolean;
   /** WGSL of `score_mod_grad(s, b, h, q, kv, ds) -> f32` returning d(score)/d(input score)·ds; required with scoreMod in backward. */
   scoreModGrad?: boolean;
-  /** Extra read-only bindings (captured tensors) and their tensors. */
+  /** Extra read-only bindings (captured tensors). */
   bindings?: BindingSpec[];
+  /** The tensors of `bindings`, in order. */
   tensors?: Tensor[];
-  /** Extra uniform fields (read as `u_<name>()`) and their values. */
+  /** Extra uniform fields (read as `u_<name>()`). */
   uniforms?: UniformField[];
+  /** Values of `uniforms`. */
   values?: UniformValues;
   /**
    * Backward only: read-write bindings (e.g. atomic gradient buffers of captured tensors) and a
    * `capture_grads(s, b, h, q, kv, ds)` in `wgsl` called with ds = d(loss)/d(modified score).
    */
   gradBindings?: BindingSpec[];
+  /** The tensors of `gradBindings`, in order. */
   gradTensors?: Tensor[];
+  /** Call `capture_grads` in the dQ kernel. */
   captureGrads?: boolean;
   /** WGSL only the dQ kernel includes (what uses `gradBindings`). */
   gradWgsl?: string;
@@ -47,23 +53,44 @@ export interface FlashHooks {
 
 /** Everything the generator needs to know about one attention call. */
 export interface FlashParams {
-  q: Tensor; // [B, Hq, Lq, E] (any strides)
-  k: Tensor; // [B, Hkv, Lkv, E]
-  v: Tensor; // [B, Hkv, Lkv, Ev]
+  /** Queries `[B, Hq, Lq, E]` (any strides; `[totalQ, Hq, E]` with `varlen`). */
+  q: Tensor;
+  /** Keys `[B, Hkv, Lkv, E]` (`[totalK, Hkv, E]` with `varlen`). */
+  k: Tensor;
+  /** Values `[B, Hkv, Lkv, Ev]` (`[totalK, Hkv, Ev]` with `varlen`). */
+  v: Tensor;
+  /** Multiplies q·k before masks and score functions. */
   scale: number;
   /** Causal: key j is visible to query i iff j <= i + causalOffset (0 = PyTorch top-left). */
   causal: boolean;
+  /** Diagonal offset of the causal mask (dense layout). */
   causalOffset: number;
+  /** Mask tensor read tile by tile, or null. */
   mask: FlashMask | null;
+  /** Front-door hooks (score/mask functions, captures), or null. */
   hooks: FlashHooks | null;
   /**
    * Packed variable-length layout (FlashAttention `varlen`): q is `[totalQ, Hq, E]`, k/v `[totalK, Hkv, E|Ev]`,
    * sequence b owns rows `cuQ[b]..cuQ[b+1]` (int32 `[B+1]`). Causal is then aligned bottom-right per
    * sequence (offset Lk_b − Lq_b) and `causalOffset` is ignored. Output `[totalQ, Hq, Ev]`, lse `[Hq, totalQ]`.
    */
-  varlen?: { cuQ: Tensor; cuK: Tensor; maxQ: number; maxK: number } | null;
+  varlen?: {
+    /** int32 `[B+1]` query row offsets. */
+    cuQ: Tensor;
+    /** int32 `[B+1]` key row offsets. */
+    cuK: Tensor;
+    /** Longest query sequence. */
+    maxQ: number;
+    /** Longest key sequence. */
+    maxK: number;
+  } | null;
   /** Local attention window: key j visible iff i + off − left ≤ j ≤ i + off + right (−1 = unbounded). */
-  window?: { left: number; right: number } | null;
+  window?: {
+    /** Keys allowed before the diagonal (−1 = unbounded). */
+    left: number;
+    /** Keys allowed after the diagonal (−1 = unbounded). */
+    right: number;
+  } | null;
   /**
    * Block-sparse tables (FlexAttention's BlockMask, int32 on the device): per (b, h, q block) the
    * partial kv blocks (`kvNum`/`kvIdx`, mask function evaluated) and full kv blocks (`fullKvNum`/
@@ -78,12 +105,19 @@ export interface FlashParams {
  * `offsets` gives where kvNum, kvIdx, fullKvNum, fullKvIdx, qNum, qIdx, fullQNum, fullQIdx start.
  */
 export interface FlashBlocks {
+  /** Block size (a multiple of 64). */
   bs: number;
+  /** Batch extent of the tables (1 = broadcast). */
   bm: number;
+  /** Head extent of the tables (1 = broadcast). */
   hm: number;
+  /** Query blocks. */
   nqb: number;
+  /** Key blocks. */
   nkb: number;
+  /** All eight tables, packed. */
   table: Tensor;
+  /** Start of each table in `table`. */
   offsets: readonly number[];
 }
 
@@ -344,7 +378,12 @@ function cacheKey(p: FlashParams, extra: string): string {
 }
 
 /** Forward: returns output `[B, Hq, Lq, Ev]` (contiguous) and lse `[B, Hq, Lq]` (float32, natural log). */
-export function flashForward(p: FlashParams): { out: Tensor; lse: Tensor } {
+export function flashForward(p: FlashParams): {
+  /** The attention output. */
+  out: Tensor;
+  /** Natural-log log-sum-exp per query row (−∞ when fully masked). */
+  lse: Tensor;
+} {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
   const { BR, BC } = tiles(d.E, d.Ev);
@@ -472,13 +511,26 @@ function checkGrid(device: WebGPUDevice, n: number, argument: string): void {
 
 /** Inputs of the backward pass besides the forward parameters. */
 export interface FlashGradInputs {
-  dout: Tensor; // [B, Hq, Lq, Ev] any strides
-  lse: Tensor; // [B, Hq, Lq] contiguous float32
-  delta: Tensor; // [B, Hq, Lq] contiguous float32: rowsum(dout ∘ out)
+  /** Gradient of the output, shaped like it (any strides). */
+  dout: Tensor;
+  /** The forward's log-sum-exp, contiguous float32. */
+  lse: Tensor;
+  /** rowsum(dout ∘ out), laid out like `lse`, contiguous float32. */
+  delta: Tensor;
 }
 
 /** Backward: dQ `[B,Hq,Lq,E]`, dK `[B,Hkv,Lkv,E]`, dV `[B,Hkv,Lkv,Ev]` (contiguous, float32). */
-export function flashBackward(p: FlashParams, g: FlashGradInputs): { dq: Tensor; dk: Tensor; dv: Tensor } {
+export function flashBackward(
+  p: FlashParams,
+  g: FlashGradInputs,
+): {
+  /** Gradient of q. */
+  dq: Tensor;
+  /** Gradient of k (summed over the query heads of each group). */
+  dk: Tensor;
+  /** Gradient of v (summed likewise). */
+  dv: Tensor;
+} {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
   const { BR, BC } = tiles(d.E, d.Ev);
