@@ -277,17 +277,31 @@ export function evaluate(ir: IR, env: EvalEnv, memo = new Map<IR, number | boole
   return v!;
 }
 
+/** Direct children of an IR node. */
+export function children(ir: IR): IR[] {
+  switch (ir.k) {
+    case 'un':
+    case 'cast':
+      return [ir.a];
+    case 'bin':
+    case 'idiv':
+      return [ir.a, ir.b];
+    case 'cond':
+      return [ir.c, ir.a, ir.b];
+    case 'call':
+      return ir.args;
+    case 'load':
+      return ir.idx;
+    default:
+      return [];
+  }
+}
+
 /** The float tensor loads of an IR (each distinct load node once). */
 export function collectLoads(ir: IR, out: Extract<IR, { k: 'load' }>[] = [], seen = new Set<IR>()): Extract<IR, { k: 'load' }>[] {
   if (seen.has(ir)) return out;
   seen.add(ir);
   if (ir.k === 'load' && ir.ty === 'f32') out.push(ir);
-  const kids: IR[] = [];
-  if (ir.k === 'un' || ir.k === 'cast') kids.push(ir.a);
-  if (ir.k === 'bin' || ir.k === 'idiv') kids.push(ir.a, ir.b);
-  if (ir.k === 'cond') kids.push(ir.c, ir.a, ir.b);
-  if (ir.k === 'call') kids.push(...ir.args);
-  if (ir.k === 'load') kids.push(...ir.idx);
-  kids.forEach((c) => collectLoads(c, out, seen));
+  children(ir).forEach((c) => collectLoads(c, out, seen));
   return out;
 }

@@ -2,7 +2,7 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, type Device, type Tensor } from '@webattn/core-tensor';
 import { MATH_HELPERS, type BindingSpec, type UniformField, type UniformValues } from '@webattn/kernels-webgpu';
-import { collectLoads, derivative, FLEX_HELPERS, wgsl } from './codegen.js';
+import { children, collectLoads, derivative, FLEX_HELPERS, wgsl } from './codegen.js';
 import type { IR } from './ir.js';
 import type { CompiledMod } from './mods.js';
 
@@ -115,8 +115,8 @@ function isIntegerCapture(score: CompiledMod | null, mask: CompiledMod | null, n
     if (seen.has(ir)) return null;
     seen.add(ir);
     if (ir.k === 'capnum' && ir.name === name) return ir.ty;
-    for (const c of [...('a' in ir ? [ir.a] : []), ...('b' in ir && typeof ir.b === 'object' ? [ir.b] : []), ...('c' in ir ? [ir.c] : []), ...(ir.k === 'call' ? ir.args : []), ...(ir.k === 'load' ? ir.idx : [])]) {
-      const r = find(c as IR, seen);
+    for (const c of children(ir)) {
+      const r = find(c, seen);
       if (r) return r;
     }
     return null;

@@ -332,6 +332,13 @@ function queryRow(p: FlashParams): string {
   let row_ok = i < LQ;`;
 }
 
+/** `kv_hi`: the end of this pass's key range for the query block (causal blocks stop at the diagonal). */
+function kvRange(p: FlashParams): string {
+  return `  let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
+  ${KV_END(p.causal)}
+  let kv_hi = min(kv_end, u_c_stop());`;
+}
+
 /** Key range of a causal query block: keys beyond the last visible one are skipped (block skipping). */
 const KV_END = (causal: boolean) =>
   causal
@@ -409,9 +416,7 @@ ${queryRow(p)}
       l = load_mlb(row * 2u + 1u);
     }
   }
-  let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
-  ${KV_END(p.causal)}
-  let kv_hi = min(kv_end, u_c_stop());
+${kvRange(p)}
   ${blockLoop(p, 'kv', `
     load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
@@ -572,9 +577,7 @@ ${queryRow(p)}
     delta_i = load_delta(lse_idx(b, h, i));
     if (u_c_first() == 0u) { for (var e = 0u; e < u_e(); e = e + 1u) { dqv[e] = load_dq(dq_idx(b, h, i, e)); } }
   }
-  let CAUSAL_OFF = ${p.varlen ? 'i32(LK) - i32(LQ)' : 'u_causal_off()'};
-  ${KV_END(p.causal)}
-  let kv_hi = min(kv_end, u_c_stop());
+${kvRange(p)}
   ${blockLoop(p, 'kv', `
     load_kv_tile(b, hk, j0, LK, lidx);
     workgroupBarrier();
