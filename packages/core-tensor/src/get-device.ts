@@ -142,7 +142,10 @@ async function tryRoute(route: Route, explicit: boolean): Promise<WebGPUDevice |
     const fs = await import(/* @vite-ignore */ 'node:fs');
     const dirs = ['/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'];
     if (!dirs.some((d) => fs.existsSync(`${d}/libvulkan.so.1`))) throw new Error('libvulkan.so.1 not found');
-    gpu = await loadDawn(['backend=vulkan']);
+    // On a real GPU Dawn hides shader-f16 on NVIDIA and the experimental subgroup-matrix feature unless
+    // asked: WEBATTN_DAWN_UNSAFE=0 turns these toggles off.
+    const toggles = env('WEBATTN_DAWN_UNSAFE') === '0' ? [] : ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'];
+    gpu = await loadDawn(['backend=vulkan', ...toggles]);
   }
   const adapter = await gpu.requestAdapter(adapterOptions);
   if (!adapter) return null;
@@ -152,7 +155,7 @@ async function tryRoute(route: Route, explicit: boolean): Promise<WebGPUDevice |
   const software = SOFTWARE.test(`${description} ${ai.architecture} ${ai.vendor}`);
   // The plain Vulkan route is for a real GPU; software Vulkan is the last route (unless asked for).
   if (route === 'vulkan' && software && !explicit) throw new Error(`only a software Vulkan adapter (${description})`);
-  const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'] as GPUFeatureName[];
+  const wanted = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const requiredLimits: Record<string, number> = {};
   const lim = adapter.limits as unknown as Record<string, number>;
