@@ -1,6 +1,24 @@
 /**
- * `@webattn/hf-adapter` — not built yet: this package has no public API so far (see the project issues).
+ * `@webattn/hf-adapter` — HuggingFace checkpoints for webattn: validated `.safetensors` reading and
+ * writing, `config.json` parsing with transformers' defaults and aliases, `fromPretrained` /
+ * `savePretrained`, the `attn_implementation` switch (`AttentionInterface`) and a padding-free collator.
  *
  * @packageDocumentation
  */
-export {};
+export {
+  readSafetensors,
+  readSafetensorsHeader,
+  writeSafetensors,
+  entryToTensor,
+  tensorToEntry,
+  bf16ToFloat32,
+  f16ToFloat32,
+  deviceHasF16,
+  SAFETENSORS_DTYPE_SIZE,
+  SAFETENSORS_MAX_HEADER,
+  type SafetensorsDType,
+  type SafetensorsData,
+  type SafetensorsEntry,
+  type SafetensorsFile,
+  type ReadSafetensorsOptions,
+} from './safetensors.js';
