@@ -22,3 +22,18 @@ export {
   type SafetensorsFile,
   type ReadSafetensorsOptions,
 } from './safetensors.js';
+export {
+  parseConfig,
+  detectModelType,
+  configToJson,
+  SUPPORTED_MODEL_TYPES,
+  SUPPORTED_ARCHITECTURES,
+  type PretrainedConfig,
+  type SupportedModelType,
+} from './config.js';
+export {
+  DataCollatorWithFlattening,
+  type DataCollatorWithFlatteningOptions,
+  type FlatteningFeature,
+  type FlattenedBatch,
+} from './collator.js';
