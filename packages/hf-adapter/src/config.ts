@@ -308,8 +308,7 @@ export function parseConfig(input: string | Uint8Array | Record<string, unknown>
     }
     delete cfg['num_labels'];
   }
-  if (!('id2label' in cfg)) cfg['id2label'] = { '0': 'LABEL_0', '1': 'LABEL_1' };
-  if (!('label2id' in cfg)) cfg['label2id'] = Object.fromEntries(Object.entries(cfg['id2label'] as Record<string, string>).map(([i, l]) => [l, Number(i)]));
+  if ('id2label' in cfg && !('label2id' in cfg)) cfg['label2id'] = Object.fromEntries(Object.entries(cfg['id2label'] as Record<string, string>).map(([i, l]) => [l, Number(i)]));
   // consistency
   const hidden = modelType === 'gpt2' ? 'n_embd' : 'hidden_size';
   const heads = modelType === 'gpt2' ? 'n_head' : 'num_attention_heads';
@@ -323,25 +322,25 @@ export function parseConfig(input: string | Uint8Array | Record<string, unknown>
 }
 
 /**
- * Adds the non-enumerable accessors of a parsed config: `attribute_map` aliases, `num_labels`,
- * `_attn_implementation` and `attnImplementation` (default `'sdpa'`).
+ * Adds the non-enumerable accessors of a config (a parsed one, or a model's): `attribute_map`
+ * aliases, `num_labels` (from `id2label`, 2 without labels) unless the config holds it, and
+ * `_attn_implementation` / `attnImplementation` (default `'sdpa'`). @internal
  */
-function decorateConfig(cfg: PretrainedConfig, modelType: SupportedModelType): PretrainedConfig {
+export function decorateConfig<C extends object>(cfg: C, modelType: SupportedModelType): C {
+  const c = cfg as Record<string, unknown>;
   const spec = SPECS[modelType];
   for (const [alias, canon] of Object.entries(spec.attributeMap)) {
-    Object.defineProperty(cfg, alias, { get: () => cfg[canon], set: (v) => (cfg[canon] = v), enumerable: false, configurable: true });
+    if (Object.prototype.hasOwnProperty.call(c, alias)) continue;
+    Object.defineProperty(c, alias, { get: () => c[canon], set: (v) => (c[canon] = v), enumerable: false, configurable: true });
   }
-  Object.defineProperty(cfg, 'num_labels', { get: () => Object.keys((cfg['id2label'] as object) ?? {}).length, enumerable: false, configurable: true });
-  Object.defineProperty(cfg, ATTN, { value: 'sdpa', writable: true, enumerable: false, configurable: true });
-  for (const name of ['_attn_implementation', 'attnImplementation']) {
-    Object.defineProperty(cfg, name, {
-      get: () => (cfg as unknown as Record<symbol, string>)[ATTN],
-      enumerable: false,
-      configurable: true,
-    });
+  if (!Object.prototype.hasOwnProperty.call(c, 'num_labels')) {
+    Object.defineProperty(c, 'num_labels', { get: () => (c['id2label'] ? Object.keys(c['id2label'] as object).length : 2), enumerable: false, configurable: true });
   }
+  if (!Object.prototype.hasOwnProperty.call(c, ATTN)) setConfigAttn(c, DEFAULT_ATTN);
   return cfg;
 }
+
+const DEFAULT_ATTN = 'sdpa';
 
 /** Sets the attention implementation name a config reports (used by the switch). @internal */
 export function setConfigAttn(cfg: object, name: string): void {

@@ -37,3 +37,20 @@ export {
   type FlatteningFeature,
   type FlattenedBatch,
 } from './collator.js';
+export {
+  AttentionInterface,
+  setAttnImplementation,
+  DEFAULT_ATTN_IMPLEMENTATION,
+  type AttnImplementation,
+  type BuiltinAttnImplementation,
+  type AttentionSwitchable,
+} from './attention-interface.js';
+export {
+  fromPretrained,
+  savePretrained,
+  serializePretrained,
+  withAttnImplementation,
+  type FromPretrainedOptions,
+  type PretrainedModel,
+  type PretrainedModelClass,
+} from './pretrained.js';
