@@ -99,7 +99,7 @@ export interface ViTOptions extends ModelOptions {
    * by all. Built as a block mask: needs an attention function with `usesBlockMask` (flexAttention).
    */
   neighborhoodRadius?: number;
-  /** Block size of the neighbourhood block mask (default 128; smaller = sparser on small grids). */
+  /** Block size of the neighbourhood block mask (a multiple of 64; default 128; smaller = sparser on small grids). */
   blockSize?: number;
   /** Add the pooler (`ViTModel` default true; the classifier uses none). */
   addPoolingLayer?: boolean;
