@@ -38,10 +38,6 @@ const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu', 'tanh', 'g
 
 /** Keys of transformers' `PretrainedConfig` that every model has. */
 const COMMON_DEFAULTS: Record<string, JsonValue> = {
-  output_hidden_states: false,
-  output_attentions: false,
-  return_dict: true,
-  is_encoder_decoder: false,
   tie_word_embeddings: true,
   dtype: null,
   pad_token_id: null,
@@ -292,7 +288,7 @@ export function parseConfig(input: string | Uint8Array | Record<string, unknown>
     cfg['dtype'] = cfg['torch_dtype'];
     delete cfg['torch_dtype'];
   }
-  for (const [k, kind] of Object.entries({ ...COMMON_KINDS, ...spec.kinds })) checkKind(source, k, kind, cfg[k]);
+  for (const [k, kind] of Object.entries({ ...COMMON_KINDS, ...spec.kinds })) if (k in cfg) checkKind(source, k, kind, cfg[k]);
   // labels (classification heads): id2label ↔ num_labels as PretrainedConfig derives them
   if ('id2label' in cfg) {
     const m = cfg['id2label'];

@@ -253,6 +253,17 @@ describe('savePretrained / fromPretrained', () => {
     await expectCode(fromPretrained(g.dir, { device, dtype: 'bfloat16' as 'float16' }), 'DTYPE_UNSUPPORTED', 'bfloat16');
   });
 
+  it("dtype: 'float16' casts the parameters; logits stay within half precision of transformers'", async () => {
+    const g = modelCase('gpt2');
+    const m = await fromPretrained(g.dir, { device, dtype: 'float16', attnImplementation: 'eager' });
+    expect(m.parameters().every((p) => p.dtype === 'float16')).toBe(true);
+    const ids = g.ref('input_ids');
+    const { logits } = await m.forward({ inputIds: tensor(ids.data, ids.shape, { dtype: 'int32', device }) });
+    const err = relErr(await readAll(logits), g.ref('eager.logits').data as Float32Array);
+    expect(err).toBeLessThanOrEqual(2e-2);
+    expect(err).toBeGreaterThan(0); // really rounded to half precision
+  });
+
   it('reads over fetch (URLs, as in the browser)', async () => {
     const g = modelCase('gpt2');
     const served: string[] = [];
