@@ -76,7 +76,7 @@ export function releaseGradFn(fn: GradFn): void {
 function accumulate(t: Tensor, h: Tensor, add: (a: Tensor, b: Tensor) => Tensor): void {
   untrack(h);
   const old = t.grad;
-  if (!old || old.disposed || old.storage.disposed) {
+  if (!old || old.disposed || old.isReleased) {
     t.grad = h;
     t._gradOwned = true;
     return;

@@ -36,8 +36,7 @@ export class Tensor {
   readonly offset: number;
   /** Element type. */
   readonly dtype: DType;
-  /** Backing memory (shared by views). */
-  readonly storage: Storage;
+  private readonly _storage: Storage;
   /** Whether gradients flow to this tensor. */
   requiresGrad: boolean;
   /** The recorded op that produced this tensor, if any. */
@@ -56,7 +55,7 @@ export class Tensor {
     if (storage.disposed) {
       throw new WebattnError('TENSOR_DISPOSED', 'storage: cannot make a tensor on storage released by dispose()', { argument: 'storage' });
     }
-    this.storage = storage;
+    this._storage = storage;
     handles.set(storage, (handles.get(storage) ?? 0) + 1);
     this.dtype = storage.dtype;
     this.shape = Object.freeze(shape.slice());
@@ -83,9 +82,18 @@ export class Tensor {
     if (old && owned) old.dispose();
   }
 
+  /**
+   * Backing memory (shared by views). Throws `TENSOR_DISPOSED` once this handle was disposed (or
+   * its storage released), so a kernel handed a disposed tensor fails with a coded error.
+   */
+  get storage(): Storage {
+    this.assertLive();
+    return this._storage;
+  }
+
   /** The device holding the storage. */
   get device(): Device {
-    return this.storage.device;
+    return this._storage.device;
   }
   /** Number of dimensions. */
   get rank(): number {
@@ -100,9 +108,14 @@ export class Tensor {
     return isContiguous(this.shape, this.strides);
   }
 
+  /** True when this handle was disposed or its storage released (no throw). */
+  get isReleased(): boolean {
+    return this.disposed || this._storage.disposed;
+  }
+
   /** Throws `TENSOR_DISPOSED` when this handle was disposed or its storage released. */
   assertLive(argument = 'tensor'): void {
-    if (this.disposed || this.storage.disposed) {
+    if (this.disposed || this._storage.disposed) {
       throw new WebattnError('TENSOR_DISPOSED', `${argument}: the tensor was released by dispose()`, { argument });
     }
   }
@@ -121,11 +134,12 @@ export class Tensor {
     if (this.disposed) return;
     this.disposed = true;
     untrack(this);
-    const n = (handles.get(this.storage) ?? 1) - 1;
+    const st = this._storage;
+    const n = (handles.get(st) ?? 1) - 1;
     if (n <= 0) {
-      handles.delete(this.storage);
-      this.storage.dispose();
-    } else handles.set(this.storage, n);
+      handles.delete(st);
+      st.dispose();
+    } else handles.set(st, n);
   }
 
   /** `using t = ...` support: the same as {@link Tensor.dispose}. */

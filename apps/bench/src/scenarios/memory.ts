@@ -61,29 +61,44 @@ function rssMiB(): number {
   return process.memoryUsage().rss / 2 ** 20;
 }
 
+/** Memory figures at one step of {@link memoryLoop}. */
+export interface MemoryMark {
+  step: number;
+  loss: number;
+  currentBytes: number;
+  peakBytes: number;
+  pooledBytes: number;
+  liveStorages: number;
+  rssMiB: number;
+}
+
+/** Shapes of the memory loop's model (small: it must run 1000 steps in under a minute on llvmpipe). */
+export const MEMORY_DIMS = { B: 2, L: 16, H: 2, D: 8, V: 32, layers: 2 };
+
 /**
- * Memory of a training loop: 1000 SGD steps (100 with `quick`) of a 2-layer attention model with
- * persistent parameters (SDPA flash on WebGPU, math on the CPU), each step inside `tidy`, once
- * without and once with the user's own `dispose()` of loss, update and gradients. Device bytes at the
- * last step must equal step 10 within one buffer (the largest tensor of the step). Prints current,
- * peak and pooled bytes, live storages and the process RSS at steps 1, 10, 100 and 1000.
+ * Trains the 2-layer model for `steps` SGD steps, each inside `tidy` (with `userDispose`, the step also
+ * disposes its loss, update and gradients itself), and returns the memory figures at the steps in `at`.
+ * Also returns the size of the largest buffer of a step (the tolerance of "flat").
  */
-export async function memoryScenario(device: T.Device, quick: boolean): Promise<BenchRow[]> {
-  const steps = quick ? 100 : 1000;
-  const dims = { B: 2, L: 32, H: 2, D: 16, V: 64, layers: 2 };
+export async function memoryLoop(
+  device: T.Device,
+  steps: number,
+  userDispose: boolean,
+  at: readonly number[],
+  onMark?: (m: MemoryMark) => void,
+): Promise<{ marks: MemoryMark[]; oneBuffer: number; backend: SdpaBackend; seconds: number }> {
+  const dims = MEMORY_DIMS;
   const backend: SdpaBackend = device.backend === 'webgpu' ? 'flash' : 'math';
-  const rows: BenchRow[] = [];
-  const at = new Set([1, 10, 100, 1000, steps]);
-  for (const userDispose of [false, true]) {
-    const variant = userDispose ? 'tidy + user dispose()' : 'tidy';
-    const model = makeModel(device, dims);
-    const n = dims.B * dims.L;
-    const ids = T.tensor(Int32Array.from({ length: n }, (_, i) => (i * 7 + 3) % dims.V), [dims.B, dims.L], { device });
-    const target = T.tensor(Int32Array.from({ length: n }, (_, i) => (i * 5 + 1) % dims.V), [dims.B, dims.L], { device });
-    const biggest = 4 * Math.max(dims.B * dims.L * dims.V, 3 * dims.H * dims.D * dims.H * dims.D, dims.V * dims.H * dims.D);
-    const marks: Record<number, { cur: number; peak: number; live: number; pooled: number; rss: number; loss: number }> = {};
-    let firstLoss = NaN;
-    const t0 = performance.now();
+  const model = makeModel(device, dims);
+  const n = dims.B * dims.L;
+  const E = dims.H * dims.D;
+  const ids = T.tensor(Int32Array.from({ length: n }, (_, i) => (i * 7 + 3) % dims.V), [dims.B, dims.L], { device });
+  const target = T.tensor(Int32Array.from({ length: n }, (_, i) => (i * 5 + 1) % dims.V), [dims.B, dims.L], { device });
+  const oneBuffer = 4 * Math.max(n * dims.V, 3 * E * E, dims.V * E, n * 3 * E);
+  const want = new Set(at);
+  const marks: MemoryMark[] = [];
+  const t0 = performance.now();
+  try {
     for (let s = 1; s <= steps; s++) {
       const loss = T.tidy(() =>
         sdpaKernel([backend], () => {
@@ -94,46 +109,64 @@ export async function memoryScenario(device: T.Device, quick: boolean): Promise<
         }),
       );
       if (s === 1 && lastSdpaBackend() !== backend) throw new Error(`memory: expected sdpa ${backend}, ran ${lastSdpaBackend()}`);
-      if (at.has(s) || s === 1) {
+      if (want.has(s)) {
         const v = await loss.item();
-        if (s === 1) firstLoss = v;
         await device.sync();
         const m = device.memoryStats();
-        marks[s] = { cur: m.currentBytes, peak: m.peakBytes, live: m.liveStorages, pooled: m.pooledBytes, rss: rssMiB(), loss: v };
-        progress(`memory (${variant}): step ${s}/${steps} current ${m.currentBytes} B, ${m.liveStorages} storages`);
+        const mark = { step: s, loss: v, currentBytes: m.currentBytes, peakBytes: m.peakBytes, pooledBytes: m.pooledBytes, liveStorages: m.liveStorages, rssMiB: rssMiB() };
+        marks.push(mark);
+        onMark?.(mark);
       } else if (s % 50 === 0) await device.sync();
       loss.dispose();
     }
-    const secs = (performance.now() - t0) / 1000;
-    const last = marks[steps]!;
-    const ten = marks[10]!;
-    for (const s of [...at].filter((v) => v <= steps).sort((a, b) => a - b)) {
-      const m = marks[s]!;
+  } finally {
+    for (const t of [...model.params, ids, target]) t.dispose();
+  }
+  return { marks, oneBuffer, backend, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * Memory of a training loop: 1000 SGD steps (100 with `quick`) of a 2-layer attention model with
+ * persistent parameters (SDPA flash on WebGPU, math on the CPU), each step inside `tidy`, once
+ * without and once with the user's own `dispose()` of loss, update and gradients. Device bytes at the
+ * last step must equal step 10 within one buffer (the largest tensor of the step). Prints current,
+ * peak and pooled bytes, live storages and the process RSS at steps 1, 10, 100 and 1000.
+ */
+export async function memoryScenario(device: T.Device, quick: boolean): Promise<BenchRow[]> {
+  const steps = quick ? 100 : 1000;
+  const rows: BenchRow[] = [];
+  const at = [1, 10, 100, 1000].filter((s) => s <= steps);
+  for (const userDispose of [false, true]) {
+    const variant = userDispose ? 'tidy + user dispose()' : 'tidy';
+    const r = await memoryLoop(device, steps, userDispose, at, (m) =>
+      progress(`memory (${variant}): step ${m.step}/${steps} current ${m.currentBytes} B, ${m.liveStorages} storages`),
+    );
+    for (const m of r.marks) {
       rows.push({
         scenario: 'memory',
-        name: `${variant} step ${s}`,
-        sdpa: backend,
+        name: `${variant} step ${m.step}`,
+        sdpa: r.backend,
         loss: m.loss,
-        current_bytes: m.cur,
-        peak_bytes: m.peak,
-        pooled_bytes: m.pooled,
-        live_storages: m.live,
-        rss_MiB: m.rss,
+        current_bytes: m.currentBytes,
+        peak_bytes: m.peakBytes,
+        pooled_bytes: m.pooledBytes,
+        live_storages: m.liveStorages,
+        rss_MiB: m.rssMiB,
       });
     }
+    const ten = r.marks.find((m) => m.step === 10)!;
+    const last = r.marks[r.marks.length - 1]!;
     rows.push({
       scenario: 'memory',
-      name: `${variant}: step ${steps} vs 10`,
-      sdpa: backend,
-      loss_first: firstLoss,
-      loss_last: last.loss,
-      bytes_delta: last.cur - ten.cur,
-      storages_delta: last.live - ten.live,
-      one_buffer_bytes: biggest,
-      flat: Math.abs(last.cur - ten.cur) <= biggest,
-      seconds: secs,
+      name: `${variant}: step ${last.step} vs 10`,
+      sdpa: r.backend,
+      bytes_delta: last.currentBytes - ten.currentBytes,
+      storages_delta: last.liveStorages - ten.liveStorages,
+      one_buffer_bytes: r.oneBuffer,
+      flat: Math.abs(last.currentBytes - ten.currentBytes) <= r.oneBuffer,
+      rss_delta_MiB: last.rssMiB - ten.rssMiB,
+      seconds: r.seconds,
     });
-    for (const t of [...model.params, ids, target]) t.dispose();
   }
   return rows;
 }
