@@ -13,6 +13,7 @@ import { renderTable } from './report.js';
 import { attentionScenario } from './scenarios/attention.js';
 import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
+import { memoryScenario } from './scenarios/memory.js';
 import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
 import { vitScenario } from './scenarios/vit.js';
@@ -26,6 +27,7 @@ const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRo
   flex: flexScenario,
   vit: vitScenario,
   'gpt2-varlen': gpt2VarlenScenario,
+  memory: memoryScenario,
 };
 
 /** Scenarios run only when named (they target a real GPU). */

@@ -25,7 +25,8 @@ export { Device, CpuDevice, Storage, cpu, setDefaultDevice, getDefaultDevice, ty
 export { WebGPUDevice, type GpuProgram, type BindingAccess } from './webgpu-device.js';
 export { getDevice, type GetDeviceOptions } from './get-device.js';
 export { registerKernel, getKernel, listKernels, runKernel, type KernelConfig, type KernelFn, type KernelAttrs } from './registry.js';
-export { noGrad, isGradEnabled, needsGrad, type GradFn } from './autograd.js';
-export { Tensor, tensor, randn, rand, empty, fromTyped, type TensorOptions, type RandomOptions, type Nested } from './tensor.js';
+export { noGrad, isGradEnabled, needsGrad, releaseGradFn, type GradFn, type BackwardOptions } from './autograd.js';
+export { Tensor, tensor, randn, rand, empty, fromTyped, liveHandles, type TensorOptions, type RandomOptions, type Nested } from './tensor.js';
+export { tidy, tidyAsync, keep } from './scope.js';
 export * from './ops.js';
 export { UNARY, BINARY, erf, geluGrad, readValues, stridedOffsets } from './cpu/kernels.js';
