@@ -43,6 +43,12 @@ function isUrl(s: string): boolean {
 }
 const IS_NODE = typeof process !== 'undefined' && !!process.versions?.node;
 
+/** `node:fs/promises`, imported through a variable so browser bundlers neither resolve nor split it. */
+async function nodeFs(): Promise<typeof import('node:fs/promises')> {
+  const name = 'node:fs/promises';
+  return (await import(/* @vite-ignore */ /* webpackIgnore: true */ name)) as typeof import('node:fs/promises');
+}
+
 function joinPath(base: string, name: string): string {
   return base.endsWith('/') ? `${base}${name}` : `${base}/${name}`;
 }
@@ -50,7 +56,7 @@ function joinPath(base: string, name: string): string {
 function makeReader(dirOrUrl: string, options: FromPretrainedOptions): Reader {
   if (!isUrl(dirOrUrl) && IS_NODE) {
     return async (name) => {
-      const { readFile } = await import('node:fs/promises');
+      const { readFile } = await nodeFs();
       const path = dirOrUrl.startsWith('file:') ? new URL(joinPath(dirOrUrl, name)) : joinPath(dirOrUrl, name);
       try {
         const b = await readFile(path);
@@ -311,7 +317,7 @@ export async function savePretrained(model: PretrainedModelClass, dir: string): 
   if (typeof dir !== 'string' || dir.length === 0) throw new WebattnError('INVALID_ARGUMENT', 'dir: expected a directory path', { argument: 'dir' });
   if (!IS_NODE) throw new WebattnError('INVALID_ARGUMENT', 'savePretrained: needs a file system (Node); in a browser use serializePretrained(model)', { argument: 'dir' });
   const files = await serializePretrained(model);
-  const { mkdir, writeFile } = await import('node:fs/promises');
+  const { mkdir, writeFile } = await nodeFs();
   await mkdir(dir, { recursive: true });
   for (const [name, bytes] of Object.entries(files)) await writeFile(joinPath(dir, name), bytes);
 }
