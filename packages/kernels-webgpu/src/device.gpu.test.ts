@@ -222,6 +222,17 @@ describe('default device lifetime', () => {
     next[0]!.destroy();
   });
 
+  it('bad WebGPU options are INVALID_ARGUMENT naming the option; auto says why it chose the device', async () => {
+    await expect(T.getDevice({ kind: 'webgpu', webgpuBackend: 'metal' as never, cache: false })).rejects.toThrowError(/INVALID_ARGUMENT.*webgpuBackend.*"metal"/);
+    await expect(T.getDevice({ kind: 'webgpu', dawnUnsafe: 'no' as never, cache: false })).rejects.toThrowError(/INVALID_ARGUMENT.*dawnUnsafe/);
+    const d = await T.getDevice({ cache: false, warn: false });
+    expect(d.backend).toBe('webgpu');
+    // no hardware GPU on CI: auto explains that it fell to a software adapter
+    if (d.info.software) expect(d.info.reason).toMatch(/^auto: webgpu \(software\).*webgpu \(hardware\):/);
+    else expect(d.info.reason).toMatch(/^auto: webgpu \(hardware\)/);
+    d.destroy();
+  });
+
   it('50 create/compute/destroy cycles keep the process RSS bounded', () => {
     const root = fileURLToPath(new URL('../../../', import.meta.url));
     const script = `

@@ -114,9 +114,6 @@ async function instanceFor(route: WebGPURoute | 'browser', options: GetDeviceOpt
   }
   if (!(await hasVulkanLoader())) throw new Error('libvulkan.so.1 not found');
   const unsafe = options.dawnUnsafe ?? env('WEBATTN_DAWN_UNSAFE') !== '0';
-  if (typeof unsafe !== 'boolean') {
-    throw new WebattnError('INVALID_ARGUMENT', `dawnUnsafe: expected a boolean, got ${JSON.stringify(unsafe)}`, { argument: 'dawnUnsafe' });
-  }
   const p = (globalThis as { process?: { platform?: string } }).process;
   const backend = p?.platform === 'linux' ? ['backend=vulkan'] : [];
   return {
@@ -172,6 +169,9 @@ export async function createWebGPUDevice(options: GetDeviceOptions = {}): Promis
   if (route !== undefined && !ROUTES.includes(route)) {
     const arg = fromEnv !== undefined ? 'WEBATTN_WEBGPU_BACKEND' : 'webgpuBackend';
     throw new WebattnError('INVALID_ARGUMENT', `${arg}: expected 'vulkan', 'opengl' or 'swiftshader', got ${JSON.stringify(route)}`, { argument: arg });
+  }
+  if (options.dawnUnsafe !== undefined && typeof options.dawnUnsafe !== 'boolean') {
+    throw new WebattnError('INVALID_ARGUMENT', `dawnUnsafe: expected a boolean, got ${JSON.stringify(options.dawnUnsafe)}`, { argument: 'dawnUnsafe' });
   }
   const allowSoftware = options.allowSoftware !== false;
   const routes: (WebGPURoute | 'browser')[] = !isNode() ? ['browser'] : route ? [route] : allowSoftware ? [...ROUTES] : ['vulkan', 'opengl'];

@@ -53,9 +53,9 @@ export interface DeviceCaps {
   f16: boolean;
   /** `subgroups` is enabled (and not switched off by `subgroupsEnabled`). */
   subgroups: boolean;
-  /** Subgroup sizes the adapter may use (0 when unknown). */
+  /** Smallest subgroup size the adapter may use (0 without `subgroups` or when unknown). */
   subgroupMinSize: number;
-  /** Largest subgroup size (0 when unknown). */
+  /** Largest subgroup size (0 without `subgroups` or when unknown). */
   subgroupMaxSize: number;
   /** Subgroup-matrix shapes (empty without `chromium-experimental-subgroup-matrix`). */
   subgroupMatrix: SubgroupMatrixConfig[];
@@ -218,11 +218,12 @@ export class WebGPUDevice extends Device {
     const ai = this.adapterInfo as (GPUAdapterInfo & { subgroupMatrixConfigs?: SubgroupMatrixConfig[] }) | undefined;
     const l = this.limits;
     const hasMatrix = this.hasFeature('chromium-experimental-subgroup-matrix');
+    const sg = this.hasFeature('subgroups');
     return {
       f16: this.hasFeature('shader-f16'),
-      subgroups: this.hasFeature('subgroups') && this.subgroupsEnabled,
-      subgroupMinSize: ai?.subgroupMinSize ?? 0,
-      subgroupMaxSize: ai?.subgroupMaxSize ?? 0,
+      subgroups: sg && this.subgroupsEnabled,
+      subgroupMinSize: sg ? (ai?.subgroupMinSize ?? 0) : 0,
+      subgroupMaxSize: sg ? (ai?.subgroupMaxSize ?? 0) : 0,
       subgroupMatrix: hasMatrix
         ? [...(ai?.subgroupMatrixConfigs ?? [])].map((c) => ({
             componentType: String(c.componentType),
