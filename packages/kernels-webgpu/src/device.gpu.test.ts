@@ -125,6 +125,41 @@ describe('WebGPU device', () => {
     await expect(gpu.sync()).resolves.toBeUndefined(); // already reported by the read: not raised again
   });
 
+  it('a dispatch that fails validation inside a batch rejects only its own output (KERNEL_FAILED naming the kernel)', async () => {
+    const alias: ProgramSpec = {
+      name: 'aliased_kernel',
+      key: 'alias',
+      bindings: [
+        { name: 'x', dtype: 'float32', access: 'read' },
+        { name: 'y', dtype: 'float32', access: 'read_write' },
+      ],
+      uniforms: [],
+      workgroupSize: [4],
+      body: '  store_y(lidx, load_x(lidx) + 1.0);',
+    };
+    const outs = Array.from({ length: 10 }, (_, i) => {
+      const x = T.randn([4], { seed: 300 + i, device: gpu });
+      if (i !== 5) return T.mul(x, 3);
+      run(alias, [x, x], {}, [1, 1, 1]); // the same buffer bound read-only and writable: invalid
+      return x;
+    });
+    const later = T.mul(outs[6]!, 2);
+    const settled = await Promise.allSettled(outs.map((t) => t.toArray()));
+    for (let i = 0; i < 10; i++) {
+      const r = settled[i]!;
+      if (i === 5) {
+        expect(r.status).toBe('rejected');
+        expect(String((r as PromiseRejectedResult).reason)).toMatch(/KERNEL_FAILED.*kernel "aliased_kernel"/);
+        continue;
+      }
+      expect(r.status, `call ${i}`).toBe('fulfilled');
+      const want = await T.mul(T.randn([4], { seed: 300 + i }), 3).toArray();
+      expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-6, `call ${i}`);
+    }
+    const want6 = await T.mul(T.randn([4], { seed: 306 }), 6).toArray();
+    expectClose(await later.toArray(), want6, 1e-6, 1e-6, 'after the failed batch');
+  });
+
   it('a pipeline that failed to build is not cached: the next call builds again and fails at its own call', async () => {
     const before = gpu.pipelineCount;
     const a = T.empty([4], 'float32', gpu);

@@ -106,6 +106,7 @@ type DispatchCmd = {
 };
 type WriteCmd = { kind: 'write'; staging: GPUBuffer; dst: GPUBuffer; bytes: number };
 type Cmd = DispatchCmd | WriteCmd;
+type Step = WriteCmd | { cmd: DispatchCmd; group: GPUBindGroup };
 
 const DEFAULT_POOL_BUDGET = 256 * 1024 * 1024;
 /** Dispatches recorded before a flush is forced (besides the microtask, read and sync flushes). */
@@ -173,7 +174,6 @@ export class WebGPUDevice extends Device {
   private unsubmitted = 0;
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
-  private checks: Promise<void>[] = [];
   private deferredDestroy: GPUBuffer[] = [];
   private uniformRing: GPUBuffer | null = null;
   // errors
@@ -419,12 +419,7 @@ export class WebGPUDevice extends Device {
     const start = Math.floor((offset * bpe) / 4) * 4;
     const end = Math.ceil(((offset + count) * bpe) / 4) * 4;
     const out = allocTyped(storage.dtype, count);
-    if (count === 0) {
-      await Promise.all(this.checks);
-      err = this.errorOf(storage);
-      if (err) throw err;
-      return out;
-    }
+    if (count === 0) return out;
     const staging = this.gpu.createBuffer({ size: end - start, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.gpu.createCommandEncoder({ label: 'readback' });
     enc.copyBufferToBuffer(storage.handle as GPUBuffer, start, staging, 0, end - start);
@@ -439,9 +434,6 @@ export class WebGPUDevice extends Device {
     const raw = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();
-    await Promise.all(this.checks);
-    err = this.errorOf(storage);
-    if (err) throw err;
     const skip = offset * bpe - start;
     if (storage.dtype === 'float16') {
       const h = new Uint16Array(raw, skip, count);
@@ -470,7 +462,6 @@ export class WebGPUDevice extends Device {
       throw e;
     }
     if (this.isLost) throw this.lostError();
-    await Promise.all(this.checks);
     const e = this.unreported.shift();
     if (e) throw e;
   }
@@ -648,56 +639,62 @@ export class WebGPUDevice extends Device {
         r.scope = this.gpu.popErrorScope();
       }
       const groupErrs = await Promise.all(plan.map((r) => ('kind' in r ? null : r.scope!.catch((e: unknown) => e as GPUError))));
-      this.gpu.pushErrorScope('validation');
-      const enc = this.gpu.createCommandEncoder({ label: 'webattn batch' });
-      let pass: GPUComputePassEncoder | null = null;
-      const submitted: DispatchCmd[] = [];
+      const steps: Step[] = [];
       plan.forEach((r, i) => {
         if ('kind' in r) {
-          pass?.end();
-          pass = null;
-          enc.copyBufferToBuffer(r.staging, 0, r.dst, 0, r.bytes);
+          steps.push(r);
           return;
         }
-        const c = r.cmd;
         const ge = groupErrs[i];
-        if (ge) {
-          this.fail(c, new WebattnError('KERNEL_FAILED', `kernel "${c.entry.name}": dispatch failed: ${String(ge.message).split('\n')[0]}`));
-          return;
-        }
-        const err = c.storages.map((s) => this.taint.get(s)).find((e) => e);
-        if (err) {
-          this.fail(c, err);
-          return;
-        }
-        pass ??= enc.beginComputePass({ label: 'webattn batch' });
-        pass.setPipeline(c.entry.pipeline!);
-        pass.setBindGroup(0, r.group!);
-        pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
-        submitted.push(c);
+        if (ge) this.fail(r.cmd, new WebattnError('KERNEL_FAILED', `kernel "${r.cmd.entry.name}": dispatch failed: ${String(ge.message).split('\n')[0]}`));
+        else steps.push({ cmd: r.cmd, group: r.group! });
       });
-      (pass as GPUComputePassEncoder | null)?.end();
-      this.gpu.queue.submit([enc.finish()]);
-      this.submitCount++;
-      const scope = this.gpu.popErrorScope();
-      this.checks.push(
-        scope.then(
-          (e) => {
-            if (!e) return;
-            const names = [...new Set(submitted.map((c) => c.entry.name))].slice(0, 4).join(', ');
-            const err = new WebattnError('KERNEL_FAILED', `a batch of kernels (${names}) failed: ${e.message.split('\n')[0]}`);
-            for (const c of submitted) this.fail(c, err);
-          },
-          () => undefined,
-        ),
-      );
-      if (this.checks.length > 64) {
-        const done = this.checks.splice(0);
-        this.checks.push(Promise.all(done).then(() => undefined));
+      const err = await this.encodeAndSubmit(steps);
+      if (err) {
+        // the batch was rejected as a whole and nothing in it ran: replay it one command at a time so
+        // the failing dispatch (and what depends on it) is the only one that fails
+        for (const step of steps) {
+          const e = await this.encodeAndSubmit([step]);
+          if (e && !('kind' in step)) {
+            this.fail(step.cmd, new WebattnError('KERNEL_FAILED', `kernel "${step.cmd.entry.name}": dispatch failed: ${e.message.split('\n')[0]}`));
+          }
+        }
       }
     } finally {
       for (const b of staging) b.destroy();
     }
+  }
+
+  /**
+   * Encodes steps into one command buffer (dispatches in one compute pass, copies between passes),
+   * skipping dispatches whose inputs a failed kernel wrote, submits it and returns its validation error.
+   */
+  private async encodeAndSubmit(steps: Step[]): Promise<GPUError | null> {
+    this.gpu.pushErrorScope('validation');
+    const enc = this.gpu.createCommandEncoder({ label: 'webattn batch' });
+    let pass: GPUComputePassEncoder | null = null;
+    for (const st of steps) {
+      if ('kind' in st) {
+        pass?.end();
+        pass = null;
+        enc.copyBufferToBuffer(st.staging, 0, st.dst, 0, st.bytes);
+        continue;
+      }
+      const c = st.cmd;
+      const err = c.storages.map((s) => this.taint.get(s)).find((e) => e);
+      if (err) {
+        this.fail(c, err);
+        continue;
+      }
+      pass ??= enc.beginComputePass({ label: 'webattn batch' });
+      pass.setPipeline(c.entry.pipeline!);
+      pass.setBindGroup(0, st.group);
+      pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
+    }
+    (pass as GPUComputePassEncoder | null)?.end();
+    this.gpu.queue.submit([enc.finish()]);
+    this.submitCount++;
+    return this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
   }
 
   /** The pooled uniform buffer, grown to hold `bytes`. */
