@@ -39,20 +39,24 @@ for (let step = 1; step <= steps; step++) {
     const at = Math.floor(rand() * (data.length - L));
     batch.set(data.subarray(at, at + L), b * L);
   }
-  const ids = T.tensor(batch, [B, L], { dtype: 'int32', device });
-  const { loss } = await model.forward({ inputIds: ids, labels: ids });
-  loss.backward();
-  clipGradNorm(model.parameters(), 1.0);
-  optimizer.step();
-  schedule.step();
-  optimizer.zeroGrad();
-  const v = await loss.item();
+  // one training step in a memory scope: every intermediate (activations, saved tensors, grads) is freed
+  const v = await T.tidyAsync(async () => {
+    const ids = T.tensor(batch, [B, L], { dtype: 'int32', device });
+    const { loss } = await model.forward({ inputIds: ids, labels: ids });
+    loss.backward();
+    clipGradNorm(model.parameters(), 1.0);
+    optimizer.step();
+    schedule.step();
+    optimizer.zeroGrad();
+    return loss.item();
+  });
   losses.push(v);
   if (step === 1 || step % 10 === 0) console.log(`step ${step}: loss ${v.toFixed(4)}, lr ${optimizer.lr.toExponential(2)}, ${((performance.now() - t0) / step).toFixed(0)} ms/step`);
 }
 const first = losses.slice(0, 3).reduce((a, b) => a + b) / 3;
 const last = losses.slice(-3).reduce((a, b) => a + b) / 3;
-console.log(`loss ${first.toFixed(3)} → ${last.toFixed(3)} in ${steps} steps (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+const mem = device.memoryStats();
+console.log(`loss ${first.toFixed(3)} → ${last.toFixed(3)} in ${steps} steps (${((performance.now() - t0) / 1000).toFixed(1)} s); live device memory ${(mem.currentBytes / 1024).toFixed(0)} KiB in ${mem.liveStorages} storages`);
 
 const prompt = T.tensor(Int32Array.from('The ', (c) => stoi.get(c) ?? 0), [1, 4], { dtype: 'int32', device });
 const out = await model.generate(prompt, { maxNewTokens: 40, temperature: 0.8, topK: 10, seed: 3, eosTokenId: null });

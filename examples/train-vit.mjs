@@ -48,16 +48,22 @@ for (let step = 1; step <= steps; step++) {
     labels[b] = b % 3;
     px.set(image(labels[b]), b * 3 * S * S);
   }
-  const { loss } = await model.forward({ pixelValues: T.tensor(px, [B, 3, S, S], { device }), labels: T.tensor(labels, [B], { dtype: 'int32', device }) });
-  loss.backward();
-  optimizer.step();
-  optimizer.zeroGrad();
-  losses.push(await loss.item());
+  // one training step in a memory scope: every intermediate (activations, saved tensors, grads) is freed
+  losses.push(
+    await T.tidyAsync(async () => {
+      const { loss } = await model.forward({ pixelValues: T.tensor(px, [B, 3, S, S], { device }), labels: T.tensor(labels, [B], { dtype: 'int32', device }) });
+      loss.backward();
+      optimizer.step();
+      optimizer.zeroGrad();
+      return loss.item();
+    }),
+  );
   if (step === 1 || step % 10 === 0) console.log(`step ${step}: loss ${losses.at(-1).toFixed(4)}, ${((performance.now() - t0) / step).toFixed(0)} ms/step`);
 }
 const first = losses.slice(0, 3).reduce((a, b) => a + b) / 3;
 const last = losses.slice(-3).reduce((a, b) => a + b) / 3;
-console.log(`loss ${first.toFixed(3)} → ${last.toFixed(3)} in ${steps} steps (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+const mem = device.memoryStats();
+console.log(`loss ${first.toFixed(3)} → ${last.toFixed(3)} in ${steps} steps (${((performance.now() - t0) / 1000).toFixed(1)} s); live device memory ${(mem.currentBytes / 1024).toFixed(0)} KiB in ${mem.liveStorages} storages`);
 device.destroy?.();
 if (!(last < first)) {
   console.error('loss did not go down');

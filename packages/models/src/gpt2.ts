@@ -4,7 +4,7 @@ import { Rng, WebattnError, describe, type Device, type Tensor } from '@webattn/
 import { causalMask, createBlockMask, documentMask, type BlockMask } from '@webattn/flex';
 import { sdpaAttention, type AttentionFn, type AttentionOptions } from './attention.js';
 import { Conv1D, CrossEntropyLoss, Dropout, Embedding, LayerNorm, activation, checkActivation, checkIdRange, nextSeed } from './layers.js';
-import { Module } from './module.js';
+import { Module, initNormal, keepDeep } from './module.js';
 
 /** GPT-2 configuration with transformers' `config.json` keys (`GPT2Config`). */
 export interface GPT2Config {
@@ -250,6 +250,8 @@ export class GPT2Model extends Module {
     let bm = this.maskCache.get(key);
     if (!bm) {
       bm = await make();
+      keepDeep(bm.tables(this.device)); // upload now and keep the cached device tables (held in a WeakMap)
+      keepDeep(bm); // cached across calls: exempt from the caller's tidy() scope
       if (this.maskCache.size > 16) this.maskCache.clear();
       this.maskCache.set(key, bm);
     }
@@ -398,7 +400,7 @@ export class GPT2LMHeadModel extends Module {
       this.lm_head.registerParameter('weight', this.transformer.wte.param('weight'));
       this.tieAlias('lm_head.weight', 'transformer.wte.weight');
     } else {
-      this.lm_head.registerParameter('weight', T.noGrad(() => T.mul(T.randn([this.config.vocab_size, this.config.n_embd], { seed: (options.seed ?? 7) + 99, ...(options.device ? { device: options.device } : {}) }), this.config.initializer_range)).detach());
+      this.lm_head.registerParameter('weight', initNormal([this.config.vocab_size, this.config.n_embd], this.config.initializer_range, (options.seed ?? 7) + 99, options.device));
     }
   }
 
@@ -470,10 +472,18 @@ export class GPT2LMHeadModel extends Module {
         let cache: KVCache | null = null;
         let step = inputIds;
         for (let t = 0; t < maxNew; t++) {
-          const r: { logits: Tensor; pastKeyValues: KVCache | null } = await this.forward({ inputIds: step, pastKeyValues: cache, useCache: true });
-          cache = r.pastKeyValues!.map(([k, v]) => [k.detach(), v.detach()] as [Tensor, Tensor]); // noGrad is synchronous: cut the tape here
-          const Lc = r.logits.shape[1]!;
-          const last = await r.logits.slice(1, Lc - 1, Lc).toArray();
+          // one step in its own memory scope: only the new cache survives it
+          const prev: KVCache | null = cache;
+          const r = await T.tidyAsync(async () => {
+            const o = await this.forward({ inputIds: step, pastKeyValues: prev, useCache: true });
+            const Lc = o.logits.shape[1]!;
+            const lastRow = await o.logits.slice(1, Lc - 1, Lc).toArray();
+            // noGrad is synchronous: detaching cuts the tape between steps
+            return { kv: o.pastKeyValues!.map(([k, v]) => [k.detach(), v.detach()] as [Tensor, Tensor]), lastRow };
+          });
+          if (prev) for (const [k, v] of prev) (k.dispose(), v.dispose());
+          cache = r.kv;
+          const last = r.lastRow;
           const next = new Int32Array(B);
           for (let b = 0; b < B; b++) {
             const tok = done[b] ? (eos ?? 0) : sample(last.subarray(b * V, (b + 1) * V), temp, topK, topP, rng);

@@ -28,6 +28,7 @@ export class Module {
   /** Registers (or replaces) a parameter under `name`; it becomes a grad-requiring leaf. */
   registerParameter(name: string, t: Tensor | null): Tensor | null {
     if (t && !t.requiresGrad) t.requiresGrad = true;
+    if (t) T.keep(t); // parameters outlive any tidy() scope they were created in
     this._params.set(name, t);
     return t;
   }
@@ -173,6 +174,7 @@ export class Module {
         if (!nt) {
           nt = isDtype ? T.noGrad(() => T.cast(t, target).detach()) : (await t.to(target)).detach();
           nt.requiresGrad = true;
+          T.keep(nt); // parameters outlive any tidy() scope the move runs in
           moved.set(t, nt);
         }
         m._params.set(n, nt);
@@ -192,15 +194,31 @@ export class Module {
   }
 }
 
+/**
+ * Exempts every tensor reachable from `value` (objects, arrays, Maps) from the enclosing `tidy` scopes:
+ * for state a module caches across calls (block masks, optimizer moments).
+ */
+export function keepDeep<V>(value: V, seen = new Set<unknown>()): V {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return value;
+  seen.add(value);
+  if (value instanceof T.Tensor) {
+    T.keep(value);
+    return value;
+  }
+  const items = value instanceof Map ? [...value.values()] : Array.isArray(value) ? value : Object.values(value as object);
+  for (const v of items) keepDeep(v, seen);
+  return value;
+}
+
 /** Float32 leaf tensor with normal(0, std) values from a seeded stream (transformers' `initializer_range`). */
 export function initNormal(shape: readonly number[], std: number, seed: number, device?: Device): Tensor {
   const t = T.randn(shape, { seed, ...(device ? { device } : {}) });
   const r = T.noGrad(() => T.mul(t, std)).detach();
   r.requiresGrad = true;
-  return r;
+  return T.keep(r);
 }
 
 /** Leaf tensor filled with `value`. */
 export function initFull(shape: readonly number[], value: number, device?: Device): Tensor {
-  return T.full(shape, value, { requiresGrad: true, ...(device ? { device } : {}) });
+  return T.keep(T.full(shape, value, { requiresGrad: true, ...(device ? { device } : {}) }));
 }

@@ -68,7 +68,7 @@ export class SGD extends Optimizer {
         if (this.momentum) {
           let b = this.buf.get(p);
           if (!b) {
-            b = T.contiguous(T.mul(g, 1));
+            b = T.keep(T.contiguous(T.mul(g, 1))); // optimizer state outlives tidy() scopes
             this.buf.set(p, b);
           } else T.copyInto(b, T.add(T.mul(b, this.momentum), T.mul(g, 1 - this.dampening)));
           g = this.nesterov ? T.add(g, T.mul(b, this.momentum)) : b;
@@ -106,7 +106,7 @@ export class AdamW extends Optimizer {
         const g = p.grad;
         let s = this.state.get(p);
         if (!s) {
-          s = { m: T.zerosLike(p), v: T.zerosLike(p), t: 0 };
+          s = { m: T.keep(T.zerosLike(p)), v: T.keep(T.zerosLike(p)), t: 0 }; // optimizer state outlives tidy() scopes
           this.state.set(p, s);
         }
         s.t++;

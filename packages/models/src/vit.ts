@@ -5,7 +5,7 @@ import { createBlockMask, maskMod, softcap as softcapMod, type BlockMask, type S
 import { sdpaAttention, type AttentionFn } from './attention.js';
 import type { ModelOptions } from './gpt2.js';
 import { CrossEntropyLoss, Dropout, LayerNorm, Linear, PatchEmbedding, activation, checkActivation, nextSeed } from './layers.js';
-import { Module, initNormal } from './module.js';
+import { Module, initNormal, keepDeep } from './module.js';
 
 /** ViT configuration with transformers' `config.json` keys (`ViTConfig`). */
 export interface ViTConfig {
@@ -237,6 +237,8 @@ export class ViTModel extends Module {
         { cols: gw, radius: r },
       );
       bm = await createBlockMask(mm, null, null, L, L, { device, blockSize: this.blockSize });
+      keepDeep(bm.tables(device)); // upload now and keep the cached device tables (held in a WeakMap)
+      keepDeep(bm); // cached across calls: exempt from the caller's tidy() scope
       this.maskCache.set(key, bm);
     }
     return bm;

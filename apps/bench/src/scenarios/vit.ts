@@ -4,13 +4,13 @@ import { progress, type BenchRow } from '../timing.js';
 
 /** Median ms of an async step (synced on the device), after one warm-up run. */
 async function timeAsync(device: T.Device, fn: () => Promise<void>, reps: number, budgetMs: number): Promise<number> {
-  await fn();
+  await T.tidyAsync(fn);
   await device.sync();
   const times: number[] = [];
   const start = performance.now();
   while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
     const t0 = performance.now();
-    await fn();
+    await T.tidyAsync(fn); // each step frees its intermediates
     await device.sync();
     times.push(performance.now() - t0);
   }
