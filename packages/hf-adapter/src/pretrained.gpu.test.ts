@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { sdpaAttention, type AttentionFn } from '@webattn/models';
 import { gpuDevice } from '../../../test-utils/index.js';
 import { IMPLS, gpt2PackedParity, gpt2Parity, modelCase, readAll, relErr, vitParity } from '../test/parity.js';
