@@ -72,6 +72,7 @@ function hostCu(cu: Tensor): Int32Array {
 /**
  * Dense boolean mask `[B, 1, L, L]` of packed sequences (tokens see only their own sequence, causally
  * when `causal`), built on the device from the cu_seqlens over the flattened B·L tokens.
+ * @example const mask = packedMask(tensor([0, 5, 8], [3], { dtype: 'int32' }), 1, 8, true, device); // [1, 1, 8, 8] bool
  */
 export function packedMask(cuSeqlens: Tensor, B: number, L: number, causal: boolean, device: T.Device): Tensor {
   const cu = hostCu(cuSeqlens);

@@ -346,6 +346,7 @@ function causalDense(L: number, S: number, device: Device): Tensor {
 /**
  * Offsets of packed sequences over the flattened `[B, L]` positions when some row restarts at 0
  * after its first token (a padding-free batch), else null.
+ * @example packedOffsets(Int32Array.from([0, 1, 2, 0, 1]), 1, 5); // Int32Array [0, 3, 5]
  */
 export function packedOffsets(pos: Int32Array, B: number, L: number): Int32Array | null {
   let packed = false;

@@ -184,7 +184,10 @@ export function checkActivation(name: unknown, argument: string): void {
   }
 }
 
-/** Applies a transformers activation by name (`INVALID_ARGUMENT` for an unknown name). */
+/**
+ * Applies a transformers activation by name (`INVALID_ARGUMENT` for an unknown name).
+ * @example const y = activation('gelu_new', x);
+ */
 export function activation(name: string, x: Tensor, argument = 'activation_function'): Tensor {
   switch (name) {
     case 'gelu':

@@ -2,7 +2,10 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Device, type DType, type Tensor } from '@webattn/core-tensor';
 
-/** What {@link Module.loadStateDict} found: keys the dict lacked and keys the module does not have. */
+/**
+ * What {@link Module.loadStateDict} found: keys the dict lacked and keys the module does not have.
+ * @example const { missingKeys, unexpectedKeys } = await model.loadStateDict(dict, { strict: false });
+ */
 export interface LoadStateDictResult {
   missingKeys: string[];
   unexpectedKeys: string[];

@@ -17,7 +17,10 @@ function num(v: unknown, name: string, ok: (x: number) => boolean, want: string)
   return v;
 }
 
-/** Common base: a learning rate the schedulers set, the parameters, `zeroGrad()`. */
+/**
+ * Common base of the optimizers: a learning rate the schedulers set, the parameters, `zeroGrad()`.
+ * @example class Sign extends Optimizer { step() { for (const p of this.params) if (p.grad) copyInto(p, sub(p, mul(sign(p.grad), this.lr))); } }
+ */
 export abstract class Optimizer {
   /** Current learning rate (schedulers write it). */
   lr: number;
