@@ -7,7 +7,10 @@ export type BuiltinAttnImplementation = 'eager' | 'sdpa' | 'flash_attention_2' |
 /** A built-in name or one added with {@link AttentionInterface.register}. */
 export type AttnImplementation = BuiltinAttnImplementation | (string & {});
 
-/** The default implementation, as in transformers when torch SDPA is available. */
+/**
+ * The default implementation, as in transformers when torch SDPA is available.
+ * @example fromPretrained(dir); // runs 'sdpa'
+ */
 export const DEFAULT_ATTN_IMPLEMENTATION: BuiltinAttnImplementation = 'sdpa';
 
 const BUILTINS: Readonly<Record<BuiltinAttnImplementation, AttentionFn>> = Object.freeze({

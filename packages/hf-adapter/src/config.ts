@@ -1,12 +1,18 @@
 import { WebattnError } from '@webattn/core-tensor';
 import { isJsonObject, parseStrictJson, type JsonValue } from './strict-json.js';
 
-/** The model types webattn has classes for. */
+/**
+ * The model types webattn has classes for.
+ * @example SUPPORTED_MODEL_TYPES.includes('gpt2'); // true
+ */
 export const SUPPORTED_MODEL_TYPES = ['gpt2', 'vit'] as const;
 /** One of {@link SUPPORTED_MODEL_TYPES}. */
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
-/** `architectures` entries webattn maps to a class, by model type. */
+/**
+ * `architectures` entries webattn maps to a class, by model type.
+ * @example SUPPORTED_ARCHITECTURES['ViTForImageClassification']; // 'vit'
+ */
 export const SUPPORTED_ARCHITECTURES: Readonly<Record<string, SupportedModelType>> = Object.freeze({
   GPT2LMHeadModel: 'gpt2',
   ViTForImageClassification: 'vit',
@@ -207,7 +213,12 @@ function checkKind(source: string, key: string, kind: Kind, v: unknown): void {
   }
 }
 
-/** The model type of a config object: `model_type`, else the first known `architectures` entry. */
+/**
+ * The model type of a config object: `model_type`, else the first known `architectures` entry.
+ * @throws WebattnError `MODEL_UNSUPPORTED` listing the supported types; `CONFIG_INVALID` for a
+ * non-string `model_type` or malformed `architectures`.
+ * @example detectModelType({ architectures: ['GPT2LMHeadModel'] }); // 'gpt2'
+ */
 export function detectModelType(raw: Record<string, unknown>, source = 'config.json'): SupportedModelType {
   const mt = raw['model_type'];
   const arch = raw['architectures'];
@@ -349,7 +360,11 @@ export function setConfigAttn(cfg: object, name: string): void {
   (cfg as Record<symbol, string>)[ATTN] = name;
 }
 
-/** The JSON transformers writes for a config: enumerable keys, sorted, indented by 2, newline-terminated. */
+/**
+ * The JSON transformers writes for a config: enumerable keys (aliases and the attention switch are
+ * not), sorted, indented by 2, newline-terminated.
+ * @example await writeFile('config.json', configToJson(model.config));
+ */
 export function configToJson(cfg: Record<string, unknown>): string {
   const keys = Object.keys(cfg).sort();
   const out: Record<string, unknown> = {};

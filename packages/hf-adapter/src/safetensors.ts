@@ -4,7 +4,10 @@ import { isJsonObject, parseStrictJson, type JsonValue } from './strict-json.js'
 /** The element types of the safetensors format that webattn reads and writes. */
 export type SafetensorsDType = 'BOOL' | 'U8' | 'I8' | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'F64' | 'I64' | 'U64';
 
-/** Bytes per element of each {@link SafetensorsDType}. */
+/**
+ * Bytes per element of each {@link SafetensorsDType}.
+ * @example SAFETENSORS_DTYPE_SIZE.BF16; // 2
+ */
 export const SAFETENSORS_DTYPE_SIZE: Readonly<Record<SafetensorsDType, number>> = Object.freeze({
   BOOL: 1,
   U8: 1,
@@ -64,7 +67,10 @@ export interface ReadSafetensorsOptions {
   source?: string;
 }
 
-/** Largest header the format allows (bytes). */
+/**
+ * Largest header the format allows (bytes); a longer one is `SAFETENSORS_INVALID`.
+ * @example SAFETENSORS_MAX_HEADER; // 100000000
+ */
 export const SAFETENSORS_MAX_HEADER = 100_000_000;
 
 const DTYPE_ARRAY: Record<SafetensorsDType, { new (buffer: ArrayBuffer, byteOffset?: number, length?: number): SafetensorsData }> = {
@@ -249,7 +255,14 @@ export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSa
   return { tensors, metadata };
 }
 
-/** Validates only the header (no tensor data is copied); returns names, dtypes, shapes and offsets. */
+/**
+ * Validates a file like {@link readSafetensors} (every rule, the data offsets included) but copies no
+ * tensor data; returns names, dtypes, shapes and byte offsets into the data section.
+ * @throws WebattnError `SAFETENSORS_INVALID` / `DTYPE_UNSUPPORTED` as {@link readSafetensors}.
+ * @example
+ * const { tensors } = readSafetensorsHeader(bytes);
+ * tensors['wte.weight']; // { dtype: 'F32', shape: [50257, 768], dataOffsets: [0, 154389504] }
+ */
 export function readSafetensorsHeader(
   bytes: Uint8Array | ArrayBuffer,
   source = 'safetensors',
@@ -270,21 +283,30 @@ function swapBytes(u8: Uint8Array, size: number): void {
   for (let i = 0; i < u8.length; i += size) u8.subarray(i, i + size).reverse();
 }
 
-/** Exact bfloat16 → float32: the 16 bits are the high half of the float32. */
+/**
+ * Exact bfloat16 → float32: the 16 bits are the high half of the float32.
+ * @example bf16ToFloat32(new Uint16Array([0x3f80, 0xc000])); // Float32Array [1, -2]
+ */
 export function bf16ToFloat32(bits: Uint16Array): Float32Array {
   const u = new Uint32Array(bits.length);
   for (let i = 0; i < bits.length; i++) u[i] = bits[i]! << 16;
   return new Float32Array(u.buffer);
 }
 
-/** float16 bit patterns → float32 values (exact). */
+/**
+ * float16 bit patterns → float32 values (exact).
+ * @example f16ToFloat32(new Uint16Array([0x3c00, 0x3800])); // Float32Array [1, 0.5]
+ */
 export function f16ToFloat32(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = fromHalfBits(bits[i]!);
   return out;
 }
 
-/** True when `device` stores float16 (WebGPU with `shader-f16`; the CPU reference emulates it). */
+/**
+ * True when `device` stores float16 (WebGPU with `shader-f16`; the CPU reference emulates it).
+ * @example const dtype = deviceHasF16(device) ? 'float16' : 'float32';
+ */
 export function deviceHasF16(device: Device): boolean {
   return device.info.backend === 'cpu' || device.info.features.includes('shader-f16');
 }
