@@ -11,7 +11,7 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const variant = opt('attention', 'sdpa');
-const steps = Number(opt('steps', 30));
+const steps = Number(opt('steps', 20));
 const attention = { eager: eagerAttention, sdpa: sdpaAttention, flash: flashAttention }[variant] ?? flexAttention;
 const extra = variant === 'flex-softcap' ? { softcap: 20 } : variant === 'flex-neighborhood' ? { neighborhoodRadius: 1, blockSize: 64 } : {};
 
