@@ -241,6 +241,7 @@ export class WebGPUDevice extends Device {
     this.pending = [];
     for (const p of pending) {
       const err = await p.promise;
+      if (err instanceof WebattnError) throw err;
       if (err) {
         const compile = /shader|wgsl|pipeline|module/i.test(err.message);
         throw new WebattnError(
@@ -261,6 +262,14 @@ export class WebGPUDevice extends Device {
     }
     if (this.isLost) throw this.lostError();
     await this.flushErrors();
+  }
+
+  /**
+   * Registers a check that runs on the GPU timeline (e.g. a validation kernel's flag being read back):
+   * a `WebattnError` it resolves to is thrown, as is, at the next `read`/`sync`, like a failed kernel.
+   */
+  deferCheck(name: string, check: Promise<WebattnError | null>): void {
+    this.pending.push({ name, promise: check as Promise<GPUError | null> });
   }
 
   private getPipeline(program: GpuProgram): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { run } from './index.js';
+import { run } from './internal.js';
 import { gpuDevice } from '../../../test-utils/index.js';
 
 let gpu: T.WebGPUDevice;
