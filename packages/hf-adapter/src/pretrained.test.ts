@@ -2,13 +2,14 @@ import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, copyFileSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cpu, tensor, WebattnError, type Device } from '@webattn/core-tensor';
+import { cpu, Rng, tensor, WebattnError, type Device } from '@webattn/core-tensor';
 import { sdpaAttention, eagerAttention, flexAttention, type AttentionFn } from '@webattn/models';
 import { createBlockMask, slidingWindow } from '@webattn/flex';
 import { IMPLS, gpt2PackedParity, gpt2Parity, modelCase, readAll, relErr, vitParity } from '../test/parity.js';
 import { AttentionInterface, setAttnImplementation } from './attention-interface.js';
 import { fromPretrained, savePretrained, serializePretrained } from './pretrained.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { DataCollatorWithFlattening } from './collator.js';
 
 const device: Device = cpu();
 const tmp = mkdtempSync(join(tmpdir(), 'webattn-hf-'));
@@ -42,6 +43,41 @@ describe('parity with transformers 5.17 (CPU reference device)', () => {
     });
     it(`GPT-2 ${impl}: a padding-free batch from DataCollatorWithFlattening matches each sequence alone`, async () => {
       expect(await gpt2PackedParity(impl, device)).toBeLessThanOrEqual(1e-4);
+    });
+  }
+});
+
+describe('padding-free training with DataCollatorWithFlattening', () => {
+  for (const impl of ['eager', 'flash_attention_2', 'flex_attention'] as const) {
+    it(`${impl}: packed loss and gradients = the token-weighted mean over sequences run alone`, async () => {
+      const g = modelCase('gpt2');
+      const model = await fromPretrained(g.dir, { attnImplementation: impl, device });
+      const rng = new Rng(11);
+      const lens = [6, 3, 9];
+      const seqs = lens.map((n) => Array.from({ length: n }, () => Math.floor(rng.next() * 97)));
+      const name = 'transformer.h.1.attn.c_attn.weight';
+      const param = new Map(model.namedParameters()).get(name)!;
+      // oracle: each sequence alone (no packing), combined with weights (n_i - 1) / Σ(n_j - 1)
+      const N = lens.reduce((p, n) => p + n - 1, 0);
+      let lossRef = 0;
+      let gradRef: Float64Array | null = null;
+      for (const s of seqs) {
+        model.zeroGrad();
+        const ids = tensor(Int32Array.from(s), [1, s.length], { dtype: 'int32', device });
+        const { loss } = await model.forward({ inputIds: ids, labels: ids });
+        loss!.backward();
+        const w = (s.length - 1) / N;
+        lossRef += w * (await loss!.item());
+        const gr = await param.grad!.toArray();
+        gradRef ??= new Float64Array(gr.length);
+        for (let i = 0; i < gr.length; i++) gradRef[i]! += w * gr[i]!;
+      }
+      model.zeroGrad();
+      const batch = new DataCollatorWithFlattening({ device }).call(seqs.map((s) => ({ input_ids: s })));
+      const { loss } = await model.forward({ inputIds: batch.inputIds, positionIds: batch.positionIds!, labels: batch.labels });
+      loss!.backward();
+      expect(Math.abs((await loss!.item()) - lossRef) / lossRef).toBeLessThanOrEqual(1e-5);
+      expect(relErr(Array.from(await param.grad!.toArray()), gradRef!)).toBeLessThanOrEqual(1e-4);
     });
   }
 });
