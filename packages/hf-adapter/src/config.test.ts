@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { WebattnError } from '@webattn/core-tensor';
 import { FIXTURES } from '../../../test-utils/fixtures.js';
 import { configToJson, parseConfig } from './config.js';
@@ -88,5 +89,24 @@ describe('parseConfig', () => {
     expectCode(() => parseConfig({}), 'MODEL_UNSUPPORTED', 'gpt2, vit');
     expectCode(() => parseConfig({ model_type: 3 } as unknown as Record<string, unknown>), 'CONFIG_INVALID', '"model_type"');
     expectCode(() => parseConfig(42 as unknown as string), 'INVALID_ARGUMENT', 'config');
+  });
+
+  it('fuzz: any JSON value under any known key gives a config or a coded error, never another exception', () => {
+    const base = JSON.parse(readFileSync(`${FIXTURES}tiny-gpt2/config.json`, 'utf8')) as Record<string, unknown>;
+    const vit = JSON.parse(readFileSync(`${FIXTURES}tiny-vit/config.json`, 'utf8')) as Record<string, unknown>;
+    const keys = [...new Set([...Object.keys(base), ...Object.keys(vit), 'hidden_size', 'num_attention_heads', 'num_labels', 'torch_dtype'])];
+    fc.assert(
+      fc.property(fc.boolean(), fc.constantFrom(...keys), fc.jsonValue({ maxDepth: 2 }), (useVit, key, value) => {
+        const cfg = { ...(useVit ? vit : base), [key]: value };
+        try {
+          const c = parseConfig(JSON.stringify(cfg));
+          expect(['gpt2', 'vit']).toContain(c.model_type);
+        } catch (e) {
+          expect(e).toBeInstanceOf(WebattnError);
+          expect(['CONFIG_INVALID', 'MODEL_UNSUPPORTED']).toContain((e as WebattnError).code);
+        }
+      }),
+      { numRuns: 2000, seed: 9 },
+    );
   });
 });
