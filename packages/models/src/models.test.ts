@@ -165,6 +165,22 @@ describe('padding, packing and the KV cache', () => {
       expect(Array.from(got)).toEqual(rows.flat());
     });
   }
+  it('two packed rows (B = 2) equal each sequence alone, for every attention function', async () => {
+    const rowsSeqs = [[[3, 7, 1], [9, 2, 4, 4, 8]], [[11, 5], [6, 2, 20, 13, 1, 1]]];
+    for (const fn of [eagerAttention, sdpaAttention, flashAttention, flexAttention]) {
+      const m = tinyGpt(fn);
+      const ids = rowsSeqs.flatMap((r) => r.flat());
+      const pos = rowsSeqs.flatMap((r) => r.flatMap((s) => s.map((_, i) => i)));
+      const got = await (await m.forward({ inputIds: ints(ids, [2, 8]), positionIds: ints(pos, [2, 8]) })).logits.toArray();
+      let at = 0;
+      for (const s of rowsSeqs.flat()) {
+        const want = await (await m.forward({ inputIds: ints(s, [1, s.length]) })).logits.toArray();
+        const slice = got.subarray(at * 23, (at + s.length) * 23);
+        expect(Math.max(...Array.from(slice, (x, i) => Math.abs(x - want[i]!)))).toBeLessThan(1e-4);
+        at += s.length;
+      }
+    }
+  });
   it('sampling is seeded and respects topK', async () => {
     const m = tinyGpt();
     const p = ints([3, 7, 1], [1, 3]);
