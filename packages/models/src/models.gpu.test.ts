@@ -54,8 +54,8 @@ describe('GPT-2 on WebGPU', () => {
       expect(Array.from(got)).toEqual(Array.from(want));
     });
   }
-  it('a padded batch (attention mask) matches the CPU reference at real tokens (sdpa, flash)', async () => {
-    for (const fn of [sdpaAttention, flashAttention]) {
+  it('a padded batch (attention mask) matches the CPU reference at real tokens (every attention function)', async () => {
+    for (const fn of [eagerAttention, sdpaAttention, flashAttention, flexAttention]) {
       const m = new GPT2LMHeadModel(gptCfg, { seed: 4, attention: fn, device });
       const ref = new GPT2LMHeadModel(gptCfg, { seed: 4, attention: eagerAttention, device: cpu });
       const ids = [1, 2, 3, 0, 0, 5, 6, 7, 8, 9];
@@ -159,3 +159,18 @@ describe('ViT variants (flex) against an explicit oracle', () => {
     });
   }
 });
+
+describe('ViT long-sequence configuration (patch 4)', () => {
+  it('64 px images in patches of 4 (L = 257): flash and sdpa on WebGPU equal eager on the CPU reference', async () => {
+    const cfg = vitConfig({ image_size: 64, patch_size: 4, hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, intermediate_size: 32, num_labels: 3 });
+    const px = T.randn([1, 3, 64, 64], { seed: 31 });
+    const ref = new ViTForImageClassification(cfg, { seed: 12, attention: eagerAttention, device: cpu });
+    const want = await (await ref.forward({ pixelValues: px })).logits.toArray();
+    for (const fn of [flashAttention, sdpaAttention]) {
+      const m = new ViTForImageClassification(cfg, { seed: 12, attention: fn, device });
+      const got = await (await m.forward({ pixelValues: await px.to(device) })).logits.toArray();
+      expect(relErr(got, want)).toBeLessThan(1e-4);
+    }
+  });
+});
+
