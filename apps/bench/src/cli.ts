@@ -15,6 +15,7 @@ import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
 import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
+import { wasmScenario } from './scenarios/wasm.js';
 import { progressDone, type BenchRow } from './timing.js';
 
 const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
@@ -22,6 +23,7 @@ const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRo
   attention: attentionScenario,
   varlen: varlenScenario,
   flex: flexScenario,
+  wasm: wasmScenario,
 };
 
 /** Scenarios run only when named (they target a real GPU). */

@@ -255,13 +255,11 @@ function readAttn(tid: i32): void {
 }
 
 // scores S[rows×cols] of query rows i0.. against keys j0..: S = scale·Q·Kᵀ + mask, −∞ where causal hides the key.
-// kt: scratch for Kᵀ [E×BC]. Returns nothing; S has leading dim BC.
-function scores(b: i32, h: i32, i0: i32, rows: i32, j0: i32, cols: i32, S: usize, kt: usize): void {
-  const hk = h / aG;
+// kt: Kᵀ of those keys (E rows, leading dim ldkt), transposed by the caller once for every query block.
+// S has leading dim BC.
+function scores(b: i32, h: i32, i0: i32, rows: i32, j0: i32, cols: i32, S: usize, kt: usize, ldkt: i32): void {
   const qb = aq + rowAddr(b, qbs, qStart, i0, qrs, h, qhs);
-  const kb = ak + rowAddr(b, kbs, kStart, j0, krs, hk, khs);
-  transpose(cols, aE, kb, krs, kt, BC);
-  gemm(rows, cols, aE, qb, qrs, kt, BC, S, BC, scale, 0);
+  gemm(rows, cols, aE, qb, qrs, kt, ldkt, S, BC, scale, 0);
   if (mask) {
     const mb = mask + ((<usize>b * mbs + <usize>h * mhs) << 2);
     for (let r = 0; r < rows; r++) {
@@ -318,10 +316,14 @@ function rowSum(S: usize, cols: i32): f32 {
 function attnForward(tid: i32, nth: i32): void {
   readAttn(tid);
   const S = scratch; // BR×BC
-  const kt = S + <usize>(BR * BC * 4); // E×BC
-  const acc = kt + <usize>(aE * BC * 4); // BR×Ev
+  const acc = S + <usize>(BR * BC * 4); // BR×Ev
   const mrow = acc + <usize>(BR * aEv * 4); // BR
   const lrow = mrow + <usize>(BR * 4); // BR
+  const kt = lrow + <usize>(BR * 4); // Kᵀ of one whole (sequence, key head): E × ldk
+  let ldk = 0;
+  for (let b = 0; b < aB; b++) ldk = max(ldk, geti(kLen, b));
+  let cachedB = -1;
+  let cachedHk = -1;
   let maxLq = 0;
   for (let b = 0; b < aB; b++) maxLq = max(maxLq, geti(qLen, b));
   const nqb = (maxLq + BR - 1) / BR;
@@ -335,6 +337,11 @@ function attnForward(tid: i32, nth: i32): void {
     const rows = min(BR, lq - i0);
     const lk = keyLimit(b, i0 + rows, geti(kLen, b));
     const hk = h / aG;
+    if (b != cachedB || hk != cachedHk) {
+      transpose(geti(kLen, b), aE, ak + rowAddr(b, kbs, kStart, 0, krs, hk, khs), krs, kt, ldk);
+      cachedB = b;
+      cachedHk = hk;
+    }
     memory.fill(acc, 0, <usize>(rows * aEv * 4));
     for (let r = 0; r < rows; r++) {
       store<f32>(mrow + (<usize>r << 2), -Infinity);
@@ -342,7 +349,7 @@ function attnForward(tid: i32, nth: i32): void {
     }
     for (let j0 = 0; j0 < lk; j0 += BC) {
       const cols = min(BC, lk - j0);
-      scores(b, h, i0, rows, j0, cols, S, kt);
+      scores(b, h, i0, rows, j0, cols, S, kt + (<usize>j0 << 2), ldk);
       for (let r = 0; r < rows; r++) {
         const sr = S + ((<usize>r * BC) << 2);
         const mOld = load<f32>(mrow + (<usize>r << 2));
@@ -382,8 +389,9 @@ function attnBackward(tid: i32, nth: i32): void {
   const Hkv = aHq / aG;
   const S = scratch; // BR×BC: P
   const dP = S + <usize>(BR * BC * 4); // BR×BC: dP, then dS
-  const kt = dP + <usize>(BR * BC * 4); // E×BC (Kᵀ) — also reused as Pᵀ / dSᵀ [BC×BR]
-  const vt = kt + <usize>(max(aE, BR) * BC * 4); // Ev×BC (Vᵀ)
+  const kt = dP + <usize>(BR * BC * 4); // E×BC (Kᵀ of the key block)
+  const vt = kt + <usize>(aE * BC * 4); // Ev×BC (Vᵀ of the key block)
+  const tt = vt + <usize>(aEv * BC * 4); // BC×BR (Pᵀ, then dSᵀ)
   const tasks = aB * Hkv;
   for (let t = tid; t < tasks; t += nth) {
     const b = t / Hkv;
@@ -399,13 +407,14 @@ function attnBackward(tid: i32, nth: i32): void {
       const dkb = dk + kOff;
       const dvb = dv + vOff;
       transpose(cols, aEv, vb, vrs, vt, BC);
+      transpose(cols, aE, kb, krs, kt, BC);
       // first query row that can see key j0 (causal): i + off ≥ j0
       const iStart = causal ? max(0, j0 - geti(cOff, b)) : 0;
       for (let g = 0; g < aG; g++) {
         const h = hk * aG + g;
         for (let i0 = (iStart / BR) * BR; i0 < lq; i0 += BR) {
           const rows = min(BR, lq - i0);
-          scores(b, h, i0, rows, j0, cols, S, kt);
+          scores(b, h, i0, rows, j0, cols, S, kt, BC);
           const lb = alse + lseAddr(b, h, i0);
           for (let r = 0; r < rows; r++) {
             const l = load<f32>(lb + (<usize>r << 2));
@@ -418,8 +427,8 @@ function attnBackward(tid: i32, nth: i32): void {
           const dob = dout + rowAddr(b, obs, qStart, i0, ors, h, ohs);
           const dqb = dq + qOff;
           // dV[cols×Ev] += Pᵀ·dO
-          transpose(rows, cols, S, BC, kt, BR);
-          gemm(cols, aEv, rows, kt, BR, dob, ors, dvb, vrs, 1, 1);
+          transpose(rows, cols, S, BC, tt, BR);
+          gemm(cols, aEv, rows, tt, BR, dob, ors, dvb, vrs, 1, 1);
           // dP = dO·Vᵀ; dS = P ∘ (dP − delta)
           gemm(rows, cols, aEv, dob, ors, vt, BC, dP, BC, 1, 0);
           const db = delta + lseAddr(b, h, i0);
@@ -440,8 +449,8 @@ function attnBackward(tid: i32, nth: i32): void {
           // dQ[rows×E] += scale·dS·K
           gemm(rows, aE, cols, dP, BC, kb, krs, dqb, qrs, scale, 1);
           // dK[cols×E] += scale·dSᵀ·Q
-          transpose(rows, cols, dP, BC, kt, BR);
-          gemm(cols, aE, rows, kt, BR, qb, qrs, dkb, krs, scale, 1);
+          transpose(rows, cols, dP, BC, tt, BR);
+          gemm(cols, aE, rows, tt, BR, qb, qrs, dkb, krs, scale, 1);
         }
       }
     }
@@ -449,8 +458,10 @@ function attnBackward(tid: i32, nth: i32): void {
 }
 
 /** Scratch bytes one thread needs for the attention kernels with head dims E, Ev. */
-export function attnScratchBytes(E: i32, Ev: i32): i32 {
-  return 4 * (2 * BR * BC + max(E, BR) * BC + Ev * BC + BR * Ev + 2 * BR) + 64;
+export function attnScratchBytes(E: i32, Ev: i32, maxLk: i32): i32 {
+  const forward = BR * BC + BR * Ev + 2 * BR + E * maxLk;
+  const backward = 2 * BR * BC + E * BC + Ev * BC + BC * BR;
+  return 4 * max(forward, backward) + 64;
 }
 
 /** Scratch bytes one thread needs for matmul. */

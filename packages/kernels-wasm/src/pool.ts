@@ -18,7 +18,7 @@ const MAX_PAGES = 65536;
 
 interface Exports {
   run(kernel: number, tid: number, nth: number): void;
-  attnScratchBytes(E: number, Ev: number): number;
+  attnScratchBytes(E: number, Ev: number, maxLk: number): number;
   matmulScratchBytes(): number;
   expTest(p: number, n: number): void;
 }
@@ -137,9 +137,9 @@ export class WasmPool {
     return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, `${want} threads`);
   }
 
-  /** Scratch bytes per thread the attention kernels need for head dims E, Ev. */
-  attnScratchBytes(E: number, Ev: number): number {
-    return this.ex.attnScratchBytes(E, Ev);
+  /** Scratch bytes per thread the attention kernels need for head dims E, Ev and at most `maxLk` keys a sequence. */
+  attnScratchBytes(E: number, Ev: number, maxLk: number): number {
+    return this.ex.attnScratchBytes(E, Ev, maxLk);
   }
 
   /** Scratch bytes per thread of the matmul kernel. */

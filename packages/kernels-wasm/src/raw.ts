@@ -81,7 +81,7 @@ function common(pool: WasmPool, p: RawAttention, q: number, k: number, v: number
   const cOff = pool.put(p.causalOffset ?? new Int32Array(p.B));
   const mask = p.mask ? pool.put(p.mask.data) : 0;
   const ms = p.mask?.strides ?? [0, 0, 0, 0];
-  const per = pool.attnScratchBytes(p.E, p.Ev);
+  const per = pool.attnScratchBytes(p.E, p.Ev, Math.max(1, ...p.kLen));
   const scratch = pool.alloc(per * pool.threads);
   const args = [
     p.B, p.Hq, p.Hq / p.Hkv, p.E, p.Ev, q, k, v, o, lse,
