@@ -50,7 +50,7 @@ export function wgsl(ir: IR, id: NameMap): string {
       const a = ir.args.map(r);
       switch (ir.fn) {
         case 'tanh':
-          return `tanh_safe(${a[0]})`;
+          return `tanh_flex(${a[0]})`;
         case 'pow':
           return `pow_any(${a[0]}, ${a[1]})`;
         case 'round':
@@ -66,6 +66,8 @@ export function wgsl(ir: IR, id: NameMap): string {
 
 /** WGSL helpers the rendered expressions call (besides core-tensor's MATH_HELPERS). */
 export const FLEX_HELPERS = `
+fn is_nan_bits(x: f32) -> bool { let u = bitcast<u32>(x); return (u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u; }
+fn tanh_flex(x: f32) -> f32 { return select(tanh_safe(x), x, is_nan_bits(x)); }
 fn floor_div_i32(a: i32, b: i32) -> i32 { let q = a / b; return select(q, q - 1i, (a % b != 0i) && ((a < 0i) != (b < 0i))); }
 fn ceil_div_i32(a: i32, b: i32) -> i32 { let q = a / b; return select(q, q + 1i, (a % b != 0i) && ((a < 0i) == (b < 0i))); }
 `;
