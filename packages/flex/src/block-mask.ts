@@ -4,7 +4,8 @@
  * compiled mask function, on the CPU by calling the JS function — never as a dense Lq×Lkv mask.
  */
 import * as T from '@webattn/core-tensor';
-import { WebattnError, describe, type Device, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { checkOptions, linearGrid, run, wgReduce, type FlashBlocks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { asMask, checkModLengths, compileMod, hostMask, type Captures, type MaskMod, type MaskModFn } from './mods.js';
 import { modResources, probeCompile } from './wgsl-mods.js';
@@ -225,8 +226,8 @@ export async function createBlockMask(
   if (device.backend === 'webgpu') {
     const dev = device as WebGPUDevice;
     const res = modResources(dev, null, compiled, false);
-    probeCompile(dev, res, 'mask');
     const out = T.empty([pairs], 'int32', dev);
+    probeCompile(dev, res, 'mask', [out]);
     // bit 0/1: some true/false; bit 2/3: differs at another b/h (sampled)
     const sample = (p: 'b' | 'h', on: boolean) =>
       on ? SAMPLES.map((x) => `if (mask_mod(${p === 'b' ? `${x}u, h` : `b, ${x}u`}, q0 + t / cols, k0 + t % cols) != ok) { diff = diff | ${p === 'b' ? 4 : 8}u; }`).join('\n    ') : '';

@@ -78,7 +78,6 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
   const device = q.device;
   const [B, Hq, L] = q.shape as [number, number, number, number];
   const res = modResources(device, sc, mc, true, B * Hq * L);
-  probeCompile(device, res, sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod');
   const values = res.deterministic ? { ...res.values, flex_hq: Hq, flex_lq: L } : res.values;
   const hooks = {
     key: res.key,
@@ -117,7 +116,9 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
         : null,
     },
   );
-  res.checkBounds(sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod');
+  const argument = sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod';
+  probeCompile(device, res, argument, [r.output, r.lse]);
+  res.checkBounds(argument, [r.output, r.lse]);
   return r;
 }
 

@@ -1,6 +1,7 @@
 /** Turns compiled score/mask functions into the WGSL, bindings and uniforms the attention generator hooks take. */
 import * as T from '@webattn/core-tensor';
-import { WebattnError, type Device, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { WebattnError, type Device, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { MATH_HELPERS, deferFlagCheck, renderProgram, type BindingSpec, type UniformField, type UniformValues } from '@webattn/kernels-webgpu/internal';
 import { collectLoads, derivative, FLEX_HELPERS, wgsl } from './codegen.js';
 import type { CompiledMod } from './mods.js';
@@ -48,7 +49,7 @@ export interface ModResources {
    * Raises (at the device's next read-back) an `INVALID_ARGUMENT` naming `argument` if a kernel that
    * ran with these resources read a captured tensor outside its shape. No-op without captured tensors.
    */
-  checkBounds(argument: string): void;
+  checkBounds(argument: string, outputs: Tensor[]): void;
   /** The bounds flag (int32 `[1]`, bit i set when capture i was read outside its shape), or null. */
   oob: Tensor | null;
   /** The error for a set bounds flag. */
@@ -193,9 +194,9 @@ export function modResources(
         { argument },
       );
     },
-    checkBounds(argument: string) {
+    checkBounds(argument: string, outputs: Tensor[]) {
       if (!oob) return;
-      deferFlagCheck(oob, 'flex captures bounds', (bits) => (bits ? this.boundsError(bits, argument) : null));
+      deferFlagCheck(oob, outputs, (bits) => (bits ? this.boundsError(bits, argument) : null));
     },
   };
 }
@@ -204,11 +205,11 @@ const probed = new WeakMap<object, Set<string>>();
 
 /**
  * Compiles the WGSL of a call's functions on its own, once per (device, key), and turns a shader
- * compilation error into `FLEX_COMPILE` naming `argument` — raised at the next read-back, before the
- * attention kernels' own `KERNEL_COMPILE`. The renderer is meant to make this unreachable (constant
+ * compilation error into `FLEX_COMPILE` naming `argument`, raised when `outputs` are read (instead of
+ * the attention kernels' own `KERNEL_COMPILE`). The renderer is meant to make this unreachable (constant
  * folding, literals clamped to f32): this is the backstop for WGSL a driver still rejects.
  */
-export function probeCompile(device: Device, res: ModResources, argument: string): void {
+export function probeCompile(device: Device, res: ModResources, argument: string, outputs: Tensor[]): void {
   if (device.backend !== 'webgpu') return;
   const dev = device as WebGPUDevice;
   let seen = probed.get(dev);
@@ -226,13 +227,10 @@ export function probeCompile(device: Device, res: ModResources, argument: string
     body: `  var sink = 0.0;\n  ${calls.join('\n  ')}\n  if (sink == 12345.0) { return; }`,
   });
   const mod = dev.gpu.createShaderModule({ label: 'flex_probe', code });
-  const check = mod.getCompilationInfo().then(
-    (info) => {
-      const errs = info.messages.filter((m) => m.type === 'error');
-      if (!errs.length) return null;
-      return new WebattnError('FLEX_COMPILE', `${argument}: the function compiled to WGSL that the GPU rejected: ${errs.map((m) => m.message).join(' | ').slice(0, 400)}`, { argument });
-    },
-    () => null,
-  );
-  dev.deferCheck('flex_probe', check);
+  dev.deferCheck(async () => {
+    const info = await mod.getCompilationInfo();
+    const errs = info.messages.filter((m) => m.type === 'error');
+    if (!errs.length) return null;
+    return new WebattnError('FLEX_COMPILE', `${argument}: the function compiled to WGSL that the GPU rejected: ${errs.map((m) => m.message).join(' | ').slice(0, 400)}`, { argument });
+  }, outputs.map((t) => t.storage));
 }

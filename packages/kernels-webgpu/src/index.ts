@@ -1,13 +1,25 @@
 /**
  * `@webattn/kernels-webgpu`: the WGSL kernels of every webattn op, registered under the `webgpu`
- * backend of the core-tensor kernel registry when this module is imported, and
- * `scaledDotProductAttention` (PyTorch SDPA semantics). The attention generator and WGSL helpers that
+ * backend of the core-tensor kernel registry when this module is imported, the WebGPU device (Dawn in
+ * Node, `navigator.gpu` in browsers) registered as the `webgpu` backend of `getDevice()`, and
+ * `scaledDotProductAttention` (PyTorch SDPA semantics). The attention generator and the WGSL helpers
  * the other front doors build on live in `@webattn/kernels-webgpu/internal` (not public API).
  *
  * @packageDocumentation
  */
+import './device/backend.js';
 import './basic-kernels.js';
 
+export {
+  WebGPUDevice,
+  tierOf,
+  type GpuProgram,
+  type BindingAccess,
+  type DeviceCaps,
+  type SubgroupMatrixConfig,
+  type WebGPUDeviceOptions,
+} from './device/webgpu-device.js';
+export { createWebGPUDevice, webgpuBackend, WANTED_FEATURES, type WebGPURoute } from './device/backend.js';
 export {
   scaledDotProductAttention,
   sdpaKernel,

@@ -5,6 +5,7 @@
  *
  * @packageDocumentation
  */
+import './device/backend.js';
 import './basic-kernels.js';
 
 export { MATH_HELPERS } from './basic-kernels.js';

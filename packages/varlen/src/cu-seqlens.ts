@@ -1,5 +1,6 @@
 import * as T from '@webattn/core-tensor';
-import { WebattnError, describe, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { deferFlagCheck, run } from '@webattn/kernels-webgpu/internal';
 
 /** cu_seqlens as accepted by the varlen API: host arrays are validated; a tensor must be int32 `[B+1]`. */
@@ -84,10 +85,11 @@ export function positionIds(cu: Int32Array | readonly number[]): Int32Array {
 
 /**
  * Checks GPU-held cu_seqlens with a one-workgroup kernel (starts at 0, non-decreasing, last = `total`,
- * every length ≤ `maxSeqlen`); a violation raises `INVALID_ARGUMENT` naming the argument at the
- * device's next read-back or sync (the flag is read on the GPU timeline, never synchronously).
+ * every length ≤ `maxSeqlen`). Returns the function that ties the verdict to the call's outputs: a
+ * violation raises `INVALID_ARGUMENT` naming the argument when they are read (or at the next sync);
+ * the flag is read on the GPU timeline, never synchronously.
  */
-export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: number, argument: string, maxArgument: string): void {
+export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: number, argument: string, maxArgument: string): (outputs: Tensor[]) => void {
   const n = cu.shape[0]!;
   if (n < 1) throw new WebattnError('SHAPE_MISMATCH', `${argument}: expected at least one entry [0], got none`, { argument });
   const device = cu.device as WebGPUDevice;
@@ -119,7 +121,7 @@ export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: num
     { n, total, maxlen: maxSeqlen },
     [1, 1, 1],
   );
-  deferFlagCheck(flag, 'varlen_check_cu_seqlens', (bits) => {
+  return (outputs) => deferFlagCheck(flag, outputs, (bits) => {
     if (!bits) return null;
     const why: string[] = [];
     if (bits & 1) why.push('must start at 0');

@@ -102,10 +102,10 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
   const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : (src as Tensor));
   const cuQT = toDev(cuQ, cuQIn);
   const cuKT = toDev(cuK, cuKIn);
+  const verdicts: ((outputs: Tensor[]) => void)[] = [];
   if (options.validate !== false) {
-    if (!cuQ) checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
-    if (!cuK && cuKIn !== cuQIn) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
-    else if (!cuK && TK !== TQ) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
+    if (!cuQ) verdicts.push(checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ'));
+    if (!cuK && (cuKIn !== cuQIn || TK !== TQ || maxK !== maxQ)) verdicts.push(checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName));
   }
   const { output, lse } = recordFlash('flashAttnVarlen', q, k, v, {
     scale,
@@ -116,6 +116,7 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK },
     window: win ? { left: win[0], right: win[1] } : null,
   });
+  for (const v of verdicts) v([output, lse]);
   return options.returnLse ? { output, lse } : output;
 }
 

@@ -5,7 +5,8 @@
  * `@webattn/kernels-webgpu/internal`; not public API.
  */
 import * as T from '@webattn/core-tensor';
-import { WebattnError, describe, type Device, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { flashBackward, flashForward, type FlashParams } from './flash.js';
 
 /** Sizes of validated attention operands (dense `[B, H, L, E]` or packed `[total, H, E]`). */
@@ -220,28 +221,27 @@ export function recordFlash(
 }
 
 /**
- * Reads a one-word flag tensor on the GPU timeline and raises `explain(flag)` (when not null) at the
- * device's next read-back or sync: how a validation kernel reports bad input it found on the device
- * without a synchronous read.
+ * Reads a one-word flag tensor on the GPU timeline and, when `explain(flag)` gives an error, makes
+ * reads of `outputs` (the call's results) raise it — how a validation kernel reports bad input it
+ * found on the device without a synchronous read. `sync()` raises it too if nothing read them.
  */
-export function deferFlagCheck(flag: Tensor, name: string, explain: (bits: number) => WebattnError | null): void {
+export function deferFlagCheck(flag: Tensor, outputs: readonly Tensor[], explain: (bits: number) => WebattnError | null): void {
   const dev = flag.device as WebGPUDevice;
-  const gpu = dev.gpu;
-  const staging = gpu.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `${name} flag` });
-  const enc = gpu.createCommandEncoder({ label: `${name} flag` });
-  enc.copyBufferToBuffer(flag.storage.gpu!, flag.offset * 4, staging, 0, 4);
-  gpu.queue.submit([enc.finish()]);
-  const check = staging.mapAsync(GPUMapMode.READ).then(
-    () => {
-      const bits = new Uint32Array(staging.getMappedRange().slice(0))[0]!;
-      staging.unmap();
-      staging.destroy();
-      return explain(bits);
-    },
-    () => {
+  dev.deferCheck(async () => {
+    const gpu = dev.gpu;
+    const staging = gpu.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'flag' });
+    const enc = gpu.createCommandEncoder({ label: 'flag' });
+    enc.copyBufferToBuffer(flag.storage.handle as GPUBuffer, flag.offset * 4, staging, 0, 4);
+    gpu.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch {
       staging.destroy();
       return null; // a lost device reports itself
-    },
-  );
-  dev.deferCheck(name, check);
+    }
+    const bits = new Uint32Array(staging.getMappedRange().slice(0))[0]!;
+    staging.unmap();
+    staging.destroy();
+    return explain(bits);
+  }, outputs.map((t) => t.storage));
 }
