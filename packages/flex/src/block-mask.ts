@@ -208,6 +208,9 @@ export async function createBlockMask(
   if (options.device !== undefined && !(options.device instanceof T.Device)) {
     throw new WebattnError('INVALID_ARGUMENT', `options.device: expected a Device, got ${describe(options.device)}`, { argument: 'options.device' });
   }
+  if (options.captures !== undefined && typeof mask !== 'function') {
+    throw new WebattnError('INVALID_ARGUMENT', `options.captures: only a bare mask function takes captures here (a MaskMod carries its own), got mask ${describe(mask)}`, { argument: 'options.captures' });
+  }
   const m = asMask(mask, options.captures ?? {}, 'mask');
   checkModLengths(m, qLen, kvLen, 'mask');
   const device = options.device ?? T.getDefaultDevice();

@@ -65,6 +65,9 @@ export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options
   }
   const scale = resolveScale(options.scale, E);
   const sm = options.scoreMod ?? null;
+  if (options.captures !== undefined && typeof sm !== 'function') {
+    throw new WebattnError('INVALID_ARGUMENT', `options.captures: only a bare scoreMod function takes captures here (a ScoreMod carries its own), got scoreMod ${describe(sm)}`, { argument: 'options.captures' });
+  }
   const score = sm !== null ? asScore(sm, options.captures ?? {}, 'options.scoreMod') : null;
   if (score) checkModLengths(score, L, S, 'options.scoreMod');
   const sc = score ? compileMod(score, 's', 'options.scoreMod') : null;

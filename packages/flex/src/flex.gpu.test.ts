@@ -29,6 +29,7 @@ import {
 import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
+import { modResources, probeCompile } from './wgsl-mods.js';
 import { packedAttentionReference } from '../../../test-utils/reference.js';
 
 let gpu: WebGPUDevice;
@@ -337,6 +338,7 @@ describe('score functions that used to fail late compile to WGSL with JS semanti
       (s) => Math.min(s, 1 / 0) + 0 / 1e39,
       (s, b, h, q, kv) => (q >= kv ? s : s / 0 > 0 ? -1e39 : s - 1e39),
       (s) => s * 1e-50 + s,
+      (s, b, h, q) => s + (2147483647 * 2 - 4294967294) + q % 0.75 + (7 % 0 === 7 % 0 ? 1 : 0),
     ];
     for (const fn of fns) {
       const outs: number[][] = [];
@@ -347,5 +349,32 @@ describe('score functions that used to fail late compile to WGSL with JS semanti
       }
       expectClose(outs[1]!, outs[0]!, 3e-5, 3e-4, fn.toString());
     }
+  });
+});
+
+describe('a function whose WGSL the GPU rejects is FLEX_COMPILE on its own call, not KERNEL_COMPILE', () => {
+  it('the compile probe turns a shader error into FLEX_COMPILE on the outputs it guards; other calls read fine', async () => {
+    // the renderer never emits such WGSL (constants fold, literals clamp to f32): feed the probe a hand-made one
+    const res = modResources(gpu, null, null, false);
+    const bad = { ...res, key: 'hand-made-bad', wgsl: 'fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return s + undefined_thing; }' };
+    const guarded = T.randn([4], { seed: 1, device: gpu });
+    const other = T.randn([4], { seed: 2, device: gpu });
+    probeCompile(gpu, bad, 'options.scoreMod', [guarded]);
+    expect((await other.toArray()).length).toBe(4);
+    const err = await guarded.toArray().then(() => null, (e: T.WebattnError) => e);
+    expect(err?.code).toBe('FLEX_COMPILE');
+    expect(err?.argument).toBe('options.scoreMod');
+    expect(String(err?.message)).toMatch(/options.scoreMod: the function compiled to WGSL that the GPU rejected/);
+  });
+
+  it('an out-of-range captured-tensor read fails its own call only', async () => {
+    const q = T.randn([1, 2, 8, 4], { seed: 1, device: gpu });
+    const w = T.randn([8], { seed: 2, device: gpu });
+    const bad = flexAttention(q, q, q, { scoreMod: scoreMod((s, b, h, qi, kv, c) => s + c.w[qi + kv], { w }) });
+    const good = flexAttention(q, q, q, { scoreMod: scoreMod((s, b, h, qi, kv, c) => s + c.w[qi], { w }) });
+    expect((await good.toArray()).every(Number.isFinite)).toBe(true);
+    const err = await bad.toArray().then(() => null, (e: T.WebattnError) => e);
+    expect(err?.code).toBe('INVALID_ARGUMENT');
+    expect(String(err?.message)).toMatch(/options.scoreMod: captured tensor 'w' indexed outside its shape/);
   });
 });
