@@ -5,8 +5,7 @@
  */
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
-import type { WebGPUDevice } from '@webattn/kernels-webgpu';
-import { checkOptions, linearGrid, run, wgReduce, type FlashBlocks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { checkOptions, linearGrid, run, wgReduce, type FlashBlocks, type OptionSpec, type WebGPUDevice } from '@webattn/kernels-webgpu/internal';
 import { asMask, checkModLengths, compileMod, hostMask, type Captures, type MaskMod, type MaskModFn } from './mods.js';
 import { modResources, probeCompile } from './wgsl-mods.js';
 import { children } from './codegen.js';

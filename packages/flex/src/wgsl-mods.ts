@@ -1,7 +1,7 @@
 /** Turns compiled score/mask functions into the WGSL, bindings and uniforms the attention generator hooks take. */
 import * as T from '@webattn/core-tensor';
 import { WebattnError, type Device, type Tensor } from '@webattn/core-tensor';
-import type { WebGPUDevice } from '@webattn/kernels-webgpu';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu/internal';
 import { MATH_HELPERS, deferFlagCheck, renderProgram, type BindingSpec, type UniformField, type UniformValues } from '@webattn/kernels-webgpu/internal';
 import { collectLoads, derivative, FLEX_HELPERS, wgsl } from './codegen.js';
 import type { CompiledMod } from './mods.js';
@@ -196,7 +196,7 @@ export function modResources(
     },
     checkBounds(argument: string, outputs: Tensor[]) {
       if (!oob) return;
-      deferFlagCheck(oob, outputs, (bits) => (bits ? this.boundsError(bits, argument) : null));
+      deferFlagCheck(oob, 'flex captures bounds', (bits) => (bits ? this.boundsError(bits, argument) : null), outputs);
     },
   };
 }
@@ -227,10 +227,10 @@ export function probeCompile(device: Device, res: ModResources, argument: string
     body: `  var sink = 0.0;\n  ${calls.join('\n  ')}\n  if (sink == 12345.0) { return; }`,
   });
   const mod = dev.gpu.createShaderModule({ label: 'flex_probe', code });
-  dev.deferCheck(async () => {
-    const info = await mod.getCompilationInfo();
+  const check = mod.getCompilationInfo().then((info) => {
     const errs = info.messages.filter((m) => m.type === 'error');
     if (!errs.length) return null;
     return new WebattnError('FLEX_COMPILE', `${argument}: the function compiled to WGSL that the GPU rejected: ${errs.map((m) => m.message).join(' | ').slice(0, 400)}`, { argument });
-  }, outputs.map((t) => t.storage));
+  });
+  dev.deferCheck('flex_probe', check, outputs.map((t) => t.storage));
 }

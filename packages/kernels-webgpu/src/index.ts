@@ -2,7 +2,7 @@
  * `@webattn/kernels-webgpu`: the WGSL kernels of every webattn op, registered under the `webgpu`
  * backend of the core-tensor kernel registry when this module is imported, the WebGPU device (Dawn in
  * Node, `navigator.gpu` in browsers) registered as the `webgpu` backend of `getDevice()`, and
- * `scaledDotProductAttention` (PyTorch SDPA semantics). The attention generator and the WGSL helpers
+ * `scaledDotProductAttention` (PyTorch SDPA semantics). The attention generator and WGSL helpers that
  * the other front doors build on live in `@webattn/kernels-webgpu/internal` (not public API).
  *
  * @packageDocumentation

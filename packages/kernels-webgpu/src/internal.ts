@@ -8,6 +8,8 @@
 import './device/backend.js';
 import './basic-kernels.js';
 
+export { WebGPUDevice, type GpuProgram, type BindingAccess } from './device/webgpu-device.js';
+
 export { MATH_HELPERS } from './basic-kernels.js';
 export {
   MAX_RANK,

@@ -1,6 +1,6 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import type { WebGPUDevice } from '@webattn/kernels-webgpu';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu/internal';
 import { deferFlagCheck, run } from '@webattn/kernels-webgpu/internal';
 
 /** cu_seqlens as accepted by the varlen API: host arrays are validated; a tensor must be int32 `[B+1]`. */
@@ -121,7 +121,7 @@ export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: num
     { n, total, maxlen: maxSeqlen },
     [1, 1, 1],
   );
-  return (outputs) => deferFlagCheck(flag, outputs, (bits) => {
+  return (outputs) => deferFlagCheck(flag, 'varlen_check_cu_seqlens', (bits) => {
     if (!bits) return null;
     const why: string[] = [];
     if (bits & 1) why.push('must start at 0');
@@ -131,5 +131,5 @@ export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: num
       return new WebattnError('INVALID_ARGUMENT', `${maxArgument}: ${maxSeqlen} is smaller than the longest sequence in ${argument} (checked on the GPU)`, { argument: maxArgument });
     }
     return new WebattnError('INVALID_ARGUMENT', `${argument} (GPU-held, checked by flashAttnVarlen): ${why.join('; ')}`, { argument });
-  });
+  }, outputs);
 }

@@ -223,25 +223,10 @@ export function recordFlash(
 /**
  * Reads a one-word flag tensor on the GPU timeline and, when `explain(flag)` gives an error, makes
  * reads of `outputs` (the call's results) raise it — how a validation kernel reports bad input it
- * found on the device without a synchronous read. `sync()` raises it too if nothing read them.
+ * found on the device without a synchronous read (without outputs, the next read or sync raises it).
  */
-export function deferFlagCheck(flag: Tensor, outputs: readonly Tensor[], explain: (bits: number) => WebattnError | null): void {
+export function deferFlagCheck(flag: Tensor, name: string, explain: (bits: number) => WebattnError | null, outputs: readonly Tensor[] = []): void {
   const dev = flag.device as WebGPUDevice;
-  dev.deferCheck(async () => {
-    const gpu = dev.gpu;
-    const staging = gpu.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'flag' });
-    const enc = gpu.createCommandEncoder({ label: 'flag' });
-    enc.copyBufferToBuffer(flag.storage.handle as GPUBuffer, flag.offset * 4, staging, 0, 4);
-    gpu.queue.submit([enc.finish()]);
-    try {
-      await staging.mapAsync(GPUMapMode.READ);
-    } catch {
-      staging.destroy();
-      return null; // a lost device reports itself
-    }
-    const bits = new Uint32Array(staging.getMappedRange().slice(0))[0]!;
-    staging.unmap();
-    staging.destroy();
-    return explain(bits);
-  }, outputs.map((t) => t.storage));
+  const check = dev.readWord(flag.storage, flag.offset * 4).then(explain, () => null); // a lost device reports itself
+  dev.deferCheck(name, check, outputs.map((t) => t.storage));
 }

@@ -179,7 +179,8 @@ export class WebGPUDevice extends Device {
   // errors
   private taint = new WeakMap<Storage, WebattnError>();
   private unreported: WebattnError[] = [];
-  private checks = new Set<Promise<void>>();
+  /** Checks running on the GPU timeline (validation flags, shader compilation info); see {@link WebGPUDevice.deferCheck}. */
+  private checks: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] }[] = [];
 
   constructor(gpu: GPUDevice, info: Omit<DeviceInfo, 'tier' | 'reason' | 'features'> & Partial<DeviceInfo>, options: WebGPUDeviceOptions = {}) {
     super();
@@ -410,32 +411,11 @@ export class WebGPUDevice extends Device {
     return e;
   }
 
-  /**
-   * Registers a check of work recorded so far (e.g. reading back a validation kernel's flag): after
-   * the queued work is submitted, `check` runs; a `WebattnError` it returns taints `storages` (reads of
-   * them raise it, replacing a kernel error it explains) and is raised by the next `sync()` if no read
-   * reported it. Reads and syncs wait for pending checks.
-   */
-  deferCheck(check: () => Promise<WebattnError | null>, storages: readonly Storage[]): void {
-    const p = (async () => {
-      await this.flush();
-      const err = await check();
-      if (!err) return;
-      for (const s of storages) {
-        const old = this.taint.get(s);
-        if (old) this.unreported = this.unreported.filter((u) => u !== old);
-        this.taint.set(s, err);
-      }
-      if (!this.unreported.includes(err)) this.unreported.push(err);
-    })().catch(() => undefined);
-    this.checks.add(p);
-    void p.then(() => this.checks.delete(p));
-  }
-
   async read(storage: Storage, offset: number, count: number): Promise<TypedArray> {
     this.assertAlive();
     await this.flush();
-    if (this.checks.size) await Promise.all([...this.checks]);
+    const general = await this.settleChecks();
+    if (general) throw general;
     this.assertAlive();
     let err = this.errorOf(storage);
     if (err) throw err;
@@ -479,7 +459,6 @@ export class WebGPUDevice extends Device {
   async sync(): Promise<void> {
     this.assertAlive();
     await this.flush();
-    if (this.checks.size) await Promise.all([...this.checks]);
     try {
       await this.gpu.queue.onSubmittedWorkDone();
     } catch (e) {
@@ -487,8 +466,51 @@ export class WebGPUDevice extends Device {
       throw e;
     }
     if (this.isLost) throw this.lostError();
+    const general = await this.settleChecks();
+    if (general) throw general;
     const e = this.unreported.shift();
     if (e) throw e;
+  }
+
+  /**
+   * Registers a check that runs on the GPU timeline (a validation kernel's flag read back, a shader's
+   * compilation info). A `WebattnError` it resolves to makes reads of `outputs` fail (the tensors of the
+   * call that was checked); a check without outputs is thrown at the next `read` or `sync`.
+   */
+  deferCheck(name: string, check: Promise<WebattnError | null>, outputs: readonly Storage[] = []): void {
+    this.checks.push({ promise: check.catch(() => null), outputs });
+    void name;
+  }
+
+  /** Reads one 32-bit word of `storage` (byte offset) after all work recorded so far (validation flags). */
+  async readWord(storage: Storage, byteOffset: number): Promise<number> {
+    await this.flush();
+    const staging = this.gpu.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'flag' });
+    const enc = this.gpu.createCommandEncoder({ label: 'flag' });
+    enc.copyBufferToBuffer(storage.handle as GPUBuffer, byteOffset, staging, 0, 4);
+    this.gpu.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+      return new Uint32Array(staging.getMappedRange().slice(0))[0]!;
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Awaits the pending checks: taints their outputs, returns the first error of a check without outputs. */
+  private async settleChecks(): Promise<WebattnError | null> {
+    let general: WebattnError | null = null;
+    while (this.checks.length) {
+      const cs = this.checks.splice(0);
+      const errs = await Promise.all(cs.map((c) => c.promise));
+      cs.forEach((c, i) => {
+        const e = errs[i];
+        if (!e) return;
+        if (!c.outputs.length) general ??= e;
+        for (const s of c.outputs) if (!this.taint.has(s)) this.taint.set(s, e);
+      });
+    }
+    return general;
   }
 
   // ---------------------------------------------------------------------------- pipelines
