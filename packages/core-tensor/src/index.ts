@@ -37,7 +37,8 @@ export {
   type KernelAttrMap,
   type AttrsOf,
 } from './registry.js';
-export { noGrad, isGradEnabled, needsGrad, type GradFn } from './autograd.js';
-export { Tensor, tensor, randn, rand, empty, fromTyped, type TensorOptions, type RandomOptions, type Nested } from './tensor.js';
+export { noGrad, isGradEnabled, needsGrad, releaseGradFn, type GradFn, type BackwardOptions } from './autograd.js';
+export { Tensor, tensor, randn, rand, empty, fromTyped, liveHandles, type TensorOptions, type RandomOptions, type Nested } from './tensor.js';
+export { tidy, tidyAsync, keep } from './scope.js';
 export * from './ops.js';
 export { UNARY, BINARY, erf, geluGrad, readValues, stridedOffsets } from './cpu/kernels.js';
