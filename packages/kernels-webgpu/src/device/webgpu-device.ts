@@ -616,7 +616,10 @@ export class WebGPUDevice extends Device {
         any = true;
       }
     });
-    if (any && !this.unreported.includes(err)) this.unreported.push(err);
+    if (any && !this.unreported.includes(err)) {
+      this.unreported.push(err);
+      if (this.unreported.length > 32) this.unreported.shift();
+    }
   }
 
   private async submitBatch(cmds: Cmd[]): Promise<void> {
