@@ -89,6 +89,8 @@ export interface WebGPUDeviceOptions {
 
 type PipelineEntry = {
   name: string;
+  /** Distinguishes layouts in bind-group cache keys. */
+  layoutId: number;
   layout: GPUBindGroupLayout;
   pipeline: GPUComputePipeline | null;
   error: WebattnError | null;
@@ -106,7 +108,7 @@ type DispatchCmd = {
 };
 type WriteCmd = { kind: 'write'; data: Uint8Array; dst: GPUBuffer; bytes: number; offset: number };
 type Cmd = DispatchCmd | WriteCmd;
-type Step = WriteCmd | { cmd: DispatchCmd; group: GPUBindGroup };
+type Step = WriteCmd | { cmd: DispatchCmd; group: GPUBindGroup; offset: number };
 
 const DEFAULT_POOL_BUDGET = 256 * 1024 * 1024;
 /** Dispatches recorded before a flush is forced (besides the microtask, read and sync flushes). */
@@ -178,6 +180,11 @@ export class WebGPUDevice extends Device {
   /** Last batch that references each buffer: a buffer is busy while that batch is not submitted. */
   private useEpoch = new WeakMap<GPUBuffer, number>();
   private uploadRing: GPUBuffer | null = null;
+  // bind groups by (layout, buffers, uniform size): training loops rebind the same pooled buffers
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextId = 1;
+  private groupCache = new Map<string, GPUBindGroup>();
+  private groupKeysOf = new Map<GPUBuffer, string[]>();
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
   private deferredDestroy: GPUBuffer[] = [];
@@ -308,7 +315,26 @@ export class WebGPUDevice extends Device {
   /** Destroys a buffer once no recorded-but-unsubmitted command can reference it. */
   private destroyBuffer(buf: GPUBuffer): void {
     if (this.busy(buf)) this.deferredDestroy.push(buf);
-    else buf.destroy();
+    else this.destroyNow(buf);
+  }
+
+  /** Destroys a buffer and forgets the cached bind groups that use it. */
+  private destroyNow(buf: GPUBuffer): void {
+    const keys = this.groupKeysOf.get(buf);
+    if (keys) {
+      for (const k of keys) this.groupCache.delete(k);
+      this.groupKeysOf.delete(buf);
+    }
+    buf.destroy();
+  }
+
+  private bufferId(buf: GPUBuffer): number {
+    let id = this.bufferIds.get(buf);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.bufferIds.set(buf, id);
+    }
+    return id;
   }
 
   private giveBuffer(buf: GPUBuffer): void {
@@ -504,13 +530,13 @@ export class WebGPUDevice extends Device {
       buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' },
     }));
     if (program.uniform) {
-      entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+      entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
     }
     this.gpu.pushErrorScope('validation');
     const layout = this.gpu.createBindGroupLayout({ label: program.name, entries });
     const module = this.gpu.createShaderModule({ label: program.name, code: program.source() });
     const moduleScope = this.gpu.popErrorScope();
-    const entry: PipelineEntry = { name: program.name, layout, pipeline: null, error: null, ready: Promise.resolve() };
+    const entry: PipelineEntry = { name: program.name, layoutId: this.nextId++, layout, pipeline: null, error: null, ready: Promise.resolve() };
     entry.ready = this.gpu
       .createComputePipelineAsync({
         label: program.name,
@@ -600,7 +626,7 @@ export class WebGPUDevice extends Device {
       this.submitted = id;
       if (this.deferredDestroy.length) {
         const still = this.deferredDestroy.filter((b) => this.busy(b));
-        for (const b of this.deferredDestroy) if (!this.busy(b)) b.destroy();
+        for (const b of this.deferredDestroy) if (!this.busy(b)) this.destroyNow(b);
         this.deferredDestroy = still;
       }
     });
@@ -672,27 +698,57 @@ export class WebGPUDevice extends Device {
         for (const [c, off] of offsets) data.set(new Uint8Array(c.uniforms!), off);
         this.gpu.queue.writeBuffer(ring, 0, data);
       }
+      const uniformSize = (c: DispatchCmd) => Math.ceil(Math.max(16, c.uniforms!.byteLength) / 16) * 16;
       const makeGroup = (c: DispatchCmd): GPUBindGroup => {
         const bindings: GPUBindGroupEntry[] = c.buffers.map((b, i) => ({ binding: i, resource: { buffer: b } }));
-        if (c.uniforms) {
-          const size = Math.ceil(Math.max(16, c.uniforms.byteLength) / 16) * 16;
-          bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: offsets.get(c)!, size } });
-        }
+        // the uniform binding starts at 0: each dispatch passes its offset in the ring dynamically
+        if (c.uniforms) bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: 0, size: uniformSize(c) } });
         return this.gpu.createBindGroup({ label: c.entry.name, layout: c.entry.layout, entries: bindings });
       };
-      // one error scope for the batch's bind groups; only when it caught something, one per bind group
+      const keyOf = (c: DispatchCmd) => `${c.entry.layoutId}|${c.buffers.map((b) => this.bufferId(b)).join(',')}|${c.uniforms ? uniformSize(c) : 0}`;
+      // cached bind groups are reused; new ones get one error scope for the batch (one each only when it caught something)
+      const created: { r: Ready; key: string }[] = [];
       this.gpu.pushErrorScope('validation');
-      for (const r of plan) if (!('kind' in r)) r.group = makeGroup(r.cmd);
+      for (const r of plan) {
+        if ('kind' in r) continue;
+        const key = keyOf(r.cmd);
+        const hit = this.groupCache.get(key);
+        if (hit) r.group = hit;
+        else {
+          r.group = makeGroup(r.cmd);
+          created.push({ r, key });
+        }
+      }
       const anyGroupErr = await this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
       let groupErrs: (GPUError | null)[] = plan.map(() => null);
       if (anyGroupErr) {
-        for (const r of plan) {
-          if ('kind' in r) continue;
+        for (const { r } of created) {
           this.gpu.pushErrorScope('validation');
           r.group = makeGroup(r.cmd);
           r.scope = this.gpu.popErrorScope();
         }
-        groupErrs = await Promise.all(plan.map((r) => ('kind' in r ? null : r.scope!.catch((e: unknown) => e as GPUError))));
+        groupErrs = await Promise.all(plan.map((r) => ('kind' in r || !r.scope ? null : r.scope.catch((e: unknown) => e as GPUError))));
+      }
+      const made = new Map<string, GPUBindGroup>();
+      for (const { r, key } of created) {
+        if (anyGroupErr && groupErrs[plan.indexOf(r)]) continue;
+        if (made.has(key)) continue;
+        made.set(key, r.group!);
+      }
+      if (this.groupCache.size + made.size > 8192) this.clearGroups();
+      for (const [key, g] of made) {
+        this.groupCache.set(key, g);
+        const seen = new Set<GPUBuffer>();
+        for (const r of created) {
+          if (r.key !== key) continue;
+          for (const b of r.r.cmd.buffers) seen.add(b);
+          break;
+        }
+        for (const b of seen) {
+          const l = this.groupKeysOf.get(b);
+          if (l) l.push(key);
+          else this.groupKeysOf.set(b, [key]);
+        }
       }
       const steps: Step[] = [];
       plan.forEach((r, i) => {
@@ -702,7 +758,7 @@ export class WebGPUDevice extends Device {
         }
         const ge = groupErrs[i];
         if (ge) this.fail(r.cmd, new WebattnError('KERNEL_FAILED', `kernel "${r.cmd.entry.name}": dispatch failed: ${String(ge.message).split('\n')[0]}`));
-        else steps.push({ cmd: r.cmd, group: r.group! });
+        else steps.push({ cmd: r.cmd, group: r.group!, offset: offsets.get(r.cmd) ?? 0 });
       });
       const err = await this.encodeAndSubmit(steps);
       if (err) {
@@ -745,7 +801,8 @@ export class WebGPUDevice extends Device {
       }
       pass ??= enc.beginComputePass({ label: 'webattn batch' });
       pass.setPipeline(c.entry.pipeline!);
-      pass.setBindGroup(0, st.group);
+      if (c.uniforms) pass.setBindGroup(0, st.group, [st.offset]);
+      else pass.setBindGroup(0, st.group);
       pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
     }
     (pass as GPUComputePassEncoder | null)?.end();
@@ -765,9 +822,15 @@ export class WebGPUDevice extends Device {
   }
 
   /** The pooled uniform buffer, grown to hold `bytes`. */
+  private clearGroups(): void {
+    this.groupCache.clear();
+    this.groupKeysOf.clear();
+  }
+
   private ring(bytes: number): GPUBuffer | null {
     if (!bytes) return this.uniformRing;
     if (!this.uniformRing || this.uniformRing.size < bytes) {
+      this.clearGroups(); // cached bind groups point at the old ring
       this.uniformRing?.destroy(); // previous submissions keep it until they finish
       const size = 2 ** Math.ceil(Math.log2(Math.max(bytes, 64 * 1024)));
       this.uniformRing = this.gpu.createBuffer({ label: 'webattn uniforms', size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
@@ -780,6 +843,7 @@ export class WebGPUDevice extends Device {
       this.queue = [];
       this.trimPool(0);
       for (const b of this.deferredDestroy.splice(0)) b.destroy();
+      this.clearGroups();
       this.uniformRing?.destroy();
       this.uniformRing = null;
       this.uploadRing?.destroy();
