@@ -18,6 +18,7 @@ import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
 import { vitScenario } from './scenarios/vit.js';
 import { gpt2VarlenScenario } from './scenarios/gpt2-varlen.js';
+import { wasmScenario } from './scenarios/wasm.js';
 import { progressDone, type BenchRow } from './timing.js';
 
 const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
@@ -28,6 +29,7 @@ const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRo
   vit: vitScenario,
   'gpt2-varlen': gpt2VarlenScenario,
   memory: memoryScenario,
+  wasm: wasmScenario,
 };
 
 /** Scenarios run only when named (they target a real GPU). */

@@ -229,11 +229,9 @@ export class ViTModel extends Module {
     let bm = this.maskCache.get(key);
     if (!bm) {
       const L = 1 + gh * gw;
-      const cols = gw;
-      const radius = r;
       const mm = maskMod(
-        (b, h, qIdx, kvIdx) =>
-          qIdx === 0 || kvIdx === 0 || (Math.abs(Math.floor((qIdx - 1) / cols) - Math.floor((kvIdx - 1) / cols)) <= radius && Math.abs(((qIdx - 1) % cols) - ((kvIdx - 1) % cols)) <= radius),
+        (b, h, qIdx, kvIdx, c) =>
+          qIdx === 0 || kvIdx === 0 || (Math.abs(Math.floor((qIdx - 1) / c.cols) - Math.floor((kvIdx - 1) / c.cols)) <= c.radius && Math.abs(((qIdx - 1) % c.cols) - ((kvIdx - 1) % c.cols)) <= c.radius),
         { cols: gw, radius: r },
       );
       bm = await createBlockMask(mm, null, null, L, L, { device, blockSize: this.blockSize });
