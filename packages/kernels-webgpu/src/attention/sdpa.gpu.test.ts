@@ -220,7 +220,7 @@ describe('backend choice and errors', () => {
     const qc = T.randn([1, 1, 4, 8], { seed: 1, device: cpu });
     scaledDotProductAttention(qc, qc, qc);
     expect(lastSdpaBackend()).toBe('math');
-    expect(() => sdpaKernel(['flash'], () => scaledDotProductAttention(qc, qc, qc))).toThrowError(/NO_BACKEND.*flash: needs a WebGPU device/);
+    expect(() => sdpaKernel(['flash'], () => scaledDotProductAttention(qc, qc, qc))).toThrowError(/NO_BACKEND.*flash: needs WebGPU or a backend with a flash kernel.*'cpu'/);
     const big = T.randn([1, 1, 2, 300], { seed: 1, device: gpu });
     expect(() => sdpaKernel(['flash'], () => scaledDotProductAttention(big, big, big))).toThrowError(/flash: query head dim E=300 exceeds the maximum 256/);
     expect(() => sdpaKernel('flash', () => scaledDotProductAttention(q, q, q, { dropoutP: 0.5 }))).toThrowError(/flash: does not implement dropout/);
