@@ -19,6 +19,7 @@ import { headlines, loadReferences, renderHeadlines, renderTable } from './repor
 import { attentionScenario } from './scenarios/attention.js';
 import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
+import { memoryScenario } from './scenarios/memory.js';
 import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
 import { beginStep, progress, progressDone, progressTick, startPlan, type BenchRow } from './timing.js';
@@ -46,6 +47,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'attention', run: attentionScenario, inDefault: true, seconds: [30, 300] },
   { name: 'varlen', run: varlenScenario, inDefault: true, seconds: [20, 120] },
   { name: 'flex', run: flexScenario, inDefault: true, seconds: [30, 240] },
+  { name: 'memory', run: memoryScenario, inDefault: true, seconds: [15, 150] },
   { name: 'seed', run: seedScenario, inDefault: false, seconds: [20, 600] },
 ];
 

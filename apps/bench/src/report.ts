@@ -214,16 +214,25 @@ export function headlines(rows: BenchRow[], refs: References): Headline[] {
     });
   }
 
+  const mem = rows.filter((r) => r.scenario === 'memory' && typeof r.flat === 'boolean');
+  if (mem.length) {
+    out.push({
+      question: 'device memory over training steps',
+      scenario: 'memory',
+      ours: mem.map((r) => `${r.name}: Δ ${fmt(r.bytes_delta)} B, ${fmt(r.storages_delta)} storages${r.flat ? ' (flat)' : ' (GROWS)'}`).join('; '),
+      published: 'a training step frees its intermediates: device memory after step 1000 equals step 10 (issue 13 target)',
+      meets: mem.every((r) => r.flat === true),
+    });
+  }
   for (const [scenario, question, published] of [
     ['vit', 'ViT train step per attention implementation', 'published ViT: 224 px, patch 16 → L=196, 16 heads of 64, batch 128 (eager / SDPA / flash / flex softcap / flex 5×5 neighborhood)'],
     ['gpt2-varlen', 'GPT-2 step, padded vs packed', PUBLISHED_GPT2],
-    ['memory', 'device memory', 'a training step frees its intermediates; flash memory is O(L)'],
   ] as const) {
     const rs = rows.filter((r) => r.scenario === scenario);
     out.push({
       question,
       scenario,
-      ours: rs.length ? rs.map(shortRow).join(', ') : `not measured in this run (scenario '${scenario}')`,
+      ours: rs.length ? rs.slice(0, 6).map(shortRow).join(', ') + (rs.length > 6 ? ', …' : '') : `not measured in this run (scenario '${scenario}')`,
       published,
       meets: null,
     });
@@ -234,7 +243,7 @@ export function headlines(rows: BenchRow[], refs: References): Headline[] {
 /** `name: first timing` of a row, for scenarios the summary has no specific question for. */
 function shortRow(r: BenchRow): string {
   const keys = Object.keys(r).filter((k) => typeof r[k] === 'number' && /(_ms|ms|speedup|MiB)$/.test(k));
-  return `${r.name}: ${keys.slice(0, 2).map((k) => `${fmt(r[k])} ${k.replace(/_/g, ' ')}`).join(', ')}`;
+  return `${r.name}: ${keys.slice(0, 1).map((k) => `${fmt(r[k])} ${k.replace(/_/g, ' ')}`).join(', ')}`;
 }
 
 /** The one-screen terminal summary. */
