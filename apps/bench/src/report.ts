@@ -219,7 +219,7 @@ export function headlines(rows: BenchRow[], refs: References): Headline[] {
     out.push({
       question: 'device memory over training steps',
       scenario: 'memory',
-      ours: mem.map((r) => `${r.name}: Δ ${fmt(r.bytes_delta)} B, ${fmt(r.storages_delta)} storages${r.flat ? ' (flat)' : ' (GROWS)'}`).join('; '),
+      ours: mem.map((r) => `${r.name}: Δ ${fmt(r.bytes_delta)} B, ${fmt(r.storages_delta)} storages${r.flat ? ' (flat)' : Number(r.bytes_delta) > 0 ? ' (GROWS)' : ' (not flat)'}`).join('; '),
       published: 'a training step frees its intermediates: device memory after step 1000 equals step 10 (issue 13 target)',
       meets: mem.every((r) => r.flat === true),
     });
