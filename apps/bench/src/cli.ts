@@ -22,6 +22,8 @@ import { kernelsScenario } from './scenarios/kernels.js';
 import { memoryScenario } from './scenarios/memory.js';
 import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
+import { vitScenario } from './scenarios/vit.js';
+import { gpt2VarlenScenario } from './scenarios/gpt2-varlen.js';
 import { beginStep, progress, progressDone, progressTick, startPlan, type BenchRow } from './timing.js';
 
 /**
@@ -49,6 +51,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'attention', run: attentionScenario, inDefault: true, seconds: [30, 300] },
   { name: 'varlen', run: varlenScenario, inDefault: true, seconds: [12, 120] },
   { name: 'flex', run: flexScenario, inDefault: true, seconds: [30, 240] },
+  { name: 'vit', run: vitScenario, inDefault: true, seconds: [15, 300] },
+  { name: 'gpt2-varlen', run: gpt2VarlenScenario, inDefault: true, seconds: [15, 300] },
   { name: 'seed', run: seedScenario, inDefault: false, seconds: [20, 600] },
 ];
 
