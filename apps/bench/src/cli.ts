@@ -49,8 +49,8 @@ const SCENARIOS: Scenario[] = [
   // memory runs early: tensors other scenarios leave to the collector would show in its byte counts
   { name: 'memory', run: memoryScenario, inDefault: true, seconds: [20, 150] },
   { name: 'attention', run: attentionScenario, inDefault: true, seconds: [30, 300] },
-  { name: 'varlen', run: varlenScenario, inDefault: true, seconds: [12, 120] },
-  { name: 'flex', run: flexScenario, inDefault: true, seconds: [30, 240] },
+  { name: 'varlen', run: varlenScenario, inDefault: true, seconds: [8, 120] },
+  { name: 'flex', run: flexScenario, inDefault: true, seconds: [22, 240] },
   { name: 'vit', run: vitScenario, inDefault: true, seconds: [15, 300] },
   { name: 'gpt2-varlen', run: gpt2VarlenScenario, inDefault: true, seconds: [15, 300] },
   { name: 'seed', run: seedScenario, inDefault: false, seconds: [20, 600] },

@@ -20,12 +20,12 @@ export function sampleLengths(n: number, L: number, dist: 'uniform' | 'zipf', se
  * Padding vs packing (the seed experiment): causal attention over B sequences of random lengths, as
  * padded-to-max + mask, padded-to-longest + mask, and packed varlen. Prints time, useful-token
  * fraction and the speedup over padding to max. The quick part (default run): uniform lengths
- * 1..256, pad-to-max vs packed, fewer repeats (~12 s on llvmpipe).
+ * 1..128, pad-to-max vs packed, fewer repeats (~12 s on llvmpipe).
  */
 export async function varlenScenario(device: T.Device, quick: boolean): Promise<BenchRow[]> {
   const soft = device.info.software || device.backend === 'cpu';
   const B = 16;
-  const L = quick ? 256 : 512;
+  const L = quick ? 128 : 512;
   const H = soft ? 2 : 16;
   const E = 64;
   const rows: BenchRow[] = [];
