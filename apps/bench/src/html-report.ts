@@ -87,6 +87,31 @@ export function charts(rows: BenchRow[], refs: References, adapter: string): Cha
       }),
     });
   }
+  const vit = rows.filter((r) => r.scenario === 'vit' && Number.isFinite(numOf(r, 'step_ms')));
+  if (vit.length) {
+    out.push({
+      id: 'vit-step',
+      caption: `ViT train step per attention implementation (B=${vit[0]!.B} L=${vit[0]!.L} H=${vit[0]!.H} E=${vit[0]!.E}; ${short})`,
+      svg: barChart({ title: 'ViT train step', yLabel: 'ms per step', groups: vit.map((r) => r.name.replace(/^train step /, '')), series: [{ label: 'step ms', values: vit.map((r) => numOf(r, 'step_ms')) }] }),
+    });
+  }
+  const g2 = rows.filter((r) => r.scenario === 'gpt2-varlen' && Number.isFinite(numOf(r, 'train_speedup_vs_padded')));
+  if (g2.length) {
+    out.push({
+      id: 'gpt2-step',
+      caption: `GPT-2 step: speedup over the padded batch (B=${g2[0]!.B}, lengths ≤ ${g2[0]!.max_len}; ${short}); the dashed line is the published 2.1× (H100)`,
+      svg: barChart({
+        title: 'GPT-2 step vs padded',
+        yLabel: '× faster than padded',
+        groups: g2.map((r) => r.name),
+        series: [
+          { label: 'train step', values: g2.map((r) => numOf(r, 'train_speedup_vs_padded')) },
+          { label: 'eval step', values: g2.map((r) => numOf(r, 'eval_speedup_vs_padded')) },
+        ],
+        refLine: { y: 2.1, label: 'published packed vs padded: 2.1×' },
+      }),
+    });
+  }
   const gpu = gpuChart(refs);
   if (gpu) out.push(gpu);
   return out;
