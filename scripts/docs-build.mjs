@@ -66,7 +66,20 @@ async function benchAssets() {
 
 async function demos() {
   const { build } = await import('vite');
-  const alias = Object.fromEntries(['core-tensor', 'kernels-webgpu', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, join(root, `packages/${n}/src/index.ts`)]));
+  // every package export (`.`, `./internal`, …) → its TypeScript source, matched exactly
+  const alias = [];
+  for (const dir of readdirSync(join(root, 'packages'))) {
+    const pj = join(root, 'packages', dir, 'package.json');
+    if (!existsSync(pj)) continue;
+    const pkg = JSON.parse(readFileSync(pj, 'utf8'));
+    for (const [key, v] of Object.entries(pkg.exports ?? { '.': { import: './dist/index.js' } })) {
+      const target = typeof v === 'string' ? v : v.import;
+      if (!target) continue;
+      const src = join(root, 'packages', dir, target.replace(/^\.\/dist\//, 'src/').replace(/\.js$/, '.ts'));
+      const name = key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`;
+      alias.push({ find: new RegExp(`^${name.replace(/[/.]/g, '\\$&')}$`), replacement: src });
+    }
+  }
   const dir = join(docs, 'demos');
   const input = Object.fromEntries(readdirSync(dir).filter((f) => f.endsWith('.html')).map((f) => [f.slice(0, -5), join(dir, f)]));
   await build({
