@@ -24,6 +24,7 @@ import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
 import { vitScenario } from './scenarios/vit.js';
 import { gpt2VarlenScenario } from './scenarios/gpt2-varlen.js';
+import { wasmScenario } from './scenarios/wasm.js';
 import { beginStep, progress, progressDone, progressTick, startPlan, type BenchRow } from './timing.js';
 
 /**
@@ -53,6 +54,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'flex', run: flexScenario, inDefault: true, seconds: [22, 240] },
   { name: 'vit', run: vitScenario, inDefault: true, seconds: [15, 300] },
   { name: 'gpt2-varlen', run: gpt2VarlenScenario, inDefault: true, seconds: [15, 300] },
+  // the CPU backend's own bench: only when named, to keep the default run under three minutes
+  { name: 'wasm', run: wasmScenario, inDefault: false, seconds: [20, 120] },
   { name: 'seed', run: seedScenario, inDefault: false, seconds: [20, 600] },
 ];
 

@@ -47,6 +47,7 @@ export {
   resolveScale,
   referenceAttention,
   recordFlash,
+  flashRefusal,
   type AttentionDims,
   type OptionSpec,
   type ReferenceOptions,

@@ -1,6 +1,6 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, flashRefusal, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { checkCuSeqlensOnDevice, hostCu, validateCuSeqlens, type CuSeqlensLike } from './cu-seqlens.js';
 
 /** Options of {@link flashAttnVarlen} (FlashAttention's `flash_attn_varlen_func`). */
@@ -36,7 +36,7 @@ const softcapHooks = (cap: number): FlashHooks => ({
   wgsl: `
 fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return u_softcap() * tanh_c(s / u_softcap()); }
 fn score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, ds: f32) -> f32 { let t = tanh_c(s / u_softcap()); return ds * (1.0 - t * t); }
-fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0); }`,
+fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); let u = bitcast<u32>(x); return select((e - 1.0) / (e + 1.0), x, (u & 0x7fffffffu) > 0x7f800000u); }`,
   uniforms: [['softcap', 'f32']],
   values: { softcap: cap },
 });
@@ -83,6 +83,8 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
   const maxKName = options.maxSeqlenK === undefined ? 'options.maxSeqlenQ' : 'options.maxSeqlenK';
   if (cuQ) validateCuSeqlens(cuQ, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
   if (cuK) validateCuSeqlens(cuK, TK, maxK, kName, maxKName);
+  if (!cuQ) T.sameDevice([q, cuQIn as Tensor], ['q', 'options.cuSeqlensQ']);
+  if (!cuK) T.sameDevice([q, cuKIn as Tensor], ['q', kName]);
   const nQ = cuQ ? cuQ.length : (cuQIn as Tensor).shape[0]!;
   const nK = cuK ? cuK.length : (cuKIn as Tensor).shape[0]!;
   if (nQ !== nK) throw new WebattnError('SHAPE_MISMATCH', `${kName}: ${nK} entries, but options.cuSeqlensQ has ${nQ}`, { argument: kName });
@@ -93,27 +95,31 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
   }
   const softcap = options.softcap ?? 0;
 
-  if (device.backend !== 'webgpu' || E > FLASH_MAX_HEAD_DIM || Ev > FLASH_MAX_HEAD_DIM) {
+  const hooks = softcap > 0 ? softcapHooks(softcap) : null;
+  const window = win ? { left: win[0], right: win[1] } : null;
+  const onDevice = flashRefusal(device, q.dtype, { scale, causal: !!options.causal, causalOffset: 0, mask: null, hooks, window });
+  if (onDevice || E > FLASH_MAX_HEAD_DIM || Ev > FLASH_MAX_HEAD_DIM) {
     if (!cuQ || !cuK) throw new WebattnError('INVALID_ARGUMENT', 'options.cuSeqlensQ: the reference path needs host cu_seqlens', { argument: 'options.cuSeqlensQ' });
     return perSequence(q, k, v, cuQ, cuK, { ...options, scale });
   }
   const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : (src as Tensor));
   const cuQT = toDev(cuQ, cuQIn);
   const cuKT = toDev(cuK, cuKIn);
-  if (options.validate !== false) {
-    if (!cuQ) checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
-    if (!cuK && cuKIn !== cuQIn) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
-    else if (!cuK && TK !== TQ) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
+  const verdicts: ((outputs: Tensor[]) => void)[] = [];
+  if (options.validate !== false && device.backend === 'webgpu') {
+    if (!cuQ) verdicts.push(checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ'));
+    if (!cuK && (cuKIn !== cuQIn || TK !== TQ || maxK !== maxQ)) verdicts.push(checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName));
   }
   const { output, lse } = recordFlash('flashAttnVarlen', q, k, v, {
     scale,
     causal: !!options.causal,
     causalOffset: 0,
     mask: null,
-    hooks: softcap > 0 ? softcapHooks(softcap) : null,
+    hooks,
     varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK },
-    window: win ? { left: win[0], right: win[1] } : null,
+    window,
   });
+  for (const v of verdicts) v([output, lse]);
   return options.returnLse ? { output, lse } : output;
 }
 
