@@ -12,9 +12,11 @@
  * @packageDocumentation
  */
 import './kernels.js';
+import './elementwise.js';
 
 export { WasmDevice, wasmBackend } from './device.js';
 export { WasmPool, type WasmPoolOptions } from './pool.js';
+export { minParallelElements } from './elementwise.js';
 export type { WasmAttentionAttrs } from './kernels.js';
 export {
   matmulRaw,
