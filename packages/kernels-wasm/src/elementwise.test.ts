@@ -8,7 +8,7 @@ import { makeInputs, OP_CASES } from '../../../test-utils/op-cases.js';
 // Oracle: the float64 CPU reference backend fed the same seeded inputs. On the 2-thread pool every job is split
 // over both threads (minParallelElements(0)), so the threaded row split is what runs there.
 const cpu = T.cpu();
-const NEW_KERNELS = ['unary', 'binary', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward', 'cross_entropy', 'cross_entropy_backward'];
+const NEW_KERNELS = ['copy_into', 'unary', 'binary', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward', 'cross_entropy', 'cross_entropy_backward'];
 
 /** Counts the wasm kernels (not the CPU fallback) that ran while `fn` ran: wraps the registered wasm entries. */
 function countWasm<R>(fn: () => R): { result: R; ran: Map<string, number> } {
@@ -91,6 +91,29 @@ for (const threads of [1, 2]) {
           expectClose(await result.toArray(), await f(xc).toArray(), 1e-6, 2e-6, `${name} n=${n}`);
         }
       }
+    });
+
+    it('copy_into: same shape, broadcast source, transposed source, into a slice (reference fallback) and onto itself', async () => {
+      const cases: [string, (d: T.Device) => [T.Tensor, T.Tensor]][] = [
+        ['same shape', (d) => [T.zeros([5, 7], { device: d }), T.randn([5, 7], { seed: 1, device: d })]],
+        ['broadcast row', (d) => [T.zeros([4, 9], { device: d }), T.randn([9], { seed: 2, device: d })]],
+        ['broadcast column', (d) => [T.zeros([4, 9], { device: d }), T.randn([4, 1], { seed: 3, device: d })]],
+        ['transposed', (d) => [T.zeros([6, 5], { device: d }), T.randn([5, 6], { seed: 4, device: d }).transpose(0, 1)]],
+        ['into a strided slice', (d) => [T.zeros([6, 5], { device: d }).slice(0, 1, 6, 2), T.randn([3, 5], { seed: 5, device: d })]],
+      ];
+      for (const [name, mk] of cases) {
+        const [dst, src] = mk(dev);
+        const [dstc, srcc] = mk(cpu);
+        const { ran } = countWasm(() => T.copyInto(dst, src));
+        expect(ran.get('copy_into'), name).toBe(1);
+        T.copyInto(dstc, srcc);
+        // the whole storage: the copy lands in place and nothing outside the view changes
+        expect(Array.from(dst.storage.cpu!), name).toEqual(Array.from(dstc.storage.cpu!));
+      }
+      const x = T.randn([3, 4], { seed: 6, device: dev });
+      const before = Array.from(await x.toArray());
+      T.copyInto(x.slice(0, 1, 3), x.slice(0, 0, 2)); // overlapping rows of one storage
+      expect(Array.from(await x.toArray())).toEqual([...before.slice(0, 4), ...before.slice(0, 8)]);
     });
 
     it('unary special values: exp overflow is +Infinity, NaN propagates, relu(NaN) = 0 like the reference', async () => {

@@ -336,3 +336,31 @@ registerKernel({
     return fromTyped(res, [n, c], 'float32', device);
   },
 });
+
+registerKernel({
+  name: 'copy_into',
+  backend: 'wasm',
+  fn: (inputs, attrs, device) => {
+    const [src, dst] = inputs as [Tensor, Tensor];
+    // in place into a contiguous float32 destination; strided destinations run the reference kernel
+    if (!f32s([src, dst]) || !dst.isContiguous || dst.size === 0) return fallback('copy_into', inputs, attrs, device);
+    const data = dst.storage.cpu as Float32Array;
+    const same = src.isContiguous && src.size === dst.size && src.shape.length === dst.shape.length && src.shape.every((s, i) => s === dst.shape[i]);
+    if (same) {
+      // (TypedArray.set copies through a temporary when source and target share a buffer)
+      data.set((src.storage.cpu as Float32Array).subarray(src.offset, src.offset + src.size), dst.offset);
+      return dst;
+    }
+    const o = operand(src, dst.shape);
+    const c = collapse(dst.shape, [o]);
+    if (!c) return fallback('copy_into', inputs, attrs, device);
+    const res = job(poolOf(device), (p) => {
+      const px = p.put(o.data);
+      const out = p.alloc(dst.size * 4);
+      p.run(KERNEL.unary, [0, px, out, c.shape.length, ...pad(c.shape), ...pad(c.strides[0]!)], [1], threadsFor(p, dst.size));
+      return { out, n: dst.size };
+    });
+    data.set(res, dst.offset);
+    return dst;
+  },
+});
