@@ -915,6 +915,22 @@ function crossEntropyBackK(tid: i32, nth: i32): void {
   }
 }
 
+// kernel 13: strided copy dst[·] = src[·] over a collapsed shape: I0 src, I1 dst, I2 R, I3..I8 shape,
+// I9..I14 strides of src (0 = broadcast), I15..I20 strides of dst (both in elements)
+function stridedCopyK(tid: i32, nth: i32): void {
+  const src = <usize>I(0), dst = <usize>I(1), R = I(2);
+  const inner = I(3 + R - 1), ss = I(9 + R - 1), ds = I(15 + R - 1);
+  let rows = 1;
+  for (let d = 0; d < R - 1; d++) rows *= I(3 + d);
+  const t1 = taskStart(rows, tid + 1, nth);
+  for (let r = taskStart(rows, tid, nth); r < t1; r++) {
+    const sp = src + (rowOffset(r, R, 3, 9) << 2);
+    const dp = dst + (rowOffset(r, R, 3, 15) << 2);
+    if (ss == 1 && ds == 1) memory.copy(dp, sp, <usize>inner << 2);
+    else for (let i = 0; i < inner; i++) store<f32>(dp + ((<usize>i * ds) << 2), load<f32>(sp + ((<usize>i * ss) << 2)));
+  }
+}
+
 /** Entry point of every job: runs kernel `kernel` for thread `tid` of `nth`. */
 export function run(kernel: i32, tid: i32, nth: i32): void {
   switch (kernel) {
@@ -930,5 +946,6 @@ export function run(kernel: i32, tid: i32, nth: i32): void {
     case 10: geluBackK(tid, nth); break;
     case 11: crossEntropyK(tid, nth); break;
     case 12: crossEntropyBackK(tid, nth); break;
+    case 13: stridedCopyK(tid, nth); break;
   }
 }

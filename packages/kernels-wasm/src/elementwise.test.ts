@@ -8,7 +8,7 @@ import { makeInputs, OP_CASES } from '../../../test-utils/op-cases.js';
 // Oracle: the float64 CPU reference backend fed the same seeded inputs. On the 2-thread pool every job is split
 // over both threads (minParallelElements(0)), so the threaded row split is what runs there.
 const cpu = T.cpu();
-const NEW_KERNELS = ['copy_into', 'unary', 'binary', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward', 'cross_entropy', 'cross_entropy_backward'];
+const NEW_KERNELS = ['copy_into', 'embedding', 'embedding_backward', 'unary', 'binary', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward', 'cross_entropy', 'cross_entropy_backward'];
 
 /** Counts the wasm kernels (not the CPU fallback) that ran while `fn` ran: wraps the registered wasm entries. */
 function countWasm<R>(fn: () => R): { result: R; ran: Map<string, number> } {
@@ -93,13 +93,16 @@ for (const threads of [1, 2]) {
       }
     });
 
-    it('copy_into: same shape, broadcast source, transposed source, into a slice (reference fallback) and onto itself', async () => {
+    it('copy_into: same shape, broadcast source, transposed source, into strided views and onto itself', async () => {
       const cases: [string, (d: T.Device) => [T.Tensor, T.Tensor]][] = [
         ['same shape', (d) => [T.zeros([5, 7], { device: d }), T.randn([5, 7], { seed: 1, device: d })]],
         ['broadcast row', (d) => [T.zeros([4, 9], { device: d }), T.randn([9], { seed: 2, device: d })]],
         ['broadcast column', (d) => [T.zeros([4, 9], { device: d }), T.randn([4, 1], { seed: 3, device: d })]],
         ['transposed', (d) => [T.zeros([6, 5], { device: d }), T.randn([5, 6], { seed: 4, device: d }).transpose(0, 1)]],
         ['into a strided slice', (d) => [T.zeros([6, 5], { device: d }).slice(0, 1, 6, 2), T.randn([3, 5], { seed: 5, device: d })]],
+        ['into a column slice', (d) => [T.zeros([6, 9], { device: d }).slice(1, 2, 7), T.randn([6, 1], { seed: 7, device: d })]],
+        ['into a transposed view', (d) => [T.zeros([4, 7], { device: d }).transpose(0, 1), T.randn([7, 4], { seed: 8, device: d })]],
+        ['into a 3-d permuted slice', (d) => [T.zeros([3, 8, 5], { device: d }).permute([2, 0, 1]).slice(2, 1, 7, 3), T.randn([5, 3, 2], { seed: 9, device: d })]],
       ];
       for (const [name, mk] of cases) {
         const [dst, src] = mk(dev);
@@ -114,6 +117,24 @@ for (const threads of [1, 2]) {
       const before = Array.from(await x.toArray());
       T.copyInto(x.slice(0, 1, 3), x.slice(0, 0, 2)); // overlapping rows of one storage
       expect(Array.from(await x.toArray())).toEqual([...before.slice(0, 4), ...before.slice(0, 8)]);
+    });
+
+    it('embedding forward and backward (repeated ids) and an out-of-range id refused like the reference', async () => {
+      const ids = [3, 0, 10, 3, 7, 1, 3, 9, 10, 0, 5];
+      const res = [];
+      for (const dv of [dev, cpu]) {
+        const w = T.randn([11, 13], { seed: 31, device: dv, requiresGrad: true });
+        const { result: e, ran } = countWasm(() => T.embedding(w, T.tensor(ids, [ids.length], { dtype: 'int32', device: dv })));
+        const { ran: ranB } = countWasm(() => T.sum(T.mul(e, T.randn([ids.length, 13], { seed: 32, device: dv }))).backward());
+        if (dv === dev) {
+          expect(ran.get('embedding')).toBe(1);
+          expect(ranB.get('embedding_backward')).toBe(1);
+        }
+        res.push([await e.toArray(), await w.grad!.toArray()]);
+        expect(() => T.embedding(w, T.tensor([1, 11], [2], { dtype: 'int32', device: dv }))).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      }
+      expect(Array.from(res[0]![0]!)).toEqual(Array.from(res[1]![0]!));
+      expectClose(res[0]![1]!, res[1]![1]!, 1e-6, 1e-6, 'embedding grad');
     });
 
     it('unary special values: exp overflow is +Infinity, NaN propagates, relu(NaN) = 0 like the reference', async () => {

@@ -337,30 +337,96 @@ registerKernel({
   },
 });
 
+/** A destination view as the strided copy walks it: its storage span from `offset` and its strides. */
+function destination(t: Tensor): { start: number; extent: number; strides: number[] } | null {
+  let extent = 1;
+  for (let d = 0; d < t.rank; d++) {
+    if (t.strides[d]! < 0) return null;
+    extent += (t.shape[d]! - 1) * t.strides[d]!;
+  }
+  // a destination whose span is much larger than its elements (a thin column of a big tensor) goes to the reference
+  return extent <= 4 * t.size + 4096 ? { start: t.offset, extent, strides: [...t.strides] } : null;
+}
+
 registerKernel({
   name: 'copy_into',
   backend: 'wasm',
   fn: (inputs, attrs, device) => {
     const [src, dst] = inputs as [Tensor, Tensor];
-    // in place into a contiguous float32 destination; strided destinations run the reference kernel
-    if (!f32s([src, dst]) || !dst.isContiguous || dst.size === 0) return fallback('copy_into', inputs, attrs, device);
+    if (!f32s([src, dst]) || dst.size === 0) return fallback('copy_into', inputs, attrs, device);
     const data = dst.storage.cpu as Float32Array;
-    const same = src.isContiguous && src.size === dst.size && src.shape.length === dst.shape.length && src.shape.every((s, i) => s === dst.shape[i]);
+    const same = dst.isContiguous && src.isContiguous && src.size === dst.size && src.shape.length === dst.shape.length && src.shape.every((s, i) => s === dst.shape[i]);
     if (same) {
       // (TypedArray.set copies through a temporary when source and target share a buffer)
       data.set((src.storage.cpu as Float32Array).subarray(src.offset, src.offset + src.size), dst.offset);
       return dst;
     }
+    const dd = destination(dst);
+    if (!dd) return fallback('copy_into', inputs, attrs, device);
     const o = operand(src, dst.shape);
-    const c = collapse(dst.shape, [o]);
+    // dims are collapsed for source and destination together (the destination walks with its own strides)
+    const c = collapse(dst.shape, [o, { data, strides: dd.strides }]);
     if (!c) return fallback('copy_into', inputs, attrs, device);
-    const res = job(poolOf(device), (p) => {
-      const px = p.put(o.data);
-      const out = p.alloc(dst.size * 4);
-      p.run(KERNEL.unary, [0, px, out, c.shape.length, ...pad(c.shape), ...pad(c.strides[0]!)], [1], threadsFor(p, dst.size));
-      return { out, n: dst.size };
-    });
-    data.set(res, dst.offset);
+    const pool = poolOf(device);
+    const mark = pool.mark();
+    try {
+      const px = pool.put(o.data);
+      // the destination's span goes in and comes back whole: elements between the view's own keep their values
+      const span = data.subarray(dd.start, dd.start + dd.extent);
+      const pd = pool.put(span);
+      pool.run(KERNEL.stridedCopy, [px, pd, c.shape.length, ...pad(c.shape), ...pad(c.strides[0]!), ...pad(c.strides[1]!)], [], threadsFor(pool, dst.size));
+      span.set(pool.f32(pd, dd.extent));
+    } finally {
+      pool.release(mark);
+    }
     return dst;
   },
 });
+
+// Embedding gather / scatter-add: row copies on the typed arrays themselves (no wasm job: nothing to compute).
+registerKernel({
+  name: 'embedding',
+  backend: 'wasm',
+  fn: (inputs, attrs, device) => {
+    const [w, ids] = inputs as [Tensor, Tensor];
+    if (w.dtype !== 'float32' || ids.dtype !== 'int32') return fallback('embedding', inputs, attrs, device);
+    const [v, d] = w.shape as [number, number];
+    const wv = dense(w);
+    const iv = dense32(ids);
+    const out = new Float32Array(iv.length * d);
+    for (let r = 0; r < iv.length; r++) {
+      const id = iv[r]!;
+      if (id < 0 || id >= v) throw new WebattnError('INVALID_ARGUMENT', `ids: index ${id} is out of range [0, ${v})`, { argument: 'ids' });
+      out.set(wv.subarray(id * d, id * d + d), r * d);
+    }
+    return fromTyped(out, [iv.length, d], 'float32', device);
+  },
+});
+
+registerKernel({
+  name: 'embedding_backward',
+  backend: 'wasm',
+  fn: (inputs, attrs, device) => {
+    const [g, ids] = inputs as [Tensor, Tensor];
+    if (g.dtype !== 'float32' || ids.dtype !== 'int32') return fallback('embedding_backward', inputs, attrs, device);
+    const v = attrs.numEmbeddings as number;
+    const d = g.shape[1]!;
+    const gv = dense(g);
+    const iv = dense32(ids);
+    const out = new Float32Array(v * d);
+    for (let r = 0; r < iv.length; r++) {
+      const id = iv[r]!;
+      if (id < 0 || id >= v) continue;
+      const o = id * d;
+      const s = r * d;
+      for (let j = 0; j < d; j++) out[o + j] = out[o + j]! + gv[s + j]!;
+    }
+    return fromTyped(out, [v, d], 'float32', device);
+  },
+});
+
+function dense32(t: Tensor): Int32Array {
+  const data = t.storage.cpu as Int32Array;
+  if (t.isContiguous) return data.subarray(t.offset, t.offset + t.size);
+  return Int32Array.from(stridedOffsets(t), (o) => data[o]!);
+}

@@ -37,6 +37,7 @@ export const KERNEL = {
   geluBackward: 10,
   crossEntropy: 11,
   crossEntropyBackward: 12,
+  stridedCopy: 13,
 } as const;
 
 /** Source of the worker threads (inline, so that no file has to be resolved next to a bundle). */
