@@ -585,6 +585,10 @@ function unaryK(tid: i32, nth: i32): void {
   const inner = I(4 + R - 1), sx = I(10 + R - 1);
   let rows = 1;
   for (let d = 0; d < R - 1; d++) rows *= I(4 + d);
+  if (op == U_ID && R >= 2 && sx != 1 && I(10 + R - 2) == 1) {
+    transposeCopy(x, out, R, rows, inner, sx, tid, nth);
+    return;
+  }
   const nch = (inner + CH - 1) / CH;
   const tasks = rows * nch;
   const t1 = taskStart(tasks, tid + 1, nth);
@@ -593,6 +597,31 @@ function unaryK(tid: i32, nth: i32): void {
     const c0 = (t - r * nch) * CH;
     const xo = rowOffset(r, R, 4, 10) + <usize>c0 * <usize>sx;
     unaryRow(op, x + (xo << 2), sx, out + ((<usize>r * inner + c0) << 2), min(CH, inner - c0), p);
+  }
+}
+
+// A copy whose source walks its last two output dims transposed (source stride 1 along dim R−2): 32×32 tiles, so
+// that reads run along the source's rows instead of striding through memory one element a time.
+function transposeCopy(x: usize, out: usize, R: i32, rows: i32, inner: i32, sx: i32, tid: i32, nth: i32): void {
+  const TB = 32;
+  const n0 = I(4 + R - 2);
+  const batch = rows / n0;
+  const nib = (n0 + TB - 1) / TB;
+  const tasks = batch * nib;
+  const t1 = taskStart(tasks, tid + 1, nth);
+  for (let t = taskStart(tasks, tid, nth); t < t1; t++) {
+    const b = t / nib;
+    const i0 = (t - b * nib) * TB;
+    const i1 = min(n0, i0 + TB);
+    const src = x + (rowOffset(b * n0, R, 4, 10) << 2);
+    const dst = out + ((<usize>b * n0 * inner) << 2);
+    for (let j0 = 0; j0 < inner; j0 += TB) {
+      const j1 = min(inner, j0 + TB);
+      for (let j = j0; j < j1; j++) {
+        const sr = src + ((<usize>j * sx) << 2);
+        for (let i = i0; i < i1; i++) store<f32>(dst + ((<usize>i * inner + j) << 2), load<f32>(sr + (<usize>i << 2)));
+      }
+    }
   }
 }
 

@@ -93,6 +93,22 @@ for (const threads of [1, 2]) {
       }
     });
 
+    it('contiguous copies of transposed and permuted views (tiled transpose path) equal the reference', async () => {
+      const views: [string, (t: T.Tensor) => T.Tensor][] = [
+        ['2-d transpose', (t) => t.reshape([70, 45]).transpose(0, 1)],
+        ['batched transpose', (t) => t.reshape([3, 30, 35]).transpose(1, 2)],
+        ['permute 3-d', (t) => t.reshape([5, 21, 30]).permute([2, 0, 1])],
+        ['sliced transpose', (t) => t.reshape([70, 45]).slice(1, 3, 40, 2).transpose(0, 1)],
+        ['head split', (t) => t.reshape([2, 35, 3, 15]).permute([0, 2, 1, 3])],
+      ];
+      for (const [name, view] of views) {
+        const [x, xc] = both([3150], 41);
+        const { result, ran } = countWasm(() => T.contiguous(view(x)));
+        expect(ran.get('unary'), name).toBe(1);
+        expect(Array.from(await result.toArray()), name).toEqual(Array.from(await T.contiguous(view(xc)).toArray()));
+      }
+    });
+
     it('copy_into: same shape, broadcast source, transposed source, into strided views and onto itself', async () => {
       const cases: [string, (d: T.Device) => [T.Tensor, T.Tensor]][] = [
         ['same shape', (d) => [T.zeros([5, 7], { device: d }), T.randn([5, 7], { seed: 1, device: d })]],
