@@ -15,6 +15,12 @@ async function timePeer(p: PeerRun, reps: number): Promise<number> {
   return t[Math.floor(t.length / 2)]!;
 }
 
+/** The wasm kernels beyond matmul and flash attention (kernels-wasm's elementwise.ts). */
+const WASM_ELEMENTWISE = [
+  'unary', 'binary', 'copy_into', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward',
+  'cross_entropy', 'cross_entropy_backward', 'embedding', 'embedding_backward',
+];
+
 /** Median wall time, mean process CPU time (every thread) and the first loss of a tiny GPT-2 training step. */
 async function gpt2Step(device: T.Device, quick: boolean): Promise<{ ms: number; cpuMs: number; loss: number; reps: number }> {
   const cfg = gpt2Config({ vocab_size: 1024, n_positions: 256, n_embd: 64, n_layer: quick ? 1 : 2, n_head: 2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 });
@@ -61,6 +67,9 @@ async function gpt2Row(quick: boolean, threads: number): Promise<BenchRow> {
   const row: BenchRow = { scenario: 'wasm', name: `gpt2 tiny train step (${quick ? 1 : 2} layer, 8×${quick ? 64 : 128} tokens)` };
   const devices: [string, () => Promise<T.Device>][] = [
     ['wasm', () => T.getDevice({ kind: 'wasm', wasmThreads: threads, cache: false })],
+    // the same device with only matmul and flash attention in wasm (everything else on the reference kernels):
+    // what the elementwise/reduction/norm/loss kernels buy
+    ['wasm_mm_attn_only', () => T.getDevice({ kind: 'wasm', wasmThreads: threads, cache: false })],
     ['webgpu', () => T.getDevice({ kind: 'webgpu', cache: false })],
     ['cpu_ref', async () => T.cpu()],
   ];
@@ -74,7 +83,14 @@ async function gpt2Row(quick: boolean, threads: number): Promise<BenchRow> {
       row[`${key}_note`] = `unavailable: ${String((e as Error).message ?? e).slice(0, 80)}`;
       continue;
     }
-    const r = await gpt2Step(dev, quick);
+    const saved = key === 'wasm_mm_attn_only' ? WASM_ELEMENTWISE.map((n) => T.getKernel(n, 'wasm')).filter((c) => c !== undefined) : [];
+    for (const c of saved) T.registerKernel({ ...T.getKernel(c.name, 'cpu')!, backend: 'wasm' });
+    let r: Awaited<ReturnType<typeof gpt2Step>>;
+    try {
+      r = await gpt2Step(dev, quick);
+    } finally {
+      for (const c of saved) T.registerKernel(c);
+    }
     row[`${key}_train_ms`] = r.ms;
     row[`${key}_cpu_ms`] = r.cpuMs;
     row[`${key}_loss`] = r.loss;
@@ -83,6 +99,7 @@ async function gpt2Row(quick: boolean, threads: number): Promise<BenchRow> {
   }
   const w = row.wasm_train_ms as number | null;
   if (w) {
+    if (typeof row.wasm_mm_attn_only_train_ms === 'number') row.mm_attn_only_over_wasm = row.wasm_mm_attn_only_train_ms / w;
     if (typeof row.webgpu_train_ms === 'number') row.webgpu_over_wasm = row.webgpu_train_ms / w;
     if (typeof row.cpu_ref_train_ms === 'number') row.cpu_ref_over_wasm = row.cpu_ref_train_ms / w;
   }
