@@ -40,7 +40,7 @@ async function gpt2Step(device: T.Device, quick: boolean): Promise<{ ms: number;
   };
   await T.tidyAsync(step); // warm-up (and the loss of the same first step on every device)
   await device.sync();
-  const reps = quick ? 2 : 4;
+  const reps = quick ? 1 : 4; // --quick: one timed step after the warm-up (the software peers take seconds a step)
   const wall: number[] = [];
   let cpu = 0;
   const start = performance.now();
