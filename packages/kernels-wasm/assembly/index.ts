@@ -960,6 +960,26 @@ function stridedCopyK(tid: i32, nth: i32): void {
   }
 }
 
+// kernel 14: where(cond, a, b) with broadcasting: I0 cond (u8, non-zero = a), I1 a, I2 b, I3 out, I4 R,
+// I5..I10 shape, I11..I16 strides of cond, I17..I22 of a, I23..I28 of b
+function whereK(tid: i32, nth: i32): void {
+  const c = <usize>I(0), a = <usize>I(1), b = <usize>I(2), out = <usize>I(3), R = I(4);
+  const inner = I(5 + R - 1), sc = I(11 + R - 1), sa = I(17 + R - 1), sb = I(23 + R - 1);
+  let rows = 1;
+  for (let d = 0; d < R - 1; d++) rows *= I(5 + d);
+  const t1 = taskStart(rows, tid + 1, nth);
+  for (let r = taskStart(rows, tid, nth); r < t1; r++) {
+    const cp = c + rowOffset(r, R, 5, 11);
+    const ap = a + (rowOffset(r, R, 5, 17) << 2);
+    const bp = b + (rowOffset(r, R, 5, 23) << 2);
+    const op = out + ((<usize>r * inner) << 2);
+    for (let i = 0; i < inner; i++) {
+      const v = load<u8>(cp + <usize>i * sc) ? load<f32>(ap + ((<usize>i * sa) << 2)) : load<f32>(bp + ((<usize>i * sb) << 2));
+      store<f32>(op + (<usize>i << 2), v);
+    }
+  }
+}
+
 /** Entry point of every job: runs kernel `kernel` for thread `tid` of `nth`. */
 export function run(kernel: i32, tid: i32, nth: i32): void {
   switch (kernel) {
@@ -976,5 +996,6 @@ export function run(kernel: i32, tid: i32, nth: i32): void {
     case 11: crossEntropyK(tid, nth); break;
     case 12: crossEntropyBackK(tid, nth); break;
     case 13: stridedCopyK(tid, nth); break;
+    case 14: whereK(tid, nth); break;
   }
 }

@@ -8,7 +8,7 @@ import { makeInputs, OP_CASES } from '../../../test-utils/op-cases.js';
 // Oracle: the float64 CPU reference backend fed the same seeded inputs. On the 2-thread pool every job is split
 // over both threads (minParallelElements(0)), so the threaded row split is what runs there.
 const cpu = T.cpu();
-const NEW_KERNELS = ['copy_into', 'embedding', 'embedding_backward', 'unary', 'binary', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward', 'cross_entropy', 'cross_entropy_backward'];
+const NEW_KERNELS = ['where', 'copy_into', 'embedding', 'embedding_backward', 'unary', 'binary', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward', 'cross_entropy', 'cross_entropy_backward'];
 
 /** Counts the wasm kernels (not the CPU fallback) that ran while `fn` ran: wraps the registered wasm entries. */
 function countWasm<R>(fn: () => R): { result: R; ran: Map<string, number> } {
@@ -106,6 +106,21 @@ for (const threads of [1, 2]) {
         const { result, ran } = countWasm(() => T.contiguous(view(x)));
         expect(ran.get('unary'), name).toBe(1);
         expect(Array.from(await result.toArray()), name).toEqual(Array.from(await T.contiguous(view(xc)).toArray()));
+      }
+    });
+
+    it('where with broadcast cond / a / b, scalar sides, strided operands and special values', async () => {
+      const cases: [string, (d: T.Device) => [T.Tensor, T.Tensor | number, T.Tensor | number]][] = [
+        ['broadcast', (d) => [T.gt(T.randn([4, 1, 7], { seed: 1, device: d }), 0), T.randn([3, 7], { seed: 2, device: d }), T.randn([4, 3, 1], { seed: 3, device: d })]],
+        ['scalar b', (d) => [T.gt(T.randn([5, 9], { seed: 4, device: d }), 0), T.randn([5, 9], { seed: 5, device: d }), -Infinity]],
+        ['transposed cond', (d) => [T.gt(T.randn([9, 5], { seed: 6, device: d }), 0).transpose(0, 1), NaN, T.randn([5, 9], { seed: 7, device: d })]],
+      ];
+      for (const [name, mk] of cases) {
+        const [c, a, b] = mk(dev);
+        const [cc, ac, bc] = mk(cpu);
+        const { result, ran } = countWasm(() => T.where(c, a, b));
+        expect(ran.get('where'), name).toBe(1);
+        expect(Array.from(await result.toArray()), name).toEqual(Array.from(await T.where(cc, ac, bc).toArray()));
       }
     });
 

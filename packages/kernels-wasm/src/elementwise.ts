@@ -58,18 +58,20 @@ function fallback(name: string, inputs: readonly Tensor[], attrs: KernelAttrs, d
 const f32s = (ts: readonly (Tensor | undefined)[]) => ts.every((t) => !t || t.dtype === 'float32');
 
 /** The row-major float32 values of `t` (no copy when contiguous). */
-function dense(t: Tensor): Float32Array {
-  const data = t.storage.cpu as Float32Array;
+function dense(t: Tensor): Float32Array;
+function dense(t: Tensor): Float32Array | Uint8Array;
+function dense(t: Tensor): Float32Array | Uint8Array {
+  const data = t.storage.cpu as Float32Array | Uint8Array;
   if (t.isContiguous) return data.subarray(t.offset, t.offset + t.size);
   const offs = stridedOffsets(t);
-  const out = new Float32Array(offs.length);
+  const out = data instanceof Uint8Array ? new Uint8Array(offs.length) : new Float32Array(offs.length);
   for (let i = 0; i < offs.length; i++) out[i] = data[offs[i]!]!;
   return out;
 }
 
 /** An operand as the kernels walk it: a float32 span and its strides over the output shape (0 = broadcast). */
 interface Operand {
-  data: Float32Array;
+  data: Float32Array | Uint8Array;
   strides: number[];
 }
 
@@ -81,7 +83,7 @@ function operand(t: Tensor, shape: readonly number[]): Operand {
     if (st[d]! < 0) ok = false;
     extent += (shape[d]! - 1) * Math.max(st[d]!, 0);
   }
-  const data = t.storage.cpu as Float32Array;
+  const data = t.storage.cpu as Float32Array | Uint8Array;
   // a view whose span is not much larger than its elements is copied as is and walked with its strides
   if (ok && extent <= 2 * t.size + 4096) return { data: data.subarray(t.offset, t.offset + extent), strides: st };
   return { data: dense(t), strides: broadcastStrides(t.shape, contiguousStrides(t.shape), shape) };
@@ -430,3 +432,24 @@ function dense32(t: Tensor): Int32Array {
   if (t.isContiguous) return data.subarray(t.offset, t.offset + t.size);
   return Int32Array.from(stridedOffsets(t), (o) => data[o]!);
 }
+
+registerKernel({
+  name: 'where',
+  backend: 'wasm',
+  fn: (inputs, attrs, device) => {
+    const [cond, a, b] = inputs as [Tensor, Tensor, Tensor];
+    const shape = attrs.shape as number[];
+    const n = sizeOf(shape);
+    if (!(cond.storage.cpu instanceof Uint8Array) || !f32s([a, b]) || n === 0) return fallback('where', inputs, attrs, device);
+    const ops = [operand(cond, shape), operand(a, shape), operand(b, shape)];
+    const c = collapse(shape, ops);
+    if (!c) return fallback('where', inputs, attrs, device);
+    const res = job(poolOf(device), (p) => {
+      const [pc, pa, pb] = ops.map((o) => p.put(o.data)) as [number, number, number];
+      const out = p.alloc(n * 4);
+      p.run(KERNEL.where, [pc, pa, pb, out, c.shape.length, ...pad(c.shape), ...pad(c.strides[0]!), ...pad(c.strides[1]!), ...pad(c.strides[2]!)], [], threadsFor(p, n));
+      return { out, n };
+    });
+    return fromTyped(res, shape, 'float32', device);
+  },
+});

@@ -38,6 +38,7 @@ export const KERNEL = {
   crossEntropy: 11,
   crossEntropyBackward: 12,
   stridedCopy: 13,
+  where: 14,
 } as const;
 
 /** Source of the worker threads (inline, so that no file has to be resolved next to a bundle). */
@@ -198,7 +199,7 @@ export class WasmPool {
   }
 
   /** Copies `data` into fresh linear memory; returns the byte offset. */
-  put(data: Float32Array | Int32Array): number {
+  put(data: Float32Array | Int32Array | Uint8Array): number {
     const p = this.alloc(data.byteLength);
     new Uint8Array(this.memory.buffer, p, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return p;
