@@ -4,6 +4,7 @@
  *
  * @packageDocumentation
  */
+/// <reference types="@webgpu/types" preserve="true" />
 import './cpu/kernels.js';
 
 export { WebattnError, check, type ErrorCode } from './errors.js';

@@ -24,7 +24,7 @@ import {
   type ScoreMod,
   type ScoreModFn,
 } from './index.js';
-import { boolExpr, floatExpr } from './random-mods.js';
+import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
 

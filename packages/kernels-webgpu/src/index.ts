@@ -5,6 +5,7 @@
  *
  * @packageDocumentation
  */
+/// <reference types="@webgpu/types" preserve="true" />
 import './basic-kernels.js';
 
 export { MATH_HELPERS } from './basic-kernels.js';
