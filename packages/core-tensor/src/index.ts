@@ -4,11 +4,10 @@
  *
  * @packageDocumentation
  */
-/// <reference types="@webgpu/types" preserve="true" />
 import './cpu/kernels.js';
 
 export { WebattnError, check, type ErrorCode } from './errors.js';
-export { type DType, type TypedArray, isFloat, toHalfBits, fromHalfBits, roundTo } from './dtype.js';
+export { type DType, type TypedArray, isFloat, toHalfBits, fromHalfBits, roundTo, allocTyped, gpuBytesPerElement } from './dtype.js';
 export {
   type Shape,
   validateShape,
@@ -22,10 +21,22 @@ export {
   describe,
 } from './shape.js';
 export { Rng, manualSeed } from './rng.js';
-export { Device, CpuDevice, Storage, cpu, setDefaultDevice, getDefaultDevice, type DeviceInfo, type MemoryStats } from './device.js';
-export { WebGPUDevice, type GpuProgram, type BindingAccess } from './webgpu-device.js';
+export { Device, CpuDevice, Storage, cpu, setDefaultDevice, getDefaultDevice, type DeviceInfo, type DeviceTier, type MemoryStats } from './device.js';
 export { getDevice, type GetDeviceOptions } from './get-device.js';
-export { registerKernel, getKernel, listKernels, runKernel, type KernelConfig, type KernelFn, type KernelAttrs } from './registry.js';
+export {
+  registerKernel,
+  getKernel,
+  listKernels,
+  runKernel,
+  registerBackend,
+  listBackends,
+  type BackendFactory,
+  type KernelConfig,
+  type KernelFn,
+  type KernelAttrs,
+  type KernelAttrMap,
+  type AttrsOf,
+} from './registry.js';
 export { noGrad, isGradEnabled, needsGrad, releaseGradFn, type GradFn, type BackwardOptions } from './autograd.js';
 export { Tensor, tensor, randn, rand, empty, fromTyped, liveHandles, type TensorOptions, type RandomOptions, type Nested } from './tensor.js';
 export { tidy, tidyAsync, keep } from './scope.js';

@@ -2,7 +2,7 @@ import { needsGrad } from './autograd.js';
 import { getDefaultDevice, type Device } from './device.js';
 import { allocTyped, assertDType, isFloat, roundTo, type DType } from './dtype.js';
 import { check, WebattnError } from './errors.js';
-import { runKernel, type KernelAttrs } from './registry.js';
+import { runKernel, type AttrsOf, type KernelAttrs } from './registry.js';
 import { tidy, untrack } from './scope.js';
 import { broadcastShapes, describe, isContiguous, normAxis, shapesEqual, sizeOf, validateShape } from './shape.js';
 import { fromTyped, Tensor, type TensorOptions } from './tensor.js';
@@ -58,7 +58,7 @@ export function record(
 }
 
 /** Runs a kernel; temporaries it makes (contiguous copies, partial reductions) are freed at once. */
-function kernel(name: string, inputs: readonly Tensor[], attrs: KernelAttrs = {}): Tensor[] {
+function kernel<N extends string>(name: N, inputs: readonly Tensor[], attrs?: AttrsOf<N>): Tensor[] {
   return tidy(() => runKernel(name, inputs[0]!.device, inputs, attrs));
 }
 

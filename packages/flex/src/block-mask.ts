@@ -4,8 +4,8 @@
  * compiled mask function, on the CPU by calling the JS function — never as a dense Lq×Lkv mask.
  */
 import * as T from '@webattn/core-tensor';
-import { WebattnError, describe, type Device, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
-import { linearGrid, run, wgReduce, type FlashBlocks } from '@webattn/kernels-webgpu';
+import { WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
+import { linearGrid, run, wgReduce, type FlashBlocks, type WebGPUDevice } from '@webattn/kernels-webgpu';
 import { asMask, compileMod, hostMask, type Captures, type MaskMod, type MaskModFn } from './mods.js';
 import { modResources } from './wgsl-mods.js';
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import {
   alibi,
   andMasks,
@@ -28,7 +29,7 @@ import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
   gpu = await gpuDevice();

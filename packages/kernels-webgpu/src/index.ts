@@ -1,12 +1,25 @@
 /**
  * `@webattn/kernels-webgpu`: the WGSL kernels of every webattn op, registered under the `webgpu`
- * backend of the core-tensor kernel registry when this module is imported, and the WGSL helper
- * they are all written with.
+ * backend of the core-tensor kernel registry when this module is imported, the WebGPU device (Dawn in
+ * Node, `navigator.gpu` in browsers) registered as the `webgpu` backend of `getDevice()`, and the WGSL
+ * helper the kernels are all written with.
  *
  * @packageDocumentation
  */
 /// <reference types="@webgpu/types" preserve="true" />
+import './device/backend.js';
 import './basic-kernels.js';
+
+export {
+  WebGPUDevice,
+  tierOf,
+  type GpuProgram,
+  type BindingAccess,
+  type DeviceCaps,
+  type SubgroupMatrixConfig,
+  type WebGPUDeviceOptions,
+} from './device/webgpu-device.js';
+export { createWebGPUDevice, webgpuBackend, WANTED_FEATURES, type WebGPURoute } from './device/backend.js';
 
 export { MATH_HELPERS } from './basic-kernels.js';
 

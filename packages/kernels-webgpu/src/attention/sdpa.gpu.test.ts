@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend, type SdpaOptions } from '../index.js';
+import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend, type SdpaOptions, type WebGPUDevice } from '../index.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../../test-utils/fixtures.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
   gpu = await gpuDevice();
