@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-const ALLOWED = [/^package\.json$/, /^README\.md$/i, /^LICENSE$/, /^dist\/.+\.js$/, /^dist\/.+\.d\.ts$/];
+const ALLOWED = [/^package\.json$/, /^README\.md$/i, /^LICENSE$/, /^dist\/.+\.js$/, /^dist\/.+\.d\.ts$/, /^dist\/.+\.wasm$/];
 const FORBIDDEN = [/\.tsbuildinfo$/, /\.test\./, /browser-entry/, /random-mods/, /^src\//];
 
 /**

@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { run, WebGPUDevice, type ProgramSpec } from './index.js';
+import { WebGPUDevice } from './index.js';
+import { run, type ProgramSpec } from './internal.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 
 let gpu: WebGPUDevice;

@@ -29,8 +29,6 @@ export interface FlashHooks {
   scoreMod?: boolean;
   /** Call `mask_mod` for every (q, kv). */
   maskMod?: boolean;
-  /** WGSL of `score_mod_grad(s, b, h, q, kv, ds) -> f32` returning d(score)/d(input score)·ds; required with scoreMod in backward. */
-  scoreModGrad?: boolean;
   /** Extra read-only bindings (captured tensors). */
   bindings?: BindingSpec[];
   /** The tensors of `bindings`, in order. */

@@ -230,7 +230,7 @@ describe('backend choice and errors', () => {
 
 describe('compile-time head-dim specialisation (the hardware-GPU path) gives the same results', () => {
   it('flash forward and backward with constant loop bounds match math', async () => {
-    const { setFlashSpecialization } = await import('../index.js');
+    const { setFlashSpecialization } = await import('../internal.js');
     setFlashSpecialization('always');
     try {
       for (const c of [CONFIGS[0]!, CONFIGS[2]!]) {

@@ -179,6 +179,8 @@ export class WebGPUDevice extends Device {
   // errors
   private taint = new WeakMap<Storage, WebattnError>();
   private unreported: WebattnError[] = [];
+  /** Checks running on the GPU timeline (validation flags, shader compilation info); see {@link WebGPUDevice.deferCheck}. */
+  private checks: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] }[] = [];
 
   constructor(gpu: GPUDevice, info: Omit<DeviceInfo, 'tier' | 'reason' | 'features'> & Partial<DeviceInfo>, options: WebGPUDeviceOptions = {}) {
     super();
@@ -412,6 +414,8 @@ export class WebGPUDevice extends Device {
   async read(storage: Storage, offset: number, count: number): Promise<TypedArray> {
     this.assertAlive();
     await this.flush();
+    const general = await this.settleChecks();
+    if (general) throw general;
     this.assertAlive();
     let err = this.errorOf(storage);
     if (err) throw err;
@@ -462,8 +466,51 @@ export class WebGPUDevice extends Device {
       throw e;
     }
     if (this.isLost) throw this.lostError();
+    const general = await this.settleChecks();
+    if (general) throw general;
     const e = this.unreported.shift();
     if (e) throw e;
+  }
+
+  /**
+   * Registers a check that runs on the GPU timeline (a validation kernel's flag read back, a shader's
+   * compilation info). A `WebattnError` it resolves to makes reads of `outputs` fail (the tensors of the
+   * call that was checked); a check without outputs is thrown at the next `read` or `sync`.
+   */
+  deferCheck(name: string, check: Promise<WebattnError | null>, outputs: readonly Storage[] = []): void {
+    this.checks.push({ promise: check.catch(() => null), outputs });
+    void name;
+  }
+
+  /** Reads one 32-bit word of `storage` (byte offset) after all work recorded so far (validation flags). */
+  async readWord(storage: Storage, byteOffset: number): Promise<number> {
+    await this.flush();
+    const staging = this.gpu.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'flag' });
+    const enc = this.gpu.createCommandEncoder({ label: 'flag' });
+    enc.copyBufferToBuffer(storage.handle as GPUBuffer, byteOffset, staging, 0, 4);
+    this.gpu.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+      return new Uint32Array(staging.getMappedRange().slice(0))[0]!;
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Awaits the pending checks: taints their outputs, returns the first error of a check without outputs. */
+  private async settleChecks(): Promise<WebattnError | null> {
+    let general: WebattnError | null = null;
+    while (this.checks.length) {
+      const cs = this.checks.splice(0);
+      const errs = await Promise.all(cs.map((c) => c.promise));
+      cs.forEach((c, i) => {
+        const e = errs[i];
+        if (!e) return;
+        if (!c.outputs.length) general ??= e;
+        for (const s of c.outputs) if (!this.taint.has(s)) this.taint.set(s, e);
+      });
+    }
+    return general;
   }
 
   // ---------------------------------------------------------------------------- pipelines
