@@ -4,7 +4,8 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'docs/api/**', 'coverage/**', '.turbo/**', 'bench-results/**'] },
+  // AssemblyScript sources (kernels-wasm/assembly) are not TypeScript: decorators on functions
+  { ignores: ['**/dist/**', '**/node_modules/**', 'docs/api/**', 'coverage/**', '.turbo/**', 'bench-results/**', 'packages/kernels-wasm/assembly/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
