@@ -4,7 +4,7 @@ import { setConfigAttn } from './config.js';
 
 /** The implementation names transformers knows and webattn has built in. */
 export type BuiltinAttnImplementation = 'eager' | 'sdpa' | 'flash_attention_2' | 'flex_attention';
-/** A built-in name or one added with {@link AttentionInterface.register}. */
+/** A built-in name or one added with `AttentionInterface.register`. */
 export type AttnImplementation = BuiltinAttnImplementation | (string & {});
 
 /**
@@ -31,7 +31,7 @@ function describe(v: unknown): string {
 }
 
 /**
- * The global name → {@link AttentionFn} registry (transformers' `AttentionInterface`). It starts with
+ * The global name → `AttentionFn` (from `@webattn/models`) registry (transformers' `AttentionInterface`). It starts with
  * `eager`, `sdpa`, `flash_attention_2` and `flex_attention`; `register` adds a name (or replaces one,
  * built-ins included, as transformers allows) that `fromPretrained({attnImplementation})` and
  * `setAttnImplementation` then accept. The function contract is the models' `AttentionFn`:

@@ -232,6 +232,18 @@ describe('savePretrained / fromPretrained', () => {
     const ids = g.ref('input_ids');
     const inputIds = tensor(ids.data, ids.shape, { dtype: 'int32', device });
     const sharded = await fromPretrained(dir, { device, attnImplementation: 'eager' });
+    // a broken index: a shard missing, a name not in its shard, a path outside the directory
+    const bad = (name: string, map: Record<string, string>) => {
+      const d = join(tmp, name);
+      mkdirSync(d, { recursive: true });
+      copyFileSync(join(dir, 'config.json'), join(d, 'config.json'));
+      for (const f of new Set(Object.values(weightMap))) copyFileSync(join(dir, f), join(d, f));
+      writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: map }));
+      return d;
+    };
+    await expectCode(fromPretrained(bad('shard-missing', { ...weightMap, [names[0]!]: 'model-00009-of-00009.safetensors' }), { device }), 'NOT_FOUND', 'model-00009-of-00009.safetensors');
+    await expectCode(fromPretrained(bad('shard-wrong', { ...weightMap, [names[0]!]: 'model-00002-of-00002.safetensors' }), { device }), 'SAFETENSORS_INVALID', names[0]!, 'not in this shard');
+    await expectCode(fromPretrained(bad('shard-escape', { ...weightMap, [names[0]!]: '../model.safetensors' }), { device }), 'CONFIG_INVALID', 'weight_map');
     const expected = g.ref('eager.logits').data as Float32Array;
     expect(relErr(await readAll((await sharded.forward({ inputIds })).logits), expected)).toBeLessThanOrEqual(1e-4);
     // BF16 checkpoint without the `transformer.` prefix plus legacy attn.bias buffers (as openai-community/gpt2 ships)
@@ -280,6 +292,10 @@ describe('savePretrained / fromPretrained', () => {
     delete partial['transformer.ln_f.bias'];
     partial['transformer.extra'] = { dtype: 'F32', shape: [1], data: new Float32Array(1) };
     await expectCode(fromPretrained(mk('missing', cfg, writeSafetensors(partial, { format: 'pt' })), { device }), 'INVALID_ARGUMENT', 'missing keys [transformer.ln_f.bias]', 'transformer.extra (model.safetensors)');
+    // allowMissingKeys: the model loads; the missing parameter keeps its initial value (LayerNorm bias: zeros)
+    const lenient = await fromPretrained(join(tmp, 'missing'), { device, allowMissingKeys: true });
+    expect(await readAll(new Map(lenient.namedParameters()).get('transformer.ln_f.bias')!)).toEqual(new Array(64).fill(0));
+    await expectCode(fromPretrained(join(tmp, 'missing'), { device, allowMissingKeys: 'yes' as unknown as boolean }), 'INVALID_ARGUMENT', 'allowMissingKeys');
     const ints = { ...src.tensors, 'transformer.ln_f.bias': { dtype: 'I64' as const, shape: [64], data: new BigInt64Array(64) } };
     await expectCode(fromPretrained(mk('ints', cfg, writeSafetensors(ints, { format: 'pt' })), { device }), 'DTYPE_UNSUPPORTED', 'transformer.ln_f.bias', 'I64');
     const broken = weights.slice(0, weights.length - 4);

@@ -89,7 +89,7 @@ async function readWeights(read: Reader, where: string): Promise<{ entries: Map<
   const entries = new Map<string, { entry: SafetensorsEntry; file: string }>();
   const single = await read(WEIGHTS);
   if (single) {
-    const f = readSafetensors(single, { source: joinPath(where, WEIGHTS) });
+    const f = readSafetensors(single, { source: joinPath(where, WEIGHTS), copy: false });
     for (const [k, e] of Object.entries(f.tensors)) entries.set(k, { entry: e, file: WEIGHTS });
     return { entries };
   }
@@ -123,7 +123,7 @@ async function readWeights(read: Reader, where: string): Promise<{ entries: Map<
   for (const [file, names] of byFile) {
     const bytes = await read(file);
     if (!bytes) throw new WebattnError('NOT_FOUND', `${joinPath(where, file)}: shard listed in ${INDEX} is missing`, { argument: file });
-    const f = readSafetensors(bytes, { source: joinPath(where, file) });
+    const f = readSafetensors(bytes, { source: joinPath(where, file), copy: false });
     for (const n of names) {
       const e = f.tensors[n];
       if (!e || !Object.prototype.hasOwnProperty.call(f.tensors, n)) {

@@ -60,6 +60,17 @@ describe('readSafetensors', () => {
     const g = readSafetensors(shifted.subarray(3));
     expect(Array.from(g.tensors['a']!.data as Float32Array)).toEqual(Array.from(a));
     expect(readSafetensors(bytes.slice().buffer).tensors['b']!.shape).toEqual([4]);
+    // copy: false gives views where aligned (the file's header here is JSON.stringify'd, so maybe not)
+    const padded = writeSafetensors({ a: { dtype: 'F32', shape: [2, 3], data: a } });
+    const v = readSafetensors(padded, { copy: false });
+    expect(v.tensors['a']!.data.buffer).toBe(padded.buffer);
+    expect(Array.from(v.tensors['a']!.data as Float32Array)).toEqual(Array.from(a));
+    const odd = new Uint8Array(padded.length + 1);
+    odd.set(padded, 1);
+    const w = readSafetensors(odd.subarray(1), { copy: false }); // misaligned: copied
+    expect(w.tensors['a']!.data.buffer).not.toBe(odd.buffer);
+    expect(Array.from(w.tensors['a']!.data as Float32Array)).toEqual(Array.from(a));
+    expectCode(() => readSafetensors(padded, { copy: 'no' as unknown as boolean }), 'INVALID_ARGUMENT', 'options.copy');
   });
 
   it('reads the files transformers wrote (tiny GPT-2 and ViT), matching an independent parser', () => {

@@ -65,6 +65,12 @@ export interface ReadSafetensorsOptions {
   dtype?: 'float32' | 'float16';
   /** Where the bytes came from, used in error messages (default `safetensors`). */
   source?: string;
+  /**
+   * Copy each tensor's bytes (default true). With `false`, a tensor whose bytes sit at an offset
+   * aligned to its element size is a view of `bytes` (no second copy of a large checkpoint); the others
+   * are still copied.
+   */
+  copy?: boolean;
 }
 
 /**
@@ -243,12 +249,21 @@ export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSa
   const u8 = asBytes(bytes, source);
   const { entries, metadata, dataStart } = parseHeader(u8, source);
   const tensors: Record<string, SafetensorsEntry | Tensor> = {};
+  const copy = options.copy ?? true;
+  if (typeof copy !== 'boolean') throw new WebattnError('INVALID_ARGUMENT', `options.copy: expected a boolean, got ${describe(copy)}`, { argument: 'options.copy' });
   for (const e of entries) {
     const nbytes = e.end - e.begin;
-    const buf = new ArrayBuffer(nbytes);
-    new Uint8Array(buf).set(u8.subarray(dataStart + e.begin, dataStart + e.end));
-    if (!LITTLE_ENDIAN) swapBytes(new Uint8Array(buf), SAFETENSORS_DTYPE_SIZE[e.dtype]);
-    const data = new DTYPE_ARRAY[e.dtype](buf, 0, nbytes / SAFETENSORS_DTYPE_SIZE[e.dtype]);
+    const size = SAFETENSORS_DTYPE_SIZE[e.dtype];
+    const at = u8.byteOffset + dataStart + e.begin;
+    let data: SafetensorsData;
+    if (!copy && LITTLE_ENDIAN && at % size === 0) {
+      data = new DTYPE_ARRAY[e.dtype](u8.buffer as ArrayBuffer, at, nbytes / size);
+    } else {
+      const buf = new ArrayBuffer(nbytes);
+      new Uint8Array(buf).set(u8.subarray(dataStart + e.begin, dataStart + e.end));
+      if (!LITTLE_ENDIAN) swapBytes(new Uint8Array(buf), size);
+      data = new DTYPE_ARRAY[e.dtype](buf, 0, nbytes / size);
+    }
     const entry: SafetensorsEntry = { dtype: e.dtype, shape: e.shape, data };
     setOwn(tensors, e.name, options.device ? entryToTensor(entry, options.device, { ...options, source: `${source}: tensor "${e.name}"` }) : entry);
   }

@@ -190,8 +190,9 @@ export const flashAttention: AttentionFn = (module, query, key, value, options) 
 
 /**
  * FlexAttention: `flexAttention` with the model's `blockMask` and `scoreMod`. Packed sequences
- * (`cuSeqlens`) run as one row of B·L tokens under the model's document block mask. Causal or packed
- * inputs without a block mask, a dense `attentionMask`, or dropout > 0 throw coded errors.
+ * (`cuSeqlens`) run as one row of B·L tokens under the model's document block mask; a padding mask
+ * arrives as a block mask too. Causal or packed inputs without a block mask, a dense `attentionMask`,
+ * or dropout > 0 throw coded errors.
  * @example model.setAttention(flexAttention); // the model builds the block masks
  */
 export const flexAttention: AttentionFn = Object.assign(
@@ -202,7 +203,7 @@ export const flexAttention: AttentionFn = Object.assign(
     }
     if (options.attentionMask) throw new WebattnError('INVALID_ARGUMENT', 'options.attentionMask: flex attention takes masks as a blockMask, not a dense attentionMask', { argument: 'options.attentionMask' });
     const bm = options.blockMask ?? null;
-    const needsMask = options.isCausal || !!options.cuSeqlens;
+    const needsMask = (options.isCausal && Lq > 1) || !!options.cuSeqlens;
     if (needsMask && !bm) throw new WebattnError('INVALID_ARGUMENT', 'options.blockMask: causal or packed flex attention needs a block mask (createBlockMask); models build it for functions with usesBlockMask', { argument: 'options.blockMask' });
     const scoreMod = options.scoreMod ?? null;
     if (options.cuSeqlens) {

@@ -1,7 +1,7 @@
 /** GPT-2 with transformers' layout and parameter names, pluggable attention, padding-free batches and a KV cache. */
 import * as T from '@webattn/core-tensor';
 import { Rng, WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
-import { causalMask, createBlockMask, documentMask, type BlockMask } from '@webattn/flex';
+import { causalMask, createBlockMask, documentMask, maskMod, type BlockMask } from '@webattn/flex';
 import { sdpaAttention, type AttentionFn, type AttentionOptions } from './attention.js';
 import { Conv1D, CrossEntropyLoss, Dropout, Embedding, LayerNorm, activation, checkActivation, checkIdRange, nextSeed } from './layers.js';
 import { Module, initNormal, keepDeep } from './module.js';
@@ -33,7 +33,8 @@ export interface GPT2Config {
   [key: string]: unknown;
 }
 
-const GPT2_DEFAULTS: GPT2Config = {
+/** transformers' `GPT2Config` defaults (GPT-2 small). */
+export const GPT2_DEFAULTS: Readonly<GPT2Config> = Object.freeze({
   model_type: 'gpt2',
   vocab_size: 50257,
   n_positions: 1024,
@@ -56,7 +57,7 @@ const GPT2_DEFAULTS: GPT2Config = {
   eos_token_id: 50256,
   pad_token_id: null,
   add_cross_attention: false,
-};
+});
 
 function intField(c: Record<string, unknown>, k: string, min = 1): void {
   const v = c[k];
@@ -295,14 +296,19 @@ export class GPT2Model extends Module {
     if (inputs.attentionMask) {
       const m = inputs.attentionMask;
       const mv = await hostInts(m instanceof T.Tensor && T.isFloat(m.dtype) ? T.cast(m, 'int32') : m, 'attentionMask', [B, S]);
-      if (mv.some((x) => x !== 0)) {
+      const padded = mv.some((x) => x === 0);
+      if (padded && fn.usesBlockMask) {
+        // flex: the padding (and causality) as a block mask reading the key validity [B, S]
+        const valid = T.tensor(Int32Array.from(mv, (x) => (x !== 0 ? 1 : 0)), [B, S], { dtype: 'int32', device });
+        const mm = maskMod((b, h, qIdx, kvIdx, cp) => kvIdx <= qIdx + cp.past && cp.valid[b][kvIdx] > 0, { valid, past: P });
+        base.blockMask = await createBlockMask(mm, B, 1, L, S, { device });
+      } else if (padded) {
         const keyOk = T.tensor(Uint8Array.from(mv, (x) => (x !== 0 ? 1 : 0)), [B, 1, 1, S], { dtype: 'bool', device });
         base.attentionMask = L === 1 ? keyOk : T.logicalAnd(keyOk, causalDense(L, S, device));
-        if (mv.every((x) => x !== 0)) delete base.attentionMask;
-      }
-      if (!base.attentionMask) base.isCausal = L > 1;
-      if (base.attentionMask && L > 1 && fn.usesBlockMask) {
-        throw new WebattnError('INVALID_ARGUMENT', 'attentionMask: flex attention takes padding-free batches (positionIds) instead of a padding mask', { argument: 'attentionMask' });
+      } else {
+        base.isCausal = L > 1;
+        if (fn.usesBlockMask && L > 1 && L === S) base.blockMask = await this.blockMask(`causal:${L}`, () => createBlockMask(causalMask, null, null, L, L, { device }));
+        if (fn.usesBlockMask && L > 1 && L !== S) throw new WebattnError('INVALID_ARGUMENT', 'pastKeyValues: flex attention runs a cache only with one-token steps', { argument: 'pastKeyValues' });
       }
     } else {
       const cu = past ? null : packedOffsets(pos, B, L);

@@ -126,7 +126,7 @@ describe('padding, packing and the KV cache', () => {
         padIds.push(...s, ...new Array(L - s.length).fill(0));
         mask.push(...s.map(() => 1), ...new Array(L - s.length).fill(0));
       }
-      const padded = await m.forward({ inputIds: ints(padIds, [3, L]), attentionMask: name === 'flex' ? null : ints(mask, [3, L]) });
+      const padded = await m.forward({ inputIds: ints(padIds, [3, L]), attentionMask: ints(mask, [3, L]) });
       const pv = await padded.logits.toArray();
       const packedIds = seqs.flat();
       const pos = seqs.flatMap((s) => s.map((_, i) => i));
@@ -165,6 +165,38 @@ describe('padding, packing and the KV cache', () => {
       expect(Array.from(got)).toEqual(rows.flat());
     });
   }
+  it('two packed rows (B = 2) equal each sequence alone, for every attention function', async () => {
+    const rowsSeqs = [[[3, 7, 1], [9, 2, 4, 4, 8]], [[11, 5], [6, 2, 20, 13, 1, 1]]];
+    for (const fn of [eagerAttention, sdpaAttention, flashAttention, flexAttention]) {
+      const m = tinyGpt(fn);
+      const ids = rowsSeqs.flatMap((r) => r.flat());
+      const pos = rowsSeqs.flatMap((r) => r.flatMap((s) => s.map((_, i) => i)));
+      const got = await (await m.forward({ inputIds: ints(ids, [2, 8]), positionIds: ints(pos, [2, 8]) })).logits.toArray();
+      let at = 0;
+      for (const s of rowsSeqs.flat()) {
+        const want = await (await m.forward({ inputIds: ints(s, [1, s.length]) })).logits.toArray();
+        const slice = got.subarray(at * 23, (at + s.length) * 23);
+        expect(Math.max(...Array.from(slice, (x, i) => Math.abs(x - want[i]!)))).toBeLessThan(1e-4);
+        at += s.length;
+      }
+    }
+  });
+  it('a left-padded batch equals each prompt alone at the real tokens, for every attention function', async () => {
+    for (const fn of [eagerAttention, sdpaAttention, flashAttention, flexAttention]) {
+      const m = tinyGpt(fn);
+      // a left-padded batch forward equals each prompt alone at the real tokens (positions as the unpadded run)
+      const ids = [0, 0, 5, 9, 2, 7, 1, 3, 4, 8];
+      const mask = [0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+      const pos = [0, 0, 0, 1, 2, 0, 1, 2, 3, 4];
+      const got = await (await m.forward({ inputIds: ints(ids, [2, 5]), attentionMask: ints(mask, [2, 5]), positionIds: ints(pos, [2, 5]) })).logits.toArray();
+      const a = await (await m.forward({ inputIds: ints([5, 9, 2], [1, 3]) })).logits.toArray();
+      const b = await (await m.forward({ inputIds: ints([7, 1, 3, 4, 8], [1, 5]) })).logits.toArray();
+      const rowA = got.subarray(2 * 23, 5 * 23);
+      const rowB = got.subarray(5 * 23, 10 * 23);
+      expect(Math.max(...Array.from(rowA, (x, i) => Math.abs(x - a[i]!)))).toBeLessThan(1e-4);
+      expect(Math.max(...Array.from(rowB, (x, i) => Math.abs(x - b[i]!)))).toBeLessThan(1e-4);
+    }
+  });
   it('sampling is seeded and respects topK', async () => {
     const m = tinyGpt();
     const p = ints([3, 7, 1], [1, 3]);
