@@ -5,7 +5,7 @@ import { expectClose } from '../../../test-utils/index.js';
 
 describe('in headless Chromium (SwiftShader WebGPU)', () => {
   it('matmul → softmax → layerNorm on navigator.gpu matches the CPU reference', async () => {
-    const entry = fileURLToPath(new URL('./kernels.browser-entry.ts', import.meta.url));
+    const entry = fileURLToPath(new URL('../../../test-utils/kernels-browser-entry.ts', import.meta.url));
     const { result } = await runInChromium<{ got: number[]; want: number[]; info: { backend: string; api: string; adapter: string; reason: string; tier: string } }>(entry);
     expect(result.info.backend).toBe('webgpu');
     expect(result.info.api).toBe('browser');

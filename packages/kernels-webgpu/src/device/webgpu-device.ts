@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 import {
   Device,
   Storage,
