@@ -32,7 +32,9 @@ function installed(pkg, files) {
   let libs = '';
   try {
     libs = execFileSync(existsSync('/sbin/ldconfig') ? '/sbin/ldconfig' : 'ldconfig', ['-p'], { encoding: 'utf8' });
-  } catch {}
+  } catch {
+    // no ldconfig: only the file checks below decide
+  }
   const dri = ['/usr/lib/x86_64-linux-gnu/dri', '/usr/lib/aarch64-linux-gnu/dri', '/usr/lib/dri', '/usr/lib64/dri'];
   return files.every((f) => (f.startsWith('/') ? existsSync(f) : libs.includes(f) || dri.some((d) => existsSync(`${d}/${f}`))));
 }

@@ -198,6 +198,7 @@ describe('flex errors', () => {
   const q = T.randn([1, 1, 8, 4], { seed: 1, device: cpu });
   const fl = (scoreMod: unknown, extra: Record<string, unknown> = {}) => () => flexAttention(q, q, q, { scoreMod: scoreMod as never, ...extra });
   it('unsupported syntax and unknown identifiers point at line:column with a hint', () => {
+    // eslint-disable-next-line no-var -- the compiler must refuse `var`
     expect(fl((s: number) => { var x = s; return x; })).toThrowError(/FLEX_COMPILE.*scoreMod \d+:\d+: 'var' declarations are not supported — use const/);
     expect(fl((s: number) => s + undefinedThing)).toThrowError(/FLEX_COMPILE.*unknown identifier 'undefinedThing' — pass values through the captures parameter.*minifier/);
     expect(fl((s: number) => `${s}` as unknown as number)).toThrowError(/FLEX_COMPILE.*unsupported syntax TemplateLiteral/);
@@ -338,6 +339,7 @@ describe('score functions that used to fail late compile to WGSL with JS semanti
       (s) => Math.min(s, 1 / 0) + 0 / 1e39,
       (s, b, h, q, kv) => (q >= kv ? s : s / 0 > 0 ? -1e39 : s - 1e39),
       (s) => s * 1e-50 + s,
+      // eslint-disable-next-line no-constant-condition -- constant folding is what is tested
       (s, b, h, q) => s + (2147483647 * 2 - 4294967294) + q % 0.75 + (7 % 0 === 7 % 0 ? 1 : 0),
     ];
     for (const fn of fns) {

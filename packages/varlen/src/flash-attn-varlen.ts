@@ -126,7 +126,6 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
 /** Reference path: each sequence alone through the math backend, with the same masks. */
 function perSequence(q: Tensor, k: Tensor, v: Tensor, cuQ: Int32Array, cuK: Int32Array, o: FlashAttnVarlenOptions & { scale: number }) {
   const Hq = q.shape[1]!;
-  const Hkv = k.shape[1]!;
   const outs: Tensor[] = [];
   const lses: Tensor[] = [];
   for (let b = 0; b + 1 < cuQ.length; b++) {

@@ -471,7 +471,7 @@ export class WebGPUDevice extends Device {
     const general = await this.settleChecks();
     if (general) throw general;
     this.assertAlive();
-    let err = this.errorOf(storage);
+    const err = this.errorOf(storage);
     if (err) throw err;
     const bpe = gpuBytesPerElement(storage.dtype);
     const start = Math.floor((offset * bpe) / 4) * 4;
