@@ -1,7 +1,7 @@
 /** `flexAttention`: FlexAttention for TypeScript, a front door to the shared attention generator. */
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, recordFlash, referenceAttention, resolveScale, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, outputOrBoth, recordFlash, referenceAttention, resolveScale, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { collectLoads, derivative, evaluate, type EvalEnv } from './codegen.js';
 import type { IR } from './ir.js';
 import { BlockMask } from './block-mask.js';
@@ -74,7 +74,7 @@ export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options
   const mc = bm ? compileMod(bm.maskMod, 'm', 'options.blockMask.maskMod') : null;
   const useGpu = device.backend === 'webgpu' && E <= FLASH_MAX_HEAD_DIM && Ev <= FLASH_MAX_HEAD_DIM;
   const r = useGpu ? gpuFlex(query, key, value, scale, sc, mc, bm) : cpuFlex(query, key, value, scale, score, sc, bm);
-  return options.returnLse ? r : r.output;
+  return outputOrBoth(r, options.returnLse);
 }
 
 function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod | null, mc: CompiledMod | null, bm: BlockMask | null) {

@@ -49,6 +49,7 @@ export {
   referenceAttention,
   recordFlash,
   flashRefusal,
+  outputOrBoth,
   type AttentionDims,
   type OptionSpec,
   type ReferenceOptions,

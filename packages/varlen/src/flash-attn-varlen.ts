@@ -1,6 +1,6 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, flashRefusal, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, flashRefusal, outputOrBoth, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { checkCuSeqlensOnDevice, hostCu, validateCuSeqlens, type CuSeqlensLike } from './cu-seqlens.js';
 
 /** Options of {@link flashAttnVarlen} (FlashAttention's `flash_attn_varlen_func`). */
@@ -120,7 +120,7 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     window,
   });
   for (const v of verdicts) v([output, lse]);
-  return options.returnLse ? { output, lse } : output;
+  return outputOrBoth({ output, lse }, options.returnLse);
 }
 
 /** Reference path: each sequence alone through the math backend, with the same masks. */

@@ -194,6 +194,16 @@ export interface RecordFlashOptions {
 }
 
 /**
+ * What a front door returns: `{output, lse}` when the caller asked for the lse, else the output alone
+ * (the lse is released at once instead of waiting for the garbage collector).
+ */
+export function outputOrBoth(r: { output: Tensor; lse: Tensor }, returnLse: boolean | undefined): Tensor | { output: Tensor; lse: Tensor } {
+  if (returnLse) return r;
+  r.lse.dispose();
+  return r.output;
+}
+
+/**
  * Why the flash path cannot run a call on `device` (null when it can). WebGPU runs the shared
  * generator with every hook. Another backend runs its registered `flash_attention` kernel (e.g.
  * `@webattn/kernels-wasm`), which takes dense or packed float32 attention with causal masks, mask
@@ -231,13 +241,22 @@ export function recordFlash(
   const fwd: FlashParams = { ...rest, q: q.detach(), k: k.detach(), v: v.detach() };
   const params: FlashParams = options.backwardHooks !== undefined ? { ...fwd, hooks: options.backwardHooks } : fwd;
   const { out, lse } = flashForward(fwd);
-  const output = T.record([out], name, [q, k, v, ...(extra?.inputs ?? [])], (g) => {
-    let delta = T.sum(T.mul(g, out), -1);
-    if (params.varlen) delta = delta.transpose(0, 1); // packed: lse is [Hq, totalQ]
-    extra?.before();
-    const { dq, dk, dv } = flashBackward(params, { dout: g, lse, delta: delta.contiguous() });
-    return [dq, dk, dv, ...(extra ? extra.after() : [])];
-  })[0]!;
+  // the backward's own handles: freed after backward (or at once without grad), whatever the caller keeps
+  const outS = out.detach();
+  const lseS = lse.detach();
+  const output = T.record(
+    [out],
+    name,
+    [q, k, v, ...(extra?.inputs ?? [])],
+    (g) => {
+      let delta = T.sum(T.mul(g, outS), -1);
+      if (params.varlen) delta = delta.transpose(0, 1); // packed: lse is [Hq, totalQ]
+      extra?.before();
+      const { dq, dk, dv } = flashBackward(params, { dout: g, lse: lseS, delta: delta.contiguous() });
+      return [dq, dk, dv, ...(extra ? extra.after() : [])];
+    },
+    [outS, lseS],
+  )[0]!;
   return { output, lse };
 }
 
@@ -255,7 +274,15 @@ function recordBackendFlash(name: string, q: Tensor, k: Tensor, v: Tensor, rest:
   const tail = [...(rest.mask ? [rest.mask.tensor] : []), ...(rest.varlen ? [rest.varlen.cuQ, rest.varlen.cuK] : [])];
   const [qd, kd, vd] = [q.detach(), k.detach(), v.detach()];
   const [out, lse] = T.runKernel('flash_attention', q.device, [qd, kd, vd, ...tail], attrs) as [Tensor, Tensor];
-  const output = T.record([out], name, [q, k, v], (g) => T.runKernel('flash_attention_backward', q.device, [qd, kd, vd, out, g, lse, ...tail], attrs))[0]!;
+  const outS = out.detach();
+  const lseS = lse.detach();
+  const output = T.record(
+    [out],
+    name,
+    [q, k, v],
+    (g) => T.runKernel('flash_attention_backward', q.device, [qd, kd, vd, outS, g, lseS, ...tail], attrs),
+    [outS, lseS],
+  )[0]!;
   return { output, lse };
 }
 

@@ -5,7 +5,7 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, type Tensor } from '@webattn/core-tensor';
 import { FLASH_MAX_HEAD_DIM, type FlashParams } from './flash.js';
-import { checkOptions, checkQkv, flashRefusal, recordFlash, referenceAttention, resolveScale, type AttentionDims, type OptionSpec } from './front-door.js';
+import { checkOptions, checkQkv, flashRefusal, outputOrBoth, recordFlash, referenceAttention, resolveScale, type AttentionDims, type OptionSpec } from './front-door.js';
 
 /** Attention backends, as `torch.nn.attention.SDPBackend`. */
 export type SdpaBackend = 'flash' | 'math';
@@ -188,11 +188,11 @@ export function scaledDotProductAttention(
       }
       last = 'flash';
       const r = flashAttention(query, key, value, c, options);
-      return options.returnLse ? r : r.output;
+      return outputOrBoth(r, options.returnLse);
     }
     last = 'math';
     const r = mathAttention(query, key, value, c, options);
-    return options.returnLse ? r : r.output;
+    return outputOrBoth(r, options.returnLse);
   }
   throw new WebattnError('NO_BACKEND', `no allowed attention backend can run these inputs (${reasons.join('; ') || 'none allowed'})`);
 }
