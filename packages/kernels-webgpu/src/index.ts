@@ -6,8 +6,10 @@
  * @packageDocumentation
  */
 import './basic-kernels.js';
+import './matmul.js';
 
 export { MATH_HELPERS } from './basic-kernels.js';
+export { setSubgroupMatrixMatmul, hasSubgroupMatrixF16, subgroupMatrixMatmulSource, SGMM_DEFAULT, type SgmmConfig } from './matmul.js';
 
 export {
   MAX_RANK,
