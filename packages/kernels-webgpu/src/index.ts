@@ -9,7 +9,7 @@ import './basic-kernels.js';
 import './matmul.js';
 
 export { MATH_HELPERS } from './basic-kernels.js';
-export { setSubgroupMatrixMatmul, hasSubgroupMatrixF16, subgroupMatrixMatmulSource, SGMM_DEFAULT, type SgmmConfig } from './matmul.js';
+export { setTiledMatmul, type TiledMatmulConfig, setSubgroupMatrixMatmul, hasSubgroupMatrixF16, subgroupMatrixMatmulSource, SGMM_DEFAULT, type SgmmConfig } from './matmul.js';
 
 export {
   MAX_RANK,

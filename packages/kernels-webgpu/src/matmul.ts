@@ -28,6 +28,8 @@ import { checkRank, MAX_RANK } from './wgsl.js';
 type LoadMode = 'v0' | 'v1' | 's';
 
 interface TiledConfig {
+  wg: number;
+  bk: number;
   tm: number;
   tn: number;
   modeA: LoadMode;
@@ -54,8 +56,18 @@ export interface SgmmConfig {
   double: boolean;
 }
 
-const WG = 16;
-const BK = 16;
+/** Tiling of the f32-accumulating kernel: `wg`×`wg` threads, each `tm`×`tn` outputs, K tiles `bk` deep. */
+export interface TiledMatmulConfig {
+  wg: number;
+  bk: number;
+  tm: number;
+  tn: number;
+}
+let tiledOverride: TiledMatmulConfig | null = null;
+/** Forces a tiling of the f32-accumulating matmul kernel (`null`: chosen per adapter and shape). For benchmarks. */
+export function setTiledMatmul(cfg: TiledMatmulConfig | null): void {
+  tiledOverride = cfg;
+}
 
 const U_WGSL = `
 struct P {
@@ -115,12 +127,13 @@ function packMatmulUniforms(u: MatmulUniforms): ArrayBuffer {
 const lines = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('\n');
 
 /**
- * WGSL that fills `dst` (workgroup f32 array laid out [kk][rows]) with a `rows`×16 tile of an operand
- * whose axis 0 (the M or N axis of the tile) has stride `s0` and K has stride `sk`. Mode `v0` reads
- * vec4 along axis 0, `v1` vec4 along K, `s` scalars. `lim0` bounds axis 0, K is bounded by `p.k1`.
+ * WGSL that fills `dst` (workgroup `array<vec4<f32>>` laid out [kk][rows/4], vec4 along axis 0) with
+ * a `rows`×`BK` tile of an operand whose axis 0 (M or N) has stride `s0` and K has stride `sk`. Mode
+ * `v0` reads vec4 along axis 0, `v1` vec4 along K, `s` scalars. `lim0` bounds axis 0, `p.k1` bounds K.
  */
-function stageTile(dst: string, src: string, rows: number, mode: LoadMode, base: string, s0: string, sk: string, at0: string, lim0: string, vecType: string): string {
-  const threads = WG * WG;
+function stageTile(wg: number, BK: number, dst: string, src: string, rows: number, mode: LoadMode, base: string, s0: string, sk: string, at0: string, lim0: string): string {
+  const threads = wg * wg;
+  const quads = rows / 4;
   if (mode === 's') {
     return lines((rows * BK) / threads, (r) => `  {
     let e = lidx + ${r * threads}u;
@@ -128,38 +141,38 @@ function stageTile(dst: string, src: string, rows: number, mode: LoadMode, base:
     let i0 = e % ${rows}u;
     var v = 0.0;
     if (${at0} + i0 < ${lim0} && kt + kk < p.k1) { v = f32(${src}[${base} + (${at0} + i0) * ${s0} + (kt + kk) * ${sk}]); }
-    ${dst}[kk * ${rows}u + i0] = v;
+    ${dst}[kk * ${quads}u + i0 / 4u][i0 % 4u] = v;
   }`);
   }
   if (mode === 'v0') {
-    // vec4 along axis 0 (the operand is contiguous along M / N): e -> (kk, quad of axis 0)
-    const quads = rows / 4;
     return lines((rows * BK) / 4 / threads, (r) => `  {
     let e = lidx + ${r * threads}u;
     let kk = e / ${quads}u;
     let q = e % ${quads}u;
     var v = vec4<f32>(0.0);
     if (${at0} + q * 4u < ${lim0} && kt + kk < p.k1) { v = vec4<f32>(${src}[(${base} + (${at0} + q * 4u) + (kt + kk) * ${sk}) / 4u]); }
-    let o = kk * ${rows}u + q * 4u;
-    ${dst}[o] = v.x; ${dst}[o + 1u] = v.y; ${dst}[o + 2u] = v.z; ${dst}[o + 3u] = v.w;
+    ${dst}[kk * ${quads}u + q] = v;
   }`);
   }
-  // vec4 along K (contiguous along K): e -> (row, quad of K)
-  void vecType;
+  // vec4 along K (the operand is contiguous along K): e -> (row, quad of K)
   return lines((rows * BK) / 4 / threads, (r) => `  {
     let e = lidx + ${r * threads}u;
-    let i0 = e / 4u;
-    let q = e % 4u;
+    let i0 = e / ${BK / 4}u;
+    let q = e % ${BK / 4}u;
     var v = vec4<f32>(0.0);
     if (${at0} + i0 < ${lim0} && kt + q * 4u < p.k1) { v = vec4<f32>(${src}[(${base} + (${at0} + i0) * ${s0} + kt + q * 4u) / 4u]); }
-    ${dst}[(q * 4u) * ${rows}u + i0] = v.x;
-    ${dst}[(q * 4u + 1u) * ${rows}u + i0] = v.y;
-    ${dst}[(q * 4u + 2u) * ${rows}u + i0] = v.z;
-    ${dst}[(q * 4u + 3u) * ${rows}u + i0] = v.w;
+    let c = i0 % 4u;
+    let o = (q * 4u) * ${quads}u + i0 / 4u;
+    ${dst}[o][c] = v.x;
+    ${dst}[o + ${quads}u][c] = v.y;
+    ${dst}[o + ${2 * quads}u][c] = v.z;
+    ${dst}[o + ${3 * quads}u][c] = v.w;
   }`);
 }
 
 function tiledSource(c: TiledConfig): string {
+  const WG = c.wg;
+  const BK = c.bk;
   const st = c.dtype === 'float16' ? 'f16' : 'f32';
   const bm = WG * c.tm;
   const bn = WG * c.tn;
@@ -167,10 +180,11 @@ function tiledSource(c: TiledConfig): string {
   const aT = c.modeA === 's' ? st : `vec4<${st}>`;
   const bT = c.modeB === 's' ? st : `vec4<${st}>`;
   const oT = c.vecOut ? `vec4<${st}>` : st;
+  const tm4 = c.tm / 4;
   const compute = lines(BK, (kk) => {
-    const a = lines(c.tm, (i) => `    let a${i} = As[${kk * bm}u + ty * ${c.tm}u + ${i}u];`);
-    const b = lines(tn4, (j) => `    let b${j} = vec4<f32>(Bs[${kk * bn}u + tx * ${c.tn}u + ${j * 4}u], Bs[${kk * bn}u + tx * ${c.tn}u + ${j * 4 + 1}u], Bs[${kk * bn}u + tx * ${c.tn}u + ${j * 4 + 2}u], Bs[${kk * bn}u + tx * ${c.tn}u + ${j * 4 + 3}u]);`);
-    const fma = lines(c.tm, (i) => lines(tn4, (j) => `    acc[${i * tn4 + j}] = fma(vec4<f32>(a${i}), b${j}, acc[${i * tn4 + j}]);`));
+    const a = lines(tm4, (i) => `    let a${i} = As[${(kk * bm) / 4}u + ty * ${tm4}u + ${i}u];`);
+    const b = lines(tn4, (j) => `    let b${j} = Bs[${(kk * bn) / 4}u + tx * ${tn4}u + ${j}u];`);
+    const fma = lines(c.tm, (i) => lines(tn4, (j) => `    acc[${i * tn4 + j}] = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b${j}, acc[${i * tn4 + j}]);`));
     return `  {\n${a}\n${b}\n${fma}\n  }`;
   });
   const store = c.vecOut
@@ -199,8 +213,8 @@ function tiledSource(c: TiledConfig): string {
 @group(0) @binding(1) var<storage, read> b: array<${bT}>;
 @group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
 ${U_WGSL}
-var<workgroup> As: array<f32, ${bm * BK}>;
-var<workgroup> Bs: array<f32, ${bn * BK}>;
+var<workgroup> As: array<vec4<f32>, ${(bm * BK) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(bn * BK) / 4}>;
 @compute @workgroup_size(${WG}, ${WG}, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lid.x;
@@ -213,14 +227,64 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let n0 = wid.x * ${bn}u;
   var acc: array<vec4<f32>, ${c.tm * tn4}>;
   for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
-${stageTile('As', 'a', bm, c.modeA, 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m', aT)}
-${stageTile('Bs', 'b', bn, c.modeB, 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n', bT)}
+${stageTile(WG, BK, 'As', 'a', bm, c.modeA, 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m')}
+${stageTile(WG, BK, 'Bs', 'b', bn, c.modeB, 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n')}
     workgroupBarrier();
 ${compute}
     workgroupBarrier();
   }
   let row0 = m0 + ty * ${c.tm}u;
   let col0 = n0 + tx * ${c.tn}u;
+  let zb = z * p.m * p.n;
+${store}
+}`;
+}
+
+/**
+ * Software adapters (llvmpipe runs each workgroup on one CPU thread, where workgroup memory buys
+ * nothing and barriers cost context switches): each thread computes `tm`×`tn` outputs straight from
+ * the operands with vec4 loads (A contiguous along K, B along N), no staging and no barrier.
+ */
+function directSource(c: TiledConfig): string {
+  const st = c.dtype === 'float16' ? 'f16' : 'f32';
+  const tn4 = c.tn / 4;
+  const oT = `vec4<${st}>`;
+  const rows = lines(c.tm, (i) => `  let ra${i} = (oa + min(row0 + ${i}u, p.m - 1u) * p.a_rs) / 4u;`);
+  const body = lines(c.tm, (i) => `    let a${i} = vec4<f32>(a[ra${i} + kq]);`) + '\n' +
+    lines(4, (kk) => lines(tn4, (j) => `    let b${kk}_${j} = vec4<f32>(b[rb + ${kk}u * bs + ${j}u]);`)) + '\n' +
+    lines(c.tm, (i) => lines(tn4, (j) => `    acc[${i * tn4 + j}] = fma(vec4<f32>(a${i}.x), b0_${j}, fma(vec4<f32>(a${i}.y), b1_${j}, fma(vec4<f32>(a${i}.z), b2_${j}, fma(vec4<f32>(a${i}.w), b3_${j}, acc[${i * tn4 + j}]))));`));
+  const store = lines(c.tm, (i) => lines(tn4, (j) => `  {
+    let row = row0 + ${i}u;
+    let col = col0 + ${j * 4}u;
+    if (row < p.m && col < p.n) {
+      let o = (zb + row * p.n + col) / 4u;
+      var v = acc[${i * tn4 + j}];
+      if (p.acc != 0u) { v = v + vec4<f32>(out[o]); }
+      out[o] = ${oT}(v);
+    }
+  }`));
+  return `${c.dtype === 'float16' ? 'enable f16;\n' : ''}
+@group(0) @binding(0) var<storage, read> a: array<vec4<${st}>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<${st}>>;
+@group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
+${U_WGSL}
+@compute @workgroup_size(${c.wg}, ${c.wg}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let z = wid.z + p.z0;
+  let offs = batch_offsets(z);
+  let oa = offs.x;
+  let ob = offs.y;
+  let row0 = gid.y * ${c.tm}u;
+  let col0 = gid.x * ${c.tn}u;
+  let cq = min(col0, p.n - 4u) / 4u;
+  let bs = p.b_rs / 4u;
+${rows}
+  var acc: array<vec4<f32>, ${c.tm * tn4}>;
+  for (var k = p.k0; k < p.k1; k = k + 4u) {
+    let kq = k / 4u;
+    let rb = (ob + k * p.b_rs) / 4u + cq;
+${body}
+  }
   let zb = z * p.m * p.n;
 ${store}
 }`;
@@ -459,19 +523,23 @@ registerKernel({
       kStep = sg.tk;
     } else {
       const hw = !device.info.software;
-      const tm = hw && m >= 512 && n >= 512 ? 8 : 4;
-      const tn = 4;
+      const big = hw && m >= 512 && n >= 512;
+      // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: staged tiles
+      const t = tiledOverride ?? (hw ? { wg: 16, bk: 16, tm: big ? 8 : 4, tn: 4 } : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
       const cfg: TiledConfig = {
-        tm, tn, dtype,
+        ...t,
+        dtype,
         modeA: modeOf(a, m, k, true),
         modeB: modeOf(b, n, k, false),
         vecOut: n % 4 === 0,
       };
-      const key = `matmul|${dtype}|${tm}x${tn}|${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
-      prog = getProgram(key, () => tiledSource(cfg));
-      bm = WG * tm;
-      bn = WG * tn;
-      kStep = BK;
+      const direct = t.bk === 0 && cfg.modeA === 'v1' && cfg.modeB === 'v0';
+      if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
+      const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${direct ? 'direct' : cfg.modeA + cfg.modeB + (cfg.vecOut ? 'v' : 's')}`;
+      prog = getProgram(key, () => (direct ? directSource(cfg) : tiledSource(cfg)));
+      bm = cfg.wg * cfg.tm;
+      bn = cfg.wg * cfg.tn;
+      kStep = direct ? 4 : cfg.bk;
     }
     // K passes: each invocation loops K/kStep times per pass; keep that well under the loop cap
     const cap = device.maxLoopIterations;
