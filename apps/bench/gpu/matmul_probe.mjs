@@ -7,7 +7,7 @@
 //   node apps/bench/gpu/matmul_probe.mjs [--json FILE] [--quick]
 import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
-import * as K from '@webattn/kernels-webgpu';
+import * as K from '@webattn/kernels-webgpu/internal';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;

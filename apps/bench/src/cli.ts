@@ -13,6 +13,7 @@ import { renderTable } from './report.js';
 import { attentionScenario } from './scenarios/attention.js';
 import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
+import { memoryScenario } from './scenarios/memory.js';
 import { seedScenario } from './scenarios/seed.js';
 import { varlenScenario } from './scenarios/varlen.js';
 import { progressDone, type BenchRow } from './timing.js';
@@ -22,6 +23,7 @@ const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRo
   attention: attentionScenario,
   varlen: varlenScenario,
   flex: flexScenario,
+  memory: memoryScenario,
 };
 
 /** Scenarios run only when named (they target a real GPU). */

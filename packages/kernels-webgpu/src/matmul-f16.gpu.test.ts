@@ -1,13 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { hasSubgroupMatrixF16, setSubgroupMatrixMatmul, SGMM_DEFAULT } from './index.js';
+import type { WebGPUDevice } from './device/webgpu-device.js';
+import { hasSubgroupMatrixF16, setSubgroupMatrixMatmul, SGMM_DEFAULT } from './internal.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 
 // float16 on the GPU: storage f16, arithmetic and accumulation in f32. Runs where the adapter has
 // `shader-f16` (the H100 through Dawn's toggles); elsewhere each f16 case is reported as skipped, never
 // passed, and WEBATTN_EXPECT_F16=1 turns a missing feature into a failure (WEBATTN_EXPECT_SGMM=1 does the
 // same for the subgroup-matrix path). References: float64 on the CPU from the same f16-rounded inputs.
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 let hasF16 = false;
 let hasSgmm = false;
 const cpu = T.cpu();

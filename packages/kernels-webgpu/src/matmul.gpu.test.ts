@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from './device/webgpu-device.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 
 // The tiled matmul against the float64 CPU reference: odd sizes (partial tiles), transposed operands
 // read in place (vec4 and scalar staging), broadcast batch dims, K split into passes under llvmpipe's
 // loop cap, and gradients.
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
   gpu = await gpuDevice();

@@ -18,10 +18,9 @@ import {
   zeros,
   empty,
   type DType,
-  type GpuProgram,
   type Tensor,
-  type WebGPUDevice,
 } from '@webattn/core-tensor';
+import type { GpuProgram, WebGPUDevice } from './device/webgpu-device.js';
 import { checkRank, MAX_RANK } from './wgsl.js';
 
 /** How an operand tile is fetched: vec4 along the first or second matrix axis, or scalars. */
@@ -549,7 +548,7 @@ registerKernel({
     for (let k0 = 0; k0 < k; k0 += kPerPass) {
       for (let z0 = 0; z0 < batch; z0 += maxZ) {
         const u = packMatmulUniforms({ ...base, k0, k1: Math.min(k, k0 + kPerPass), acc: k0 > 0 ? 1 : 0, z0 });
-        device.dispatch(prog, [a.storage.gpu!, b.storage.gpu!, out.storage.gpu!], u, [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)]);
+        device.dispatch(prog, [a.storage, b.storage, out.storage], u, [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)]);
       }
     }
     return out;

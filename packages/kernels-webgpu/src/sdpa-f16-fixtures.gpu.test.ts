@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from './device/webgpu-device.js';
 import { scaledDotProductAttention, sdpaKernel } from './index.js';
 import { gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
@@ -8,7 +9,7 @@ import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
 // tools/fixtures/make_fixtures.py --only sdpa16): the same fp16 inputs, and a float64 reference from
 // them. webattn's f16 result must be within twice PyTorch's fp16 error of the float64 truth (plus one
 // f16 ulp at 1), tensor by tensor. Runs where the adapter has shader-f16 (WEBATTN_EXPECT_F16=1: required).
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 let hasF16 = false;
 beforeAll(async () => {
   gpu = await gpuDevice();

@@ -7,7 +7,7 @@ export async function kernelsScenario(device: T.Device, quick: boolean): Promise
   const mm = quick ? [64, 128] : soft ? [128, 256, 512] : [1024, 2048, 4096];
   const sm: [number, number][] = quick ? [[64, 128], [256, 512]] : soft ? [[256, 512], [1024, 1024]] : [[4096, 1024], [16384, 4096]];
   const rows: BenchRow[] = [];
-  const dtypes: T.DType[] = device.backend === 'webgpu' && (device as T.WebGPUDevice).hasFeature('shader-f16') ? ['float32', 'float16'] : ['float32'];
+  const dtypes: T.DType[] = device.backend === 'webgpu' && (device as unknown as { hasFeature(f: string): boolean }).hasFeature('shader-f16') ? ['float32', 'float16'] : ['float32'];
   for (const dtype of dtypes) {
     for (const n of mm) {
       progress(`kernels: matmul ${n}x${n}x${n} ${dtype}`);
