@@ -6,8 +6,21 @@
 // (each subgroup-matrix pipeline takes tens of seconds to compile on the H100).
 //   node apps/bench/gpu/matmul_probe.mjs [--json FILE] [--quick]
 import { writeFileSync } from 'node:fs';
-import * as T from '@webattn/core-tensor';
-import * as K from '@webattn/kernels-webgpu/internal';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+// PROBE_TOGGLES=a,b adds Dawn toggles (disable_robustness, skip_validation, disable_workgroup_init) to
+// the device webattn creates: dawn.node's create() is wrapped before the webgpu package loads it.
+const toggles = process.env.PROBE_TOGGLES;
+if (toggles) {
+  const req = createRequire(import.meta.url);
+  const native = req(join(dirname(req.resolve('webgpu')), 'dist', `${process.platform}-${process.arch}`, 'dawn.node'));
+  const orig = native.create;
+  native.create = (opts) => orig(opts.some((o) => o.startsWith('enable-dawn-features=')) ? opts.map((o) => (o.startsWith('enable-dawn-features=') ? `${o},${toggles}` : o)) : [...opts, `enable-dawn-features=${toggles}`]);
+}
+const part = process.env.PROBE_PART ?? 'all';
+const T = await import('@webattn/core-tensor');
+const K = await import('@webattn/kernels-webgpu/internal');
 
 const args = process.argv.slice(2);
 const json = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
@@ -16,7 +29,7 @@ const budget = Number(process.env.PROBE_SECONDS ?? 240) * 1000;
 const start = performance.now();
 const left = () => budget - (performance.now() - start);
 const dev = await T.getDevice({ kind: 'webgpu' });
-console.log(`matmul-probe on ${dev.info.adapter} (${dev.info.api}) features: ${dev.info.features.join(', ')}`);
+console.log(`matmul-probe on ${dev.info.adapter} (${dev.info.api}) features: ${dev.info.features.join(', ')} toggles: ${toggles ?? 'default'}`);
 const rows = [];
 const emit = (r) => {
   rows.push(r);
@@ -58,12 +71,12 @@ for (const n of sizes) {
   const a = T.randn([n, n], { seed: 1, device: dev });
   const b = T.randn([n, n], { seed: 2, device: dev });
   const r = await time(() => T.matmul(a, b));
-  emit({ name: `matmul ${n}³ f32`, kernel: 'tiled default', ...r, tflops: tf(n, r.ms) });
-  if (n === N) {
+  emit({ name: `matmul ${n}³ f32`, kernel: 'tiled default', ...r, tflops: tf(n, r.ms), toggles });
+  if (n === N && part === 'all') {
     for (const cfg of [{ wg: 16, bk: 16, tm: 8, tn: 8 }, { wg: 16, bk: 32, tm: 8, tn: 4 }, { wg: 8, bk: 16, tm: 8, tn: 8 }, { wg: 16, bk: 16, tm: 4, tn: 4 }]) {
       K.setTiledMatmul(cfg);
       const r2 = await time(() => T.matmul(a, b));
-      emit({ name: `matmul ${n}³ f32`, kernel: `tiled ${JSON.stringify(cfg)}`, ...r2, tflops: tf(n, r2.ms) });
+      emit({ name: `matmul ${n}³ f32`, kernel: `tiled ${JSON.stringify(cfg)}`, ...r2, tflops: tf(n, r2.ms), toggles });
     }
     K.setTiledMatmul(null);
   }
@@ -81,17 +94,9 @@ if (dev.hasFeature('shader-f16')) {
   emit({ name: `matmul ${N}³ f16`, kernel: 'tiled f16 (f32 accumulate)', ...r, tflops: tf(N, r.ms) });
   if (K.hasSubgroupMatrixF16(dev)) {
     const D = K.SGMM_DEFAULT;
-    const sweep = [
-      D,
-      { ...D, double: true },
-      { ...D, sgm: 4, sgn: 2, tm: 2, tn: 4 },
-      { ...D, vec: false },
-      { ...D, nsz: 8, tn: 8 },
-      { ...D, tk: 64 },
-      { ...D, sgm: 2, sgn: 4, tm: 4, tn: 2 },
-      { ...D, sgm: 4, sgn: 4, tm: 2, tn: 2 },
-      { ...D, sgm: 4, sgn: 2, tm: 2, tn: 4, double: true },
-    ];
+    const sweep = part === 'all'
+      ? [D, { ...D, double: true }, { ...D, sgm: 4, sgn: 2, tm: 2, tn: 4 }, { ...D, vec: false }, { ...D, nsz: 8, tn: 8 }, { ...D, tk: 64 }, { ...D, tk: 16 }, D]
+      : [D];
     for (const cfg of sweep) {
       if (left() < 45_000) {
         emit({ name: `matmul ${N}³ f16`, kernel: `sgmm ${JSON.stringify(cfg)}`, skipped: 'probe time budget' });
@@ -103,7 +108,7 @@ if (dev.hasFeature('shader-f16')) {
         const out = T.matmul(a, b);
         const err = await maxRelDiff(out, ref);
         out.dispose();
-        emit({ name: `matmul ${N}³ f16`, kernel: `sgmm ${JSON.stringify(cfg)}`, ...r2, tflops: tf(N, r2.ms), rel_err_vs_tiled: err });
+        emit({ name: `matmul ${N}³ f16`, kernel: `sgmm ${JSON.stringify(cfg)}`, ...r2, tflops: tf(N, r2.ms), rel_err_vs_tiled: err, toggles });
       } catch (e) {
         emit({ name: `matmul ${N}³ f16`, kernel: `sgmm ${JSON.stringify(cfg)}`, error: String(e).slice(0, 600) });
       }
@@ -113,7 +118,16 @@ if (dev.hasFeature('shader-f16')) {
   ref.dispose();
   a.dispose();
   b.dispose();
-  if (K.hasSubgroupMatrixF16(dev) && left() > 30_000) await microbench();
+  if (K.hasSubgroupMatrixF16(dev) && !quick && left() > 20_000) {
+    const M = 8192;
+    const a8 = T.randn([M, M], { seed: 1, device: dev, dtype: 'float16' });
+    const b8 = T.randn([M, M], { seed: 2, device: dev, dtype: 'float16' });
+    const r8 = await time(() => T.matmul(a8, b8), 10);
+    emit({ name: `matmul ${M}³ f16`, kernel: `sgmm ${JSON.stringify(K.SGMM_DEFAULT)}`, ...r8, tflops: tf(M, r8.ms), toggles });
+    a8.dispose();
+    b8.dispose();
+  }
+  if (K.hasSubgroupMatrixF16(dev) && part === 'all' && left() > 30_000) await microbench();
 }
 dev.destroy();
 process.exit(0);
@@ -146,7 +160,7 @@ async function raw(label, code, buffers, grid, flops) {
   const t1 = performance.now();
   await go(20);
   const ms = (performance.now() - t1) / 20;
-  emit({ name: label, first_ms: first, ms, tflops: flops / ms / 1e9 });
+  emit({ name: label, first_ms: first, ms, tflops: flops / ms / 1e9, toggles });
 }
 
 async function microbench() {

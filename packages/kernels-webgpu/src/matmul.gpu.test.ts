@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from './device/webgpu-device.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
+import { setTiledMatmul } from './internal.js';
 
 // The tiled matmul against the float64 CPU reference: odd sizes (partial tiles), transposed operands
 // read in place (vec4 and scalar staging), broadcast batch dims, K split into passes under llvmpipe's
@@ -67,6 +68,21 @@ describe('matmul (tiled, register-blocked)', () => {
     await check(a, b, id, id, `K=${k}`, 5e-3);
     // aligned operands take the unstaged per-thread kernel on software adapters (4 K steps per iteration)
     await check(pair([4, 70_000], 16), pair([70_000, 8], 17), id, id, 'K=70000 aligned', 5e-3);
+  });
+
+  it('every tiling the hardware path picks (staged 8x8/16x16 workgroups, 4x4 and 8x8 per thread) is exact', async () => {
+    try {
+      for (const cfg of [{ wg: 8, bk: 16, tm: 8, tn: 8 }, { wg: 16, bk: 16, tm: 4, tn: 4 }, { wg: 16, bk: 32, tm: 8, tn: 4 }]) {
+        setTiledMatmul(cfg);
+        const tag = JSON.stringify(cfg);
+        await check(pair([70, 52], 20), pair([52, 136], 21), id, id, `${tag} nn`);
+        await check(pair([52, 68], 22), pair([36, 52], 23), tr, tr, `${tag} tt`);
+        await check(pair([33, 17], 24), pair([17, 9], 25), id, id, `${tag} odd`);
+        await check(pair([2, 3, 20, 12], 26), pair([12, 40], 27), id, id, `${tag} batched`);
+      }
+    } finally {
+      setTiledMatmul(null);
+    }
   });
 
   it('gradients match the float64 reference', async () => {
