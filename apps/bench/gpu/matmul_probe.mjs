@@ -64,6 +64,33 @@ async function maxRelDiff(x, y) {
   return Number.isNaN(d) ? Infinity : d / m;
 }
 
+// ---------------------------------------------------------------- repeat: the same kernels again and again
+if (part === 'repeat') {
+  const { execSync } = await import('node:child_process');
+  const smi = () => {
+    try {
+      return execSync('nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu --format=csv,noheader').toString().trim();
+    } catch {
+      return '';
+    }
+  };
+  const n = 4096;
+  for (let i = 0; i < 6; i++) {
+    const fresh = i % 2 === 0;
+    for (const dtype of ['float16', 'float32']) {
+      const a = T.randn([n, n], { seed: 1 + i, device: dev, dtype });
+      const b = T.randn([n, n], { seed: 2 + i, device: dev, dtype });
+      const r = await time(() => T.matmul(a, b), 20);
+      emit({ name: `matmul ${n}³ ${dtype === 'float16' ? 'f16' : 'f32'}`, kernel: `default (${dtype === 'float16' ? 'sgmm' : 'tiled'}), repeat ${i}`, ...r, tflops: tf(n, r.ms), smi: smi() });
+      a.dispose();
+      b.dispose();
+    }
+    void fresh;
+  }
+  dev.destroy();
+  process.exit(0);
+}
+
 // ---------------------------------------------------------------- f32
 const sizes = quick ? [256, 512] : [1024, 2048, 4096];
 const N = sizes[sizes.length - 1];

@@ -522,10 +522,10 @@ registerKernel({
       kStep = sg.tk;
     } else {
       const hw = !device.info.software;
-      const big = hw && m >= 512 && n >= 512;
       // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: staged
-      // tiles, 64x64 per 8x8 workgroup for large products (32 TFLOP/s f32 at 4096³ on the H100, best of 5 tilings)
-      const t = tiledOverride ?? (hw ? (big ? { wg: 8, bk: 16, tm: 8, tn: 8 } : { wg: 16, bk: 16, tm: 4, tn: 4 }) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
+      // 64x64 tiles, 16x16 threads of 4x4 outputs (28-29 TFLOP/s f32 at 4096³ on the H100 in two calls; the
+      // 8x8-per-thread tilings ranged 4-32 TFLOP/s between calls: docs/benchmarks.md)
+      const t = tiledOverride ?? (hw ? { wg: 16, bk: 16, tm: 4, tn: 4 } : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
       const cfg: TiledConfig = {
         ...t,
         dtype,
