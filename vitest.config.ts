@@ -6,7 +6,7 @@ const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/inde
 // Subpath exports first: an alias also matches `<name>/…`, and the first match wins.
 const alias = Object.fromEntries([
   ['@webattn/kernels-webgpu/internal', fileURLToPath(new URL('./packages/kernels-webgpu/src/internal.ts', import.meta.url))],
-  ...['core-tensor', 'kernels-webgpu', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, pkg(n)]),
+  ...['core-tensor', 'kernels-webgpu', 'kernels-wasm', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, pkg(n)]),
 ]);
 
 export default defineConfig({

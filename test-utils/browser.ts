@@ -16,12 +16,12 @@ const root = fileURLToPath(new URL('../', import.meta.url));
  * Bundles `entry` (TS, may import @webattn/*) to one ESM file with vite and runs its `run()` in Chromium.
  * `minify: true` builds as an app ships (identifiers renamed), which is what flex must survive.
  */
-export async function runInChromium<R>(entry: string, options: { minify?: boolean } = {}): Promise<{ result: R; console: string[]; bundle: string }> {
+export async function runInChromium<R>(entry: string, options: { minify?: boolean; crossOriginIsolated?: boolean } = {}): Promise<{ result: R; console: string[]; bundle: string }> {
   const { build } = await import('vite');
   const out = mkdtempSync(join(tmpdir(), 'webattn-browser-'));
   const alias = Object.fromEntries([
     ['@webattn/kernels-webgpu/internal', join(root, 'packages/kernels-webgpu/src/internal.ts')],
-    ...['core-tensor', 'kernels-webgpu', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, join(root, `packages/${n}/src/index.ts`)]),
+    ...['core-tensor', 'kernels-webgpu', 'kernels-wasm', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, join(root, `packages/${n}/src/index.ts`)]),
   ]);
   await build({
     configFile: false,
@@ -34,7 +34,10 @@ export async function runInChromium<R>(entry: string, options: { minify?: boolea
 import { run } from './bundle.js';
 run().then((r) => { window.__result = { ok: true, r }; }, (e) => { window.__result = { ok: false, e: String(e && e.stack || e) }; });
 </script>`;
+  // COOP + COEP make the page cross-origin isolated: SharedArrayBuffer (wasm threads) is available only then
+  const isolation = options.crossOriginIsolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const server = createServer((req, res) => {
+    for (const [k, v] of Object.entries(isolation)) res.setHeader(k, v);
     if (req.url === '/bundle.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' });
       res.end(bundle);

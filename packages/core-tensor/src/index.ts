@@ -35,6 +35,7 @@ export {
   type KernelFn,
   type KernelAttrs,
   type KernelAttrMap,
+  type FlashKernelAttrs,
   type AttrsOf,
 } from './registry.js';
 export { noGrad, isGradEnabled, needsGrad, releaseGradFn, type GradFn, type BackwardOptions } from './autograd.js';

@@ -30,6 +30,29 @@ export interface KernelAttrMap {
   embedding_backward: { numEmbeddings: number };
   cross_entropy: { ignoreIndex: number };
   cross_entropy_backward: { ignoreIndex: number };
+  flash_attention: FlashKernelAttrs;
+  flash_attention_backward: FlashKernelAttrs;
+}
+
+/**
+ * Attributes of the `flash_attention` / `flash_attention_backward` kernels that backends other than
+ * WebGPU (whose generator takes hooks the front doors build) may register, e.g. the wasm backend.
+ * Forward inputs `[q, k, v, mask?, cuQ?, cuK?]` → `[out, lse]`; backward inputs
+ * `[q, k, v, out, dout, lse, mask?, cuQ?, cuK?]` → `[dq, dk, dv]`. Dense q `[B, Hq, Lq, E]`, k/v
+ * `[B, Hkv, Lkv, E|Ev]`, lse `[B, Hq, Lq]`; with `varlen` packed q `[Tq, Hq, E]`, k/v `[Tk, Hkv, E|Ev]`,
+ * int32 cu_seqlens `[B+1]`, lse `[Hq, Tq]`. Float32; query head h reads key/value head ⌊h / (Hq/Hkv)⌋.
+ */
+export interface FlashKernelAttrs {
+  /** Multiplies q·k before the mask. */
+  scale: number;
+  /** Causal: key j visible to query i iff j ≤ i + causalOffset (dense) or j ≤ i + Lk_b − Lq_b (varlen). */
+  causal: boolean;
+  /** Diagonal offset of the causal mask in the dense layout (0 = PyTorch's top-left). */
+  causalOffset: number;
+  /** Kind of the mask input (`bool`: true = attend; `float`: additive; broadcast to [B, Hq, Lq, Lkv]), or null. */
+  maskKind: 'bool' | 'float' | null;
+  /** Packed varlen layout: the cu_seqlens inputs follow the mask. */
+  varlen: boolean;
 }
 
 /** Attributes of kernel `N`: its {@link KernelAttrMap} entry, or any {@link KernelAttrs} for a kernel not in the map. */

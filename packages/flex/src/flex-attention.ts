@@ -142,7 +142,7 @@ function cpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, score: ScoreMod
  * with its gradient (IR derivatives) into scores and captures.
  */
 function applyScoreMod(s: Tensor, score: ScoreMod, sc: CompiledMod, keep: Uint8Array | null): Tensor {
-  if (s.device.backend !== 'cpu') throw new WebattnError('DEVICE_MISMATCH', 'options.scoreMod: the reference path runs on the CPU device', { argument: 'options.scoreMod' });
+  if (!s.storage.cpu) throw new WebattnError('DEVICE_MISMATCH', `options.scoreMod: the reference path runs on a host-memory device (cpu, wasm), got '${s.device.backend}'`, { argument: 'options.scoreMod' });
   const [B, H, L, S] = s.shape as [number, number, number, number];
   const f = hostScore(score, 'options.scoreMod');
   const vals = T.readValues(s);

@@ -49,6 +49,7 @@ export {
   resolveScale,
   referenceAttention,
   recordFlash,
+  flashRefusal,
   type AttentionDims,
   type OptionSpec,
   type ReferenceOptions,

@@ -1,6 +1,6 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, flashRefusal, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { checkCuSeqlensOnDevice, hostCu, validateCuSeqlens, type CuSeqlensLike } from './cu-seqlens.js';
 
 /** Options of {@link flashAttnVarlen} (FlashAttention's `flash_attn_varlen_func`). */
@@ -93,14 +93,17 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
   }
   const softcap = options.softcap ?? 0;
 
-  if (device.backend !== 'webgpu' || E > FLASH_MAX_HEAD_DIM || Ev > FLASH_MAX_HEAD_DIM) {
+  const hooks = softcap > 0 ? softcapHooks(softcap) : null;
+  const window = win ? { left: win[0], right: win[1] } : null;
+  const onDevice = flashRefusal(device, q.dtype, { scale, causal: !!options.causal, causalOffset: 0, mask: null, hooks, window });
+  if (onDevice || E > FLASH_MAX_HEAD_DIM || Ev > FLASH_MAX_HEAD_DIM) {
     if (!cuQ || !cuK) throw new WebattnError('INVALID_ARGUMENT', 'options.cuSeqlensQ: the reference path needs host cu_seqlens', { argument: 'options.cuSeqlensQ' });
     return perSequence(q, k, v, cuQ, cuK, { ...options, scale });
   }
   const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : (src as Tensor));
   const cuQT = toDev(cuQ, cuQIn);
   const cuKT = toDev(cuK, cuKIn);
-  if (options.validate !== false) {
+  if (options.validate !== false && device.backend === 'webgpu') {
     if (!cuQ) checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
     if (!cuK && cuKIn !== cuQIn) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
     else if (!cuK && TK !== TQ) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
@@ -110,9 +113,9 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     causal: !!options.causal,
     causalOffset: 0,
     mask: null,
-    hooks: softcap > 0 ? softcapHooks(softcap) : null,
+    hooks,
     varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK },
-    window: win ? { left: win[0], right: win[1] } : null,
+    window,
   });
   return options.returnLse ? { output, lse } : output;
 }

@@ -5,7 +5,7 @@
  * `@webattn/kernels-webgpu/internal`; not public API.
  */
 import * as T from '@webattn/core-tensor';
-import { WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
+import { WebattnError, describe, type Device, type FlashKernelAttrs, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { flashBackward, flashForward, type FlashParams } from './flash.js';
 
@@ -194,9 +194,29 @@ export interface RecordFlashOptions {
 }
 
 /**
- * Runs the shared flash generator's forward on q/k/v (detached) with `rest`, and records it on the
- * autograd tape as `name` with the generator's backward (delta = rowsum(dout ∘ out), in the lse layout).
- * Returns the output `[B, Hq, Lq, Ev]` (`[totalQ, Hq, Ev]` packed) and lse.
+ * Why the flash path cannot run a call on `device` (null when it can). WebGPU runs the shared
+ * generator with every hook. Another backend runs its registered `flash_attention` kernel (e.g.
+ * `@webattn/kernels-wasm`), which takes dense or packed float32 attention with causal masks, mask
+ * tensors and GQA, but no score/mask functions, block-sparse tables or local windows.
+ */
+export function flashRefusal(device: Device, dtype: string, rest: Omit<FlashParams, 'q' | 'k' | 'v'>): string | null {
+  if (device.backend === 'webgpu') return null;
+  if (!T.getKernel('flash_attention', device.backend)) {
+    return `needs WebGPU or a backend with a flash kernel (e.g. import '@webattn/kernels-wasm'); the inputs are on '${device.backend}'`;
+  }
+  const on = `the '${device.backend}' flash kernel`;
+  if (dtype !== 'float32') return `${on} takes float32, got ${dtype}`;
+  if (rest.hooks) return `${on} takes no score or mask functions`;
+  if (rest.blocks) return `${on} takes no block-sparse tables`;
+  if (rest.window && (rest.window.left >= 0 || rest.window.right >= 0)) return `${on} takes no local window`;
+  return null;
+}
+
+/**
+ * Runs the flash forward on q/k/v (detached) with `rest` — the shared generator on WebGPU, the
+ * backend's `flash_attention` kernel elsewhere (check {@link flashRefusal} first) — and records it on
+ * the autograd tape as `name` with the matching backward (delta = rowsum(dout ∘ out), in the lse
+ * layout). Returns the output `[B, Hq, Lq, Ev]` (`[totalQ, Hq, Ev]` packed) and lse.
  */
 export function recordFlash(
   name: string,
@@ -206,6 +226,7 @@ export function recordFlash(
   rest: Omit<FlashParams, 'q' | 'k' | 'v'>,
   options: RecordFlashOptions = {},
 ): { output: Tensor; lse: Tensor } {
+  if (q.device.backend !== 'webgpu') return recordBackendFlash(name, q, k, v, rest);
   const extra = options.extra ?? null;
   const fwd: FlashParams = { ...rest, q: q.detach(), k: k.detach(), v: v.detach() };
   const params: FlashParams = options.backwardHooks !== undefined ? { ...fwd, hooks: options.backwardHooks } : fwd;
@@ -217,6 +238,24 @@ export function recordFlash(
     const { dq, dk, dv } = flashBackward(params, { dout: g, lse, delta: delta.contiguous() });
     return [dq, dk, dv, ...(extra ? extra.after() : [])];
   })[0]!;
+  return { output, lse };
+}
+
+/** {@link recordFlash} on a backend's registered `flash_attention` / `flash_attention_backward` kernels. */
+function recordBackendFlash(name: string, q: Tensor, k: Tensor, v: Tensor, rest: Omit<FlashParams, 'q' | 'k' | 'v'>): { output: Tensor; lse: Tensor } {
+  const why = flashRefusal(q.device, q.dtype, rest);
+  if (why) throw new WebattnError('NO_BACKEND', `${name}: the flash path cannot run these inputs (${why})`);
+  const attrs: FlashKernelAttrs = {
+    scale: rest.scale,
+    causal: rest.causal,
+    causalOffset: rest.causalOffset,
+    maskKind: rest.mask?.kind ?? null,
+    varlen: !!rest.varlen,
+  };
+  const tail = [...(rest.mask ? [rest.mask.tensor] : []), ...(rest.varlen ? [rest.varlen.cuQ, rest.varlen.cuK] : [])];
+  const [qd, kd, vd] = [q.detach(), k.detach(), v.detach()];
+  const [out, lse] = T.runKernel('flash_attention', q.device, [qd, kd, vd, ...tail], attrs) as [Tensor, Tensor];
+  const output = T.record([out], name, [q, k, v], (g) => T.runKernel('flash_attention_backward', q.device, [qd, kd, vd, out, g, lse, ...tail], attrs))[0]!;
   return { output, lse };
 }
 

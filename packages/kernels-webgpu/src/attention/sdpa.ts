@@ -4,8 +4,8 @@
  */
 import * as T from '@webattn/core-tensor';
 import { WebattnError, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM } from './flash.js';
-import { checkOptions, checkQkv, recordFlash, referenceAttention, resolveScale, type AttentionDims, type OptionSpec } from './front-door.js';
+import { FLASH_MAX_HEAD_DIM, type FlashParams } from './flash.js';
+import { checkOptions, checkQkv, flashRefusal, recordFlash, referenceAttention, resolveScale, type AttentionDims, type OptionSpec } from './front-door.js';
 
 /** Attention backends, as `torch.nn.attention.SDPBackend`. */
 export type SdpaBackend = 'flash' | 'math';
@@ -108,8 +108,9 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions): Checked {
   return { ...d, scale: resolveScale(o.scale, d.E), mask };
 }
 
-function flashRefusal(q: Tensor, c: Checked, o: SdpaOptions): string | null {
-  if (c.device.backend !== 'webgpu') return 'needs a WebGPU device (inputs are on the CPU)';
+function sdpaFlashRefusal(q: Tensor, c: Checked, o: SdpaOptions): string | null {
+  const onDevice = flashRefusal(c.device, q.dtype, flashRest(c, o));
+  if (onDevice) return onDevice;
   if ((o.dropoutP ?? 0) > 0) return 'does not implement dropout (dropoutP > 0)';
   if (c.E > FLASH_MAX_HEAD_DIM) return `query head dim E=${c.E} exceeds the maximum ${FLASH_MAX_HEAD_DIM}`;
   if (c.Ev > FLASH_MAX_HEAD_DIM) return `value head dim Ev=${c.Ev} exceeds the maximum ${FLASH_MAX_HEAD_DIM}`;
@@ -141,15 +142,19 @@ function mathAttention(q: Tensor, k: Tensor, v: Tensor, c: Checked, o: SdpaOptio
   });
 }
 
-/** Flash backend: the shared generator, recorded on the tape with its own backward. */
-function flashAttention(q: Tensor, k: Tensor, v: Tensor, c: Checked, o: SdpaOptions): SdpaWithLse {
-  return recordFlash('flashAttention', q, k, v, {
+function flashRest(c: Checked, o: SdpaOptions): Omit<FlashParams, 'q' | 'k' | 'v'> {
+  return {
     scale: c.scale,
     causal: !!o.isCausal,
     causalOffset: 0,
     mask: c.mask ? { tensor: expandMask4(c.mask.detach()), kind: c.mask.dtype === 'bool' ? 'bool' : 'float' } : null,
     hooks: null,
-  });
+  };
+}
+
+/** Flash backend: the shared generator (or the device backend's flash kernel), recorded on the tape with its own backward. */
+function flashAttention(q: Tensor, k: Tensor, v: Tensor, c: Checked, o: SdpaOptions): SdpaWithLse {
+  return recordFlash('flashAttention', q, k, v, flashRest(c, o));
 }
 
 /**
@@ -176,7 +181,7 @@ export function scaledDotProductAttention(
   const reasons: string[] = [];
   for (const b of allowed) {
     if (b === 'flash') {
-      const why = flashRefusal(query, c, options);
+      const why = sdpaFlashRefusal(query, c, options);
       if (why) {
         reasons.push(`flash: ${why}`);
         continue;
