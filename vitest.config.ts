@@ -3,9 +3,11 @@ import { defineConfig } from 'vitest/config';
 
 const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
 // Tests import packages by name and run against their TypeScript sources (one module instance each).
-const alias = Object.fromEntries(
-  ['core-tensor', 'kernels-webgpu', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, pkg(n)]),
-);
+// Subpath exports first: an alias also matches `<name>/…`, and the first match wins.
+const alias = Object.fromEntries([
+  ['@webattn/kernels-webgpu/internal', fileURLToPath(new URL('./packages/kernels-webgpu/src/internal.ts', import.meta.url))],
+  ...['core-tensor', 'kernels-webgpu', 'kernels-wasm', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, pkg(n)]),
+]);
 
 export default defineConfig({
   resolve: { alias },

@@ -12,25 +12,32 @@ export const CHROMIUM = process.env.WEBATTN_CHROMIUM ?? '/usr/bin/chromium';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
-/** Bundles `entry` (TS, may import @webattn/*) to one ESM file with vite and runs its `run()` in Chromium. */
-export async function runInChromium<R>(entry: string): Promise<{ result: R; console: string[] }> {
+/**
+ * Bundles `entry` (TS, may import @webattn/*) to one ESM file with vite and runs its `run()` in Chromium.
+ * `minify: true` builds as an app ships (identifiers renamed), which is what flex must survive.
+ */
+export async function runInChromium<R>(entry: string, options: { minify?: boolean; crossOriginIsolated?: boolean } = {}): Promise<{ result: R; console: string[]; bundle: string }> {
   const { build } = await import('vite');
   const out = mkdtempSync(join(tmpdir(), 'webattn-browser-'));
-  const alias = Object.fromEntries(
-    ['core-tensor', 'kernels-webgpu', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, join(root, `packages/${n}/src/index.ts`)]),
-  );
+  const alias = Object.fromEntries([
+    ['@webattn/kernels-webgpu/internal', join(root, 'packages/kernels-webgpu/src/internal.ts')],
+    ...['core-tensor', 'kernels-webgpu', 'kernels-wasm', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, join(root, `packages/${n}/src/index.ts`)]),
+  ]);
   await build({
     configFile: false,
     logLevel: 'silent',
     resolve: { alias },
-    build: { outDir: out, emptyOutDir: true, minify: false, lib: { entry, formats: ['es'], fileName: () => 'bundle.js' } },
+    build: { outDir: out, emptyOutDir: true, minify: options.minify ?? false, lib: { entry, formats: ['es'], fileName: () => 'bundle.js' } },
   });
   const bundle = readFileSync(join(out, 'bundle.js'), 'utf8');
   const html = `<!doctype html><meta charset="utf-8"><script type="module">
 import { run } from './bundle.js';
 run().then((r) => { window.__result = { ok: true, r }; }, (e) => { window.__result = { ok: false, e: String(e && e.stack || e) }; });
 </script>`;
+  // COOP + COEP make the page cross-origin isolated: SharedArrayBuffer (wasm threads) is available only then
+  const isolation = options.crossOriginIsolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const server = createServer((req, res) => {
+    for (const [k, v] of Object.entries(isolation)) res.setHeader(k, v);
     if (req.url === '/bundle.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' });
       res.end(bundle);
@@ -65,7 +72,7 @@ run().then((r) => { window.__result = { ok: true, r }; }, (e) => { window.__resu
     await page.waitForFunction(() => (window as unknown as { __result?: unknown }).__result !== undefined, undefined, { timeout: 120_000 });
     const res = (await page.evaluate(() => (window as unknown as { __result: unknown }).__result)) as { ok: boolean; r: R; e?: string };
     if (!res.ok) throw new Error(`in Chromium: ${res.e}\nconsole:\n${logs.join('\n')}`);
-    return { result: res.r, console: logs };
+    return { result: res.r, console: logs, bundle };
   } finally {
     await browser.close();
     server.close();

@@ -1,7 +1,7 @@
 /** Shared helpers of webattn's tests (not published). */
 import { expect } from 'vitest';
-import { getDevice, WebGPUDevice, type Device, type TypedArray } from '@webattn/core-tensor';
-import '@webattn/kernels-webgpu';
+import { getDevice, type Device, type TypedArray } from '@webattn/core-tensor';
+import { WebGPUDevice } from '@webattn/kernels-webgpu';
 
 /** Max |a-b| and the first failing index under atol + rtol·|b|. */
 export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number) {

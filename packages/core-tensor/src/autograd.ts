@@ -1,4 +1,5 @@
 import { WebattnError } from './errors.js';
+import { closeScope, openScope, untrack, withoutTracking } from './scope.js';
 import type { Tensor } from './tensor.js';
 
 /**
@@ -12,6 +13,13 @@ export interface GradFn {
   inputs: readonly Tensor[];
   /** Gradients of the inputs given the gradient of the output. */
   backward: (grad: Tensor) => (Tensor | null)[];
+  /**
+   * Handles the record owns (tensors its backward reads): disposed when the record is released
+   * (after `backward()` unless `retainGraph`, or when a `tidy` scope frees the graph).
+   */
+  saved?: Tensor[];
+  /** True once released: a backward through it throws `AUTOGRAD`. */
+  released?: boolean;
 }
 
 let gradEnabled = true;
@@ -40,11 +48,53 @@ export function needsGrad(inputs: readonly (Tensor | null | undefined)[]): boole
   return gradEnabled && inputs.some((t) => t?.requiresGrad);
 }
 
+/** Options of `Tensor.backward`. */
+export interface BackwardOptions {
+  /** Keep the graph's saved tensors for another backward through it (default false, like PyTorch). */
+  retainGraph?: boolean;
+}
+
+/**
+ * Frees what a recorded op saved for its backward and drops its closure (after `backward()`, or
+ * when a `tidy` scope disposed every tensor that could reach it). Backward through it afterwards
+ * throws `AUTOGRAD`. Idempotent.
+ */
+export function releaseGradFn(fn: GradFn): void {
+  if (fn.released) return;
+  fn.released = true;
+  const saved = fn.saved ?? [];
+  fn.saved = [];
+  for (const t of saved) t.dispose();
+  const name = fn.name;
+  fn.backward = () => {
+    throw new WebattnError('AUTOGRAD', `backward(): the graph of '${name}' was already freed`);
+  };
+  (fn as { inputs: readonly Tensor[] }).inputs = [];
+}
+
+/** Accumulates an autograd-owned gradient handle `h` into `t.grad` (disposing what it replaces). */
+function accumulate(t: Tensor, h: Tensor, add: (a: Tensor, b: Tensor) => Tensor): void {
+  untrack(h);
+  const old = t.grad;
+  if (!old || old.disposed || old.isReleased) {
+    t.grad = h;
+    t._gradOwned = true;
+    return;
+  }
+  const s = add(old, h);
+  untrack(s);
+  h.dispose();
+  t.grad = s;
+  t._gradOwned = true;
+}
+
 /**
  * Back-propagates from `root` (see `Tensor.backward`). Gradients of leaves that require grad are
- * accumulated into their `.grad`.
+ * accumulated into their `.grad`. `makeGrad` makes the seed gradient, a handle autograd owns.
+ * Intermediate gradients and the temporaries of each node's backward are disposed as soon as they
+ * have been used; each node's saved tensors are freed after its backward unless `retainGraph`.
  */
-export function backward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor) => Tensor): void {
+export function backward(root: Tensor, makeGrad: () => Tensor, add: (a: Tensor, b: Tensor) => Tensor, retainGraph = false): void {
   if (!root.requiresGrad) {
     throw new WebattnError('AUTOGRAD', 'backward(): the tensor does not require grad and has no grad_fn');
   }
@@ -60,32 +110,67 @@ export function backward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor)
     }
     if (seen.has(t)) continue;
     seen.add(t);
+    if (t.gradFn?.released) {
+      throw new WebattnError(
+        'AUTOGRAD',
+        `backward(): trying to backward through the graph a second time (through '${t.gradFn.name}'): its saved tensors were freed by the first backward(); pass { retainGraph: true } to the first call`,
+      );
+    }
     stack.push([t, true]);
     for (const i of t.gradFn?.inputs ?? []) if (i.requiresGrad && !seen.has(i)) stack.push([i, false]);
   }
-  const grads = new Map<Tensor, Tensor>([[root, grad]]);
+  const grads = new Map<Tensor, Tensor>();
   const prev = gradEnabled;
   gradEnabled = false;
+  let ok = false;
   try {
+    const seed = makeGrad();
+    untrack(seed);
+    grads.set(root, seed);
     for (let n = order.length - 1; n >= 0; n--) {
       const t = order[n]!;
       const g = grads.get(t);
       if (!g) continue;
       grads.delete(t);
       if (!t.gradFn) {
-        t.grad = t.grad ? add(t.grad, g) : g;
+        accumulate(t, g, add);
         continue;
       }
-      if (t.retainsGrad) t.grad = t.grad ? add(t.grad, g) : g;
-      const gs = t.gradFn.backward(g);
-      t.gradFn.inputs.forEach((inp, i) => {
+      if (t.retainsGrad) accumulate(t, withoutTracking(() => g.detach()), add);
+      const fn = t.gradFn;
+      const frame = openScope();
+      let gs: (Tensor | null)[];
+      try {
+        gs = fn.backward(g);
+      } catch (e) {
+        closeScope(frame, new Set());
+        g.dispose();
+        throw e;
+      }
+      const fresh = new Set<Tensor>();
+      for (const gi of gs) if (gi && frame.tensors.has(gi)) fresh.add(gi);
+      closeScope(frame, fresh);
+      fn.inputs.forEach((inp, i) => {
         const gi = gs[i];
         if (!gi || !inp.requiresGrad) return;
+        const h = withoutTracking(() => gi.detach());
         const old = grads.get(inp);
-        grads.set(inp, old ? add(old, gi) : gi);
+        if (old) {
+          const s = add(old, h);
+          untrack(s);
+          old.dispose();
+          h.dispose();
+          grads.set(inp, s);
+        } else grads.set(inp, h);
       });
+      for (const gi of fresh) gi.dispose();
+      g.dispose();
+      if (!retainGraph) releaseGradFn(fn);
     }
+    ok = true;
   } finally {
     gradEnabled = prev;
+    for (const g of grads.values()) g.dispose();
+    if (ok && !retainGraph) for (const t of order) if (t.gradFn) releaseGradFn(t.gradFn);
   }
 }

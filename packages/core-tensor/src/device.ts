@@ -2,10 +2,21 @@ import type { DType, TypedArray } from './dtype.js';
 import { allocTyped, gpuBytesPerElement } from './dtype.js';
 import { WebattnError } from './errors.js';
 
+/**
+ * Which code path a device's kernels use, best first: `subgroup-matrix` (cooperative matrix
+ * multiply-accumulate, e.g. tensor cores), `subgroups` (subgroup shuffles and reductions),
+ * `workgroup` (plain workgroup memory), `cpu` (a backend without GPU kernels, e.g. the reference).
+ */
+export type DeviceTier = 'subgroup-matrix' | 'subgroups' | 'workgroup' | 'cpu';
+
 /** What ran: every benchmark prints this. */
 export interface DeviceInfo {
-  /** `webgpu` or `cpu` (the reference backend). */
-  backend: 'webgpu' | 'cpu';
+  /** Registered backend name (`webgpu`, `cpu`, later `wasm`): the key of the kernel registry. */
+  backend: string;
+  /** Why this device was chosen (the policy of `getDevice` and what it tried), e.g. "auto: hardware adapter on vulkan". */
+  reason: string;
+  /** The kernel tier of this device (see {@link DeviceTier}). */
+  tier: DeviceTier;
   /** Graphics API under WebGPU: `vulkan`, `opengl`, `metal`, `d3d12`, `browser`, or `cpu`. */
   api: string;
   /** Adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H100". */
@@ -16,7 +27,7 @@ export interface DeviceInfo {
   architecture: string;
   /** True for software rasterizers (llvmpipe, SwiftShader, the CPU backend): compare ratios only. */
   software: boolean;
-  /** Optional WebGPU features enabled on the device (`shader-f16`, `subgroups`, `timestamp-query`). */
+  /** Optional features enabled on the device (WebGPU: `shader-f16`, `subgroups`, `timestamp-query`, `chromium-experimental-subgroup-matrix`). */
   features: string[];
 }
 
@@ -33,8 +44,9 @@ export interface MemoryStats {
 }
 
 /**
- * Backing memory of one or more tensors (views share it). On the CPU a typed array; on WebGPU a
- * `GPUBuffer`. `dispose()` releases it at once; otherwise it returns to the pool when garbage-collected.
+ * Backing memory of one or more tensors (views share it). On the CPU (and any typed-array backend) a
+ * typed array in `cpu`; on other backends an object the backend owns in `handle` (a `GPUBuffer` for
+ * WebGPU). `dispose()` releases it at once; otherwise it returns to the pool when garbage-collected.
  */
 export class Storage {
   /** Owning device. */
@@ -43,10 +55,10 @@ export class Storage {
   readonly dtype: DType;
   /** Number of elements. */
   readonly size: number;
-  /** CPU data (CPU device only). */
+  /** Host data (the CPU device and typed-array backends). */
   cpu: TypedArray | null = null;
-  /** GPU buffer (WebGPU device only). */
-  gpu: GPUBuffer | null = null;
+  /** Backend-owned memory (e.g. a `GPUBuffer` on WebGPU); null on typed-array backends. */
+  handle: unknown = null;
   /** Bytes accounted to this storage. */
   bytes = 0;
   /** True after `dispose()`. */
@@ -67,14 +79,20 @@ export class Storage {
     this.token?.release();
     this.token = null;
     this.cpu = null;
-    this.gpu = null;
+    this.handle = null;
   }
 }
 
 /** Common interface of devices; obtain one with `getDevice()`. */
 export abstract class Device {
-  /** Backend kind: the key of the kernel registry. */
-  abstract readonly backend: 'webgpu' | 'cpu';
+  /** Registered backend name: the key of the kernel registry (`cpu`, `webgpu`, ...). */
+  abstract readonly backend: string;
+  /**
+   * Backend whose kernels run on this device when `backend` has none registered for an op (default
+   * null: a missing kernel throws `KERNEL_NOT_REGISTERED`). A backend whose storages are typed arrays
+   * sets `'cpu'` to fall back to the reference kernels.
+   */
+  kernelFallback: string | null = null;
   /** Which adapter runs the work. */
   abstract readonly info: DeviceInfo;
   /** Live memory accounting (see {@link Device.memoryStats}). */
@@ -97,6 +115,20 @@ export abstract class Device {
   /** Current, peak and pooled memory of this device. */
   memoryStats(): MemoryStats {
     return { ...this.stats };
+  }
+
+  /** Releases memory kept for reuse (the buffer pool); a no-op on backends without one. */
+  emptyCache(): void {}
+
+  /**
+   * Sets how many bytes the buffer pool may keep for reuse (freed memory past it is released at
+   * once); a no-op on backends without a pool. Throws `INVALID_ARGUMENT` for a negative or non-finite
+   * number.
+   */
+  setPoolBudget(bytes: number): void {
+    if (typeof bytes !== 'number' || !(bytes >= 0) || !Number.isFinite(bytes)) {
+      throw new WebattnError('INVALID_ARGUMENT', `bytes: expected a finite number >= 0, got ${String(bytes)}`, { argument: 'bytes' });
+    }
   }
 
   /** Sets the peak to the current figure (for measuring one operation). */
@@ -137,6 +169,8 @@ export class CpuDevice extends Device {
   readonly backend = 'cpu' as const;
   readonly info: DeviceInfo = {
     backend: 'cpu',
+    reason: 'the CPU reference backend',
+    tier: 'cpu',
     api: 'cpu',
     adapter: 'webattn CPU reference backend',
     vendor: 'webattn',

@@ -25,8 +25,26 @@ export function assertDType(dtype: unknown, argument = 'dtype'): asserts dtype i
   }
 }
 
-/** Allocates a zeroed CPU typed array for `n` elements of `dtype` (float16 is held in float32). */
-export function allocTyped(dtype: DType, n: number): TypedArray {
+/**
+ * Allocates a zeroed CPU typed array for `n` elements of `dtype` (float16 is held in float32).
+ * Throws `LIMIT_EXCEEDED` naming `argument` when the host cannot hold that many elements.
+ */
+export function allocTyped(dtype: DType, n: number, argument = 'shape'): TypedArray {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new WebattnError('LIMIT_EXCEEDED', `${argument}: ${n} elements is not a size a host array can have`, { argument });
+  }
+  try {
+    return allocRaw(dtype, n);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new WebattnError('LIMIT_EXCEEDED', `${argument}: cannot allocate ${n} elements of ${dtype} on the host (${e.message})`, {
+      argument,
+      cause: e,
+    });
+  }
+}
+
+function allocRaw(dtype: DType, n: number): TypedArray {
   switch (dtype) {
     case 'float32':
     case 'float16':

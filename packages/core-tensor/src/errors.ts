@@ -15,6 +15,10 @@
  * - `AUTOGRAD`: misuse of the autograd tape (e.g. `backward()` on a non-scalar without a gradient).
  * - `NO_BACKEND`: no attention backend can run these inputs (the message lists why each refused).
  * - `FLEX_COMPILE`: a flex score/mask function could not be compiled.
+ * - `SAFETENSORS_INVALID`: a `.safetensors` file breaks a rule of the format (the message names the rule).
+ * - `CONFIG_INVALID`: a `config.json` (or a config object) holds a malformed value (the message names the key).
+ * - `NOT_FOUND`: a file or URL that was needed is missing (the message names it).
+ * - `MODEL_UNSUPPORTED`: a checkpoint's architecture / model_type has no webattn class (the message lists those supported).
  */
 export type ErrorCode =
   | 'SHAPE_MISMATCH'
@@ -30,7 +34,11 @@ export type ErrorCode =
   | 'TENSOR_DISPOSED'
   | 'AUTOGRAD'
   | 'NO_BACKEND'
-  | 'FLEX_COMPILE';
+  | 'FLEX_COMPILE'
+  | 'SAFETENSORS_INVALID'
+  | 'CONFIG_INVALID'
+  | 'NOT_FOUND'
+  | 'MODEL_UNSUPPORTED';
 
 /**
  * The one error class of webattn. `code` is stable and meant for programs; `message` names the

@@ -2,7 +2,8 @@ import { needsGrad } from './autograd.js';
 import { getDefaultDevice, type Device } from './device.js';
 import { allocTyped, assertDType, isFloat, roundTo, type DType } from './dtype.js';
 import { check, WebattnError } from './errors.js';
-import { runKernel, type KernelAttrs } from './registry.js';
+import { runKernel, type AttrsOf, type KernelAttrs } from './registry.js';
+import { tidy, untrack } from './scope.js';
 import { broadcastShapes, describe, isContiguous, normAxis, shapesEqual, sizeOf, validateShape } from './shape.js';
 import { fromTyped, Tensor, type TensorOptions } from './tensor.js';
 
@@ -29,23 +30,36 @@ export function sameDevice(tensors: readonly (Tensor | null | undefined)[], name
   return first.device;
 }
 
-/** Runs a kernel and records `backward` on the tape when an input requires grad. */
+/**
+ * Records `backward` on the tape for `outputs[0]` when an input requires grad. `saved` are handles
+ * the record takes over (make them with `t.detach()`): the tensors its backward reads. They leave
+ * any `tidy` scope and are disposed when the record is released — after `backward()` (unless
+ * `retainGraph`), or when a scope frees the graph — or at once when nothing is recorded. A backward
+ * should read only `saved` tensors (not the inputs or outputs, which their owners may dispose).
+ *
+ * @example
+ * const xs = x.detach();
+ * return record([out], 'exp', [x], (g) => [mul(g, xs)], [xs])[0];
+ */
 export function record(
   outputs: Tensor[],
   name: string,
   inputs: readonly Tensor[],
   backward: ((g: Tensor) => (Tensor | null)[]) | null,
+  saved: Tensor[] = [],
 ): Tensor[] {
   if (backward && needsGrad(inputs)) {
     const out = outputs[0]!;
     out.requiresGrad = true;
-    out.gradFn = { name, inputs, backward };
-  }
+    for (const t of saved) untrack(t);
+    out.gradFn = { name, inputs, backward, saved };
+  } else for (const t of saved) t.dispose();
   return outputs;
 }
 
-function kernel(name: string, inputs: readonly Tensor[], attrs: KernelAttrs = {}): Tensor[] {
-  return runKernel(name, inputs[0]!.device, inputs, attrs);
+/** Runs a kernel; temporaries it makes (contiguous copies, partial reductions) are freed at once. */
+function kernel<N extends string>(name: N, inputs: readonly Tensor[], attrs?: AttrsOf<N>): Tensor[] {
+  return tidy(() => runKernel(name, inputs[0]!.device, inputs, attrs));
 }
 
 function asTensor(v: Tensor | number, like: Tensor, argument: string): Tensor {
@@ -118,15 +132,17 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   validateShape(s, 'shape');
   check(sizeOf(s) === x.size, 'SHAPE_MISMATCH', () => `shape: ${describe(shape)} holds ${sizeOf(s)} elements, tensor x of shape ${describe(x.shape)} has ${x.size}`, 'shape');
   if (shapesEqual(s, x.shape)) return x;
-  const src = x.isContiguous ? x : contiguous(x);
-  const strides = new Array<number>(s.length);
-  let acc = 1;
-  for (let i = s.length - 1; i >= 0; i--) {
-    strides[i] = acc;
-    acc *= s[i]!;
-  }
-  const xs = x.shape;
-  return view(src, s, strides, src.offset, 'reshape', (g) => reshape(g, xs));
+  return tidy(() => {
+    const src = x.isContiguous ? x : contiguous(x);
+    const strides = new Array<number>(s.length);
+    let acc = 1;
+    for (let i = s.length - 1; i >= 0; i--) {
+      strides[i] = acc;
+      acc *= s[i]!;
+    }
+    const xs = x.shape;
+    return view(src, s, strides, src.offset, 'reshape', (g) => reshape(g, xs));
+  });
 }
 
 /** Swaps two dimensions (view). */
@@ -215,43 +231,53 @@ export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
   const lead = g.rank - shape.length;
   const axes: number[] = [];
   for (let i = 0; i < g.rank; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
-  let r = axes.length ? sum(g, axes, true) : g;
-  if (lead > 0) r = reshape(r, shape);
-  return r;
+  return tidy(() => {
+    let r = axes.length ? sum(g, axes, true) : g;
+    if (lead > 0) r = reshape(r, shape);
+    return r;
+  });
 }
 
 // ------------------------------------------------------------------------------ elementwise
 type UnaryOp = 'neg' | 'exp' | 'log' | 'tanh' | 'sqrt' | 'abs' | 'relu' | 'sigmoid';
 
-function unary(x: Tensor, op: UnaryOp | 'pow' | 'gelu' | 'gelu_tanh', attrs: KernelAttrs, back: (g: Tensor, out: Tensor) => Tensor): Tensor {
+/** `saves`: what the backward reads — the input `x`, the output `y`, or nothing. */
+function unary(
+  x: Tensor,
+  op: UnaryOp | 'pow' | 'gelu' | 'gelu_tanh',
+  attrs: KernelAttrs,
+  saves: 'x' | 'y' | null,
+  back: (g: Tensor, saved: Tensor) => Tensor,
+): Tensor {
   assertTensor(x, 'x');
   check(isFloat(x.dtype) || op === 'neg' || op === 'abs', 'DTYPE_UNSUPPORTED', () => `x: ${op} expects a floating-point tensor, got ${x.dtype}`, 'x');
   const [out] = kernel('unary', [x], { op, ...attrs });
-  return record([out!], op, [x], (g) => [back(g, out!.detach())])[0]!;
+  const keep = saves === 'x' ? x.detach() : saves === 'y' ? out!.detach() : null;
+  return record([out!], op, [x], (g) => [back(g, keep!)], keep ? [keep] : [])[0]!;
 }
 
 /** Elementwise −x. */
-export const neg = (x: Tensor): Tensor => unary(x, 'neg', {}, (g) => neg(g));
+export const neg = (x: Tensor): Tensor => unary(x, 'neg', {}, null, (g) => neg(g));
 /** Elementwise eˣ. */
-export const exp = (x: Tensor): Tensor => unary(x, 'exp', {}, (g, y) => mul(g, y));
+export const exp = (x: Tensor): Tensor => unary(x, 'exp', {}, 'y', (g, y) => mul(g, y));
 /** Elementwise natural logarithm. */
-export const log = (x: Tensor): Tensor => unary(x, 'log', {}, (g) => div(g, x.detach()));
+export const log = (x: Tensor): Tensor => unary(x, 'log', {}, 'x', (g, xs) => div(g, xs));
 /** Elementwise tanh. */
-export const tanh = (x: Tensor): Tensor => unary(x, 'tanh', {}, (g, y) => mul(g, sub(1, mul(y, y))));
+export const tanh = (x: Tensor): Tensor => unary(x, 'tanh', {}, 'y', (g, y) => mul(g, sub(1, mul(y, y))));
 /** Elementwise square root. */
-export const sqrt = (x: Tensor): Tensor => unary(x, 'sqrt', {}, (g, y) => div(g, mul(y, 2)));
+export const sqrt = (x: Tensor): Tensor => unary(x, 'sqrt', {}, 'y', (g, y) => div(g, mul(y, 2)));
 /** Elementwise |x| (gradient sign(x), 0 at 0). */
 export const abs = (x: Tensor): Tensor =>
-  unary(x, 'abs', {}, (g) => mul(g, sub(cast(gt(x.detach(), 0), g.dtype), cast(lt(x.detach(), 0), g.dtype))));
+  unary(x, 'abs', {}, 'x', (g, xs) => mul(g, sub(cast(gt(xs, 0), g.dtype), cast(lt(xs, 0), g.dtype))));
 /** Elementwise max(x, 0). */
-export const relu = (x: Tensor): Tensor => unary(x, 'relu', {}, (g) => mul(g, cast(gt(x.detach(), 0), g.dtype)));
+export const relu = (x: Tensor): Tensor => unary(x, 'relu', {}, 'x', (g, xs) => mul(g, cast(gt(xs, 0), g.dtype)));
 /** Elementwise logistic sigmoid. */
-export const sigmoid = (x: Tensor): Tensor => unary(x, 'sigmoid', {}, (g, y) => mul(g, mul(y, sub(1, y))));
+export const sigmoid = (x: Tensor): Tensor => unary(x, 'sigmoid', {}, 'y', (g, y) => mul(g, mul(y, sub(1, y))));
 
 /** Elementwise xᵖ for a scalar exponent `p`. */
 export function pow(x: Tensor, p: number): Tensor {
   check(typeof p === 'number' && Number.isFinite(p), 'INVALID_ARGUMENT', () => `p: expected a finite number, got ${describe(p)}`, 'p');
-  return unary(x, 'pow', { p }, (g) => mul(g, mul(pow(x.detach(), p - 1), p)));
+  return unary(x, 'pow', { p }, 'x', (g, xs) => mul(g, mul(pow(xs, p - 1), p)));
 }
 
 /**
@@ -261,7 +287,7 @@ export function pow(x: Tensor, p: number): Tensor {
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
   check(approximate === 'none' || approximate === 'tanh', 'INVALID_ARGUMENT', () => `approximate: expected 'none' or 'tanh', got ${describe(approximate)}`, 'approximate');
   const op = approximate === 'tanh' ? 'gelu_tanh' : 'gelu';
-  return unary(x, op, {}, (g) => kernel('gelu_backward', [x.detach(), g], { approximate })[0]!);
+  return unary(x, op, {}, 'x', (g, xs) => kernel('gelu_backward', [xs, g], { approximate })[0]!);
 }
 
 /** Converts to `dtype` (floats truncate toward zero into integers; non-zero → true for bool). */
@@ -276,25 +302,45 @@ export function cast(x: Tensor, dtype: DType): Tensor {
 type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'and' | 'or';
 const COMPARE = new Set<BinaryOp>(['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'and', 'or']);
 
-function binary(op: BinaryOp, a0: Tensor | number, b0: Tensor | number, back?: (g: Tensor, a: Tensor, b: Tensor) => [Tensor | null, Tensor | null]): Tensor {
-  const a = typeof a0 === 'number' ? asTensor(a0, b0 as Tensor, 'a') : (assertTensor(a0, 'a'), a0);
-  const b = asTensor(b0, a, 'b');
-  sameDevice([a, b], ['a', 'b']);
-  check(a.dtype === b.dtype, 'DTYPE_UNSUPPORTED', () => `b: expected dtype ${a.dtype} (the dtype of a), got ${b.dtype}; cast one first`, 'b');
-  if (op === 'and' || op === 'or') check(a.dtype === 'bool', 'DTYPE_UNSUPPORTED', () => `a: logical ${op} expects bool tensors, got ${a.dtype}`, 'a');
-  const shape = broadcastShapes(a.shape, b.shape, ['a', 'b']);
-  const [out] = kernel('binary', [a, b], { op, shape });
-  if (!back || COMPARE.has(op)) return out!;
-  return record([out!], op, [a, b], (g) => {
-    const [ga, gb] = back(g, a.detach(), b.detach());
-    return [ga && sumToShape(ga, a.shape), gb && sumToShape(gb, b.shape)];
-  })[0]!;
+function binary(
+  op: BinaryOp,
+  a0: Tensor | number,
+  b0: Tensor | number,
+  back?: (g: Tensor, a: Tensor, b: Tensor) => [Tensor | null, Tensor | null],
+  saves = true,
+): Tensor {
+  if (typeof a0 !== 'number') assertTensor(a0, 'a');
+  if (typeof b0 !== 'number') assertTensor(b0, 'b');
+  return tidy(() => {
+    const a = typeof a0 === 'number' ? asTensor(a0, b0 as Tensor, 'a') : a0;
+    const b = asTensor(b0, a, 'b');
+    sameDevice([a, b], ['a', 'b']);
+    check(a.dtype === b.dtype, 'DTYPE_UNSUPPORTED', () => `b: expected dtype ${a.dtype} (the dtype of a), got ${b.dtype}; cast one first`, 'b');
+    if (op === 'and' || op === 'or') check(a.dtype === 'bool', 'DTYPE_UNSUPPORTED', () => `a: logical ${op} expects bool tensors, got ${a.dtype}`, 'a');
+    const shape = broadcastShapes(a.shape, b.shape, ['a', 'b']);
+    const [out] = kernel('binary', [a, b], { op, shape });
+    if (!back || COMPARE.has(op)) return out!;
+    const as = a.shape;
+    const bs = b.shape;
+    const sa = saves ? a.detach() : null;
+    const sb = saves ? b.detach() : null;
+    return record(
+      [out!],
+      op,
+      [a, b],
+      (g) => {
+        const [ga, gb] = back(g, sa!, sb!);
+        return [ga && sumToShape(ga, as), gb && sumToShape(gb, bs)];
+      },
+      saves ? [sa!, sb!] : [],
+    )[0]!;
+  });
 }
 
 /** a + b with broadcasting (numbers allowed on either side). */
-export const add = (a: Tensor | number, b: Tensor | number): Tensor => binary('add', a, b, (g) => [g, g]);
+export const add = (a: Tensor | number, b: Tensor | number): Tensor => binary('add', a, b, (g) => [g, g], false);
 /** a − b with broadcasting. */
-export const sub = (a: Tensor | number, b: Tensor | number): Tensor => binary('sub', a, b, (g) => [g, neg(g)]);
+export const sub = (a: Tensor | number, b: Tensor | number): Tensor => binary('sub', a, b, (g) => [g, neg(g)], false);
 /** a · b with broadcasting. */
 export const mul = (a: Tensor | number, b: Tensor | number): Tensor => binary('mul', a, b, (g, x, y) => [mul(g, y), mul(g, x)]);
 /** a / b with broadcasting. */
@@ -336,17 +382,30 @@ export const logicalOr = (a: Tensor, b: Tensor): Tensor => binary('or', a, b);
 export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
   assertTensor(cond, 'cond');
   check(cond.dtype === 'bool', 'DTYPE_UNSUPPORTED', () => `cond: expected a bool tensor, got ${cond.dtype}`, 'cond');
-  const like = a instanceof Tensor ? a : b instanceof Tensor ? b : null;
-  const ta = like ? asTensor(a, like, 'a') : full([], a as number, { device: cond.device });
-  const tb = asTensor(b, ta, 'b');
-  sameDevice([cond, ta, tb], ['cond', 'a', 'b']);
-  check(ta.dtype === tb.dtype, 'DTYPE_UNSUPPORTED', () => `b: expected dtype ${ta.dtype} (the dtype of a), got ${tb.dtype}`, 'b');
-  const shape = broadcastShapes(broadcastShapes(cond.shape, ta.shape, ['cond', 'a']), tb.shape, ['a', 'b']);
-  const [out] = kernel('where', [cond, ta, tb], { shape });
-  return record([out!], 'where', [ta, tb], (g) => {
-    const z = zeros([], { dtype: g.dtype, device: g.device });
-    return [sumToShape(where(cond, g, z), ta.shape), sumToShape(where(cond, z, g), tb.shape)];
-  })[0]!;
+  if (typeof a !== 'number') assertTensor(a, 'a');
+  if (typeof b !== 'number') assertTensor(b, 'b');
+  return tidy(() => {
+    const like = a instanceof Tensor ? a : b instanceof Tensor ? b : null;
+    const ta = like ? asTensor(a, like, 'a') : full([], a as number, { device: cond.device });
+    const tb = asTensor(b, ta, 'b');
+    sameDevice([cond, ta, tb], ['cond', 'a', 'b']);
+    check(ta.dtype === tb.dtype, 'DTYPE_UNSUPPORTED', () => `b: expected dtype ${ta.dtype} (the dtype of a), got ${tb.dtype}`, 'b');
+    const shape = broadcastShapes(broadcastShapes(cond.shape, ta.shape, ['cond', 'a']), tb.shape, ['a', 'b']);
+    const [out] = kernel('where', [cond, ta, tb], { shape });
+    const cs = cond.detach();
+    const sa = ta.shape;
+    const sb = tb.shape;
+    return record(
+      [out!],
+      'where',
+      [ta, tb],
+      (g) => {
+        const z = zeros([], { dtype: g.dtype, device: g.device });
+        return [sumToShape(where(cs, g, z), sa), sumToShape(where(cs, z, g), sb)];
+      },
+      [cs],
+    )[0]!;
+  });
 }
 
 // ------------------------------------------------------------------------------ reductions
@@ -358,10 +417,13 @@ function axesOf(x: Tensor, axis: number | number[] | undefined): number[] {
 }
 
 function reduceRaw(x: Tensor, op: 'sum' | 'max' | 'min', axes: number[], keepdim: boolean): Tensor {
-  let r = x;
-  for (const a of axes) r = kernel('reduce', [r], { op, axis: a })[0]!;
-  if (!keepdim) r = reshape(r.detach(), x.shape.filter((_, i) => !axes.includes(i))).detach();
-  return r;
+  return tidy(() => {
+    let r = x;
+    for (const a of axes) r = kernel('reduce', [r], { op, axis: a })[0]!;
+    if (r === x) r = x.detach();
+    if (!keepdim) r = reshape(r.detach(), x.shape.filter((_, i) => !axes.includes(i))).detach();
+    return r;
+  });
 }
 
 function keptShape(x: Tensor, axes: number[]): number[] {
@@ -373,7 +435,9 @@ export function sum(x: Tensor, axis?: number | number[], keepdim = false): Tenso
   assertTensor(x, 'x');
   const axes = axesOf(x, axis);
   const out = reduceRaw(x, 'sum', axes, keepdim);
-  return record([out], 'sum', [x], (g) => [expand(reshape(g, keptShape(x, axes)), x.shape)])[0]!;
+  const kept = keptShape(x, axes);
+  const xs = x.shape;
+  return record([out], 'sum', [x], (g) => [expand(reshape(g, kept), xs)])[0]!;
 }
 
 /** Mean over `axis` (all axes when omitted). */
@@ -381,21 +445,32 @@ export function mean(x: Tensor, axis?: number | number[], keepdim = false): Tens
   assertTensor(x, 'x');
   const axes = axesOf(x, axis);
   const n = axes.reduce((p, a) => p * x.shape[a]!, 1);
-  return div(sum(x, axes, keepdim), n);
+  return tidy(() => div(sum(x, axes, keepdim), n));
 }
 
 function extreme(x: Tensor, op: 'max' | 'min', axis: number | number[] | undefined, keepdim: boolean): Tensor {
   assertTensor(x, 'x');
   const axes = axesOf(x, axis);
   axes.forEach((a) => check(x.shape[a]! > 0, 'INVALID_ARGUMENT', () => `x: ${op} over an empty axis ${a} of shape ${describe(x.shape)}`, 'x'));
-  const out = reduceRaw(x, op, axes, true);
-  const res = keepdim ? out : reshape(out.detach(), x.shape.filter((_, i) => !axes.includes(i))).detach();
-  return record([res], op, [x], (g) => {
-    // gradient split evenly between ties, like torch.amax
-    const m = cast(eq(x.detach(), out), g.dtype);
-    const count = sum(m, axes, true);
-    return [div(mul(reshape(g, keptShape(x, axes)), m), count)];
-  })[0]!;
+  return tidy(() => {
+    const out = reduceRaw(x, op, axes, true);
+    const res = keepdim ? out : reshape(out.detach(), x.shape.filter((_, i) => !axes.includes(i))).detach();
+    const xs = x.detach();
+    const os = out.detach();
+    const kept = keptShape(x, axes);
+    return record(
+      [res],
+      op,
+      [x],
+      (g) => {
+        // gradient split evenly between ties, like torch.amax
+        const m = cast(eq(xs, os), g.dtype);
+        const count = sum(m, axes, true);
+        return [div(mul(reshape(g, kept), m), count)];
+      },
+      [xs, os],
+    )[0]!;
+  });
 }
 
 /** Maximum over `axis` (all when omitted); the gradient is split between ties (like `torch.amax`). */
@@ -407,7 +482,7 @@ export const min = (x: Tensor, axis?: number | number[], keepdim = false): Tenso
 function lastAxisOp(x: Tensor, axis: number, fn: (t: Tensor) => Tensor): Tensor {
   const a = normAxis(axis, x.rank, 'axis');
   if (a === x.rank - 1) return fn(x);
-  return transpose(fn(transpose(x, a, x.rank - 1)), a, x.rank - 1);
+  return tidy(() => transpose(fn(transpose(x, a, x.rank - 1)), a, x.rank - 1));
 }
 
 /**
@@ -419,10 +494,8 @@ export function softmax(x: Tensor, axis = -1): Tensor {
   check(isFloat(x.dtype), 'DTYPE_UNSUPPORTED', () => `x: softmax expects a floating-point tensor, got ${x.dtype}`, 'x');
   return lastAxisOp(x, axis, (t) => {
     const [y] = kernel('softmax', [t], { log: false });
-    return record([y!], 'softmax', [t], (g) => {
-      const yd = y!.detach();
-      return [mul(yd, sub(g, sum(mul(g, yd), -1, true)))];
-    })[0]!;
+    const yd = y!.detach();
+    return record([y!], 'softmax', [t], (g) => [mul(yd, sub(g, sum(mul(g, yd), -1, true)))], [yd])[0]!;
   });
 }
 
@@ -432,7 +505,8 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
   check(isFloat(x.dtype), 'DTYPE_UNSUPPORTED', () => `x: logSoftmax expects a floating-point tensor, got ${x.dtype}`, 'x');
   return lastAxisOp(x, axis, (t) => {
     const [y] = kernel('softmax', [t], { log: true });
-    return record([y!], 'logSoftmax', [t], (g) => [sub(g, mul(exp(y!.detach()), sum(g, -1, true)))])[0]!;
+    const yd = y!.detach();
+    return record([y!], 'logSoftmax', [t], (g) => [sub(g, mul(exp(yd), sum(g, -1, true)))], [yd])[0]!;
   });
 }
 
@@ -454,24 +528,35 @@ export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?
   check(isFloat(x.dtype), 'DTYPE_UNSUPPORTED', () => `x: layerNorm expects a floating-point tensor, got ${x.dtype}`, 'x');
   const d = sizeOf(ns);
   const rows = x.size / Math.max(d, 1);
-  const x2 = reshape(contiguous(x).detach(), [rows, d]);
-  const w2 = weight ? reshape(contiguous(weight).detach(), [d]) : null;
-  const b2 = bias ? reshape(contiguous(bias).detach(), [d]) : null;
-  const ins = [x2, ...(w2 ? [w2] : []), ...(b2 ? [b2] : [])];
-  const [y, meanT, rstd] = kernel('layer_norm', ins, { eps, hasWeight: !!w2, hasBias: !!b2 });
-  const out = reshape(y!, x.shape).detach();
-  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  return record([out], 'layerNorm', inputs, (g) => {
-    const g2 = reshape(contiguous(g), [rows, d]);
-    const [dx] = kernel('layer_norm_backward', [x2, g2, meanT!, rstd!, ...(w2 ? [w2] : [])], { hasWeight: !!w2 });
-    const grads: (Tensor | null)[] = [reshape(dx!, x.shape)];
-    if (weight) {
-      const xhat = mul(sub(x2, reshape(meanT!, [rows, 1])), reshape(rstd!, [rows, 1]));
-      grads.push(reshape(sum(mul(g2, xhat), 0), ns));
-    }
-    if (bias) grads.push(reshape(sum(g2, 0), ns));
-    return grads;
-  })[0]!;
+  return tidy(() => {
+    const x2 = reshape(contiguous(x).detach(), [rows, d]).detach();
+    const w2 = weight ? reshape(contiguous(weight).detach(), [d]).detach() : null;
+    const b2 = bias ? reshape(contiguous(bias).detach(), [d]) : null;
+    const ins = [x2, ...(w2 ? [w2] : []), ...(b2 ? [b2] : [])];
+    const [y, meanT, rstd] = kernel('layer_norm', ins, { eps, hasWeight: !!w2, hasBias: !!b2 });
+    const out = reshape(y!, x.shape).detach();
+    const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+    const xs = x.shape;
+    const hasW = !!weight;
+    const hasB = !!bias;
+    return record(
+      [out],
+      'layerNorm',
+      inputs,
+      (g) => {
+        const g2 = reshape(contiguous(g), [rows, d]);
+        const [dx] = kernel('layer_norm_backward', [x2, g2, meanT!, rstd!, ...(w2 ? [w2] : [])], { hasWeight: !!w2 });
+        const grads: (Tensor | null)[] = [reshape(dx!, xs)];
+        if (hasW) {
+          const xhat = mul(sub(x2, reshape(meanT!, [rows, 1])), reshape(rstd!, [rows, 1]));
+          grads.push(reshape(sum(mul(g2, xhat), 0), ns));
+        }
+        if (hasB) grads.push(reshape(sum(g2, 0), ns));
+        return grads;
+      },
+      [x2, meanT!, rstd!, ...(w2 ? [w2] : [])],
+    )[0]!;
+  });
 }
 
 // ------------------------------------------------------------------------------ matmul
@@ -486,19 +571,31 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   sameDevice([a, b], ['a', 'b']);
   check(a.rank >= 1 && b.rank >= 1, 'SHAPE_MISMATCH', () => `a, b: matmul needs at least 1-D operands, got ${describe(a.shape)} and ${describe(b.shape)}`, a.rank < 1 ? 'a' : 'b');
   check(a.dtype === b.dtype && isFloat(a.dtype), 'DTYPE_UNSUPPORTED', () => `b: expected a floating-point dtype equal to a's (${a.dtype}), got ${b.dtype}`, 'b');
-  if (a.rank === 1) return squeezeAt(matmul(reshape(a, [1, a.shape[0]!]), b), -2);
-  if (b.rank === 1) return squeezeAt(matmul(a, reshape(b, [b.shape[0]!, 1])), -1);
+  if (a.rank === 1) return tidy(() => squeezeAt(matmul(reshape(a, [1, a.shape[0]!]), b), -2));
+  if (b.rank === 1) return tidy(() => squeezeAt(matmul(a, reshape(b, [b.shape[0]!, 1])), -1));
   const [m, k] = a.shape.slice(-2) as [number, number];
   const [k2, n] = b.shape.slice(-2) as [number, number];
   check(k === k2, 'SHAPE_MISMATCH', () => `b: inner dimensions differ: a is ${describe(a.shape)} (K=${k}), b is ${describe(b.shape)} (K=${k2})`, 'b');
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), ['a (batch dims)', 'b (batch dims)']);
-  const ae = expand(a.detach(), [...batch, m, k]);
-  const be = expand(b.detach(), [...batch, k, n]);
-  const [out] = kernel('matmul', [ae, be]);
-  return record([out!], 'matmul', [a, b], (g) => [
-    sumToShape(matmul(g, transpose(b.detach(), -1, -2)), a.shape),
-    sumToShape(matmul(transpose(a.detach(), -1, -2), g), b.shape),
-  ])[0]!;
+  return tidy(() => {
+    const ae = expand(a.detach(), [...batch, m, k]);
+    const be = expand(b.detach(), [...batch, k, n]);
+    const [out] = kernel('matmul', [ae, be]);
+    const sa = b.requiresGrad ? a.detach() : null;
+    const sb = a.requiresGrad ? b.detach() : null;
+    const as = a.shape;
+    const bs = b.shape;
+    return record(
+      [out!],
+      'matmul',
+      [a, b],
+      (g) => [
+        sb ? sumToShape(matmul(g, transpose(sb, -1, -2)), as) : null,
+        sa ? sumToShape(matmul(transpose(sa, -1, -2), g), bs) : null,
+      ],
+      [...(sa ? [sa] : []), ...(sb ? [sb] : [])],
+    )[0]!;
+  });
 }
 
 function squeezeAt(x: Tensor, dim: number): Tensor {
@@ -521,12 +618,19 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   check(weight.rank === 2, 'SHAPE_MISMATCH', () => `weight: expected shape [numEmbeddings, dim], got ${describe(weight.shape)}`, 'weight');
   check(ids.dtype === 'int32', 'DTYPE_UNSUPPORTED', () => `ids: expected int32 indices, got ${ids.dtype}`, 'ids');
   const [v, d] = weight.shape as [number, number];
-  const flatIds = reshape(contiguous(ids), [ids.size]);
-  const [out] = kernel('embedding', [contiguous(weight).detach(), flatIds]);
-  const res = reshape(out!, [...ids.shape, d]).detach();
-  return record([res], 'embedding', [weight], (g) => [
-    kernel('embedding_backward', [reshape(contiguous(g), [ids.size, d]), flatIds], { numEmbeddings: v })[0]!,
-  ])[0]!;
+  return tidy(() => {
+    const flatIds = reshape(contiguous(ids), [ids.size]).detach();
+    const [out] = kernel('embedding', [contiguous(weight).detach(), flatIds]);
+    const res = reshape(out!, [...ids.shape, d]).detach();
+    const n = ids.size;
+    return record(
+      [res],
+      'embedding',
+      [weight],
+      (g) => [kernel('embedding_backward', [reshape(contiguous(g), [n, d]), flatIds], { numEmbeddings: v })[0]!],
+      [flatIds],
+    )[0]!;
+  });
 }
 
 /** Options of {@link crossEntropy}. */
@@ -553,17 +657,26 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntro
   check(shapesEqual(target.shape, logits.shape.slice(0, -1)), 'SHAPE_MISMATCH', () => `target: expected shape ${describe(logits.shape.slice(0, -1))} (logits without the class dim), got ${describe(target.shape)}`, 'target');
   const c = logits.shape[logits.rank - 1]!;
   const n = target.size;
-  const l2 = reshape(contiguous(logits).detach(), [n, c]);
-  const t2 = reshape(contiguous(target), [n]);
-  const [rowsLoss] = kernel('cross_entropy', [l2, t2], { ignoreIndex });
-  const rows = record([rowsLoss!], 'crossEntropy', [logits], (g) => [
-    reshape(kernel('cross_entropy_backward', [l2, t2, contiguous(g)], { ignoreIndex })[0]!, logits.shape),
-  ])[0]!;
-  if (reduction === 'none') return reshape(rows, target.shape);
-  const total = sum(rows);
-  if (reduction === 'sum') return total;
-  const count = sum(cast(ne(t2, ignoreIndex), logits.dtype));
-  return div(total, count);
+  return tidy(() => {
+    const l2 = reshape(contiguous(logits).detach(), [n, c]).detach();
+    const t2 = reshape(contiguous(target), [n]).detach();
+    const [rowsLoss] = kernel('cross_entropy', [l2, t2], { ignoreIndex });
+    const ls = logits.shape;
+    const sl = l2.detach();
+    const st = t2.detach();
+    const rows = record(
+      [rowsLoss!],
+      'crossEntropy',
+      [logits],
+      (g) => [reshape(kernel('cross_entropy_backward', [sl, st, contiguous(g)], { ignoreIndex })[0]!, ls)],
+      [sl, st],
+    )[0]!;
+    if (reduction === 'none') return reshape(rows, target.shape);
+    const total = sum(rows);
+    if (reduction === 'sum') return total;
+    const count = sum(cast(ne(t2, ignoreIndex), logits.dtype));
+    return div(total, count);
+  });
 }
 
 /** True when `x` is a tensor laid out contiguously. */
@@ -592,13 +705,16 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   });
   const shape = first.shape.slice();
   shape[d] = tensors.reduce((p, t) => p + t.shape[d]!, 0);
-  const out = new Tensor(first.device.allocate(first.dtype, sizeOf(shape)), shape);
-  let at = 0;
-  const starts: number[] = [];
-  for (const t of tensors) {
-    starts.push(at);
-    if (t.size > 0) kernel('copy_into', [t.detach(), slice(out, d, at, at + t.shape[d]!).detach()]);
-    at += t.shape[d]!;
-  }
-  return record([out], 'cat', tensors, (g) => tensors.map((t, i) => slice(g, d, starts[i]!, starts[i]! + t.shape[d]!)))[0]!;
+  return tidy(() => {
+    const out = new Tensor(first.device.allocate(first.dtype, sizeOf(shape)), shape);
+    let at = 0;
+    const starts: number[] = [];
+    for (const t of tensors) {
+      starts.push(at);
+      if (t.size > 0) kernel('copy_into', [t.detach(), slice(out, d, at, at + t.shape[d]!).detach()]);
+      at += t.shape[d]!;
+    }
+    const lens = tensors.map((t) => t.shape[d]!);
+    return record([out], 'cat', tensors, (g) => lens.map((len, i) => slice(g, d, starts[i]!, starts[i]! + len)))[0]!;
+  });
 }

@@ -1,9 +1,11 @@
-import { backward as runBackward, needsGrad, type GradFn } from './autograd.js';
+/// <reference lib="esnext.disposable" />
+import { backward as runBackward, noGrad, releaseGradFn, type BackwardOptions, type GradFn } from './autograd.js';
 import { getDefaultDevice, type Device, type Storage } from './device.js';
 import { allocTyped, assertDType, roundTo, type DType, type TypedArray } from './dtype.js';
 import { check, WebattnError } from './errors.js';
 import * as ops from './ops.js';
 import { nextRng } from './rng.js';
+import { tidy, trackTensor, untrack, wireScope, type ScopeFrame } from './scope.js';
 import { contiguousStrides, describe, isContiguous, normAxis, shapesEqual, sizeOf, validateShape, type Shape } from './shape.js';
 
 /** Options shared by creation functions. */
@@ -34,29 +36,64 @@ export class Tensor {
   readonly offset: number;
   /** Element type. */
   readonly dtype: DType;
-  /** Backing memory (shared by views). */
-  readonly storage: Storage;
+  private readonly _storage: Storage;
   /** Whether gradients flow to this tensor. */
   requiresGrad: boolean;
-  /** Accumulated gradient (leaves, or tensors that called `retainGrad()`). */
-  grad: Tensor | null = null;
   /** The recorded op that produced this tensor, if any. */
   gradFn: GradFn | null = null;
   /** Keep `.grad` on this non-leaf tensor during backward. */
   retainsGrad = false;
+  /** True after `dispose()` of this handle. */
+  disposed = false;
+  /** @internal the scope that owns this handle (see `tidy`). */
+  _frame: ScopeFrame | null = null;
+  private _grad: Tensor | null = null;
+  /** @internal true when autograd created `_grad` (it is then disposed when replaced). */
+  _gradOwned = false;
 
   constructor(storage: Storage, shape: readonly number[], strides?: readonly number[], offset = 0, requiresGrad = false) {
-    this.storage = storage;
+    if (storage.disposed) {
+      throw new WebattnError('TENSOR_DISPOSED', 'storage: cannot make a tensor on storage released by dispose()', { argument: 'storage' });
+    }
+    this._storage = storage;
+    handles.set(storage, (handles.get(storage) ?? 0) + 1);
     this.dtype = storage.dtype;
     this.shape = Object.freeze(shape.slice());
     this.strides = Object.freeze((strides ?? contiguousStrides(shape)).slice());
     this.offset = offset;
     this.requiresGrad = requiresGrad;
+    trackTensor(this);
+  }
+
+  /**
+   * Accumulated gradient (leaves, or tensors that called `retainGrad()`). Assigning a new value
+   * (e.g. `null` in `zeroGrad`) disposes the gradient autograd created before; `keep()` or
+   * `clone` it first if you still need it.
+   */
+  get grad(): Tensor | null {
+    return this._grad;
+  }
+  set grad(value: Tensor | null) {
+    if (value === this._grad) return;
+    const old = this._grad;
+    const owned = this._gradOwned;
+    this._grad = value;
+    this._gradOwned = false;
+    if (old && owned) old.dispose();
+  }
+
+  /**
+   * Backing memory (shared by views). Throws `TENSOR_DISPOSED` once this handle was disposed (or
+   * its storage released), so a kernel handed a disposed tensor fails with a coded error.
+   */
+  get storage(): Storage {
+    this.assertLive();
+    return this._storage;
   }
 
   /** The device holding the storage. */
   get device(): Device {
-    return this.storage.device;
+    return this._storage.device;
   }
   /** Number of dimensions. */
   get rank(): number {
@@ -71,16 +108,43 @@ export class Tensor {
     return isContiguous(this.shape, this.strides);
   }
 
-  /** Throws `TENSOR_DISPOSED` when the storage was released. */
+  /** True when this handle was disposed or its storage released (no throw). */
+  get isReleased(): boolean {
+    return this.disposed || this._storage.disposed;
+  }
+
+  /** Throws `TENSOR_DISPOSED` when this handle was disposed or its storage released. */
   assertLive(argument = 'tensor'): void {
-    if (this.storage.disposed) {
-      throw new WebattnError('TENSOR_DISPOSED', `${argument}: the tensor's storage was released by dispose()`, { argument });
+    if (this.disposed || this._storage.disposed) {
+      throw new WebattnError('TENSOR_DISPOSED', `${argument}: the tensor was released by dispose()`, { argument });
     }
   }
 
-  /** Releases the storage now (shared by views of it). */
+  /**
+   * Releases this handle. Storage is reference-counted per live handle: the memory is freed (or
+   * returned to the device's pool) when the last handle on it (views, detached copies, tensors the
+   * autograd graph saved) is disposed, or when all of them are garbage-collected. Idempotent.
+   * Using the handle afterwards throws `TENSOR_DISPOSED`. The autograd record (`gradFn`) of the
+   * tensor stays valid: a graph that saved this tensor holds its own handle.
+   *
+   * @example
+   * const y = x.mul(2); await y.toArray(); y.dispose();
+   */
   dispose(): void {
-    this.storage.dispose();
+    if (this.disposed) return;
+    this.disposed = true;
+    untrack(this);
+    const st = this._storage;
+    const n = (handles.get(st) ?? 1) - 1;
+    if (n <= 0) {
+      handles.delete(st);
+      st.dispose();
+    } else handles.set(st, n);
+  }
+
+  /** `using t = ...` support: the same as {@link Tensor.dispose}. */
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /** Sets `requiresGrad` in place and returns this. */
@@ -95,29 +159,52 @@ export class Tensor {
     return this;
   }
 
-  /** A tensor sharing storage, cut from the tape. */
+  /** A new handle on the same storage (own reference, own `dispose()`), cut from the tape. */
   detach(): Tensor {
+    this.assertLive();
     return new Tensor(this.storage, this.shape, this.strides, this.offset, false);
   }
 
   /**
-   * Back-propagates from this tensor. Without `grad` the tensor must hold one element.
-   * Throws `AUTOGRAD` otherwise.
+   * Back-propagates from this tensor. Without `grad` the tensor must hold one element. The
+   * tensors the graph saved are freed as each node's backward has run (PyTorch semantics): a
+   * second backward through the same graph throws `AUTOGRAD` unless the first one passed
+   * `{ retainGraph: true }`. Leaf gradients accumulate into `.grad`. Throws `AUTOGRAD` without a
+   * grad for a non-scalar, `SHAPE_MISMATCH` for a grad of another shape.
+   *
+   * @example
+   * loss.backward(); // frees the graph
+   * loss.backward(undefined, { retainGraph: true }); // keeps it for another backward
    */
-  backward(grad?: Tensor): void {
-    if (!grad) {
+  backward(grad?: Tensor, options: BackwardOptions = {}): void {
+    this.assertLive();
+    check(options !== null && typeof options === 'object', 'INVALID_ARGUMENT', () => `options: expected an object, got ${describe(options)}`, 'options');
+    const rg = options.retainGraph ?? false;
+    check(typeof rg === 'boolean', 'INVALID_ARGUMENT', () => `options.retainGraph: expected a boolean, got ${describe(rg)}`, 'options.retainGraph');
+    let own = false;
+    if (grad === undefined || grad === null) {
       check(this.size === 1, 'AUTOGRAD', () => `backward(): grad can be omitted only for a one-element tensor, got shape ${describe(this.shape)}`);
-      grad = ops.full(this.shape, 1, { dtype: this.dtype, device: this.device });
+      own = true;
+    } else {
+      check(grad instanceof Tensor, 'INVALID_ARGUMENT', () => `grad: expected a Tensor, got ${describe(grad)}`, 'grad');
+      grad.assertLive('grad');
     }
-    check(shapesEqual(grad.shape, this.shape), 'SHAPE_MISMATCH', () => `grad: expected shape ${describe(this.shape)}, got ${describe(grad!.shape)}`, 'grad');
-    runBackward(this, grad, ops.add);
+    if (!own) check(shapesEqual(grad!.shape, this.shape), 'SHAPE_MISMATCH', () => `grad: expected shape ${describe(this.shape)}, got ${describe(grad!.shape)}`, 'grad');
+    // autograd owns (and disposes) the handle it is given
+    runBackward(this, () => (own ? ops.full(this.shape, 1, { dtype: this.dtype, device: this.device }) : grad!.detach()), ops.add, rg);
   }
 
   /** Reads the elements back in row-major order. */
   async toArray(): Promise<TypedArray> {
     this.assertLive();
-    const t = this.isContiguous ? this : ops.contiguous(this);
-    return t.device.read(t.storage, t.offset, t.size);
+    if (this.isContiguous) return this.device.read(this.storage, this.offset, this.size);
+    const t = noGrad(() => tidy(() => ops.contiguous(this)));
+    untrack(t);
+    try {
+      return await t.device.read(t.storage, t.offset, t.size);
+    } finally {
+      t.dispose();
+    }
   }
 
   /** Reads a one-element tensor as a number. */
@@ -212,6 +299,16 @@ export class Tensor {
   cast(dtype: DType): Tensor {
     return ops.cast(this, dtype);
   }
+}
+
+wireScope((v): v is Tensor => v instanceof Tensor, releaseGradFn);
+
+/** Live (undisposed) handles per storage: the storage is freed when the count reaches zero. */
+const handles = new WeakMap<Storage, number>();
+
+/** Number of undisposed handles on `storage` (diagnostics and tests). */
+export function liveHandles(storage: Storage): number {
+  return handles.get(storage) ?? 0;
 }
 
 /** Wraps a typed array (CPU representation of `dtype`) as a tensor on `device`. */

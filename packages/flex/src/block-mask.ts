@@ -4,10 +4,12 @@
  * compiled mask function, on the CPU by calling the JS function — never as a dense Lq×Lkv mask.
  */
 import * as T from '@webattn/core-tensor';
-import { WebattnError, describe, type Device, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
-import { linearGrid, run, wgReduce, type FlashBlocks } from '@webattn/kernels-webgpu';
-import { asMask, compileMod, hostMask, type Captures, type MaskMod, type MaskModFn } from './mods.js';
-import { modResources } from './wgsl-mods.js';
+import { WebattnError, describe, type Device, type Tensor } from '@webattn/core-tensor';
+import { checkOptions, linearGrid, run, wgReduce, type FlashBlocks, type OptionSpec, type WebGPUDevice } from '@webattn/kernels-webgpu/internal';
+import { asMask, checkModLengths, compileMod, hostMask, type Captures, type MaskMod, type MaskModFn } from './mods.js';
+import { modResources, probeCompile } from './wgsl-mods.js';
+import { children } from './codegen.js';
+import type { IR } from './ir.js';
 
 /** Options of {@link createBlockMask}. */
 export interface BlockMaskOptions {
@@ -162,11 +164,31 @@ function checkDims(B: number | null, H: number | null, qLen: number, kvLen: numb
   return [dim(B, 'B'), dim(H, 'H')];
 }
 
+const BLOCK_MASK_OPTIONS: Record<string, OptionSpec> = { blockSize: { type: 'number', integer: true }, device: { type: 'any' }, captures: { type: 'any' } };
+
+/** Which of b and h an IR reads (syntactically). */
+function readsParams(ir: IR): { b: boolean; h: boolean } {
+  const out = { b: false, h: false };
+  const seen = new Set<IR>();
+  const go = (n: IR) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    if (n.k === 'param' && (n.slot === 'b' || n.slot === 'h')) out[n.slot] = true;
+    children(n).forEach(go);
+  };
+  go(ir);
+  return out;
+}
+
+/** b/h values a broadcast (null) dimension is sampled at to prove the mask does not depend on it. */
+const SAMPLES = [1, 2, 3];
+
 /**
- * Builds a {@link BlockMask} from a mask function. `B` or `H` may be null (broadcast: the function must
- * then not depend on b or h — full blocks skip it). Evaluated on
- * the GPU when `options.device` is a WebGPU device (bounded memory: one byte per block pair), else on
- * the CPU by calling the function.
+ * Builds a {@link BlockMask} from a mask function. `B` or `H` may be null (broadcast): the function must
+ * then not depend on b or h — a function that reads b (or h) is evaluated at b (h) = 1, 2, 3 for every
+ * (q, kv) as well, and a difference from b (h) = 0 is refused with `INVALID_ARGUMENT` naming `B` (`H`).
+ * Evaluated on the GPU when `options.device` is a WebGPU device (bounded memory: one word per block
+ * pair), else on the CPU by calling the function. A document mask must cover qLen = kvLen tokens.
  *
  * @example
  * const bm = await createBlockMask(causalMask, null, null, 4096, 4096, { device });
@@ -179,19 +201,35 @@ export async function createBlockMask(
   kvLen: number,
   options: BlockMaskOptions = {},
 ): Promise<BlockMask> {
+  checkOptions(options, BLOCK_MASK_OPTIONS);
   const bs = options.blockSize ?? 128;
   const [Bm, Hm] = checkDims(B, H, qLen, kvLen, bs);
-  const m = asMask(mask, options.captures ?? {});
+  if (options.device !== undefined && !(options.device instanceof T.Device)) {
+    throw new WebattnError('INVALID_ARGUMENT', `options.device: expected a Device, got ${describe(options.device)}`, { argument: 'options.device' });
+  }
+  const m = asMask(mask, options.captures ?? {}, 'mask');
+  checkModLengths(m, qLen, kvLen, 'mask');
   const device = options.device ?? T.getDefaultDevice();
   const nq = Math.ceil(qLen / bs);
   const nk = Math.ceil(kvLen / bs);
   const pairs = Bm * Hm * nq * nk;
   let classes: Uint8Array;
-  const compiled = compileMod(m, 'm', 'maskMod'); // validates the function on every path
+  const compiled = compileMod(m, 'm', 'mask'); // validates the function on every path
+  const reads = readsParams(compiled.ir);
+  const sampleB = B === null && reads.b;
+  const sampleH = H === null && reads.h;
+  const dependent = (dim: 'B' | 'H', at: string): never => {
+    const p = dim === 'B' ? 'b' : 'h';
+    throw new WebattnError('INVALID_ARGUMENT', `${dim}: null (broadcast) needs a mask that does not depend on ${p}, but this one does (${at}); pass ${dim} = the ${dim === 'B' ? 'batch size' : 'number of heads'}`, { argument: dim });
+  };
   if (device.backend === 'webgpu') {
     const dev = device as WebGPUDevice;
     const res = modResources(dev, null, compiled, false);
+    probeCompile(dev, res, 'mask');
     const out = T.empty([pairs], 'int32', dev);
+    // bit 0/1: some true/false; bit 2/3: differs at another b/h (sampled)
+    const sample = (p: 'b' | 'h', on: boolean) =>
+      on ? SAMPLES.map((x) => `if (mask_mod(${p === 'b' ? `${x}u, h` : `b, ${x}u`}, q0 + t / cols, k0 + t % cols) != ok) { diff = diff | ${p === 'b' ? 4 : 8}u; }`).join('\n    ') : '';
     const body = `
   let pair = flat_wg;
   if (pair >= u_pairs()) { return; }
@@ -206,18 +244,23 @@ export async function createBlockMask(
   let cols = min(u_bs(), u_kvlen() - k0);
   var any_true = 0u;
   var any_false = 0u;
+  var diff = 0u;
   for (var t = lidx; t < rows * cols; t = t + WG_SIZE) {
     let ok = mask_mod(b, h, q0 + t / cols, k0 + t % cols);
     any_true = any_true | select(0u, 1u, ok);
     any_false = any_false | select(1u, 0u, ok);
+    ${sample('b', sampleB)}
+    ${sample('h', sampleH)}
   }
   let ts = wg_max(f32(any_true), lidx);
   let fs = wg_max(f32(any_false), lidx);
-  if (lidx == 0u) { store_cls(pair, select(select(1i, 2i, fs == 0.0), 0i, ts == 0.0)); }`;
+  let db = wg_max(f32(diff & 4u), lidx);
+  let dh = wg_max(f32(diff & 8u), lidx);
+  if (lidx == 0u) { store_cls(pair, select(select(1i, 2i, fs == 0.0), 0i, ts == 0.0) + select(0i, 4i, db > 0.0) + select(0i, 8i, dh > 0.0)); }`;
     run(
       {
         name: 'flex_block_mask',
-        key: res.key,
+        key: `${res.key}|${sampleB ? 'sb' : ''}${sampleH ? 'sh' : ''}`,
         bindings: [...res.bindings, { name: 'cls', dtype: 'int32', access: 'read_write' }],
         uniforms: [...res.uniforms, ['pairs', 'u32'], ['nq', 'u32'], ['nk', 'u32'], ['hm', 'u32'], ['bs', 'u32'], ['qlen', 'u32'], ['kvlen', 'u32']],
         workgroupSize: [64],
@@ -228,10 +271,35 @@ export async function createBlockMask(
       { ...res.values, pairs, nq, nk, hm: Hm, bs, qlen: qLen, kvlen: kvLen },
       linearGrid(pairs * 64, 64, dev),
     );
-    classes = Uint8Array.from(await out.toArray());
+    const raw = await out.toArray();
     out.dispose();
+    const oob = res.oob ? (await res.oob.toArray())[0]! : 0;
+    classes = new Uint8Array(pairs);
+    for (let i = 0; i < pairs; i++) {
+      const v = raw[i]!;
+      if (v & 4) dependent('B', `it differs at another b in query block ${Math.floor(i / nk) % nq}, key block ${i % nk} (checked on the GPU)`);
+      if (v & 8) dependent('H', `it differs at another h in query block ${Math.floor(i / nk) % nq}, key block ${i % nk} (checked on the GPU)`);
+      classes[i] = v & 3;
+    }
+    if (oob) {
+      // reads out of range at a sampled b/h mean the mask reads per-b/h data: it depends on b/h
+      if (sampleH) dependent('H', 'it reads a captured tensor at h beyond the first (out of range at a sampled h)');
+      if (sampleB) dependent('B', 'it reads a captured tensor at b beyond the first (out of range at a sampled b)');
+      throw res.boundsError(oob, 'mask');
+    }
   } else {
-    const f = hostMask(m);
+    const f = hostMask(m, 'mask');
+    const probe = (p: 'B' | 'H', b: number, h: number, i: number, j: number, ok: boolean) => {
+      for (const x of SAMPLES) {
+        let other: boolean;
+        try {
+          other = p === 'B' ? f(x, h, i, j) : f(b, x, i, j);
+        } catch (e) {
+          return dependent(p, `evaluating it at ${p === 'B' ? 'b' : 'h'}=${x} failed: ${(e as Error).message}`);
+        }
+        if (other !== ok) dependent(p, `at q=${i}, kv=${j}: ${ok} for ${p === 'B' ? `b=${b}` : `h=${h}`}, ${other} for ${p === 'B' ? 'b' : 'h'}=${x}`);
+      }
+    };
     classes = new Uint8Array(pairs);
     for (let b = 0; b < Bm; b++)
       for (let h = 0; h < Hm; h++)
@@ -239,11 +307,14 @@ export async function createBlockMask(
           for (let kb = 0; kb < nk; kb++) {
             let t = false;
             let fl = false;
-            for (let i = qb * bs; i < Math.min(qLen, (qb + 1) * bs) && !(t && fl); i++)
+            // every element is evaluated (as the GPU does): a captured-tensor read out of range raises
+            for (let i = qb * bs; i < Math.min(qLen, (qb + 1) * bs); i++)
               for (let j = kb * bs; j < Math.min(kvLen, (kb + 1) * bs); j++) {
-                if (f(b, h, i, j)) t = true;
+                const ok = f(b, h, i, j);
+                if (ok) t = true;
                 else fl = true;
-                if (t && fl) break;
+                if (sampleB) probe('B', b, h, i, j, ok);
+                if (sampleH) probe('H', b, h, i, j, ok);
               }
             classes[((b * Hm + h) * nq + qb) * nk + kb] = t ? (fl ? 1 : 2) : 0;
           }
@@ -256,7 +327,11 @@ export async function createBlockMask(
  * @example const dense = createMask(causalMask, 1, 1, 8, 8);
  */
 export function createMask(mask: MaskMod | MaskModFn, B: number, H: number, qLen: number, kvLen: number, options: { device?: Device; captures?: Captures } = {}): Tensor {
-  const f = hostMask(asMask(mask, options.captures ?? {}));
+  checkDims(B, H, qLen, kvLen, 64);
+  const m = asMask(mask, options.captures ?? {}, 'mask');
+  checkModLengths(m, qLen, kvLen, 'mask');
+  compileMod(m, 'm', 'mask');
+  const f = hostMask(m, 'mask');
   const data = new Uint8Array(B * H * qLen * kvLen);
   let n = 0;
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < qLen; i++) for (let j = 0; j < kvLen; j++) data[n++] = f(b, h, i, j) ? 1 : 0;

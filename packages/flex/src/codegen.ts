@@ -11,6 +11,11 @@ function f32lit(v: number): string {
   if (v === Infinity) return 'pos_inf()';
   if (v === -Infinity) return 'neg_inf()';
   if (Number.isNaN(v)) return 'bitcast<f32>(0x7fc00000u)';
+  // beyond f32's range a literal is a WGSL error: round like Math.fround (to ±Infinity or ±0)
+  const f = Math.fround(v);
+  if (f === Infinity) return 'pos_inf()';
+  if (f === -Infinity) return 'neg_inf()';
+  if (f === 0 && v !== 0) return 'f32(0.0)';
   const s = String(v);
   return /[.eE]/.test(s) ? `f32(${s})` : `f32(${s}.0)`;
 }

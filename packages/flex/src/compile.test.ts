@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileSource } from './compile.js';
 import { derivative, evaluate, type EvalEnv } from './codegen.js';
-import { boolExpr, floatExpr } from './random-mods.js';
+import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 
 const env = (s: number, b: number, h: number, q: number, kv: number): EvalEnv => ({ score: s, b, h, q, kv, numbers: {}, tensors: {} });
 

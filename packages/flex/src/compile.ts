@@ -1,19 +1,50 @@
 /**
- * The flex compiler: a plain TypeScript score/mask function → acorn AST → typed IR. Unsupported syntax,
- * unknown identifiers and wrong types raise `WebattnError('FLEX_COMPILE')` with line:column and a hint.
+ * The flex compiler: a plain TypeScript score/mask function → AST (./parse.ts) → typed IR. Unsupported
+ * syntax, unknown identifiers and wrong types raise `WebattnError('FLEX_COMPILE')` with line:column and a hint.
+ *
+ * Captures reach the function through its last parameter — `(s, b, h, q, kv, c) => s + c.bias[h][q]` or
+ * `(s, b, h, q, kv, { bias }) => …` — whose property names survive minifiers. Free identifiers that
+ * name a capture (closure captures) are accepted as a convenience for unminified code.
  */
-import { parseExpressionAt, type Node } from 'acorn';
 import { WebattnError } from '@webattn/core-tensor';
+import { parseFunction, ParseError, type Node } from './parse.js';
 import { cast, num, type BinOp, type IR, type MathFn, type ParamSlot, type Ty } from './ir.js';
 
 /** What the compiler knows of a capture: a number (integer or not) or a tensor (rank, dtype). */
 export type CaptureSig = { kind: 'number'; integer: boolean } | { kind: 'tensor'; rank: number; dtype: 'float32' | 'int32' | 'bool' };
 
-/** A compiled function: its IR, the tensor loads it makes, and the captures it uses. */
+/** A compiled function: its IR, the captures it uses and the WGSL type of each captured number. */
 export interface Compiled {
   ir: IR;
-  loads: Extract<IR, { k: 'load' }>[];
   used: Set<string>;
+  /** Captured numbers (unprefixed name) → i32 or f32, as the compiler typed them. */
+  numberTypes: Map<string, 'i32' | 'f32'>;
+  /** Captures reached through free identifiers (closure captures: break under minification). */
+  closure: Set<string>;
+}
+
+const parsed = new WeakMap<object, Node>();
+const parsedSrc = new Map<string, Node>();
+
+/** The AST of a function, parsed once per function object (and per source text for sources). */
+function parseCached(fnOrSrc: string | ((...a: never[]) => unknown), argument: string): Node {
+  const key = typeof fnOrSrc === 'function' ? fnOrSrc : null;
+  const hit = key ? parsed.get(key) : parsedSrc.get(fnOrSrc as string);
+  if (hit) return hit;
+  const src = typeof fnOrSrc === 'function' ? fnOrSrc.toString() : fnOrSrc;
+  let ast: Node;
+  try {
+    ast = parseFunction(src);
+  } catch (e) {
+    const where = e instanceof ParseError ? ` ${e.line}:${e.column + 1}` : '';
+    throw new WebattnError('FLEX_COMPILE', `${argument}${where}: cannot parse the function source (${(e as Error).message}); write it as an arrow function or function expression`, { argument });
+  }
+  if (key) parsed.set(key, ast);
+  else {
+    if (parsedSrc.size > 512) parsedSrc.clear();
+    parsedSrc.set(src, ast);
+  }
+  return ast;
 }
 
 const MATH: Record<string, { arity: [number, number] }> = {
@@ -22,34 +53,21 @@ const MATH: Record<string, { arity: [number, number] }> = {
   sin: { arity: [1, 1] }, cos: { arity: [1, 1] }, pow: { arity: [2, 2] }, min: { arity: [2, 8] }, max: { arity: [2, 8] },
 };
 
-type AnyNode = Node & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-/** Source text of a function, checked to be a function. */
-export function sourceOf(fn: unknown, argument: string): string {
-  if (typeof fn !== 'function') {
-    throw new WebattnError('FLEX_COMPILE', `${argument}: expected a function, got ${typeof fn}`, { argument });
-  }
-  return fn.toString();
-}
+type AnyNode = Node;
 
 /**
  * Compiles `src` (an arrow function or function expression) with parameters bound to `slots`
  * (`['score','b','h','q','kv']` for score mods, `['b','h','q','kv']` for mask mods), or to IR given in `bind`.
  */
 export function compileSource(
-  src: string,
+  src: string | ((...a: never[]) => unknown),
   kind: 'score' | 'mask',
   captures: Record<string, CaptureSig>,
   argument: string,
   bind?: IR[],
   prefix = '',
 ): Compiled {
-  let fnNode: AnyNode;
-  try {
-    fnNode = parseExpressionAt(src, 0, { ecmaVersion: 2022, locations: true }) as AnyNode;
-  } catch (e) {
-    throw new WebattnError('FLEX_COMPILE', `${argument}: cannot parse the function source (${(e as Error).message}); write it as an arrow function or function expression`, { argument });
-  }
+  const fnNode = parseCached(src, argument);
   const at = (n: AnyNode) => `${argument} ${n.loc ? `${n.loc.start.line}:${n.loc.start.column + 1}` : ''}`;
   const fail = (n: AnyNode, msg: string, hint = ''): never => {
     throw new WebattnError('FLEX_COMPILE', `${at(n)}: ${msg}${hint ? ` — ${hint}` : ''}`, { argument });
@@ -60,16 +78,63 @@ export function compileSource(
   if (fnNode.async || fnNode.generator) fail(fnNode, 'async and generator functions are not supported');
   const slots: ParamSlot[] = kind === 'score' ? ['score', 'b', 'h', 'q', 'kv'] : ['b', 'h', 'q', 'kv'];
   const params = fnNode.params as AnyNode[];
-  if (params.length > slots.length) fail(fnNode, `expected at most ${slots.length} parameters (${slots.join(', ')}), got ${params.length}`);
+  const sig = `(${[...slots, 'captures'].join(', ')})`;
+  if (params.length > slots.length + 1) fail(fnNode, `expected at most ${slots.length + 1} parameters ${sig}, got ${params.length}`);
   const env = new Map<string, IR>();
+  /** Local names bound to a capture: the captures parameter itself ('' ) or a destructured property. */
+  const capAlias = new Map<string, string>();
+  let capsParam: string | null = null;
+  const capHint = (name: string) => `the captures given are { ${Object.keys(captures).join(', ')} }; pass ${name} in captures: scoreMod(fn, { ${name} })`;
   params.forEach((p, i) => {
-    if (p.type !== 'Identifier') fail(p, 'parameters must be plain identifiers', 'no defaults or destructuring');
+    if (i === slots.length) {
+      // the captures parameter
+      if (p.type === 'Identifier') capsParam = p.name as string;
+      else if (p.type === 'ObjectPattern') {
+        for (const prop of p.properties as AnyNode[]) {
+          if (prop.value.type !== 'Identifier') fail(prop, 'captures parameter: expected { name } or { name: local }', 'no nested patterns or defaults');
+          const name = prop.key.name as string;
+          if (!captures[name]) fail(prop, `captures parameter: '${name}' is not a capture`, capHint(name));
+          capAlias.set(prop.value.name as string, name);
+        }
+      } else fail(p, 'the captures parameter must be an identifier or an object pattern { a, b }');
+      return;
+    }
+    if (p.type !== 'Identifier') fail(p, 'parameters must be plain identifiers', 'no defaults or destructuring (except the captures parameter)');
     const slot = slots[i]!;
     env.set(p.name, bind ? bind[i]! : { k: 'param', slot, ty: slot === 'score' ? 'f32' : 'i32' });
   });
-  const loads: Compiled['loads'] = [];
   const used = new Set<string>();
+  const closure = new Set<string>();
+  const numberTypes = new Map<string, 'i32' | 'f32'>();
   let loadId = 0;
+  /** The capture a node names: `c.name`, `c['name']`, a destructured alias, or a free identifier (closure). */
+  const captureOf = (n: AnyNode): string | null => {
+    if (n.type === 'Identifier') {
+      const name = n.name as string;
+      if (env.has(name)) return null;
+      const alias = capAlias.get(name);
+      if (alias) return alias;
+      if (captures[name]) {
+        closure.add(name);
+        return name;
+      }
+      return null;
+    }
+    if (n.type === 'MemberExpression' && n.object.type === 'Identifier' && capsParam !== null && n.object.name === capsParam && !env.has(capsParam)) {
+      const name = n.computed ? (n.property.type === 'Literal' && typeof n.property.value === 'string' ? n.property.value : null) : (n.property.name as string);
+      if (name === null) return fail(n, 'the captures parameter must be indexed by a name', `write ${capsParam}.name`);
+      if (!captures[name]) return fail(n, `'${name}' is not a capture`, capHint(name));
+      return name;
+    }
+    return null;
+  };
+  const unknown = (n: AnyNode, name: string): never =>
+    fail(
+      n,
+      `unknown identifier '${name}'`,
+      `pass values through the captures parameter: (${kind === 'score' ? 's, ' : ''}b, h, q, kv, c) => … c.${name} …, with captures { ${name} }. ` +
+        `A closure variable cannot be compiled once a minifier renamed it (this function's source is what a bundler left)`,
+    );
 
   const unify = (a: IR, b: IR): [IR, IR] => {
     if (a.ty === 'bool' || b.ty === 'bool') return [a, b];
@@ -85,6 +150,17 @@ export function compileSource(
     return a;
   };
 
+  const captureValue = (n: AnyNode, name: string): IR => {
+    const c = captures[name]!;
+    used.add(name);
+    if (c.kind === 'number') {
+      const ty = c.integer ? 'i32' : 'f32';
+      numberTypes.set(name, ty);
+      return { k: 'capnum', name: prefix + name, ty };
+    }
+    return fail(n, `captured tensor '${name}' must be indexed`, `write ${name}[i]${c.rank === 2 ? '[j]' : ''}`);
+  };
+
   const expr = (n: AnyNode): IR => {
     switch (n.type) {
       case 'Literal': {
@@ -97,11 +173,10 @@ export function compileSource(
         const local = env.get(name);
         if (local) return local;
         if (name === 'Infinity') return num(Infinity);
-        const c = captures[name];
-        if (!c) return fail(n, `unknown identifier '${name}'`, `pass it in captures: { ${name} } (numbers and 1-D/2-D tensors)`);
-        used.add(name);
-        if (c.kind === 'number') return { k: 'capnum', name: prefix + name, ty: c.integer ? 'i32' : 'f32' };
-        return fail(n, `captured tensor '${name}' must be indexed`, `write ${name}[i]${c.rank === 2 ? '[j]' : ''}`);
+        if (name === 'NaN') return num(NaN);
+        const cap = captureOf(n);
+        if (!cap) return unknown(n, name);
+        return captureValue(n, cap);
       }
       case 'UnaryExpression': {
         const a = expr(n.argument);
@@ -110,6 +185,7 @@ export function compileSource(
           return a.k === 'num' ? num(-a.v, a.ty as 'f32' | 'i32') : { k: 'un', op: '-', a, ty: a.ty };
         }
         if (n.operator === '+') return numeric(n, a, 'unary +');
+        if (n.operator === '!' && a.k === 'num') return { k: 'bool', v: !a.v, ty: 'bool' }; // minifiers write !0 / !1
         if (n.operator === '!') return { k: 'un', op: '!', a: boolean(n, a, '!'), ty: 'bool' };
         return fail(n, `unsupported operator '${n.operator}'`);
       }
@@ -127,7 +203,11 @@ export function compileSource(
         }
         numeric(n.left, a, `left of ${op0}`);
         numeric(n.right, b, `right of ${op0}`);
-        if (op === '/') return { k: 'bin', op, a: cast(a, 'f32'), b: cast(b, 'f32'), ty: 'f32' };
+        if (op === '/') {
+          // constant operands fold in float64 (JS semantics: 1 / 0 is Infinity), never a WGSL const-expression error
+          if (a.k === 'num' && b.k === 'num') return num(a.v / b.v);
+          return { k: 'bin', op, a: cast(a, 'f32'), b: cast(b, 'f32'), ty: 'f32' };
+        }
         [a, b] = unify(a, b);
         const cmp = op === '<' || op === '<=' || op === '>' || op === '>=';
         return { k: 'bin', op, a, b, ty: cmp ? 'bool' : a.ty };
@@ -151,25 +231,24 @@ export function compileSource(
           if (n.property.name === 'E') return num(Math.E);
           return fail(n, `Math.${n.property.name} is not a supported constant`, 'use Math.PI or Math.E');
         }
-        if (!n.computed) return fail(n, 'property access is not supported', 'only captured tensors can be indexed: t[i] or t[i][j]');
+        const direct = captureOf(n);
+        if (direct) return captureValue(n, direct);
+        if (!n.computed) return fail(n, 'property access is not supported', 'only captures can be read (c.name) and captured tensors indexed: t[i] or t[i][j]');
         const idx: AnyNode[] = [];
         let base: AnyNode = n;
-        while (base.type === 'MemberExpression' && base.computed) {
+        while (base.type === 'MemberExpression' && base.computed && !captureOf(base)) {
           idx.unshift(base.property);
           base = base.object;
         }
-        if (base.type !== 'Identifier') return fail(base, 'only captured tensors can be indexed');
-        const name = base.name as string;
-        const c = captures[name];
-        if (!c) return fail(base, `unknown identifier '${name}'`, `pass it in captures: { ${name} }`);
+        const name = captureOf(base);
+        if (!name) return base.type === 'Identifier' && !env.has(base.name) ? unknown(base, base.name) : fail(base, 'only captured tensors can be indexed');
+        const c = captures[name]!;
         if (c.kind !== 'tensor') return fail(base, `captured number '${name}' cannot be indexed`);
         if (idx.length !== c.rank) return fail(n, `captured tensor '${name}' has rank ${c.rank} but is indexed with ${idx.length} indices`);
         used.add(name);
         const ir = idx.map((i) => cast(numeric(i, expr(i), 'index'), 'i32'));
         const ty: Ty = c.dtype === 'float32' ? 'f32' : c.dtype === 'int32' ? 'i32' : 'bool';
-        const load = { k: 'load' as const, name: prefix + name, idx: ir, ty, id: loadId++ };
-        loads.push(load);
-        return load;
+        return { k: 'load' as const, name: prefix + name, idx: ir, ty, id: loadId++ };
       }
       case 'CallExpression': {
         const callee = n.callee as AnyNode;
@@ -213,9 +292,9 @@ export function compileSource(
     for (const st of body) {
       if (ret) fail(st, 'unreachable statement after return');
       if (st.type === 'VariableDeclaration') {
-        if (st.kind !== 'const') fail(st, `'${st.kind}' declarations are not supported`, 'use const');
+        if (st.kind === 'var') fail(st, `'var' declarations are not supported`, 'use const');
         for (const d of st.declarations as AnyNode[]) {
-          if (d.id.type !== 'Identifier' || !d.init) fail(d, 'expected const name = expression');
+          if (d.id.type !== 'Identifier' || !d.init) fail(d, `expected ${st.kind} name = expression`);
           env.set(d.id.name, expr(d.init));
         }
       } else if (st.type === 'ReturnStatement') {
@@ -236,5 +315,5 @@ export function compileSource(
   } else if (result.ty !== 'bool') {
     fail(fnNode, 'wrong return type: a mask mod must return a boolean, this one returns a number', 'return a comparison such as qIdx >= kvIdx');
   }
-  return { ir: result, loads, used };
+  return { ir: result, used, numberTypes, closure };
 }

@@ -1,148 +1,159 @@
 /** `flexAttention`: FlexAttention for TypeScript, a front door to the shared attention generator. */
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, flashBackward, flashForward, type FlashParams } from '@webattn/kernels-webgpu';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, recordFlash, referenceAttention, resolveScale, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { collectLoads, derivative, evaluate, type EvalEnv } from './codegen.js';
 import type { IR } from './ir.js';
-import type { BlockMask } from './block-mask.js';
-import { asScore, compileMod, hostMask, hostScore, type Captures, type CompiledMod, type ScoreMod, type ScoreModFn } from './mods.js';
-import { modResources } from './wgsl-mods.js';
+import { BlockMask } from './block-mask.js';
+import { asScore, checkModLengths, compileMod, hostMask, hostScore, type Captures, type CompiledMod, type ScoreMod, type ScoreModFn } from './mods.js';
+import { modResources, probeCompile } from './wgsl-mods.js';
 
 /** Options of {@link flexAttention}. */
 export interface FlexAttentionOptions {
-  /** `(score, b, h, qIdx, kvIdx) => number`, or a {@link ScoreMod} from the catalogue. */
+  /** `(score, b, h, qIdx, kvIdx, captures) => number`, or a {@link ScoreMod} from the catalogue. */
   scoreMod?: ScoreMod | ScoreModFn | null;
   /** Block-sparse mask from `createBlockMask` (its mask function runs inside partial blocks only). */
   blockMask?: BlockMask | null;
-  /** Score scale (default 1/√E). */
-  scale?: number;
+  /** Score scale (default 1/√E); a finite number. */
+  scale?: number | null;
   /** Grouped-query attention: query head h reads key/value head ⌊h / (Hq/Hkv)⌋. */
   enableGqa?: boolean;
-  /** Captures of a bare `scoreMod` function: numbers and 1-D/2-D tensors (gradients flow to float tensors that require grad). */
+  /**
+   * Captures of a bare `scoreMod` function: numbers and 1-D/2-D tensors (gradients flow to float
+   * tensors that require grad). The function reads them through its last parameter.
+   */
   captures?: Captures;
+  /** Also return the log-sum-exp `[B, Hq, L]`. */
+  returnLse?: boolean;
 }
+
+const FLEX_OPTIONS: Record<string, OptionSpec> = {
+  scoreMod: { type: 'any' },
+  blockMask: { type: 'any' },
+  scale: { type: 'number' },
+  enableGqa: { type: 'boolean' },
+  captures: { type: 'any' },
+  returnLse: { type: 'boolean' },
+};
 
 /**
  * FlexAttention: attention whose scores are modified by a plain TS function and masked block-sparsely.
  * query `[B, Hq, L, E]`, key `[B, Hkv, S, E]`, value `[B, Hkv, S, Ev]` → `[B, Hq, L, Ev]` (and lse `[B, Hq, L]`).
  * On WebGPU the functions are compiled to WGSL inside the shared flash generator (forward and backward,
  * gradients into captured tensors); on the CPU the same JS functions run on materialised scores.
+ * Functions are compiled at the call (`FLEX_COMPILE` naming the argument, line:column and a hint) and
+ * cached per function object. Options are type-checked (`INVALID_ARGUMENT`); a captured tensor read
+ * outside its shape raises `INVALID_ARGUMENT` (CPU: at the call; GPU: at the next read-back).
  *
  * @example
- * const out = flexAttention(q, k, v, { scoreMod: (s, b, h, q, kv) => 30 * Math.tanh(s / 30), blockMask });
+ * const out = flexAttention(q, k, v, { scoreMod: (s, b, h, q, kv, c) => c.cap * Math.tanh(s / c.cap), captures: { cap: 30 } });
  */
 export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options?: FlexAttentionOptions & { returnLse?: false }): Tensor;
 export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options: FlexAttentionOptions & { returnLse: true }): { output: Tensor; lse: Tensor };
-export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options: FlexAttentionOptions & { returnLse?: boolean } = {}): Tensor | { output: Tensor; lse: Tensor } {
-  const names = ['query', 'key', 'value'] as const;
-  [query, key, value].forEach((t, i) => {
-    if (!(t instanceof T.Tensor)) throw new WebattnError('INVALID_ARGUMENT', `${names[i]}: expected a Tensor, got ${describe(t)}`, { argument: names[i] });
-    if (t.rank !== 4) throw new WebattnError('SHAPE_MISMATCH', `${names[i]}: expected [B, H, L, E], got ${describe(t.shape)}`, { argument: names[i] });
-    if (!T.isFloat(t.dtype)) throw new WebattnError('DTYPE_UNSUPPORTED', `${names[i]}: expected a floating-point tensor, got ${t.dtype}`, { argument: names[i] });
-  });
-  const device = T.sameDevice([query, key, value], names);
-  const [B, Hq, L, E] = query.shape as [number, number, number, number];
-  const [Bk, Hkv, S, Ek] = key.shape as [number, number, number, number];
+export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options: FlexAttentionOptions = {}): Tensor | { output: Tensor; lse: Tensor } {
+  checkOptions(options, FLEX_OPTIONS);
+  const { B, Hq, Lq: L, Lkv: S, E, Ev, device } = checkQkv(query, key, value, 'dense', !!options.enableGqa);
   const bad = (arg: string, msg: string): never => {
     throw new WebattnError('SHAPE_MISMATCH', `${arg}: ${msg}`, { argument: arg });
   };
-  if (Bk !== B || value.shape[0] !== B) bad('key', `batch ${Bk} differs from the query's ${B}`);
-  if (Ek !== E) bad('key', `head dim ${Ek} differs from the query's ${E}`);
-  if (value.shape[2] !== S || value.shape[1] !== Hkv) bad('value', `shape ${describe(value.shape)} does not match key ${describe(key.shape)}`);
-  if (Hkv !== Hq && (!options.enableGqa || Hq % Hkv !== 0)) bad('key', `${Hkv} heads vs the query's ${Hq}: pass enableGqa with Hq % Hkv == 0`);
   const bm = options.blockMask ?? null;
-  if (bm) {
+  if (bm !== null) {
+    if (!(bm instanceof BlockMask)) throw new WebattnError('INVALID_ARGUMENT', `options.blockMask: expected a BlockMask from createBlockMask, got ${describe(bm)}`, { argument: 'options.blockMask' });
     if (bm.qLen !== L || bm.kvLen !== S) bad('options.blockMask', `built for qLen=${bm.qLen}, kvLen=${bm.kvLen}, but the inputs have L=${L}, S=${S}`);
     if (bm.B !== 1 && bm.B !== B) bad('options.blockMask', `batch ${bm.B} neither 1 nor the query's ${B}`);
     if (bm.H !== 1 && bm.H !== Hq) bad('options.blockMask', `heads ${bm.H} neither 1 nor the query's ${Hq}`);
   }
-  const scale = options.scale ?? 1 / Math.sqrt(E);
-  const score = options.scoreMod ? asScore(options.scoreMod, options.captures ?? {}) : null;
-  const sc = score ? compileMod(score, 's', 'scoreMod') : null;
-  const mc = bm ? compileMod(bm.maskMod, 'm', 'blockMask.maskMod') : null;
-  const useGpu = device.backend === 'webgpu' && E <= FLASH_MAX_HEAD_DIM && value.shape[3]! <= FLASH_MAX_HEAD_DIM;
-  const r = useGpu ? gpuFlex(query, key, value, scale, sc, mc, bm) : cpuFlex(query, key, value, scale, score, sc, bm, !!options.enableGqa);
+  const scale = resolveScale(options.scale, E);
+  const sm = options.scoreMod ?? null;
+  const score = sm !== null ? asScore(sm, options.captures ?? {}, 'options.scoreMod') : null;
+  if (score) checkModLengths(score, L, S, 'options.scoreMod');
+  const sc = score ? compileMod(score, 's', 'options.scoreMod') : null;
+  const mc = bm ? compileMod(bm.maskMod, 'm', 'options.blockMask.maskMod') : null;
+  const useGpu = device.backend === 'webgpu' && E <= FLASH_MAX_HEAD_DIM && Ev <= FLASH_MAX_HEAD_DIM;
+  const r = useGpu ? gpuFlex(query, key, value, scale, sc, mc, bm) : cpuFlex(query, key, value, scale, score, sc, bm);
   return options.returnLse ? r : r.output;
 }
 
 function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod | null, mc: CompiledMod | null, bm: BlockMask | null) {
   const device = q.device;
-  const res = modResources(device, sc, mc, true);
-  const params: FlashParams = {
-    q: q.detach(),
-    k: k.detach(),
-    v: v.detach(),
-    scale,
-    causal: false,
-    causalOffset: 0,
-    mask: null,
-    hooks: {
-      key: res.key,
-      wgsl: res.wgsl,
-      scoreMod: !!sc,
-      maskMod: !!mc,
-      bindings: res.bindings,
-      tensors: res.tensors,
-      uniforms: res.uniforms,
-      values: res.values,
-      gradBindings: res.gradBindings,
-      gradTensors: res.grads.map((g) => g.buffer),
-      captureGrads: res.grads.length > 0,
-      gradWgsl: res.gradWgsl,
-    },
-    blocks: bm ? bm.tables(device) : null,
-  };
-  const { out, lse } = flashForward(params);
-  const capInputs = res.grads.map((g) => g.source);
-  const output = T.record([out], 'flexAttention', [q, k, v, ...capInputs], (g) => {
-    const delta = T.sum(T.mul(g, out), -1).contiguous();
-    for (const gb of res.grads) T.copyInto(gb.buffer, T.zeros([gb.buffer.size], { device }));
-    const { dq, dk, dv } = flashBackward(params, { dout: g, lse, delta });
-    return [dq, dk, dv, ...res.grads.map((gb) => gb.buffer.reshape(gb.source.shape).cast(gb.source.dtype))];
-  })[0]!;
-  return { output, lse };
-}
-
-/** CPU path: materialised scores; the same JS functions modify and mask them. */
-function cpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, score: ScoreMod | null, sc: CompiledMod | null, bm: BlockMask | null, gqa: boolean) {
   const [B, Hq, L] = q.shape as [number, number, number, number];
-  const Hkv = k.shape[1]!;
-  const S = k.shape[2]!;
-  const G = Hq / Hkv;
-  let kk = k;
-  let vv = v;
-  if (G > 1 && gqa) {
-    kk = k.reshape([B, Hkv, 1, S, k.shape[3]!]).expand([B, Hkv, G, S, k.shape[3]!]).reshape([B, Hq, S, k.shape[3]!]);
-    vv = v.reshape([B, Hkv, 1, S, v.shape[3]!]).expand([B, Hkv, G, S, v.shape[3]!]).reshape([B, Hq, S, v.shape[3]!]);
-  }
-  let s = T.matmul(T.mul(q, scale), kk.transpose(-1, -2));
-  if (score && sc) s = applyScoreMod(s, score, sc);
-  if (bm) {
-    const f = hostMask(bm.maskMod);
-    const allow = new Uint8Array(B * Hq * L * S);
-    let n = 0;
-    for (let b = 0; b < B; b++) for (let h = 0; h < Hq; h++) for (let i = 0; i < L; i++) for (let j = 0; j < S; j++) allow[n++] = f(b, h, i, j) ? 1 : 0;
-    s = T.where(T.tensor(allow, [B, Hq, L, S], { dtype: 'bool', device: q.device }), s, -Infinity);
-  }
-  const sd = s.detach();
-  const m = T.max(sd, -1, true);
-  const ms = T.where(T.eq(m, -Infinity), 0, m);
-  const lse = T.add(T.log(T.sum(T.exp(T.sub(sd, ms)), -1, true)), ms).reshape([B, Hq, L]);
-  return { output: T.matmul(T.softmax(s, -1), vv), lse: lse.dtype === 'float32' ? lse : lse.cast('float32').detach() };
+  const res = modResources(device, sc, mc, true, B * Hq * L);
+  probeCompile(device, res, sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod');
+  const values = res.deterministic ? { ...res.values, flex_hq: Hq, flex_lq: L } : res.values;
+  const hooks = {
+    key: res.key,
+    wgsl: res.wgsl,
+    scoreMod: !!sc,
+    maskMod: !!mc,
+    bindings: res.bindings,
+    tensors: res.tensors,
+    uniforms: res.uniforms,
+    values,
+    gradBindings: res.gradBindings,
+    gradTensors: res.grads.map((g) => g.buffer),
+    captureGrads: res.grads.length > 0,
+    gradWgsl: res.gradWgsl,
+  };
+  const r = recordFlash(
+    'flexAttention',
+    q,
+    k,
+    v,
+    { scale, causal: false, causalOffset: 0, mask: null, hooks, blocks: bm ? bm.tables(device) : null },
+    {
+      backwardHooks: { ...hooks, key: `${res.key}#bwd`, wgsl: res.backward.wgsl, bindings: res.backward.bindings, tensors: res.backward.tensors },
+      extra: res.grads.length
+        ? {
+            inputs: res.grads.map((g) => g.source),
+            before: () => {
+              for (const gb of res.grads) T.copyInto(gb.buffer, T.zeros([gb.buffer.size], { device }));
+            },
+            after: () =>
+              res.grads.map((gb) => {
+                const g = res.deterministic ? T.sum(gb.buffer.reshape([B * Hq * L, gb.source.size]), 0) : gb.buffer;
+                return g.reshape(gb.source.shape).cast(gb.source.dtype);
+              }),
+          }
+        : null,
+    },
+  );
+  res.checkBounds(sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod');
+  return r;
 }
 
-/** Applies a score function elementwise on the CPU with its gradient (IR derivatives) into scores and captures. */
-function applyScoreMod(s: Tensor, score: ScoreMod, sc: CompiledMod): Tensor {
-  if (s.device.backend !== 'cpu') throw new WebattnError('DEVICE_MISMATCH', 'scoreMod: the reference path runs on the CPU device', { argument: 'scoreMod' });
+/** CPU path: the shared reference attention; the same JS functions modify and mask the scores. */
+function cpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, score: ScoreMod | null, sc: CompiledMod | null, bm: BlockMask | null) {
+  const [B, Hq, L] = q.shape as [number, number, number, number];
+  const S = k.shape[2]!;
+  let allow: Tensor | null = null;
+  let keep: Uint8Array | null = null;
+  if (bm) {
+    const f = hostMask(bm.maskMod, 'options.blockMask.maskMod');
+    keep = new Uint8Array(B * Hq * L * S);
+    let n = 0;
+    for (let b = 0; b < B; b++) for (let h = 0; h < Hq; h++) for (let i = 0; i < L; i++) for (let j = 0; j < S; j++) keep[n++] = f(b, h, i, j) ? 1 : 0;
+    allow = T.tensor(keep, [B, Hq, L, S], { dtype: 'bool', device: q.device });
+  }
+  return referenceAttention(q, k, v, { scale, allow, scoreMod: score && sc ? (s) => applyScoreMod(s, score, sc, keep) : null });
+}
+
+/**
+ * Applies a score function elementwise on the CPU (where the mask keeps the score, as the GPU does),
+ * with its gradient (IR derivatives) into scores and captures.
+ */
+function applyScoreMod(s: Tensor, score: ScoreMod, sc: CompiledMod, keep: Uint8Array | null): Tensor {
+  if (!s.storage.cpu) throw new WebattnError('DEVICE_MISMATCH', `options.scoreMod: the reference path runs on a host-memory device (cpu, wasm), got '${s.device.backend}'`, { argument: 'options.scoreMod' });
   const [B, H, L, S] = s.shape as [number, number, number, number];
-  const f = hostScore(score);
+  const f = hostScore(score, 'options.scoreMod');
   const vals = T.readValues(s);
   const out = new Float64Array(vals.length);
   let n = 0;
-  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < L; i++) for (let j = 0; j < S; j++, n++) out[n] = f(vals[n]!, b, h, i, j);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < L; i++)
+        for (let j = 0; j < S; j++, n++) out[n] = keep && !keep[n] ? -Infinity : f(vals[n]!, b, h, i, j);
   const res = T.tensor(out, s.shape, { dtype: s.dtype, device: s.device });
-  const capNames = [...sc.captures.keys()];
-  const capTensors = capNames.map((c) => sc.captures.get(c)).filter((c): c is Tensor => c instanceof T.Tensor && c.requiresGrad && T.isFloat(c.dtype));
+  const capTensors = [...sc.captures.values()].filter((c): c is Tensor => c instanceof T.Tensor && c.requiresGrad && T.isFloat(c.dtype));
   const env = (): EvalEnv => {
     const numbers: Record<string, number> = {};
     const tensors: EvalEnv['tensors'] = {};
@@ -167,7 +178,7 @@ function applyScoreMod(s: Tensor, score: ScoreMod, sc: CompiledMod): Tensor {
           for (let j = 0; j < S; j++, p++) {
             Object.assign(e, { score: vals[p]!, b, h, q: i, kv: j });
             const gp = gv[p]!;
-            if (gp === 0) continue;
+            if (gp === 0 || (keep && !keep[p])) continue;
             ds[p] = gp * (evaluate(dScore, e) as number);
             loads.forEach((l, li) => {
               const t = sc.captures.get(l.name) as Tensor;

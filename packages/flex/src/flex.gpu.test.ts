@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import {
   alibi,
   andMasks,
@@ -24,11 +25,11 @@ import {
   type ScoreMod,
   type ScoreModFn,
 } from './index.js';
-import { boolExpr, floatExpr } from './random-mods.js';
+import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
   gpu = await gpuDevice();
@@ -193,8 +194,8 @@ describe('flex errors', () => {
   const q = T.randn([1, 1, 8, 4], { seed: 1, device: cpu });
   const fl = (scoreMod: unknown, extra: Record<string, unknown> = {}) => () => flexAttention(q, q, q, { scoreMod: scoreMod as never, ...extra });
   it('unsupported syntax and unknown identifiers point at line:column with a hint', () => {
-    expect(fl((s: number) => { let x = s; return x; })).toThrowError(/FLEX_COMPILE.*scoreMod \d+:\d+: 'let' declarations are not supported — use const/);
-    expect(fl((s: number) => s + undefinedThing)).toThrowError(/FLEX_COMPILE.*unknown identifier 'undefinedThing' — pass it in captures/);
+    expect(fl((s: number) => { var x = s; return x; })).toThrowError(/FLEX_COMPILE.*scoreMod \d+:\d+: 'var' declarations are not supported — use const/);
+    expect(fl((s: number) => s + undefinedThing)).toThrowError(/FLEX_COMPILE.*unknown identifier 'undefinedThing' — pass values through the captures parameter.*minifier/);
     expect(fl((s: number) => `${s}` as unknown as number)).toThrowError(/FLEX_COMPILE.*unsupported syntax TemplateLiteral/);
     expect(fl((s: number) => Math.random() * s)).toThrowError(/Math.random is not supported/);
   });

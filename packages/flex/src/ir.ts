@@ -43,6 +43,7 @@ export function mul(a: IR, b: IR): IR {
   return { k: 'bin', op: '*', a, b, ty: 'f32' };
 }
 export function div(a: IR, b: IR): IR {
+  if (a.k === 'num' && b.k === 'num') return num(a.v / b.v);
   if (isZero(a)) return num(0);
   if (isOne(b)) return a;
   return { k: 'bin', op: '/', a, b, ty: 'f32' };

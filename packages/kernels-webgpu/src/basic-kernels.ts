@@ -14,8 +14,8 @@ import {
   type DType,
   type KernelAttrs,
   type Tensor,
-  type WebGPUDevice,
 } from '@webattn/core-tensor';
+import type { WebGPUDevice } from './device/webgpu-device.js';
 import {
   checkRank,
   computeType,

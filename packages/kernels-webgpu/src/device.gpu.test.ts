@@ -2,20 +2,34 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { run } from './index.js';
-import { gpuDevice } from '../../../test-utils/index.js';
+import { WebGPUDevice } from './index.js';
+import { run, type ProgramSpec } from './internal.js';
+import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 beforeAll(async () => {
   gpu = await gpuDevice();
 });
 afterAll(() => gpu?.destroy());
 
 describe('WebGPU device', () => {
-  it('says which adapter runs the work', () => {
+  it('says which adapter runs the work, why, and its tier and capabilities', () => {
     expect(gpu.info.backend).toBe('webgpu');
     expect(gpu.info.adapter.length).toBeGreaterThan(3);
     expect(['vulkan', 'opengl', 'browser', 'metal', 'd3d12']).toContain(gpu.info.api);
+    expect(gpu.info.reason).toMatch(/kind 'webgpu'.*(software|hardware) adapter via Dawn/);
+    const caps = gpu.caps;
+    expect(caps.f16).toBe(gpu.info.features.includes('shader-f16'));
+    expect(caps.subgroups).toBe(gpu.info.features.includes('subgroups'));
+    expect(gpu.info.tier).toBe(caps.subgroupMatrix.length ? 'subgroup-matrix' : caps.subgroups ? 'subgroups' : 'workgroup');
+    // the device asked for the adapter's own limits, not the defaults (16 KiB workgroup storage, 256 invocations)
+    expect(caps.maxWorkgroupStorage).toBe(gpu.limits.maxComputeWorkgroupStorageSize);
+    expect(caps.maxWorkgroupStorage).toBeGreaterThanOrEqual(16384);
+    if (/llvmpipe/i.test(gpu.info.adapter)) {
+      expect(gpu.info.tier).toBe('workgroup');
+      expect(caps.maxLoopIterations).toBe(65535);
+      expect(caps.maxWorkgroupStorage).toBe(32768);
+    }
   });
 
   it('reports current and peak bytes, and releases on dispose', async () => {
@@ -71,12 +85,147 @@ describe('WebGPU device', () => {
     expect(Array.from(await T.add(T.ones([2], { device: gpu }), 1).toArray())).toEqual([2, 2]);
   });
 
+  const broken = (name: string): ProgramSpec => ({
+    name,
+    key: 'broken',
+    bindings: [{ name: 'x', dtype: 'float32', access: 'read_write' }],
+    uniforms: [],
+    workgroupSize: [4],
+    body: '  store_x(lidx, undefined_symbol);',
+  });
+
+  it('fifty concurrent calls with one failing kernel: only the failing call rejects, the others are right', async () => {
+    const calls = Array.from({ length: 50 }, (_, i) => {
+      const x = T.randn([33], { seed: 100 + i, device: gpu });
+      if (i !== 25) return T.exp(T.mul(x, 0.5));
+      const y = T.empty([33], 'float32', gpu);
+      run(broken('failing_kernel_25'), [y], {}, [1, 1, 1]);
+      return y;
+    });
+    const derived = T.add(calls[25]!, 1); // computed from the failed output: rejects too
+    const healthy = T.add(calls[24]!, 1); // recorded after the failure, from a healthy output
+    const settled = await Promise.allSettled(calls.map((t) => t.toArray()));
+    for (let i = 0; i < 50; i++) {
+      const r = settled[i]!;
+      if (i === 25) {
+        expect(r.status).toBe('rejected');
+        const e = (r as PromiseRejectedResult).reason as T.WebattnError;
+        expect(e).toBeInstanceOf(T.WebattnError);
+        expect(e.code).toBe('KERNEL_COMPILE');
+        expect(e.message).toMatch(/kernel "failing_kernel_25": failed to build: .*undefined_symbol/);
+        continue;
+      }
+      expect(r.status, `call ${i}`).toBe('fulfilled');
+      const want = await T.exp(T.mul(T.randn([33], { seed: 100 + i }), 0.5)).toArray();
+      expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-5, `call ${i}`);
+    }
+    await expect(derived.toArray()).rejects.toThrowError(/failing_kernel_25/);
+    const h = await healthy.toArray();
+    const want24 = await T.add(T.exp(T.mul(T.randn([33], { seed: 124 }), 0.5)), 1).toArray();
+    expectClose(h, want24, 1e-6, 1e-5, 'healthy after failure');
+    await expect(gpu.sync()).resolves.toBeUndefined(); // already reported by the read: not raised again
+  });
+
+  it('a dispatch that fails validation inside a batch rejects only its own output (KERNEL_FAILED naming the kernel)', async () => {
+    const alias: ProgramSpec = {
+      name: 'aliased_kernel',
+      key: 'alias',
+      bindings: [
+        { name: 'x', dtype: 'float32', access: 'read' },
+        { name: 'y', dtype: 'float32', access: 'read_write' },
+      ],
+      uniforms: [],
+      workgroupSize: [4],
+      body: '  store_y(lidx, load_x(lidx) + 1.0);',
+    };
+    const outs = Array.from({ length: 10 }, (_, i) => {
+      const x = T.randn([4], { seed: 300 + i, device: gpu });
+      if (i !== 5) return T.mul(x, 3);
+      run(alias, [x, x], {}, [1, 1, 1]); // the same buffer bound read-only and writable: invalid
+      return x;
+    });
+    const later = T.mul(outs[6]!, 2);
+    const settled = await Promise.allSettled(outs.map((t) => t.toArray()));
+    for (let i = 0; i < 10; i++) {
+      const r = settled[i]!;
+      if (i === 5) {
+        expect(r.status).toBe('rejected');
+        expect(String((r as PromiseRejectedResult).reason)).toMatch(/KERNEL_FAILED.*kernel "aliased_kernel"/);
+        continue;
+      }
+      expect(r.status, `call ${i}`).toBe('fulfilled');
+      const want = await T.mul(T.randn([4], { seed: 300 + i }), 3).toArray();
+      expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-6, `call ${i}`);
+    }
+    const want6 = await T.mul(T.randn([4], { seed: 306 }), 6).toArray();
+    expectClose(await later.toArray(), want6, 1e-6, 1e-6, 'after the failed batch');
+  });
+
+  it('a pipeline that failed to build is not cached: the next call builds again and fails at its own call', async () => {
+    const before = gpu.pipelineCount;
+    const a = T.empty([4], 'float32', gpu);
+    run(broken('broken_twice'), [a], {}, [1, 1, 1]);
+    await expect(a.toArray()).rejects.toThrowError(/KERNEL_COMPILE.*broken_twice/);
+    expect(gpu.pipelineCount).toBe(before);
+    const ok = T.exp(T.ones([3], { device: gpu }));
+    const b = T.empty([4], 'float32', gpu);
+    run(broken('broken_twice'), [b], {}, [1, 1, 1]);
+    expectClose(await ok.toArray(), [Math.E, Math.E, Math.E], 1e-6, 1e-6, 'healthy read');
+    await expect(b.toArray()).rejects.toThrowError(/KERNEL_COMPILE.*broken_twice/);
+    expect(gpu.pipelineCount).toBe(before);
+    // an error never read surfaces at the next sync(), once
+    const c = T.empty([4], 'float32', gpu);
+    run(broken('never_read'), [c], {}, [1, 1, 1]);
+    await expect(gpu.sync()).rejects.toThrowError(/never_read/);
+    await expect(gpu.sync()).resolves.toBeUndefined();
+  });
+
+  it('batches dispatches: a chain of 200 kernels is one or two submissions, and counts every dispatch', async () => {
+    const x0 = T.randn([64], { seed: 9, device: gpu });
+    await x0.toArray();
+    const [d0, s0] = [gpu.dispatchCount, gpu.submitCount];
+    let x = x0;
+    for (let i = 0; i < 200; i++) x = T.add(x, 0.01);
+    const got = await x.toArray();
+    expect(gpu.dispatchCount - d0).toBe(200);
+    expect(gpu.submitCount - s0).toBeLessThanOrEqual(2);
+    const want = await T.randn([64], { seed: 9 }).toArray();
+    expectClose(got, Array.from(want, (v) => v + 2), 1e-4, 1e-5, 'chain');
+  });
+
+  it('uploads stay in order with recorded work when a freed buffer is reused at once', async () => {
+    const a = T.tensor([1, 2, 3, 4, 5, 6, 7, 8], [8], { device: gpu });
+    await a.toArray();
+    const b = T.mul(a, 2); // recorded, not yet submitted
+    a.dispose(); // a's buffer goes back to the pool while b's dispatch still reads it
+    const c = T.tensor([-1, -1, -1, -1, -1, -1, -1, -1], [8], { device: gpu }); // likely the same buffer
+    expect(Array.from(await b.toArray())).toEqual([2, 4, 6, 8, 10, 12, 14, 16]);
+    expect(Array.from(await c.toArray())).toEqual([-1, -1, -1, -1, -1, -1, -1, -1]);
+  });
+
+  it('the buffer pool trims under its budget; emptyCache empties it', async () => {
+    gpu.emptyCache();
+    expect(gpu.memoryStats().pooledBytes).toBe(0);
+    const ts = Array.from({ length: 8 }, () => T.empty([1 << 16], 'float32', gpu)); // 256 KiB each
+    const each = ts[0]!.storage.bytes;
+    gpu.setPoolBudget(3 * each);
+    ts.forEach((t) => t.dispose());
+    expect(gpu.memoryStats().pooledBytes).toBe(3 * each);
+    gpu.setPoolBudget(each);
+    expect(gpu.memoryStats().pooledBytes).toBe(each);
+    gpu.emptyCache();
+    expect(gpu.memoryStats().pooledBytes).toBe(0);
+    expect(() => gpu.setPoolBudget(-1)).toThrowError(/INVALID_ARGUMENT.*bytes/);
+    expect(() => gpu.setPoolBudget('1e6' as unknown as number)).toThrowError(/INVALID_ARGUMENT.*bytes/);
+    gpu.setPoolBudget(256 * 2 ** 20);
+  });
+
   it('mismatched devices raise DEVICE_MISMATCH', () => {
     expect(() => T.add(T.ones([2], { device: gpu }), T.ones([2], { device: T.cpu() }))).toThrowError(/DEVICE_MISMATCH/);
   });
 
   it('a lost device rejects pending work with DEVICE_LOST and getDevice() recovers', async () => {
-    const dev = (await T.getDevice({ kind: 'webgpu', cache: true })) as T.WebGPUDevice;
+    const dev = (await T.getDevice({ kind: 'webgpu', cache: true })) as WebGPUDevice;
     const x = T.randn([64], { seed: 3, device: dev });
     const pending = T.exp(x).toArray();
     dev.gpu.destroy();
@@ -93,6 +242,56 @@ describe('WebGPU device', () => {
     const want = await ref.toArray();
     got.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThan(1e-5));
     fresh.destroy();
+  });
+});
+
+describe('default device lifetime', () => {
+  it('getDevice() returns the live default until it is destroyed, then one new default for every caller', async () => {
+    const a = await T.getDevice({ kind: 'webgpu' });
+    expect(await T.getDevice({ kind: 'webgpu' })).toBe(a);
+    a.destroy();
+    const next = await Promise.all(Array.from({ length: 50 }, () => T.getDevice({ kind: 'webgpu' })));
+    expect(new Set(next).size).toBe(1);
+    expect(next[0]).not.toBe(a);
+    const y = T.add(T.ones([2], { device: next[0] }), T.ones([2], { device: await T.getDevice({ kind: 'webgpu' }) }));
+    expect(Array.from(await y.toArray())).toEqual([2, 2]);
+    next[0]!.destroy();
+  });
+
+  it('bad WebGPU options are INVALID_ARGUMENT naming the option; auto says why it chose the device', async () => {
+    await expect(T.getDevice({ kind: 'webgpu', webgpuBackend: 'metal' as never, cache: false })).rejects.toThrowError(/INVALID_ARGUMENT.*webgpuBackend.*"metal"/);
+    await expect(T.getDevice({ kind: 'webgpu', dawnUnsafe: 'no' as never, cache: false })).rejects.toThrowError(/INVALID_ARGUMENT.*dawnUnsafe/);
+    const d = await T.getDevice({ cache: false, warn: false });
+    expect(d.backend).toBe('webgpu');
+    // no hardware GPU on CI: auto explains that it fell to a software adapter
+    if (d.info.software) expect(d.info.reason).toMatch(/^auto: webgpu \(software\).*webgpu \(hardware\):/);
+    else expect(d.info.reason).toMatch(/^auto: webgpu \(hardware\)/);
+    d.destroy();
+  });
+
+  it('50 create/compute/destroy cycles keep the process RSS bounded', () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const script = `
+      const T = await import('@webattn/core-tensor');
+      await import('@webattn/kernels-webgpu');
+      const rss = () => process.memoryUsage().rss / 2 ** 20;
+      const at = {};
+      for (let i = 1; i <= 50; i++) {
+        const d = await T.getDevice({ kind: 'webgpu', cache: false });
+        const y = T.exp(T.randn([4096], { seed: i, device: d }));
+        await y.toArray();
+        d.destroy();
+        globalThis.gc();
+        await new Promise((r) => setTimeout(r, 5));
+        if (i === 1 || i === 10 || i === 50) at[i] = Math.round(rss());
+      }
+      console.log(JSON.stringify(at));`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { cwd: root, timeout: 120_000, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const at = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number>;
+    console.log(`RSS over 50 device cycles (MB): ${JSON.stringify(at)}`);
+    // llvmpipe: +1 MB from cycle 10 to 50; +67 MB before Dawn instances were reused per route
+    expect(at[50]! - at[10]!).toBeLessThan(24);
   });
 });
 

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { scaledDotProductAttention, sdpaKernel } from './index.js';
+import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 
 // float16 needs `shader-f16`, which software adapters lack: these run where the adapter has it
 // (reported as skipped elsewhere, never as passed): set WEBATTN_EXPECT_F16=1 on such a machine.
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 let hasF16 = false;
 beforeAll(async () => {
   gpu = await gpuDevice();

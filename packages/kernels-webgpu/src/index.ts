@@ -1,33 +1,25 @@
 /**
  * `@webattn/kernels-webgpu`: the WGSL kernels of every webattn op, registered under the `webgpu`
- * backend of the core-tensor kernel registry when this module is imported, and the WGSL helper
- * they are all written with.
+ * backend of the core-tensor kernel registry when this module is imported, the WebGPU device (Dawn in
+ * Node, `navigator.gpu` in browsers) registered as the `webgpu` backend of `getDevice()`, and
+ * `scaledDotProductAttention` (PyTorch SDPA semantics). The attention generator and WGSL helpers that
+ * the other front doors build on live in `@webattn/kernels-webgpu/internal` (not public API).
  *
  * @packageDocumentation
  */
+import './device/backend.js';
 import './basic-kernels.js';
 
-export { MATH_HELPERS } from './basic-kernels.js';
-
 export {
-  MAX_RANK,
-  storageType,
-  computeType,
-  renderProgram,
-  packUniforms,
-  program,
-  run,
-  linearGrid,
-  stridedOffsetFn,
-  stridedFields,
-  checkRank,
-  wgReduce,
-  useSubgroups,
-  type BindingSpec,
-  type UniformField,
-  type UniformValues,
-  type ProgramSpec,
-} from './wgsl.js';
+  WebGPUDevice,
+  tierOf,
+  type GpuProgram,
+  type BindingAccess,
+  type DeviceCaps,
+  type SubgroupMatrixConfig,
+  type WebGPUDeviceOptions,
+} from './device/webgpu-device.js';
+export { createWebGPUDevice, webgpuBackend, WANTED_FEATURES, type WebGPURoute } from './device/backend.js';
 export {
   scaledDotProductAttention,
   sdpaKernel,
@@ -36,14 +28,3 @@ export {
   type SdpaOptions,
   type SdpaWithLse,
 } from './attention/sdpa.js';
-export {
-  flashForward,
-  flashBackward,
-  FLASH_MAX_HEAD_DIM,
-  setFlashSpecialization,
-  type FlashParams,
-  type FlashHooks,
-  type FlashMask,
-  type FlashGradInputs,
-  type FlashBlocks,
-} from './attention/flash.js';

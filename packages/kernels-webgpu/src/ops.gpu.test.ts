@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { makeInputs, OP_CASES } from '../../../test-utils/op-cases.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 
 beforeAll(async () => {

@@ -1,21 +1,36 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { scaledDotProductAttention, sdpaKernel } from './index.js';
+import { scaledDotProductAttention, sdpaKernel, WebGPUDevice } from './index.js';
 import { expectClose } from '../../../test-utils/index.js';
 
 // SwiftShader (Debian's chromium ships it) has `subgroups`; llvmpipe through GL does not.
-let sw: T.WebGPUDevice;
+let sw: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
-  sw = (await T.getDevice({ kind: 'webgpu', webgpuBackend: 'swiftshader', cache: false })) as T.WebGPUDevice;
+  sw = (await T.getDevice({ kind: 'webgpu', webgpuBackend: 'swiftshader', cache: false })) as WebGPUDevice;
   sw.poisonAllocations = true;
 });
 afterAll(() => sw?.destroy());
 
 describe('subgroup reductions and their fallback on SwiftShader', () => {
-  it('the adapter offers subgroups', () => {
+  it('the adapter offers subgroups: tier, features and capabilities say so', () => {
     expect(sw.info.adapter).toMatch(/swiftshader/i);
     expect(sw.hasFeature('subgroups')).toBe(true);
+    expect(sw.info.tier).toBe('subgroups');
+    expect(sw.info.features).toContain('subgroups');
+    expect(sw.info.features).not.toContain('shader-f16');
+    expect(sw.info.reason).toMatch(/software adapter via Dawn Vulkan SwiftShader/);
+    const caps = sw.caps;
+    expect(caps.subgroups).toBe(true);
+    expect(caps.subgroupMinSize).toBeGreaterThanOrEqual(4);
+    expect(caps.subgroupMaxSize).toBeGreaterThanOrEqual(caps.subgroupMinSize);
+    expect(caps.subgroupMatrix).toEqual([]);
+    // the adapter's own limits were requested (SwiftShader: 12 storage buffers, 256 invocations)
+    expect(caps.maxStorageBuffersPerStage).toBe(12);
+    expect(caps.maxInvocations).toBe(256);
+    sw.subgroupsEnabled = false;
+    expect(sw.caps.subgroups).toBe(false);
+    sw.subgroupsEnabled = true;
   });
 
   for (const useSg of [true, false]) {

@@ -3,7 +3,8 @@
  * functions, a packed uniform block with named accessors, strided index math and the standard
  * entry point. No kernel writes binding boilerplate or index math of its own.
  */
-import { WebattnError, type DType, type GpuProgram, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { WebattnError, type DType, type Tensor } from '@webattn/core-tensor';
+import type { GpuProgram, WebGPUDevice } from './device/webgpu-device.js';
 
 /** Largest tensor rank the GPU kernels index. */
 export const MAX_RANK = 8;
@@ -195,7 +196,7 @@ export function run(spec: ProgramSpec, tensors: readonly Tensor[], values: Unifo
   const uniforms = spec.uniforms.length ? packUniforms(spec.uniforms, values) : null;
   device.dispatch(
     prog,
-    tensors.map((t) => t.storage.gpu!),
+    tensors.map((t) => t.storage),
     uniforms,
     grid,
   );

@@ -1,4 +1,7 @@
+import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu/internal';
+import { deferFlagCheck, run } from '@webattn/kernels-webgpu/internal';
 
 /** cu_seqlens as accepted by the varlen API: host arrays are validated; a tensor must be int32 `[B+1]`. */
 export type CuSeqlensLike = Int32Array | readonly number[] | Tensor;
@@ -78,4 +81,54 @@ export function positionIds(cu: Int32Array | readonly number[]): Int32Array {
   const out = new Int32Array(c[c.length - 1] ?? 0);
   for (let b = 0; b + 1 < c.length; b++) for (let i = c[b]!; i < c[b + 1]!; i++) out[i] = i - c[b]!;
   return out;
+}
+
+/**
+ * Checks GPU-held cu_seqlens with a one-workgroup kernel (starts at 0, non-decreasing, last = `total`,
+ * every length ≤ `maxSeqlen`); a violation raises `INVALID_ARGUMENT` naming the argument at the
+ * device's next read-back or sync (the flag is read on the GPU timeline, never synchronously).
+ */
+export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: number, argument: string, maxArgument: string): void {
+  const n = cu.shape[0]!;
+  if (n < 1) throw new WebattnError('SHAPE_MISMATCH', `${argument}: expected at least one entry [0], got none`, { argument });
+  const device = cu.device as WebGPUDevice;
+  const flag = T.zeros([1], { dtype: 'int32', device });
+  run(
+    {
+      name: 'varlen_check_cu_seqlens',
+      key: '',
+      bindings: [
+        { name: 'cu', dtype: 'int32', access: 'read' },
+        { name: 'flag', dtype: 'int32', access: 'read_write', atomic: true },
+      ],
+      uniforms: [['n', 'u32'], ['total', 'i32'], ['maxlen', 'i32']],
+      workgroupSize: [64],
+      body: `
+  var bits = 0u;
+  if (lidx == 0u) {
+    if (load_cu(0u) != 0i) { bits = bits | 1u; }
+    if (load_cu(u_n() - 1u) != u_total()) { bits = bits | 4u; }
+  }
+  for (var i = lidx + 1u; i < u_n(); i = i + WG_SIZE) {
+    let d = load_cu(i) - load_cu(i - 1u);
+    if (d < 0i) { bits = bits | 2u; }
+    if (d > u_maxlen()) { bits = bits | 8u; }
+  }
+  if (bits != 0u) { atomicOr(&flag[0], bits); }`,
+    },
+    [cu.contiguous(), flag],
+    { n, total, maxlen: maxSeqlen },
+    [1, 1, 1],
+  );
+  deferFlagCheck(flag, 'varlen_check_cu_seqlens', (bits) => {
+    if (!bits) return null;
+    const why: string[] = [];
+    if (bits & 1) why.push('must start at 0');
+    if (bits & 2) why.push('must be non-decreasing');
+    if (bits & 4) why.push(`last entry must equal the number of packed rows ${total}`);
+    if (bits & 8 && !(bits & 3)) {
+      return new WebattnError('INVALID_ARGUMENT', `${maxArgument}: ${maxSeqlen} is smaller than the longest sequence in ${argument} (checked on the GPU)`, { argument: maxArgument });
+    }
+    return new WebattnError('INVALID_ARGUMENT', `${argument} (GPU-held, checked by flashAttnVarlen): ${why.join('; ')}`, { argument });
+  });
 }

@@ -1,7 +1,7 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, flashBackward, flashForward, scaledDotProductAttention, type FlashHooks, type FlashParams } from '@webattn/kernels-webgpu';
-import { hostCu, validateCuSeqlens, type CuSeqlensLike } from './cu-seqlens.js';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, flashRefusal, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { checkCuSeqlensOnDevice, hostCu, validateCuSeqlens, type CuSeqlensLike } from './cu-seqlens.js';
 
 /** Options of {@link flashAttnVarlen} (FlashAttention's `flash_attn_varlen_func`). */
 export interface FlashAttnVarlenOptions {
@@ -23,12 +23,16 @@ export interface FlashAttnVarlenOptions {
   softcap?: number;
   /** Also return the log-sum-exp `[Hq, totalQ]`. */
   returnLse?: boolean;
+  /**
+   * Check GPU-held cu_seqlens with a small kernel (default true): a malformed one raises
+   * `INVALID_ARGUMENT` at the next read-back or sync of the device. Host arrays are always checked.
+   */
+  validate?: boolean;
 }
 
 const softcapHooks = (cap: number): FlashHooks => ({
   key: `softcap`,
   scoreMod: true,
-  scoreModGrad: true,
   wgsl: `
 fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return u_softcap() * tanh_c(s / u_softcap()); }
 fn score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, ds: f32) -> f32 { let t = tanh_c(s / u_softcap()); return ds * (1.0 - t * t); }
@@ -37,19 +41,27 @@ fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); 
   values: { softcap: cap },
 });
 
-function checkOperand(t: unknown, name: string): asserts t is Tensor {
-  if (!(t instanceof T.Tensor)) throw new WebattnError('INVALID_ARGUMENT', `${name}: expected a Tensor, got ${describe(t)}`, { argument: name });
-  t.assertLive(name);
-  if (t.rank !== 3) throw new WebattnError('SHAPE_MISMATCH', `${name}: expected a packed tensor [total, H, E], got shape ${describe(t.shape)}`, { argument: name });
-  if (!T.isFloat(t.dtype)) throw new WebattnError('DTYPE_UNSUPPORTED', `${name}: expected a floating-point tensor, got ${t.dtype}`, { argument: name });
-}
+const VARLEN_OPTIONS: Record<string, OptionSpec> = {
+  cuSeqlensQ: { type: 'any' },
+  cuSeqlensK: { type: 'any' },
+  maxSeqlenQ: { type: 'number', integer: true, min: 0 },
+  maxSeqlenK: { type: 'number', integer: true, min: 0 },
+  causal: { type: 'boolean' },
+  scale: { type: 'number' },
+  windowSize: { type: 'any' },
+  softcap: { type: 'number', min: 0 },
+  returnLse: { type: 'boolean' },
+  validate: { type: 'boolean' },
+};
 
 /**
  * Attention over packed variable-length sequences, like `flash_attn_varlen_func`: q `[totalQ, Hq, E]`,
  * k `[totalK, Hkv, E]`, v `[totalK, Hkv, Ev]` → `[totalQ, Hq, Ev]`. No token attends across a sequence
  * boundary; empty sequences are allowed; a query with no visible key gives zeros (lse −∞).
  * Runs the shared flash generator's packed layout on WebGPU (forward + backward); on the CPU it runs
- * each sequence through the math backend (the reference).
+ * each sequence through the reference attention. Host cu_seqlens are validated at the call; GPU-held
+ * ones by a small kernel whose verdict is raised at the next read-back (`validate: false` skips it).
+ * Throws `SHAPE_MISMATCH` / `DTYPE_UNSUPPORTED` / `INVALID_ARGUMENT` naming the argument.
  *
  * @example
  * const out = flashAttnVarlen(q, k, v, { cuSeqlensQ: cu, maxSeqlenQ: 512, causal: true });
@@ -57,64 +69,54 @@ function checkOperand(t: unknown, name: string): asserts t is Tensor {
 export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashAttnVarlenOptions & { returnLse: true }): { output: Tensor; lse: Tensor };
 export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashAttnVarlenOptions): Tensor;
 export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashAttnVarlenOptions): Tensor | { output: Tensor; lse: Tensor } {
-  checkOperand(q, 'q');
-  checkOperand(k, 'k');
-  checkOperand(v, 'v');
-  const device = T.sameDevice([q, k, v], ['q', 'k', 'v']);
-  const [TQ, Hq, E] = q.shape as [number, number, number];
-  const [TK, Hkv, Ek] = k.shape as [number, number, number];
-  const [TV, Hv, Ev] = v.shape as [number, number, number];
-  const bad = (arg: string, msg: string): never => {
-    throw new WebattnError('SHAPE_MISMATCH', `${arg}: ${msg}`, { argument: arg });
-  };
-  if (Ek !== E) bad('k', `head dim ${Ek} differs from q's ${E}`);
-  if (TV !== TK) bad('v', `${TV} rows differ from k's ${TK}`);
-  if (Hv !== Hkv) bad('v', `${Hv} heads differ from k's ${Hkv}`);
-  if (Hkv === 0 || Hq % Hkv !== 0) bad('k', `${Hkv} heads must divide q's ${Hq} heads (GQA)`);
-  if (k.dtype !== q.dtype || v.dtype !== q.dtype) throw new WebattnError('DTYPE_UNSUPPORTED', `k, v: expected dtype ${q.dtype} like q`, { argument: 'k' });
-  if (!options || typeof options !== 'object') throw new WebattnError('INVALID_ARGUMENT', 'options: expected { cuSeqlensQ, maxSeqlenQ, ... }', { argument: 'options' });
+  const { Lq: TQ, Lkv: TK, E, Ev, device } = checkQkv(q, k, v, 'packed', 'always', ['q', 'k', 'v']);
+  if (options === undefined || options === null) throw new WebattnError('INVALID_ARGUMENT', `options: expected { cuSeqlensQ, maxSeqlenQ, ... }, got ${describe(options)}`, { argument: 'options' });
+  checkOptions(options, VARLEN_OPTIONS);
+  if (options.maxSeqlenQ === undefined) throw new WebattnError('INVALID_ARGUMENT', 'options.maxSeqlenQ: required (the longest query sequence)', { argument: 'options.maxSeqlenQ' });
   const maxQ = options.maxSeqlenQ;
   const maxK = options.maxSeqlenK ?? maxQ;
   const cuQIn = options.cuSeqlensQ;
   const cuKIn = options.cuSeqlensK ?? cuQIn;
-  const cuQ = hostCu(cuQIn, 'cuSeqlensQ');
-  const cuK = hostCu(cuKIn, 'cuSeqlensK');
-  if (cuQ) validateCuSeqlens(cuQ, TQ, maxQ, 'cuSeqlensQ', 'maxSeqlenQ');
-  if (cuK) validateCuSeqlens(cuK, TK, maxK, 'cuSeqlensK', 'maxSeqlenK');
+  const kName = options.cuSeqlensK === undefined ? 'options.cuSeqlensQ' : 'options.cuSeqlensK';
+  const cuQ = hostCu(cuQIn, 'options.cuSeqlensQ');
+  const cuK = hostCu(cuKIn, kName);
+  const maxKName = options.maxSeqlenK === undefined ? 'options.maxSeqlenQ' : 'options.maxSeqlenK';
+  if (cuQ) validateCuSeqlens(cuQ, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
+  if (cuK) validateCuSeqlens(cuK, TK, maxK, kName, maxKName);
   const nQ = cuQ ? cuQ.length : (cuQIn as Tensor).shape[0]!;
   const nK = cuK ? cuK.length : (cuKIn as Tensor).shape[0]!;
-  if (nQ !== nK) throw new WebattnError('SHAPE_MISMATCH', `cuSeqlensK: ${nK} entries, but cuSeqlensQ has ${nQ}`, { argument: 'cuSeqlensK' });
-  const scale = options.scale ?? 1 / Math.sqrt(E);
+  if (nQ !== nK) throw new WebattnError('SHAPE_MISMATCH', `${kName}: ${nK} entries, but options.cuSeqlensQ has ${nQ}`, { argument: kName });
+  const scale = resolveScale(options.scale, E);
   const win = options.windowSize;
-  if (win && (win.length !== 2 || !win.every((w) => Number.isInteger(w) && w >= -1))) {
-    throw new WebattnError('INVALID_ARGUMENT', `windowSize: expected [left, right] integers ≥ −1, got ${describe(win)}`, { argument: 'windowSize' });
+  if (win !== undefined && win !== null && (!Array.isArray(win) || win.length !== 2 || !win.every((w) => Number.isInteger(w) && w >= -1))) {
+    throw new WebattnError('INVALID_ARGUMENT', `options.windowSize: expected [left, right] integers ≥ −1, got ${describe(win)}`, { argument: 'options.windowSize' });
   }
   const softcap = options.softcap ?? 0;
-  if (!(softcap >= 0)) throw new WebattnError('INVALID_ARGUMENT', `softcap: expected a number ≥ 0, got ${describe(softcap)}`, { argument: 'softcap' });
 
-  if (device.backend !== 'webgpu' || E > FLASH_MAX_HEAD_DIM || Ev > FLASH_MAX_HEAD_DIM) {
-    if (!cuQ || !cuK) throw new WebattnError('INVALID_ARGUMENT', 'cuSeqlensQ: the reference path needs host cu_seqlens', { argument: 'cuSeqlensQ' });
+  const hooks = softcap > 0 ? softcapHooks(softcap) : null;
+  const window = win ? { left: win[0], right: win[1] } : null;
+  const onDevice = flashRefusal(device, q.dtype, { scale, causal: !!options.causal, causalOffset: 0, mask: null, hooks, window });
+  if (onDevice || E > FLASH_MAX_HEAD_DIM || Ev > FLASH_MAX_HEAD_DIM) {
+    if (!cuQ || !cuK) throw new WebattnError('INVALID_ARGUMENT', 'options.cuSeqlensQ: the reference path needs host cu_seqlens', { argument: 'options.cuSeqlensQ' });
     return perSequence(q, k, v, cuQ, cuK, { ...options, scale });
   }
   const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : (src as Tensor));
-  const params: FlashParams = {
-    q: q.detach(),
-    k: k.detach(),
-    v: v.detach(),
+  const cuQT = toDev(cuQ, cuQIn);
+  const cuKT = toDev(cuK, cuKIn);
+  if (options.validate !== false && device.backend === 'webgpu') {
+    if (!cuQ) checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
+    if (!cuK && cuKIn !== cuQIn) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
+    else if (!cuK && TK !== TQ) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
+  }
+  const { output, lse } = recordFlash('flashAttnVarlen', q, k, v, {
     scale,
     causal: !!options.causal,
     causalOffset: 0,
     mask: null,
-    hooks: softcap > 0 ? softcapHooks(softcap) : null,
-    varlen: { cuQ: toDev(cuQ, cuQIn), cuK: toDev(cuK, cuKIn), maxQ, maxK },
-    window: win ? { left: win[0], right: win[1] } : null,
-  };
-  const { out, lse } = flashForward(params);
-  const output = T.record([out], 'flashAttnVarlen', [q, k, v], (g) => {
-    const delta = T.sum(T.mul(g, out), -1).transpose(0, 1).contiguous();
-    const { dq, dk, dv } = flashBackward(params, { dout: g, lse, delta });
-    return [dq, dk, dv];
-  })[0]!;
+    hooks,
+    varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK },
+    window,
+  });
   return options.returnLse ? { output, lse } : output;
 }
 
@@ -148,21 +150,12 @@ function perSequence(q: Tensor, k: Tensor, v: Tensor, cuQ: Int32Array, cuK: Int3
       if (l >= 0) and(T.ge(diff, -l));
       if (r >= 0) and(T.le(diff, r));
     }
-    let res: { output: Tensor; lse: Tensor };
-    if (o.softcap && o.softcap > 0) {
-      // softcap through the math formula: softmax(cap·tanh(s/cap)) V
-      const G = Hq / Hkv;
-      const kk = ks.reshape([1, Hkv, 1, lk, ks.shape[3]!]).expand([1, Hkv, G, lk, ks.shape[3]!]).reshape([1, Hq, lk, ks.shape[3]!]);
-      const vv = vs.reshape([1, Hkv, 1, lk, vs.shape[3]!]).expand([1, Hkv, G, lk, vs.shape[3]!]).reshape([1, Hq, lk, vs.shape[3]!]);
-      let s = T.mul(T.tanh(T.div(T.matmul(T.mul(qs, o.scale), kk.transpose(-1, -2)), o.softcap)), o.softcap);
-      if (allow) s = T.where(allow, s, -Infinity);
-      const sd = s.detach();
-      const m = T.max(sd, -1, true);
-      const ms = T.where(T.eq(m, -Infinity), 0, m);
-      res = { output: T.matmul(T.softmax(s), vv), lse: T.add(T.log(T.sum(T.exp(T.sub(sd, ms)), -1, true)), ms).reshape([1, Hq, lq]) };
-    } else {
-      res = scaledDotProductAttention(qs, ks, vs, { attnMask: allow, scale: o.scale, enableGqa: Hq !== Hkv, returnLse: true });
-    }
+    const cap = o.softcap ?? 0;
+    const res = referenceAttention(qs, ks, vs, {
+      scale: o.scale,
+      allow,
+      scoreMod: cap > 0 ? (sc) => T.mul(T.tanh(T.div(sc, cap)), cap) : null,
+    });
     outs.push(res.output.squeeze(0).transpose(0, 1));
     lses.push(res.lse.squeeze(0));
   }

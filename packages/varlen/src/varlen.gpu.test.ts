@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
 import { BlockDiagonalMask, cuSeqlens, flashAttnVarlen, type FlashAttnVarlenOptions } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
   gpu = await gpuDevice();

@@ -1,4 +1,5 @@
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend } from '@webattn/kernels-webgpu';
 import { tfjsAttention, tfjsOn, tfjsSync } from '../peers/tfjs.js';
 import { progress, timeIt, type BenchRow } from '../timing.js';
@@ -13,7 +14,7 @@ function attnFlops(B: number, H: number, L: number, E: number, causal: boolean):
  * 4096 (2048 on software adapters), causal and not, with the flash/math ratios.
  */
 export async function attentionScenario(device: T.Device, quick: boolean): Promise<BenchRow[]> {
-  const rows: BenchRow[] = device.backend === 'webgpu' ? await attentionVsTfjsScenario(device as T.WebGPUDevice, quick) : [];
+  const rows: BenchRow[] = device.backend === 'webgpu' ? await attentionVsTfjsScenario(device as WebGPUDevice, quick) : [];
   rows.push(...(await flashVsMath(device, quick)));
   return rows;
 }
@@ -42,7 +43,7 @@ async function timeTfjs(fn: () => import('@tensorflow/tfjs-core').Tensor, reps: 
  * the same GPUDevice in the same run: the issue-12 target shape B=1 H=4 L=1024 E=64 on software
  * adapters, the published H100 shapes on hardware ones.
  */
-export async function attentionVsTfjsScenario(device: T.WebGPUDevice, quick: boolean): Promise<BenchRow[]> {
+export async function attentionVsTfjsScenario(device: WebGPUDevice, quick: boolean): Promise<BenchRow[]> {
   const soft = device.info.software;
   const shapes = quick
     ? [{ B: 1, H: 2, L: 256, E: 64 }]

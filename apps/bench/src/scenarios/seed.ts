@@ -87,7 +87,7 @@ export async function seedScenario(device: T.Device, quick: boolean, maxSeconds 
       rows.push({ scenario: 'seed', name, op: 'flex slidingWindow(256)', fwd_ms: t2.ms, density: bm.density(), speedup_vs_dense: fwd.ms / t2.ms });
     }
     for (const t of [q, k, v, g]) t.dispose();
-    if (device.backend === 'webgpu') (device as T.WebGPUDevice).emptyCache();
+    device.emptyCache();
   }
   // padding vs packing at the GPT experiment's scale: 16 sequences of lengths 1..L
   for (const L of quick ? [128] : [512, 2048]) {

@@ -4,7 +4,8 @@
  * register-blocked tile products; P and dS go through workgroup memory; dV += Pᵀ·dO and dK += dSᵀ·Q
  * are two more products. Probabilities are recomputed from the forward's lse.
  */
-import type { Tensor, WebGPUDevice } from '@webattn/core-tensor';
+import type { Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile,

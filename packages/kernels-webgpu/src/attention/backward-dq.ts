@@ -4,7 +4,8 @@
  * products, dS = P ∘ (dP − delta) goes through workgroup memory and dQ += dS·K is a third product.
  * The flex capture-gradient hook runs here, once per visible (query, key) pair.
  */
-import type { Tensor, WebGPUDevice } from '@webattn/core-tensor';
+import type { Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile,

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { scaledDotProductAttention, sdpaKernel } from '../index.js';
+import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
 import { setFlashSpecialization, setFlashTiles } from './flash.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
   gpu = await gpuDevice();

@@ -7,7 +7,8 @@
  * Files: `plan.ts` (parameters, dims, uniforms, tiles, passes), `shared.ts` (score, loops, staging,
  * tile products), `forward.ts`, `backward-dq.ts`, `backward-dkv.ts`.
  */
-import { empty, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { empty, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { backwardDkv } from './backward-dkv.js';
 import { backwardDq } from './backward-dq.js';
 import { checkGrid, dims, type FlashGradInputs, type FlashParams } from './plan.js';

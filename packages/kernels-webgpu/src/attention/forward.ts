@@ -6,7 +6,8 @@
  * output and the natural-log lse (−∞ for fully masked rows, whose output is 0); NaN inputs propagate
  * to the rows they reach, as in PyTorch.
  */
-import { empty, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { empty, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile,

@@ -4,7 +4,8 @@
  * for the adapter's workgroup memory, and the passes that keep one invocation under the adapter's
  * loop-iteration cap. No WGSL here besides binding and uniform declarations.
  */
-import { broadcastStrides, WebattnError, type Tensor, type WebGPUDevice } from '@webattn/core-tensor';
+import { broadcastStrides, WebattnError, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
 import type { BindingSpec, UniformField, UniformValues } from '../wgsl.js';
 
 /** Largest head dimension (E and Ev) the flash kernels compile for. */
@@ -28,8 +29,6 @@ export interface FlashHooks {
   scoreMod?: boolean;
   /** Call `mask_mod` for every (q, kv). */
   maskMod?: boolean;
-  /** WGSL of `score_mod_grad(s, b, h, q, kv, ds) -> f32` returning d(score)/d(input score)·ds; required with scoreMod in backward. */
-  scoreModGrad?: boolean;
   /** Extra read-only bindings (captured tensors). */
   bindings?: BindingSpec[];
   /** The tensors of `bindings`, in order. */

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend, type SdpaOptions } from '../index.js';
+import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend, type SdpaOptions, type WebGPUDevice } from '../index.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../../test-utils/fixtures.js';
 
-let gpu: T.WebGPUDevice;
+let gpu: WebGPUDevice;
 const cpu = T.cpu();
 beforeAll(async () => {
   gpu = await gpuDevice();
@@ -230,7 +230,7 @@ describe('backend choice and errors', () => {
 
 describe('compile-time head-dim specialisation (the hardware-GPU path) gives the same results', () => {
   it('flash forward and backward with constant loop bounds match math', async () => {
-    const { setFlashSpecialization } = await import('../index.js');
+    const { setFlashSpecialization } = await import('../internal.js');
     setFlashSpecialization('always');
     try {
       for (const c of [CONFIGS[0]!, CONFIGS[2]!]) {

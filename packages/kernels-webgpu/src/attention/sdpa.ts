@@ -3,8 +3,9 @@
  * backend (the shared generator) and the `math` backend (materialised scores, any input, the reference).
  */
 import * as T from '@webattn/core-tensor';
-import { WebattnError, type Device, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, flashBackward, flashForward, type FlashParams } from './flash.js';
+import { WebattnError, type Tensor } from '@webattn/core-tensor';
+import { FLASH_MAX_HEAD_DIM, type FlashParams } from './flash.js';
+import { checkOptions, checkQkv, flashRefusal, recordFlash, referenceAttention, resolveScale, type AttentionDims, type OptionSpec } from './front-door.js';
 
 /** Attention backends, as `torch.nn.attention.SDPBackend`. */
 export type SdpaBackend = 'flash' | 'math';
@@ -64,80 +65,52 @@ export function lastSdpaBackend(): SdpaBackend | null {
   return last;
 }
 
-interface Checked {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  Lq: number;
-  Lkv: number;
-  E: number;
-  Ev: number;
+interface Checked extends AttentionDims {
   scale: number;
   mask: Tensor | null;
-  device: Device;
 }
 
+const SDPA_OPTIONS: Record<string, OptionSpec> = {
+  attnMask: { type: 'any' },
+  dropoutP: { type: 'number', min: 0, max: 1, maxExclusive: true },
+  dropoutSeed: { type: 'number', integer: true },
+  isCausal: { type: 'boolean' },
+  scale: { type: 'number' },
+  enableGqa: { type: 'boolean' },
+  returnLse: { type: 'boolean' },
+};
+
 function validate(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions): Checked {
-  const names = ['query', 'key', 'value'] as const;
-  [q, k, v].forEach((t, i) => {
-    if (!(t instanceof T.Tensor)) throw new WebattnError('INVALID_ARGUMENT', `${names[i]}: expected a Tensor, got ${T.describe(t)}`, { argument: names[i] });
-    t.assertLive(names[i]);
-    if (t.rank !== 4) {
-      throw new WebattnError('SHAPE_MISMATCH', `${names[i]}: expected a 4-D tensor [B, H, L, E], got shape ${T.describe(t.shape)}`, { argument: names[i] });
-    }
-    if (t.dtype !== 'float32' && t.dtype !== 'float16' && t.dtype !== 'float64') {
-      throw new WebattnError('DTYPE_UNSUPPORTED', `${names[i]}: expected a floating-point tensor, got ${t.dtype}`, { argument: names[i] });
-    }
-  });
-  const device = T.sameDevice([q, k, v], names);
-  if (k.dtype !== q.dtype || v.dtype !== q.dtype) {
-    const bad = k.dtype !== q.dtype ? 'key' : 'value';
-    throw new WebattnError('DTYPE_UNSUPPORTED', `${bad}: expected dtype ${q.dtype} (the query's), got ${(bad === 'key' ? k : v).dtype}`, { argument: bad });
-  }
-  const [B, Hq, Lq, E] = q.shape as [number, number, number, number];
-  const [Bk, Hkv, Lkv, Ek] = k.shape as [number, number, number, number];
-  const [Bv, Hv, Lv, Ev] = v.shape as [number, number, number, number];
-  const fail = (arg: string, msg: string): never => {
-    throw new WebattnError('SHAPE_MISMATCH', `${arg}: ${msg}`, { argument: arg });
-  };
-  if (Bk !== B) fail('key', `batch ${Bk} differs from the query's ${B}`);
-  if (Bv !== B) fail('value', `batch ${Bv} differs from the query's ${B}`);
-  if (Ek !== E) fail('key', `head dim E=${Ek} differs from the query's E=${E}`);
-  if (Lv !== Lkv) fail('value', `length ${Lv} differs from the key's length ${Lkv}`);
-  if (Hv !== Hkv) fail('value', `${Hv} heads differ from the key's ${Hkv}`);
-  if (Hkv !== Hq) {
-    if (!o.enableGqa) fail('key', `${Hkv} heads differ from the query's ${Hq}; pass enableGqa: true for grouped-query attention`);
-    if (Hkv === 0 || Hq % Hkv !== 0) fail('key', `grouped-query attention needs Hq % Hkv == 0, got Hq=${Hq}, Hkv=${Hkv}`);
-  }
-  const scale = o.scale ?? 1 / Math.sqrt(E);
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
-    throw new WebattnError('INVALID_ARGUMENT', `options.scale: expected a finite number, got ${T.describe(o.scale)}`, { argument: 'options.scale' });
-  }
-  const p = o.dropoutP ?? 0;
-  if (typeof p !== 'number' || !(p >= 0 && p < 1)) {
-    throw new WebattnError('INVALID_ARGUMENT', `options.dropoutP: expected a number in [0, 1), got ${T.describe(o.dropoutP)}`, { argument: 'options.dropoutP' });
-  }
+  checkOptions(o, SDPA_OPTIONS);
+  const d = checkQkv(q, k, v, 'dense', !!o.enableGqa);
+  const { B, Hq, Lq, Lkv } = d;
   let mask: Tensor | null = null;
   if (o.attnMask !== undefined && o.attnMask !== null) {
     const m = o.attnMask;
-    if (!(m instanceof T.Tensor)) throw new WebattnError('INVALID_ARGUMENT', `options.attnMask: expected a Tensor, got ${T.describe(m)}`, { argument: 'options.attnMask' });
+    const arg = 'options.attnMask';
+    const fail = (msg: string): never => {
+      throw new WebattnError('SHAPE_MISMATCH', `${arg}: ${msg}`, { argument: arg });
+    };
+    if (!(m instanceof T.Tensor)) throw new WebattnError('INVALID_ARGUMENT', `${arg}: expected a Tensor, got ${T.describe(m)}`, { argument: arg });
+    m.assertLive(arg);
     if (m.dtype !== 'bool' && m.dtype !== q.dtype) {
-      throw new WebattnError('DTYPE_UNSUPPORTED', `options.attnMask: expected bool (true = attend) or ${q.dtype} (additive), got ${m.dtype}`, { argument: 'options.attnMask' });
+      throw new WebattnError('DTYPE_UNSUPPORTED', `${arg}: expected bool (true = attend) or ${q.dtype} (additive), got ${m.dtype}`, { argument: arg });
     }
-    if (m.rank > 4) fail('options.attnMask', `expected at most 4 dims broadcastable to [${B}, ${Hq}, ${Lq}, ${Lkv}], got ${T.describe(m.shape)}`);
+    if (m.rank > 4) fail(`expected at most 4 dims broadcastable to [${B}, ${Hq}, ${Lq}, ${Lkv}], got ${T.describe(m.shape)}`);
     const target = [B, Hq, Lq, Lkv];
     const off = 4 - m.rank;
-    m.shape.forEach((d, i) => {
-      if (d !== 1 && d !== target[off + i]) fail('options.attnMask', `shape ${T.describe(m.shape)} does not broadcast to [${target.join(', ')}] (dimension ${i})`);
+    m.shape.forEach((dim, i) => {
+      if (dim !== 1 && dim !== target[off + i]) fail(`shape ${T.describe(m.shape)} does not broadcast to [${target.join(', ')}] (dimension ${i})`);
     });
-    T.sameDevice([q, m], ['query', 'options.attnMask']);
+    T.sameDevice([q, m], ['query', arg]);
     mask = m;
   }
-  return { B, Hq, Hkv, Lq, Lkv, E, Ev, scale, mask, device };
+  return { ...d, scale: resolveScale(o.scale, d.E), mask };
 }
 
-function flashRefusal(q: Tensor, c: Checked, o: SdpaOptions): string | null {
-  if (c.device.backend !== 'webgpu') return 'needs a WebGPU device (inputs are on the CPU)';
+function sdpaFlashRefusal(q: Tensor, c: Checked, o: SdpaOptions): string | null {
+  const onDevice = flashRefusal(c.device, q.dtype, flashRest(c, o));
+  if (onDevice) return onDevice;
   if ((o.dropoutP ?? 0) > 0) return 'does not implement dropout (dropoutP > 0)';
   if (c.E > FLASH_MAX_HEAD_DIM) return `query head dim E=${c.E} exceeds the maximum ${FLASH_MAX_HEAD_DIM}`;
   if (c.Ev > FLASH_MAX_HEAD_DIM) return `value head dim Ev=${c.Ev} exceeds the maximum ${FLASH_MAX_HEAD_DIM}`;
@@ -150,67 +123,47 @@ function expandMask4(m: Tensor): Tensor {
   return m.rank === 4 ? m : m.reshape([...new Array<number>(4 - m.rank).fill(1), ...m.shape]);
 }
 
-/** Math backend: materialised scores through core ops; autograd comes from the ops. */
+/** Math backend: the shared reference attention (materialised scores; autograd from the ops). */
 function mathAttention(q: Tensor, k: Tensor, v: Tensor, c: Checked, o: SdpaOptions): SdpaWithLse {
-  const G = c.Hq / c.Hkv;
-  let kk = k;
-  let vv = v;
-  if (G > 1) {
-    kk = k.reshape([c.B, c.Hkv, 1, c.Lkv, c.E]).expand([c.B, c.Hkv, G, c.Lkv, c.E]).reshape([c.B, c.Hq, c.Lkv, c.E]);
-    vv = v.reshape([c.B, c.Hkv, 1, c.Lkv, c.Ev]).expand([c.B, c.Hkv, G, c.Lkv, c.Ev]).reshape([c.B, c.Hq, c.Lkv, c.Ev]);
-  }
-  let s = T.matmul(T.mul(q, c.scale), kk.transpose(-1, -2));
   let allow: Tensor | null = null;
   if (o.isCausal) {
     const rows = T.arange(0, c.Lq, 1, { dtype: 'int32', device: c.device }).reshape([c.Lq, 1]);
     const cols = T.arange(0, c.Lkv, 1, { dtype: 'int32', device: c.device }).reshape([1, c.Lkv]);
     allow = T.le(cols, rows);
   }
-  if (c.mask) {
-    if (c.mask.dtype === 'bool') allow = allow ? T.logicalAnd(allow, c.mask) : c.mask;
-    else s = T.add(s, c.mask);
-  }
-  if (allow) s = T.where(allow, s, -Infinity);
-  let p = T.softmax(s, -1);
-  const sd = s.detach();
-  const m = T.max(sd, -1, true);
-  const mSafe = T.where(T.eq(m, -Infinity), 0, m);
-  const lse = T.add(T.log(T.sum(T.exp(T.sub(sd, mSafe)), -1, true)), mSafe).reshape([c.B, c.Hq, c.Lq]);
-  const dp = o.dropoutP ?? 0;
-  if (dp > 0) {
-    const rng = T.rand([c.B, c.Hq, c.Lq, c.Lkv], { device: c.device, ...(o.dropoutSeed !== undefined ? { seed: o.dropoutSeed } : {}) });
-    p = T.mul(p, T.div(T.cast(T.ge(rng, dp), p.dtype), 1 - dp));
-  }
-  return { output: T.matmul(p, vv), lse: lse.dtype === 'float32' ? lse : T.cast(lse, 'float32').detach() };
+  const boolMask = c.mask?.dtype === 'bool' ? c.mask : null;
+  if (boolMask) allow = allow ? T.logicalAnd(allow, boolMask) : boolMask;
+  return referenceAttention(q, k, v, {
+    scale: c.scale,
+    allow,
+    additive: c.mask && !boolMask ? c.mask : null,
+    dropoutP: o.dropoutP ?? 0,
+    ...(o.dropoutSeed !== undefined ? { dropoutSeed: o.dropoutSeed } : {}),
+  });
 }
 
-/** Flash backend: the shared generator, recorded on the tape with its own backward. */
-function flashAttention(q: Tensor, k: Tensor, v: Tensor, c: Checked, o: SdpaOptions): SdpaWithLse {
-  const params: FlashParams = {
-    q: q.detach(),
-    k: k.detach(),
-    v: v.detach(),
+function flashRest(c: Checked, o: SdpaOptions): Omit<FlashParams, 'q' | 'k' | 'v'> {
+  return {
     scale: c.scale,
     causal: !!o.isCausal,
     causalOffset: 0,
     mask: c.mask ? { tensor: expandMask4(c.mask.detach()), kind: c.mask.dtype === 'bool' ? 'bool' : 'float' } : null,
     hooks: null,
   };
-  const { out, lse } = flashForward(params);
-  const output = T.record([out], 'flashAttention', [q, k, v], (g) => {
-    const delta = T.sum(T.mul(g, out), -1).contiguous();
-    const { dq, dk, dv } = flashBackward(params, { dout: g, lse, delta });
-    return [dq, dk, dv];
-  })[0]!;
-  return { output, lse };
+}
+
+/** Flash backend: the shared generator (or the device backend's flash kernel), recorded on the tape with its own backward. */
+function flashAttention(q: Tensor, k: Tensor, v: Tensor, c: Checked, o: SdpaOptions): SdpaWithLse {
+  return recordFlash('flashAttention', q, k, v, flashRest(c, o));
 }
 
 /**
  * Scaled dot-product attention with `torch.nn.functional.scaled_dot_product_attention` semantics:
  * query `[B, Hq, Lq, E]`, key `[B, Hkv, Lkv, E]`, value `[B, Hkv, Lkv, Ev]` → `[B, Hq, Lq, Ev]`.
  * A fully masked query row gives zeros (never NaN) and lse −∞. Chooses `flash` when the inputs allow,
- * else `math`; restrict with {@link sdpaKernel}. Throws `SHAPE_MISMATCH` / `DTYPE_UNSUPPORTED` naming
- * the argument, and `NO_BACKEND` listing each allowed backend's reason when none can run.
+ * else `math`; restrict with {@link sdpaKernel}. Throws `SHAPE_MISMATCH` / `DTYPE_UNSUPPORTED` /
+ * `INVALID_ARGUMENT` (options are type-checked: `isCausal: 'false'` is an error) naming the argument,
+ * `TENSOR_DISPOSED` for a disposed input, and `NO_BACKEND` listing each allowed backend's reason when none can run.
  *
  * @example
  * const out = scaledDotProductAttention(q, k, v, { isCausal: true });
@@ -228,7 +181,7 @@ export function scaledDotProductAttention(
   const reasons: string[] = [];
   for (const b of allowed) {
     if (b === 'flash') {
-      const why = flashRefusal(query, c, options);
+      const why = sdpaFlashRefusal(query, c, options);
       if (why) {
         reasons.push(`flash: ${why}`);
         continue;

@@ -1,4 +1,4 @@
-/** fast-check arbitraries of random score and mask function sources (tests only; not exported by the package). */
+/** fast-check arbitraries of random score and mask function sources (tests of @webattn/flex). */
 import fc from 'fast-check';
 
 const intLeaf = fc.oneof(fc.constantFrom('b', 'h', 'q', 'kv'), fc.integer({ min: -3, max: 7 }).map(String));

@@ -1,0 +1,66 @@
+import * as T from '@webattn/core-tensor';
+import { AdamW, VIT_PUBLISHED, ViTForImageClassification, eagerAttention, flashAttention, flexAttention, sdpaAttention, vitConfig, type AttentionFn, type ViTOptions } from '@webattn/models';
+import { progress, type BenchRow } from '../timing.js';
+
+/** Median ms of an async step (synced on the device), after one warm-up run. */
+async function timeAsync(device: T.Device, fn: () => Promise<void>, reps: number, budgetMs: number): Promise<number> {
+  await T.tidyAsync(fn);
+  await device.sync();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
+    const t0 = performance.now();
+    await T.tidyAsync(fn); // each step frees its intermediates
+    await device.sync();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+/**
+ * The published ViT experiment: train-step time (forward + backward + AdamW) of ViTForImageClassification
+ * with each attention function — eager, sdpa, flash, flex + softcap, flex + 5×5 neighbourhood mask.
+ * The published size (224 px, patch 16, 16 heads of 64, 24 layers, batch 128) on hardware adapters;
+ * scaled down (and ratios only) on software adapters and with --quick.
+ */
+export async function vitScenario(device: T.Device, quick: boolean): Promise<BenchRow[]> {
+  const soft = device.info.software || device.backend === 'cpu';
+  const small = soft || quick;
+  const base = small
+    ? vitConfig({ image_size: 32, patch_size: 4, hidden_size: 64, num_attention_heads: 2, num_hidden_layers: quick ? 1 : 2, intermediate_size: 128, num_labels: 10 })
+    : vitConfig(VIT_PUBLISHED.patch16);
+  const B = small ? 4 : 128;
+  const variants: [string, AttentionFn, ViTOptions][] = [
+    ['eager', eagerAttention, {}],
+    ['sdpa', sdpaAttention, {}],
+    ['flash', flashAttention, {}],
+    ['flex+softcap', flexAttention, { softcap: 20 }],
+    ['flex+neighborhood', flexAttention, { neighborhoodRadius: 2, blockSize: 64 }],
+  ];
+  const px = T.randn([B, base.num_channels, base.image_size, base.image_size], { seed: 3, device });
+  const labels = T.tensor(Int32Array.from({ length: B }, (_, i) => i % base.num_labels), [B], { dtype: 'int32', device });
+  const L = (base.image_size / base.patch_size) ** 2 + 1;
+  const rows: BenchRow[] = [];
+  let ref = 0;
+  for (const [name, attention, opts] of variants) {
+    progress(`vit: ${name}`);
+    const model = new ViTForImageClassification(base, { attention, device, seed: 1, ...opts });
+    const opt = new AdamW(model.parameters(), { lr: 1e-4 });
+    const ms = await timeAsync(
+      device,
+      async () => {
+        const { loss } = await model.forward({ pixelValues: px, labels });
+        loss!.backward();
+        opt.step();
+        opt.zeroGrad();
+      },
+      quick ? 2 : 5,
+      soft ? 20000 : 5000,
+    );
+    if (name === 'sdpa') ref = ms;
+    rows.push({ scenario: 'vit', name: `train step ${name}`, B, L, H: base.num_attention_heads, E: base.hidden_size / base.num_attention_heads, layers: base.num_hidden_layers, step_ms: ms });
+  }
+  for (const r of rows) r['speedup_vs_sdpa'] = ref / (r['step_ms'] as number);
+  return rows;
+}

@@ -1,0 +1,13 @@
+import * as T from '@webattn/core-tensor';
+import { scoreMod, type ScoreMod } from '../mods.js';
+import { posInt } from './checks.js';
+
+/**
+ * ALiBi: adds slope_h · (kv − q) with the standard geometric slopes 2^(−8(h+1)/H).
+ * @example const sm = alibi(16);
+ */
+export function alibi(heads: number): ScoreMod {
+  posInt(heads, 'heads');
+  const slopes = T.tensor(Array.from({ length: heads }, (_, i) => 2 ** ((-8 * (i + 1)) / heads)), [heads], { device: T.cpu() });
+  return scoreMod((score, b, h, qIdx, kvIdx, c) => score + c.slopes[h] * (kvIdx - qIdx), { slopes });
+}

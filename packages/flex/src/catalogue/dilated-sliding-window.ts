@@ -1,0 +1,15 @@
+import { maskMod, type MaskMod } from '../mods.js';
+import { posInt } from './checks.js';
+
+/**
+ * Causal dilated sliding window: every `dilation`-th key within `window · dilation` back.
+ * @example const m = dilatedSlidingWindow(64, 2);
+ */
+export function dilatedSlidingWindow(window: number, dilation: number): MaskMod {
+  posInt(window, 'window', 0);
+  posInt(dilation, 'dilation');
+  return maskMod(
+    (b, h, qIdx, kvIdx, c) => qIdx >= kvIdx && qIdx - kvIdx <= c.window * c.dilation && (qIdx - kvIdx) % c.dilation === 0,
+    { window, dilation },
+  );
+}

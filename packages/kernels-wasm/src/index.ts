@@ -1,0 +1,27 @@
+/**
+ * `@webattn/kernels-wasm`: webattn's fast CPU backend. Importing it registers the `wasm` backend with
+ * core-tensor's `getDevice()` — WebAssembly SIMD kernels (matmul, flash attention forward and backward) on a
+ * thread pool (worker_threads in Node, Web Workers in cross-origin isolated pages) — ranked between a hardware
+ * GPU and a software WebGPU rasterizer. Ops without a wasm kernel run the CPU reference kernels on the same memory.
+ *
+ * @example
+ * import { getDevice } from '@webattn/core-tensor';
+ * import '@webattn/kernels-wasm';
+ * const device = await getDevice({ kind: 'wasm' }); // or getDevice() on a machine without a GPU
+ *
+ * @packageDocumentation
+ */
+import './kernels.js';
+
+export { WasmDevice, wasmBackend } from './device.js';
+export { WasmPool, type WasmPoolOptions } from './pool.js';
+export type { WasmAttentionAttrs } from './kernels.js';
+export {
+  matmulRaw,
+  attentionForwardRaw,
+  attentionBackwardRaw,
+  denseStrides,
+  packedStrides,
+  type RawAttention,
+  type RawStrides,
+} from './raw.js';

@@ -1,0 +1,274 @@
+/**
+ * The wasm kernels and the threads that run them. One `WebAssembly.Module` is instantiated once per thread over
+ * one shared `WebAssembly.Memory`; a job is a kernel id plus arguments written into the control block at the start
+ * of memory. The calling thread is worker 0 and takes its share, so a job is synchronous (like every other
+ * webattn kernel): the other threads are woken with `Atomics.notify` and the caller waits (`Atomics.wait` in Node
+ * and in workers; a spin on the main thread of a browser, where waiting is forbidden).
+ *
+ * Without `SharedArrayBuffer` (a browser page that is not cross-origin isolated) the single-threaded build runs
+ * on the calling thread alone.
+ */
+import { WebattnError } from '@webattn/core-tensor';
+import { WASM_BASE64, WASM_SINGLE_BASE64 } from './wasm-bytes.js';
+
+/** Where the JS side may place tensors: everything below is the control block and the kernels' static data. */
+const HEAP_BASE = 1 << 20;
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+
+interface Exports {
+  run(kernel: number, tid: number, nth: number): void;
+  attnScratchBytes(E: number, Ev: number, maxLk: number): number;
+  matmulScratchBytes(): number;
+  expTest(p: number, n: number): void;
+}
+
+/** Kernel ids of `run` in assembly/index.ts. */
+export const KERNEL = { matmul: 1, attnForward: 2, attnBackward: 3 } as const;
+
+/** Source of the worker threads (inline, so that no file has to be resolved next to a bundle). */
+const WORKER_SOURCE = `
+const start = (data) => {
+  const { module, memory, tid } = data;
+  const instance = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error('wasm abort'); } } });
+  const ctrl = new Int32Array(memory.buffer, 0, 16);
+  let seen = 0; // jobs are numbered from 1; the pool issues none before every worker is ready
+  Atomics.add(ctrl, 5, 1);
+  Atomics.notify(ctrl, 5);
+  for (;;) {
+    Atomics.wait(ctrl, 0, seen);
+    const now = Atomics.load(ctrl, 0);
+    if (now === seen) continue;
+    seen = now;
+    const kernel = Atomics.load(ctrl, 2);
+    if (kernel < 0) break;
+    const n = Atomics.load(ctrl, 3);
+    if (tid < n) {
+      try { instance.exports.run(kernel, tid, n); } catch (e) { Atomics.store(ctrl, 4, 1); }
+      if (Atomics.add(ctrl, 1, 1) + 1 === n - 1) Atomics.notify(ctrl, 1);
+    }
+  }
+};
+if (typeof self !== 'undefined' && typeof self.postMessage === 'function' && typeof require === 'undefined') {
+  self.onmessage = (e) => start(e.data);
+} else {
+  const { parentPort, workerData } = require('node:worker_threads');
+  start(workerData);
+  parentPort.close();
+}
+`;
+
+function decode(b64: string): Uint8Array {
+  const g = globalThis as { Buffer?: { from(s: string, enc: string): Uint8Array } };
+  if (g.Buffer) return new Uint8Array(g.Buffer.from(b64, 'base64'));
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return !!p?.versions?.node;
+}
+
+interface ThreadHandle {
+  terminate(): unknown;
+}
+
+/** Options of {@link WasmPool.create}. */
+export interface WasmPoolOptions {
+  /** Threads including the calling one (default: the machine's cores, at most 8). 1 = no workers. */
+  threads?: number;
+}
+
+/** The kernels, their memory and their threads. */
+export class WasmPool {
+  /** Threads that run each job (1 = the calling thread alone). */
+  readonly threads: number;
+  /** Why the pool has the threads it has (e.g. "2 threads" or "1 thread: SharedArrayBuffer is unavailable"). */
+  readonly threadNote: string;
+  private readonly memory: WebAssembly.Memory;
+  private readonly ex: Exports;
+  private readonly workers: ThreadHandle[];
+  private readonly canWait: boolean;
+  private top = HEAP_BASE;
+  private destroyed = false;
+
+  private constructor(memory: WebAssembly.Memory, ex: Exports, workers: ThreadHandle[], threads: number, note: string) {
+    this.memory = memory;
+    this.ex = ex;
+    this.workers = workers;
+    this.threads = threads;
+    this.threadNote = note;
+    // the main thread of a browser may not block; Node's main thread and every worker may
+    this.canWait = isNode() || typeof (globalThis as { document?: unknown }).document === 'undefined';
+  }
+
+  /** Compiles the kernels and starts the threads. */
+  static async create(options: WasmPoolOptions = {}): Promise<WasmPool> {
+    const want = options.threads ?? (await defaultThreads());
+    if (!Number.isInteger(want) || want < 1 || want > 64) {
+      throw new WebattnError('INVALID_ARGUMENT', `threads: expected an integer in [1, 64], got ${String(want)}`, { argument: 'threads' });
+    }
+    const shared = typeof SharedArrayBuffer !== 'undefined';
+    if (!shared || want === 1) {
+      const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES });
+      const module = await WebAssembly.compile(decode(WASM_SINGLE_BASE64) as BufferSource);
+      const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm } });
+      const note = shared ? '1 thread (as asked)' : '1 thread: SharedArrayBuffer is unavailable (serve the page cross-origin isolated for threads)';
+      return new WasmPool(memory, inst.exports as unknown as Exports, [], 1, note);
+    }
+    const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
+    const module = await WebAssembly.compile(decode(WASM_BASE64) as BufferSource);
+    const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm } });
+    const workers: ThreadHandle[] = [];
+    for (let tid = 1; tid < want; tid++) workers.push(await startWorker({ module, memory, tid }));
+    // wait until every worker has instantiated the module (at most 20 s)
+    const ctrl = new Int32Array(memory.buffer, 0, 16);
+    const t0 = Date.now();
+    while (Atomics.load(ctrl, 5) < want - 1) {
+      if (Date.now() - t0 > 20_000) {
+        for (const w of workers) void w.terminate();
+        throw new WebattnError('DEVICE_UNAVAILABLE', `wasm backend: ${want - 1 - Atomics.load(ctrl, 5)} of ${want - 1} worker threads did not start`);
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, `${want} threads`);
+  }
+
+  /** Scratch bytes per thread the attention kernels need for head dims E, Ev and at most `maxLk` keys a sequence. */
+  attnScratchBytes(E: number, Ev: number, maxLk: number): number {
+    return this.ex.attnScratchBytes(E, Ev, maxLk);
+  }
+
+  /** Scratch bytes per thread of the matmul kernel. */
+  matmulScratchBytes(): number {
+    return this.ex.matmulScratchBytes();
+  }
+
+  /** Starts a job frame: everything `alloc`ated after it is released by `release(mark)`. */
+  mark(): number {
+    return this.top;
+  }
+
+  /** Releases the allocations made since `mark`. */
+  release(mark: number): void {
+    this.top = mark;
+  }
+
+  /** Reserves `bytes` (16-byte aligned) in linear memory, growing it when needed; returns the byte offset. */
+  alloc(bytes: number): number {
+    const p = this.top;
+    const end = p + Math.ceil(Math.max(bytes, 0) / 16) * 16;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) {
+        throw new WebattnError('LIMIT_EXCEEDED', `wasm backend: a kernel needs ${end} bytes of linear memory, above the 4 GiB of wasm32`);
+      }
+      this.memory.grow(pages);
+    }
+    this.top = end;
+    return p;
+  }
+
+  /** A float32 view of `n` elements at byte offset `p` (valid until the next `alloc`). */
+  f32(p: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, p, n);
+  }
+
+  /** An int32 view of `n` elements at byte offset `p`. */
+  i32(p: number, n: number): Int32Array {
+    return new Int32Array(this.memory.buffer, p, n);
+  }
+
+  /** Copies `data` into fresh linear memory; returns the byte offset. */
+  put(data: Float32Array | Int32Array): number {
+    const p = this.alloc(data.byteLength);
+    new Uint8Array(this.memory.buffer, p, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    return p;
+  }
+
+  /** Runs kernel `id` on every thread with integer arguments `ints` and float arguments `floats`. */
+  run(id: number, ints: readonly number[], floats: readonly number[] = []): void {
+    if (this.destroyed) throw new WebattnError('DEVICE_LOST', 'wasm backend: the device was destroyed; call getDevice() again');
+    const buf = this.memory.buffer;
+    const ctrl = new Int32Array(buf, 0, 16);
+    new Int32Array(buf, 64, ints.length).set(ints);
+    new Float32Array(buf, 256, floats.length).set(floats);
+    const n = this.threads;
+    if (n === 1) {
+      this.ex.run(id, 0, 1);
+      return;
+    }
+    Atomics.store(ctrl, 1, 0);
+    Atomics.store(ctrl, 4, 0);
+    Atomics.store(ctrl, 2, id);
+    Atomics.store(ctrl, 3, n);
+    Atomics.add(ctrl, 0, 1);
+    Atomics.notify(ctrl, 0);
+    let err: unknown = null;
+    try {
+      this.ex.run(id, 0, n);
+    } catch (e) {
+      err = e;
+    }
+    let d: number;
+    while ((d = Atomics.load(ctrl, 1)) !== n - 1) {
+      if (this.canWait) Atomics.wait(ctrl, 1, d, 10_000);
+    }
+    if (err || Atomics.load(ctrl, 4)) {
+      throw new WebattnError('KERNEL_FAILED', `wasm kernel ${id} failed${err ? `: ${String(err)}` : ' on a worker thread'}`);
+    }
+  }
+
+  /** Stops the threads; the pool is unusable afterwards. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.workers.length) {
+      const ctrl = new Int32Array(this.memory.buffer, 0, 16);
+      Atomics.store(ctrl, 2, -1);
+      Atomics.add(ctrl, 0, 1);
+      Atomics.notify(ctrl, 0);
+      for (const w of this.workers) void w.terminate();
+    }
+  }
+}
+
+function abortWasm(): never {
+  throw new WebattnError('KERNEL_FAILED', 'wasm backend: a kernel aborted');
+}
+
+async function defaultThreads(): Promise<number> {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_WASM_THREADS;
+  if (env !== undefined) {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new WebattnError('INVALID_ARGUMENT', `WEBATTN_WASM_THREADS: expected a positive integer, got ${JSON.stringify(env)}`, {
+        argument: 'WEBATTN_WASM_THREADS',
+      });
+    }
+    return Math.min(n, 64);
+  }
+  let hc = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  if (hc === undefined && isNode()) {
+    const os = (await import(/* @vite-ignore */ 'node:os')) as typeof import('node:os');
+    hc = os.availableParallelism();
+  }
+  return Math.max(1, Math.min(8, hc ?? 1));
+}
+
+async function startWorker(data: { module: WebAssembly.Module; memory: WebAssembly.Memory; tid: number }): Promise<ThreadHandle> {
+  if (isNode()) {
+    const wt = (await import(/* @vite-ignore */ 'node:worker_threads')) as typeof import('node:worker_threads');
+    const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: data });
+    w.unref();
+    return w;
+  }
+  const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: 'text/javascript' }));
+  const w = new Worker(url);
+  w.postMessage(data);
+  return w;
+}

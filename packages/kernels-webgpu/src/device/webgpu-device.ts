@@ -1,0 +1,772 @@
+import {
+  Device,
+  Storage,
+  WebattnError,
+  allocTyped,
+  fromHalfBits,
+  gpuBytesPerElement,
+  toHalfBits,
+  type DType,
+  type DeviceInfo,
+  type DeviceTier,
+  type TypedArray,
+} from '@webattn/core-tensor';
+
+/** Access of one storage binding of a {@link GpuProgram}. */
+export type BindingAccess = 'read' | 'read_write';
+
+/**
+ * A compute program as the device runs it: WGSL source plus its storage bindings (binding i is the
+ * i-th buffer) and, when `uniform` is true, one uniform buffer at the next binding.
+ * Pipelines are cached by `key`; shapes travel in the uniform so one pipeline serves all sizes.
+ */
+export interface GpuProgram {
+  /** Kernel name, used in error messages and labels. */
+  name: string;
+  /** Cache key: everything that changes the WGSL text. */
+  key: string;
+  /** Produces the WGSL source (called once per key). */
+  source: () => string;
+  /** Access of each storage binding, in binding order. */
+  bindings: readonly BindingAccess[];
+  /** Whether the program reads a uniform buffer after the storage bindings. */
+  uniform: boolean;
+}
+
+/** One cooperative-matrix shape the adapter offers (`chromium-experimental-subgroup-matrix`). */
+export interface SubgroupMatrixConfig {
+  /** Element type of the left/right operands, e.g. `f16`, `f32`, `i8`. */
+  componentType: string;
+  /** Element type of the result/accumulator. */
+  resultComponentType: string;
+  /** Rows of the left operand and result. */
+  M: number;
+  /** Columns of the right operand and result. */
+  N: number;
+  /** The inner dimension. */
+  K: number;
+}
+
+/** What a WebGPU device can do, as kernel generators read it (`device.caps`). */
+export interface DeviceCaps {
+  /** `shader-f16` is enabled: float16 storage and arithmetic. */
+  f16: boolean;
+  /** `subgroups` is enabled (and not switched off by `subgroupsEnabled`). */
+  subgroups: boolean;
+  /** Smallest subgroup size the adapter may use (0 without `subgroups` or when unknown). */
+  subgroupMinSize: number;
+  /** Largest subgroup size (0 without `subgroups` or when unknown). */
+  subgroupMaxSize: number;
+  /** Subgroup-matrix shapes (empty without `chromium-experimental-subgroup-matrix`). */
+  subgroupMatrix: SubgroupMatrixConfig[];
+  /** `timestamp-query` is enabled. */
+  timestampQuery: boolean;
+  /** `maxComputeWorkgroupStorageSize` in bytes. */
+  maxWorkgroupStorage: number;
+  /** `maxComputeInvocationsPerWorkgroup`. */
+  maxInvocations: number;
+  /** `maxComputeWorkgroupSizeX/Y/Z`. */
+  maxWorkgroupSize: [number, number, number];
+  /** `maxStorageBuffersPerShaderStage`. */
+  maxStorageBuffersPerStage: number;
+  /** `maxStorageBufferBindingSize` in bytes. */
+  maxStorageBufferBindingSize: number;
+  /** Loop iterations one invocation may run (65535 on Mesa llvmpipe; Infinity elsewhere). */
+  maxLoopIterations: number;
+}
+
+/** Options of the {@link WebGPUDevice} constructor (backend code; users call `getDevice`). */
+export interface WebGPUDeviceOptions {
+  /** The adapter's info (for `subgroupMatrixConfigs` and subgroup sizes). */
+  adapterInfo?: GPUAdapterInfo;
+  /** Objects kept alive as long as the device (the Dawn instance and adapter). */
+  keepAlive?: unknown[];
+  /** Called once from `destroy()`. */
+  onDestroy?: () => void;
+  /** Bytes the buffer pool may keep (default 256 MiB). */
+  poolBudget?: number;
+}
+
+type PipelineEntry = {
+  name: string;
+  layout: GPUBindGroupLayout;
+  pipeline: GPUComputePipeline | null;
+  error: WebattnError | null;
+  ready: Promise<void>;
+};
+
+type DispatchCmd = {
+  kind: 'dispatch';
+  entry: PipelineEntry;
+  storages: Storage[];
+  buffers: GPUBuffer[];
+  access: readonly BindingAccess[];
+  uniforms: ArrayBuffer | null;
+  workgroups: [number, number, number];
+};
+type WriteCmd = { kind: 'write'; staging: GPUBuffer; dst: GPUBuffer; bytes: number };
+type Cmd = DispatchCmd | WriteCmd;
+type Step = WriteCmd | { cmd: DispatchCmd; group: GPUBindGroup };
+
+const DEFAULT_POOL_BUDGET = 256 * 1024 * 1024;
+/** Dispatches recorded before a flush is forced (besides the microtask, read and sync flushes). */
+const MAX_BATCH = 1024;
+
+/** Rounds a byte size up to a pool size class (within 1/8 above the request). */
+function sizeClass(bytes: number): number {
+  const b = Math.max(16, Math.ceil(bytes / 16) * 16);
+  if (b <= 4096) return b;
+  const step = 2 ** (Math.floor(Math.log2(b)) - 3);
+  return Math.ceil(b / step) * step;
+}
+
+/** The kernel tier of a set of enabled features. */
+export function tierOf(features: Iterable<string>): DeviceTier {
+  const f = new Set(features);
+  if (f.has('chromium-experimental-subgroup-matrix')) return 'subgroup-matrix';
+  if (f.has('subgroups')) return 'subgroups';
+  return 'workgroup';
+}
+
+/**
+ * A WebGPU device (Dawn in Node, `navigator.gpu` in browsers) with a buffer pool, a pipeline cache,
+ * batched submission and per-tensor error attribution.
+ *
+ * Dispatches are recorded and submitted together in one command encoder per flush (at a read, a
+ * `sync()`, every {@link MAX_BATCH} dispatches, or on the next microtask); uniforms of a flush live in
+ * one pooled uniform buffer at aligned offsets. A kernel that fails (shader compile error, invalid
+ * binding) rejects the reads of the tensors it wrote — and of tensors computed from them — and no
+ * others; a pipeline that failed to build is not cached.
+ */
+export class WebGPUDevice extends Device {
+  readonly backend = 'webgpu' as const;
+  readonly info: DeviceInfo;
+  /** The underlying `GPUDevice`. */
+  readonly gpu: GPUDevice;
+  /** Limits the device was created with (the adapter's own). */
+  readonly limits: GPUSupportedLimits;
+  /**
+   * Most loop iterations one invocation may run before the driver cuts it short (Mesa llvmpipe caps
+   * every shader at 65535; others have no such cap). Kernels with long loops split their work into
+   * passes below this.
+   */
+  readonly maxLoopIterations: number;
+  /** Kernels use subgroup operations when the adapter has `subgroups` and this is true (tests turn it off to check the fallback). */
+  subgroupsEnabled = true;
+  /** Tests set this: every new storage is filled with NaN bits so an unwritten element fails. */
+  poisonAllocations = false;
+  /** Number of compute dispatches recorded since creation (tests use it to prove multi-pass splitting). */
+  dispatchCount = 0;
+  /** Number of command-buffer submissions of recorded work (flushes) since creation. */
+  submitCount = 0;
+
+  private isLost = false;
+  private lostMessage = '';
+  private pool = new Map<number, GPUBuffer[]>();
+  private poolBudget: number;
+  private pipelines = new Map<string, PipelineEntry>();
+  private readonly onDestroy: () => void;
+  private readonly keepAlive: unknown[];
+  private readonly adapterInfo: GPUAdapterInfo | undefined;
+  // batching
+  private queue: Cmd[] = [];
+  private queuedDispatches = 0;
+  private unsubmitted = 0;
+  private scheduled = false;
+  private chain: Promise<void> = Promise.resolve();
+  private deferredDestroy: GPUBuffer[] = [];
+  private uniformRing: GPUBuffer | null = null;
+  // errors
+  private taint = new WeakMap<Storage, WebattnError>();
+  private unreported: WebattnError[] = [];
+  /** Checks running on the GPU timeline (validation flags, shader compilation info); see {@link WebGPUDevice.deferCheck}. */
+  private checks: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] }[] = [];
+
+  constructor(gpu: GPUDevice, info: Omit<DeviceInfo, 'tier' | 'reason' | 'features'> & Partial<DeviceInfo>, options: WebGPUDeviceOptions = {}) {
+    super();
+    this.keepAlive = options.keepAlive ?? [];
+    this.adapterInfo = options.adapterInfo;
+    this.gpu = gpu;
+    const features = info.features ?? [...gpu.features].filter((f) => ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'].includes(f));
+    this.info = { ...info, features, tier: info.tier ?? tierOf(features), reason: info.reason ?? '' };
+    this.limits = gpu.limits;
+    this.onDestroy = options.onDestroy ?? (() => undefined);
+    this.poolBudget = options.poolBudget ?? DEFAULT_POOL_BUDGET;
+    this.maxLoopIterations = /llvmpipe/i.test(info.adapter) ? 65535 : Infinity;
+    void gpu.lost.then((i) => {
+      this.isLost = true;
+      this.lostMessage = `${i.reason}: ${i.message}`;
+      this.pool.clear();
+      this.stats.pooledBytes = 0;
+    });
+  }
+
+  get lost(): boolean {
+    return this.isLost;
+  }
+
+  /** Number of compute pipelines built and cached so far (each distinct program key builds one). */
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  /** True when the device has the feature (`shader-f16`, `subgroups`, ...). */
+  hasFeature(name: string): boolean {
+    return this.gpu.features.has(name);
+  }
+
+  /** What kernels may use on this device (features, subgroup-matrix shapes, limits). */
+  get caps(): DeviceCaps {
+    const ai = this.adapterInfo as (GPUAdapterInfo & { subgroupMatrixConfigs?: SubgroupMatrixConfig[] }) | undefined;
+    const l = this.limits;
+    const hasMatrix = this.hasFeature('chromium-experimental-subgroup-matrix');
+    const sg = this.hasFeature('subgroups');
+    return {
+      f16: this.hasFeature('shader-f16'),
+      subgroups: sg && this.subgroupsEnabled,
+      subgroupMinSize: sg ? (ai?.subgroupMinSize ?? 0) : 0,
+      subgroupMaxSize: sg ? (ai?.subgroupMaxSize ?? 0) : 0,
+      subgroupMatrix: hasMatrix
+        ? [...(ai?.subgroupMatrixConfigs ?? [])].map((c) => ({
+            componentType: String(c.componentType),
+            resultComponentType: String(c.resultComponentType),
+            M: c.M,
+            N: c.N,
+            K: c.K,
+          }))
+        : [],
+      timestampQuery: this.hasFeature('timestamp-query'),
+      maxWorkgroupStorage: l.maxComputeWorkgroupStorageSize,
+      maxInvocations: l.maxComputeInvocationsPerWorkgroup,
+      maxWorkgroupSize: [l.maxComputeWorkgroupSizeX, l.maxComputeWorkgroupSizeY, l.maxComputeWorkgroupSizeZ],
+      maxStorageBuffersPerStage: l.maxStorageBuffersPerShaderStage,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxLoopIterations: this.maxLoopIterations,
+    };
+  }
+
+  private lostError(cause?: unknown): WebattnError {
+    return new WebattnError(
+      'DEVICE_LOST',
+      `device "${this.info.adapter}" was lost (${this.lostMessage || 'destroyed'}); pending work was rejected — call getDevice() again for a new one`,
+      cause !== undefined ? { cause } : undefined,
+    );
+  }
+
+  override assertAlive(): void {
+    if (this.isLost) throw this.lostError();
+  }
+
+  /** Checks `bytes` against the storage-binding and buffer limits; throws `LIMIT_EXCEEDED` naming the limit. */
+  checkBufferSize(bytes: number, what = 'tensor'): void {
+    const lim = this.limits.maxStorageBufferBindingSize;
+    if (bytes > lim) {
+      throw new WebattnError(
+        'LIMIT_EXCEEDED',
+        `${what}: needs ${bytes} bytes in one buffer, above the adapter's maxStorageBufferBindingSize of ${lim} bytes (${this.info.adapter})`,
+      );
+    }
+    if (bytes > this.limits.maxBufferSize) {
+      throw new WebattnError('LIMIT_EXCEEDED', `${what}: needs ${bytes} bytes, above the adapter's maxBufferSize of ${this.limits.maxBufferSize}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------- buffer pool
+
+  private takeBuffer(bytes: number): GPUBuffer {
+    const cls = sizeClass(bytes);
+    const buf = this.pool.get(cls)?.pop();
+    if (buf) {
+      this.stats.pooledBytes -= cls;
+      return buf;
+    }
+    return this.gpu.createBuffer({
+      size: cls,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** Destroys a buffer once no recorded-but-unsubmitted command can reference it. */
+  private destroyBuffer(buf: GPUBuffer): void {
+    if (this.queue.length || this.unsubmitted) this.deferredDestroy.push(buf);
+    else buf.destroy();
+  }
+
+  private giveBuffer(buf: GPUBuffer): void {
+    if (this.isLost) return;
+    if (this.stats.pooledBytes + buf.size > this.poolBudget) {
+      this.destroyBuffer(buf);
+      return;
+    }
+    const list = this.pool.get(buf.size) ?? [];
+    list.push(buf);
+    this.pool.set(buf.size, list);
+    this.stats.pooledBytes += buf.size;
+  }
+
+  /** Frees pooled buffers, largest size classes first, until the pool holds at most `budget` bytes. */
+  private trimPool(budget: number): void {
+    const classes = [...this.pool.keys()].sort((a, b) => b - a);
+    for (const cls of classes) {
+      const list = this.pool.get(cls)!;
+      while (list.length && this.stats.pooledBytes > budget) {
+        this.destroyBuffer(list.pop()!);
+        this.stats.pooledBytes -= cls;
+      }
+      if (!list.length) this.pool.delete(cls);
+      if (this.stats.pooledBytes <= budget) break;
+    }
+  }
+
+  /** Destroys the pooled (unused) buffers. */
+  override emptyCache(): void {
+    this.trimPool(0);
+  }
+
+  /**
+   * Sets how many bytes of freed buffers the pool keeps for reuse (default 256 MiB); trims the pool
+   * now if it holds more. Throws `INVALID_ARGUMENT` for a negative or non-finite number.
+   *
+   * @example
+   * device.setPoolBudget(64 * 2 ** 20); // keep at most 64 MiB of freed buffers
+   */
+  override setPoolBudget(bytes: number): void {
+    super.setPoolBudget(bytes);
+    this.poolBudget = bytes;
+    this.trimPool(bytes);
+  }
+
+  /** The pool budget in bytes (see {@link WebGPUDevice.setPoolBudget}). */
+  get poolBudgetBytes(): number {
+    return this.poolBudget;
+  }
+
+  // ---------------------------------------------------------------------------- storage
+
+  allocate(dtype: DType, size: number): Storage {
+    this.assertAlive();
+    if (dtype === 'float64') {
+      throw new WebattnError('DTYPE_UNSUPPORTED', `dtype: float64 is not supported on WebGPU (use float32, or the CPU device)`, {
+        argument: 'dtype',
+      });
+    }
+    if (dtype === 'float16' && !this.hasFeature('shader-f16')) {
+      throw new WebattnError('DTYPE_UNSUPPORTED', `dtype: float16 needs the 'shader-f16' feature, which adapter "${this.info.adapter}" lacks`, {
+        argument: 'dtype',
+      });
+    }
+    const bytes = size * gpuBytesPerElement(dtype);
+    this.checkBufferSize(bytes);
+    const s = new Storage(this, dtype, size);
+    const buf = this.takeBuffer(bytes);
+    s.handle = buf;
+    this.track(s, buf.size, () => this.giveBuffer(buf));
+    if (this.poisonAllocations) this.write(buf, new Uint32Array(buf.size / 4).fill(0xffffffff));
+    return s;
+  }
+
+  /** Writes bytes into a buffer in order with the recorded work (a staged copy while work is queued). */
+  private write(dst: GPUBuffer, data: ArrayBufferView): void {
+    const bytes = data.byteLength;
+    if (!this.queue.length && !this.unsubmitted) {
+      this.gpu.queue.writeBuffer(dst, 0, data.buffer, data.byteOffset, bytes);
+      return;
+    }
+    const staging = this.gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+    new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, bytes));
+    staging.unmap();
+    this.queue.push({ kind: 'write', staging, dst, bytes });
+    this.schedule();
+  }
+
+  upload(dtype: DType, data: TypedArray): Storage {
+    const s = this.allocate(dtype, data.length);
+    let bytes: ArrayBufferView;
+    if (dtype === 'float16') {
+      const h = new Uint16Array(data.length + (data.length & 1));
+      for (let i = 0; i < data.length; i++) h[i] = toHalfBits(data[i]!);
+      bytes = h;
+    } else if (dtype === 'bool') {
+      bytes = Uint32Array.from(data as Uint8Array);
+    } else {
+      bytes = data;
+    }
+    if (bytes.byteLength > 0) {
+      const len = Math.ceil(bytes.byteLength / 4) * 4;
+      let padded = bytes;
+      if (len !== bytes.byteLength) {
+        const p = new Uint8Array(len);
+        p.set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        padded = p;
+      }
+      this.write(s.handle as GPUBuffer, padded);
+    }
+    return s;
+  }
+
+  /** The error that makes reads of `storage` fail, if a kernel that wrote it failed. */
+  private errorOf(storage: Storage): WebattnError | undefined {
+    const e = this.taint.get(storage);
+    if (e) this.unreported = this.unreported.filter((u) => u !== e);
+    return e;
+  }
+
+  async read(storage: Storage, offset: number, count: number): Promise<TypedArray> {
+    this.assertAlive();
+    await this.flush();
+    const general = await this.settleChecks();
+    if (general) throw general;
+    this.assertAlive();
+    let err = this.errorOf(storage);
+    if (err) throw err;
+    const bpe = gpuBytesPerElement(storage.dtype);
+    const start = Math.floor((offset * bpe) / 4) * 4;
+    const end = Math.ceil(((offset + count) * bpe) / 4) * 4;
+    const out = allocTyped(storage.dtype, count);
+    if (count === 0) return out;
+    const staging = this.gpu.createBuffer({ size: end - start, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.gpu.createCommandEncoder({ label: 'readback' });
+    enc.copyBufferToBuffer(storage.handle as GPUBuffer, start, staging, 0, end - start);
+    this.gpu.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      if (this.isLost) throw this.lostError(e);
+      throw new WebattnError('KERNEL_FAILED', `readback failed: ${String(e)}`, { cause: e });
+    }
+    const raw = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    const skip = offset * bpe - start;
+    if (storage.dtype === 'float16') {
+      const h = new Uint16Array(raw, skip, count);
+      for (let i = 0; i < count; i++) out[i] = fromHalfBits(h[i]!);
+    } else if (storage.dtype === 'bool') {
+      const u = new Uint32Array(raw, skip, count);
+      for (let i = 0; i < count; i++) out[i] = u[i] ? 1 : 0;
+    } else {
+      const Ctor = out.constructor as unknown as { new (b: ArrayBuffer, o: number, n: number): TypedArray };
+      out.set(new Ctor(raw, skip, count));
+    }
+    return out;
+  }
+
+  /**
+   * Waits until all recorded work has run. Rejects with the first kernel error not yet reported by a
+   * read (`KERNEL_COMPILE` / `KERNEL_FAILED` naming the kernel), or `DEVICE_LOST`.
+   */
+  async sync(): Promise<void> {
+    this.assertAlive();
+    await this.flush();
+    try {
+      await this.gpu.queue.onSubmittedWorkDone();
+    } catch (e) {
+      if (this.isLost) throw this.lostError(e);
+      throw e;
+    }
+    if (this.isLost) throw this.lostError();
+    const general = await this.settleChecks();
+    if (general) throw general;
+    const e = this.unreported.shift();
+    if (e) throw e;
+  }
+
+  /**
+   * Registers a check that runs on the GPU timeline (a validation kernel's flag read back, a shader's
+   * compilation info). A `WebattnError` it resolves to makes reads of `outputs` fail (the tensors of the
+   * call that was checked); a check without outputs is thrown at the next `read` or `sync`.
+   */
+  deferCheck(name: string, check: Promise<WebattnError | null>, outputs: readonly Storage[] = []): void {
+    this.checks.push({ promise: check.catch(() => null), outputs });
+    void name;
+  }
+
+  /** Reads one 32-bit word of `storage` (byte offset) after all work recorded so far (validation flags). */
+  async readWord(storage: Storage, byteOffset: number): Promise<number> {
+    await this.flush();
+    const staging = this.gpu.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'flag' });
+    const enc = this.gpu.createCommandEncoder({ label: 'flag' });
+    enc.copyBufferToBuffer(storage.handle as GPUBuffer, byteOffset, staging, 0, 4);
+    this.gpu.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+      return new Uint32Array(staging.getMappedRange().slice(0))[0]!;
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Awaits the pending checks: taints their outputs, returns the first error of a check without outputs. */
+  private async settleChecks(): Promise<WebattnError | null> {
+    let general: WebattnError | null = null;
+    while (this.checks.length) {
+      const cs = this.checks.splice(0);
+      const errs = await Promise.all(cs.map((c) => c.promise));
+      cs.forEach((c, i) => {
+        const e = errs[i];
+        if (!e) return;
+        if (!c.outputs.length) general ??= e;
+        for (const s of c.outputs) if (!this.taint.has(s)) this.taint.set(s, e);
+      });
+    }
+    return general;
+  }
+
+  // ---------------------------------------------------------------------------- pipelines
+
+  private getPipeline(program: GpuProgram): PipelineEntry {
+    const hit = this.pipelines.get(program.key);
+    if (hit) return hit;
+    const entries: GPUBindGroupLayoutEntry[] = program.bindings.map((a, i) => ({
+      binding: i,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' },
+    }));
+    if (program.uniform) {
+      entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+    }
+    this.gpu.pushErrorScope('validation');
+    const layout = this.gpu.createBindGroupLayout({ label: program.name, entries });
+    const module = this.gpu.createShaderModule({ label: program.name, code: program.source() });
+    const moduleScope = this.gpu.popErrorScope();
+    const entry: PipelineEntry = { name: program.name, layout, pipeline: null, error: null, ready: Promise.resolve() };
+    entry.ready = this.gpu
+      .createComputePipelineAsync({
+        label: program.name,
+        layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: 'main' },
+      })
+      .then(
+        (p) => {
+          entry.pipeline = p;
+        },
+        async (e: unknown) => {
+          const scopeErr = await moduleScope.catch(() => null);
+          let detail = '';
+          try {
+            const info = await module.getCompilationInfo();
+            detail = info.messages
+              .filter((m) => m.type === 'error')
+              .slice(0, 3)
+              .map((m) => `${m.lineNum}:${m.linePos}: ${m.message}`)
+              .join(' | ');
+          } catch {
+            // getCompilationInfo is missing on some implementations
+          }
+          if (!detail) detail = (scopeErr?.message ?? String((e as Error)?.message ?? e)).split('\n')[0]!;
+          entry.error = new WebattnError('KERNEL_COMPILE', `kernel "${program.name}": failed to build: ${detail}`, { cause: e });
+          // not cached: the next call recompiles (and fails at its own call if it still cannot build)
+          if (this.pipelines.get(program.key) === entry) this.pipelines.delete(program.key);
+        },
+      );
+    void moduleScope.catch(() => null);
+    this.pipelines.set(program.key, entry);
+    return entry;
+  }
+
+  // ---------------------------------------------------------------------------- dispatch
+
+  /**
+   * Records one dispatch of `program` over `storages` (binding order) with `uniforms` (a plain
+   * ArrayBuffer laid out by the program). It is submitted with the other recorded work at the next
+   * flush. If it fails (`KERNEL_COMPILE` / `KERNEL_FAILED` naming the kernel), reads of the storages it
+   * writes (`read_write` bindings) reject, and so do reads of anything later computed from them.
+   */
+  dispatch(program: GpuProgram, storages: readonly Storage[], uniforms: ArrayBuffer | null, workgroups: [number, number, number]): void {
+    this.assertAlive();
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (workgroups.some((w) => w > max)) {
+      throw new WebattnError(
+        'LIMIT_EXCEEDED',
+        `kernel "${program.name}": dispatch of ${workgroups.join('×')} workgroups exceeds maxComputeWorkgroupsPerDimension (${max})`,
+      );
+    }
+    if (workgroups.some((w) => w === 0)) return;
+    const buffers = storages.map((s, i) => {
+      if (s.disposed || !s.handle) {
+        throw new WebattnError('TENSOR_DISPOSED', `kernel "${program.name}": binding ${i} is a disposed tensor`);
+      }
+      return s.handle as GPUBuffer;
+    });
+    const entry = this.getPipeline(program);
+    this.queue.push({ kind: 'dispatch', entry, storages: [...storages], buffers, access: program.bindings, uniforms, workgroups });
+    this.dispatchCount++;
+    this.queuedDispatches++;
+    if (this.queuedDispatches >= MAX_BATCH) void this.flush();
+    else this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  /** Submits everything recorded so far; resolves once it is submitted (not finished). */
+  flush(): Promise<void> {
+    const cmds = this.queue;
+    if (!cmds.length) return this.chain;
+    this.queue = [];
+    this.queuedDispatches = 0;
+    this.unsubmitted++;
+    const p = this.chain.then(() => this.submitBatch(cmds)).finally(() => {
+      this.unsubmitted--;
+      if (!this.unsubmitted && !this.queue.length && this.deferredDestroy.length) {
+        for (const b of this.deferredDestroy.splice(0)) b.destroy();
+      }
+    });
+    this.chain = p.catch(() => undefined);
+    return this.chain;
+  }
+
+  private fail(cmd: DispatchCmd, err: WebattnError): void {
+    let any = false;
+    cmd.storages.forEach((s, i) => {
+      if (cmd.access[i] === 'read_write' && !this.taint.has(s)) {
+        this.taint.set(s, err);
+        any = true;
+      }
+    });
+    if (any && !this.unreported.includes(err)) this.unreported.push(err);
+  }
+
+  private async submitBatch(cmds: Cmd[]): Promise<void> {
+    const staging = cmds.filter((c): c is WriteCmd => c.kind === 'write').map((c) => c.staging);
+    try {
+      const entries = new Set<PipelineEntry>();
+      for (const c of cmds) if (c.kind === 'dispatch') entries.add(c.entry);
+      await Promise.all([...entries].map((e) => e.ready));
+      if (this.isLost) {
+        const err = this.lostError();
+        for (const c of cmds) if (c.kind === 'dispatch') this.fail(c, err);
+        return;
+      }
+      // drop dispatches whose pipeline failed or whose inputs hold a failed kernel's output
+      type Ready = { cmd: DispatchCmd; group: GPUBindGroup | null; scope: Promise<GPUError | null> | null };
+      const plan: (Ready | WriteCmd)[] = [];
+      const align = this.limits.minUniformBufferOffsetAlignment;
+      let uniformBytes = 0;
+      const offsets = new Map<DispatchCmd, number>();
+      for (const c of cmds) {
+        if (c.kind === 'write') {
+          plan.push(c);
+          continue;
+        }
+        const inErr = c.entry.error ?? c.storages.map((s) => this.taint.get(s)).find((e) => e);
+        if (inErr) {
+          this.fail(c, inErr);
+          continue;
+        }
+        if (c.uniforms) {
+          offsets.set(c, uniformBytes);
+          uniformBytes += Math.ceil(Math.max(16, c.uniforms.byteLength) / align) * align;
+        }
+        plan.push({ cmd: c, group: null, scope: null });
+      }
+      const ring = this.ring(uniformBytes);
+      if (ring && uniformBytes) {
+        const data = new Uint8Array(uniformBytes);
+        for (const [c, off] of offsets) data.set(new Uint8Array(c.uniforms!), off);
+        this.gpu.queue.writeBuffer(ring, 0, data);
+      }
+      for (const r of plan) {
+        if ('kind' in r) continue;
+        const c = r.cmd;
+        const bindings: GPUBindGroupEntry[] = c.buffers.map((b, i) => ({ binding: i, resource: { buffer: b } }));
+        if (c.uniforms) {
+          const size = Math.ceil(Math.max(16, c.uniforms.byteLength) / 16) * 16;
+          bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: offsets.get(c)!, size } });
+        }
+        this.gpu.pushErrorScope('validation');
+        r.group = this.gpu.createBindGroup({ label: c.entry.name, layout: c.entry.layout, entries: bindings });
+        r.scope = this.gpu.popErrorScope();
+      }
+      const groupErrs = await Promise.all(plan.map((r) => ('kind' in r ? null : r.scope!.catch((e: unknown) => e as GPUError))));
+      const steps: Step[] = [];
+      plan.forEach((r, i) => {
+        if ('kind' in r) {
+          steps.push(r);
+          return;
+        }
+        const ge = groupErrs[i];
+        if (ge) this.fail(r.cmd, new WebattnError('KERNEL_FAILED', `kernel "${r.cmd.entry.name}": dispatch failed: ${String(ge.message).split('\n')[0]}`));
+        else steps.push({ cmd: r.cmd, group: r.group! });
+      });
+      const err = await this.encodeAndSubmit(steps);
+      if (err) {
+        // the batch was rejected as a whole and nothing in it ran: replay it one command at a time so
+        // the failing dispatch (and what depends on it) is the only one that fails
+        for (const step of steps) {
+          const e = await this.encodeAndSubmit([step]);
+          if (e && !('kind' in step)) {
+            this.fail(step.cmd, new WebattnError('KERNEL_FAILED', `kernel "${step.cmd.entry.name}": dispatch failed: ${e.message.split('\n')[0]}`));
+          }
+        }
+      }
+    } finally {
+      for (const b of staging) b.destroy();
+    }
+  }
+
+  /**
+   * Encodes steps into one command buffer (dispatches in one compute pass, copies between passes),
+   * skipping dispatches whose inputs a failed kernel wrote, submits it and returns its validation error.
+   */
+  private async encodeAndSubmit(steps: Step[]): Promise<GPUError | null> {
+    this.gpu.pushErrorScope('validation');
+    const enc = this.gpu.createCommandEncoder({ label: 'webattn batch' });
+    let pass: GPUComputePassEncoder | null = null;
+    for (const st of steps) {
+      if ('kind' in st) {
+        pass?.end();
+        pass = null;
+        enc.copyBufferToBuffer(st.staging, 0, st.dst, 0, st.bytes);
+        continue;
+      }
+      const c = st.cmd;
+      const err = c.storages.map((s) => this.taint.get(s)).find((e) => e);
+      if (err) {
+        this.fail(c, err);
+        continue;
+      }
+      pass ??= enc.beginComputePass({ label: 'webattn batch' });
+      pass.setPipeline(c.entry.pipeline!);
+      pass.setBindGroup(0, st.group);
+      pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
+    }
+    (pass as GPUComputePassEncoder | null)?.end();
+    this.gpu.queue.submit([enc.finish()]);
+    this.submitCount++;
+    return this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
+  }
+
+  /** The pooled uniform buffer, grown to hold `bytes`. */
+  private ring(bytes: number): GPUBuffer | null {
+    if (!bytes) return this.uniformRing;
+    if (!this.uniformRing || this.uniformRing.size < bytes) {
+      this.uniformRing?.destroy(); // previous submissions keep it until they finish
+      const size = 2 ** Math.ceil(Math.log2(Math.max(bytes, 64 * 1024)));
+      this.uniformRing = this.gpu.createBuffer({ label: 'webattn uniforms', size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    }
+    return this.uniformRing;
+  }
+
+  destroy(): void {
+    if (!this.isLost) {
+      this.queue = [];
+      this.trimPool(0);
+      for (const b of this.deferredDestroy.splice(0)) b.destroy();
+      this.uniformRing?.destroy();
+      this.uniformRing = null;
+      this.pipelines.clear();
+      this.gpu.destroy();
+    }
+    this.isLost = true;
+    this.onDestroy();
+    this.keepAlive.length = 0;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * `@webattn/kernels-webgpu/internal`: the attention generator, the WGSL program helper and the shared
+ * front-door module, for webattn's own front doors (`@webattn/flex`, `@webattn/varlen`). Not public
+ * API: it changes without a major version.
+ *
+ * @packageDocumentation
+ */
+import './device/backend.js';
+import './basic-kernels.js';
+
+export { WebGPUDevice, type GpuProgram, type BindingAccess } from './device/webgpu-device.js';
+
+export { MATH_HELPERS } from './basic-kernels.js';
+export {
+  MAX_RANK,
+  storageType,
+  computeType,
+  renderProgram,
+  packUniforms,
+  program,
+  run,
+  linearGrid,
+  stridedOffsetFn,
+  stridedFields,
+  checkRank,
+  wgReduce,
+  useSubgroups,
+  type BindingSpec,
+  type UniformField,
+  type UniformValues,
+  type ProgramSpec,
+} from './wgsl.js';
+export {
+  flashForward,
+  flashBackward,
+  FLASH_MAX_HEAD_DIM,
+  setFlashSpecialization,
+  type FlashParams,
+  type FlashHooks,
+  type FlashMask,
+  type FlashGradInputs,
+  type FlashBlocks,
+} from './attention/flash.js';
+export {
+  checkQkv,
+  checkOptions,
+  resolveScale,
+  referenceAttention,
+  recordFlash,
+  flashRefusal,
+  type AttentionDims,
+  type OptionSpec,
+  type ReferenceOptions,
+  type FlashExtraGrads,
+  type RecordFlashOptions,
+  deferFlagCheck,
+} from './attention/front-door.js';
