@@ -4,13 +4,14 @@
  * number with the adapter that produced it. On software adapters compare ratios, not absolutes.
  *
  *   webattn-bench [scenario ...] [--json FILE] [--quick]
- *   scenarios: kernels, attention, varlen, flex, vit, gpt2-varlen (default: all); seed (the GPU run's shapes, only when named)
+ *   scenarios: kernels, attention, varlen, flex, vit, gpt2-varlen (default: all); seed (the GPU run's shapes), tfjs (flash vs TF.js only): only when named
  */
 import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import '@webattn/kernels-webgpu';
 import { renderTable } from './report.js';
-import { attentionScenario } from './scenarios/attention.js';
+import { attentionScenario, attentionVsTfjsScenario } from './scenarios/attention.js';
 import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
 import { memoryScenario } from './scenarios/memory.js';
@@ -35,6 +36,8 @@ const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRo
 /** Scenarios run only when named (they target a real GPU). */
 const EXTRA: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
   seed: seedScenario,
+  // flash forward vs TF.js-WebGPU's unfused attention only (also the first rows of `attention`)
+  tfjs: (d, quick) => attentionVsTfjsScenario(d as WebGPUDevice, quick),
 };
 
 function usage(): never {
