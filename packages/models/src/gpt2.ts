@@ -33,7 +33,8 @@ export interface GPT2Config {
   [key: string]: unknown;
 }
 
-const GPT2_DEFAULTS: GPT2Config = {
+/** transformers' `GPT2Config` defaults (GPT-2 small). */
+export const GPT2_DEFAULTS: Readonly<GPT2Config> = Object.freeze({
   model_type: 'gpt2',
   vocab_size: 50257,
   n_positions: 1024,
@@ -56,7 +57,7 @@ const GPT2_DEFAULTS: GPT2Config = {
   eos_token_id: 50256,
   pad_token_id: null,
   add_cross_attention: false,
-};
+});
 
 function intField(c: Record<string, unknown>, k: string, min = 1): void {
   const v = c[k];
