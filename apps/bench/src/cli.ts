@@ -13,10 +13,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import '@webattn/kernels-webgpu';
 import { charts, renderHtml, type ReportData } from './html-report.js';
 import { headlines, loadReferences, renderHeadlines, renderTable } from './report.js';
-import { attentionScenario } from './scenarios/attention.js';
+import { attentionScenario, attentionVsTfjsScenario } from './scenarios/attention.js';
 import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
 import { memoryScenario } from './scenarios/memory.js';
@@ -57,6 +58,8 @@ const SCENARIOS: Scenario[] = [
   // the CPU backend's own bench: only when named, to keep the default run under three minutes
   { name: 'wasm', run: wasmScenario, inDefault: false, seconds: [20, 120] },
   { name: 'seed', run: seedScenario, inDefault: false, seconds: [20, 600] },
+  // flash forward vs TF.js-WebGPU's unfused attention only (also the first rows of `attention`)
+  { name: 'tfjs', run: (d: T.Device, quick: boolean) => attentionVsTfjsScenario(d as WebGPUDevice, quick), inDefault: false, seconds: [20, 300] },
 ];
 
 const runPart = (s: Scenario, device: T.Device, full: boolean) => (typeof s.run === 'function' ? s.run(device, !full) : full ? s.run.full(device) : s.run.quick(device));

@@ -10,6 +10,7 @@
 /// <reference types="@webgpu/types" preserve="true" />
 import './device/backend.js';
 import './basic-kernels.js';
+import './matmul.js';
 
 export {
   WebGPUDevice,

@@ -8,10 +8,12 @@
 /// <reference types="@webgpu/types" preserve="true" />
 import './device/backend.js';
 import './basic-kernels.js';
+import './matmul.js';
 
 export { WebGPUDevice, type GpuProgram, type BindingAccess } from './device/webgpu-device.js';
 
 export { MATH_HELPERS } from './basic-kernels.js';
+export { setTiledMatmul, type TiledMatmulConfig, setSubgroupMatrixMatmul, hasSubgroupMatrixF16, subgroupMatrixMatmulSource, SGMM_DEFAULT, type SgmmConfig } from './matmul.js';
 export {
   MAX_RANK,
   storageType,

@@ -1,5 +1,7 @@
 import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend } from '@webattn/kernels-webgpu';
+import { tfjsAttention, tfjsOn, tfjsSync } from '../peers/tfjs.js';
 import { progress, timeIt, type BenchRow } from '../timing.js';
 
 /** Attention FLOPs of one forward (2 matmuls; causal halves them), as FlashAttention counts them. */
@@ -12,6 +14,83 @@ function attnFlops(B: number, H: number, L: number, E: number, causal: boolean):
  * 4096 (2048 on software adapters), causal and not, with the flash/math ratios.
  */
 export async function attentionScenario(device: T.Device, quick: boolean): Promise<BenchRow[]> {
+  const rows: BenchRow[] = device.backend === 'webgpu' ? await attentionVsTfjsScenario(device as WebGPUDevice, quick) : [];
+  rows.push(...(await flashVsMath(device, quick)));
+  return rows;
+}
+
+/** Median ms of an async-synced TF.js call (warm-up first). */
+async function timeTfjs(fn: () => import('@tensorflow/tfjs-core').Tensor, reps: number, budgetMs: number): Promise<number> {
+  const once = async () => {
+    const t = fn();
+    await tfjsSync(t);
+    t.dispose();
+  };
+  await once();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
+    const t0 = performance.now();
+    await once();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+/**
+ * webattn flash forward against TF.js-WebGPU 4.22's unfused attention (matMul → softmax → matMul), on
+ * the same GPUDevice in the same run: the issue-12 target shape B=1 H=4 L=1024 E=64 on software
+ * adapters, the published H100 shapes on hardware ones.
+ */
+export async function attentionVsTfjsScenario(device: WebGPUDevice, quick: boolean): Promise<BenchRow[]> {
+  const soft = device.info.software;
+  const shapes = quick
+    ? [{ B: 1, H: 2, L: 256, E: 64 }]
+    : soft
+      ? [{ B: 1, H: 4, L: 1024, E: 64 }]
+      : [{ B: 1, H: 16, L: 4096, E: 64 }, { B: 8, H: 16, L: 1024, E: 64 }, { B: 128, H: 16, L: 196, E: 64 }];
+  const tf = await tfjsOn(device);
+  const rows: BenchRow[] = [];
+  for (const { B, H, L, E } of shapes) {
+    for (const causal of soft ? [false] : [false, true]) {
+      const name = `B=${B} H=${H} L=${L} E=${E}${causal ? ' causal' : ''}`;
+      progress(`attention vs TF.js: ${name}`);
+      const mk = (seed: number) => T.randn([B, H, L, E], { seed, device });
+      const [q, k, v] = [mk(1), mk(2), mk(3)];
+      const budget = soft ? 8000 : 3000;
+      const flash = await timeIt(device, () => sdpaKernel(['flash'], () => T.noGrad(() => scaledDotProductAttention(q, k, v, { isCausal: causal }).dispose())), {
+        reps: 3,
+        budgetMs: budget,
+      });
+      // check both compute the same thing before timing TF.js
+      const ours = await T.noGrad(() => sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v, { isCausal: causal }))).toArray();
+      const [tq, tk, tv] = [await q.toArray(), await k.toArray(), await v.toArray()].map((a) => tf.tensor4d(a as Float32Array, [B, H, L, E]));
+      const ref = tfjsAttention(tq!, tk!, tv!, causal);
+      const theirs = await ref.data();
+      ref.dispose();
+      let maxDiff = 0;
+      for (let i = 0; i < ours.length; i++) maxDiff = Math.max(maxDiff, Math.abs(ours[i]! - theirs[i]!));
+      const tfMs = await timeTfjs(() => tfjsAttention(tq!, tk!, tv!, causal), 3, budget);
+      for (const t of [tq!, tk!, tv!]) t.dispose();
+      for (const t of [q, k, v]) t.dispose();
+      const flops = attnFlops(B, H, L, E, causal);
+      rows.push({
+        scenario: 'attention vs TF.js-WebGPU (same adapter, same run)',
+        name,
+        flash_fwd_ms: flash.ms,
+        tfjs_unfused_ms: tfMs,
+        flash_over_tfjs: tfMs / flash.ms,
+        flash_gflops: flops / flash.ms / 1e6,
+        tfjs_gflops: flops / tfMs / 1e6,
+        max_abs_diff: maxDiff,
+      });
+    }
+  }
+  return rows;
+}
+
+async function flashVsMath(device: T.Device, quick: boolean): Promise<BenchRow[]> {
   const soft = device.info.software || device.backend === 'cpu';
   const lengths = quick ? [128, 256, 512] : soft ? [128, 256, 512, 1024, 2048] : [128, 256, 512, 1024, 2048, 4096];
   const B = 1;

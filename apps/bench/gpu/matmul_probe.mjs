@@ -1,0 +1,250 @@
+#!/usr/bin/env node
+// Matmul microbenchmarks on a real GPU (the H100 through Dawn/Vulkan): the f32 tilings, the f16 tiled
+// kernel, a sweep of subgroup-matrix tilings (each checked against the tiled f16 result), and two
+// probes of where subgroup-matrix time goes: MMAs alone on register matrices, and matrices loaded
+// straight from storage (no workgroup staging). Prints `ROW {...}` lines; PROBE_SECONDS bounds the sweep
+// (each subgroup-matrix pipeline takes tens of seconds to compile on the H100).
+//   node apps/bench/gpu/matmul_probe.mjs [--json FILE] [--quick]
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+// PROBE_TOGGLES=a,b adds Dawn toggles (disable_robustness, skip_validation, disable_workgroup_init) to
+// the device webattn creates: dawn.node's create() is wrapped before the webgpu package loads it.
+const toggles = process.env.PROBE_TOGGLES;
+if (toggles) {
+  const req = createRequire(import.meta.url);
+  const native = req(join(dirname(req.resolve('webgpu')), 'dist', `${process.platform}-${process.arch}`, 'dawn.node'));
+  const orig = native.create;
+  native.create = (opts) => orig(opts.some((o) => o.startsWith('enable-dawn-features=')) ? opts.map((o) => (o.startsWith('enable-dawn-features=') ? `${o},${toggles}` : o)) : [...opts, `enable-dawn-features=${toggles}`]);
+}
+const part = process.env.PROBE_PART ?? 'all';
+const T = await import('@webattn/core-tensor');
+const K = await import('@webattn/kernels-webgpu/internal');
+
+const args = process.argv.slice(2);
+const json = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
+const quick = args.includes('--quick');
+const budget = Number(process.env.PROBE_SECONDS ?? 240) * 1000;
+const start = performance.now();
+const left = () => budget - (performance.now() - start);
+const dev = await T.getDevice({ kind: 'webgpu' });
+console.log(`matmul-probe on ${dev.info.adapter} (${dev.info.api}) features: ${dev.info.features.join(', ')} toggles: ${toggles ?? 'default'}`);
+const rows = [];
+const emit = (r) => {
+  rows.push(r);
+  console.log(`ROW ${JSON.stringify(r)}`);
+  if (json) writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: dev.info, rows }, null, 1));
+};
+
+/** First call (compile + run) and the mean of `reps` back-to-back runs, synced once. */
+async function time(fn, reps = 10) {
+  const t0 = performance.now();
+  fn().dispose();
+  await dev.sync();
+  const first = performance.now() - t0;
+  fn().dispose();
+  await dev.sync();
+  const t1 = performance.now();
+  for (let i = 0; i < reps; i++) fn().dispose();
+  await dev.sync();
+  return { first_ms: first, ms: (performance.now() - t1) / reps };
+}
+const tf = (n, ms) => (2 * n ** 3) / ms / 1e9;
+
+async function maxRelDiff(x, y) {
+  const a = await x.toArray();
+  const b = await y.toArray();
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return Number.isNaN(d) ? Infinity : d / m;
+}
+
+// ---------------------------------------------------------------- repeat: the same kernels again and again
+if (part === 'repeat') {
+  const { execSync } = await import('node:child_process');
+  const smi = () => {
+    try {
+      return execSync('nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu --format=csv,noheader').toString().trim();
+    } catch {
+      return '';
+    }
+  };
+  const n = 4096;
+  for (let i = 0; i < 6; i++) {
+    const fresh = i % 2 === 0;
+    for (const dtype of ['float16', 'float32']) {
+      const a = T.randn([n, n], { seed: 1 + i, device: dev, dtype });
+      const b = T.randn([n, n], { seed: 2 + i, device: dev, dtype });
+      const r = await time(() => T.matmul(a, b), 20);
+      emit({ name: `matmul ${n}³ ${dtype === 'float16' ? 'f16' : 'f32'}`, kernel: `default (${dtype === 'float16' ? 'sgmm' : 'tiled'}), repeat ${i}`, ...r, tflops: tf(n, r.ms), smi: smi() });
+      a.dispose();
+      b.dispose();
+    }
+    void fresh;
+  }
+  dev.destroy();
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------- f32
+const sizes = quick ? [256, 512] : [1024, 2048, 4096];
+const N = sizes[sizes.length - 1];
+for (const n of sizes) {
+  const a = T.randn([n, n], { seed: 1, device: dev });
+  const b = T.randn([n, n], { seed: 2, device: dev });
+  const r = await time(() => T.matmul(a, b));
+  emit({ name: `matmul ${n}³ f32`, kernel: 'tiled default', ...r, tflops: tf(n, r.ms), toggles });
+  if (n === N && part === 'all') {
+    for (const cfg of [{ wg: 16, bk: 16, tm: 8, tn: 8 }, { wg: 16, bk: 32, tm: 8, tn: 4 }, { wg: 8, bk: 16, tm: 8, tn: 8 }, { wg: 16, bk: 16, tm: 4, tn: 4 }]) {
+      K.setTiledMatmul(cfg);
+      const r2 = await time(() => T.matmul(a, b));
+      emit({ name: `matmul ${n}³ f32`, kernel: `tiled ${JSON.stringify(cfg)}`, ...r2, tflops: tf(n, r2.ms), toggles });
+    }
+    K.setTiledMatmul(null);
+  }
+  a.dispose();
+  b.dispose();
+}
+
+// ---------------------------------------------------------------- f16
+if (dev.hasFeature('shader-f16')) {
+  const a = T.randn([N, N], { seed: 1, device: dev, dtype: 'float16' });
+  const b = T.randn([N, N], { seed: 2, device: dev, dtype: 'float16' });
+  K.setSubgroupMatrixMatmul(null);
+  const ref = T.matmul(a, b);
+  const r = await time(() => T.matmul(a, b));
+  emit({ name: `matmul ${N}³ f16`, kernel: 'tiled f16 (f32 accumulate)', ...r, tflops: tf(N, r.ms) });
+  if (K.hasSubgroupMatrixF16(dev)) {
+    const D = K.SGMM_DEFAULT;
+    const sweep = part === 'all'
+      ? [D, { ...D, double: true }, { ...D, sgm: 4, sgn: 2, tm: 2, tn: 4 }, { ...D, vec: false }, { ...D, nsz: 8, tn: 8 }, { ...D, tk: 64 }, { ...D, tk: 16 }, D]
+      : [D];
+    for (const cfg of sweep) {
+      if (left() < 45_000) {
+        emit({ name: `matmul ${N}³ f16`, kernel: `sgmm ${JSON.stringify(cfg)}`, skipped: 'probe time budget' });
+        continue;
+      }
+      K.setSubgroupMatrixMatmul(cfg);
+      try {
+        const r2 = await time(() => T.matmul(a, b), 20);
+        const out = T.matmul(a, b);
+        const err = await maxRelDiff(out, ref);
+        out.dispose();
+        emit({ name: `matmul ${N}³ f16`, kernel: `sgmm ${JSON.stringify(cfg)}`, ...r2, tflops: tf(N, r2.ms), rel_err_vs_tiled: err, toggles });
+      } catch (e) {
+        emit({ name: `matmul ${N}³ f16`, kernel: `sgmm ${JSON.stringify(cfg)}`, error: String(e).slice(0, 600) });
+      }
+    }
+    K.setSubgroupMatrixMatmul(K.SGMM_DEFAULT);
+  }
+  ref.dispose();
+  a.dispose();
+  b.dispose();
+  if (K.hasSubgroupMatrixF16(dev) && !quick && left() > 20_000) {
+    const M = 8192;
+    const a8 = T.randn([M, M], { seed: 1, device: dev, dtype: 'float16' });
+    const b8 = T.randn([M, M], { seed: 2, device: dev, dtype: 'float16' });
+    const r8 = await time(() => T.matmul(a8, b8), 10);
+    emit({ name: `matmul ${M}³ f16`, kernel: `sgmm ${JSON.stringify(K.SGMM_DEFAULT)}`, ...r8, tflops: tf(M, r8.ms), toggles });
+    a8.dispose();
+    b8.dispose();
+  }
+  if (K.hasSubgroupMatrixF16(dev) && part === 'all' && left() > 30_000) await microbench();
+}
+dev.destroy();
+process.exit(0);
+
+// ---------------------------------------------------------------- raw subgroup-matrix probes
+async function raw(label, code, buffers, grid, flops) {
+  const g = dev.gpu;
+  g.pushErrorScope('validation');
+  const t0 = performance.now();
+  const module = g.createShaderModule({ code });
+  const pipeline = g.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+  const bind = g.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((b, i) => ({ binding: i, resource: { buffer: b } })) });
+  const go = (reps) => {
+    const enc = g.createCommandEncoder();
+    for (let i = 0; i < reps; i++) {
+      const p = enc.beginComputePass();
+      p.setPipeline(pipeline);
+      p.setBindGroup(0, bind);
+      p.dispatchWorkgroups(...grid);
+      p.end();
+    }
+    g.queue.submit([enc.finish()]);
+    return g.queue.onSubmittedWorkDone();
+  };
+  await go(1);
+  const err = await g.popErrorScope();
+  if (err) return emit({ name: label, error: err.message.slice(0, 600) });
+  const first = performance.now() - t0;
+  await go(2);
+  const t1 = performance.now();
+  await go(20);
+  const ms = (performance.now() - t1) / 20;
+  emit({ name: label, first_ms: first, ms, tflops: flops / ms / 1e9, toggles });
+}
+
+async function microbench() {
+  const g = dev.gpu;
+  const n = N;
+  const buf = (bytes) => g.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE });
+  const A = buf(n * n * 2);
+  const B = buf(n * n * 2);
+  const C = buf(n * n * 4);
+  const head = 'diagnostic(off, chromium.subgroup_matrix_uniformity);\nenable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n';
+  const L = 'subgroup_matrix_left<f16, 16, 16>';
+  const R = 'subgroup_matrix_right<f16, 16, 16>';
+  const Cm = 'subgroup_matrix_result<f32, 16, 16>';
+  const lines = (k, f) => Array.from({ length: k }, (_, i) => f(i)).join('\n');
+  const acc = (tm, tn) => lines(tm * tn, (i) => `  var c${i}: ${Cm};`);
+  const mm = (tm, tn) => lines(tm, (i) => lines(tn, (j) => `    c${i * tn + j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, c${i * tn + j});`));
+  // 1) MMAs alone: 4 subgroups per workgroup, 4x4 accumulators, operands loaded once from workgroup memory
+  {
+    const iters = 256;
+    const wgs = 1024;
+    const code = `${head}
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+var<workgroup> s: array<f16, 4096>;
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let sg = lidx / 32u;
+  s[lidx] = f16(f32(lidx) * 0.001);
+  workgroupBarrier();
+${acc(4, 4)}
+${lines(4, (i) => `  let l${i} = subgroupMatrixLoad<${L}>(&s, ${i * 256}u, false, 16u);`)}
+${lines(4, (j) => `  let r${j} = subgroupMatrixLoad<${R}>(&s, ${j * 256 + 1024}u, false, 16u);`)}
+  for (var it = 0u; it < ${iters}u; it = it + 1u) {
+${mm(4, 4)}
+  }
+${lines(16, (i) => `  subgroupMatrixStore(&out, (wid.x * 4u + sg) * 4096u + ${i * 256}u, c${i}, false, 16u);`)}
+}`;
+    await raw('sgmm probe: MMA only (4x4 accumulators per subgroup, no memory traffic in the loop)', code, [C], [wgs, 1, 1], wgs * 4 * iters * 16 * 2 * 16 ** 3);
+  }
+  // 2) matrices straight from storage, no workgroup staging: each subgroup a 64x64 block (4x4 matrices)
+  {
+    const code = `${head}
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read> b: array<f16>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let sg = lidx / 32u;
+  let m0 = wid.y * 128u + (sg % 2u) * 64u;
+  let n0 = wid.x * 128u + (sg / 2u) * 64u;
+${acc(4, 4)}
+  for (var k = 0u; k < ${n}u; k = k + 16u) {
+${lines(4, (i) => `    let l${i} = subgroupMatrixLoad<${L}>(&a, (m0 + ${i * 16}u) * ${n}u + k, false, ${n}u);`)}
+${lines(4, (j) => `    let r${j} = subgroupMatrixLoad<${R}>(&b, k * ${n}u + n0 + ${j * 16}u, false, ${n}u);`)}
+${mm(4, 4)}
+  }
+${lines(4, (i) => lines(4, (j) => `  subgroupMatrixStore(&out, (m0 + ${i * 16}u) * ${n}u + n0 + ${j * 16}u, c${i * 4 + j}, false, ${n}u);`))}
+}`;
+    await raw(`sgmm probe: ${n}³ loads straight from storage (128x128 workgroup tile, f32 store)`, code, [A, B, C], [n / 128, n / 128, 1], 2 * n ** 3);
+  }
+}

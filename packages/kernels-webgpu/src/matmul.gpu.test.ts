@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as T from '@webattn/core-tensor';
+import type { WebGPUDevice } from './device/webgpu-device.js';
+import { expectClose, gpuDevice } from '../../../test-utils/index.js';
+import { setTiledMatmul } from './internal.js';
+
+// The tiled matmul against the float64 CPU reference: odd sizes (partial tiles), transposed operands
+// read in place (vec4 and scalar staging), broadcast batch dims, K split into passes under llvmpipe's
+// loop cap, and gradients.
+let gpu: WebGPUDevice;
+const cpu = T.cpu();
+beforeAll(async () => {
+  gpu = await gpuDevice();
+});
+afterAll(() => gpu?.destroy());
+
+function pair(shape: number[], seed: number) {
+  return { g: T.randn(shape, { seed, device: gpu }), c: T.randn(shape, { seed, device: cpu, dtype: 'float32' }).cast('float64') };
+}
+
+async function check(a: { g: T.Tensor; c: T.Tensor }, b: { g: T.Tensor; c: T.Tensor }, fa: (t: T.Tensor) => T.Tensor, fb: (t: T.Tensor) => T.Tensor, label: string, atol = 2e-4) {
+  const got = T.matmul(fa(a.g), fb(b.g));
+  const want = T.matmul(fa(a.c), fb(b.c));
+  expect(got.shape).toEqual(want.shape);
+  expectClose(await got.toArray(), await want.toArray(), atol, 1e-4, label);
+}
+
+const id = (t: T.Tensor) => t;
+const tr = (t: T.Tensor) => t.transpose(-1, -2);
+
+describe('matmul (tiled, register-blocked)', () => {
+  it('odd sizes: partial tiles on every edge', async () => {
+    for (const [m, k, n] of [[1, 1, 1], [37, 45, 33], [65, 17, 129], [3, 100, 2]] as const) {
+      await check(pair([m, k], 1), pair([k, n], 2), id, id, `${m}x${k}x${n}`);
+    }
+  });
+
+  it('aligned sizes take the vec4 paths (row-major and both transposes)', async () => {
+    const [m, k, n] = [64, 48, 72];
+    await check(pair([m, k], 3), pair([k, n], 4), id, id, 'nn');
+    await check(pair([k, m], 3), pair([k, n], 4), tr, id, 'tn');
+    await check(pair([m, k], 3), pair([n, k], 4), id, tr, 'nt');
+    await check(pair([k, m], 3), pair([n, k], 4), tr, tr, 'tt');
+  });
+
+  it('transposed operands with odd sizes (scalar staging) and strided views', async () => {
+    await check(pair([23, 31], 5), pair([19, 23], 6), tr, tr, 'tt odd');
+    const a = pair([40, 60], 7);
+    const b = pair([34, 50], 8);
+    // column slices: non-contiguous rows with an offset
+    await check(a, b, (t) => t.slice(1, 3, 33), (t) => t.slice(0, 2, 32).slice(1, 5, 45), 'sliced');
+  });
+
+  it('batched with broadcasting (stride-0 batch dims read in place)', async () => {
+    const a = pair([3, 1, 20, 12], 9);
+    const b = pair([4, 12, 8], 10);
+    await check(a, b, id, id, 'broadcast');
+    const c = pair([2, 3, 16, 8], 11);
+    const d = pair([8, 16], 12);
+    await check(c, d, id, id, '2-D rhs');
+    await check(c, pair([2, 3, 24, 8], 13), id, tr, 'batched nt');
+  });
+
+  it('K past the llvmpipe loop cap is split into passes (exact, no LIMIT_EXCEEDED)', async () => {
+    const k = 300_000;
+    const a = pair([2, k], 14);
+    const b = pair([k, 3], 15);
+    await check(a, b, id, id, `K=${k}`, 5e-3);
+    // aligned operands take the unstaged per-thread kernel on software adapters (4 K steps per iteration)
+    await check(pair([4, 70_000], 16), pair([70_000, 8], 17), id, id, 'K=70000 aligned', 5e-3);
+  });
+
+  it('every tiling the hardware path picks (staged 8x8/16x16 workgroups, 4x4 and 8x8 per thread) is exact', async () => {
+    try {
+      for (const cfg of [{ wg: 8, bk: 16, tm: 8, tn: 8 }, { wg: 16, bk: 16, tm: 4, tn: 4 }, { wg: 16, bk: 32, tm: 8, tn: 4 }]) {
+        setTiledMatmul(cfg);
+        const tag = JSON.stringify(cfg);
+        await check(pair([70, 52], 20), pair([52, 136], 21), id, id, `${tag} nn`);
+        await check(pair([52, 68], 22), pair([36, 52], 23), tr, tr, `${tag} tt`);
+        await check(pair([33, 17], 24), pair([17, 9], 25), id, id, `${tag} odd`);
+        await check(pair([2, 3, 20, 12], 26), pair([12, 40], 27), id, id, `${tag} batched`);
+      }
+    } finally {
+      setTiledMatmul(null);
+    }
+  });
+
+  it('gradients match the float64 reference', async () => {
+    const ag = T.randn([5, 7, 9], { seed: 16, device: gpu, requiresGrad: true });
+    const bg = T.randn([9, 6], { seed: 17, device: gpu, requiresGrad: true });
+    const ac = T.randn([5, 7, 9], { seed: 16, device: cpu, dtype: 'float32' }).cast('float64').detach().requiresGrad_();
+    const bc = T.randn([9, 6], { seed: 17, device: cpu, dtype: 'float32' }).cast('float64').detach().requiresGrad_();
+    const w = T.randn([5, 7, 6], { seed: 18, device: cpu, dtype: 'float32' });
+    T.matmul(ag, bg).mul(T.randn([5, 7, 6], { seed: 18, device: gpu })).sum().backward();
+    T.matmul(ac, bc).mul(w.cast('float64')).sum().backward();
+    expectClose(await ag.grad!.toArray(), await ac.grad!.toArray(), 2e-4, 1e-4, 'dA');
+    expectClose(await bg.grad!.toArray(), await bc.grad!.toArray(), 2e-4, 1e-4, 'dB');
+  });
+});

@@ -1,0 +1,562 @@
+/**
+ * Matrix products on WebGPU (`matmul` kernel of the `webgpu` backend).
+ *
+ * Two generated programs:
+ * - a tiled, register-blocked kernel for every adapter and float dtype: a 16×16 workgroup computes a
+ *   (16·TM)×(16·TN) output tile from 16-deep K tiles staged in workgroup memory, each thread TM×TN
+ *   outputs accumulated in f32. Operands are read in place through their strides (transposed views and
+ *   broadcast batch dims cost no copy), with vec4 loads along whichever axis is contiguous; K is split
+ *   into passes that stay under the adapter's loop cap (Mesa llvmpipe stops shader loops after 65535
+ *   iterations), each pass adding into the output.
+ * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
+ *   operands staged in workgroup memory, 16×16×16 (or 16×8×16) subgroup matrix products accumulated
+ *   in f32, converted to f16 on store.
+ */
+import {
+  registerKernel,
+  sizeOf,
+  zeros,
+  empty,
+  type DType,
+  type Tensor,
+} from '@webattn/core-tensor';
+import type { GpuProgram, WebGPUDevice } from './device/webgpu-device.js';
+import { checkRank, MAX_RANK } from './wgsl.js';
+
+/** How an operand tile is fetched: vec4 along the first or second matrix axis, or scalars. */
+type LoadMode = 'v0' | 'v1' | 's';
+
+interface TiledConfig {
+  wg: number;
+  bk: number;
+  tm: number;
+  tn: number;
+  modeA: LoadMode;
+  modeB: LoadMode;
+  vecOut: boolean;
+  dtype: DType;
+}
+
+/** Parameters of the subgroup-matrix kernel (exported for the microbenchmarks). */
+export interface SgmmConfig {
+  /** Subgroups along M and N in a workgroup. */
+  sgm: number;
+  sgn: number;
+  /** 16-row (left) and N-column (right) matrices per subgroup along M and N. */
+  tm: number;
+  tn: number;
+  /** Depth of a K tile staged in workgroup memory (multiple of 16). */
+  tk: number;
+  /** Columns of one result matrix: 16 (16x16x16) or 8 (16x8x16). */
+  nsz: 16 | 8;
+  /** Stage with vec4 loads where the layout allows ('v' = A contiguous along K, B along N). */
+  vec: boolean;
+  /** Two staging buffers: the next K tile loads while this one multiplies. */
+  double: boolean;
+}
+
+/** Tiling of the f32-accumulating kernel: `wg`×`wg` threads, each `tm`×`tn` outputs, K tiles `bk` deep. */
+export interface TiledMatmulConfig {
+  wg: number;
+  bk: number;
+  tm: number;
+  tn: number;
+}
+let tiledOverride: TiledMatmulConfig | null = null;
+/** Forces a tiling of the f32-accumulating matmul kernel (`null`: chosen per adapter and shape). For benchmarks. */
+export function setTiledMatmul(cfg: TiledMatmulConfig | null): void {
+  tiledOverride = cfg;
+}
+
+const U_WGSL = `
+struct P {
+  m: u32, n: u32, k: u32, k0: u32,
+  k1: u32, acc: u32, brank: u32, z0: u32,
+  a_off: u32, a_rs: u32, a_cs: u32, b_off: u32,
+  b_rs: u32, b_cs: u32, pad0: u32, pad1: u32,
+  bshape: array<vec4<u32>, ${MAX_RANK / 4}>,
+  a_bst: array<vec4<u32>, ${MAX_RANK / 4}>,
+  b_bst: array<vec4<u32>, ${MAX_RANK / 4}>,
+};
+@group(0) @binding(3) var<uniform> p: P;
+fn batch_offsets(z: u32) -> vec2<u32> {
+  var rem = z;
+  var oa = p.a_off;
+  var ob = p.b_off;
+  for (var d = i32(p.brank) - 1; d >= 0; d = d - 1) {
+    let i = u32(d);
+    let sz = p.bshape[i / 4u][i % 4u];
+    let c = rem % sz;
+    rem = rem / sz;
+    oa = oa + c * p.a_bst[i / 4u][i % 4u];
+    ob = ob + c * p.b_bst[i / 4u][i % 4u];
+  }
+  return vec2<u32>(oa, ob);
+}`;
+
+interface MatmulUniforms {
+  m: number;
+  n: number;
+  k: number;
+  k0: number;
+  k1: number;
+  acc: number;
+  brank: number;
+  z0: number;
+  a_off: number;
+  a_rs: number;
+  a_cs: number;
+  b_off: number;
+  b_rs: number;
+  b_cs: number;
+  bshape: readonly number[];
+  a_bst: readonly number[];
+  b_bst: readonly number[];
+}
+
+function packMatmulUniforms(u: MatmulUniforms): ArrayBuffer {
+  const buf = new Uint32Array(16 + 3 * MAX_RANK);
+  buf.set([u.m, u.n, u.k, u.k0, u.k1, u.acc, u.brank, u.z0, u.a_off, u.a_rs, u.a_cs, u.b_off, u.b_rs, u.b_cs, 0, 0]);
+  buf.set(u.bshape, 16);
+  buf.set(u.a_bst, 16 + MAX_RANK);
+  buf.set(u.b_bst, 16 + 2 * MAX_RANK);
+  return buf.buffer;
+}
+
+const lines = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('\n');
+
+/**
+ * WGSL that fills `dst` (workgroup `array<vec4<f32>>` laid out [kk][rows/4], vec4 along axis 0) with
+ * a `rows`×`BK` tile of an operand whose axis 0 (M or N) has stride `s0` and K has stride `sk`. Mode
+ * `v0` reads vec4 along axis 0, `v1` vec4 along K, `s` scalars. `lim0` bounds axis 0, `p.k1` bounds K.
+ */
+function stageTile(wg: number, BK: number, dst: string, src: string, rows: number, mode: LoadMode, base: string, s0: string, sk: string, at0: string, lim0: string): string {
+  const threads = wg * wg;
+  const quads = rows / 4;
+  if (mode === 's') {
+    return lines((rows * BK) / threads, (r) => `  {
+    let e = lidx + ${r * threads}u;
+    let kk = e / ${rows}u;
+    let i0 = e % ${rows}u;
+    var v = 0.0;
+    if (${at0} + i0 < ${lim0} && kt + kk < p.k1) { v = f32(${src}[${base} + (${at0} + i0) * ${s0} + (kt + kk) * ${sk}]); }
+    ${dst}[kk * ${quads}u + i0 / 4u][i0 % 4u] = v;
+  }`);
+  }
+  if (mode === 'v0') {
+    return lines((rows * BK) / 4 / threads, (r) => `  {
+    let e = lidx + ${r * threads}u;
+    let kk = e / ${quads}u;
+    let q = e % ${quads}u;
+    var v = vec4<f32>(0.0);
+    if (${at0} + q * 4u < ${lim0} && kt + kk < p.k1) { v = vec4<f32>(${src}[(${base} + (${at0} + q * 4u) + (kt + kk) * ${sk}) / 4u]); }
+    ${dst}[kk * ${quads}u + q] = v;
+  }`);
+  }
+  // vec4 along K (the operand is contiguous along K): e -> (row, quad of K)
+  return lines((rows * BK) / 4 / threads, (r) => `  {
+    let e = lidx + ${r * threads}u;
+    let i0 = e / ${BK / 4}u;
+    let q = e % ${BK / 4}u;
+    var v = vec4<f32>(0.0);
+    if (${at0} + i0 < ${lim0} && kt + q * 4u < p.k1) { v = vec4<f32>(${src}[(${base} + (${at0} + i0) * ${s0} + kt + q * 4u) / 4u]); }
+    let c = i0 % 4u;
+    let o = (q * 4u) * ${quads}u + i0 / 4u;
+    ${dst}[o][c] = v.x;
+    ${dst}[o + ${quads}u][c] = v.y;
+    ${dst}[o + ${2 * quads}u][c] = v.z;
+    ${dst}[o + ${3 * quads}u][c] = v.w;
+  }`);
+}
+
+function tiledSource(c: TiledConfig): string {
+  const WG = c.wg;
+  const BK = c.bk;
+  const st = c.dtype === 'float16' ? 'f16' : 'f32';
+  const bm = WG * c.tm;
+  const bn = WG * c.tn;
+  const tn4 = c.tn / 4;
+  const aT = c.modeA === 's' ? st : `vec4<${st}>`;
+  const bT = c.modeB === 's' ? st : `vec4<${st}>`;
+  const oT = c.vecOut ? `vec4<${st}>` : st;
+  const tm4 = c.tm / 4;
+  const compute = lines(BK, (kk) => {
+    const a = lines(tm4, (i) => `    let a${i} = As[${(kk * bm) / 4}u + ty * ${tm4}u + ${i}u];`);
+    const b = lines(tn4, (j) => `    let b${j} = Bs[${(kk * bn) / 4}u + tx * ${tn4}u + ${j}u];`);
+    const fma = lines(c.tm, (i) => lines(tn4, (j) => `    acc[${i * tn4 + j}] = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b${j}, acc[${i * tn4 + j}]);`));
+    return `  {\n${a}\n${b}\n${fma}\n  }`;
+  });
+  const store = c.vecOut
+    ? lines(c.tm, (i) => lines(tn4, (j) => `  {
+    let row = row0 + ${i}u;
+    let col = col0 + ${j * 4}u;
+    if (row < p.m && col < p.n) {
+      let o = (zb + row * p.n + col) / 4u;
+      var v = acc[${i * tn4 + j}];
+      if (p.acc != 0u) { v = v + vec4<f32>(out[o]); }
+      out[o] = ${oT}(v);
+    }
+  }`))
+    : lines(c.tm, (i) => lines(c.tn, (j) => `  {
+    let row = row0 + ${i}u;
+    let col = col0 + ${j}u;
+    if (row < p.m && col < p.n) {
+      let o = zb + row * p.n + col;
+      var v = acc[${i * tn4 + (j >> 2)}][${j & 3}];
+      if (p.acc != 0u) { v = v + f32(out[o]); }
+      out[o] = ${st}(v);
+    }
+  }`));
+  return `${c.dtype === 'float16' ? 'enable f16;\n' : ''}
+@group(0) @binding(0) var<storage, read> a: array<${aT}>;
+@group(0) @binding(1) var<storage, read> b: array<${bT}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
+${U_WGSL}
+var<workgroup> As: array<vec4<f32>, ${(bm * BK) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(bn * BK) / 4}>;
+@compute @workgroup_size(${WG}, ${WG}, 1)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let tx = lid.x;
+  let ty = lid.y;
+  let z = wid.z + p.z0;
+  let offs = batch_offsets(z);
+  let oa = offs.x;
+  let ob = offs.y;
+  let m0 = wid.y * ${bm}u;
+  let n0 = wid.x * ${bn}u;
+  var acc: array<vec4<f32>, ${c.tm * tn4}>;
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
+${stageTile(WG, BK, 'As', 'a', bm, c.modeA, 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m')}
+${stageTile(WG, BK, 'Bs', 'b', bn, c.modeB, 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n')}
+    workgroupBarrier();
+${compute}
+    workgroupBarrier();
+  }
+  let row0 = m0 + ty * ${c.tm}u;
+  let col0 = n0 + tx * ${c.tn}u;
+  let zb = z * p.m * p.n;
+${store}
+}`;
+}
+
+/**
+ * Software adapters (llvmpipe runs each workgroup on one CPU thread, where workgroup memory buys
+ * nothing and barriers cost context switches): each thread computes `tm`×`tn` outputs straight from
+ * the operands with vec4 loads (A contiguous along K, B along N), no staging and no barrier.
+ */
+function directSource(c: TiledConfig): string {
+  const st = c.dtype === 'float16' ? 'f16' : 'f32';
+  const tn4 = c.tn / 4;
+  const oT = `vec4<${st}>`;
+  const rows = lines(c.tm, (i) => `  let ra${i} = (oa + min(row0 + ${i}u, p.m - 1u) * p.a_rs) / 4u;`);
+  const body = lines(c.tm, (i) => `    let a${i} = vec4<f32>(a[ra${i} + kq]);`) + '\n' +
+    lines(4, (kk) => lines(tn4, (j) => `    let b${kk}_${j} = vec4<f32>(b[rb + ${kk}u * bs + ${j}u]);`)) + '\n' +
+    lines(c.tm, (i) => lines(tn4, (j) => `    acc[${i * tn4 + j}] = fma(vec4<f32>(a${i}.x), b0_${j}, fma(vec4<f32>(a${i}.y), b1_${j}, fma(vec4<f32>(a${i}.z), b2_${j}, fma(vec4<f32>(a${i}.w), b3_${j}, acc[${i * tn4 + j}]))));`));
+  const store = lines(c.tm, (i) => lines(tn4, (j) => `  {
+    let row = row0 + ${i}u;
+    let col = col0 + ${j * 4}u;
+    if (row < p.m && col < p.n) {
+      let o = (zb + row * p.n + col) / 4u;
+      var v = acc[${i * tn4 + j}];
+      if (p.acc != 0u) { v = v + vec4<f32>(out[o]); }
+      out[o] = ${oT}(v);
+    }
+  }`));
+  return `${c.dtype === 'float16' ? 'enable f16;\n' : ''}
+@group(0) @binding(0) var<storage, read> a: array<vec4<${st}>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<${st}>>;
+@group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
+${U_WGSL}
+@compute @workgroup_size(${c.wg}, ${c.wg}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let z = wid.z + p.z0;
+  let offs = batch_offsets(z);
+  let oa = offs.x;
+  let ob = offs.y;
+  let row0 = gid.y * ${c.tm}u;
+  let col0 = gid.x * ${c.tn}u;
+  let cq = min(col0, p.n - 4u) / 4u;
+  let bs = p.b_rs / 4u;
+${rows}
+  var acc: array<vec4<f32>, ${c.tm * tn4}>;
+  for (var k = p.k0; k < p.k1; k = k + 4u) {
+    let kq = k / 4u;
+    let rb = (ob + k * p.b_rs) / 4u + cq;
+${body}
+  }
+  let zb = z * p.m * p.n;
+${store}
+}`;
+}
+
+// ------------------------------------------------------------------------------ subgroup matrices
+/** Default subgroup-matrix tiling (picked by the H100 microbenchmarks in docs/benchmarks.md). */
+export const SGMM_DEFAULT: SgmmConfig = { sgm: 2, sgn: 2, tm: 4, tn: 4, tk: 32, nsz: 16, vec: true, double: false };
+let sgmmConfig: SgmmConfig | null = SGMM_DEFAULT;
+
+/**
+ * Sets the tiling of the subgroup-matrix f16 matmul, or turns that path off (`null`: f16 products then
+ * take the tiled f32-accumulating kernel). For benchmarks and tests.
+ */
+export function setSubgroupMatrixMatmul(cfg: SgmmConfig | null): void {
+  sgmmConfig = cfg;
+}
+
+/**
+ * True when `device` can run the subgroup-matrix f16 matmul: it has `shader-f16` and
+ * `chromium-experimental-subgroup-matrix` (adapters exposing the latter here list f16→f32 16x16x16 and
+ * 16x8x16 configurations, subgroup size 32).
+ */
+export function hasSubgroupMatrixF16(device: WebGPUDevice): boolean {
+  return device.hasFeature('chromium-experimental-subgroup-matrix') && device.hasFeature('shader-f16');
+}
+
+function sgmmSource(c: SgmmConfig, modeA: LoadMode, modeB: LoadMode): string {
+  const bm = c.sgm * c.tm * 16;
+  const bn = c.sgn * c.tn * c.nsz;
+  const threads = c.sgm * c.sgn * 32;
+  const tk = c.tk;
+  const bufs = c.double ? 2 : 1;
+  const aSize = bm * tk;
+  const bSize = tk * bn;
+  const aT = modeA === 's' ? 'f16' : 'vec4<f16>';
+  const bT = modeB === 's' ? 'f16' : 'vec4<f16>';
+  // A tile row-major [bm][tk] (stride tk); B tile row-major [tk][bn] (stride bn)
+  const stageA = (buf: string, kt: string): string => {
+    if (modeA === 'v1') {
+      const n = (bm * tk) / 4 / threads;
+      return lines(n, (r) => `    {
+      let e = lidx + ${r * threads}u;
+      let i0 = e / ${tk / 4}u;
+      let q = e % ${tk / 4}u;
+      var v = vec4<f16>(0.0);
+      if (m0 + i0 < p.m && ${kt} + q * 4u < p.k1) { v = a[(oa + (m0 + i0) * p.a_rs + ${kt} + q * 4u) / 4u]; }
+      let o = ${buf} + i0 * ${tk}u + q * 4u;
+      sa[o] = v.x; sa[o + 1u] = v.y; sa[o + 2u] = v.z; sa[o + 3u] = v.w;
+    }`);
+    }
+    const n = (bm * tk) / threads;
+    return lines(n, (r) => `    {
+      let e = lidx + ${r * threads}u;
+      let kk = e / ${bm}u;
+      let i0 = e % ${bm}u;
+      var v = f16(0.0);
+      if (m0 + i0 < p.m && ${kt} + kk < p.k1) { v = (a[oa + (m0 + i0) * p.a_rs + (${kt} + kk) * p.a_cs]); }
+      sa[${buf} + i0 * ${tk}u + kk] = v;
+    }`);
+  };
+  const stageB = (buf: string, kt: string): string => {
+    if (modeB === 'v0') {
+      const n = (bn * tk) / 4 / threads;
+      return lines(n, (r) => `    {
+      let e = lidx + ${r * threads}u;
+      let kk = e / ${bn / 4}u;
+      let q = e % ${bn / 4}u;
+      var v = vec4<f16>(0.0);
+      if (n0 + q * 4u < p.n && ${kt} + kk < p.k1) { v = b[(ob + (${kt} + kk) * p.b_rs + n0 + q * 4u) / 4u]; }
+      let o = ${buf} + kk * ${bn}u + q * 4u;
+      sb[o] = v.x; sb[o + 1u] = v.y; sb[o + 2u] = v.z; sb[o + 3u] = v.w;
+    }`);
+    }
+    const n = (bn * tk) / threads;
+    return lines(n, (r) => `    {
+      let e = lidx + ${r * threads}u;
+      let kk = e / ${bn}u;
+      let i0 = e % ${bn}u;
+      var v = f16(0.0);
+      if (n0 + i0 < p.n && ${kt} + kk < p.k1) { v = b[ob + (${kt} + kk) * p.b_rs + (n0 + i0) * p.b_cs]; }
+      sb[${buf} + kk * ${bn}u + i0] = v;
+    }`);
+  };
+  const L = `subgroup_matrix_left<f16, 16, 16>`;
+  const R = `subgroup_matrix_right<f16, ${c.nsz}, 16>`;
+  const C = `subgroup_matrix_result<f32, ${c.nsz}, 16>`;
+  const mma = (abuf: string, bbuf: string): string =>
+    lines(tk / 16, (s) => `    {
+${lines(c.tm, (i) => `      let l${i} = subgroupMatrixLoad<${L}>(&sa, ${abuf} + (sg_m * ${c.tm * 16}u + ${i * 16}u) * ${tk}u + ${s * 16}u, false, ${tk}u);`)}
+${lines(c.tn, (j) => `      let r${j} = subgroupMatrixLoad<${R}>(&sb, ${bbuf} + ${s * 16 * bn}u + sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u, false, ${bn}u);`)}
+${lines(c.tm, (i) => lines(c.tn, (j) => `      acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});`))}
+    }`);
+  const scratch = 16 * c.nsz; // one result matrix of f32 per subgroup, staged through workgroup memory on store
+  const body = c.double
+    ? `
+  var cur = 0u;
+${stageA('0u', 'p.k0')}
+${stageB('0u', 'p.k0')}
+  workgroupBarrier();
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
+    let nxt = 1u - cur;
+    if (kt + ${tk}u < p.k1) {
+      let ka = kt + ${tk}u;
+      let abuf = nxt * ${aSize}u;
+      let bbuf = nxt * ${bSize}u;
+${stageA('abuf', 'ka')}
+${stageB('bbuf', 'ka')}
+    }
+    let abase = cur * ${aSize}u;
+    let bbase = cur * ${bSize}u;
+${mma('abase', 'bbase')}
+    workgroupBarrier();
+    cur = nxt;
+  }`
+    : `
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
+${stageA('0u', 'kt')}
+${stageB('0u', 'kt')}
+    workgroupBarrier();
+${mma('0u', '0u')}
+    workgroupBarrier();
+  }`;
+  const store = lines(c.tm, (i) => lines(c.tn, (j) => `  {
+    subgroupMatrixStore(&so, sg * ${scratch}u, acc${i}_${j}, false, ${c.nsz}u);
+    workgroupBarrier();
+    for (var e = lane; e < ${scratch}u; e = e + 32u) {
+      let row = m0 + sg_m * ${c.tm * 16}u + ${i * 16}u + e / ${c.nsz}u;
+      let col = n0 + sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u + e % ${c.nsz}u;
+      if (row < p.m && col < p.n) {
+        let o = zb + row * p.n + col;
+        var v = so[sg * ${scratch}u + e];
+        if (p.acc != 0u) { v = v + f32(out[o]); }
+        out[o] = f16(v);
+      }
+    }
+    workgroupBarrier();
+  }`));
+  const sgCount = c.sgm * c.sgn;
+  const soSize = sgCount * scratch;
+  return `diagnostic(off, chromium.subgroup_matrix_uniformity);
+enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+@group(0) @binding(0) var<storage, read> a: array<${aT}>;
+@group(0) @binding(1) var<storage, read> b: array<${bT}>;
+@group(0) @binding(2) var<storage, read_write> out: array<f16>;
+${U_WGSL}
+var<workgroup> sa: array<f16, ${aSize * bufs}>;
+var<workgroup> sb: array<f16, ${bSize * bufs}>;
+var<workgroup> so: array<f32, ${soSize}>;
+@compute @workgroup_size(${threads}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32,
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgsize: u32) {
+  let sg = lidx / 32u;
+  let sg_m = sg % ${c.sgm}u;
+  let sg_n = sg / ${c.sgm}u;
+  let z = wid.z + p.z0;
+  let offs = batch_offsets(z);
+  let oa = offs.x;
+  let ob = offs.y;
+  let m0 = wid.y * ${bm}u;
+  let n0 = wid.x * ${bn}u;
+  let zb = z * p.m * p.n;
+${lines(c.tm, (i) => lines(c.tn, (j) => `  var acc${i}_${j}: ${C};`))}
+${body}
+${store}
+}`;
+}
+
+// ------------------------------------------------------------------------------ dispatch
+const programs = new Map<string, GpuProgram>();
+function getProgram(key: string, source: () => string): GpuProgram {
+  let p = programs.get(key);
+  if (!p) {
+    p = { name: key.split('|')[0]!, key, source, bindings: ['read', 'read', 'read_write'], uniform: true };
+    programs.set(key, p);
+  }
+  return p;
+}
+
+/** Whether element offsets `off + i*strides` stay multiples of 4 for every batch/row index. */
+function aligned4(off: number, strides: readonly number[]): boolean {
+  return off % 4 === 0 && strides.every((s) => s % 4 === 0);
+}
+
+/** Load mode of an operand [rows × cols] of the product (rows = M or K axis): vec4 along the contiguous axis when aligned. */
+function modeOf(t: Tensor, lim0: number, limK: number, kAxisLast: boolean): LoadMode {
+  const r = t.rank;
+  const s0 = t.strides[r - 2]!;
+  const s1 = t.strides[r - 1]!;
+  const batch = t.strides.slice(0, -2);
+  // For A: axis order [M, K]; for B: [K, N]. kAxisLast says whether K is axis -1 (A) or -2 (B).
+  const [sOther, sK] = kAxisLast ? [s0, s1] : [s1, s0];
+  const [dimOther, dimK] = [lim0, limK];
+  if (sK === 1 && dimK % 4 === 0 && aligned4(t.offset, [sOther, ...batch])) return 'v1';
+  if (sOther === 1 && dimOther % 4 === 0 && aligned4(t.offset, [sK, ...batch])) return 'v0';
+  return 's';
+}
+
+registerKernel({
+  name: 'matmul',
+  backend: 'webgpu',
+  fn: (inputs, _attrs, dev) => {
+    const device = dev as WebGPUDevice;
+    const [a, b] = inputs as [Tensor, Tensor];
+    const rank = a.rank;
+    checkRank(a.shape, 'a');
+    const batchShape = a.shape.slice(0, -2);
+    const [m, k] = a.shape.slice(-2) as [number, number];
+    const n = b.shape[rank - 1]!;
+    const batch = sizeOf(batchShape);
+    const dtype = a.dtype;
+    const out = empty([...batchShape, m, n], dtype, device);
+    if (batch * m * n === 0) return out;
+    if (k === 0) return zeros(out.shape, { dtype, device }) as Tensor;
+    const base: MatmulUniforms = {
+      m, n, k, k0: 0, k1: k, acc: 0, brank: batchShape.length, z0: 0,
+      a_off: a.offset, a_rs: a.strides[rank - 2]!, a_cs: a.strides[rank - 1]!,
+      b_off: b.offset, b_rs: b.strides[rank - 2]!, b_cs: b.strides[rank - 1]!,
+      bshape: batchShape, a_bst: a.strides.slice(0, -2), b_bst: b.strides.slice(0, -2),
+    };
+    let prog: GpuProgram;
+    let bm: number;
+    let bn: number;
+    let kStep: number;
+    const sg = sgmmConfig;
+    if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
+      // vec4 staging only when A is contiguous along K and B along N (the common layouts)
+      const ma = sg.vec && modeOf(a, m, k, true) === 'v1' ? 'v1' : 's';
+      const mb = sg.vec && modeOf(b, n, k, false) === 'v0' ? 'v0' : 's';
+      const key = `matmul_sgmm|${sg.sgm}x${sg.sgn}x${sg.tm}x${sg.tn}x${sg.tk}x${sg.nsz}${sg.double ? 'd' : ''}|${ma}${mb}`;
+      prog = getProgram(key, () => sgmmSource(sg, ma, mb));
+      bm = sg.sgm * sg.tm * 16;
+      bn = sg.sgn * sg.tn * sg.nsz;
+      kStep = sg.tk;
+    } else {
+      const hw = !device.info.software;
+      // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: staged
+      // 64x64 tiles, 16x16 threads of 4x4 outputs (28-29 TFLOP/s f32 at 4096³ on the H100 in two calls; the
+      // 8x8-per-thread tilings ranged 4-32 TFLOP/s between calls: docs/benchmarks.md)
+      const t = tiledOverride ?? (hw ? { wg: 16, bk: 16, tm: 4, tn: 4 } : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
+      const cfg: TiledConfig = {
+        ...t,
+        dtype,
+        modeA: modeOf(a, m, k, true),
+        modeB: modeOf(b, n, k, false),
+        vecOut: n % 4 === 0,
+      };
+      const direct = t.bk === 0 && cfg.modeA === 'v1' && cfg.modeB === 'v0';
+      if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
+      const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${direct ? 'direct' : cfg.modeA + cfg.modeB + (cfg.vecOut ? 'v' : 's')}`;
+      prog = getProgram(key, () => (direct ? directSource(cfg) : tiledSource(cfg)));
+      bm = cfg.wg * cfg.tm;
+      bn = cfg.wg * cfg.tn;
+      kStep = direct ? 4 : cfg.bk;
+    }
+    // K passes: each invocation loops K/kStep times per pass; keep that well under the loop cap
+    const cap = device.maxLoopIterations;
+    const tilesPerPass = Number.isFinite(cap) ? Math.max(1, Math.floor(cap / 4)) : Infinity;
+    const kPerPass = Number.isFinite(tilesPerPass) ? tilesPerPass * kStep : k;
+    const maxZ = device.limits.maxComputeWorkgroupsPerDimension;
+    for (let k0 = 0; k0 < k; k0 += kPerPass) {
+      for (let z0 = 0; z0 < batch; z0 += maxZ) {
+        const u = packMatmulUniforms({ ...base, k0, k1: Math.min(k, k0 + kPerPass), acc: k0 > 0 ? 1 : 0, z0 });
+        device.dispatch(prog, [a.storage, b.storage, out.storage], u, [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)]);
+      }
+    }
+    return out;
+  },
+});
+
+/** Source of the subgroup-matrix kernel for a tiling (benchmarks print it on compile failures). */
+export function subgroupMatrixMatmulSource(cfg: SgmmConfig): string {
+  return sgmmSource(cfg, cfg.vec ? 'v1' : 's', cfg.vec ? 'v0' : 's');
+}
