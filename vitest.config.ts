@@ -40,7 +40,7 @@ export default defineConfig({
         test: {
           name: 'browser',
           environment: 'node',
-          include: ['packages/*/src/**/*.browser.test.ts'],
+          include: ['packages/*/src/**/*.browser.test.ts', 'docs/demos/**/*.browser.test.ts'],
           pool: 'forks',
           fileParallelism: false,
           testTimeout: 180_000,

@@ -216,6 +216,8 @@ export const BAD_INPUTS: BadInput[] = [
   { name: "createBlockMask blockSize '64'", door: 'flex', code: 'INVALID_ARGUMENT', argument: 'options.blockSize', call: (d) => createBlockMask(causalMask, null, null, 8, 8, { device: d, blockSize: '64' as never }) },
   { name: "createBlockMask B 'two'", door: 'flex', code: 'INVALID_ARGUMENT', argument: 'B', call: (d) => createBlockMask(causalMask, 'two' as never, null, 8, 8, { device: d }) },
   { name: 'createBlockMask device not a Device', door: 'flex', code: 'INVALID_ARGUMENT', argument: 'options.device', only: 'cpu', call: () => createBlockMask(causalMask, null, null, 8, 8, { device: 'webgpu' as never }) },
+  { name: 'captures next to a ScoreMod (they would be ignored)', door: 'flex', code: 'INVALID_ARGUMENT', argument: 'options.captures', call: (d) => flex({ scoreMod: alibi(2), captures: { x: 1 } })(d) },
+  { name: 'createBlockMask captures next to a MaskMod', door: 'flex', code: 'INVALID_ARGUMENT', argument: 'options.captures', only: 'cpu', call: () => createBlockMask(causalMask, null, null, 8, 8, { captures: { x: 1 } }) },
   { name: 'scoreMod captures not an object', door: 'flex', code: 'INVALID_ARGUMENT', argument: 'captures', call: () => scoreMod((s) => s, 5 as never) },
   {
     name: 'a closure capture under another name (what a minifier leaves)',

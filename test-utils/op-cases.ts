@@ -11,8 +11,6 @@ export interface OpCase {
   inputs: { shape: number[]; transform?: 'positive' | 'bounded'; constant?: boolean }[];
   /** Builds the output from the inputs. */
   fn: (x: Tensor[], device: Device) => Tensor;
-  /** Skip the gradient check (non-differentiable outputs). */
-  noGrad?: boolean;
 }
 
 /** Makes case inputs on `device` (seeded). */

@@ -1,16 +1,22 @@
 #!/usr/bin/env node
 /**
  * webattn-bench: reproduces the published experiments on the default device and prints every
- * number with the adapter that produced it. On software adapters compare ratios, not absolutes.
+ * number with the adapter that produced it, beside the published figure it reproduces. On software
+ * adapters compare ratios, not absolutes. Every run writes bench-results/report.html + report.json.
  *
- *   webattn-bench [scenario ...] [--json FILE] [--quick]
- *   scenarios: kernels, attention, varlen, flex, vit, gpt2-varlen (default: all); seed (the GPU run's shapes), tfjs (flash vs TF.js only): only when named
+ *   webattn-bench [scenario ...] [--full] [--tables] [--out DIR] [--json FILE]
+ *
+ * The default run takes the quick part of each default scenario (under three minutes on a 2-core
+ * machine with llvmpipe); `--full` runs today's whole sweep. Name scenarios to pick them.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import '@webattn/kernels-webgpu';
-import { renderTable } from './report.js';
+import { charts, renderHtml, type ReportData } from './html-report.js';
+import { headlines, loadReferences, renderHeadlines, renderTable } from './report.js';
 import { attentionScenario, attentionVsTfjsScenario } from './scenarios/attention.js';
 import { flexScenario } from './scenarios/flex.js';
 import { kernelsScenario } from './scenarios/kernels.js';
@@ -20,61 +26,120 @@ import { varlenScenario } from './scenarios/varlen.js';
 import { vitScenario } from './scenarios/vit.js';
 import { gpt2VarlenScenario } from './scenarios/gpt2-varlen.js';
 import { wasmScenario } from './scenarios/wasm.js';
-import { progressDone, type BenchRow } from './timing.js';
+import { beginStep, progress, progressDone, progressTick, startPlan, type BenchRow } from './timing.js';
 
-const SCENARIOS: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
-  kernels: kernelsScenario,
-  attention: attentionScenario,
-  varlen: varlenScenario,
-  flex: flexScenario,
-  vit: vitScenario,
-  'gpt2-varlen': gpt2VarlenScenario,
-  memory: memoryScenario,
-  wasm: wasmScenario,
-};
+/**
+ * What a scenario module exports: either `(device, quick) => rows` (quick = the default run's part)
+ * or an object with the two parts.
+ */
+export type ScenarioRun = ((device: T.Device, quick: boolean) => Promise<BenchRow[]>) | { quick: (device: T.Device) => Promise<BenchRow[]>; full: (device: T.Device) => Promise<BenchRow[]> };
 
-/** Scenarios run only when named (they target a real GPU). */
-const EXTRA: Record<string, (d: T.Device, quick: boolean) => Promise<BenchRow[]>> = {
-  seed: seedScenario,
+/** One entry of the registry: adding a scenario is one line below. */
+export interface Scenario {
+  name: string;
+  run: ScenarioRun;
+  /** part of the run with no scenario named (false: only when named, e.g. GPU-machine shapes) */
+  inDefault: boolean;
+  /** expected seconds of the quick and the full part on llvmpipe (drives the progress bar's ETA) */
+  seconds: [quick: number, full: number];
+}
+
+// Budget of the default run on a 2-core llvmpipe machine: ≤ 180 s including `npm run build` (~25 s)
+// and Dawn's start; these take ~95 s there, so keep a new scenario's quick part under ~15 s.
+const SCENARIOS: Scenario[] = [
+  { name: 'kernels', run: kernelsScenario, inDefault: true, seconds: [2, 15] },
+  // memory runs early: tensors other scenarios leave to the collector would show in its byte counts
+  { name: 'memory', run: memoryScenario, inDefault: true, seconds: [20, 150] },
+  { name: 'attention', run: attentionScenario, inDefault: true, seconds: [30, 300] },
+  { name: 'varlen', run: varlenScenario, inDefault: true, seconds: [8, 120] },
+  { name: 'flex', run: flexScenario, inDefault: true, seconds: [22, 240] },
+  { name: 'vit', run: vitScenario, inDefault: true, seconds: [15, 300] },
+  { name: 'gpt2-varlen', run: gpt2VarlenScenario, inDefault: true, seconds: [15, 300] },
+  // the CPU backend's own bench: only when named, to keep the default run under three minutes
+  { name: 'wasm', run: wasmScenario, inDefault: false, seconds: [20, 120] },
+  { name: 'seed', run: seedScenario, inDefault: false, seconds: [20, 600] },
   // flash forward vs TF.js-WebGPU's unfused attention only (also the first rows of `attention`)
-  tfjs: (d, quick) => attentionVsTfjsScenario(d as WebGPUDevice, quick),
-};
+  { name: 'tfjs', run: (d, quick) => attentionVsTfjsScenario(d as WebGPUDevice, quick), inDefault: false, seconds: [10, 60] },
+];
 
-function usage(): never {
-  console.error(`usage: webattn-bench [${Object.keys(SCENARIOS).join('|')} ...] [--json FILE] [--quick]`);
-  process.exit(2);
+const runPart = (s: Scenario, device: T.Device, full: boolean) => (typeof s.run === 'function' ? s.run(device, !full) : full ? s.run.full(device) : s.run.quick(device));
+
+function usage(code = 2): never {
+  const names = SCENARIOS.map((s) => s.name + (s.inDefault ? '' : ' (only when named)')).join(', ');
+  console.error(`usage: webattn-bench [scenario ...] [--full] [--tables] [--out DIR] [--json FILE]
+  scenarios: ${names}
+  default: the quick part of every default scenario (≤ 3 min on llvmpipe); --full: the whole sweep
+  --tables: print every row (they are always in the report); --out: report folder (default bench-results)`);
+  process.exit(code);
 }
 
 async function main(): Promise<void> {
+  const t0 = performance.now();
   const args = process.argv.slice(2);
   let json: string | null = null;
-  let quick = false;
-  const picked: string[] = [];
+  let full = false;
+  let tables = false;
+  let outDir = 'bench-results';
+  const picked: Scenario[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
+    const s = SCENARIOS.find((x) => x.name === a);
     if (a === '--json') json = args[++i] ?? usage();
-    else if (a === '--quick') quick = true;
-    else if (a === '--help' || a === '-h') usage();
-    else if (a in SCENARIOS || a in EXTRA) picked.push(a);
+    else if (a === '--out') outDir = args[++i] ?? usage();
+    else if (a === '--full') full = true;
+    else if (a === '--quick') full = false; // the default; kept for old scripts
+    else if (a === '--tables') tables = true;
+    else if (a === '--help' || a === '-h') usage(0);
+    else if (s) picked.push(s);
     else {
       console.error(`unknown scenario or flag: ${a}`);
       usage();
     }
   }
+  const run = picked.length ? picked : SCENARIOS.filter((s) => s.inDefault);
   const device = await T.getDevice();
-  console.log(`webattn-bench on ${device.info.adapter} (${device.info.backend}/${device.info.api})`);
+  console.log(`webattn-bench on ${device.info.adapter} (${device.info.backend}/${device.info.api}) · ${run.map((s) => s.name).join(', ')}${full ? ' · full sweep' : ''}`);
+  startPlan(run.map((s) => ({ name: s.name, estimateS: s.seconds[full ? 1 : 0] })));
+  const tick = setInterval(progressTick, 1000);
+  tick.unref();
   const rows: BenchRow[] = [];
-  for (const name of picked.length ? picked : Object.keys(SCENARIOS)) rows.push(...(await (SCENARIOS[name] ?? EXTRA[name])!(device, quick)));
+  for (const s of run) {
+    beginStep(s.name);
+    progress(`${s.name}: starting`);
+    rows.push(...(await runPart(s, device, full)));
+  }
+  clearInterval(tick);
   progressDone();
-  console.log(renderTable(device.info, rows));
+  const seconds = (performance.now() - t0) / 1000;
+
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const refs = loadReferences(root);
+  const hs = headlines(rows, refs);
+  if (tables || full) console.log(`${renderTable(device.info, rows)}\n`);
+  console.log(renderHeadlines(device.info, hs, seconds));
+
+  const data: ReportData = {
+    date: new Date().toISOString(),
+    command: `webattn-bench ${args.join(' ')}`.trim(),
+    seconds,
+    device: device.info,
+    headlines: hs,
+    rows,
+    references: [...Object.values(refs.llvmpipe), refs.h100Webattn, refs.h100Torch].filter((r) => r !== undefined).map((r) => ({ path: r.path, label: r.label })),
+  };
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'report.json'), `${JSON.stringify(data, null, 2)}\n`);
+  writeFileSync(join(outDir, 'report.html'), renderHtml(data, charts(rows, refs, device.info.adapter), refs));
+  console.log(`\nreport: ${join(outDir, 'report.html')} (charts, every row) · ${join(outDir, 'report.json')}`);
   if (json) {
-    writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: device.info, rows }, null, 2));
-    console.log(`\nwrote ${json}`);
+    writeFileSync(json, JSON.stringify({ date: data.date, device: device.info, rows }, null, 2));
+    console.log(`wrote ${json}`);
   }
   device.destroy();
 }
 
 main().catch((e) => {
+  progressDone();
   console.error(e);
   process.exit(1);
 });

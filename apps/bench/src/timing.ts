@@ -28,13 +28,83 @@ export interface BenchRow {
   [metric: string]: string | number | boolean | null;
 }
 
-/** Progress on stderr (a single rewritten line on a TTY). */
+// ---- progress bar with ETA ------------------------------------------------------------------
+// The CLI announces the plan (scenarios with an expected duration); scenarios only call
+// `progress(msg)`. The bar advances with time inside a scenario (capped below its share) and jumps
+// at each scenario's end; the ETA scales the remaining estimate by how fast the run goes so far.
+
+interface PlanStep {
+  name: string;
+  estimateS: number;
+}
+let plan: PlanStep[] = [];
+let current = -1;
+let runStart = 0;
+let stepStart = 0;
+let doneEstimate = 0;
+let doneActual = 0;
+let lastMsg = '';
+let lastPrint = 0;
+
+/** Starts a run of `steps` (expected seconds each, on this adapter); resets the bar. */
+export function startPlan(steps: PlanStep[]): void {
+  plan = steps;
+  current = -1;
+  runStart = performance.now();
+  doneEstimate = doneActual = 0;
+}
+
+/** Marks the start of step `name` of the plan (ends the previous one). */
+export function beginStep(name: string): void {
+  endStep();
+  current = plan.findIndex((s) => s.name === name);
+  stepStart = performance.now();
+}
+
+function endStep(): void {
+  if (current < 0) return;
+  doneEstimate += plan[current]!.estimateS;
+  doneActual += (performance.now() - stepStart) / 1000;
+  current = -1;
+}
+
+const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+
+/** The progress line for `msg`: bar, percent, elapsed, ETA. */
+export function progressLine(msg: string, now = performance.now()): string {
+  const total = plan.reduce((p, s) => p + s.estimateS, 0);
+  if (!total) return msg;
+  const inStep = current >= 0 ? (now - stepStart) / 1000 : 0;
+  const est = current >= 0 ? plan[current]!.estimateS : 0;
+  const done = doneEstimate + Math.min(inStep, 0.95 * est);
+  const frac = Math.min(0.99, done / total);
+  // speed: actual seconds per estimated second so far (1 before anything finished)
+  const speed = doneEstimate > 0 ? doneActual / doneEstimate : 1;
+  const after = plan.slice(current + 1).reduce((p, s) => p + s.estimateS, 0);
+  const left = (current >= 0 ? Math.max(est - inStep, 0.1 * est) + after : total - doneEstimate) * speed;
+  const width = 24;
+  const fill = Math.round(frac * width);
+  const bar = `[${'#'.repeat(fill)}${'-'.repeat(width - fill)}]`;
+  return `${bar} ${String(Math.round(frac * 100)).padStart(2)}% ${clock((now - runStart) / 1000)} elapsed, ~${clock(left)} left · ${msg}`;
+}
+
+/** Progress on stderr (a single rewritten line on a TTY; one line per message otherwise). */
 export function progress(msg: string): void {
-  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${msg}`);
-  else process.stderr.write(`${msg}\n`);
+  lastMsg = msg;
+  const line = progressLine(msg);
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
+  else process.stderr.write(`${line}\n`);
+  lastPrint = performance.now();
+}
+
+/** Redraws the bar (the ETA moves) while a long measurement runs; call from a timer. */
+export function progressTick(): void {
+  if (process.stderr.isTTY && lastMsg && performance.now() - lastPrint > 900) progress(lastMsg);
 }
 
 /** Ends a progress line. */
 export function progressDone(): void {
+  endStep();
+  lastMsg = '';
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
 }

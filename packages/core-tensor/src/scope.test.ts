@@ -270,7 +270,10 @@ function tinyModel() {
         const d = T.mul(p.grad!, 0.2);
         const u = T.sub(p, d);
         T.copyInto(p, u);
-        if (!inTidy) (u.dispose(), d.dispose());
+        if (!inTidy) {
+          u.dispose();
+          d.dispose();
+        }
         p.grad = null;
       }
     });

@@ -62,7 +62,7 @@ export function openScope(): ScopeFrame {
   return f;
 }
 
-let isTensor: (v: unknown) => v is Tensor = (v): v is Tensor => false;
+let isTensor: (v: unknown) => v is Tensor = (v): v is Tensor => !!v && false;
 let releaseFn: (fn: GradFn) => void = () => undefined;
 /** Wiring from tensor.ts / autograd.ts (avoids an import cycle). */
 export function wireScope(tensorCheck: (v: unknown) => v is Tensor, release: (fn: GradFn) => void): void {
@@ -80,7 +80,12 @@ export function collectTensors(value: unknown, into: Set<Tensor> = new Set(), se
     return into;
   }
   if (Array.isArray(value)) for (const v of value) collectTensors(v, into, seen);
-  else if (value instanceof Map) for (const [k, v] of value) (collectTensors(k, into, seen), collectTensors(v, into, seen));
+  else if (value instanceof Map) {
+    for (const [k, v] of value) {
+      collectTensors(k, into, seen);
+      collectTensors(v, into, seen);
+    }
+  }
   else if (value instanceof Set) for (const v of value) collectTensors(v, into, seen);
   else if (ArrayBuffer.isView(value) || typeof (value as { then?: unknown }).then === 'function') return into;
   else for (const k of Object.keys(value)) collectTensors((value as Record<string, unknown>)[k], into, seen);

@@ -1,4 +1,4 @@
-/// <reference lib="esnext.disposable" />
+/// <reference lib="esnext.disposable" preserve="true" />
 import { backward as runBackward, noGrad, releaseGradFn, type BackwardOptions, type GradFn } from './autograd.js';
 import { getDefaultDevice, type Device, type Storage } from './device.js';
 import { allocTyped, assertDType, roundTo, type DType, type TypedArray } from './dtype.js';

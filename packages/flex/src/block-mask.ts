@@ -207,6 +207,9 @@ export async function createBlockMask(
   if (options.device !== undefined && !(options.device instanceof T.Device)) {
     throw new WebattnError('INVALID_ARGUMENT', `options.device: expected a Device, got ${describe(options.device)}`, { argument: 'options.device' });
   }
+  if (options.captures !== undefined && typeof mask !== 'function') {
+    throw new WebattnError('INVALID_ARGUMENT', `options.captures: only a bare mask function takes captures here (a MaskMod carries its own), got mask ${describe(mask)}`, { argument: 'options.captures' });
+  }
   const m = asMask(mask, options.captures ?? {}, 'mask');
   checkModLengths(m, qLen, kvLen, 'mask');
   const device = options.device ?? T.getDefaultDevice();
@@ -225,8 +228,8 @@ export async function createBlockMask(
   if (device.backend === 'webgpu') {
     const dev = device as WebGPUDevice;
     const res = modResources(dev, null, compiled, false);
-    probeCompile(dev, res, 'mask');
     const out = T.empty([pairs], 'int32', dev);
+    probeCompile(dev, res, 'mask', [out]);
     // bit 0/1: some true/false; bit 2/3: differs at another b/h (sampled)
     const sample = (p: 'b' | 'h', on: boolean) =>
       on ? SAMPLES.map((x) => `if (mask_mod(${p === 'b' ? `${x}u, h` : `b, ${x}u`}, q0 + t / cols, k0 + t % cols) != ok) { diff = diff | ${p === 'b' ? 4 : 8}u; }`).join('\n    ') : '';

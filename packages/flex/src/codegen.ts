@@ -10,7 +10,7 @@ export type NameMap = (name: string) => string;
 function f32lit(v: number): string {
   if (v === Infinity) return 'pos_inf()';
   if (v === -Infinity) return 'neg_inf()';
-  if (Number.isNaN(v)) return 'bitcast<f32>(0x7fc00000u)';
+  if (Number.isNaN(v)) return 'nan_f32()'; // a private, not a constant: const-evaluated NaN is a WGSL error
   // beyond f32's range a literal is a WGSL error: round like Math.fround (to ±Infinity or ±0)
   const f = Math.fround(v);
   if (f === Infinity) return 'pos_inf()';
@@ -50,7 +50,7 @@ export function wgsl(ir: IR, id: NameMap): string {
       const a = ir.args.map(r);
       switch (ir.fn) {
         case 'tanh':
-          return `tanh_safe(${a[0]})`;
+          return `tanh_flex(${a[0]})`;
         case 'pow':
           return `pow_any(${a[0]}, ${a[1]})`;
         case 'round':
@@ -66,6 +66,10 @@ export function wgsl(ir: IR, id: NameMap): string {
 
 /** WGSL helpers the rendered expressions call (besides core-tensor's MATH_HELPERS). */
 export const FLEX_HELPERS = `
+var<private> NAN_BITS: u32 = 0x7fc00000u;
+fn nan_f32() -> f32 { return bitcast<f32>(NAN_BITS); }
+fn is_nan_bits(x: f32) -> bool { let u = bitcast<u32>(x); return (u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u; }
+fn tanh_flex(x: f32) -> f32 { return select(tanh_safe(x), x, is_nan_bits(x)); }
 fn floor_div_i32(a: i32, b: i32) -> i32 { let q = a / b; return select(q, q - 1i, (a % b != 0i) && ((a < 0i) != (b < 0i))); }
 fn ceil_div_i32(a: i32, b: i32) -> i32 { let q = a / b; return select(q, q + 1i, (a % b != 0i) && ((a < 0i) == (b < 0i))); }
 `;

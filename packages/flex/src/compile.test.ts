@@ -1,6 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileSource } from './compile.js';
+import { compileMod, scoreMod, hostScore } from './mods.js';
+import { relativePositionBias } from './catalogue/relative-position-bias.js';
+import * as T from '@webattn/core-tensor';
 import { derivative, evaluate, type EvalEnv } from './codegen.js';
 import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 
@@ -44,5 +47,51 @@ describe('the flex compiler agrees with JavaScript (differential, fast-check)', 
     const { ir } = compileSource('(b, h, q, kv) => Math.floor((q - kv) / 4) === -2 && (q - kv) % 3 === -2 && (q / 2) > 2.4', 'mask', {}, 'm');
     expect(evaluate(ir, env(0, 0, 0, 5, 10))).toBe(true); // floor(-5/4) = -2, -5 % 3 = -2, 2.5 > 2.4
     expect(ir.k).toBe('bin');
+  });
+});
+
+describe('sources as a minifier leaves them', () => {
+  const minified: [string, number][] = [
+    // captures through a destructured parameter, renamed locals, !0 / !1 booleans, let, comments, method shorthand
+    ['(e,t,n,r,o,{bias:i,offset:a})=>e+i[n][r-o+a]', 0.5 + 0.25],
+    ['(e,t,n,r,o,i)=>{let a=i.offset;return e+i.bias[n][r-o+a]/* bias */}', 0.5 + 0.25],
+    ['function(e,t,n,r,o,i){return r>=o?e+i["bias"][n][r-o+i.offset]:e}', 0.5 + 0.25],
+    ['score(e,t,n,r,o,i){ // a method\n return (!0 ? e : 0) + i.bias[n][r - o + i.offset] }', 0.5 + 0.25],
+  ];
+  for (const [src, want] of minified) {
+    it(src, () => {
+      const table = T.tensor([[0, 0.25, 1], [0, 0, 0]], [2, 3], { dtype: 'float64' });
+      const sigs = { bias: { kind: 'tensor', rank: 2, dtype: 'float32' }, offset: { kind: 'number', integer: true } } as const;
+      const { ir, used } = compileSource(src, 'score', sigs, 'scoreMod');
+      expect([...used].sort()).toEqual(['bias', 'offset']);
+      const env = { score: 0.5, b: 0, h: 0, q: 1, kv: 1, numbers: { offset: 1 }, tensors: { bias: { data: [0, 0.25, 1, 0, 0, 0], shape: [2, 3] } } };
+      expect(evaluate(ir, env)).toBeCloseTo(want, 12);
+      // and the host path calls the very function with the captures parameter
+      const fn = new Function(`return (${src.startsWith('score(') ? `{${src}}.score` : src})`)();
+      expect(hostScore(scoreMod(fn, { bias: table, offset: 1 }))(0.5, 0, 0, 1, 1)).toBeCloseTo(want, 12);
+    });
+  }
+
+  it('a renamed closure variable is refused with a hint about minifiers', () => {
+    expect(() => compileSource('(e)=>e+t', 'score', { offset: { kind: 'number', integer: true } }, 'scoreMod')).toThrowError(/FLEX_COMPILE.*unknown identifier 't'.*minifier/);
+  });
+
+  it('a capture name the captures object lacks is refused, naming it', () => {
+    expect(() => compileSource('(e,t,n,r,o,i)=>e+i.nope', 'score', {}, 'scoreMod')).toThrowError(/FLEX_COMPILE.*'nope' is not a capture/);
+  });
+});
+
+describe('compiled mods are cached per function object', () => {
+  it('the same mod compiles once (same IR object); another mod of the same function reuses the parse', () => {
+    const m = relativePositionBias(T.randn([2, 9], { seed: 1 }));
+    const a = compileMod(m, 's', 'scoreMod');
+    const b = compileMod(m, 's', 'scoreMod');
+    expect(b.ir).toBe(a.ir);
+    const m2 = relativePositionBias(T.randn([2, 9], { seed: 2 }));
+    const c = compileMod(m2, 's', 'scoreMod');
+    expect(c.ir).toBe(a.ir); // same function object (the catalogue's), same capture signatures
+    expect(c.captures.get('s0_bias')).toBe((m2 as { captures: Record<string, unknown> }).captures.bias);
+    expect(c.key).toBe(a.key);
+    expect(c.numberTypes.get('s0_offset')).toBe('i32');
   });
 });

@@ -210,6 +210,11 @@ export function compileSource(
         }
         [a, b] = unify(a, b);
         const cmp = op === '<' || op === '<=' || op === '>' || op === '>=';
+        if (!cmp && a.k === 'num' && b.k === 'num') {
+          // constants fold in float64 as JS computes them (2147483647 * 2 is not an i32 overflow, nor a WGSL const-eval error)
+          const v = op === '+' ? a.v + b.v : op === '-' ? a.v - b.v : op === '*' ? a.v * b.v : a.v % b.v;
+          return num(v, a.ty === 'i32' && Number.isInteger(v) && Math.abs(v) < 2 ** 31 ? 'i32' : 'f32');
+        }
         return { k: 'bin', op, a, b, ty: cmp ? 'bool' : a.ty };
       }
       case 'LogicalExpression': {

@@ -65,6 +65,9 @@ export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options
   }
   const scale = resolveScale(options.scale, E);
   const sm = options.scoreMod ?? null;
+  if (options.captures !== undefined && typeof sm !== 'function') {
+    throw new WebattnError('INVALID_ARGUMENT', `options.captures: only a bare scoreMod function takes captures here (a ScoreMod carries its own), got scoreMod ${describe(sm)}`, { argument: 'options.captures' });
+  }
   const score = sm !== null ? asScore(sm, options.captures ?? {}, 'options.scoreMod') : null;
   if (score) checkModLengths(score, L, S, 'options.scoreMod');
   const sc = score ? compileMod(score, 's', 'options.scoreMod') : null;
@@ -78,7 +81,6 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
   const device = q.device;
   const [B, Hq, L] = q.shape as [number, number, number, number];
   const res = modResources(device, sc, mc, true, B * Hq * L);
-  probeCompile(device, res, sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod');
   const values = res.deterministic ? { ...res.values, flex_hq: Hq, flex_lq: L } : res.values;
   const hooks = {
     key: res.key,
@@ -117,7 +119,9 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
         : null,
     },
   );
-  res.checkBounds(sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod');
+  const argument = sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod';
+  probeCompile(device, res, argument, [r.output, r.lse]);
+  res.checkBounds(argument, [r.output, r.lse]);
   return r;
 }
 

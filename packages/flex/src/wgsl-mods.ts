@@ -49,7 +49,7 @@ export interface ModResources {
    * Raises (at the device's next read-back) an `INVALID_ARGUMENT` naming `argument` if a kernel that
    * ran with these resources read a captured tensor outside its shape. No-op without captured tensors.
    */
-  checkBounds(argument: string): void;
+  checkBounds(argument: string, outputs: Tensor[]): void;
   /** The bounds flag (int32 `[1]`, bit i set when capture i was read outside its shape), or null. */
   oob: Tensor | null;
   /** The error for a set bounds flag. */
@@ -194,9 +194,9 @@ export function modResources(
         { argument },
       );
     },
-    checkBounds(argument: string) {
+    checkBounds(argument: string, outputs: Tensor[]) {
       if (!oob) return;
-      deferFlagCheck(oob, 'flex captures bounds', (bits) => (bits ? this.boundsError(bits, argument) : null));
+      deferFlagCheck(oob, 'flex captures bounds', (bits) => (bits ? this.boundsError(bits, argument) : null), outputs);
     },
   };
 }
@@ -205,11 +205,11 @@ const probed = new WeakMap<object, Set<string>>();
 
 /**
  * Compiles the WGSL of a call's functions on its own, once per (device, key), and turns a shader
- * compilation error into `FLEX_COMPILE` naming `argument` — raised at the next read-back, before the
- * attention kernels' own `KERNEL_COMPILE`. The renderer is meant to make this unreachable (constant
+ * compilation error into `FLEX_COMPILE` naming `argument`, raised when `outputs` are read (instead of
+ * the attention kernels' own `KERNEL_COMPILE`). The renderer is meant to make this unreachable (constant
  * folding, literals clamped to f32): this is the backstop for WGSL a driver still rejects.
  */
-export function probeCompile(device: Device, res: ModResources, argument: string): void {
+export function probeCompile(device: Device, res: ModResources, argument: string, outputs: Tensor[]): void {
   if (device.backend !== 'webgpu') return;
   const dev = device as WebGPUDevice;
   let seen = probed.get(dev);
@@ -227,13 +227,10 @@ export function probeCompile(device: Device, res: ModResources, argument: string
     body: `  var sink = 0.0;\n  ${calls.join('\n  ')}\n  if (sink == 12345.0) { return; }`,
   });
   const mod = dev.gpu.createShaderModule({ label: 'flex_probe', code });
-  const check = mod.getCompilationInfo().then(
-    (info) => {
-      const errs = info.messages.filter((m) => m.type === 'error');
-      if (!errs.length) return null;
-      return new WebattnError('FLEX_COMPILE', `${argument}: the function compiled to WGSL that the GPU rejected: ${errs.map((m) => m.message).join(' | ').slice(0, 400)}`, { argument });
-    },
-    () => null,
-  );
-  dev.deferCheck('flex_probe', check);
+  const check = mod.getCompilationInfo().then((info) => {
+    const errs = info.messages.filter((m) => m.type === 'error');
+    if (!errs.length) return null;
+    return new WebattnError('FLEX_COMPILE', `${argument}: the function compiled to WGSL that the GPU rejected: ${errs.map((m) => m.message).join(' | ').slice(0, 400)}`, { argument });
+  });
+  dev.deferCheck('flex_probe', check, outputs.map((t) => t.storage));
 }

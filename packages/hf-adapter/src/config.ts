@@ -1,4 +1,5 @@
 import { WebattnError } from '@webattn/core-tensor';
+import { GPT2_DEFAULTS, VIT_DEFAULTS } from '@webattn/models';
 import { isJsonObject, parseStrictJson, type JsonValue } from './strict-json.js';
 
 /**
@@ -64,32 +65,14 @@ const COMMON_KINDS: Record<string, Kind> = {
 
 const SPECS: Record<SupportedModelType, ModelSpec> = {
   gpt2: {
-    // transformers GPT2Config.__init__ defaults
+    // transformers GPT2Config.__init__ defaults: the models package's, plus the keys only the heads it lacks read
     defaults: {
-      vocab_size: 50257,
-      n_positions: 1024,
-      n_embd: 768,
-      n_layer: 12,
-      n_head: 12,
-      n_inner: null,
-      activation_function: 'gelu_new',
-      resid_pdrop: 0.1,
-      embd_pdrop: 0.1,
-      attn_pdrop: 0.1,
-      layer_norm_epsilon: 1e-5,
-      initializer_range: 0.02,
+      ...(GPT2_DEFAULTS as unknown as Record<string, JsonValue>),
       summary_type: 'cls_index',
       summary_use_proj: true,
       summary_activation: null,
       summary_proj_to_labels: true,
       summary_first_dropout: 0.1,
-      scale_attn_weights: true,
-      use_cache: true,
-      bos_token_id: 50256,
-      eos_token_id: 50256,
-      scale_attn_by_inverse_layer_idx: false,
-      reorder_and_upcast_attn: false,
-      add_cross_attention: false,
     },
     attributeMap: {
       hidden_size: 'n_embd',
@@ -118,25 +101,8 @@ const SPECS: Record<SupportedModelType, ModelSpec> = {
     },
   },
   vit: {
-    // transformers ViTConfig.__init__ defaults
-    defaults: {
-      hidden_size: 768,
-      num_hidden_layers: 12,
-      num_attention_heads: 12,
-      intermediate_size: 3072,
-      hidden_act: 'gelu',
-      hidden_dropout_prob: 0.0,
-      attention_probs_dropout_prob: 0.0,
-      initializer_range: 0.02,
-      layer_norm_eps: 1e-12,
-      image_size: 224,
-      patch_size: 16,
-      num_channels: 3,
-      qkv_bias: true,
-      encoder_stride: 16,
-      pooler_output_size: null,
-      pooler_act: 'tanh',
-    },
+    // transformers ViTConfig.__init__ defaults (the models package's)
+    defaults: { ...(VIT_DEFAULTS as unknown as Record<string, JsonValue>) },
     attributeMap: {},
     kinds: {
       hidden_size: 'posInt',

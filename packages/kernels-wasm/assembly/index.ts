@@ -469,9 +469,533 @@ export function matmulScratchBytes(): i32 {
   return 4 * KB * NB;
 }
 
+// ---- elementwise, reductions, softmax, layer norm, cross-entropy (kernels 4..12) --------------------------------
+// Work is split into `tasks` (rows, or row chunks); thread tid takes the contiguous range [t0, t1).
+@inline function taskStart(tasks: i32, tid: i32, nth: i32): i32 {
+  return <i32>((<i64>tasks * tid) / nth);
+}
+
+// Strided operands: the output is contiguous with (collapsed) shape I(sh)..I(sh+R-1); an operand's element of
+// output row r (all dims but the last) is at Σ idx_d·stride_d (strides in elements, 0 where it broadcasts).
+@inline function rowOffset(r: i32, R: i32, sh: i32, st: i32): usize {
+  let off: usize = 0;
+  for (let d = R - 2; d >= 0; d--) {
+    const n = I(sh + d);
+    const q = r / n;
+    off += <usize>(r - q * n) * <usize>I(st + d);
+    r = q;
+  }
+  return off;
+}
+
+const CH: i32 = 8192; // elements per task chunk of a long row
+
+const U_ID = 0, U_NEG = 1, U_EXP = 2, U_LOG = 3, U_TANH = 4, U_SQRT = 5, U_ABS = 6, U_RELU = 7, U_SIGMOID = 8;
+const U_POW = 9, U_GELU = 10, U_GELU_TANH = 11;
+const SQRT1_2: f64 = 0.7071067811865476;
+const GELU_C: f64 = 0.7978845608028654; // sqrt(2/π)
+const INV_SQRT_2PI: f64 = 0.3989422804014327;
+
+// erfc with relative error < 1.2e-7 everywhere (Chebyshev fit, Numerical Recipes' erfcc), in f64
+function erfc64(x: f64): f64 {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? r : 2 - r;
+}
+
+// exp on 4 lanes with overflow to +∞ (exp4 saturates at the largest float)
+// (exp4 clamps its input at ln(FLT_MAX) − ε; the few lanes above that go through the scalar exp)
+@inline function expFull4(x: v128): v128 {
+  if (v128.any_true(f32x4.gt(x, f32x4.splat(88.3762626647949)))) {
+    let r = f32x4.splat(<f32>Math.exp(<f64>f32x4.extract_lane(x, 0)));
+    r = f32x4.replace_lane(r, 1, <f32>Math.exp(<f64>f32x4.extract_lane(x, 1)));
+    r = f32x4.replace_lane(r, 2, <f32>Math.exp(<f64>f32x4.extract_lane(x, 2)));
+    return f32x4.replace_lane(r, 3, <f32>Math.exp(<f64>f32x4.extract_lane(x, 3)));
+  }
+  return exp4(x);
+}
+
+function unaryScalar(op: i32, x: f32, p: f32): f32 {
+  switch (op) {
+    case U_ID: return x;
+    case U_NEG: return -x;
+    case U_EXP: return <f32>Math.exp(<f64>x);
+    case U_LOG: return Mathf.log(x);
+    case U_TANH: return Mathf.tanh(x);
+    case U_SQRT: return Mathf.sqrt(x);
+    case U_ABS: return Mathf.abs(x);
+    case U_RELU: return x > 0 ? x : 0;
+    case U_SIGMOID: return <f32>(1 / (1 + Math.exp(-<f64>x)));
+    case U_POW: return <f32>Math.pow(<f64>x, <f64>p);
+    case U_GELU: {
+      const xd = <f64>x;
+      return <f32>(0.5 * xd * erfc64(-xd * SQRT1_2));
+    }
+    case U_GELU_TANH: {
+      const xd = <f64>x;
+      return <f32>(0.5 * xd * (1 + Math.tanh(GELU_C * (xd + 0.044715 * xd * xd * xd))));
+    }
+    default: return NaN;
+  }
+}
+
+@inline function lanes(op: i32, v: v128, p: f32): v128 {
+  let r = f32x4.splat(unaryScalar(op, f32x4.extract_lane(v, 0), p));
+  r = f32x4.replace_lane(r, 1, unaryScalar(op, f32x4.extract_lane(v, 1), p));
+  r = f32x4.replace_lane(r, 2, unaryScalar(op, f32x4.extract_lane(v, 2), p));
+  return f32x4.replace_lane(r, 3, unaryScalar(op, f32x4.extract_lane(v, 3), p));
+}
+
+@inline function unaryVec(op: i32, v: v128, p: f32): v128 {
+  switch (op) {
+    case U_ID: return v;
+    case U_NEG: return f32x4.neg(v);
+    case U_EXP: return expFull4(v);
+    case U_SQRT: return f32x4.sqrt(v);
+    case U_ABS: return f32x4.abs(v);
+    case U_RELU: return v128.and(v, f32x4.gt(v, f32x4.splat(0))); // NaN → 0 like the reference
+    case U_SIGMOID: {
+      const one = f32x4.splat(1);
+      return f32x4.div(one, f32x4.add(one, expFull4(f32x4.neg(v))));
+    }
+    default: return lanes(op, v, p);
+  }
+}
+
+// out[0..n) = f(x[i·sx])
+function unaryRow(op: i32, x: usize, sx: i32, out: usize, n: i32, p: f32): void {
+  let i = 0;
+  if (sx == 1) {
+    for (; i + 4 <= n; i += 4) v128.store(out + (<usize>i << 2), unaryVec(op, v128.load(x + (<usize>i << 2)), p));
+    for (; i < n; i++) store<f32>(out + (<usize>i << 2), unaryScalar(op, load<f32>(x + (<usize>i << 2)), p));
+  } else if (sx == 0) {
+    const v = unaryScalar(op, load<f32>(x), p);
+    for (; i < n; i++) store<f32>(out + (<usize>i << 2), v);
+  } else {
+    for (; i < n; i++) store<f32>(out + (<usize>i << 2), unaryScalar(op, load<f32>(x + ((<usize>i * sx) << 2)), p));
+  }
+}
+
+// kernel 4: I0 op, I1 x, I2 out, I3 R (1..6), I4..I9 shape, I10..I15 strides of x; F0 p
+function unaryK(tid: i32, nth: i32): void {
+  const op = I(0), x = <usize>I(1), out = <usize>I(2), R = I(3);
+  const p = F(0);
+  const inner = I(4 + R - 1), sx = I(10 + R - 1);
+  let rows = 1;
+  for (let d = 0; d < R - 1; d++) rows *= I(4 + d);
+  if (op == U_ID && R >= 2 && sx != 1 && I(10 + R - 2) == 1) {
+    transposeCopy(x, out, R, rows, inner, sx, tid, nth);
+    return;
+  }
+  const nch = (inner + CH - 1) / CH;
+  const tasks = rows * nch;
+  const t1 = taskStart(tasks, tid + 1, nth);
+  for (let t = taskStart(tasks, tid, nth); t < t1; t++) {
+    const r = t / nch;
+    const c0 = (t - r * nch) * CH;
+    const xo = rowOffset(r, R, 4, 10) + <usize>c0 * <usize>sx;
+    unaryRow(op, x + (xo << 2), sx, out + ((<usize>r * inner + c0) << 2), min(CH, inner - c0), p);
+  }
+}
+
+// A copy whose source walks its last two output dims transposed (source stride 1 along dim R−2): 32×32 tiles, so
+// that reads run along the source's rows instead of striding through memory one element a time.
+function transposeCopy(x: usize, out: usize, R: i32, rows: i32, inner: i32, sx: i32, tid: i32, nth: i32): void {
+  const TB = 32;
+  const n0 = I(4 + R - 2);
+  const batch = rows / n0;
+  const nib = (n0 + TB - 1) / TB;
+  const tasks = batch * nib;
+  const t1 = taskStart(tasks, tid + 1, nth);
+  for (let t = taskStart(tasks, tid, nth); t < t1; t++) {
+    const b = t / nib;
+    const i0 = (t - b * nib) * TB;
+    const i1 = min(n0, i0 + TB);
+    const src = x + (rowOffset(b * n0, R, 4, 10) << 2);
+    const dst = out + ((<usize>b * n0 * inner) << 2);
+    for (let j0 = 0; j0 < inner; j0 += TB) {
+      const j1 = min(inner, j0 + TB);
+      for (let j = j0; j < j1; j++) {
+        const sr = src + ((<usize>j * sx) << 2);
+        for (let i = i0; i < i1; i++) store<f32>(dst + ((<usize>i * inner + j) << 2), load<f32>(sr + (<usize>i << 2)));
+      }
+    }
+  }
+}
+
+const B_ADD = 0, B_SUB = 1, B_MUL = 2, B_DIV = 3, B_MAX = 4, B_MIN = 5;
+
+@inline function binScalar(op: i32, a: f32, b: f32): f32 {
+  switch (op) {
+    case B_ADD: return a + b;
+    case B_SUB: return a - b;
+    case B_MUL: return a * b;
+    case B_DIV: return a / b;
+    case B_MAX: return max(a, b); // f32.max: NaN in, NaN out
+    default: return min(a, b);
+  }
+}
+
+@inline function binVec(op: i32, a: v128, b: v128): v128 {
+  switch (op) {
+    case B_ADD: return f32x4.add(a, b);
+    case B_SUB: return f32x4.sub(a, b);
+    case B_MUL: return f32x4.mul(a, b);
+    case B_DIV: return f32x4.div(a, b);
+    case B_MAX: return f32x4.max(a, b);
+    default: return f32x4.min(a, b);
+  }
+}
+
+function binaryRow(op: i32, a: usize, sa: i32, b: usize, sb: i32, out: usize, n: i32): void {
+  let i = 0;
+  if (sa == 1 && sb == 1) {
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(out + o, binVec(op, v128.load(a + o), v128.load(b + o)));
+    }
+  } else if (sa == 1 && sb == 0) {
+    const vb = v128.load32_splat(b);
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(out + o, binVec(op, v128.load(a + o), vb));
+    }
+  } else if (sa == 0 && sb == 1) {
+    const va = v128.load32_splat(a);
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(out + o, binVec(op, va, v128.load(b + o)));
+    }
+  }
+  for (; i < n; i++) {
+    store<f32>(out + (<usize>i << 2), binScalar(op, load<f32>(a + ((<usize>i * sa) << 2)), load<f32>(b + ((<usize>i * sb) << 2))));
+  }
+}
+
+// kernel 5: I0 op, I1 a, I2 b, I3 out, I4 R, I5..I10 shape, I11..I16 strides of a, I17..I22 strides of b
+function binaryK(tid: i32, nth: i32): void {
+  const op = I(0), a = <usize>I(1), b = <usize>I(2), out = <usize>I(3), R = I(4);
+  const inner = I(5 + R - 1), sa = I(11 + R - 1), sb = I(17 + R - 1);
+  let rows = 1;
+  for (let d = 0; d < R - 1; d++) rows *= I(5 + d);
+  const nch = (inner + CH - 1) / CH;
+  const tasks = rows * nch;
+  const t1 = taskStart(tasks, tid + 1, nth);
+  for (let t = taskStart(tasks, tid, nth); t < t1; t++) {
+    const r = t / nch;
+    const c0 = (t - r * nch) * CH;
+    const ao = rowOffset(r, R, 5, 11) + <usize>c0 * <usize>sa;
+    const bo = rowOffset(r, R, 5, 17) + <usize>c0 * <usize>sb;
+    binaryRow(op, a + (ao << 2), sa, b + (bo << 2), sb, out + ((<usize>r * inner + c0) << 2), min(CH, inner - c0));
+  }
+}
+
+const R_SUM = 0, R_MAX = 1;
+
+@inline function redVec(op: i32, a: v128, b: v128): v128 {
+  return op == R_SUM ? f32x4.add(a, b) : op == R_MAX ? f32x4.max(a, b) : f32x4.min(a, b);
+}
+@inline function redScalar(op: i32, a: f32, b: f32): f32 {
+  return op == R_SUM ? a + b : op == R_MAX ? max(a, b) : min(a, b);
+}
+
+function reduceRow(op: i32, x: usize, n: i32): f32 {
+  const init: f32 = op == R_SUM ? 0 : op == R_MAX ? -Infinity : Infinity;
+  let s0 = f32x4.splat(init), s1 = f32x4.splat(init);
+  let k = 0;
+  for (; k + 8 <= n; k += 8) {
+    s0 = redVec(op, s0, v128.load(x + (<usize>k << 2)));
+    s1 = redVec(op, s1, v128.load(x + (<usize>k << 2), 16));
+  }
+  for (; k + 4 <= n; k += 4) s0 = redVec(op, s0, v128.load(x + (<usize>k << 2)));
+  const s = redVec(op, s0, s1);
+  let r = redScalar(op, redScalar(op, f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1)), redScalar(op, f32x4.extract_lane(s, 2), f32x4.extract_lane(s, 3)));
+  for (; k < n; k++) r = redScalar(op, r, load<f32>(x + (<usize>k << 2)));
+  return r;
+}
+
+// kernel 6: x contiguous [outer, n, inner] → out [outer, inner]; I0 op (0 sum, 1 max, 2 min), I1 x, I2 out,
+// I3 outer, I4 n, I5 inner
+function reduceK(tid: i32, nth: i32): void {
+  const op = I(0), x = <usize>I(1), out = <usize>I(2), outer = I(3), n = I(4), inner = I(5);
+  if (inner == 1) {
+    const t1 = taskStart(outer, tid + 1, nth);
+    for (let o = taskStart(outer, tid, nth); o < t1; o++) store<f32>(out + (<usize>o << 2), reduceRow(op, x + ((<usize>o * n) << 2), n));
+    return;
+  }
+  const C = 1024;
+  const nch = (inner + C - 1) / C;
+  const tasks = outer * nch;
+  const init: f32 = op == R_SUM ? 0 : op == R_MAX ? -Infinity : Infinity;
+  const t1 = taskStart(tasks, tid + 1, nth);
+  for (let t = taskStart(tasks, tid, nth); t < t1; t++) {
+    const o = t / nch;
+    const c0 = (t - o * nch) * C;
+    const len = min(C, inner - c0);
+    const dst = out + ((<usize>o * inner + c0) << 2);
+    for (let i = 0; i < len; i++) store<f32>(dst + (<usize>i << 2), init);
+    for (let k = 0; k < n; k++) {
+      const src = x + (((<usize>o * n + k) * inner + c0) << 2);
+      let i = 0;
+      for (; i + 4 <= len; i += 4) {
+        const q = <usize>i << 2;
+        v128.store(dst + q, redVec(op, v128.load(dst + q), v128.load(src + q)));
+      }
+      for (; i < len; i++) {
+        const q = <usize>i << 2;
+        store<f32>(dst + q, redScalar(op, load<f32>(dst + q), load<f32>(src + q)));
+      }
+    }
+  }
+}
+
+// Σ exp(x − m) over a row (m finite)
+function expSum(x: usize, n: i32, m: f32): f32 {
+  const vm = f32x4.splat(m);
+  let s = f32x4.splat(0);
+  let k = 0;
+  for (; k + 4 <= n; k += 4) s = f32x4.add(s, exp4(f32x4.sub(v128.load(x + (<usize>k << 2)), vm)));
+  let r = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+  for (; k < n; k++) r += Mathf.exp(load<f32>(x + (<usize>k << 2)) - m);
+  return r;
+}
+
+// kernel 7: softmax over rows: I0 x, I1 out, I2 rows, I3 n, I4 log
+function softmaxK(tid: i32, nth: i32): void {
+  const x = <usize>I(0), out = <usize>I(1), rows = I(2), n = I(3), lg = I(4);
+  const t1 = taskStart(rows, tid + 1, nth);
+  for (let r = taskStart(rows, tid, nth); r < t1; r++) {
+    const xr = x + ((<usize>r * n) << 2);
+    const or = out + ((<usize>r * n) << 2);
+    const m = rowMax(xr, n);
+    if (m == -Infinity) {
+      const f: f32 = lg ? -Infinity : 0;
+      for (let k = 0; k < n; k++) store<f32>(or + (<usize>k << 2), f);
+      continue;
+    }
+    if (lg) {
+      // (x − m) − log s, in that order (as the reference): m + log s would round away small log-probabilities
+      const ls = Mathf.log(expSum(xr, n, m));
+      const vm = f32x4.splat(m);
+      const vs = f32x4.splat(ls);
+      let k = 0;
+      for (; k + 4 <= n; k += 4) v128.store(or + (<usize>k << 2), f32x4.sub(f32x4.sub(v128.load(xr + (<usize>k << 2)), vm), vs));
+      for (; k < n; k++) store<f32>(or + (<usize>k << 2), load<f32>(xr + (<usize>k << 2)) - m - ls);
+    } else {
+      memory.copy(or, xr, <usize>n << 2);
+      expInPlace(or, n, 1, m);
+      scaleRow(or, n, 1 / rowSum(or, n));
+    }
+  }
+}
+
+// kernel 8: layer norm over rows: I0 x, I1 y, I2 mean, I3 rstd, I4 rows, I5 d, I6 weight (0 none), I7 bias (0 none); F0 eps
+function layerNormK(tid: i32, nth: i32): void {
+  const x = <usize>I(0), y = <usize>I(1), mean = <usize>I(2), rstd = <usize>I(3), rows = I(4), d = I(5);
+  const w = <usize>I(6), b = <usize>I(7);
+  const eps = F(0);
+  const t1 = taskStart(rows, tid + 1, nth);
+  for (let r = taskStart(rows, tid, nth); r < t1; r++) {
+    const xr = x + ((<usize>r * d) << 2);
+    const yr = y + ((<usize>r * d) << 2);
+    const mu = rowSum(xr, d) / <f32>d;
+    const vm = f32x4.splat(mu);
+    let q = f32x4.splat(0);
+    let k = 0;
+    for (; k + 4 <= d; k += 4) {
+      const c = f32x4.sub(v128.load(xr + (<usize>k << 2)), vm);
+      q = f32x4.add(q, f32x4.mul(c, c));
+    }
+    let qs = f32x4.extract_lane(q, 0) + f32x4.extract_lane(q, 1) + f32x4.extract_lane(q, 2) + f32x4.extract_lane(q, 3);
+    for (; k < d; k++) {
+      const c = load<f32>(xr + (<usize>k << 2)) - mu;
+      qs += c * c;
+    }
+    const rs = <f32>(1 / Math.sqrt(<f64>qs / <f64>d + <f64>eps));
+    store<f32>(mean + (<usize>r << 2), mu);
+    store<f32>(rstd + (<usize>r << 2), rs);
+    const vr = f32x4.splat(rs);
+    k = 0;
+    for (; k + 4 <= d; k += 4) {
+      const o = <usize>k << 2;
+      let v = f32x4.mul(f32x4.sub(v128.load(xr + o), vm), vr);
+      if (w) v = f32x4.mul(v, v128.load(w + o));
+      if (b) v = f32x4.add(v, v128.load(b + o));
+      v128.store(yr + o, v);
+    }
+    for (; k < d; k++) {
+      const o = <usize>k << 2;
+      let v = (load<f32>(xr + o) - mu) * rs;
+      if (w) v *= load<f32>(w + o);
+      if (b) v += load<f32>(b + o);
+      store<f32>(yr + o, v);
+    }
+  }
+}
+
+// kernel 9: layer norm backward (dx only): I0 x, I1 g, I2 mean, I3 rstd, I4 weight (0 none), I5 dx, I6 rows, I7 d
+function layerNormBackK(tid: i32, nth: i32): void {
+  const x = <usize>I(0), g = <usize>I(1), mean = <usize>I(2), rstd = <usize>I(3), w = <usize>I(4), dx = <usize>I(5);
+  const rows = I(6), d = I(7);
+  const t1 = taskStart(rows, tid + 1, nth);
+  for (let r = taskStart(rows, tid, nth); r < t1; r++) {
+    const ro = (<usize>r * d) << 2;
+    const mu = load<f32>(mean + (<usize>r << 2));
+    const rs = load<f32>(rstd + (<usize>r << 2));
+    const vm = f32x4.splat(mu), vr = f32x4.splat(rs);
+    let s1 = f32x4.splat(0), s2 = f32x4.splat(0);
+    let k = 0;
+    for (; k + 4 <= d; k += 4) {
+      const o = <usize>k << 2;
+      const xh = f32x4.mul(f32x4.sub(v128.load(x + ro + o), vm), vr);
+      let gw = v128.load(g + ro + o);
+      if (w) gw = f32x4.mul(gw, v128.load(w + o));
+      s1 = f32x4.add(s1, gw);
+      s2 = f32x4.add(s2, f32x4.mul(gw, xh));
+    }
+    let a1 = f32x4.extract_lane(s1, 0) + f32x4.extract_lane(s1, 1) + f32x4.extract_lane(s1, 2) + f32x4.extract_lane(s1, 3);
+    let a2 = f32x4.extract_lane(s2, 0) + f32x4.extract_lane(s2, 1) + f32x4.extract_lane(s2, 2) + f32x4.extract_lane(s2, 3);
+    for (let j = k; j < d; j++) {
+      const o = <usize>j << 2;
+      const xh = (load<f32>(x + ro + o) - mu) * rs;
+      let gw = load<f32>(g + ro + o);
+      if (w) gw *= load<f32>(w + o);
+      a1 += gw;
+      a2 += gw * xh;
+    }
+    const m1 = a1 / <f32>d, m2 = a2 / <f32>d;
+    const v1 = f32x4.splat(m1), v2 = f32x4.splat(m2);
+    k = 0;
+    for (; k + 4 <= d; k += 4) {
+      const o = <usize>k << 2;
+      const xh = f32x4.mul(f32x4.sub(v128.load(x + ro + o), vm), vr);
+      let gw = v128.load(g + ro + o);
+      if (w) gw = f32x4.mul(gw, v128.load(w + o));
+      v128.store(dx + ro + o, f32x4.mul(vr, f32x4.sub(f32x4.sub(gw, v1), f32x4.mul(xh, v2))));
+    }
+    for (; k < d; k++) {
+      const o = <usize>k << 2;
+      const xh = (load<f32>(x + ro + o) - mu) * rs;
+      let gw = load<f32>(g + ro + o);
+      if (w) gw *= load<f32>(w + o);
+      store<f32>(dx + ro + o, rs * (gw - m1 - xh * m2));
+    }
+  }
+}
+
+// kernel 10: gelu backward g·gelu'(x) over n contiguous elements: I0 x, I1 g, I2 out, I3 n, I4 tanh approximation
+function geluBackK(tid: i32, nth: i32): void {
+  const x = <usize>I(0), g = <usize>I(1), out = <usize>I(2), n = I(3), tanh = I(4);
+  const nch = (n + CH - 1) / CH;
+  const t1 = taskStart(nch, tid + 1, nth);
+  for (let t = taskStart(nch, tid, nth); t < t1; t++) {
+    const end = min(n, (t + 1) * CH);
+    for (let i = t * CH; i < end; i++) {
+      const o = <usize>i << 2;
+      const xd = <f64>load<f32>(x + o);
+      let dg: f64;
+      if (tanh) {
+        const th = Math.tanh(GELU_C * (xd + 0.044715 * xd * xd * xd));
+        dg = 0.5 * (1 + th) + 0.5 * xd * (1 - th * th) * GELU_C * (1 + 3 * 0.044715 * xd * xd);
+      } else {
+        dg = 0.5 * erfc64(-xd * SQRT1_2) + xd * Math.exp(-0.5 * xd * xd) * INV_SQRT_2PI;
+      }
+      store<f32>(out + o, <f32>(<f64>load<f32>(g + o) * dg));
+    }
+  }
+}
+
+// log Σ exp over a row (−∞ rows give NaN like the reference)
+@inline function rowLse(x: usize, c: i32): f32 {
+  const m = rowMax(x, c);
+  return m + Mathf.log(expSum(x, c, m));
+}
+
+// kernel 11: cross-entropy rows: I0 logits, I1 target (i32), I2 out, I3 n, I4 c, I5 ignoreIndex
+function crossEntropyK(tid: i32, nth: i32): void {
+  const l = <usize>I(0), tg = <usize>I(1), out = <usize>I(2), n = I(3), c = I(4), ig = I(5);
+  const t1 = taskStart(n, tid + 1, nth);
+  for (let r = taskStart(n, tid, nth); r < t1; r++) {
+    const t = load<i32>(tg + (<usize>r << 2));
+    const lr = l + ((<usize>r * c) << 2);
+    store<f32>(out + (<usize>r << 2), t == ig ? 0 : rowLse(lr, c) - load<f32>(lr + (<usize>t << 2)));
+  }
+}
+
+// kernel 12: cross-entropy backward: I0 logits, I1 target, I2 g [n], I3 out [n, c], I4 n, I5 c, I6 ignoreIndex
+function crossEntropyBackK(tid: i32, nth: i32): void {
+  const l = <usize>I(0), tg = <usize>I(1), g = <usize>I(2), out = <usize>I(3), n = I(4), c = I(5), ig = I(6);
+  const t1 = taskStart(n, tid + 1, nth);
+  for (let r = taskStart(n, tid, nth); r < t1; r++) {
+    const t = load<i32>(tg + (<usize>r << 2));
+    const lr = l + ((<usize>r * c) << 2);
+    const or = out + ((<usize>r * c) << 2);
+    if (t == ig) {
+      memory.fill(or, 0, <usize>c << 2);
+      continue;
+    }
+    const lse = rowLse(lr, c);
+    memory.copy(or, lr, <usize>c << 2);
+    expInPlace(or, c, 1, lse);
+    store<f32>(or + (<usize>t << 2), load<f32>(or + (<usize>t << 2)) - 1);
+    scaleRow(or, c, load<f32>(g + (<usize>r << 2)));
+  }
+}
+
+// kernel 13: strided copy dst[·] = src[·] over a collapsed shape: I0 src, I1 dst, I2 R, I3..I8 shape,
+// I9..I14 strides of src (0 = broadcast), I15..I20 strides of dst (both in elements)
+function stridedCopyK(tid: i32, nth: i32): void {
+  const src = <usize>I(0), dst = <usize>I(1), R = I(2);
+  const inner = I(3 + R - 1), ss = I(9 + R - 1), ds = I(15 + R - 1);
+  let rows = 1;
+  for (let d = 0; d < R - 1; d++) rows *= I(3 + d);
+  const t1 = taskStart(rows, tid + 1, nth);
+  for (let r = taskStart(rows, tid, nth); r < t1; r++) {
+    const sp = src + (rowOffset(r, R, 3, 9) << 2);
+    const dp = dst + (rowOffset(r, R, 3, 15) << 2);
+    if (ss == 1 && ds == 1) memory.copy(dp, sp, <usize>inner << 2);
+    else for (let i = 0; i < inner; i++) store<f32>(dp + ((<usize>i * ds) << 2), load<f32>(sp + ((<usize>i * ss) << 2)));
+  }
+}
+
+// kernel 14: where(cond, a, b) with broadcasting: I0 cond (u8, non-zero = a), I1 a, I2 b, I3 out, I4 R,
+// I5..I10 shape, I11..I16 strides of cond, I17..I22 of a, I23..I28 of b
+function whereK(tid: i32, nth: i32): void {
+  const c = <usize>I(0), a = <usize>I(1), b = <usize>I(2), out = <usize>I(3), R = I(4);
+  const inner = I(5 + R - 1), sc = I(11 + R - 1), sa = I(17 + R - 1), sb = I(23 + R - 1);
+  let rows = 1;
+  for (let d = 0; d < R - 1; d++) rows *= I(5 + d);
+  const t1 = taskStart(rows, tid + 1, nth);
+  for (let r = taskStart(rows, tid, nth); r < t1; r++) {
+    const cp = c + rowOffset(r, R, 5, 11);
+    const ap = a + (rowOffset(r, R, 5, 17) << 2);
+    const bp = b + (rowOffset(r, R, 5, 23) << 2);
+    const op = out + ((<usize>r * inner) << 2);
+    for (let i = 0; i < inner; i++) {
+      const v = load<u8>(cp + <usize>i * sc) ? load<f32>(ap + ((<usize>i * sa) << 2)) : load<f32>(bp + ((<usize>i * sb) << 2));
+      store<f32>(op + (<usize>i << 2), v);
+    }
+  }
+}
+
 /** Entry point of every job: runs kernel `kernel` for thread `tid` of `nth`. */
 export function run(kernel: i32, tid: i32, nth: i32): void {
-  if (kernel == 1) matmul(tid, nth);
-  else if (kernel == 2) attnForward(tid, nth);
-  else if (kernel == 3) attnBackward(tid, nth);
+  switch (kernel) {
+    case 1: matmul(tid, nth); break;
+    case 2: attnForward(tid, nth); break;
+    case 3: attnBackward(tid, nth); break;
+    case 4: unaryK(tid, nth); break;
+    case 5: binaryK(tid, nth); break;
+    case 6: reduceK(tid, nth); break;
+    case 7: softmaxK(tid, nth); break;
+    case 8: layerNormK(tid, nth); break;
+    case 9: layerNormBackK(tid, nth); break;
+    case 10: geluBackK(tid, nth); break;
+    case 11: crossEntropyK(tid, nth); break;
+    case 12: crossEntropyBackK(tid, nth); break;
+    case 13: stridedCopyK(tid, nth); break;
+    case 14: whereK(tid, nth); break;
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * The wasm backend's device: storages are plain typed arrays (like the CPU reference device), so every op the
  * wasm kernels do not cover runs the reference kernels on the same storages (`kernelFallback = 'cpu'`), and the
- * hot ops (matmul, flash attention forward and backward) run as WebAssembly SIMD on a thread pool.
+ * hot ops (matmul, flash attention forward and backward, float32 elementwise/reduction/norm/loss kernels) run as
+ * WebAssembly SIMD on a thread pool.
  */
 import {
   allocTyped,

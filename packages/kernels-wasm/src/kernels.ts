@@ -1,7 +1,8 @@
 /**
  * The wasm backend's kernels, registered under backend `wasm` of the core-tensor registry: `matmul` and the
- * attention generator's CPU twin (`flash_attention` forward, `flash_attention_backward`). Every other op runs
- * the CPU reference kernels on the same typed-array storages (`WasmDevice.kernelFallback`).
+ * attention generator's CPU twin (`flash_attention` forward, `flash_attention_backward`). The elementwise, reduction,
+ * norm and loss kernels live in elementwise.ts; every other op runs the CPU reference kernels on the same typed-array
+ * storages (`WasmDevice.kernelFallback`).
  */
 import { fromTyped, getKernel, type FlashKernelAttrs, registerKernel, stridedOffsets, Tensor, WebattnError, type Device, type KernelAttrs } from '@webattn/core-tensor';
 import type { WasmDevice } from './device.js';

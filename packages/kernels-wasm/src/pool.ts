@@ -24,7 +24,22 @@ interface Exports {
 }
 
 /** Kernel ids of `run` in assembly/index.ts. */
-export const KERNEL = { matmul: 1, attnForward: 2, attnBackward: 3 } as const;
+export const KERNEL = {
+  matmul: 1,
+  attnForward: 2,
+  attnBackward: 3,
+  unary: 4,
+  binary: 5,
+  reduce: 6,
+  softmax: 7,
+  layerNorm: 8,
+  layerNormBackward: 9,
+  geluBackward: 10,
+  crossEntropy: 11,
+  crossEntropyBackward: 12,
+  stridedCopy: 13,
+  where: 14,
+} as const;
 
 /** Source of the worker threads (inline, so that no file has to be resolved next to a bundle). */
 const WORKER_SOURCE = `
@@ -184,20 +199,23 @@ export class WasmPool {
   }
 
   /** Copies `data` into fresh linear memory; returns the byte offset. */
-  put(data: Float32Array | Int32Array): number {
+  put(data: Float32Array | Int32Array | Uint8Array): number {
     const p = this.alloc(data.byteLength);
     new Uint8Array(this.memory.buffer, p, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return p;
   }
 
-  /** Runs kernel `id` on every thread with integer arguments `ints` and float arguments `floats`. */
-  run(id: number, ints: readonly number[], floats: readonly number[] = []): void {
+  /**
+   * Runs kernel `id` with integer arguments `ints` and float arguments `floats` on the first `threads` threads
+   * (default all; 1 runs on the calling thread alone, without waking the workers — for small jobs).
+   */
+  run(id: number, ints: readonly number[], floats: readonly number[] = [], threads = this.threads): void {
     if (this.destroyed) throw new WebattnError('DEVICE_LOST', 'wasm backend: the device was destroyed; call getDevice() again');
     const buf = this.memory.buffer;
     const ctrl = new Int32Array(buf, 0, 16);
     new Int32Array(buf, 64, ints.length).set(ints);
     new Float32Array(buf, 256, floats.length).set(floats);
-    const n = this.threads;
+    const n = Math.max(1, Math.min(this.threads, Math.floor(threads)));
     if (n === 1) {
       this.ex.run(id, 0, 1);
       return;

@@ -196,9 +196,14 @@ describe('WebGPU device', () => {
   it('uploads stay in order with recorded work when a freed buffer is reused at once', async () => {
     const a = T.tensor([1, 2, 3, 4, 5, 6, 7, 8], [8], { device: gpu });
     await a.toArray();
+    const aBuffer = a.storage.handle;
     const b = T.mul(a, 2); // recorded, not yet submitted
     a.dispose(); // a's buffer goes back to the pool while b's dispatch still reads it
-    const c = T.tensor([-1, -1, -1, -1, -1, -1, -1, -1], [8], { device: gpu }); // likely the same buffer
+    expect(gpu.poisonAllocations).toBe(true);
+    // a kernel output takes a's buffer from the pool at once, and its poison (NaN) fill must wait for b's dispatch
+    const poisoned = T.empty([8], 'float32', gpu);
+    expect(poisoned.storage.handle).toBe(aBuffer);
+    const c = T.tensor([-1, -1, -1, -1, -1, -1, -1, -1], [8], { device: gpu });
     expect(Array.from(await b.toArray())).toEqual([2, 4, 6, 8, 10, 12, 14, 16]);
     expect(Array.from(await c.toArray())).toEqual([-1, -1, -1, -1, -1, -1, -1, -1]);
   });

@@ -5,6 +5,7 @@
  *
  * @packageDocumentation
  */
+/// <reference types="@webgpu/types" preserve="true" />
 import './device/backend.js';
 import './basic-kernels.js';
 

@@ -3,6 +3,7 @@
  * functions, a packed uniform block with named accessors, strided index math and the standard
  * entry point. No kernel writes binding boilerplate or index math of its own.
  */
+/// <reference types="@webgpu/types" preserve="true" />
 import { WebattnError, type DType, type Tensor } from '@webattn/core-tensor';
 import type { GpuProgram, WebGPUDevice } from './device/webgpu-device.js';
 

@@ -33,7 +33,8 @@ export interface GPT2Config {
   [key: string]: unknown;
 }
 
-const GPT2_DEFAULTS: GPT2Config = {
+/** transformers' `GPT2Config` defaults (GPT-2 small). */
+export const GPT2_DEFAULTS: Readonly<GPT2Config> = Object.freeze({
   model_type: 'gpt2',
   vocab_size: 50257,
   n_positions: 1024,
@@ -56,7 +57,7 @@ const GPT2_DEFAULTS: GPT2Config = {
   eos_token_id: 50256,
   pad_token_id: null,
   add_cross_attention: false,
-};
+});
 
 function intField(c: Record<string, unknown>, k: string, min = 1): void {
   const v = c[k];
@@ -122,7 +123,7 @@ class GPT2Attention extends Module {
     const hd = D / H;
     const qkv = this.c_attn.forward(x);
     const split = (i: number) => qkv.slice(2, i * D, (i + 1) * D).reshape([B, L, H, hd]).transpose(1, 2);
-    let q = split(0);
+    const q = split(0);
     let k = split(1);
     let v = split(2);
     if (past) {
@@ -487,7 +488,12 @@ export class GPT2LMHeadModel extends Module {
             // noGrad is synchronous: detaching cuts the tape between steps
             return { kv: o.pastKeyValues!.map(([k, v]) => [k.detach(), v.detach()] as [Tensor, Tensor]), lastRow };
           });
-          if (prev) for (const [k, v] of prev) (k.dispose(), v.dispose());
+          if (prev) {
+            for (const [k, v] of prev) {
+              k.dispose();
+              v.dispose();
+            }
+          }
           cache = r.kv;
           const last = r.lastRow;
           const next = new Int32Array(B);

@@ -23,6 +23,7 @@ export {
   GPT2Model,
   GPT2LMHeadModel,
   gpt2Config,
+  GPT2_DEFAULTS,
   packedOffsets,
   type GPT2Config,
   type GPT2Inputs,
@@ -30,5 +31,5 @@ export {
   type KVCache,
   type ModelOptions,
 } from './gpt2.js';
-export { ViTModel, ViTForImageClassification, vitConfig, VIT_PUBLISHED, type ViTConfig, type ViTOptions } from './vit.js';
+export { ViTModel, ViTForImageClassification, vitConfig, VIT_DEFAULTS, VIT_PUBLISHED, type ViTConfig, type ViTOptions } from './vit.js';
 export { Optimizer, SGD, AdamW, clipGradNorm, CosineWithWarmup } from './optim.js';

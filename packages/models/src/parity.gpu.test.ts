@@ -3,7 +3,7 @@ import { eagerAttention, flashAttention, flexAttention, sdpaAttention, type Atte
 import { gpuDevice } from '../../../test-utils/index.js';
 import { toTensor } from '../../../test-utils/fixtures.js';
 import { expectRel, fixtureGpt2, fixtureVit, gpt2Case, gradOf, vitCase, vitName } from '../test-support/fixtures.js';
-import type { WebGPUDevice } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 
 const FNS: [string, AttentionFn][] = [['eager', eagerAttention], ['sdpa', sdpaAttention], ['flash', flashAttention], ['flex', flexAttention]];
 let device: WebGPUDevice;

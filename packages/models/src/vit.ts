@@ -32,6 +32,27 @@ export interface ViTConfig {
   [key: string]: unknown;
 }
 
+/** transformers' `ViTConfig` defaults (ViT-Base/16 at 224 px), without the label maps. */
+export const VIT_DEFAULTS: Readonly<Omit<ViTConfig, 'num_labels' | 'id2label' | 'label2id'>> = Object.freeze({
+  model_type: 'vit',
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  intermediate_size: 3072,
+  hidden_act: 'gelu',
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+  initializer_range: 0.02,
+  layer_norm_eps: 1e-12,
+  image_size: 224,
+  patch_size: 16,
+  num_channels: 3,
+  qkv_bias: true,
+  encoder_stride: 16,
+  pooler_output_size: null,
+  pooler_act: 'tanh',
+});
+
 /**
  * A full ViT config: transformers' defaults (ViT-Base/16, 224 px) overridden by `partial`.
  * `num_labels` follows `id2label` when only that is given. Throws `CONFIG_INVALID` naming the key.
@@ -41,29 +62,13 @@ export function vitConfig(partial: Partial<ViTConfig> = {}): ViTConfig {
   let numLabels = partial.num_labels ?? (partial.id2label ? Object.keys(partial.id2label).length : 2);
   const id2label = partial.id2label ?? Object.fromEntries(Array.from({ length: numLabels }, (_, i) => [String(i), `LABEL_${i}`]));
   numLabels = partial.num_labels ?? Object.keys(id2label).length;
-  const c: ViTConfig = {
-    model_type: 'vit',
-    hidden_size: 768,
-    num_hidden_layers: 12,
-    num_attention_heads: 12,
-    intermediate_size: 3072,
-    hidden_act: 'gelu',
-    hidden_dropout_prob: 0,
-    attention_probs_dropout_prob: 0,
-    initializer_range: 0.02,
-    layer_norm_eps: 1e-12,
-    image_size: 224,
-    patch_size: 16,
-    num_channels: 3,
-    qkv_bias: true,
-    encoder_stride: 16,
-    pooler_output_size: null,
-    pooler_act: 'tanh',
+  const c = {
+    ...VIT_DEFAULTS,
     ...partial,
     num_labels: numLabels,
     id2label,
     label2id: partial.label2id ?? Object.fromEntries(Object.entries(id2label).map(([k, v]) => [v, Number(k)])),
-  };
+  } as ViTConfig;
   for (const k of ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'image_size', 'patch_size', 'num_channels', 'num_labels']) {
     const v = c[k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new WebattnError('CONFIG_INVALID', `config.${k}: expected a positive integer, got ${describe(v)}`, { argument: `config.${k}` });

@@ -85,10 +85,11 @@ export function positionIds(cu: Int32Array | readonly number[]): Int32Array {
 
 /**
  * Checks GPU-held cu_seqlens with a one-workgroup kernel (starts at 0, non-decreasing, last = `total`,
- * every length ≤ `maxSeqlen`); a violation raises `INVALID_ARGUMENT` naming the argument at the
- * device's next read-back or sync (the flag is read on the GPU timeline, never synchronously).
+ * every length ≤ `maxSeqlen`). Returns the function that ties the verdict to the call's outputs: a
+ * violation raises `INVALID_ARGUMENT` naming the argument when they are read (or at the next sync);
+ * the flag is read on the GPU timeline, never synchronously.
  */
-export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: number, argument: string, maxArgument: string): void {
+export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: number, argument: string, maxArgument: string): (outputs: Tensor[]) => void {
   const n = cu.shape[0]!;
   if (n < 1) throw new WebattnError('SHAPE_MISMATCH', `${argument}: expected at least one entry [0], got none`, { argument });
   const device = cu.device as WebGPUDevice;
@@ -120,7 +121,7 @@ export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: num
     { n, total, maxlen: maxSeqlen },
     [1, 1, 1],
   );
-  deferFlagCheck(flag, 'varlen_check_cu_seqlens', (bits) => {
+  return (outputs) => deferFlagCheck(flag, 'varlen_check_cu_seqlens', (bits) => {
     if (!bits) return null;
     const why: string[] = [];
     if (bits & 1) why.push('must start at 0');
@@ -130,5 +131,5 @@ export function checkCuSeqlensOnDevice(cu: Tensor, total: number, maxSeqlen: num
       return new WebattnError('INVALID_ARGUMENT', `${maxArgument}: ${maxSeqlen} is smaller than the longest sequence in ${argument} (checked on the GPU)`, { argument: maxArgument });
     }
     return new WebattnError('INVALID_ARGUMENT', `${argument} (GPU-held, checked by flashAttnVarlen): ${why.join('; ')}`, { argument });
-  });
+  }, outputs);
 }

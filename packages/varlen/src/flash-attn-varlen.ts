@@ -36,7 +36,7 @@ const softcapHooks = (cap: number): FlashHooks => ({
   wgsl: `
 fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return u_softcap() * tanh_c(s / u_softcap()); }
 fn score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, ds: f32) -> f32 { let t = tanh_c(s / u_softcap()); return ds * (1.0 - t * t); }
-fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0); }`,
+fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); let u = bitcast<u32>(x); return select((e - 1.0) / (e + 1.0), x, (u & 0x7fffffffu) > 0x7f800000u); }`,
   uniforms: [['softcap', 'f32']],
   values: { softcap: cap },
 });
@@ -83,6 +83,8 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
   const maxKName = options.maxSeqlenK === undefined ? 'options.maxSeqlenQ' : 'options.maxSeqlenK';
   if (cuQ) validateCuSeqlens(cuQ, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
   if (cuK) validateCuSeqlens(cuK, TK, maxK, kName, maxKName);
+  if (!cuQ) T.sameDevice([q, cuQIn as Tensor], ['q', 'options.cuSeqlensQ']);
+  if (!cuK) T.sameDevice([q, cuKIn as Tensor], ['q', kName]);
   const nQ = cuQ ? cuQ.length : (cuQIn as Tensor).shape[0]!;
   const nK = cuK ? cuK.length : (cuKIn as Tensor).shape[0]!;
   if (nQ !== nK) throw new WebattnError('SHAPE_MISMATCH', `${kName}: ${nK} entries, but options.cuSeqlensQ has ${nQ}`, { argument: kName });
@@ -103,10 +105,10 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
   const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : (src as Tensor));
   const cuQT = toDev(cuQ, cuQIn);
   const cuKT = toDev(cuK, cuKIn);
+  const verdicts: ((outputs: Tensor[]) => void)[] = [];
   if (options.validate !== false && device.backend === 'webgpu') {
-    if (!cuQ) checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ');
-    if (!cuK && cuKIn !== cuQIn) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
-    else if (!cuK && TK !== TQ) checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName);
+    if (!cuQ) verdicts.push(checkCuSeqlensOnDevice(cuQT, TQ, maxQ, 'options.cuSeqlensQ', 'options.maxSeqlenQ'));
+    if (!cuK && (cuKIn !== cuQIn || TK !== TQ || maxK !== maxQ)) verdicts.push(checkCuSeqlensOnDevice(cuKT, TK, maxK, kName, maxKName));
   }
   const { output, lse } = recordFlash('flashAttnVarlen', q, k, v, {
     scale,
@@ -117,13 +119,13 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK },
     window,
   });
+  for (const v of verdicts) v([output, lse]);
   return options.returnLse ? { output, lse } : output;
 }
 
 /** Reference path: each sequence alone through the math backend, with the same masks. */
 function perSequence(q: Tensor, k: Tensor, v: Tensor, cuQ: Int32Array, cuK: Int32Array, o: FlashAttnVarlenOptions & { scale: number }) {
   const Hq = q.shape[1]!;
-  const Hkv = k.shape[1]!;
   const outs: Tensor[] = [];
   const lses: Tensor[] = [];
   for (let b = 0; b + 1 < cuQ.length; b++) {

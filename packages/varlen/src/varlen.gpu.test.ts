@@ -5,6 +5,7 @@ import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
 import { BlockDiagonalMask, cuSeqlens, flashAttnVarlen, type FlashAttnVarlenOptions } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
+import { packedAttentionReference } from '../../../test-utils/reference.js';
 
 let gpu: WebGPUDevice;
 const cpu = T.cpu();
@@ -94,7 +95,7 @@ describe('flashAttnVarlen matches the PyTorch per-sequence fixtures', () => {
   }
 });
 
-describe('BlockDiagonalMask with scaledDotProductAttention agrees with flashAttnVarlen', () => {
+describe('BlockDiagonalMask with scaledDotProductAttention and flashAttnVarlen equal a float64 per-sequence reference', () => {
   it('causal from bottom-right blocks', async () => {
     const lq = [3, 6, 4];
     const lk = [5, 6, 9];
@@ -102,11 +103,26 @@ describe('BlockDiagonalMask with scaledDotProductAttention agrees with flashAttn
     const q = T.randn([mask.totalQ, 2, 16], { seed: 1, device: gpu });
     const k = T.randn([mask.totalK, 2, 16], { seed: 2, device: gpu });
     const v = T.randn([mask.totalK, 2, 16], { seed: 3, device: gpu });
+    const want = packedAttentionReference(await q.toArray(), await k.toArray(), await v.toArray(), { Hq: 2, Hkv: 2, E: 16, Ev: 16 }, cuSeqlens(lq), cuSeqlens(lk), { causal: true });
     const dense = scaledDotProductAttention(q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0), {
       attnMask: mask.materialize(gpu),
     });
     const packed = flashAttnVarlen(q, k, v, { cuSeqlensQ: mask.qCu, cuSeqlensK: mask.kCu, maxSeqlenQ: 6, maxSeqlenK: 9, causal: true });
-    expectClose(await dense.squeeze(0).transpose(0, 1).toArray(), await packed.toArray(), 2e-5, 2e-4);
+    expectClose(await dense.squeeze(0).transpose(0, 1).toArray(), want, 2e-5, 2e-4, 'SDPA + BlockDiagonalMask');
+    expectClose(await packed.toArray(), want, 2e-5, 2e-4, 'flashAttnVarlen');
+  });
+});
+
+describe('GPU-held cu_seqlens', () => {
+  it('well-formed ones run (the validation kernel passes them) and equal the host-array call', async () => {
+    const lq = [5, 0, 9];
+    const cu = cuSeqlens(lq);
+    const q = T.randn([14, 2, 8], { seed: 1, device: gpu });
+    const k = T.randn([14, 1, 8], { seed: 2, device: gpu });
+    const want = packedAttentionReference(await q.toArray(), await k.toArray(), await k.toArray(), { Hq: 2, Hkv: 1, E: 8, Ev: 8 }, cu, cu, { causal: true });
+    const held = T.tensor(cu, [cu.length], { dtype: 'int32', device: gpu });
+    const out = flashAttnVarlen(q, k, k, { cuSeqlensQ: held, maxSeqlenQ: 9, causal: true });
+    expectClose(await out.toArray(), want, 2e-5, 2e-4, 'GPU-held');
   });
 });
 
@@ -114,7 +130,7 @@ describe('cu_seqlens validation', () => {
   const q = T.randn([6, 1, 8], { seed: 1, device: cpu });
   const call = (cu: unknown, max = 4) => () => flashAttnVarlen(q, q, q, { cuSeqlensQ: cu as Int32Array, maxSeqlenQ: max });
   it('rejects bad cu_seqlens naming the argument', () => {
-    expect(call(T.tensor([0, 2, 6], [3]))).toThrowError(/DTYPE_UNSUPPORTED.*cuSeqlensQ: expected an int32 tensor, got float32/);
+    expect(call(T.tensor([0, 2, 6], [3]))).toThrowError(/DTYPE_UNSUPPORTED.*options.cuSeqlensQ: expected an int32 tensor, got float32/);
     expect(call([0.5, 2, 6])).toThrowError(/cuSeqlensQ\[0\]: expected int32/);
     expect(call([1, 2, 6])).toThrowError(/cuSeqlensQ: must start at 0, got 1/);
     expect(call([0, 4, 2, 6])).toThrowError(/cuSeqlensQ: must be non-decreasing/);

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import * as T from '@webattn/core-tensor';
 import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend } from '@webattn/kernels-webgpu';
 import { progress, type BenchRow } from '../timing.js';
@@ -57,7 +59,18 @@ function sgd(params: T.Tensor[], lr: number, userDispose: boolean): void {
   });
 }
 
+let gcFn: (() => void) | null | undefined;
+/** Resident set size after a full garbage collection (so it shows what is retained, not garbage). */
 function rssMiB(): number {
+  if (gcFn === undefined) {
+    try {
+      setFlagsFromString('--expose_gc');
+      gcFn = runInNewContext('gc') as () => void;
+    } catch {
+      gcFn = null;
+    }
+  }
+  gcFn?.();
   return process.memoryUsage().rss / 2 ** 20;
 }
 
@@ -112,7 +125,7 @@ export async function memoryLoop(
       if (want.has(s)) {
         const v = await loss.item();
         await device.sync();
-        const m = device.memoryStats();
+        const m = device.memoryStats(); // before any forced GC: device bytes must be flat without its help
         const mark = { step: s, loss: v, currentBytes: m.currentBytes, peakBytes: m.peakBytes, pooledBytes: m.pooledBytes, liveStorages: m.liveStorages, rssMiB: rssMiB() };
         marks.push(mark);
         onMark?.(mark);

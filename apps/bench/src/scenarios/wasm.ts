@@ -1,4 +1,5 @@
 import * as T from '@webattn/core-tensor';
+import { AdamW, GPT2LMHeadModel, gpt2Config, sdpaAttention } from '@webattn/models';
 import { ortAttention, ortMatmul, type PeerRun } from '../peers/ort.js';
 import { progress, timeIt, type BenchRow } from '../timing.js';
 
@@ -12,6 +13,97 @@ async function timePeer(p: PeerRun, reps: number): Promise<number> {
   }
   t.sort((a, b) => a - b);
   return t[Math.floor(t.length / 2)]!;
+}
+
+/** The wasm kernels beyond matmul and flash attention (kernels-wasm's elementwise.ts). */
+const WASM_ELEMENTWISE = [
+  'unary', 'binary', 'copy_into', 'reduce', 'softmax', 'layer_norm', 'layer_norm_backward', 'gelu_backward',
+  'cross_entropy', 'cross_entropy_backward', 'embedding', 'embedding_backward',
+];
+
+/** Median wall time, mean process CPU time (every thread) and the first loss of a tiny GPT-2 training step. */
+async function gpt2Step(device: T.Device, quick: boolean): Promise<{ ms: number; cpuMs: number; loss: number; reps: number }> {
+  const cfg = gpt2Config({ vocab_size: 1024, n_positions: 256, n_embd: 64, n_layer: quick ? 1 : 2, n_head: 2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 });
+  const B = 8;
+  const L = quick ? 64 : 128;
+  const ids = Int32Array.from({ length: B * L }, (_, i) => (i * 131 + (i % 7) * 17) % cfg.vocab_size);
+  const inputIds = T.tensor(ids, [B, L], { dtype: 'int32', device });
+  const model = new GPT2LMHeadModel(cfg, { attention: sdpaAttention, device, seed: 1 });
+  const opt = new AdamW(model.parameters(), { lr: 1e-4 });
+  let first = NaN;
+  const step = async () => {
+    const { loss } = await model.forward({ inputIds, labels: inputIds });
+    if (Number.isNaN(first)) first = (await loss!.toArray())[0]!;
+    loss!.backward();
+    opt.step();
+    opt.zeroGrad();
+  };
+  await T.tidyAsync(step); // warm-up (and the loss of the same first step on every device)
+  await device.sync();
+  const reps = quick ? 1 : 4; // --quick: one timed step after the warm-up (the software peers take seconds a step)
+  const wall: number[] = [];
+  let cpu = 0;
+  const start = performance.now();
+  while (wall.length < reps && (wall.length === 0 || performance.now() - start < 20_000)) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await T.tidyAsync(step);
+    await device.sync();
+    wall.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu += (c.user + c.system) / 1000;
+  }
+  wall.sort((a, b) => a - b);
+  return { ms: wall[Math.floor(wall.length / 2)]!, cpuMs: cpu / wall.length, loss: first, reps: wall.length };
+}
+
+/**
+ * A training step (forward, backward, AdamW) of a tiny GPT-2 (vocab 1024, 64 wide, 2 heads, 1 layer with --quick
+ * else 2, batch 8 × 64|128 tokens, SDPA) on the wasm backend (all threads), on WebGPU (in this repo's CI: Mesa
+ * llvmpipe) and on the float64 CPU reference, in the same run. Wall time is the median; CPU time is the process's
+ * (all threads) per step, since the machine may be shared.
+ */
+async function gpt2Row(quick: boolean, threads: number): Promise<BenchRow> {
+  const row: BenchRow = { scenario: 'wasm', name: `gpt2 tiny train step (${quick ? 1 : 2} layer, 8×${quick ? 64 : 128} tokens)` };
+  const devices: [string, () => Promise<T.Device>][] = [
+    ['wasm', () => T.getDevice({ kind: 'wasm', wasmThreads: threads, cache: false })],
+    // the same device with only matmul and flash attention in wasm (everything else on the reference kernels):
+    // what the elementwise/reduction/norm/loss kernels buy
+    ['wasm_mm_attn_only', () => T.getDevice({ kind: 'wasm', wasmThreads: threads, cache: false })],
+    ['webgpu', () => T.getDevice({ kind: 'webgpu', cache: false })],
+    ['cpu_ref', async () => T.cpu()],
+  ];
+  for (const [key, make] of devices) {
+    progress(`wasm: gpt2 train step on ${key}`);
+    let dev: T.Device;
+    try {
+      dev = await make();
+    } catch (e) {
+      row[`${key}_train_ms`] = null;
+      row[`${key}_note`] = `unavailable: ${String((e as Error).message ?? e).slice(0, 80)}`;
+      continue;
+    }
+    const saved = key === 'wasm_mm_attn_only' ? WASM_ELEMENTWISE.map((n) => T.getKernel(n, 'wasm')).filter((c) => c !== undefined) : [];
+    for (const c of saved) T.registerKernel({ ...T.getKernel(c.name, 'cpu')!, backend: 'wasm' });
+    let r: Awaited<ReturnType<typeof gpt2Step>>;
+    try {
+      r = await gpt2Step(dev, quick);
+    } finally {
+      for (const c of saved) T.registerKernel(c);
+    }
+    row[`${key}_train_ms`] = r.ms;
+    row[`${key}_cpu_ms`] = r.cpuMs;
+    row[`${key}_loss`] = r.loss;
+    if (key !== 'cpu_ref') row[`${key}_adapter`] = dev.info.adapter ?? dev.backend;
+    if (key !== 'cpu_ref') dev.destroy();
+  }
+  const w = row.wasm_train_ms as number | null;
+  if (w) {
+    if (typeof row.wasm_mm_attn_only_train_ms === 'number') row.mm_attn_only_over_wasm = row.wasm_mm_attn_only_train_ms / w;
+    if (typeof row.webgpu_train_ms === 'number') row.webgpu_over_wasm = row.webgpu_train_ms / w;
+    if (typeof row.cpu_ref_train_ms === 'number') row.cpu_ref_over_wasm = row.cpu_ref_train_ms / w;
+  }
+  return row;
 }
 
 /**
@@ -68,5 +160,6 @@ export async function wasmScenario(_device: T.Device, quick: boolean): Promise<B
     });
     dev.destroy();
   }
+  rows.push(await gpt2Row(quick, Math.min(all, 8)));
   return rows;
 }

@@ -1,5 +1,8 @@
-import { maskMod, type MaskMod } from '../mods.js';
+import { maskMod, type MaskMod, type MaskModFn } from '../mods.js';
 import { posInt } from './checks.js';
+
+/** The function itself, shared by every instance (compiled once: the compile cache is per function object). */
+const fn: MaskModFn = (b, h, qIdx, kvIdx, c) => qIdx >= kvIdx && qIdx - kvIdx <= c.window * c.dilation && (qIdx - kvIdx) % c.dilation === 0;
 
 /**
  * Causal dilated sliding window: every `dilation`-th key within `window · dilation` back.
@@ -8,8 +11,5 @@ import { posInt } from './checks.js';
 export function dilatedSlidingWindow(window: number, dilation: number): MaskMod {
   posInt(window, 'window', 0);
   posInt(dilation, 'dilation');
-  return maskMod(
-    (b, h, qIdx, kvIdx, c) => qIdx >= kvIdx && qIdx - kvIdx <= c.window * c.dilation && (qIdx - kvIdx) % c.dilation === 0,
-    { window, dilation },
-  );
+  return maskMod(fn, { window, dilation });
 }

@@ -1,5 +1,8 @@
-import { maskMod, type MaskMod } from '../mods.js';
+import { maskMod, type MaskMod, type MaskModFn } from '../mods.js';
 import { posInt } from './checks.js';
+
+/** The function itself, shared by every instance (compiled once: the compile cache is per function object). */
+const fn: MaskModFn = (b, h, qIdx, kvIdx, c) => kvIdx < c.prefix || qIdx >= kvIdx;
 
 /**
  * Prefix LM: the first `prefix` keys are visible to everyone, the rest causally.
@@ -7,5 +10,5 @@ import { posInt } from './checks.js';
  */
 export function prefixLM(prefix: number): MaskMod {
   posInt(prefix, 'prefix', 0);
-  return maskMod((b, h, qIdx, kvIdx, c) => kvIdx < c.prefix || qIdx >= kvIdx, { prefix });
+  return maskMod(fn, { prefix });
 }

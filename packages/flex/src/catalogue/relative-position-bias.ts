@@ -1,6 +1,9 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { scoreMod, type ScoreMod } from '../mods.js';
+import { scoreMod, type ScoreMod, type ScoreModFn } from '../mods.js';
+
+/** The function itself, shared by every instance (compiled once: the compile cache is per function object). */
+const fn: ScoreModFn = (score, b, h, qIdx, kvIdx, c) => score + c.bias[h][qIdx - kvIdx + c.offset];
 
 /**
  * Learnable relative-position bias: adds table[h][q − kv + L − 1] for a table `[H, 2L − 1]`; mark
@@ -12,5 +15,5 @@ export function relativePositionBias(table: Tensor): ScoreMod {
     throw new WebattnError('INVALID_ARGUMENT', `table: expected a tensor [H, 2L − 1], got ${describe(table)}`, { argument: 'table' });
   }
   const offset = (table.shape[1]! - 1) / 2;
-  return scoreMod((score, b, h, qIdx, kvIdx, c) => score + c.bias[h][qIdx - kvIdx + c.offset], { bias: table, offset });
+  return scoreMod(fn, { bias: table, offset });
 }

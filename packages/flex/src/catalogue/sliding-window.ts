@@ -1,5 +1,8 @@
-import { maskMod, type MaskMod } from '../mods.js';
+import { maskMod, type MaskMod, type MaskModFn } from '../mods.js';
 import { posInt } from './checks.js';
+
+/** The function itself, shared by every instance (compiled once: the compile cache is per function object). */
+const fn: MaskModFn = (b, h, qIdx, kvIdx, c) => qIdx >= kvIdx && qIdx - kvIdx <= c.window;
 
 /**
  * Causal sliding window: kv ∈ [q − window, q].
@@ -7,5 +10,5 @@ import { posInt } from './checks.js';
  */
 export function slidingWindow(window: number): MaskMod {
   posInt(window, 'window', 0);
-  return maskMod((b, h, qIdx, kvIdx, c) => qIdx >= kvIdx && qIdx - kvIdx <= c.window, { window });
+  return maskMod(fn, { window });
 }

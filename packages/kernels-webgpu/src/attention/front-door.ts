@@ -260,9 +260,9 @@ function recordBackendFlash(name: string, q: Tensor, k: Tensor, v: Tensor, rest:
 }
 
 /**
- * Reads a one-word flag tensor on the GPU timeline and raises `explain(flag)` (when not null) at the
- * device's next read-back or sync: how a validation kernel reports bad input it found on the device
- * without a synchronous read.
+ * Reads a one-word flag tensor on the GPU timeline and, when `explain(flag)` gives an error, makes
+ * reads of `outputs` (the call's results) raise it — how a validation kernel reports bad input it
+ * found on the device without a synchronous read (without outputs, the next read or sync raises it).
  */
 export function deferFlagCheck(flag: Tensor, name: string, explain: (bits: number) => WebattnError | null, outputs: readonly Tensor[] = []): void {
   const dev = flag.device as WebGPUDevice;

@@ -3,6 +3,7 @@
  * in browsers), requests every capability the adapter has, and registers itself with core-tensor's
  * `getDevice()` when this module is imported.
  */
+/// <reference types="@webgpu/types" preserve="true" />
 import { registerBackend, WebattnError, type BackendFactory, type Device, type GetDeviceOptions } from '@webattn/core-tensor';
 import { WebGPUDevice } from './webgpu-device.js';
 

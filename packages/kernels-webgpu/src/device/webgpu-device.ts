@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 import {
   Device,
   Storage,
@@ -89,6 +90,8 @@ export interface WebGPUDeviceOptions {
 
 type PipelineEntry = {
   name: string;
+  /** Distinguishes layouts in bind-group cache keys. */
+  layoutId: number;
   layout: GPUBindGroupLayout;
   pipeline: GPUComputePipeline | null;
   error: WebattnError | null;
@@ -104,9 +107,9 @@ type DispatchCmd = {
   uniforms: ArrayBuffer | null;
   workgroups: [number, number, number];
 };
-type WriteCmd = { kind: 'write'; staging: GPUBuffer; dst: GPUBuffer; bytes: number };
+type WriteCmd = { kind: 'write'; data: Uint8Array; dst: GPUBuffer; bytes: number; offset: number };
 type Cmd = DispatchCmd | WriteCmd;
-type Step = WriteCmd | { cmd: DispatchCmd; group: GPUBindGroup };
+type Step = WriteCmd | { cmd: DispatchCmd; group: GPUBindGroup; offset: number };
 
 const DEFAULT_POOL_BUDGET = 256 * 1024 * 1024;
 /** Dispatches recorded before a flush is forced (besides the microtask, read and sync flushes). */
@@ -172,6 +175,17 @@ export class WebGPUDevice extends Device {
   private queue: Cmd[] = [];
   private queuedDispatches = 0;
   private unsubmitted = 0;
+  /** Id of the batch being recorded; ids of submitted batches are <= `submitted`. */
+  private recording = 1;
+  private submitted = 0;
+  /** Last batch that references each buffer: a buffer is busy while that batch is not submitted. */
+  private useEpoch = new WeakMap<GPUBuffer, number>();
+  private uploadRing: GPUBuffer | null = null;
+  // bind groups by (layout, buffers, uniform size): training loops rebind the same pooled buffers
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextId = 1;
+  private groupCache = new Map<string, GPUBindGroup>();
+  private groupKeysOf = new Map<GPUBuffer, string[]>();
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
   private deferredDestroy: GPUBuffer[] = [];
@@ -273,12 +287,27 @@ export class WebGPUDevice extends Device {
 
   // ---------------------------------------------------------------------------- buffer pool
 
-  private takeBuffer(bytes: number): GPUBuffer {
+  /** True while a recorded-but-unsubmitted command references the buffer. */
+  private busy(buf: GPUBuffer): boolean {
+    return (this.useEpoch.get(buf) ?? 0) > this.submitted;
+  }
+
+  /**
+   * A buffer of at least `bytes` from the pool, or a new one. For uploads (`idle`), a pooled buffer
+   * that unsubmitted work still references is skipped, so the upload can be written at once.
+   */
+  private takeBuffer(bytes: number, idle = false): GPUBuffer {
     const cls = sizeClass(bytes);
-    const buf = this.pool.get(cls)?.pop();
-    if (buf) {
-      this.stats.pooledBytes -= cls;
-      return buf;
+    const list = this.pool.get(cls);
+    if (list?.length) {
+      let i = list.length - 1;
+      if (idle) while (i >= 0 && list.length - i <= 8 && this.busy(list[i]!)) i--;
+      if (i >= 0 && (!idle || !this.busy(list[i]!))) {
+        const buf = list[i]!;
+        list.splice(i, 1);
+        this.stats.pooledBytes -= cls;
+        return buf;
+      }
     }
     return this.gpu.createBuffer({
       size: cls,
@@ -288,8 +317,27 @@ export class WebGPUDevice extends Device {
 
   /** Destroys a buffer once no recorded-but-unsubmitted command can reference it. */
   private destroyBuffer(buf: GPUBuffer): void {
-    if (this.queue.length || this.unsubmitted) this.deferredDestroy.push(buf);
-    else buf.destroy();
+    if (this.busy(buf)) this.deferredDestroy.push(buf);
+    else this.destroyNow(buf);
+  }
+
+  /** Destroys a buffer and forgets the cached bind groups that use it. */
+  private destroyNow(buf: GPUBuffer): void {
+    const keys = this.groupKeysOf.get(buf);
+    if (keys) {
+      for (const k of keys) this.groupCache.delete(k);
+      this.groupKeysOf.delete(buf);
+    }
+    buf.destroy();
+  }
+
+  private bufferId(buf: GPUBuffer): number {
+    let id = this.bufferIds.get(buf);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.bufferIds.set(buf, id);
+    }
+    return id;
   }
 
   private giveBuffer(buf: GPUBuffer): void {
@@ -344,6 +392,10 @@ export class WebGPUDevice extends Device {
   // ---------------------------------------------------------------------------- storage
 
   allocate(dtype: DType, size: number): Storage {
+    return this.allocateFor(dtype, size, false);
+  }
+
+  private allocateFor(dtype: DType, size: number, upload: boolean): Storage {
     this.assertAlive();
     if (dtype === 'float64') {
       throw new WebattnError('DTYPE_UNSUPPORTED', `dtype: float64 is not supported on WebGPU (use float32, or the CPU device)`, {
@@ -358,7 +410,7 @@ export class WebGPUDevice extends Device {
     const bytes = size * gpuBytesPerElement(dtype);
     this.checkBufferSize(bytes);
     const s = new Storage(this, dtype, size);
-    const buf = this.takeBuffer(bytes);
+    const buf = this.takeBuffer(bytes, upload);
     s.handle = buf;
     this.track(s, buf.size, () => this.giveBuffer(buf));
     if (this.poisonAllocations) this.write(buf, new Uint32Array(buf.size / 4).fill(0xffffffff));
@@ -368,19 +420,21 @@ export class WebGPUDevice extends Device {
   /** Writes bytes into a buffer in order with the recorded work (a staged copy while work is queued). */
   private write(dst: GPUBuffer, data: ArrayBufferView): void {
     const bytes = data.byteLength;
-    if (!this.queue.length && !this.unsubmitted) {
+    if (!this.busy(dst)) {
+      // no unsubmitted command references dst: writing now cannot overtake a use of its old contents
       this.gpu.queue.writeBuffer(dst, 0, data.buffer, data.byteOffset, bytes);
       return;
     }
-    const staging = this.gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
-    new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, bytes));
-    staging.unmap();
-    this.queue.push({ kind: 'write', staging, dst, bytes });
+    // staged through the batch's upload buffer and copied in order with the recorded work
+    const copy = new Uint8Array(bytes);
+    copy.set(new Uint8Array(data.buffer, data.byteOffset, bytes));
+    this.queue.push({ kind: 'write', data: copy, dst, bytes, offset: 0 });
+    this.useEpoch.set(dst, this.recording);
     this.schedule();
   }
 
   upload(dtype: DType, data: TypedArray): Storage {
-    const s = this.allocate(dtype, data.length);
+    const s = this.allocateFor(dtype, data.length, true);
     let bytes: ArrayBufferView;
     if (dtype === 'float16') {
       const h = new Uint16Array(data.length + (data.length & 1));
@@ -417,7 +471,7 @@ export class WebGPUDevice extends Device {
     const general = await this.settleChecks();
     if (general) throw general;
     this.assertAlive();
-    let err = this.errorOf(storage);
+    const err = this.errorOf(storage);
     if (err) throw err;
     const bpe = gpuBytesPerElement(storage.dtype);
     const start = Math.floor((offset * bpe) / 4) * 4;
@@ -524,13 +578,13 @@ export class WebGPUDevice extends Device {
       buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' },
     }));
     if (program.uniform) {
-      entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+      entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
     }
     this.gpu.pushErrorScope('validation');
     const layout = this.gpu.createBindGroupLayout({ label: program.name, entries });
     const module = this.gpu.createShaderModule({ label: program.name, code: program.source() });
     const moduleScope = this.gpu.popErrorScope();
-    const entry: PipelineEntry = { name: program.name, layout, pipeline: null, error: null, ready: Promise.resolve() };
+    const entry: PipelineEntry = { name: program.name, layoutId: this.nextId++, layout, pipeline: null, error: null, ready: Promise.resolve() };
     entry.ready = this.gpu
       .createComputePipelineAsync({
         label: program.name,
@@ -590,6 +644,7 @@ export class WebGPUDevice extends Device {
       return s.handle as GPUBuffer;
     });
     const entry = this.getPipeline(program);
+    for (const b of buffers) this.useEpoch.set(b, this.recording);
     this.queue.push({ kind: 'dispatch', entry, storages: [...storages], buffers, access: program.bindings, uniforms, workgroups });
     this.dispatchCount++;
     this.queuedDispatches++;
@@ -613,10 +668,14 @@ export class WebGPUDevice extends Device {
     this.queue = [];
     this.queuedDispatches = 0;
     this.unsubmitted++;
+    const id = this.recording++;
     const p = this.chain.then(() => this.submitBatch(cmds)).finally(() => {
       this.unsubmitted--;
-      if (!this.unsubmitted && !this.queue.length && this.deferredDestroy.length) {
-        for (const b of this.deferredDestroy.splice(0)) b.destroy();
+      this.submitted = id;
+      if (this.deferredDestroy.length) {
+        const still = this.deferredDestroy.filter((b) => this.busy(b));
+        for (const b of this.deferredDestroy) if (!this.busy(b)) this.destroyNow(b);
+        this.deferredDestroy = still;
       }
     });
     this.chain = p.catch(() => undefined);
@@ -631,11 +690,13 @@ export class WebGPUDevice extends Device {
         any = true;
       }
     });
-    if (any && !this.unreported.includes(err)) this.unreported.push(err);
+    if (any && !this.unreported.includes(err)) {
+      this.unreported.push(err);
+      if (this.unreported.length > 32) this.unreported.shift();
+    }
   }
 
   private async submitBatch(cmds: Cmd[]): Promise<void> {
-    const staging = cmds.filter((c): c is WriteCmd => c.kind === 'write').map((c) => c.staging);
     try {
       const entries = new Set<PipelineEntry>();
       for (const c of cmds) if (c.kind === 'dispatch') entries.add(c.entry);
@@ -667,25 +728,76 @@ export class WebGPUDevice extends Device {
         }
         plan.push({ cmd: c, group: null, scope: null });
       }
+      let uploadBytes = 0;
+      for (const c of cmds) {
+        if (c.kind !== 'write') continue;
+        c.offset = uploadBytes;
+        uploadBytes += Math.ceil(c.bytes / 4) * 4;
+      }
+      if (uploadBytes) {
+        const up = this.uploads(uploadBytes);
+        const data = new Uint8Array(uploadBytes);
+        for (const c of cmds) if (c.kind === 'write') data.set(c.data, c.offset);
+        this.gpu.queue.writeBuffer(up, 0, data);
+      }
       const ring = this.ring(uniformBytes);
       if (ring && uniformBytes) {
         const data = new Uint8Array(uniformBytes);
         for (const [c, off] of offsets) data.set(new Uint8Array(c.uniforms!), off);
         this.gpu.queue.writeBuffer(ring, 0, data);
       }
+      const uniformSize = (c: DispatchCmd) => Math.ceil(Math.max(16, c.uniforms!.byteLength) / 16) * 16;
+      const makeGroup = (c: DispatchCmd): GPUBindGroup => {
+        const bindings: GPUBindGroupEntry[] = c.buffers.map((b, i) => ({ binding: i, resource: { buffer: b } }));
+        // the uniform binding starts at 0: each dispatch passes its offset in the ring dynamically
+        if (c.uniforms) bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: 0, size: uniformSize(c) } });
+        return this.gpu.createBindGroup({ label: c.entry.name, layout: c.entry.layout, entries: bindings });
+      };
+      const keyOf = (c: DispatchCmd) => `${c.entry.layoutId}|${c.buffers.map((b) => this.bufferId(b)).join(',')}|${c.uniforms ? uniformSize(c) : 0}`;
+      // cached bind groups are reused; new ones get one error scope for the batch (one each only when it caught something)
+      const created: { r: Ready; key: string }[] = [];
+      this.gpu.pushErrorScope('validation');
       for (const r of plan) {
         if ('kind' in r) continue;
-        const c = r.cmd;
-        const bindings: GPUBindGroupEntry[] = c.buffers.map((b, i) => ({ binding: i, resource: { buffer: b } }));
-        if (c.uniforms) {
-          const size = Math.ceil(Math.max(16, c.uniforms.byteLength) / 16) * 16;
-          bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: offsets.get(c)!, size } });
+        const key = keyOf(r.cmd);
+        const hit = this.groupCache.get(key);
+        if (hit) r.group = hit;
+        else {
+          r.group = makeGroup(r.cmd);
+          created.push({ r, key });
         }
-        this.gpu.pushErrorScope('validation');
-        r.group = this.gpu.createBindGroup({ label: c.entry.name, layout: c.entry.layout, entries: bindings });
-        r.scope = this.gpu.popErrorScope();
       }
-      const groupErrs = await Promise.all(plan.map((r) => ('kind' in r ? null : r.scope!.catch((e: unknown) => e as GPUError))));
+      const anyGroupErr = await this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
+      let groupErrs: (GPUError | null)[] = plan.map(() => null);
+      if (anyGroupErr) {
+        for (const { r } of created) {
+          this.gpu.pushErrorScope('validation');
+          r.group = makeGroup(r.cmd);
+          r.scope = this.gpu.popErrorScope();
+        }
+        groupErrs = await Promise.all(plan.map((r) => ('kind' in r || !r.scope ? null : r.scope.catch((e: unknown) => e as GPUError))));
+      }
+      const made = new Map<string, GPUBindGroup>();
+      for (const { r, key } of created) {
+        if (anyGroupErr && groupErrs[plan.indexOf(r)]) continue;
+        if (made.has(key)) continue;
+        made.set(key, r.group!);
+      }
+      if (this.groupCache.size + made.size > 8192) this.clearGroups();
+      for (const [key, g] of made) {
+        this.groupCache.set(key, g);
+        const seen = new Set<GPUBuffer>();
+        for (const r of created) {
+          if (r.key !== key) continue;
+          for (const b of r.r.cmd.buffers) seen.add(b);
+          break;
+        }
+        for (const b of seen) {
+          const l = this.groupKeysOf.get(b);
+          if (l) l.push(key);
+          else this.groupKeysOf.set(b, [key]);
+        }
+      }
       const steps: Step[] = [];
       plan.forEach((r, i) => {
         if ('kind' in r) {
@@ -694,7 +806,7 @@ export class WebGPUDevice extends Device {
         }
         const ge = groupErrs[i];
         if (ge) this.fail(r.cmd, new WebattnError('KERNEL_FAILED', `kernel "${r.cmd.entry.name}": dispatch failed: ${String(ge.message).split('\n')[0]}`));
-        else steps.push({ cmd: r.cmd, group: r.group! });
+        else steps.push({ cmd: r.cmd, group: r.group!, offset: offsets.get(r.cmd) ?? 0 });
       });
       const err = await this.encodeAndSubmit(steps);
       if (err) {
@@ -707,8 +819,10 @@ export class WebGPUDevice extends Device {
           }
         }
       }
-    } finally {
-      for (const b of staging) b.destroy();
+    } catch (e) {
+      // an unexpected failure must not leave the outputs looking valid
+      const err = e instanceof WebattnError ? e : new WebattnError('KERNEL_FAILED', `batch submission failed: ${String((e as Error)?.message ?? e)}`, { cause: e });
+      for (const c of cmds) if (c.kind === 'dispatch') this.fail(c, err);
     }
   }
 
@@ -724,7 +838,7 @@ export class WebGPUDevice extends Device {
       if ('kind' in st) {
         pass?.end();
         pass = null;
-        enc.copyBufferToBuffer(st.staging, 0, st.dst, 0, st.bytes);
+        enc.copyBufferToBuffer(this.uploadRing!, st.offset, st.dst, 0, st.bytes);
         continue;
       }
       const c = st.cmd;
@@ -735,7 +849,8 @@ export class WebGPUDevice extends Device {
       }
       pass ??= enc.beginComputePass({ label: 'webattn batch' });
       pass.setPipeline(c.entry.pipeline!);
-      pass.setBindGroup(0, st.group);
+      if (c.uniforms) pass.setBindGroup(0, st.group, [st.offset]);
+      else pass.setBindGroup(0, st.group);
       pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
     }
     (pass as GPUComputePassEncoder | null)?.end();
@@ -744,10 +859,26 @@ export class WebGPUDevice extends Device {
     return this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
   }
 
+  /** The pooled upload staging buffer, grown to hold `bytes`. */
+  private uploads(bytes: number): GPUBuffer {
+    if (!this.uploadRing || this.uploadRing.size < bytes) {
+      this.uploadRing?.destroy(); // previous submissions keep it until they finish
+      const size = 2 ** Math.ceil(Math.log2(Math.max(bytes, 64 * 1024)));
+      this.uploadRing = this.gpu.createBuffer({ label: 'webattn uploads', size, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    }
+    return this.uploadRing;
+  }
+
   /** The pooled uniform buffer, grown to hold `bytes`. */
+  private clearGroups(): void {
+    this.groupCache.clear();
+    this.groupKeysOf.clear();
+  }
+
   private ring(bytes: number): GPUBuffer | null {
     if (!bytes) return this.uniformRing;
     if (!this.uniformRing || this.uniformRing.size < bytes) {
+      this.clearGroups(); // cached bind groups point at the old ring
       this.uniformRing?.destroy(); // previous submissions keep it until they finish
       const size = 2 ** Math.ceil(Math.log2(Math.max(bytes, 64 * 1024)));
       this.uniformRing = this.gpu.createBuffer({ label: 'webattn uniforms', size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
@@ -760,8 +891,11 @@ export class WebGPUDevice extends Device {
       this.queue = [];
       this.trimPool(0);
       for (const b of this.deferredDestroy.splice(0)) b.destroy();
+      this.clearGroups();
       this.uniformRing?.destroy();
       this.uniformRing = null;
+      this.uploadRing?.destroy();
+      this.uploadRing = null;
       this.pipelines.clear();
       this.gpu.destroy();
     }
