@@ -34,6 +34,10 @@ async function attend(c: Case, device: T.Device, dtype: T.DType, backend: 'flash
   return { out: await out.toArray(), dq: await q.grad!.toArray(), dk: await k.grad!.toArray(), dv: await v.grad!.toArray() };
 }
 
+// each case compiles a forward and two backward pipelines of unrolled register tiles: on a loaded
+// 2-core llvmpipe machine a first (uncached) compile took minutes
+const COMPILE_TIMEOUT = 900_000;
+
 // shapes that cross tile edges (rows/cols not multiples of 8, 16, 32, 64) and several key tiles
 const CASES: Case[] = [
   { B: 1, Hq: 4, Hkv: 2, Lq: 77, Lkv: 131, E: 64, Ev: 64, causal: true, mask: false },
@@ -56,7 +60,7 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
         } finally {
           setFlashTiles('auto');
         }
-      });
+      }, COMPILE_TIMEOUT);
     }
   }
 
@@ -75,7 +79,7 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
       setFlashTiles('auto');
       setFlashSpecialization('auto');
     }
-  });
+  }, COMPILE_TIMEOUT);
 });
 
 describe('NaN inputs propagate like PyTorch', () => {

@@ -81,7 +81,8 @@ ${kvRange(p, BR)}
     ${unroll(RM, 1, (m) => `let qi${m} = q0 + ${row(m)};`)}
     ${unroll(1, RN, (_, n) => `let kj${n} = j0 + ${col(n)};`)}
     ${unroll(RM, RN, (m, n) => `s[${m * RN + n}] = select(neg_inf(), finish_score(s[${m * RN + n}], b, h, min(qi${m}, LQ - 1u), min(kj${n}, j_hi - 1u), !full_blk), (qi${m} < LQ) & (kj${n} < j_hi));`)}
-    ${unroll(RM, 1, (m) => `red[(${row(m)}) * ${TC}u + tc_] = ${Array.from({ length: RN }, (_, n) => `s[${m * RN + n}]`).reduce((a, x) => `max(${a}, ${x})`, 'neg_inf()')};`)}
+    // NaN scores count as +inf in the row maximum (max() may drop NaN): the row's P, l and output turn NaN
+    ${unroll(RM, 1, (m) => `red[(${row(m)}) * ${TC}u + tc_] = ${Array.from({ length: RN }, (_, n) => `nan_hi(s[${m * RN + n}])`).reduce((a, x) => `max(${a}, ${x})`, 'neg_inf()')};`)}
     workgroupBarrier();
     ${stage('kvs', BC, EVC, VST, (r, c) => `j0 + ${r} < j_hi && ${c} < ${hd.ev}`, (r, c) => `load_v(v_at(b, hk, j0 + ${r}, ${c}))`)}
     ${unroll(RM, 1, (m) => `{
@@ -124,6 +125,7 @@ var<workgroup> kvs: array<f32, ${BC * Math.max(KST, VST)}>;
 var<workgroup> ps: array<f32, ${BC * BR}>;
 var<workgroup> red: array<f32, ${BR * TC}>;
 var<workgroup> red2: array<f32, ${BR * TC}>;
+fn nan_hi(x: f32) -> f32 { return select(x, pos_inf(), x != x); }
 ${scoreHelpers(p)}`;
   // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
   const WG = TR * TC;
