@@ -25,6 +25,7 @@ xz -dc "$REPO/$PACK/node.xz" > /tmp/nbin/node && chmod +x /tmp/nbin/node
 export PATH=/tmp/nbin:$PATH
 tar -xJf "$REPO/$PACK/tree.tar.xz" -C /tmp/wt
 [ -f "$REPO/$PACK/tfjs.tar.xz" ] && tar -xJf "$REPO/$PACK/tfjs.tar.xz" -C /tmp/tfjs
+cp -r "$REPO/fixtures" /tmp/wt/
 export WEBATTN_WEBGPU_BACKEND=vulkan PYTHONUNBUFFERED=1
 cd /tmp/wt
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
