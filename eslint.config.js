@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   // AssemblyScript sources (kernels-wasm/assembly) are not TypeScript: decorators on functions
-  { ignores: ['**/dist/**', '**/node_modules/**', 'docs/api/**', 'coverage/**', '.turbo/**', 'bench-results/**', 'packages/kernels-wasm/assembly/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'docs/api/**', 'coverage/**', '.turbo/**', 'bench-results/**', 'packages/kernels-wasm/assembly/**', 'packages/kernels-wasm/src/wasm-bytes.ts', '.dev*/**', 'docs/.vitepress/cache/**', 'docs/.vitepress/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
