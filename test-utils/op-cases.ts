@@ -90,3 +90,30 @@ export const OP_CASES: OpCase[] = [
   { name: 'maximum', inputs: [{ shape: [6] }, { shape: [2, 6] }], fn: ([a, b]) => T.maximum(a!, b!) },
   { name: 'sigmoid relu abs', inputs: [{ shape: [9] }], fn: ([a]) => T.add(T.sigmoid(a!), T.mul(T.relu(a!), T.abs(a!))) },
 ];
+
+/**
+ * Runs `c` forward and through autograd on `device` and on the CPU reference with the same seeded inputs and
+ * asserts both agree (tolerances of float32 kernels); the output must live on `device`.
+ */
+export async function expectOpCaseMatchesReference(c: OpCase, device: Device): Promise<void> {
+  const { expect } = await import('vitest');
+  const { expectClose } = await import('./index.js');
+  const results = [];
+  for (const d of [device, T.cpu()]) {
+    const inputs = makeInputs(c, d, 'float32');
+    const out = c.fn(inputs, d);
+    const w = T.randn(out.shape, { seed: 4242, device: d });
+    T.sum(T.mul(out, w)).backward();
+    results.push({
+      out: await out.toArray(),
+      grads: await Promise.all(inputs.map((x, i) => (c.inputs[i]!.constant ? null : x.grad!.toArray()))),
+      device: out.device,
+    });
+  }
+  const [g, r] = results as [(typeof results)[0], (typeof results)[0]];
+  expect(g.device).toBe(device);
+  expectClose(g.out, r.out, 2e-5, 2e-4, `${c.name} forward`);
+  g.grads.forEach((gg, i) => {
+    if (gg) expectClose(gg, r.grads[i]!, 5e-5, 5e-4, `${c.name} grad ${i}`);
+  });
+}

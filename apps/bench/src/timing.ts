@@ -1,4 +1,4 @@
-import type { Device } from '@webattn/core-tensor';
+import { tidyAsync, type Device } from '@webattn/core-tensor';
 
 /** Median wall-clock milliseconds of `fn` (each run synced on the device), after `warmup` runs. */
 export async function timeIt(device: Device, fn: () => unknown, opts: { warmup?: number; reps?: number; budgetMs?: number } = {}): Promise<{ ms: number; reps: number }> {
@@ -107,4 +107,23 @@ export function progressDone(): void {
   endStep();
   lastMsg = '';
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+}
+
+/**
+ * Median wall-clock ms of an async training/eval step, each inside `tidyAsync` (so it frees its
+ * intermediates) and synced on the device, after one warm-up run.
+ */
+export async function timeStep(device: Device, fn: () => Promise<void>, reps: number, budgetMs: number): Promise<number> {
+  await tidyAsync(fn);
+  await device.sync();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
+    const t0 = performance.now();
+    await tidyAsync(fn);
+    await device.sync();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
 }

@@ -3,7 +3,7 @@ import * as T from '@webattn/core-tensor';
 import './index.js';
 import { minParallelElements } from './elementwise.js';
 import { expectClose } from '../../../test-utils/index.js';
-import { makeInputs, OP_CASES } from '../../../test-utils/op-cases.js';
+import { expectOpCaseMatchesReference, OP_CASES } from '../../../test-utils/op-cases.js';
 
 // Oracle: the float64 CPU reference backend fed the same seeded inputs. On the 2-thread pool every job is split
 // over both threads (minParallelElements(0)), so the threaded row split is what runs there.
@@ -49,26 +49,7 @@ for (const threads of [1, 2]) {
 
     describe('op-case table (forward and gradients through autograd)', () => {
       for (const c of OP_CASES) {
-        it(c.name, async () => {
-          const results = [];
-          for (const device of [dev, cpu]) {
-            const inputs = makeInputs(c, device, 'float32');
-            const out = c.fn(inputs, device);
-            const w = T.randn(out.shape, { seed: 4242, device });
-            T.sum(T.mul(out, w)).backward();
-            results.push({
-              out: await out.toArray(),
-              grads: await Promise.all(inputs.map((x, i) => (c.inputs[i]!.constant ? null : x.grad!.toArray()))),
-              device: out.device,
-            });
-          }
-          const [g, r] = results as [(typeof results)[0], (typeof results)[0]];
-          expect(g.device).toBe(dev);
-          expectClose(g.out, r.out, 2e-5, 2e-4, `${c.name} forward`);
-          g.grads.forEach((gg, i) => {
-            if (gg) expectClose(gg, r.grads[i]!, 5e-5, 5e-4, `${c.name} grad ${i}`);
-          });
-        });
+        it(c.name, () => expectOpCaseMatchesReference(c, dev));
       }
     });
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
-import { makeInputs, OP_CASES } from '../../../test-utils/op-cases.js';
+import { expectOpCaseMatchesReference, OP_CASES } from '../../../test-utils/op-cases.js';
 
 let gpu: WebGPUDevice;
 const cpu = T.cpu();
@@ -14,26 +14,7 @@ afterAll(() => gpu?.destroy());
 
 describe('every op matches the CPU reference on the WebGPU adapter (forward and gradients)', () => {
   for (const c of OP_CASES) {
-    it(c.name, async () => {
-      const results = [];
-      for (const device of [gpu, cpu] as T.Device[]) {
-        const inputs = makeInputs(c, device, 'float32');
-        const out = c.fn(inputs, device);
-        const w = T.randn(out.shape, { seed: 4242, device });
-        T.sum(T.mul(out, w)).backward();
-        results.push({
-          out: await out.toArray(),
-          grads: await Promise.all(inputs.map((x, i) => (c.inputs[i]!.constant ? null : x.grad!.toArray()))),
-          device: out.device,
-        });
-      }
-      const [g, r] = results as [(typeof results)[0], (typeof results)[0]];
-      expect(g.device).toBe(gpu);
-      expectClose(g.out, r.out, 2e-5, 2e-4, `${c.name} forward`);
-      g.grads.forEach((gg, i) => {
-        if (gg) expectClose(gg, r.grads[i]!, 5e-5, 5e-4, `${c.name} grad ${i}`);
-      });
-    });
+    it(c.name, () => expectOpCaseMatchesReference(c, gpu));
   }
 });
 

@@ -1,22 +1,7 @@
 import * as T from '@webattn/core-tensor';
 import { AdamW, GPT2LMHeadModel, flashAttention, gpt2Config, sdpaAttention, type AttentionFn } from '@webattn/models';
-import { progress, type BenchRow } from '../timing.js';
+import { progress, timeStep, type BenchRow } from '../timing.js';
 import { sampleLengths } from './varlen.js';
-
-async function timeAsync(device: T.Device, fn: () => Promise<void>, reps: number, budgetMs: number): Promise<number> {
-  await T.tidyAsync(fn);
-  await device.sync();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
-    const t0 = performance.now();
-    await T.tidyAsync(fn); // each step frees its intermediates
-    await device.sync();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
 
 /**
  * The published GPT-2 padding-free experiment: train and eval step of GPT2LMHeadModel on lengths uniform
@@ -72,7 +57,7 @@ export async function gpt2VarlenScenario(device: T.Device, quick: boolean): Prom
     const opt = new AdamW(model.parameters(), { lr: 1e-4 });
     const reps = quick ? 2 : 4;
     const budget = soft ? 20000 : 5000;
-    const train = await timeAsync(
+    const train = await timeStep(
       device,
       async () => {
         const { loss } = await model.forward(inputs);
@@ -84,7 +69,7 @@ export async function gpt2VarlenScenario(device: T.Device, quick: boolean): Prom
       budget,
     );
     model.eval();
-    const evalMs = await timeAsync(
+    const evalMs = await timeStep(
       device,
       async () => {
         await model.forward(inputs);

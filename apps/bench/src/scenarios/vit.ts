@@ -1,22 +1,6 @@
 import * as T from '@webattn/core-tensor';
 import { AdamW, VIT_PUBLISHED, ViTForImageClassification, eagerAttention, flashAttention, flexAttention, sdpaAttention, vitConfig, type AttentionFn, type ViTOptions } from '@webattn/models';
-import { progress, type BenchRow } from '../timing.js';
-
-/** Median ms of an async step (synced on the device), after one warm-up run. */
-async function timeAsync(device: T.Device, fn: () => Promise<void>, reps: number, budgetMs: number): Promise<number> {
-  await T.tidyAsync(fn);
-  await device.sync();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
-    const t0 = performance.now();
-    await T.tidyAsync(fn); // each step frees its intermediates
-    await device.sync();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
+import { progress, timeStep, type BenchRow } from '../timing.js';
 
 /**
  * The published ViT experiment: train-step time (forward + backward + AdamW) of ViTForImageClassification
@@ -47,7 +31,7 @@ export async function vitScenario(device: T.Device, quick: boolean): Promise<Ben
     progress(`vit: ${name}`);
     const model = new ViTForImageClassification(base, { attention, device, seed: 1, ...opts });
     const opt = new AdamW(model.parameters(), { lr: 1e-4 });
-    const ms = await timeAsync(
+    const ms = await timeStep(
       device,
       async () => {
         const { loss } = await model.forward({ pixelValues: px, labels });
