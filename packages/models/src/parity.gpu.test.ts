@@ -1,54 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eagerAttention, flashAttention, flexAttention, sdpaAttention, type AttentionFn } from '@webattn/models';
-import { gpuDevice } from '../../../test-utils/index.js';
-import { toTensor } from '../../../test-utils/fixtures.js';
-import { expectRel, fixtureGpt2, fixtureVit, gpt2Case, gradOf, vitCase, vitName } from '../test-support/fixtures.js';
+import { afterAll, beforeAll } from 'vitest';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu';
+import { gpuDevice } from '../../../test-utils/index.js';
+import { paritySuites } from '../test-support/parity-suite.js';
 
-const FNS: [string, AttentionFn][] = [['eager', eagerAttention], ['sdpa', sdpaAttention], ['flash', flashAttention], ['flex', flexAttention]];
 let device: WebGPUDevice;
 beforeAll(async () => {
   device = await gpuDevice();
 });
 afterAll(() => device?.destroy());
 
-describe('GPT-2 parity with transformers 5.17 on WebGPU', () => {
-  const c = gpt2Case();
-  for (const [name, fn] of FNS) {
-    for (const ref of name === 'sdpa' ? ['sdpa'] : ['eager']) {
-      it(`${name} attention: logits, loss and grads vs transformers ${ref}`, async () => {
-        const model = await fixtureGpt2(device, fn);
-        const ids = toTensor(c.tensors['input_ids']!, device);
-        const { logits, loss } = await model.forward({ inputIds: ids, labels: ids });
-        await expectRel(logits, c.tensors[`${ref}.logits`]!.data, 1e-4, 'logits');
-        await expectRel(loss!, c.tensors[`${ref}.loss`]!.data, 1e-4, 'loss');
-        loss!.backward();
-        const grads = Object.keys(c.tensors).filter((k) => k.startsWith(`${ref}.grad.`));
-        expect(grads.length).toBe(4);
-        for (const g of grads) await expectRel(gradOf(model, g.slice(`${ref}.grad.`.length)), c.tensors[g]!.data, 1e-3, g);
-      });
-    }
-    it(`${name} attention: a padding-free (packed) batch equals each sequence alone`, async () => {
-      const model = await fixtureGpt2(device, fn);
-      const { logits } = await model.forward({ inputIds: toTensor(c.tensors['packed.input_ids']!, device), positionIds: toTensor(c.tensors['packed.position_ids']!, device) });
-      await expectRel(logits, c.tensors['packed.logits']!.data, 1e-4, 'packed logits');
-    });
-  }
-});
-
-describe('ViT parity with transformers 5.17 on WebGPU', () => {
-  const c = vitCase();
-  for (const [name, fn] of FNS) {
-    const ref = name === 'sdpa' ? 'sdpa' : name === 'flex' ? 'flex_attention' : 'eager';
-    it(`${name} attention: logits, loss and grads vs transformers ${ref}`, async () => {
-      const model = await fixtureVit(device, fn);
-      const { logits, loss } = await model.forward({ pixelValues: toTensor(c.tensors['pixel_values']!, device), labels: toTensor(c.tensors['labels']!, device) });
-      await expectRel(logits, c.tensors[`${ref}.logits`]!.data, 1e-4, 'logits');
-      await expectRel(loss!, c.tensors[`${ref}.loss`]!.data, 1e-4, 'loss');
-      loss!.backward();
-      const grads = Object.keys(c.tensors).filter((k) => k.startsWith(`${ref}.grad.`));
-      expect(grads.length).toBe(4);
-      for (const g of grads) await expectRel(gradOf(model, vitName(g.slice(`${ref}.grad.`.length))), c.tensors[g]!.data, 1e-3, g);
-    });
-  }
+paritySuites('on WebGPU', () => device, {
+  gpt2: (n) => (n === 'sdpa' ? ['sdpa'] : ['eager']),
+  vit: (n) => [n === 'sdpa' ? 'sdpa' : n === 'flex' ? 'flex_attention' : 'eager'],
 });
