@@ -1,6 +1,6 @@
 /** Shared helpers of webattn's tests (not published). */
 import { expect } from 'vitest';
-import { getDevice, type Device, type TypedArray } from '@webattn/core-tensor';
+import { getDevice, WebattnError, type Device, type TypedArray } from '@webattn/core-tensor';
 import { WebGPUDevice } from '@webattn/kernels-webgpu';
 
 /** Max |a-b| and the first failing index under atol + rtol·|b|. */
@@ -45,3 +45,19 @@ export async function values(t: { toArray(): Promise<TypedArray> }): Promise<num
 }
 
 export type { Device };
+
+/** Asserts `fn` throws a `WebattnError` with `code` whose message contains each string / matches each RegExp. */
+export function expectCode(fn: () => unknown, code: string, ...fragments: (string | RegExp)[]): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught, 'expected a WebattnError').toBeInstanceOf(WebattnError);
+  expect((caught as WebattnError).code).toBe(code);
+  for (const f of fragments) {
+    if (typeof f === 'string') expect((caught as Error).message).toContain(f);
+    else expect((caught as Error).message).toMatch(f);
+  }
+}

@@ -1,21 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import * as T from './index.js';
-import { WebattnError } from './index.js';
+import { expectCode } from '../../../test-utils/index.js';
 
 const cpu = T.cpu();
 const live = () => cpu.memoryStats().liveStorages;
 
-function expectCode(fn: () => unknown, code: string, message?: RegExp): void {
-  let err: unknown = null;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(WebattnError);
-  expect((err as WebattnError).code).toBe(code);
-  if (message) expect((err as WebattnError).message).toMatch(message);
-}
 
 describe('handles and storage reference counts', () => {
   it('disposing one handle keeps the storage while a view lives', async () => {

@@ -1,18 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { cpu, Rng, WebattnError } from '@webattn/core-tensor';
+import { cpu, Rng } from '@webattn/core-tensor';
 import { DataCollatorWithFlattening } from './collator.js';
+import { expectCode } from '../../../test-utils/index.js';
 
-function expectCode(fn: () => unknown, code: string, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, 'expected a WebattnError').toBeInstanceOf(WebattnError);
-  expect((caught as WebattnError).code).toBe(code);
-  for (const f of fragments) expect((caught as Error).message).toContain(f);
-}
 
 describe('DataCollatorWithFlattening', () => {
   it("matches transformers' layout: concatenation, positions restarting at 0, -100 at each start", async () => {

@@ -4,18 +4,8 @@ import fc from 'fast-check';
 import { WebattnError } from '@webattn/core-tensor';
 import { FIXTURES } from '../../../test-utils/fixtures.js';
 import { configToJson, parseConfig } from './config.js';
+import { expectCode } from '../../../test-utils/index.js';
 
-function expectCode(fn: () => unknown, code: string, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, 'expected a WebattnError').toBeInstanceOf(WebattnError);
-  expect((caught as WebattnError).code).toBe(code);
-  for (const f of fragments) expect((caught as Error).message).toContain(f);
-}
 
 describe('parseConfig', () => {
   it("reads transformers' GPT-2 config.json; attribute_map aliases read and write the canonical keys", () => {

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { cpu, Rng, WebattnError, type Device } from '@webattn/core-tensor';
 import { FIXTURES, readSafetensors as fixtureRead } from '../../../test-utils/fixtures.js';
 import { entryToTensor, readSafetensors, readSafetensorsHeader, writeSafetensors, type SafetensorsEntry } from './safetensors.js';
+import { expectCode } from '../../../test-utils/index.js';
 
 /** Hand-assembles a safetensors file (independent of writeSafetensors): header object + raw data. */
 function assemble(header: unknown, data: Uint8Array, opts: { headerText?: string; lenOverride?: bigint } = {}): Uint8Array {
@@ -15,17 +16,6 @@ function assemble(header: unknown, data: Uint8Array, opts: { headerText?: string
   return out;
 }
 
-function expectCode(fn: () => unknown, code: string, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, 'expected a WebattnError').toBeInstanceOf(WebattnError);
-  expect((caught as WebattnError).code).toBe(code);
-  for (const f of fragments) expect((caught as Error).message).toContain(f);
-}
 
 const rng = new Rng(1234);
 const randF32 = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
