@@ -39,13 +39,54 @@ export const KERNEL = {
   crossEntropyBackward: 12,
   stridedCopy: 13,
   where: 14,
+  /** Not a wasm kernel: every worker compiles the flex tile functions whose UTF-8 source is at I0 (I1 bytes). */
+  loadTile: 100,
 } as const;
+
+/** Int32 slots of the control block the flex tile import reads: capture block, gradient block, its size per thread. */
+const TILE_ARGS = 16 + 44;
+
+/**
+ * The `flexTile` import of the kernels (the same text runs on the calling thread and in every worker): calls the
+ * flex tile functions (see core-tensor's FlexKernelAttrs) on the score tile the kernel hands over (row stride 64,
+ * the kernels' key block). \`state\` holds the memory, its views and the compiled functions.
+ */
+const TILE_IMPORT = `(state) => function flexTile(mode, tid, a, r, rows, cols, b, h, i0, j0, maskOn) {
+  const buf = state.memory.buffer;
+  if (state.F === null || state.F.buffer.byteLength !== buf.byteLength) { state.F = new Float32Array(buf); state.I = new Int32Array(buf); }
+  const I = state.I;
+  const cap = I[${TILE_ARGS}];
+  if (mode === 0) state.fns.fwd(state.F, I, a >> 2, rows, cols, 64, b, h, i0, j0, maskOn, cap);
+  else state.fns.bwd(state.F, I, a >> 2, r >> 2, rows, cols, 64, b, h, i0, j0, maskOn, cap, I[${TILE_ARGS + 1}] + tid * I[${TILE_ARGS + 2}]);
+}`;
+
+/** The flex tile functions of a source text (core-tensor's FlexKernelAttrs.tileSource). */
+interface TileFns {
+  fwd: (...a: unknown[]) => void;
+  bwd: (...a: unknown[]) => void;
+}
+interface TileState {
+  memory: WebAssembly.Memory;
+  F: Float32Array | null;
+  I: Int32Array | null;
+  fns: TileFns;
+}
+const noTile: TileFns = {
+  fwd: () => {
+    throw new Error('no flex tile functions are loaded');
+  },
+  bwd: () => {
+    throw new Error('no flex tile functions are loaded');
+  },
+};
 
 /** Source of the worker threads (inline, so that no file has to be resolved next to a bundle). */
 const WORKER_SOURCE = `
 const start = (data) => {
   const { module, memory, tid } = data;
-  const instance = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error('wasm abort'); } } });
+  const state = { memory, F: null, I: null, fns: null };
+  const flexTile = (${TILE_IMPORT})(state);
+  const instance = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error('wasm abort'); }, flexTile } });
   const ctrl = new Int32Array(memory.buffer, 0, 16);
   let seen = 0; // jobs are numbered from 1; the pool issues none before every worker is ready
   Atomics.add(ctrl, 5, 1);
@@ -59,7 +100,13 @@ const start = (data) => {
     if (kernel < 0) break;
     const n = Atomics.load(ctrl, 3);
     if (tid < n) {
-      try { instance.exports.run(kernel, tid, n); } catch (e) { Atomics.store(ctrl, 4, 1); }
+      try {
+        if (kernel === ${KERNEL.loadTile}) {
+          const args = new Int32Array(memory.buffer, 64, 2);
+          const src = new TextDecoder().decode(new Uint8Array(memory.buffer, args[0], args[1]).slice());
+          state.fns = new Function('return ' + src)();
+        } else instance.exports.run(kernel, tid, n);
+      } catch (e) { Atomics.store(ctrl, 4, 1); }
       if (Atomics.add(ctrl, 1, 1) + 1 === n - 1) Atomics.notify(ctrl, 1);
     }
   }
@@ -109,9 +156,13 @@ export class WasmPool {
   private readonly canWait: boolean;
   private top = HEAP_BASE;
   private destroyed = false;
+  private readonly tile: TileState;
+  private tileSource: string | null = null;
+  private readonly tileCache = new Map<string, TileFns>();
 
-  private constructor(memory: WebAssembly.Memory, ex: Exports, workers: ThreadHandle[], threads: number, note: string) {
+  private constructor(memory: WebAssembly.Memory, ex: Exports, workers: ThreadHandle[], threads: number, note: string, tile: TileState) {
     this.memory = memory;
+    this.tile = tile;
     this.ex = ex;
     this.workers = workers;
     this.threads = threads;
@@ -129,14 +180,16 @@ export class WasmPool {
     const shared = typeof SharedArrayBuffer !== 'undefined';
     if (!shared || want === 1) {
       const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES });
+      const tile: TileState = { memory, F: null, I: null, fns: noTile };
       const module = await WebAssembly.compile(decode(WASM_SINGLE_BASE64) as BufferSource);
-      const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm } });
+      const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm, flexTile: tileImport(tile) } });
       const note = shared ? '1 thread (as asked)' : '1 thread: SharedArrayBuffer is unavailable (serve the page cross-origin isolated for threads)';
-      return new WasmPool(memory, inst.exports as unknown as Exports, [], 1, note);
+      return new WasmPool(memory, inst.exports as unknown as Exports, [], 1, note, tile);
     }
     const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
+    const tile: TileState = { memory, F: null, I: null, fns: noTile };
     const module = await WebAssembly.compile(decode(WASM_BASE64) as BufferSource);
-    const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm } });
+    const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm, flexTile: tileImport(tile) } });
     const workers: ThreadHandle[] = [];
     for (let tid = 1; tid < want; tid++) workers.push(await startWorker({ module, memory, tid }));
     // wait until every worker has instantiated the module (at most 20 s)
@@ -149,7 +202,44 @@ export class WasmPool {
       }
       await new Promise((r) => setTimeout(r, 2));
     }
-    return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, `${want} threads`);
+    return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, `${want} threads`, tile);
+  }
+
+  /**
+   * Makes the flex tile functions of `source` (core-tensor's `FlexKernelAttrs.tileSource`) the ones the attention
+   * kernels call, on every thread; compiled once per source text. Throws `FLEX_COMPILE` when the source does not
+   * evaluate to `{ fwd, bwd }` (e.g. a page whose Content-Security-Policy forbids `new Function`).
+   */
+  setTileSource(source: string): void {
+    if (source === this.tileSource) return;
+    let fns = this.tileCache.get(source);
+    if (!fns) {
+      try {
+        fns = new Function(`return ${source}`)() as TileFns;
+      } catch (e) {
+        throw new WebattnError('FLEX_COMPILE', `wasm backend: the flex tile functions did not compile (${String(e)})`);
+      }
+      if (typeof fns?.fwd !== 'function' || typeof fns.bwd !== 'function') {
+        throw new WebattnError('FLEX_COMPILE', 'wasm backend: the flex tile source must evaluate to { fwd, bwd }');
+      }
+      this.tileCache.set(source, fns);
+    }
+    if (this.workers.length) {
+      const mark = this.mark();
+      try {
+        const bytes = new TextEncoder().encode(source);
+        this.run(KERNEL.loadTile, [this.put(bytes), bytes.length]);
+      } finally {
+        this.release(mark);
+      }
+    }
+    this.tile.fns = fns;
+    this.tileSource = source;
+  }
+
+  /** Writes the capture block's and gradient block's positions (bytes) for the next attention job's tile functions. */
+  setTileArgs(capBytes: number, gradBytes: number, gradBytesPerThread: number): void {
+    new Int32Array(this.memory.buffer, TILE_ARGS * 4, 3).set([capBytes >> 2, gradBytes >> 2, gradBytesPerThread >> 2]);
   }
 
   /** Scratch bytes per thread the attention kernels need for head dims E, Ev and at most `maxLk` keys a sequence. */
@@ -253,6 +343,10 @@ export class WasmPool {
       for (const w of this.workers) void w.terminate();
     }
   }
+}
+
+function tileImport(state: TileState): (...a: number[]) => void {
+  return (new Function(`return ${TILE_IMPORT}`)() as (s: TileState) => (...a: number[]) => void)(state);
 }
 
 function abortWasm(): never {
