@@ -210,8 +210,8 @@ function rawFlex(a: FlexKernelAttrs, captured: readonly Tensor[], withGrads: boo
     throw new WebattnError('INVALID_ARGUMENT', `${a.argument}: the wasm flex kernel takes the dense layout without causal or mask inputs`, { argument: a.argument });
   }
   const tensors = captured.map((t, i) => {
-    if (t.dtype === 'float32') return values(t).slice();
-    if (t.dtype === 'int32') return ints(t).slice();
+    if (t.dtype === 'float32') return values(t);
+    if (t.dtype === 'int32') return ints(t);
     throw new WebattnError('DTYPE_UNSUPPORTED', `${a.argument}: captured tensor ${i} must be float32 or int32 here, got ${t.dtype}`, { argument: a.argument });
   });
   let blocks: RawFlex['blocks'] = null;

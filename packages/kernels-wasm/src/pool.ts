@@ -155,6 +155,20 @@ export class WasmPool {
   private readonly workers: ThreadHandle[];
   private readonly canWait: boolean;
   private top = HEAP_BASE;
+  private readonly shared: boolean;
+  /** Free blocks by size (bytes, a multiple of 16) and the size of every block ever cut from the top. */
+  private readonly freeBySize = new Map<number, number[]>();
+  private readonly blockSize = new Map<number, number>();
+  /** Blocks of the running job, released by `release`. */
+  private readonly frame: number[] = [];
+  /** Job results handed out by `keep` and not yet adopted by a storage (freed when their view is collected). */
+  private readonly kept = new Map<number, WeakRef<ArrayBufferView>>();
+  private readonly keptGc = new FinalizationRegistry<number>((p) => {
+    this.kept.delete(p);
+    this.freeBlock(p);
+  });
+  /** Every `ArrayBuffer` / `SharedArrayBuffer` object this memory has shown (a new one after each growth). */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
   private destroyed = false;
   private readonly tile: TileState;
   private tileSource: string | null = null;
@@ -162,6 +176,7 @@ export class WasmPool {
 
   private constructor(memory: WebAssembly.Memory, ex: Exports, workers: ThreadHandle[], threads: number, note: string, tile: TileState) {
     this.memory = memory;
+    this.shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
     this.tile = tile;
     this.ex = ex;
     this.workers = workers;
@@ -178,12 +193,14 @@ export class WasmPool {
       throw new WebattnError('INVALID_ARGUMENT', `threads: expected an integer in [1, 64], got ${String(want)}`, { argument: 'threads' });
     }
     const shared = typeof SharedArrayBuffer !== 'undefined';
-    if (!shared || want === 1) {
+    // with SharedArrayBuffer even one thread uses the shared-memory build: its memory grows without detaching
+    // the views that tensors' storages keep (resident storages)
+    if (!shared) {
       const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES });
       const tile: TileState = { memory, F: null, I: null, fns: noTile };
       const module = await WebAssembly.compile(decode(WASM_SINGLE_BASE64) as BufferSource);
       const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm, flexTile: tileImport(tile) } });
-      const note = shared ? '1 thread (as asked)' : '1 thread: SharedArrayBuffer is unavailable (serve the page cross-origin isolated for threads)';
+      const note = '1 thread: SharedArrayBuffer is unavailable (serve the page cross-origin isolated for threads)';
       return new WasmPool(memory, inst.exports as unknown as Exports, [], 1, note, tile);
     }
     const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
@@ -202,7 +219,7 @@ export class WasmPool {
       }
       await new Promise((r) => setTimeout(r, 2));
     }
-    return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, `${want} threads`, tile);
+    return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, want === 1 ? '1 thread (as asked)' : `${want} threads`, tile);
   }
 
   /**
@@ -254,44 +271,124 @@ export class WasmPool {
 
   /** Starts a job frame: everything `alloc`ated after it is released by `release(mark)`. */
   mark(): number {
-    return this.top;
+    return this.frame.length;
   }
 
-  /** Releases the allocations made since `mark`. */
+  /** Releases the allocations of the job frame made since `mark` (blocks handed out by `keep` stay). */
   release(mark: number): void {
-    this.top = mark;
+    while (this.frame.length > mark) this.freeBlock(this.frame.pop()!);
   }
 
-  /** Reserves `bytes` (16-byte aligned) in linear memory, growing it when needed; returns the byte offset. */
+  /** Reserves `bytes` (16-byte aligned) in linear memory for the current job frame; returns the byte offset. */
   alloc(bytes: number): number {
+    const p = this.block(bytes);
+    this.frame.push(p);
+    return p;
+  }
+
+  /**
+   * A block of at least `bytes` outside any job frame (freed by `freeBlock`): an exact-size free block, else the
+   * smallest free one up to twice the size, else fresh memory at the top (growing the memory when needed).
+   */
+  block(bytes: number): number {
+    const size = Math.max(16, Math.ceil(Math.max(bytes, 0) / 16) * 16);
+    let list = this.freeBySize.get(size);
+    if (!list?.length) {
+      let best = 0;
+      for (const [sz, l] of this.freeBySize) if (l.length && sz > size && sz <= 2 * size && (!best || sz < best)) best = sz;
+      list = best ? this.freeBySize.get(best) : undefined;
+    }
+    if (list?.length) return list.pop()!;
     const p = this.top;
-    const end = p + Math.ceil(Math.max(bytes, 0) / 16) * 16;
+    const end = p + size;
     const have = this.memory.buffer.byteLength;
     if (end > have) {
       const pages = Math.ceil((end - have) / PAGE);
       if (have / PAGE + pages > MAX_PAGES) {
-        throw new WebattnError('LIMIT_EXCEEDED', `wasm backend: a kernel needs ${end} bytes of linear memory, above the 4 GiB of wasm32`);
+        throw new WebattnError('LIMIT_EXCEEDED', `wasm backend: ${end} bytes of linear memory needed, above the 4 GiB of wasm32`);
       }
       this.memory.grow(pages);
     }
     this.top = end;
+    this.blockSize.set(p, size);
     return p;
   }
 
-  /** A float32 view of `n` elements at byte offset `p` (valid until the next `alloc`). */
+  /** Returns a block from `block` (or a kept job allocation) to the free lists. */
+  freeBlock(p: number): void {
+    const size = this.blockSize.get(p);
+    if (size === undefined) return;
+    let list = this.freeBySize.get(size);
+    if (!list) this.freeBySize.set(size, (list = []));
+    list.push(p);
+  }
+
+  /** Bytes of linear memory in use by blocks (live tensors and the running job), for tests and reports. */
+  heapBytes(): number {
+    let free = 0;
+    for (const [sz, l] of this.freeBySize) free += sz * l.length;
+    return this.top - HEAP_BASE - free;
+  }
+
+  /**
+   * Whether tensors' storages live in linear memory (shared memory: views stay valid when it grows), so kernels
+   * read their inputs in place and hand their outputs over without copies.
+   */
+  get resident(): boolean {
+    return this.shared;
+  }
+
+  /**
+   * The result at job allocation `p` (`n` elements) as a typed array: with resident storages a view of the block,
+   * taken out of the job frame for a device storage to adopt (see `adopt`); otherwise a copy.
+   */
+  keep<A extends Float32Array | Int32Array>(p: number, n: number, ctor: { new (b: ArrayBufferLike, o: number, n: number): A } = Float32Array as never): A {
+    const view = this.view(ctor, p, n);
+    if (!this.resident) return view.slice() as A;
+    const at = this.frame.lastIndexOf(p);
+    if (at >= 0) this.frame.splice(at, 1);
+    this.kept.set(p, new WeakRef(view));
+    this.keptGc.register(view, p, view);
+    return view;
+  }
+
+  /**
+   * Takes over a block handed out by `keep` when `data` is exactly that view; returns its byte offset, or −1
+   * (the caller then copies). The caller frees the block with `freeBlock` when the storage goes.
+   */
+  adopt(data: ArrayBufferView): number {
+    const p = data.byteOffset;
+    if (!this.resident || this.kept.get(p)?.deref() !== data) return -1;
+    this.kept.delete(p);
+    this.keptGc.unregister(data);
+    return p;
+  }
+
+  /** A typed view of `n` elements at byte offset `p` (registers the current buffer as this memory's). */
+  view<A>(ctor: { new (b: ArrayBufferLike, o: number, n: number): A }, p: number, n: number): A {
+    const buf = this.memory.buffer;
+    this.buffers.add(buf);
+    return new ctor(buf, p, n);
+  }
+
+  /** A float32 view of `n` elements at byte offset `p`. */
   f32(p: number, n: number): Float32Array {
-    return new Float32Array(this.memory.buffer, p, n);
+    return this.view(Float32Array, p, n);
   }
 
   /** An int32 view of `n` elements at byte offset `p`. */
   i32(p: number, n: number): Int32Array {
-    return new Int32Array(this.memory.buffer, p, n);
+    return this.view(Int32Array, p, n);
   }
 
-  /** Copies `data` into fresh linear memory; returns the byte offset. */
+  /**
+   * The byte offset of `data` for a kernel to read: where it already lies in this memory (a resident storage),
+   * else a copy in the current job frame.
+   */
   put(data: Float32Array | Int32Array | Uint8Array): number {
+    if (this.resident && this.buffers.has(data.buffer)) return data.byteOffset;
     const p = this.alloc(data.byteLength);
-    new Uint8Array(this.memory.buffer, p, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.view(Uint8Array, p, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return p;
   }
 

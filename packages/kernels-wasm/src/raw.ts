@@ -15,7 +15,7 @@ export function matmulRaw(pool: WasmPool, a: Float32Array, b: Float32Array, batc
     const per = pool.matmulScratchBytes();
     const scratch = pool.alloc(per * pool.threads);
     pool.run(KERNEL.matmul, [pa, pb, pc, batch, M, N, K, M * K, bShared ? 0 : K * N, M * N, scratch, per]);
-    return pool.f32(pc, batch * M * N).slice();
+    return pool.keep(pc, batch * M * N);
   } finally {
     pool.release(mark);
   }
@@ -176,7 +176,7 @@ export function attentionForwardRaw(pool: WasmPool, p: RawAttention, q: Float32A
     const fx = flexArgs(pool, p.flex);
     pool.run(KERNEL.attnForward, tail(p, [...args, 0, 0, 0, 0, 0], fx.args), [p.scale]);
     const flex = { outOfBounds: fx.flag ? pool.i32(fx.flag, 1)[0] !== 0 : false };
-    return { out: pool.f32(po, p.oSize).slice(), lse: pool.f32(pl, p.lseSize).slice(), flex };
+    return { out: pool.keep(po, p.oSize), lse: pool.keep(pl, p.lseSize), flex };
   } finally {
     pool.release(mark);
   }
@@ -229,7 +229,7 @@ export function attentionBackwardRaw(
       }
     }
     const flex = { outOfBounds: fx.flag ? pool.i32(fx.flag, 1)[0] !== 0 : false };
-    return { dq: pool.f32(pdq, q.length).slice(), dk: pool.f32(pdk, k.length).slice(), dv: pool.f32(pdv, v.length).slice(), grads, flex };
+    return { dq: pool.keep(pdq, q.length), dk: pool.keep(pdk, k.length), dv: pool.keep(pdv, v.length), grads, flex };
   } finally {
     pool.release(mark);
   }
