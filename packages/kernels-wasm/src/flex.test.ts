@@ -125,4 +125,19 @@ describe.each([1, 2])('flexAttention inside the wasm flash kernel (%i threads)',
     const short = T.randn([5], { seed: 1, device: dev });
     expectCode(() => flexAttention(q, k, v, { scoreMod: (s, b, h, qi, kv, c) => s + c.t[qi], captures: { t: short } }), 'INVALID_ARGUMENT', 'options.scoreMod');
   });
+
+  it('the flex_attention kernel contract rejects bad attributes with stable codes', () => {
+    const [q, k, v] = qkv(dev, [1, 1, 1, 8, 8, 4, 4], false);
+    const base: T.FlexKernelAttrs = {
+      scale: 0.5, causal: false, causalOffset: 0, maskKind: null, varlen: false,
+      tileSource: '({ fwd() {}, bwd() {} })', scoreMod: true, maskMod: false, numbers: [], tensors: 0, gradSlots: [], blocks: null, argument: 'options.scoreMod',
+    };
+    const bad = (over: Partial<T.FlexKernelAttrs>) => () => T.runKernel('flex_attention', dev, [q, k, v], { ...base, ...over });
+    expectCode(bad({ causal: true }), 'INVALID_ARGUMENT', 'options.scoreMod', 'dense layout');
+    expectCode(bad({ tileSource: '({ fwd: 1 })' }), 'FLEX_COMPILE', '{ fwd, bwd }');
+    expectCode(bad({ tileSource: '({ fwd( }' }), 'FLEX_COMPILE', 'did not compile');
+    const blocks = { B: 1, H: 1, blockSize: 64, numQBlocks: 1, numKvBlocks: 1, kvNumBlocks: Int32Array.of(2), kvIndices: Int32Array.of(0), fullKvNumBlocks: Int32Array.of(0), fullKvIndices: Int32Array.of(0) };
+    expectCode(bad({ blocks }), 'INVALID_ARGUMENT', 'block count of 2');
+    expectCode(bad({ blocks: { ...blocks, kvNumBlocks: Int32Array.of(1), kvIndices: Int32Array.of(3) } }), 'INVALID_ARGUMENT', 'key block index 3');
+  });
 });
