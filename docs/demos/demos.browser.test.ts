@@ -16,7 +16,7 @@ import { CHROMIUM } from '../../test-utils/browser.js';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const dist = join(root, 'docs/dist');
 // small shapes for CI (SwiftShader is slow); the pages' defaults are larger
-const QUERY: Record<string, string> = { 'flex-playground': '?L=256', sdpa: '?maxL=256' };
+const QUERY: Record<string, string> = { 'flex-playground': '?L=256', sdpa: '?maxL=256', models: '?tokens=4' };
 const demos = readdirSync(join(root, 'docs/demos'))
   .filter((f) => f.endsWith('.html'))
   .map((f) => f.slice(0, -5));
