@@ -82,6 +82,13 @@ export interface FlashKernelAttrs {
 export interface FlexKernelAttrs extends FlashKernelAttrs {
   /** JS source of the tile functions (see above). */
   tileSource: string;
+  /**
+   * Optional: the same tile functions as a WebAssembly module a backend may run instead, exporting
+   * `fwd(s, rows, cols, ld, b, h, q0, kv0, maskOn, cap)` and `bwd(s, r, rows, cols, ld, b, h, q0, kv0, maskOn, cap,
+   * gcap)` (the JS functions' arguments without `F`, `I`), importing `env.memory` (shared, at most 65536 pages) and
+   * f32 math `m.exp`, `m.log`, `m.tanh`, `m.sin`, `m.cos`, `m.pow` (two arguments), `m.sign`.
+   */
+  tileWasm?: Uint8Array | null;
   /** Whether a score function is applied. */
   scoreMod: boolean;
   /** Whether the mask function is applied (in partial blocks only when `blocks` is given). */

@@ -1,6 +1,7 @@
 /**
- * The second target of the flex IR: JavaScript tile functions for backends whose flash kernel runs on the host
- * (the wasm backend registers `flex_attention` / `flex_attention_backward`). The same IR that becomes WGSL for
+ * Targets of the flex IR for backends whose flash kernel runs on the host (the wasm backend registers
+ * `flex_attention` / `flex_attention_backward`): JavaScript tile functions here, and the same functions as a wasm
+ * module (wasm-tile.ts), which a backend runs where it can. The same IR that becomes WGSL for
  * WebGPU becomes the source of `{ fwd, bwd }` functions over typed-array views of the backend's memory (the
  * contract is core-tensor's `FlexKernelAttrs`); the backward is the IR's symbolic derivative, like the GPU's.
  * The backend compiles the source once per text and calls it per score tile on every thread.
@@ -11,6 +12,7 @@ import { collectLoads, derivative } from './codegen.js';
 import type { IR } from './ir.js';
 import type { BlockMask } from './block-mask.js';
 import type { CompiledMod } from './mods.js';
+import { tileWasm } from './wasm-tile.js';
 
 /** Where the tile functions find the captures: slot of each number and tensor, and each tensor's layout. */
 interface Layout {
@@ -194,6 +196,7 @@ export function backendFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: 
     maskKind: null,
     varlen: false,
     tileSource: tileSource(sc?.ir ?? null, mc?.ir ?? null, L, gradLoads, gradSlots.length),
+    tileWasm: tileWasm(sc?.ir ?? null, mc?.ir ?? null, L, gradLoads, gradSlots.length),
     scoreMod: !!sc,
     maskMod: !!mc,
     numbers,

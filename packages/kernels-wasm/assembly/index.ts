@@ -1044,3 +1044,14 @@ export function run(kernel: i32, tid: i32, nth: i32): void {
     case 14: whereK(tid, nth); break;
   }
 }
+
+// ---- math for the flex tile modules ------------------------------------------------------------------------------
+// flex compiles score/mask functions to small wasm modules (core-tensor FlexKernelAttrs.tileWasm) that import these
+// (wasm has no transcendental instructions); f32 like the WGSL target.
+export function flexExp(x: f32): f32 { return Mathf.exp(x); }
+export function flexLog(x: f32): f32 { return Mathf.log(x); }
+export function flexTanh(x: f32): f32 { return Mathf.tanh(x); }
+export function flexSin(x: f32): f32 { return Mathf.sin(x); }
+export function flexCos(x: f32): f32 { return Mathf.cos(x); }
+export function flexPow(x: f32, y: f32): f32 { return Mathf.pow(x, y); }
+export function flexSign(x: f32): f32 { return x > 0 ? 1 : x < 0 ? -1 : x; }

@@ -1,17 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { alibi, causalMask, createBlockMask, documentMask, flexAttention, maskMod, relativePositionBias, slidingWindow, softcap, type MaskMod, type ScoreMod } from '@webattn/flex';
+import { alibi, causalMask, createBlockMask, documentMask, flexAttention, maskMod, relativePositionBias, scoreMod, slidingWindow, softcap, type MaskMod, type ScoreMod } from '@webattn/flex';
 import '@webattn/kernels-wasm';
 import { expectClose, expectCode } from '../../../test-utils/index.js';
+import type { WasmDevice } from './device.js';
 
 // flexAttention on the wasm device runs the score/mask functions compiled from flex's IR to JS tile functions inside
 // the wasm flash kernel (forward and backward, block-sparse skipping). The oracle is flexAttention on the float64 CPU
 // reference device — the user's JS functions on materialised scores — fed the same seeded inputs; capture gradients
 // are also checked against central differences of the float64 reference forward.
-describe.each([1, 2])('flexAttention inside the wasm flash kernel (%i threads)', (threads) => {
+describe.each([
+  [1, 'wasm'],
+  [2, 'wasm'],
+  [2, 'js'],
+] as const)('flexAttention inside the wasm flash kernel (%i threads, tile functions as %s)', (threads, tiles) => {
   let dev: T.Device;
   beforeAll(async () => {
-    dev = await T.getDevice({ kind: 'wasm', wasmThreads: threads });
+    dev = await T.getDevice({ kind: 'wasm', wasmThreads: threads, cache: false });
+    (dev as WasmDevice).pool.useWasmTiles = tiles === 'wasm';
   });
   afterAll(() => dev.destroy());
 
@@ -21,7 +27,7 @@ describe.each([1, 2])('flexAttention inside the wasm flash kernel (%i threads)',
     const cfg = T.getKernel(name, 'wasm')!;
     T.registerKernel({ ...cfg, fn: (i, a, d) => (calls++, cfg.fn(i, a, d)) });
   }
-  afterAll(() => expect(calls).toBeGreaterThanOrEqual(17));
+  afterAll(() => expect(calls).toBeGreaterThanOrEqual(19));
 
   const qkv = (d: T.Device, [B, Hq, Hkv, L, S, E, Ev]: number[], grad: boolean) =>
     [
@@ -56,6 +62,15 @@ describe.each([1, 2])('flexAttention inside the wasm flash kernel (%i threads)',
 
   it('softcap score function (tanh), Lq ≠ Lkv, E ≠ Ev, forward and gradients', async () => {
     await compare([2, 3, 3, 45, 70, 16, 8], () => ({ scoreMod: softcap(2) }));
+    // the tile functions ran in the form under test
+    const tile = (dev as unknown as { pool: { tile: { wasm: unknown } } }).pool.tile;
+    expect(tile.wasm !== null).toBe(tiles === 'wasm');
+  });
+
+  it('integer and float arithmetic of a score function: floor division, remainder, casts, conditions, min/max/pow', async () => {
+    const fn = (s: number, b: number, h: number, q: number, kv: number, c: Record<string, number>) =>
+      (q % 3 === 0 ? s * c.a : s - Math.floor((q - kv) / 4) * 0.1) + Math.min(Math.abs(s), 1) * Math.pow(1.5, h) - Math.max(kv % 5, 2) * 0.05 + Math.exp(-Math.abs(s)) + Math.sqrt(kv + 1) * 0.01;
+    await compare([1, 2, 2, 21, 26, 8, 8], () => ({ scoreMod: scoreMod(fn, { a: 0.75 }) }), { atol: 5e-5, rtol: 5e-4 });
   });
 
   it('ALiBi with GQA (4 query heads on 2 key/value heads)', async () => {

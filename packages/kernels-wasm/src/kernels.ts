@@ -222,6 +222,7 @@ function rawFlex(a: FlexKernelAttrs, captured: readonly Tensor[], withGrads: boo
   }
   return {
     source: a.tileSource,
+    wasm: a.tileWasm ?? null,
     score: a.scoreMod,
     mask: a.maskMod,
     numbers: a.numbers,

@@ -18,6 +18,13 @@ const MAX_PAGES = 65536;
 
 interface Exports {
   run(kernel: number, tid: number, nth: number): void;
+  flexExp(x: number): number;
+  flexLog(x: number): number;
+  flexTanh(x: number): number;
+  flexSin(x: number): number;
+  flexCos(x: number): number;
+  flexPow(x: number, y: number): number;
+  flexSign(x: number): number;
   attnScratchBytes(E: number, Ev: number, maxLk: number): number;
   matmulScratchBytes(): number;
   expTest(p: number, n: number): void;
@@ -39,7 +46,10 @@ export const KERNEL = {
   crossEntropyBackward: 12,
   stridedCopy: 13,
   where: 14,
-  /** Not a wasm kernel: every worker compiles the flex tile functions whose UTF-8 source is at I0 (I1 bytes). */
+  /**
+   * Not a wasm kernel: every worker compiles the flex tile functions whose UTF-8 source is at I0 (I1 bytes) and,
+   * when I3 > 0, instantiates their wasm module at I2 (I3 bytes).
+   */
   loadTile: 100,
 } as const;
 
@@ -52,6 +62,13 @@ const TILE_ARGS = 16 + 44;
  * the kernels' key block). \`state\` holds the memory, its views and the compiled functions.
  */
 const TILE_IMPORT = `(state) => function flexTile(mode, tid, a, r, rows, cols, b, h, i0, j0, maskOn) {
+  const w = state.wasm;
+  if (w !== null) {
+    const I = new Int32Array(state.memory.buffer, ${TILE_ARGS * 4}, 3);
+    if (mode === 0) w.fwd(a >> 2, rows, cols, 64, b, h, i0, j0, maskOn, I[0]);
+    else w.bwd(a >> 2, r >> 2, rows, cols, 64, b, h, i0, j0, maskOn, I[0], I[1] + tid * I[2]);
+    return;
+  }
   const buf = state.memory.buffer;
   if (state.F === null || state.F.buffer.byteLength !== buf.byteLength) { state.F = new Float32Array(buf); state.I = new Int32Array(buf); }
   const I = state.I;
@@ -59,6 +76,21 @@ const TILE_IMPORT = `(state) => function flexTile(mode, tid, a, r, rows, cols, b
   if (mode === 0) state.fns.fwd(state.F, I, a >> 2, rows, cols, 64, b, h, i0, j0, maskOn, cap);
   else state.fns.bwd(state.F, I, a >> 2, r >> 2, rows, cols, 64, b, h, i0, j0, maskOn, cap, I[${TILE_ARGS + 1}] + tid * I[${TILE_ARGS + 2}]);
 }`;
+
+/**
+ * Instantiates a flex tile module (core-tensor's FlexKernelAttrs.tileWasm) over `memory` with the kernels' f32 math
+ * (`ex`: the kernel instance's exports on this thread). The same text runs on the calling thread and in workers.
+ */
+const TILE_WASM = `(bytes, memory, ex) => new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+  env: { memory },
+  m: { exp: ex.flexExp, log: ex.flexLog, tanh: ex.flexTanh, sin: ex.flexSin, cos: ex.flexCos, pow: ex.flexPow, sign: ex.flexSign },
+}).exports`;
+
+/** The exports of a flex tile module. */
+interface TileWasm {
+  fwd: (...a: number[]) => void;
+  bwd: (...a: number[]) => void;
+}
 
 /** The flex tile functions of a source text (core-tensor's FlexKernelAttrs.tileSource). */
 interface TileFns {
@@ -70,6 +102,7 @@ interface TileState {
   F: Float32Array | null;
   I: Int32Array | null;
   fns: TileFns;
+  wasm: TileWasm | null;
 }
 const noTile: TileFns = {
   fwd: () => {
@@ -84,7 +117,7 @@ const noTile: TileFns = {
 const WORKER_SOURCE = `
 const start = (data) => {
   const { module, memory, tid } = data;
-  const state = { memory, F: null, I: null, fns: null };
+  const state = { memory, F: null, I: null, fns: null, wasm: null };
   const flexTile = (${TILE_IMPORT})(state);
   const instance = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error('wasm abort'); }, flexTile } });
   const ctrl = new Int32Array(memory.buffer, 0, 16);
@@ -102,9 +135,10 @@ const start = (data) => {
     if (tid < n) {
       try {
         if (kernel === ${KERNEL.loadTile}) {
-          const args = new Int32Array(memory.buffer, 64, 2);
+          const args = new Int32Array(memory.buffer, 64, 4);
           const src = new TextDecoder().decode(new Uint8Array(memory.buffer, args[0], args[1]).slice());
           state.fns = new Function('return ' + src)();
+          state.wasm = args[3] > 0 ? (${TILE_WASM})(new Uint8Array(memory.buffer, args[2], args[3]).slice(), memory, instance.exports) : null;
         } else instance.exports.run(kernel, tid, n);
       } catch (e) { Atomics.store(ctrl, 4, 1); }
       if (Atomics.add(ctrl, 1, 1) + 1 === n - 1) Atomics.notify(ctrl, 1);
@@ -172,7 +206,12 @@ export class WasmPool {
   private destroyed = false;
   private readonly tile: TileState;
   private tileSource: string | null = null;
-  private readonly tileCache = new Map<string, TileFns>();
+  private readonly tileCache = new Map<string, { fns: TileFns; wasm: TileWasm | null }>();
+  /**
+   * Whether flex tile functions run as the wasm module flex compiles (when given and the memory is shared) rather
+   * than as JS (default true; the tests and the bench turn it off to compare).
+   */
+  useWasmTiles = true;
 
   private constructor(memory: WebAssembly.Memory, ex: Exports, workers: ThreadHandle[], threads: number, note: string, tile: TileState) {
     this.memory = memory;
@@ -197,14 +236,14 @@ export class WasmPool {
     // the views that tensors' storages keep (resident storages)
     if (!shared) {
       const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES });
-      const tile: TileState = { memory, F: null, I: null, fns: noTile };
+      const tile: TileState = { memory, F: null, I: null, fns: noTile, wasm: null };
       const module = await WebAssembly.compile(decode(WASM_SINGLE_BASE64) as BufferSource);
       const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm, flexTile: tileImport(tile) } });
       const note = '1 thread: SharedArrayBuffer is unavailable (serve the page cross-origin isolated for threads)';
       return new WasmPool(memory, inst.exports as unknown as Exports, [], 1, note, tile);
     }
     const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
-    const tile: TileState = { memory, F: null, I: null, fns: noTile };
+    const tile: TileState = { memory, F: null, I: null, fns: noTile, wasm: null };
     const module = await WebAssembly.compile(decode(WASM_BASE64) as BufferSource);
     const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm, flexTile: tileImport(tile) } });
     const workers: ThreadHandle[] = [];
@@ -227,10 +266,13 @@ export class WasmPool {
    * kernels call, on every thread; compiled once per source text. Throws `FLEX_COMPILE` when the source does not
    * evaluate to `{ fwd, bwd }` (e.g. a page whose Content-Security-Policy forbids `new Function`).
    */
-  setTileSource(source: string): void {
-    if (source === this.tileSource) return;
-    let fns = this.tileCache.get(source);
-    if (!fns) {
+  setTileSource(source: string, wasm: Uint8Array | null = null): void {
+    const useWasm = !!wasm && this.shared && this.useWasmTiles;
+    const key = `${useWasm ? 'w' : 'j'}${source}`;
+    if (key === this.tileSource) return;
+    let hit = this.tileCache.get(key);
+    if (!hit) {
+      let fns: TileFns;
       try {
         fns = new Function(`return ${source}`)() as TileFns;
       } catch (e) {
@@ -239,19 +281,29 @@ export class WasmPool {
       if (typeof fns?.fwd !== 'function' || typeof fns.bwd !== 'function') {
         throw new WebattnError('FLEX_COMPILE', 'wasm backend: the flex tile source must evaluate to { fwd, bwd }');
       }
-      this.tileCache.set(source, fns);
+      let w: TileWasm | null = null;
+      if (useWasm) {
+        try {
+          w = (new Function(`return ${TILE_WASM}`)() as (b: Uint8Array, m: WebAssembly.Memory, ex: Exports) => TileWasm)(wasm!, this.memory, this.ex);
+        } catch (e) {
+          throw new WebattnError('FLEX_COMPILE', `wasm backend: the flex tile module did not compile (${String(e)})`);
+        }
+      }
+      this.tileCache.set(key, (hit = { fns, wasm: w }));
     }
     if (this.workers.length) {
       const mark = this.mark();
       try {
         const bytes = new TextEncoder().encode(source);
-        this.run(KERNEL.loadTile, [this.put(bytes), bytes.length]);
+        const mod = hit.wasm ? wasm! : new Uint8Array(0);
+        this.run(KERNEL.loadTile, [this.put(bytes), bytes.length, mod.length ? this.put(mod) : 0, mod.length]);
       } finally {
         this.release(mark);
       }
     }
-    this.tile.fns = fns;
-    this.tileSource = source;
+    this.tile.fns = hit.fns;
+    this.tile.wasm = hit.wasm;
+    this.tileSource = key;
   }
 
   /** Writes the capture block's and gradient block's positions (bytes) for the next attention job's tile functions. */

@@ -78,6 +78,8 @@ export interface RawAttention {
 export interface RawFlex {
   /** JS source of the tile functions (`FlexKernelAttrs.tileSource`). */
   source: string;
+  /** The same functions as a wasm module (`FlexKernelAttrs.tileWasm`), or null. */
+  wasm?: Uint8Array | null;
   /** A score function is applied. */
   score: boolean;
   /** The mask function is applied (in partial blocks). */
@@ -100,7 +102,7 @@ export interface FlexReport {
 /** Lays the flex capture block, block table and gradient block out in memory; returns the extra kernel args. */
 function flexArgs(pool: WasmPool, f: RawFlex | null | undefined): { args: number[]; flag: number; grads: { at: number; per: number } | null } {
   if (!f) return { args: [0, 0], flag: 0, grads: null };
-  pool.setTileSource(f.source);
+  pool.setTileSource(f.source, f.wasm ?? null);
   const nN = f.numbers.length;
   const nT = f.tensors.length;
   const nG = f.gradSizes.length;

@@ -168,7 +168,7 @@ export async function wasmScenario(_device: T.Device, quick: boolean): Promise<B
 
 /**
  * flexAttention on the wasm backend, its functions inside the wasm flash kernel (all threads): softcap (a score
- * function, forward and forward+backward) and a 256-token sliding window (a block mask: empty key tiles skipped)
+ * function, forward and forward+backward; its tile functions as flex's wasm module and as JS) and a 256-token sliding window (a block mask: empty key tiles skipped)
  * beside the plain wasm flash forward, and the reference path (scores materialised, the user's JS per element) on
  * the float64 CPU device — what flex ran on the wasm device before its functions were compiled into the kernel.
  */
@@ -195,6 +195,11 @@ async function flexRow(quick: boolean, threads: number): Promise<BenchRow> {
     { reps, budgetMs: 8000 },
   );
   const window = await timeIt(dev, () => T.noGrad(() => flexAttention(q, k, v, { blockMask: win }).dispose()), { reps, budgetMs: 8000 });
+  // the same functions as JS tile functions instead of flex's wasm module
+  const pool = (dev as unknown as { pool: { useWasmTiles: boolean } }).pool;
+  pool.useWasmTiles = false;
+  const softJs = await timeIt(dev, () => T.noGrad(() => flexAttention(q, k, v, { scoreMod: sm }).dispose()), { reps, budgetMs: 8000 });
+  pool.useWasmTiles = true;
   progress('wasm: flex reference path');
   const [qc, kc, vc] = mk(T.cpu());
   const ref = await timeIt(T.cpu(), () => T.noGrad(() => flexAttention(qc, kc, vc, { scoreMod: sm }).dispose()), { reps: 1, budgetMs: 8000 });
@@ -205,6 +210,7 @@ async function flexRow(quick: boolean, threads: number): Promise<BenchRow> {
     flash_fwd_ms: plain.ms,
     softcap_fwd_ms: soft.ms,
     softcap_fwd_bwd_ms: softFb.ms,
+    softcap_js_tiles_fwd_ms: softJs.ms,
     window256_fwd_ms: window.ms,
     window256_density: win.density(),
     softcap_reference_fwd_ms: ref.ms,
