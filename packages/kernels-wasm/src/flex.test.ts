@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { alibi, causalMask, createBlockMask, documentMask, flexAttention, maskMod, relativePositionBias, scoreMod, slidingWindow, softcap, type MaskMod, type ScoreMod } from '@webattn/flex';
+import { alibi, causalMask, createBlockMask, documentMask, flexAttention, maskMod, relativePositionBias, scoreMod, slidingWindow, softcap, type MaskMod, type MaskModFn, type ScoreMod, type ScoreModFn } from '@webattn/flex';
 import '@webattn/kernels-wasm';
 import { expectClose, expectCode } from '../../../test-utils/index.js';
 import type { WasmDevice } from './device.js';
+import fc from 'fast-check';
+import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 
 // flexAttention on the wasm device runs the score/mask functions compiled from flex's IR to JS tile functions inside
 // the wasm flash kernel (forward and backward, block-sparse skipping). The oracle is flexAttention on the float64 CPU
@@ -27,7 +29,7 @@ describe.each([
     const cfg = T.getKernel(name, 'wasm')!;
     T.registerKernel({ ...cfg, fn: (i, a, d) => (calls++, cfg.fn(i, a, d)) });
   }
-  afterAll(() => expect(calls).toBeGreaterThanOrEqual(19));
+  afterAll(() => expect(calls).toBeGreaterThanOrEqual(35));
 
   const qkv = (d: T.Device, [B, Hq, Hkv, L, S, E, Ev]: number[], grad: boolean) =>
     [
@@ -107,6 +109,17 @@ describe.each([
         for (let e = 0; e < 8; e++) expect(w.grads[0]![(h * L + i) * 8 + e]).toBe(0);
       }
     }
+  });
+
+  it('random score and mask functions (fast-check): output, lse and dq, dk, dv equal the JS functions on the reference', async () => {
+    await fc.assert(
+      fc.asyncProperty(floatExpr, fc.option(boolExpr, { freq: 3 }), async (body, mbody) => {
+        const sm = scoreMod(eval(`(s, b, h, q, kv) => ${body}`) as ScoreModFn);
+        const mm = mbody === null ? null : maskMod(eval(`(b, h, q, kv) => ${mbody}`) as MaskModFn);
+        await compare([1, 2, 2, 70, 70, 8, 8], (d) => ({ scoreMod: sm, ...(mm ? { blockMask: createBlockMask(mm, 1, 2, 70, 70, { blockSize: 64, device: d }) } : {}) }), { atol: 5e-5, rtol: 5e-4 });
+      }),
+      { numRuns: 8, seed: 2026 },
+    );
   });
 
   it('captured-table gradient matches central differences of the float64 reference', async () => {
