@@ -23,12 +23,12 @@ tar -cf /tmp/pack-tree.tar -T /tmp/pack-files.txt \
   --exclude=node_modules/onnxruntime-web --exclude=node_modules/binaryen --exclude=node_modules/assemblyscript \
   --exclude=node_modules/vitepress --exclude=node_modules/@algolia --exclude=node_modules/shiki --exclude=node_modules/@vue \
   --exclude=node_modules/@iconify-json --exclude=node_modules/eslint --exclude=node_modules/@typescript-eslint \
-  --exclude=$TF/tfjs-backend-cpu --exclude="$TF/*/src" --exclude="$TF/*/dist/*.min.js" --exclude="$TF/*/dist/*.es2017.js" \
+  --exclude=$TF/tfjs-backend-cpu --exclude=$TF/tfjs-core/src --exclude=$TF/tfjs-backend-webgpu/src --exclude="$TF/*/dist/*.min.js" --exclude="$TF/*/dist/*.es2017.js" \
   --exclude="$TF/*/dist/*.fesm.js" --exclude="$TF/*/dist/*.esm.js" --exclude="$TF/*/dist/*_test.js" --exclude="$TF/*/dist/*.d.ts" \
   --exclude="$TF/tfjs-core/dist/tf-core.js" --exclude="$TF/tfjs-backend-webgpu/dist/tf-backend-webgpu.js" \
   --exclude="$TF/tfjs-backend-webgpu/dist/*_webgpu.js" --exclude="$TF/tfjs-backend-webgpu/dist/kernels" \
   node_modules
-xz -T2 -6 -c /tmp/pack-tree.tar > "$DEST/tree.tar.xz" && rm /tmp/pack-tree.tar
+xz -T2 -3 -c /tmp/pack-tree.tar > "$DEST/tree.tar.xz" && rm /tmp/pack-tree.tar
 cp apps/bench/gpu/run-full.sh "$DEST/run-full.sh"
 echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- packages apps || echo '+dirty')" > "$DEST/COMMIT"
 du -sh "$DEST"/* "$DEST"
