@@ -49,7 +49,7 @@ def num(v, d=2):
             return f'{v:,.0f}'
         if abs(v) >= 100:
             return f'{v:.0f}'
-        return f'{v:.{d}f}' if abs(v) >= 0.1 or v == 0 else f'{v:.3f}'
+        return f'{v:.{d}f}' if abs(v) >= 0.1 or v == 0 else f'{v:.2g}'
     return str(v)
 
 
@@ -80,7 +80,10 @@ def cell(r, key, flops=None):
 
 
 def ratio(peer_ms, ours_ms):
-    return f'{peer_ms / ours_ms:.2f}×' if peer_ms and ours_ms else '—'
+    if not (peer_ms and ours_ms):
+        return '—'
+    r = peer_ms / ours_ms
+    return f'{r:.2f}×' if r >= 0.1 else f'{r:.2g}×'
 
 
 def best(r, keys):
@@ -153,7 +156,7 @@ if os.path.exists(cp) and steps:
         w('- SM clock during each step (nvidia-smi every 0.5 s; median, min–max MHz; median W): '
           + '; '.join(f"{k} {v[0]:.0f} ({v[1]:.0f}–{v[2]:.0f}), {num(v[3], 0)} W" for k, v in clock_by_step.items()) + '.')
 w('- Method: webattn and TF.js: one first call (pipeline compiles; reported apart), then the median of up to 5 synced calls '
-  '(models: 3); PyTorch kernels: one first call, one warm-up, then CUDA events around enough calls for ~250 ms; PyTorch models: '
+  '(models: 3); PyTorch kernels: one first call, one warm-up, then CUDA events around enough calls for ~100 ms (at least 2); PyTorch models: '
   'like webattn. Attention TFLOP/s count 4·B·H·L²·E (halved when causal), ×3.5 for forward+backward. '
   '"speedup vs X" = X\'s time ÷ webattn\'s time (above 1: webattn is faster).')
 w('- Reproduce: see the top of `apps/bench/gpu/run-full.sh` (pack, one device call, this report). Raw JSON: '
