@@ -160,7 +160,7 @@ w('- Method: webattn and TF.js: one first call (pipeline compiles; reported apar
   'like webattn. Attention TFLOP/s count 4·B·H·L²·E (halved when causal), ×3.5 for forward+backward. '
   '"speedup vs X" = X\'s time ÷ webattn\'s time (above 1: webattn is faster).')
 w('- Reproduce: see the top of `apps/bench/gpu/run-full.sh` (pack, one device call, this report). Raw JSON: '
-  + (f'[`benchmarks/{date}-{short}-*.json`](benchmarks/).' if A.raw else 'the results folder.'))
+  + (f'`docs/benchmarks/{date}-{short}-*.json` (e.g. [webattn kernels](benchmarks/{date}-{short}-webattn_peers.json)).' if A.raw else 'the results folder.'))
 w('')
 
 # ---------------------------------------------------------------- reading it (computed)
@@ -245,8 +245,9 @@ for model in ('GPT-2 small', 'ViT-B/16'):
 if clock_by_step:
     low = [(k, v[0]) for k, v in clock_by_step.items() if v[0] < 1000]
     if low:
-        reading.append('The SM clock stayed low during ' + ', '.join(f'{k} (median {c:.0f} MHz)' for k, c in low)
-                       + ': those steps ran below the GPU\'s full clock, so their rows understate what the kernels do at full clock.')
+        mx = max((v[2] for v in clock_by_step.values()), default=None)
+        reading.append('The median SM clock was below 1000 MHz during ' + ', '.join(f'{k} ({c:.0f} MHz)' for k, c in low)
+                       + f': those rows were measured at that clock (highest sample of the call: {mx:.0f} MHz).')
 fails = [s for s in steps if s.get('rc') not in (0, None)]
 if fails:
     reading.append('Steps that did not finish: ' + ', '.join(f"{s['name']} (exit {s['rc']})" for s in fails) + '; their tables hold the rows measured before that.')
@@ -468,7 +469,7 @@ if notes:
     w('')
 prev = sorted(n for n in os.listdir(A.raw) if n.endswith('.md')) if A.raw and os.path.isdir(A.raw) else []
 if prev:
-    w('Earlier results (other kernels, other calls): ' + ', '.join(f'[{n}](benchmarks/{n})' for n in prev) + '.')
+    w('Earlier results (other kernels, other calls): ' + ', '.join(f'[{n[:-3]}](benchmarks/{n[:-3]})' for n in prev) + '.')
     w('')
 
 os.makedirs(os.path.dirname(os.path.abspath(A.doc)), exist_ok=True)

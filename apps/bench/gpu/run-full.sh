@@ -20,18 +20,18 @@
 # so a step cut by its timeout keeps what it measured:
 #   kernels      webattn_peers.mjs   matmul, attention f32/f16 fwd + fwd+bwd, varlen, flex      (KERNELS_S, 150)
 #   tfjs         tfjs_peer.mjs       TF.js matmul, unfused attention fwd + fwd+bwd, flex-like   (TFJS_S, 70)
-#   torch        torch_peers.py      PyTorch matmul, SDPA backends, varlen_attn, flex compiled  (TORCH_S, 85)
-#   models       webattn_models.mjs  GPT-2 small + ViT-B/16 fwd / train / generate             (MODELS_S, 130)
-#   torchmodels  torch_models.py     transformers GPT-2 small + ViT-B/16, same                  (TORCHMODELS_S, 60)
+#   torch        torch_peers.py      PyTorch matmul, SDPA backends, varlen_attn, flex compiled  (TORCH_S, 100)
+#   models       webattn_models.mjs  GPT-2 small + ViT-B/16 fwd / train / generate             (MODELS_S, 150)
+#   torchmodels  torch_models.py     transformers GPT-2 small + ViT-B/16, same                  (TORCHMODELS_S, 70)
 #   probe        matmul_probe.mjs    (optional) matmul tilings and subgroup-matrix probes       (PROBE_S, 120)
 #   tests        (optional) vitest --project gpu on TEST_FILES                                  (TEST_S, 200)
-# BUDGET (default 555 s) caps the whole script: a step gets min(its timeout, what is left − 10 s).
-# QUICK=1: tiny shapes and toy models end to end (validation, ~2-3 min). A step's exit code 124 = its timeout.
+# BUDGET (default 575 s; unpacking takes ~2 s there) caps the whole script: a step gets min(its timeout, what is left − 10 s).
+# QUICK=1: tiny shapes and toy models end to end (validation: 116 s on the H100 with BUDGET=225). A step's exit code 124 = its timeout.
 set -uo pipefail
 REPO=$(pwd)
 PACK=${PACK:-.dev-bench}
 STEPS=${STEPS:-kernels tfjs torch models torchmodels}
-BUDGET=${BUDGET:-555}
+BUDGET=${BUDGET:-575}
 T0=$(date +%s)
 el() { echo "[t+$(( $(date +%s) - T0 ))s] $*"; }
 OUT=${OUT:-/tmp/out}
@@ -94,9 +94,9 @@ for s in $STEPS; do
   case $s in
     kernels) run kernels "${KERNELS_S:-150}" node $G/webattn_peers.mjs --json "$RES/webattn_peers.json" ;;
     tfjs) run tfjs "${TFJS_S:-70}" node $G/tfjs_peer.mjs --json "$RES/tfjs.json" ;;
-    torch) run torch "${TORCH_S:-85}" python3 $G/torch_peers.py --json "$RES/torch_peers.json" ;;
-    models) run models "${MODELS_S:-130}" node $G/webattn_models.mjs --json "$RES/webattn_models.json" ;;
-    torchmodels) run torchmodels "${TORCHMODELS_S:-60}" python3 $G/torch_models.py --json "$RES/torch_models.json" ;;
+    torch) run torch "${TORCH_S:-100}" python3 $G/torch_peers.py --json "$RES/torch_peers.json" ;;
+    models) run models "${MODELS_S:-150}" node $G/webattn_models.mjs --json "$RES/webattn_models.json" ;;
+    torchmodels) run torchmodels "${TORCHMODELS_S:-70}" python3 $G/torch_models.py --json "$RES/torch_models.json" ;;
     probe) PROBE_SECONDS=$(( ${PROBE_S:-120} - 20 )) run probe "${PROBE_S:-120}" node $G/matmul_probe.mjs --json "$RES/probe.json" ;;
     tests) WEBATTN_EXPECT_F16=1 run tests "${TEST_S:-200}" node node_modules/vitest/vitest.mjs run --project gpu ${TEST_FILES:-packages/kernels-webgpu} ;;
     *) el "unknown step $s" ;;

@@ -5,40 +5,64 @@
 //   matMul(p, v) — forward and forward+backward (tf.grads); f32 only: TF.js has no float16 dtype.
 // Shapes whose L×L score tensor exceeds the device's largest storage binding are reported as skipped.
 //   node apps/bench/gpu/tfjs_peer.mjs --json out.json      (QUICK=1: tiny shapes; DEADLINE_S: budget)
-import * as T from '@webattn/core-tensor';
-import '@webattn/kernels-webgpu';
-import { createRequire, register } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { QUICK, SHAPES, attnName, errText, median, opt, resultFile, secondsLeft } from './common.mjs';
+import * as T from "@webattn/core-tensor";
+import "@webattn/kernels-webgpu";
+import { createRequire, register } from "node:module";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import {
+  QUICK,
+  SHAPES,
+  attnName,
+  errText,
+  median,
+  opt,
+  resultFile,
+  secondsLeft,
+} from "./common.mjs";
 
-const { tfjsOn } = await import('../dist/peers/tfjs.js');
+const { tfjsOn } = await import("../dist/peers/tfjs.js");
 const require = createRequire(import.meta.url);
 // TF.js's gradients (what @tensorflow/tfjs registers): tfjs-core's per-file ES modules, through tfjs-esm-hooks.mjs
-let gradients = 'registered';
+let gradients = "registered";
 try {
-  register('./tfjs-esm-hooks.mjs', import.meta.url);
-  await import(pathToFileURL(join(dirname(require.resolve('@tensorflow/tfjs-core/package.json')), 'dist/register_all_gradients.js')).href);
+  register("./tfjs-esm-hooks.mjs", import.meta.url);
+  await import(
+    pathToFileURL(
+      join(
+        dirname(require.resolve("@tensorflow/tfjs-core/package.json")),
+        "dist/register_all_gradients.js"
+      )
+    ).href
+  );
 } catch (e) {
   gradients = `not loaded: ${errText(e)}`;
 }
-const dev = await T.getDevice({ kind: 'webgpu' });
+const dev = await T.getDevice({ kind: "webgpu" });
 const tf = await tfjsOn(dev);
-const maxBinding = Math.min(dev.limits.maxStorageBufferBindingSize ?? Infinity, dev.limits.maxBufferSize ?? Infinity);
-const out = resultFile(opt('--json', null), {
-  peer: 'tfjs',
+const maxBinding = Math.min(
+  dev.limits.maxStorageBufferBindingSize ?? Infinity,
+  dev.limits.maxBufferSize ?? Infinity
+);
+const out = resultFile(opt("--json", null), {
+  peer: "tfjs",
   date: new Date().toISOString(),
   quick: QUICK,
   tfjs: tf.version_core,
-  tfjs_webgpu: require('@tensorflow/tfjs-backend-webgpu/package.json').version,
+  tfjs_webgpu: require("@tensorflow/tfjs-backend-webgpu/package.json").version,
   backend: tf.getBackend(),
   device: dev.info,
   max_binding_bytes: maxBinding,
   gradients,
   f16: false,
-  f16_reason: 'TF.js 4.22 has no float16 dtype (DataType is float32 | int32 | bool | complex64 | string)',
+  f16_reason:
+    "TF.js 4.22 has no float16 dtype (DataType is float32 | int32 | bool | complex64 | string)",
 });
-console.log(`tfjs ${tf.version_core} on ${tf.getBackend()} (${dev.info.adapter}), largest binding ${maxBinding} B`);
+console.log(
+  `tfjs ${tf.version_core} on ${tf.getBackend()} (${
+    dev.info.adapter
+  }), largest binding ${maxBinding} B`
+);
 const REPS = QUICK ? 2 : 5;
 const BUDGET_MS = QUICK ? 2000 : 3000;
 
@@ -62,7 +86,10 @@ async function measure(fn, reps = REPS) {
   const first = performance.now() - t;
   const times = [];
   const start = performance.now();
-  while (times.length < reps && (times.length === 0 || performance.now() - start < BUDGET_MS)) {
+  while (
+    times.length < reps &&
+    (times.length === 0 || performance.now() - start < BUDGET_MS)
+  ) {
     t = performance.now();
     await once();
     times.push(performance.now() - t);
@@ -89,7 +116,12 @@ const enough = (row, need) => {
 };
 
 /** Unfused attention on [B·H, L, E]: optional causal / sliding-window band and tanh softcap. */
-function attention(q, k, v, { causal = false, window = null, cap = null } = {}) {
+function attention(
+  q,
+  k,
+  v,
+  { causal = false, window = null, cap = null } = {}
+) {
   return tf.tidy(() => {
     const [, L, E] = q.shape;
     let s = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(E));
@@ -106,41 +138,77 @@ function attention(q, k, v, { causal = false, window = null, cap = null } = {}) 
 async function attnRow(row, { B, H, L, E }, mods) {
   const scoreBytes = B * H * L * L * 4;
   if (scoreBytes > maxBinding) {
-    row.skipped = `the unfused L×L scores take ${(scoreBytes / 2 ** 30).toFixed(1)} GiB, over the device's largest storage binding (${(maxBinding / 2 ** 30).toFixed(1)} GiB)`;
+    row.skipped = `the unfused L×L scores take ${(scoreBytes / 2 ** 30).toFixed(
+      1
+    )} GiB, over the device's largest storage binding (${(
+      maxBinding /
+      2 ** 30
+    ).toFixed(1)} GiB)`;
     out.emit(row);
     return;
   }
-  const [q, k, v, g] = [3, 4, 5, 6].map((seed) => tf.randomNormal([B * H, L, E], 0, 1, 'float32', seed));
-  const f = await into(row, 'unfused_fwd', () => attention(q, k, v, mods));
+  const [q, k, v, g] = [3, 4, 5, 6].map((seed) =>
+    tf.randomNormal([B * H, L, E], 0, 1, "float32", seed)
+  );
+  const f = await into(row, "unfused_fwd", () => attention(q, k, v, mods));
   if (f && secondsLeft() > 8) {
     const grads = tf.grads((a, b, c) => attention(a, b, c, mods));
-    await into(row, 'unfused_fwdbwd', () => tf.tidy(() => grads([q, k, v], g)));
+    await into(row, "unfused_fwdbwd", () => tf.tidy(() => grads([q, k, v], g)));
   }
   out.emit(row);
   for (const t of [q, k, v, g]) t.dispose();
 }
 
 for (const n of SHAPES.matmul) {
-  const row = { kind: 'matmul', name: `matmul ${n}³`, dtype: 'f32', n };
+  const row = { kind: "matmul", name: `matmul ${n}³`, dtype: "f32", n };
   if (!enough(row, 5)) continue;
-  const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
-  const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
-  await into(row, 'fwd', () => tf.matMul(a, b), QUICK ? 2 : 10);
+  const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
+  const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
+  await into(row, "fwd", () => tf.matMul(a, b), QUICK ? 2 : 10);
   out.emit(row);
   a.dispose();
   b.dispose();
 }
 for (const s of SHAPES.attention) {
-  const row = { kind: 'attention', name: attnName(s), dtype: 'f32', B: s.B, H: s.H, L: s.L, E: s.E, causal: s.causal };
+  const row = {
+    kind: "attention",
+    name: attnName(s),
+    dtype: "f32",
+    B: s.B,
+    H: s.H,
+    L: s.L,
+    E: s.E,
+    causal: s.causal,
+  };
   if (!enough(row, 8)) continue;
   await attnRow(row, s, { causal: s.causal });
 }
 for (const s of SHAPES.flex) {
-  for (const variant of ['softcap', 'window']) {
-    const label = variant === 'softcap' ? `flex softcap(${SHAPES.softcap})` : `flex slidingWindow(${SHAPES.window})`;
-    const row = { kind: 'flex', variant, name: `${label} B=${s.B} H=${s.H} L=${s.L} E=${s.E}`, dtype: 'f32', B: s.B, H: s.H, L: s.L, E: s.E, causal: variant === 'window', note: 'dense unfused: the mask is an additive L×L band' };
+  for (const variant of ["softcap", "window"]) {
+    const label =
+      variant === "softcap"
+        ? `flex softcap(${SHAPES.softcap})`
+        : `flex slidingWindow(${SHAPES.window})`;
+    const row = {
+      kind: "flex",
+      variant,
+      name: `${label} B=${s.B} H=${s.H} L=${s.L} E=${s.E}`,
+      dtype: "f32",
+      B: s.B,
+      H: s.H,
+      L: s.L,
+      E: s.E,
+      causal: variant === "window",
+      note: "dense unfused: the mask is an additive L×L band",
+    };
     if (!enough(row, 8)) continue;
-    await attnRow(row, s, variant === 'softcap' ? { cap: SHAPES.softcap } : { window: SHAPES.window });
+    await attnRow(
+      row,
+      s,
+      variant === "softcap"
+        ? { cap: SHAPES.softcap }
+        : { window: SHAPES.window }
+    );
   }
 }
 console.log(`tfjs done: ${out.rows.length} rows`);

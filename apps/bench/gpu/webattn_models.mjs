@@ -7,24 +7,87 @@
 // Random init, dropout 0. Each measurement keeps its first call apart (pipeline compiles) and counts the
 // pipelines the SECOND call creates (a model's second run must compile nothing).
 //   node apps/bench/gpu/webattn_models.mjs --json out.json   (QUICK=1: tiny configs; DEADLINE_S: budget)
-import * as T from '@webattn/core-tensor';
-import '@webattn/kernels-webgpu';
-import { AdamW, GPT2LMHeadModel, ViTForImageClassification, eagerAttention, flashAttention, gpt2Config, sdpaAttention, vitConfig } from '@webattn/models';
-import { QUICK, errText, median, opt, resultFile, secondsLeft } from './common.mjs';
+import * as T from "@webattn/core-tensor";
+import "@webattn/kernels-webgpu";
+import {
+  AdamW,
+  GPT2LMHeadModel,
+  ViTForImageClassification,
+  eagerAttention,
+  flashAttention,
+  gpt2Config,
+  sdpaAttention,
+  vitConfig,
+} from "@webattn/models";
+import {
+  QUICK,
+  errText,
+  median,
+  opt,
+  resultFile,
+  secondsLeft,
+} from "./common.mjs";
 
-const dev = await T.getDevice({ kind: 'webgpu' });
-const hasF16 = dev.hasFeature('shader-f16');
-const out = resultFile(opt('--json', null), { peer: 'webattn-models', date: new Date().toISOString(), quick: QUICK, node: process.version, device: dev.info, f16: hasF16 });
-console.log(`webattn-models on ${dev.info.adapter} (${dev.info.api}), f16: ${hasF16}`);
+const dev = await T.getDevice({ kind: "webgpu" });
+const hasF16 = dev.hasFeature("shader-f16");
+const out = resultFile(opt("--json", null), {
+  peer: "webattn-models",
+  date: new Date().toISOString(),
+  quick: QUICK,
+  node: process.version,
+  device: dev.info,
+  f16: hasF16,
+});
+console.log(
+  `webattn-models on ${dev.info.adapter} (${dev.info.api}), f16: ${hasF16}`
+);
 const pipelines = () => dev.pipelineCount ?? NaN;
-const ATTN = { flash: flashAttention, sdpa: sdpaAttention, eager: eagerAttention };
-const ONLY = process.env.MODELS_ONLY ? process.env.MODELS_ONLY.split(',') : null; // e.g. gpt2,vit
+const ATTN = {
+  flash: flashAttention,
+  sdpa: sdpaAttention,
+  eager: eagerAttention,
+};
+const ONLY = process.env.MODELS_ONLY
+  ? process.env.MODELS_ONLY.split(",")
+  : null; // e.g. gpt2,vit
 
 const GPT2 = QUICK
-  ? { cfg: gpt2Config({ vocab_size: 1024, n_positions: 128, n_embd: 64, n_layer: 2, n_head: 2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }), B: 2, L: 64, prompt: 16, newTokens: 4 }
-  : { cfg: gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }), B: 8, L: 1024, prompt: 64, newTokens: 32 };
+  ? {
+      cfg: gpt2Config({
+        vocab_size: 1024,
+        n_positions: 128,
+        n_embd: 64,
+        n_layer: 2,
+        n_head: 2,
+        resid_pdrop: 0,
+        embd_pdrop: 0,
+        attn_pdrop: 0,
+      }),
+      B: 2,
+      L: 64,
+      prompt: 16,
+      newTokens: 4,
+    }
+  : {
+      cfg: gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }),
+      B: 8,
+      L: 1024,
+      prompt: 64,
+      newTokens: 32,
+    };
 const VIT = QUICK
-  ? { cfg: vitConfig({ image_size: 32, patch_size: 8, hidden_size: 64, num_attention_heads: 2, num_hidden_layers: 2, intermediate_size: 128, num_labels: 10 }), B: 2 }
+  ? {
+      cfg: vitConfig({
+        image_size: 32,
+        patch_size: 8,
+        hidden_size: 64,
+        num_attention_heads: 2,
+        num_hidden_layers: 2,
+        intermediate_size: 128,
+        num_labels: 10,
+      }),
+      B: 2,
+    }
   : { cfg: vitConfig({ num_labels: 1000 }), B: 32 };
 const REPS = QUICK ? 2 : 3;
 
@@ -44,8 +107,16 @@ async function measure(fn, reps = REPS, budgetMs = 8000) {
   const second = await once();
   const times = [second.ms];
   const start = performance.now();
-  while (times.length < reps && performance.now() - start < budgetMs) times.push((await once()).ms);
-  return { ms: median(times), reps: times.length, first_ms: first.ms, first_pipelines: first.pipelines, second_ms: second.ms, second_pipelines: second.pipelines };
+  while (times.length < reps && performance.now() - start < budgetMs)
+    times.push((await once()).ms);
+  return {
+    ms: median(times),
+    reps: times.length,
+    first_ms: first.ms,
+    first_pipelines: first.pipelines,
+    second_ms: second.ms,
+    second_pipelines: second.pipelines,
+  };
 }
 async function into(row, key, fn, reps, budgetMs) {
   try {
@@ -69,28 +140,52 @@ function release(model, optimizer) {
   }
   dev.emptyCache?.();
 }
-const ints = (n, mod, seed) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729 + ((i * i) % 613)) % mod);
+const ints = (n, mod, seed) =>
+  Int32Array.from(
+    { length: n },
+    (_, i) => (i * 7919 + seed * 104729 + ((i * i) % 613)) % mod
+  );
 // most informative first (a run cut by its deadline loses the tail): f32 flash and eager, f16 flash, sdpa, f16 eager
-const variants = [['flash', 'float32'], ['eager', 'float32'], ['flash', 'float16'], ['sdpa', 'float32'], ['eager', 'float16']].flatMap(([attn, dtype]) =>
-  ['gpt2', 'vit'].map((model) => ({ model, attn, dtype })),
+const variants = [
+  ["flash", "float32"],
+  ["eager", "float32"],
+  ["flash", "float16"],
+  ["sdpa", "float32"],
+  ["eager", "float16"],
+].flatMap(([attn, dtype]) =>
+  ["gpt2", "vit"].map((model) => ({ model, attn, dtype }))
 );
 
 for (const v of variants) {
   if (ONLY && !ONLY.includes(v.model)) continue;
-  const tag = v.dtype === 'float16' ? 'f16' : 'f32';
-  const isGpt = v.model === 'gpt2';
+  const tag = v.dtype === "float16" ? "f16" : "f32";
+  const isGpt = v.model === "gpt2";
   const spec = isGpt ? GPT2 : VIT;
   const row = {
-    kind: 'model',
-    model: isGpt ? 'GPT-2 small' : 'ViT-B/16',
-    name: `${isGpt ? 'GPT-2 small' : 'ViT-B/16'} ${v.attn}`,
+    kind: "model",
+    model: isGpt ? "GPT-2 small" : "ViT-B/16",
+    name: `${isGpt ? "GPT-2 small" : "ViT-B/16"} ${v.attn}`,
     attn: v.attn,
     dtype: tag,
     B: spec.B,
-    ...(isGpt ? { L: spec.L, layers: spec.cfg.n_layer, hidden: spec.cfg.n_embd, heads: spec.cfg.n_head, vocab: spec.cfg.vocab_size } : { image: spec.cfg.image_size, patch: spec.cfg.patch_size, layers: spec.cfg.num_hidden_layers, hidden: spec.cfg.hidden_size, heads: spec.cfg.num_attention_heads }),
+    ...(isGpt
+      ? {
+          L: spec.L,
+          layers: spec.cfg.n_layer,
+          hidden: spec.cfg.n_embd,
+          heads: spec.cfg.n_head,
+          vocab: spec.cfg.vocab_size,
+        }
+      : {
+          image: spec.cfg.image_size,
+          patch: spec.cfg.patch_size,
+          layers: spec.cfg.num_hidden_layers,
+          hidden: spec.cfg.hidden_size,
+          heads: spec.cfg.num_attention_heads,
+        }),
   };
-  if (v.dtype === 'float16' && !hasF16) {
-    row.skipped = 'adapter without shader-f16';
+  if (v.dtype === "float16" && !hasF16) {
+    row.skipped = "adapter without shader-f16";
     out.emit(row);
     continue;
   }
@@ -104,8 +199,18 @@ for (const v of variants) {
   let optimizer = null;
   try {
     const t0 = performance.now();
-    model = isGpt ? new GPT2LMHeadModel(spec.cfg, { attention: ATTN[v.attn], device: dev, seed: 1 }) : new ViTForImageClassification(spec.cfg, { attention: ATTN[v.attn], device: dev, seed: 1 });
-    if (v.dtype === 'float16') await model.to('float16');
+    model = isGpt
+      ? new GPT2LMHeadModel(spec.cfg, {
+          attention: ATTN[v.attn],
+          device: dev,
+          seed: 1,
+        })
+      : new ViTForImageClassification(spec.cfg, {
+          attention: ATTN[v.attn],
+          device: dev,
+          seed: 1,
+        });
+    if (v.dtype === "float16") await model.to("float16");
     await dev.sync();
     row.init_ms = performance.now() - t0;
     row.params = model.parameters().reduce((p, t) => p + t.size, 0);
@@ -113,31 +218,53 @@ for (const v of variants) {
     let promptIds = null;
     if (isGpt) {
       const { B, L } = spec;
-      const ids = T.tensor(ints(B * L, spec.cfg.vocab_size, 1), [B, L], { dtype: 'int32', device: dev });
+      const ids = T.tensor(ints(B * L, spec.cfg.vocab_size, 1), [B, L], {
+        dtype: "int32",
+        device: dev,
+      });
       inputs = { inputIds: ids, labels: ids };
-      promptIds = T.tensor(ints(spec.prompt, spec.cfg.vocab_size, 2), [1, spec.prompt], { dtype: 'int32', device: dev });
+      promptIds = T.tensor(
+        ints(spec.prompt, spec.cfg.vocab_size, 2),
+        [1, spec.prompt],
+        { dtype: "int32", device: dev }
+      );
     } else {
       const { B } = spec;
-      const px = T.randn([B, spec.cfg.num_channels, spec.cfg.image_size, spec.cfg.image_size], { seed: 3, device: dev, dtype: v.dtype });
-      const labels = T.tensor(Int32Array.from({ length: B }, (_, i) => (i * 37) % spec.cfg.num_labels), [B], { dtype: 'int32', device: dev });
+      const px = T.randn(
+        [B, spec.cfg.num_channels, spec.cfg.image_size, spec.cfg.image_size],
+        { seed: 3, device: dev, dtype: v.dtype }
+      );
+      const labels = T.tensor(
+        Int32Array.from(
+          { length: B },
+          (_, i) => (i * 37) % spec.cfg.num_labels
+        ),
+        [B],
+        { dtype: "int32", device: dev }
+      );
       inputs = { pixelValues: px, labels };
     }
-    const fwdInputs = isGpt ? { inputIds: inputs.inputIds } : { pixelValues: inputs.pixelValues };
+    const fwdInputs = isGpt
+      ? { inputIds: inputs.inputIds }
+      : { pixelValues: inputs.pixelValues };
     // forward: eval, parameters frozen (no tape), like torch.no_grad()
     model.eval();
     setGrad(model, false);
-    await into(row, 'fwd', async () => {
+    await into(row, "fwd", async () => {
       await model.forward(fwdInputs);
     });
     // greedy generation: prefill + one-token steps with the KV cache, eos off so every run makes newTokens
     if (isGpt && secondsLeft() > 15) {
       const g = await into(
         row,
-        'gen',
+        "gen",
         async () => {
-          await model.generate(promptIds, { maxNewTokens: spec.newTokens, eosTokenId: null });
+          await model.generate(promptIds, {
+            maxNewTokens: spec.newTokens,
+            eosTokenId: null,
+          });
         },
-        2,
+        2
       );
       if (g) {
         row.gen_new_tokens = spec.newTokens;
@@ -151,14 +278,14 @@ for (const v of variants) {
       setGrad(model, true);
       optimizer = new AdamW(model.parameters(), { lr: 1e-4 });
       const losses = [];
-      await into(row, 'train', async () => {
+      await into(row, "train", async () => {
         const { loss } = await model.forward(inputs);
         loss.backward();
         optimizer.step();
         optimizer.zeroGrad();
         losses.push((await loss.toArray())[0]);
       });
-      row.train_losses = losses.map((x) => Number(x.toFixed(4))).join(',');
+      row.train_losses = losses.map((x) => Number(x.toFixed(4))).join(",");
       row.train_loss_finite = losses.every(Number.isFinite);
     }
   } catch (e) {
@@ -175,6 +302,8 @@ for (const v of variants) {
 }
 out.meta.pipelines_total = pipelines();
 out.write();
-console.log(`webattn-models done: ${out.rows.length} rows, ${pipelines()} pipelines`);
+console.log(
+  `webattn-models done: ${out.rows.length} rows, ${pipelines()} pipelines`
+);
 dev.destroy();
 process.exit(0);
