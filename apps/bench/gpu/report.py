@@ -244,6 +244,25 @@ for model in ('GPT-2 small', 'ViT-B/16'):
     if g and gp:
         bo, bt = max(g), max(gp)
         reading.append(f"{model} greedy generation: webattn {bo[0]:.1f} tokens/s ({bo[1]}, {bo[2]}) vs transformers {bt[0]:.1f} tokens/s ({bt[1]}, {bt[2]}).")
+for (k, n, d), r in sorted(Wi.items(), key=lambda kv: (str(kv[0][1]), str(kv[0][2]))):
+    if k == 'varlen':
+        a, b = ms_of(r, 'packed_fwd'), ms_of(r, 'padded_fwd')
+        p = Pi.get(('varlen', n, 'f16' if d == 'f16' else 'bf16'))
+        pa, pb = ms_of(p, 'packed_fwd'), ms_of(p, 'padded_fwd')
+        if a and b:
+            reading.append(f"{n.replace('varlen ', 'Varlen ')}, {d}: webattn's packed forward runs at {b / a:.2f}× the speed of its padded run"
+                           + (f"; PyTorch varlen_attn at {pb / pa:.2f}× the speed of its padded SDPA ({p['dtype']})" if pa and pb else '') + '.')
+for (k, n, d), r in Wi.items():
+    if k == 'flex' and r.get('variant') == 'window' and ms_of(r, 'fwd'):
+        dr = Wi.get(('attention', f"B={r['B']} H={r['H']} L={r['L']} E={r['E']} causal", d))
+        if ms_of(dr, 'flash_fwd'):
+            reading.append(f"{n}, {d}: the block-sparse window forward runs at {ms_of(dr, 'flash_fwd') / ms_of(r, 'fwd'):.2f}× the speed of dense causal flash"
+                           + (f" at block density {r['density']:.3f}." if r.get('density') else '.'))
+firsts = [(r.get(k), r['name'], r.get('dtype'), k[:-9]) for r in W.get('rows', []) for k in r if k.endswith('_first_ms') and isinstance(r.get(k), (int, float))]
+if firsts:
+    top = max(firsts)
+    reading.append(f"First calls (pipeline compiles included) of the webattn kernels took up to {top[0] / 1e3:.1f} s ({top[1]} {top[2]} {top[3]}); "
+                   f"{W.get('pipelines_total', '?')} pipelines in the kernel run.")
 if clock_by_step:
     low = [(k, v[0]) for k, v in clock_by_step.items() if v[0] < 1000]
     if low:
