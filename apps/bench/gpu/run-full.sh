@@ -5,7 +5,8 @@
 # Lead's final call (exact commands):
 #   1. here, in the checkout to measure (after `npm run build`; it must pass):
 #        bash apps/bench/gpu/pack-full.sh /work/main/.dev-bench
-#      (packs Node, the built tree with a trimmed node_modules incl. TF.js 4.22, this script, COMMIT; ~40-60 MiB)
+#      (packs Node, the built tree with a trimmed node_modules incl. TF.js 4.22, this script, COMMIT: ~48 MiB,
+#      about 5 min on the shared 2-core machine)
 #   2. `status` (budget_left_s − 600 must stay ≥ 700), then one `run`:
 #        kind nvidia-h100-x1, timeout_s 600, carry [".gl", ".dev-bench"],
 #        command "PACK=.dev-bench bash .dev-bench/run-full.sh"
