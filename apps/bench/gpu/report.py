@@ -95,14 +95,21 @@ def best(r, keys):
 notes = []  # footnote lines: errors and skips, listed once
 
 
+def safe(text):
+    """Free text from the JSON (errors, adapter strings) made safe for a VitePress page: no HTML tags, no Vue
+    interpolation, no table pipes."""
+    return (str(text).replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace('{{', '{ {').replace('}}', '} }')
+            .replace('|', '/').replace('\n', ' '))
+
+
 def note_errors(peer, r):
     if not r:
         return
     for k, v in r.items():
         if k.endswith('_error') or k == 'error':
-            notes.append(f"- {peer} · {r.get('name')} {r.get('dtype', '')} · {k[:-6] if k != 'error' else 'row'}: {str(v)[:220]}")
+            notes.append(f"- {peer} · {r.get('name')} {r.get('dtype', '')} · {k[:-6] if k != 'error' else 'row'}: {safe(str(v)[:220])}")
         elif k.endswith('skipped') and isinstance(v, str):
-            notes.append(f"- {peer} · {r.get('name')} {r.get('dtype', '')} · skipped{(' ' + k[:-8]) if k != 'skipped' else ''}: {v[:160]}")
+            notes.append(f"- {peer} · {r.get('name')} {r.get('dtype', '')} · skipped{(' ' + k[:-8]) if k != 'skipped' else ''}: {safe(v[:160])}")
 
 
 # ---------------------------------------------------------------- header
@@ -123,12 +130,12 @@ if QUICK:
 feat = ', '.join(dev.get('features', [])) or 'none'
 w(f"- **Date**: {date} · **GPU**: {gpu_txt or gpu_name}")
 w(f"- **webattn** commit `{ENV.get('commit', '?')}`; Node {W.get('node') or ENV.get('node', '?')}; `webgpu` {W.get('webgpu', '?')} (Dawn) on "
-  f"{dev.get('api', '?')}; adapter \"{dev.get('adapter', '?')}\"; tier `{dev.get('tier', '?')}`; features {feat}"
+  f"{dev.get('api', '?')}; adapter \"{safe(dev.get('adapter', '?'))}\"; tier `{dev.get('tier', '?')}`; features {feat}"
   + (f"; largest storage binding {W.get('limits', {}).get('maxStorageBufferBindingSize', 0) / 2**30:.1f} GiB" if W.get('limits', {}).get('maxStorageBufferBindingSize') else '')
-  + (f" ({dev.get('reason')})" if dev.get('reason') else ''))
+  + (f" ({safe(dev.get('reason'))})" if dev.get('reason') else ''))
 w(f"- **PyTorch** {P.get('torch') or PM.get('torch', '?')} (CUDA {P.get('cuda', '?')}, cuDNN {P.get('cudnn', '?')}); "
   f"**transformers** {PM.get('transformers', '?')}; **TF.js** {J.get('tfjs', '?')} with tfjs-backend-webgpu {J.get('tfjs_webgpu', '?')} "
-  f"on webattn's own GPUDevice (same Dawn, adapter and limits); TF.js gradients {J.get('gradients', '?')}.")
+  f"on webattn's own GPUDevice (same Dawn, adapter and limits); TF.js gradients {safe(J.get('gradients', '?'))}.")
 if J.get('f16_reason'):
     w(f"- TF.js has no f16 rows: {J['f16_reason']}.")
 if not W.get('f16', True):
