@@ -6,8 +6,10 @@
  *
  *   webattn-bench [scenario ...] [--full] [--tables] [--out DIR] [--json FILE]
  *
- * The default run takes the quick part of each default scenario (under three minutes on a 2-core
- * machine with llvmpipe); `--full` runs today's whole sweep. Name scenarios to pick them.
+ * The default run takes the quick part of each default scenario on the default device — the wasm backend where
+ * the only WebGPU adapters are software rasterizers (about a minute on a 2-core machine; ~80 s on llvmpipe with
+ * `WEBATTN_DEVICE=webgpu`); `--full` runs today's whole sweep. Name scenarios to pick them. Ops that ran the CPU
+ * reference kernels instead of the device's are counted per scenario (rows `cpu fallback`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +17,9 @@ import { fileURLToPath } from 'node:url';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import '@webattn/kernels-webgpu';
+// the fast CPU backend: the default device where the only WebGPU adapters are software rasterizers
+import '@webattn/kernels-wasm';
+import { describeFallbacks, installFallbackCensus, takeFallbacks } from './fallback.js';
 import { charts, renderHtml, type ReportData } from './html-report.js';
 import { headlines, loadReferences, renderHeadlines, renderTable } from './report.js';
 import { attentionScenario, attentionVsTfjsScenario } from './scenarios/attention.js';
@@ -40,12 +45,13 @@ export interface Scenario {
   run: ScenarioRun;
   /** part of the run with no scenario named (false: only when named, e.g. GPU-machine shapes) */
   inDefault: boolean;
-  /** expected seconds of the quick and the full part on llvmpipe (drives the progress bar's ETA) */
+  /** expected seconds of the quick and the full part on llvmpipe (drives the progress bar's ETA; it rescales by the speed of the finished steps) */
   seconds: [quick: number, full: number];
 }
 
-// Budget of the default run on a 2-core llvmpipe machine: ≤ 180 s including `npm run build` (~25 s)
-// and Dawn's start; these take ~95 s there, so keep a new scenario's quick part under ~15 s.
+// Budget of the default run on a 2-core machine: ≤ 180 s including `npm run build` (~25 s) and Dawn's start. On the
+// wasm backend (the default device there) these take ~40-60 s; forced onto llvmpipe ~80 s: keep a new scenario's quick
+// part under ~15 s on llvmpipe.
 const SCENARIOS: Scenario[] = [
   { name: 'kernels', run: kernelsScenario, inDefault: true, seconds: [2, 15] },
   // memory runs early: tensors other scenarios leave to the collector would show in its byte counts
@@ -98,7 +104,9 @@ async function main(): Promise<void> {
   }
   const run = picked.length ? picked : SCENARIOS.filter((s) => s.inDefault);
   const device = await T.getDevice();
+  installFallbackCensus();
   console.log(`webattn-bench on ${device.info.adapter} (${device.info.backend}/${device.info.api}) · ${run.map((s) => s.name).join(', ')}${full ? ' · full sweep' : ''}`);
+  if (device.info.reason) console.log(`device: ${device.info.reason}`);
   startPlan(run.map((s) => ({ name: s.name, estimateS: s.seconds[full ? 1 : 0] })));
   const tick = setInterval(progressTick, 1000);
   tick.unref();
@@ -106,7 +114,14 @@ async function main(): Promise<void> {
   for (const s of run) {
     beginStep(s.name);
     progress(`${s.name}: starting`);
+    takeFallbacks();
+    const t1 = performance.now();
     rows.push(...(await runPart(s, device, full)));
+    const fb = takeFallbacks();
+    if (fb.length) {
+      const ms = fb.reduce((p, f) => p + f.ms, 0);
+      rows.push({ scenario: 'cpu fallback', name: s.name, ops: describeFallbacks(fb), fallback_ms: ms, share_of_scenario: ms / (performance.now() - t1) });
+    }
   }
   clearInterval(tick);
   progressDone();

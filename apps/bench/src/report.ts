@@ -14,7 +14,8 @@ export function fmt(v: unknown): string {
 
 /** The adapter line every report starts with. */
 export function adapterLine(info: DeviceInfo): string {
-  return `adapter: ${info.adapter} | api: ${info.api} | backend: ${info.backend} | software: ${info.software} | features: ${info.features.join(', ') || 'none'}`;
+  const why = info.reason ? ` | chosen: ${info.reason}` : '';
+  return `adapter: ${info.adapter} | api: ${info.api} | backend: ${info.backend} | software: ${info.software} | features: ${info.features.join(', ') || 'none'}${why}`;
 }
 
 /** Plain-text table of rows, grouped by scenario, headed by the adapter that produced them. */
@@ -249,6 +250,16 @@ export function headlines(rows: BenchRow[], refs: References): Headline[] {
     published: `${PUBLISHED_GPT2}; goal ≥ 2×`,
     meets: g2p ? num(g2p, 'train_speedup_vs_padded')! >= 2 : null,
   });
+  const fb = rows.filter((r) => r.scenario === 'cpu fallback');
+  if (fb.length) {
+    out.push({
+      question: 'ops that ran the CPU reference kernels instead of the device\'s',
+      scenario: 'cpu fallback',
+      ours: fb.map((r) => `${r.name}: ${r.ops} = ${fmt(num(r, 'share_of_scenario') !== null ? 100 * num(r, 'share_of_scenario')! : null)}% of its time`).join('; '),
+      published: 'every timed attention row runs on the device\'s kernels; small bool/int32 ops (masks, ids) may take the reference path',
+      meets: null,
+    });
+  }
   return out;
 }
 
@@ -260,7 +271,9 @@ function shortRow(r: BenchRow): string {
 
 /** The one-screen terminal summary. */
 export function renderHeadlines(info: DeviceInfo, hs: Headline[], seconds: number): string {
-  const out = [`webattn-bench · ${info.adapter} (${info.backend}/${info.api}${info.software ? ', software: compare ratios, not absolutes' : ''}) · ${seconds.toFixed(0)} s`, ''];
+  const out = [`webattn-bench · ${info.adapter} (${info.backend}/${info.api}${info.software ? ', software: compare ratios, not absolutes' : ''}) · ${seconds.toFixed(0)} s`];
+  if (info.reason) out.push(`device chosen: ${info.reason}`);
+  out.push('');
   for (const h of hs) {
     const mark = h.meets === null ? '·' : h.meets ? '✓' : '✗';
     out.push(`${mark} ${h.question}`);

@@ -1,7 +1,11 @@
 import { tidyAsync, type Device } from '@webattn/core-tensor';
 
-/** Median wall-clock milliseconds of `fn` (each run synced on the device), after `warmup` runs. */
-export async function timeIt(device: Device, fn: () => unknown, opts: { warmup?: number; reps?: number; budgetMs?: number } = {}): Promise<{ ms: number; reps: number }> {
+/**
+ * Wall-clock milliseconds of `fn` (each run synced on the device), after `warmup` runs: `ms` is the best of the
+ * reps (other load on a shared machine only ever adds time, so the minimum is the stable figure; on a 2-core machine
+ * at load 10 the median of the same kernel moved 4× between runs while the minimum moved ~10%), `median` beside it.
+ */
+export async function timeIt(device: Device, fn: () => unknown, opts: { warmup?: number; reps?: number; budgetMs?: number } = {}): Promise<{ ms: number; median: number; reps: number }> {
   const warmup = opts.warmup ?? 1;
   const maxReps = opts.reps ?? 5;
   const budget = opts.budgetMs ?? 4000;
@@ -18,7 +22,54 @@ export async function timeIt(device: Device, fn: () => unknown, opts: { warmup?:
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)]!, reps: times.length };
+  return { ms: times[0]!, median: times[Math.floor(times.length / 2)]!, reps: times.length };
+}
+
+/**
+ * Repetitions for a timing on `device`: the wasm backend's kernels take milliseconds, so it affords several times
+ * the reps of a software WebGPU rasterizer (whose budget caps them anyway) — the minimum needs them on a busy machine.
+ */
+export function repsOn(device: Device, reps: number): number {
+  return device.backend === 'wasm' ? Math.max(reps, 3) * 3 : reps;
+}
+
+/**
+ * Times several variants round-robin — one run of each per round, `rounds` rounds (fewer when `budgetMs` runs out
+ * after at least two) — and returns each one's best and median ms. Interleaving puts every variant under the same
+ * load: timed one after the other, two variants of a ratio saw different halves of a busy machine (a ViT step
+ * measured 20 ms and 137 ms in consecutive blocks of ten reps).
+ */
+export async function timeInterleaved(
+  device: Device,
+  fns: Record<string, () => unknown>,
+  opts: { rounds: number; budgetMs: number; warmup?: number; tidy?: boolean },
+): Promise<Record<string, { ms: number; median: number; reps: number }>> {
+  const names = Object.keys(fns);
+  // tidy: each run inside `tidyAsync` (model steps, which leave their intermediates to it)
+  const once = async (f: () => unknown) => {
+    if (opts.tidy) {
+      await tidyAsync(async () => {
+        await f();
+      });
+    } else await f();
+    await device.sync();
+  };
+  for (let w = 0; w < (opts.warmup ?? 1); w++) for (const n of names) await once(fns[n]!);
+  const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const start = performance.now();
+  for (let r = 0; r < opts.rounds && (r < 2 || performance.now() - start < opts.budgetMs); r++) {
+    for (const n of names) {
+      const t0 = performance.now();
+      await once(fns[n]!);
+      times[n]!.push(performance.now() - t0);
+    }
+  }
+  return Object.fromEntries(
+    names.map((n) => {
+      const t = times[n]!.sort((a, b) => a - b);
+      return [n, { ms: t[0]!, median: t[Math.floor(t.length / 2)]!, reps: t.length }];
+    }),
+  );
 }
 
 /** One result row of a scenario. */
@@ -110,7 +161,7 @@ export function progressDone(): void {
 }
 
 /**
- * Median wall-clock ms of an async training/eval step, each inside `tidyAsync` (so it frees its
+ * Best wall-clock ms (see {@link timeIt}) of an async training/eval step, each inside `tidyAsync` (so it frees its
  * intermediates) and synced on the device, after one warm-up run.
  */
 export async function timeStep(device: Device, fn: () => Promise<void>, reps: number, budgetMs: number): Promise<number> {
@@ -124,6 +175,5 @@ export async function timeStep(device: Device, fn: () => Promise<void>, reps: nu
     await device.sync();
     times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return Math.min(...times);
 }

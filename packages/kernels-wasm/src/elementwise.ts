@@ -19,6 +19,7 @@ import {
   type Tensor,
 } from '@webattn/core-tensor';
 import type { WasmDevice } from './device.js';
+import { denseOf } from './gather.js';
 import { KERNEL, type WasmPool } from './pool.js';
 
 /** Jobs below this many elements run on one thread (waking the workers costs more than it saves). */
@@ -61,12 +62,7 @@ const f32s = (ts: readonly (Tensor | undefined)[]) => ts.every((t) => !t || t.dt
 function dense(t: Tensor): Float32Array;
 function dense(t: Tensor): Float32Array | Uint8Array;
 function dense(t: Tensor): Float32Array | Uint8Array {
-  const data = t.storage.cpu as Float32Array | Uint8Array;
-  if (t.isContiguous) return data.subarray(t.offset, t.offset + t.size);
-  const offs = stridedOffsets(t);
-  const out = data instanceof Uint8Array ? new Uint8Array(offs.length) : new Float32Array(offs.length);
-  for (let i = 0; i < offs.length; i++) out[i] = data[offs[i]!]!;
-  return out;
+  return denseOf<Float32Array | Uint8Array>(t);
 }
 
 /** An operand as the kernels walk it: a float32 span and its strides over the output shape (0 = broadcast). */

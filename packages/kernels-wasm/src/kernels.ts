@@ -4,28 +4,21 @@
  * norm and loss kernels live in elementwise.ts; every other op runs the CPU reference kernels on the same typed-array
  * storages (`WasmDevice.kernelFallback`).
  */
-import { fromTyped, getKernel, type FlashKernelAttrs, type FlexKernelAttrs, registerKernel, stridedOffsets, Tensor, WebattnError, type Device, type KernelAttrs } from '@webattn/core-tensor';
+import { fromTyped, getKernel, type FlashKernelAttrs, type FlexKernelAttrs, registerKernel, Tensor, WebattnError, type Device, type KernelAttrs } from '@webattn/core-tensor';
 import type { WasmDevice } from './device.js';
+import { denseOf } from './gather.js';
 import { attentionBackwardRaw, attentionForwardRaw, denseStrides, matmulRaw, packedStrides, type RawAttention, type RawFlex } from './raw.js';
 
 /** Attributes of the wasm attention kernels: core-tensor's shared flash kernel contract. */
 export type WasmAttentionAttrs = FlashKernelAttrs;
 
-/** The elements of a float32 tensor in row-major order (no copy when contiguous). */
+/** The elements of a float32 tensor in row-major order (no copy when contiguous; strided views a row at a time). */
 function values(t: Tensor): Float32Array {
-  const data = t.storage.cpu as Float32Array;
-  if (t.isContiguous) return data.subarray(t.offset, t.offset + t.size);
-  const offs = stridedOffsets(t);
-  const out = new Float32Array(offs.length);
-  for (let i = 0; i < offs.length; i++) out[i] = data[offs[i]!]!;
-  return out;
+  return denseOf<Float32Array>(t);
 }
 
 function ints(t: Tensor): Int32Array {
-  const data = t.storage.cpu as Int32Array;
-  if (t.isContiguous) return data.subarray(t.offset, t.offset + t.size);
-  const offs = stridedOffsets(t);
-  return Int32Array.from(offs, (o) => data[o]!);
+  return denseOf<Int32Array>(t);
 }
 
 function poolOf(device: Device) {

@@ -12,7 +12,7 @@ import {
   softcap,
   type MaskMod,
 } from '@webattn/flex';
-import { progress, timeIt, type BenchRow } from '../timing.js';
+import { progress, repsOn, timeInterleaved, type BenchRow } from '../timing.js';
 
 /**
  * FlexAttention: softcap fused vs the same math unfused; block-sparse masks vs dense flex and vs
@@ -27,7 +27,7 @@ export async function flexScenario(device: T.Device, quick: boolean): Promise<Be
   const E = 64;
   const rows: BenchRow[] = [];
   const budget = soft ? (quick ? 2500 : 8000) : 3000;
-  const reps = quick ? 2 : 3;
+  const reps = repsOn(device, quick ? 2 : 3);
   const mk = (seed: number, len = L) => T.randn([1, H, len, E], { seed, device });
 
   // 1. softcap: fused score function vs the unfused math
@@ -35,16 +35,21 @@ export async function flexScenario(device: T.Device, quick: boolean): Promise<Be
     progress('flex: softcap');
     const [q, k, v] = [mk(1), mk(2), mk(3)];
     const sm = softcap(30);
-    const fused = await timeIt(device, () => T.noGrad(() => flexAttention(q, k, v, { scoreMod: sm }).dispose()), { budgetMs: budget, reps });
-    const unfused = await timeIt(
+    // fused and unfused round-robin: each under the same load (best of the rounds)
+    const t = await timeInterleaved(
       device,
-      () =>
-        T.noGrad(() => {
-          const s = T.matmul(T.mul(q, 1 / Math.sqrt(E)), k.transpose(-1, -2));
-          T.matmul(T.softmax(T.mul(T.tanh(T.div(s, 30)), 30)), v).dispose();
-        }),
-      { budgetMs: budget, reps },
+      {
+        fused: () => T.noGrad(() => flexAttention(q, k, v, { scoreMod: sm }).dispose()),
+        unfused: () =>
+          T.noGrad(() => {
+            const s = T.matmul(T.mul(q, 1 / Math.sqrt(E)), k.transpose(-1, -2));
+            T.matmul(T.softmax(T.mul(T.tanh(T.div(s, 30)), 30)), v).dispose();
+          }),
+      },
+      { rounds: reps, budgetMs: 2 * budget },
     );
+    const fused = t['fused']!;
+    const unfused = t['unfused']!;
     rows.push({ scenario: 'flex', name: `softcap(30) L=${L}`, flex_ms: fused.ms, baseline: 'unfused math', baseline_ms: unfused.ms, speedup: unfused.ms / fused.ms, density: 1, meets_block_target: null });
   }
 
@@ -55,24 +60,27 @@ export async function flexScenario(device: T.Device, quick: boolean): Promise<Be
     ['document (8 docs) + causal', documentMask(docOffsets(L, 8), causalMask), L],
     ['neighborhood2d r=2', neighborhood2d(Math.floor(Math.sqrt(L)), Math.floor(Math.sqrt(L)), 2), Math.floor(Math.sqrt(L)) ** 2],
   ].slice(0, quick ? 2 : 4) as [string, MaskMod, number][];
-  const denseCache = new Map<number, number>();
   for (const [name, mask, len] of cases) {
-    progress(`flex: ${name}`);
+    progress(`flex: ${name} vs dense vs sdpa + bool mask`);
     const [q, k, v] = [mk(1, len), mk(2, len), mk(3, len)];
-    if (!denseCache.has(len)) {
-      const noop = await createBlockMask(noopMask, null, null, len, len, { device });
-      denseCache.set(len, (await timeIt(device, () => T.noGrad(() => flexAttention(q, k, v, { blockMask: noop }).dispose()), { budgetMs: budget, reps })).ms);
-    }
-    const dense = denseCache.get(len)!;
+    const noop = await createBlockMask(noopMask, null, null, len, len, { device });
     const t0 = performance.now();
     const bm = await createBlockMask(mask, null, null, len, len, { device });
     const buildMs = performance.now() - t0;
-    const sparse = await timeIt(device, () => T.noGrad(() => flexAttention(q, k, v, { blockMask: bm }).dispose()), { budgetMs: budget, reps });
     const boolMask = createMask(mask, 1, 1, len, len, { device });
-    const sdpa = await timeIt(device, () => T.noGrad(() => sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v, { attnMask: boolMask }).dispose())), {
-      budgetMs: budget,
-      reps,
-    });
+    // dense flex, block-sparse flex and SDPA + the dense bool mask round-robin: the same load for each (best of the rounds)
+    const t = await timeInterleaved(
+      device,
+      {
+        dense: () => T.noGrad(() => flexAttention(q, k, v, { blockMask: noop }).dispose()),
+        sparse: () => T.noGrad(() => flexAttention(q, k, v, { blockMask: bm }).dispose()),
+        sdpa: () => T.noGrad(() => sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v, { attnMask: boolMask }).dispose())),
+      },
+      { rounds: reps, budgetMs: 3 * budget },
+    );
+    const dense = t['dense']!.ms;
+    const sparse = t['sparse']!;
+    const sdpa = t['sdpa']!;
     const d = bm.density();
     rows.push({
       scenario: 'flex',

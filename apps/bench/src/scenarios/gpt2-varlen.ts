@@ -1,6 +1,6 @@
 import * as T from '@webattn/core-tensor';
 import { AdamW, GPT2LMHeadModel, flashAttention, gpt2Config, sdpaAttention, type AttentionFn } from '@webattn/models';
-import { progress, timeStep, type BenchRow } from '../timing.js';
+import { progress, repsOn, timeInterleaved, type BenchRow } from '../timing.js';
 import { sampleLengths } from './varlen.js';
 
 /**
@@ -51,34 +51,43 @@ export async function gpt2VarlenScenario(device: T.Device, quick: boolean): Prom
   ];
   const rows: BenchRow[] = [];
   const res: Record<string, { train: number; evalMs: number }> = {};
-  for (const [name, attention, inputs] of cases) {
-    progress(`gpt2-varlen: ${name}`);
+  // every case's model first, then their steps round-robin (same load for each; best of the rounds)
+  const models = cases.map(([name, attention, inputs]) => {
     const model = new GPT2LMHeadModel(cfg, { attention, device, seed: 1 });
-    const opt = new AdamW(model.parameters(), { lr: 1e-4 });
-    const reps = quick ? 2 : 4;
-    const budget = soft ? 20000 : 5000;
-    const train = await timeStep(
-      device,
-      async () => {
-        const { loss } = await model.forward(inputs);
-        loss!.backward();
-        opt.step();
-        opt.zeroGrad();
-      },
-      reps,
-      budget,
-    );
-    model.eval();
-    const evalMs = await timeStep(
-      device,
-      async () => {
-        await model.forward(inputs);
-      },
-      reps,
-      budget,
-    );
-    res[name] = { train, evalMs };
-  }
+    return { name, model, inputs, opt: new AdamW(model.parameters(), { lr: 1e-4 }) };
+  });
+  const opts = { rounds: repsOn(device, quick ? 2 : 4), budgetMs: (soft ? 20000 : 5000) * cases.length, tidy: true };
+  progress(`gpt2-varlen: train steps, ${cases.map((c) => c[0]).join(', ')} round-robin`);
+  const train = await timeInterleaved(
+    device,
+    Object.fromEntries(
+      models.map((m) => [
+        m.name,
+        async () => {
+          const { loss } = await m.model.forward(m.inputs);
+          loss!.backward();
+          m.opt.step();
+          m.opt.zeroGrad();
+        },
+      ]),
+    ),
+    opts,
+  );
+  progress('gpt2-varlen: eval steps round-robin');
+  for (const m of models) m.model.eval();
+  const evals = await timeInterleaved(
+    device,
+    Object.fromEntries(
+      models.map((m) => [
+        m.name,
+        async () => {
+          await m.model.forward(m.inputs);
+        },
+      ]),
+    ),
+    opts,
+  );
+  for (const [name] of cases) res[name] = { train: train[name]!.ms, evalMs: evals[name]!.ms };
   const base = res['padded sdpa']!;
   for (const [name, r] of Object.entries(res)) {
     rows.push({

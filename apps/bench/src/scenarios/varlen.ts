@@ -3,7 +3,7 @@ import { Rng } from '@webattn/core-tensor';
 import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
 import { causalMask, createBlockMask, documentMask, flexAttention } from '@webattn/flex';
 import { collate, flashAttnVarlen } from '@webattn/varlen';
-import { progress, timeIt, type BenchRow } from '../timing.js';
+import { progress, repsOn, timeInterleaved, type BenchRow } from '../timing.js';
 
 /** Lengths in 1..L: uniform, or Zipf-like (most short, a few long) as in the PyTorch nested-tensor tutorial. */
 export function sampleLengths(n: number, L: number, dist: 'uniform' | 'zipf', seed = 7): number[] {
@@ -34,8 +34,11 @@ export async function varlenScenario(device: T.Device, quick: boolean): Promise<
     const seqs = (seed: number) => lengths.map((n, i) => T.randn([n, H, E], { seed: seed * 1000 + i, device, requiresGrad: true }));
     const results: Record<string, { fwd: number; fb: number; useful: number }> = {};
     const strategies = quick ? (['pad-to-max', 'packed'] as const) : (['pad-to-max', 'pad-to-longest', 'packed', 'flex-document'] as const);
+    const fwds: Record<string, () => void> = {};
+    const fbs: Record<string, () => void> = {};
+    const useful: Record<string, number> = {};
     for (const strategy of strategies) {
-      progress(`varlen: ${dist} ${strategy}`);
+      progress(`varlen: ${dist} ${strategy} (set-up)`);
       const [qs, ks, vs] = [seqs(1), seqs(2), seqs(3)];
       const layout = strategy === 'flex-document' ? 'packed' : strategy;
       const cq = collate(qs, layout, L);
@@ -63,17 +66,24 @@ export async function varlenScenario(device: T.Device, quick: boolean): Promise<
         fn = () => scaledDotProductAttention(tr(q), tr(k), tr(v), { attnMask: mask, isCausal: true });
       }
       const g = T.randn(fn().shape, { seed: 9, device });
-      const fwd = await timeIt(device, () => T.noGrad(() => fn().dispose()), { reps: quick ? 2 : 5, budgetMs: soft ? (quick ? 3000 : 8000) : 3000 });
-      const fb = await timeIt(
-        device,
-        () => {
-          fn().backward(g);
-          q.grad = k.grad = v.grad = null;
-        },
-        { reps: quick ? 1 : 3, budgetMs: soft ? (quick ? 3000 : 8000) : 3000 },
-      );
-      results[strategy] = { fwd: fwd.ms, fb: fb.ms, useful: cq.usefulFraction };
+      fwds[strategy] = () => T.noGrad(() => fn().dispose());
+      fbs[strategy] = () => {
+        const o = fn();
+        o.backward(g);
+        o.dispose();
+        for (const t of [q, k, v]) {
+          t.grad?.dispose();
+          t.grad = null;
+        }
+      };
+      useful[strategy] = cq.usefulFraction;
     }
+    // the strategies round-robin: each timing under the same load (best of the rounds)
+    const budgetMs = (soft ? (quick ? 3000 : 8000) : 3000) * strategies.length;
+    progress(`varlen: ${dist} ${strategies.join(' vs ')} round-robin`);
+    const fwd = await timeInterleaved(device, fwds, { rounds: repsOn(device, quick ? 2 : 5), budgetMs });
+    const fb = await timeInterleaved(device, fbs, { rounds: repsOn(device, quick ? 1 : 3), budgetMs });
+    for (const st of strategies) results[st] = { fwd: fwd[st]!.ms, fb: fb[st]!.ms, useful: useful[st]! };
     const base = results['pad-to-max']!;
     for (const [strategy, r] of Object.entries(results)) {
       rows.push({

@@ -1,6 +1,6 @@
 import * as T from '@webattn/core-tensor';
 import { AdamW, VIT_PUBLISHED, ViTForImageClassification, eagerAttention, flashAttention, flexAttention, sdpaAttention, vitConfig, type AttentionFn, type ViTOptions } from '@webattn/models';
-import { progress, timeStep, type BenchRow } from '../timing.js';
+import { progress, repsOn, timeInterleaved, type BenchRow } from '../timing.js';
 
 /**
  * The published ViT experiment: train-step time (forward + backward + AdamW) of ViTForImageClassification
@@ -26,24 +26,23 @@ export async function vitScenario(device: T.Device, quick: boolean): Promise<Ben
   const labels = T.tensor(Int32Array.from({ length: B }, (_, i) => i % base.num_labels), [B], { dtype: 'int32', device });
   const L = (base.image_size / base.patch_size) ** 2 + 1;
   const rows: BenchRow[] = [];
-  let ref = 0;
+  // every implementation's model first, then their steps round-robin (same load for each; best of the rounds)
+  const steps: Record<string, () => Promise<void>> = {};
   for (const [name, attention, opts] of variants) {
-    progress(`vit: ${name}`);
     const model = new ViTForImageClassification(base, { attention, device, seed: 1, ...opts });
     const opt = new AdamW(model.parameters(), { lr: 1e-4 });
-    const ms = await timeStep(
-      device,
-      async () => {
-        const { loss } = await model.forward({ pixelValues: px, labels });
-        loss!.backward();
-        opt.step();
-        opt.zeroGrad();
-      },
-      quick ? 2 : 5,
-      soft ? 20000 : 5000,
-    );
-    if (name === 'sdpa') ref = ms;
-    rows.push({ scenario: 'vit', name: `train step ${name}`, B, L, H: base.num_attention_heads, E: base.hidden_size / base.num_attention_heads, layers: base.num_hidden_layers, step_ms: ms });
+    steps[name] = async () => {
+      const { loss } = await model.forward({ pixelValues: px, labels });
+      loss!.backward();
+      opt.step();
+      opt.zeroGrad();
+    };
+  }
+  progress(`vit: ${variants.map((v) => v[0]).join(', ')} round-robin`);
+  const t = await timeInterleaved(device, steps, { rounds: repsOn(device, quick ? 2 : 5), budgetMs: soft ? 20000 : 5000 * variants.length, tidy: true });
+  const ref = t['sdpa']!.ms;
+  for (const [name] of variants) {
+    rows.push({ scenario: 'vit', name: `train step ${name}`, B, L, H: base.num_attention_heads, E: base.hidden_size / base.num_attention_heads, layers: base.num_hidden_layers, step_ms: t[name]!.ms, step_median_ms: t[name]!.median, reps: t[name]!.reps });
   }
   for (const r of rows) r['speedup_vs_sdpa'] = ref / (r['step_ms'] as number);
   return rows;
