@@ -339,6 +339,12 @@ export class GPT2Model extends Module {
   }
 
   protected override onMoved(): void {
+    for (const bm of this.maskCache.values()) bm.dispose();
+    this.maskCache.clear();
+  }
+
+  protected override onDispose(): void {
+    for (const bm of this.maskCache.values()) bm.dispose();
     this.maskCache.clear();
   }
 }
