@@ -271,6 +271,24 @@ describe('dispose(): Module and Optimizer', () => {
     expect(msg).toContain('Linear');
   });
 
+  it('to(dtype) frees the replaced parameters at once (tied weights once); an old reference throws TENSOR_DISPOSED', async () => {
+    const cfg = gpt2Config({ n_layer: 1, n_embd: 8, n_head: 2, vocab_size: 13, n_positions: 16 });
+    const start = cpu.memoryStats().liveStorages;
+    const model = new GPT2LMHeadModel(cfg, { seed: 3, attention: sdpaAttention, device: cpu });
+    const n = model.parameters().length;
+    expect(cpu.memoryStats().liveStorages - start).toBe(n);
+    const oldW = model.transformer.wte.param('weight');
+    const w32 = Array.from(await oldW.toArray());
+    await model.to('float16');
+    expect(cpu.memoryStats().liveStorages - start).toBe(n);
+    expect(await code(() => oldW.toArray())).toEqual(['TENSOR_DISPOSED', 'tensor']);
+    const w16 = model.transformer.wte.param('weight');
+    expect(model.lm_head.param('weight')).toBe(w16); // still tied
+    expect(Array.from(await w16.toArray())).toEqual(w32.map(h));
+    model.dispose();
+    expect(cpu.memoryStats().liveStorages).toBe(start);
+  });
+
   it('a disposed GPT-2 names its class when called', async () => {
     const cfg = gpt2Config({ n_layer: 1, n_embd: 8, n_head: 2, vocab_size: 13, n_positions: 16 });
     const model = new GPT2LMHeadModel(cfg, { seed: 3, attention: sdpaAttention, device: cpu });

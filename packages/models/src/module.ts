@@ -163,7 +163,9 @@ export class Module {
 
   /**
    * Moves every parameter to `device`, or casts floating-point parameters to `dtype` (new leaf
-   * tensors; tied weights stay tied). Create optimizers after this call.
+   * tensors; tied weights stay tied). The replaced parameter tensors are disposed (their memory is
+   * freed at once; a reference taken before the call throws `TENSOR_DISPOSED`). Create optimizers
+   * after this call.
    * @example await model.to(await getDevice({ kind: 'webgpu' }));
    */
   async to(target: Device | DType): Promise<this> {
@@ -191,6 +193,13 @@ export class Module {
         m._params.set(n, nt);
       }
       m.onMoved();
+    }
+    // the replaced parameters free their memory now (not at garbage collection): a reference taken
+    // before the call throws TENSOR_DISPOSED instead of silently reading stale values
+    for (const [old, nt] of moved) {
+      if (old === nt) continue;
+      old.grad = null;
+      old.dispose();
     }
     return this;
   }
