@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { AdamW, GPT2LMHeadModel, GradScaler, Linear, SGD, gpt2Config, sdpaAttention } from '@webattn/models';
+import { AdamW, GPT2LMHeadModel, GradScaler, Linear, SGD, clipGradNorm, gpt2Config, sdpaAttention } from '@webattn/models';
 
 // Optimizer and loss-scaling math on the CPU reference backend, which stores float16 by rounding every
 // value to half precision (the same rounding a float16 GPU buffer does). Oracles: the PyTorch formulas
@@ -110,6 +110,20 @@ describe('AdamW / SGD with float16 parameters: float32 state and arithmetic', ()
     }
     const got = Array.from(await p.toArray());
     got.forEach((x, j) => expect(Math.abs(x - w[j]!)).toBeLessThanOrEqual(Math.abs(w[j]!) * 2 ** -10 + 1e-7));
+  });
+
+  it('clipGradNorm of float16 gradients sums squares in float32 (300² overflows float16)', async () => {
+    const p = halfParam([4], 9);
+    const gv = [300, -400, 120, 0.5];
+    p.grad = T.tensor(gv, [4], { dtype: 'float16', device: cpu });
+    const norm = Math.sqrt(gv.reduce((a, g) => a + g * g, 0));
+    const n = clipGradNorm([p], 1);
+    expect(n.dtype).toBe('float32');
+    expect(await n.item()).toBeCloseTo(norm, 2);
+    const coef = Math.fround(1 / Math.fround(norm + 1e-6));
+    const got = Array.from(await p.grad!.toArray());
+    got.forEach((x, j) => expect(Math.abs(x - h(gv[j]! * coef))).toBeLessThanOrEqual(Math.abs(gv[j]! * coef) * 2 ** -10 + 1e-7));
+    expect(p.grad!.dtype).toBe('float16');
   });
 
   it('bad input: masterWeights must be a boolean', async () => {

@@ -411,25 +411,31 @@ export class GradScaler {
 
 /**
  * Scales all gradients in place so that their global L2 norm is at most `maxNorm` (`torch.nn.utils.clip_grad_norm_`,
- * coefficient maxNorm / (norm + 1e-6) clamped to 1, computed on the device). Returns the norm before clipping (a scalar tensor).
+ * coefficient maxNorm / (norm + 1e-6) clamped to 1, computed on the device; the norm accumulates in float32, or
+ * float64 when a gradient is float64, whatever the gradient dtype). Returns the norm before clipping (a scalar tensor).
  * @example const norm = clipGradNorm(model.parameters(), 1.0);
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
   checkParams(params);
   num(maxNorm, 'maxNorm', (x) => x > 0 && Number.isFinite(x), 'a finite number > 0');
-  return T.noGrad(() => {
-    const grads = params.map((p) => p.grad).filter((g): g is Tensor => !!g);
-    if (grads.length === 0) return T.zeros([], { device: params[0]!.device });
-    let sq: Tensor | null = null;
-    for (const g of grads) {
-      const s = T.sum(T.mul(g, g));
-      sq = sq ? T.add(sq, s) : s;
-    }
-    const norm = T.sqrt(sq!);
-    const coef = T.minimum(T.div(maxNorm, T.add(norm, 1e-6)), 1);
-    for (const g of grads) T.copyInto(g, T.mul(g, coef));
-    return norm;
-  });
+  return T.noGrad(() =>
+    T.tidy(() => {
+      const grads = params.map((p) => p.grad).filter((g): g is Tensor => !!g);
+      if (grads.length === 0) return T.zeros([], { device: params[0]!.device });
+      // squares summed in float32 (float64 when a gradient is float64): float16 squares overflow at 256
+      const dt: DType = grads.some((g) => g.dtype === 'float64') ? 'float64' : 'float32';
+      let sq: Tensor | null = null;
+      for (const g of grads) {
+        const g32 = asAcc(g, dt);
+        const s = T.sum(T.mul(g32, g32));
+        sq = sq ? T.add(sq, s) : s;
+      }
+      const norm = T.sqrt(sq!);
+      const coef = T.minimum(T.div(maxNorm, T.add(norm, 1e-6)), 1);
+      for (const g of grads) T.copyInto(g, T.mul(g, asAcc(coef, g.dtype)));
+      return norm;
+    }),
+  );
 }
 
 /**
