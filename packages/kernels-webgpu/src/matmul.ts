@@ -8,6 +8,11 @@
  *   broadcast batch dims cost no copy), with vec4 loads along whichever axis is contiguous; K is split
  *   into passes that stay under the adapter's loop cap (Mesa llvmpipe stops shader loops after 65535
  *   iterations), each pass adding into the output.
+ * - a matrix-vector kernel for products of at most {@link GEMV_MAX_M} rows (a decode step's projections
+ *   and attention scores): one thread per output column (or four, vec4 along N), every row of the
+ *   product in registers. Its cache key holds the dtype, the row count and the operands' layout (which
+ *   axis is contiguous and 4-aligned) but no length that grows by one per generated token, so every
+ *   decode step after the first reuses its pipelines.
  * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
  *   operands staged in workgroup memory, 16×16×16 (or 16×8×16) subgroup matrix products accumulated
  *   in f32, converted to f16 on store.
@@ -289,6 +294,91 @@ ${store}
 }`;
 }
 
+// ------------------------------------------------------------------------------ matrix-vector
+/** Products with at most this many rows (per batch matrix) take the matrix-vector kernel. */
+export const GEMV_MAX_M = 4;
+let gemvMaxM = GEMV_MAX_M;
+/** Sets the most rows a product may have to take the matrix-vector kernel (0 turns it off; default {@link GEMV_MAX_M}). For benchmarks and tests. */
+export function setMatmulGemvRows(rows: number): void {
+  gemvMaxM = Math.max(0, Math.min(GEMV_MAX_M, Math.floor(rows)));
+}
+/** Threads of a matrix-vector workgroup (along N). */
+const GEMV_WG = 64;
+
+/**
+ * How the matrix-vector kernel reads its operands: `n4` vec4 of B along N (B contiguous along N, 4
+ * columns per thread); `k4` vec4 of A and B along K (both contiguous along K); `s` scalars.
+ */
+type GemvMode = 'n4' | 'k4' | 's';
+
+/**
+ * The matrix-vector mode for `a` [.., m, k] and `b` [.., k, n]. It depends on layouts and on the
+ * alignment of dims that a decode step keeps (head dim, hidden size), never on K when B is read along
+ * N: attention probabilities [.., 1, S] times V [.., S, hd] is `n4` at every S.
+ */
+function gemvMode(a: Tensor, b: Tensor, k: number, n: number): GemvMode {
+  const r = a.rank;
+  const [aRs, aCs] = [a.strides[r - 2]!, a.strides[r - 1]!];
+  const [bRs, bCs] = [b.strides[r - 2]!, b.strides[r - 1]!];
+  if (bCs === 1 && n % 4 === 0 && aligned4(b.offset, [bRs, ...b.strides.slice(0, -2)])) return 'n4';
+  if (aCs === 1 && bRs === 1 && k % 4 === 0 && aligned4(a.offset, [aRs, ...a.strides.slice(0, -2)]) && aligned4(b.offset, [bCs, ...b.strides.slice(0, -2)])) return 'k4';
+  return 's';
+}
+
+function gemvSource(dtype: DType, mode: GemvMode, rows: number): string {
+  const st = dtype === 'float16' ? 'f16' : 'f32';
+  const vec = mode === 'n4';
+  const aT = mode === 'k4' ? `vec4<${st}>` : st;
+  const bT = mode === 's' ? st : `vec4<${st}>`;
+  const oT = vec ? `vec4<${st}>` : st;
+  const accT = vec ? 'vec4<f32>' : 'f32';
+  const rowOff = lines(rows, (i) => `  let ra${i} = oa + ${i}u * p.a_rs;`);
+  let loop: string;
+  if (mode === 'n4') {
+    loop = `  for (var k = p.k0; k < p.k1; k = k + 1u) {
+    let bv = vec4<f32>(b[(ob + k * p.b_rs) / 4u + j]);
+${lines(rows, (i) => `    acc${i} = fma(vec4<f32>(f32(a[ra${i} + k * p.a_cs])), bv, acc${i});`)}
+  }`;
+  } else if (mode === 'k4') {
+    loop = `  let rb = (ob + j * p.b_cs) / 4u;
+  for (var k = p.k0; k < p.k1; k = k + 4u) {
+    let bv = vec4<f32>(b[rb + k / 4u]);
+${lines(rows, (i) => `    acc${i} = acc${i} + dot(vec4<f32>(a[(ra${i} + k) / 4u]), bv);`)}
+  }`;
+  } else {
+    loop = `  let rb = ob + j * p.b_cs;
+  for (var k = p.k0; k < p.k1; k = k + 1u) {
+    let bv = f32(b[rb + k * p.b_rs]);
+${lines(rows, (i) => `    acc${i} = fma(f32(a[ra${i} + k * p.a_cs]), bv, acc${i});`)}
+  }`;
+  }
+  const store = lines(rows, (i) => `  {
+    let o = zb + ${i}u * ${vec ? 'p.n / 4u' : 'p.n'} + j;
+    var v = acc${i};
+    if (p.acc != 0u) { v = v + ${accT}(out[o]); }
+    out[o] = ${oT}(v);
+  }`);
+  return `${dtype === 'float16' ? 'enable f16;\n' : ''}
+@group(0) @binding(0) var<storage, read> a: array<${aT}>;
+@group(0) @binding(1) var<storage, read> b: array<${bT}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
+${U_WGSL}
+@compute @workgroup_size(${GEMV_WG}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = gid.x;
+  if (j >= ${vec ? '(p.n / 4u)' : 'p.n'}) { return; }
+  let z = wid.z + p.z0;
+  let offs = batch_offsets(z);
+  let oa = offs.x;
+  let ob = offs.y;
+${rowOff}
+${lines(rows, (i) => `  var acc${i} = ${accT}(0.0);`)}
+${loop}
+  let zb = z * ${rows}u * ${vec ? 'p.n / 4u' : 'p.n'};
+${store}
+}`;
+}
+
 // ------------------------------------------------------------------------------ subgroup matrices
 /** Default subgroup-matrix tiling (picked by the H100 microbenchmarks in docs/benchmarks.md). */
 export const SGMM_DEFAULT: SgmmConfig = { sgm: 2, sgn: 2, tm: 4, tn: 4, tk: 32, nsz: 16, vec: true, double: false };
@@ -511,7 +601,16 @@ registerKernel({
     let bn: number;
     let kStep: number;
     const sg = sgmmConfig;
-    if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
+    let gemvCols = 0;
+    const gmode = m <= gemvMaxM ? gemvMode(a, b, k, n) : 's';
+    if (m <= gemvMaxM && Math.ceil((gmode === 'n4' ? n / 4 : n) / GEMV_WG) <= device.limits.maxComputeWorkgroupsPerDimension) {
+      // few rows (a decode step): matrix-vector kernel, keyed by layout and row count only
+      prog = getProgram(`matmul_gemv|${dtype}|${gmode}|${m}`, () => gemvSource(dtype, gmode, m));
+      gemvCols = gmode === 'n4' ? n / 4 : n;
+      bm = m;
+      bn = 1;
+      kStep = gmode === 'k4' ? 4 : 1;
+    } else if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
       // vec4 staging only when A is contiguous along K and B along N (the common layouts)
       const ma = sg.vec && modeOf(a, m, k, true) === 'v1' ? 'v1' : 's';
       const mb = sg.vec && modeOf(b, n, k, false) === 'v0' ? 'v0' : 's';
@@ -549,7 +648,10 @@ registerKernel({
     for (let k0 = 0; k0 < k; k0 += kPerPass) {
       for (let z0 = 0; z0 < batch; z0 += maxZ) {
         const u = packMatmulUniforms({ ...base, k0, k1: Math.min(k, k0 + kPerPass), acc: k0 > 0 ? 1 : 0, z0 });
-        device.dispatch(prog, [a.storage, b.storage, out.storage], u, [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)]);
+        const grid: [number, number, number] = gemvCols
+          ? [Math.ceil(gemvCols / GEMV_WG), 1, Math.min(maxZ, batch - z0)]
+          : [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)];
+        device.dispatch(prog, [a.storage, b.storage, out.storage], u, grid);
       }
     }
     return out;
