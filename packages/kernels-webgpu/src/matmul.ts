@@ -298,6 +298,7 @@ ${store}
 /** Products with at most this many rows (per batch matrix) take the matrix-vector kernel. */
 export const GEMV_MAX_M = 4;
 let gemvMaxM = GEMV_MAX_M;
+
 /** Sets the most rows a product may have to take the matrix-vector kernel (0 turns it off; default {@link GEMV_MAX_M}). For benchmarks and tests. */
 export function setMatmulGemvRows(rows: number): void {
   gemvMaxM = Math.max(0, Math.min(GEMV_MAX_M, Math.floor(rows)));
@@ -332,7 +333,7 @@ function gemvSource(dtype: DType, mode: GemvMode, rows: number): string {
   const bT = mode === 's' ? st : `vec4<${st}>`;
   const oT = vec ? `vec4<${st}>` : st;
   const accT = vec ? 'vec4<f32>' : 'f32';
-  const rowOff = lines(rows, (i) => `  let ra${i} = oa + ${i}u * p.a_rs;`);
+  const rowOff = lines(rows, (i) => `  let ra${i} = oa + min(r0 + ${i}u, p.m - 1u) * p.a_rs;`);
   let loop: string;
   if (mode === 'n4') {
     loop = `  for (var k = p.k0; k < p.k1; k = k + 1u) {
@@ -352,8 +353,8 @@ ${lines(rows, (i) => `    acc${i} = acc${i} + dot(vec4<f32>(a[(ra${i} + k) / 4u]
 ${lines(rows, (i) => `    acc${i} = fma(f32(a[ra${i} + k * p.a_cs]), bv, acc${i});`)}
   }`;
   }
-  const store = lines(rows, (i) => `  {
-    let o = zb + ${i}u * ${vec ? 'p.n / 4u' : 'p.n'} + j;
+  const store = lines(rows, (i) => `  if (r0 + ${i}u < p.m) {
+    let o = zb + (r0 + ${i}u) * ${vec ? 'p.n / 4u' : 'p.n'} + j;
     var v = acc${i};
     if (p.acc != 0u) { v = v + ${accT}(out[o]); }
     out[o] = ${oT}(v);
@@ -368,13 +369,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   let j = gid.x;
   if (j >= ${vec ? '(p.n / 4u)' : 'p.n'}) { return; }
   let z = wid.z + p.z0;
+  let r0 = wid.y * ${rows}u;
   let offs = batch_offsets(z);
   let oa = offs.x;
   let ob = offs.y;
 ${rowOff}
 ${lines(rows, (i) => `  var acc${i} = ${accT}(0.0);`)}
 ${loop}
-  let zb = z * ${rows}u * ${vec ? 'p.n / 4u' : 'p.n'};
+  let zb = z * p.m * ${vec ? 'p.n / 4u' : 'p.n'};
 ${store}
 }`;
 }
@@ -596,20 +598,27 @@ registerKernel({
       b_off: b.offset, b_rs: b.strides[rank - 2]!, b_cs: b.strides[rank - 1]!,
       bshape: batchShape, a_bst: a.strides.slice(0, -2), b_bst: b.strides.slice(0, -2),
     };
-    let prog: GpuProgram;
-    let bm: number;
-    let bn: number;
-    let kStep: number;
+    let prog!: GpuProgram;
+    let bm = 0;
+    let bn = 0;
+    let kStep = 0;
     const sg = sgmmConfig;
     let gemvCols = 0;
-    const gmode = m <= gemvMaxM ? gemvMode(a, b, k, n) : 's';
-    if (m <= gemvMaxM && Math.ceil((gmode === 'n4' ? n / 4 : n) / GEMV_WG) <= device.limits.maxComputeWorkgroupsPerDimension) {
-      // few rows (a decode step): matrix-vector kernel, keyed by layout and row count only
-      prog = getProgram(`matmul_gemv|${dtype}|${gmode}|${m}`, () => gemvSource(dtype, gmode, m));
-      gemvCols = gmode === 'n4' ? n / 4 : n;
-      bm = m;
+    const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
+    /** Takes the matrix-vector kernel with `rows` rows per thread, if the grid fits. */
+    const rowKernel = (rows: number): boolean => {
+      const mode = gemvMode(a, b, k, n);
+      const cols = mode === 'n4' ? n / 4 : n;
+      if (Math.ceil(cols / GEMV_WG) > maxWg || Math.ceil(m / rows) > maxWg) return false;
+      prog = getProgram(`matmul_gemv|${dtype}|${mode}|${rows}`, () => gemvSource(dtype, mode, rows));
+      gemvCols = cols;
+      bm = rows;
       bn = 1;
-      kStep = gmode === 'k4' ? 4 : 1;
+      kStep = mode === 'k4' ? 4 : 1;
+      return true;
+    };
+    if (m <= gemvMaxM && rowKernel(m)) {
+      // few rows (a decode step): matrix-vector kernel, keyed by layout and row count only
     } else if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
       // vec4 staging only when A is contiguous along K and B along N (the common layouts)
       const ma = sg.vec && modeOf(a, m, k, true) === 'v1' ? 'v1' : 's';
@@ -649,7 +658,7 @@ registerKernel({
       for (let z0 = 0; z0 < batch; z0 += maxZ) {
         const u = packMatmulUniforms({ ...base, k0, k1: Math.min(k, k0 + kPerPass), acc: k0 > 0 ? 1 : 0, z0 });
         const grid: [number, number, number] = gemvCols
-          ? [Math.ceil(gemvCols / GEMV_WG), 1, Math.min(maxZ, batch - z0)]
+          ? [Math.ceil(gemvCols / GEMV_WG), Math.ceil(m / bm), Math.min(maxZ, batch - z0)]
           : [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)];
         device.dispatch(prog, [a.storage, b.storage, out.storage], u, grid);
       }
