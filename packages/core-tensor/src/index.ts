@@ -36,6 +36,7 @@ export {
   type KernelAttrs,
   type KernelAttrMap,
   type FlashKernelAttrs,
+  type FlexKernelAttrs,
   type AttrsOf,
 } from './registry.js';
 export { noGrad, isGradEnabled, needsGrad, releaseGradFn, type GradFn, type BackwardOptions } from './autograd.js';
