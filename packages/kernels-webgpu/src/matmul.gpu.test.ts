@@ -102,6 +102,17 @@ describe('matmul (tiled, register-blocked)', () => {
     await check(a, b, (t) => t.slice(1, 1, 33), (t) => t.slice(0, 1, 33).slice(1, 4, 44), 'sliced');
   });
 
+  it('both operands contiguous along K (q·kᵀ, x·Wᵀ): 4×4 dot-product blocks on software adapters, odd edges, batched, K passes', async () => {
+    for (const [m, k, n] of [[5, 16, 7], [12, 64, 33], [37, 44, 30], [64, 8, 64]] as const) {
+      await check(pair([m, k], 120 + m), pair([n, k], 130 + n), id, tr, `${m}x${k}x${n} nt`);
+    }
+    await check(pair([2, 3, 17, 16], 140), pair([2, 3, 19, 16], 141), id, tr, 'batched q·kᵀ');
+    await check(pair([3, 1, 9, 8], 142), pair([4, 11, 8], 143), id, tr, 'broadcast batch');
+    await check(pair([9, 70_000], 144), pair([5, 70_000], 145), id, tr, 'K=70000 in passes', 5e-3);
+    // the kernel that ran these (its pipelines may have been built by an earlier case of this file)
+    if (gpu.info.software) expect(gpu.pipelineStats().byKernel['matmul_k4x4']?.created).toBeGreaterThan(0);
+  });
+
   it('decode-step attention shapes (q·kᵀ and p·v with kv length S = 9..16) reuse one pipeline each', async () => {
     const [B, H, hd] = [2, 3, 8];
     const before = new Map<number, number>();

@@ -1,7 +1,7 @@
 /**
  * Matrix products on WebGPU (`matmul` kernel of the `webgpu` backend).
  *
- * Two generated programs:
+ * Generated programs:
  * - a tiled, register-blocked kernel for every adapter and float dtype: a 16×16 workgroup computes a
  *   (16·TM)×(16·TN) output tile from 16-deep K tiles staged in workgroup memory, each thread TM×TN
  *   outputs accumulated in f32. Operands are read in place through their strides (transposed views and
@@ -12,7 +12,10 @@
  *   and attention scores): one thread per output column (or four, vec4 along N), every row of the
  *   product in registers. Its cache key holds the dtype, the row count and the operands' layout (which
  *   axis is contiguous and 4-aligned) but no length that grows by one per generated token, so every
- *   decode step after the first reuses its pipelines.
+ *   decode step after the first reuses its pipelines. On software adapters the same kernel with 4×4
+ *   blocks of dot products (`matmul_k4x4`) takes the products whose operands are both contiguous along
+ *   K (q·kᵀ, a tied lm_head x·wteᵀ): 1.5-2.8× faster than the staged tiles on llvmpipe, and ~0.7 s to
+ *   compile on SwiftShader where the tiles took ~9.5 s.
  * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
  *   operands staged in workgroup memory, 16×16×16 (or 16×8×16) subgroup matrix products accumulated
  *   in f32, converted to f16 on store.
@@ -298,6 +301,11 @@ ${store}
 /** Products with at most this many rows (per batch matrix) take the matrix-vector kernel. */
 export const GEMV_MAX_M = 4;
 let gemvMaxM = GEMV_MAX_M;
+let kContiguousQuads = true;
+/** Software adapters: whether products of two K-contiguous operands take 4×4 dot-product blocks (default) or staged tiles. For benchmarks. */
+export function setSoftwareKQuadMatmul(on: boolean): void {
+  kContiguousQuads = on;
+}
 
 /** Sets the most rows a product may have to take the matrix-vector kernel (0 turns it off; default {@link GEMV_MAX_M}). For benchmarks and tests. */
 export function setMatmulGemvRows(rows: number): void {
@@ -326,19 +334,28 @@ function gemvMode(a: Tensor, b: Tensor, k: number, n: number): GemvMode {
   return 's';
 }
 
-function gemvSource(dtype: DType, mode: GemvMode, rows: number): string {
+function gemvSource(dtype: DType, mode: GemvMode, rows: number, cols = 1): string {
   const st = dtype === 'float16' ? 'f16' : 'f32';
   const vec = mode === 'n4';
+  // k4 with 4 columns per thread: acc holds the 4 columns of a row (dot products), stores are scalar
+  const quad = mode === 'k4' && cols === 4;
   const aT = mode === 'k4' ? `vec4<${st}>` : st;
   const bT = mode === 's' ? st : `vec4<${st}>`;
   const oT = vec ? `vec4<${st}>` : st;
-  const accT = vec ? 'vec4<f32>' : 'f32';
+  const accT = vec || quad ? 'vec4<f32>' : 'f32';
   const rowOff = lines(rows, (i) => `  let ra${i} = oa + min(r0 + ${i}u, p.m - 1u) * p.a_rs;`);
   let loop: string;
   if (mode === 'n4') {
     loop = `  for (var k = p.k0; k < p.k1; k = k + 1u) {
     let bv = vec4<f32>(b[(ob + k * p.b_rs) / 4u + j]);
 ${lines(rows, (i) => `    acc${i} = fma(vec4<f32>(f32(a[ra${i} + k * p.a_cs])), bv, acc${i});`)}
+  }`;
+  } else if (quad) {
+    loop = `${lines(4, (c) => `  let rb${c} = (ob + min(j + ${c}u, p.n - 1u) * p.b_cs) / 4u;`)}
+  for (var k = p.k0; k < p.k1; k = k + 4u) {
+    let kq = k / 4u;
+${lines(4, (c) => `    let b${c} = vec4<f32>(b[rb${c} + kq]);`)}
+${lines(rows, (i) => `    { let av = vec4<f32>(a[(ra${i} + k) / 4u]); acc${i} = acc${i} + vec4<f32>(dot(av, b0), dot(av, b1), dot(av, b2), dot(av, b3)); }`)}
   }`;
   } else if (mode === 'k4') {
     loop = `  let rb = (ob + j * p.b_cs) / 4u;
@@ -353,8 +370,16 @@ ${lines(rows, (i) => `    acc${i} = acc${i} + dot(vec4<f32>(a[(ra${i} + k) / 4u]
 ${lines(rows, (i) => `    acc${i} = fma(f32(a[ra${i} + k * p.a_cs]), bv, acc${i});`)}
   }`;
   }
-  const store = lines(rows, (i) => `  if (r0 + ${i}u < p.m) {
-    let o = zb + (r0 + ${i}u) * ${vec ? 'p.n / 4u' : 'p.n'} + j;
+  const width = vec ? 'p.n / 4u' : 'p.n';
+  const store = quad
+    ? lines(rows, (i) => lines(4, (c) => `  if (r0 + ${i}u < p.m && j + ${c}u < p.n) {
+    let o = zb + (r0 + ${i}u) * p.n + j + ${c}u;
+    var v = acc${i}[${c}];
+    if (p.acc != 0u) { v = v + f32(out[o]); }
+    out[o] = ${st}(v);
+  }`))
+    : lines(rows, (i) => `  if (r0 + ${i}u < p.m) {
+    let o = zb + (r0 + ${i}u) * ${width} + j;
     var v = acc${i};
     if (p.acc != 0u) { v = v + ${accT}(out[o]); }
     out[o] = ${oT}(v);
@@ -365,9 +390,9 @@ ${lines(rows, (i) => `    acc${i} = fma(f32(a[ra${i} + k * p.a_cs]), bv, acc${i}
 @group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
 ${U_WGSL}
 @compute @workgroup_size(${GEMV_WG}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let j = gid.x;
-  if (j >= ${vec ? '(p.n / 4u)' : 'p.n'}) { return; }
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let j = gid.x * ${quad ? 4 : 1}u;
+  if (j >= ${width}) { return; }
   let z = wid.z + p.z0;
   let r0 = wid.y * ${rows}u;
   let offs = batch_offsets(z);
@@ -376,7 +401,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 ${rowOff}
 ${lines(rows, (i) => `  var acc${i} = ${accT}(0.0);`)}
 ${loop}
-  let zb = z * p.m * ${vec ? 'p.n / 4u' : 'p.n'};
+  let zb = z * p.m * ${width};
 ${store}
 }`;
 }
@@ -606,11 +631,12 @@ registerKernel({
     let gemvCols = 0;
     const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
     /** Takes the matrix-vector kernel with `rows` rows per thread, if the grid fits. */
-    const rowKernel = (rows: number): boolean => {
+    const rowKernel = (rows: number, quad = false): boolean => {
       const mode = gemvMode(a, b, k, n);
-      const cols = mode === 'n4' ? n / 4 : n;
+      if (quad && mode !== 'k4') return false;
+      const cols = mode === 'n4' ? n / 4 : quad ? Math.ceil(n / 4) : n;
       if (Math.ceil(cols / GEMV_WG) > maxWg || Math.ceil(m / rows) > maxWg) return false;
-      prog = getProgram(`matmul_gemv|${dtype}|${mode}|${rows}`, () => gemvSource(dtype, mode, rows));
+      prog = getProgram(`${quad ? 'matmul_k4x4' : 'matmul_gemv'}|${dtype}|${mode}|${rows}`, () => gemvSource(dtype, mode, rows, quad ? 4 : 1));
       gemvCols = cols;
       bm = rows;
       bn = 1;
@@ -642,12 +668,17 @@ registerKernel({
         vecOut: n % 4 === 0,
       };
       const direct = t.bk === 0 && cfg.modeA === 'v1' && cfg.modeB === 'v0';
-      if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
-      const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${direct ? 'direct' : cfg.modeA + cfg.modeB + (cfg.vecOut ? 'v' : 's')}`;
-      prog = getProgram(key, () => (direct ? directSource(cfg) : tiledSource(cfg)));
-      bm = cfg.wg * cfg.tm;
-      bn = cfg.wg * cfg.tn;
-      kStep = direct ? 4 : cfg.bk;
+      if (t.bk === 0 && !direct && kContiguousQuads && rowKernel(GEMV_MAX_M, true)) {
+        // software adapter, both operands contiguous along K (q·kᵀ, a tied lm_head x·wteᵀ): 4×4 blocks of
+        // dot products straight from memory; the staged tiles it replaces took 5-10 s to compile on SwiftShader
+      } else {
+        if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
+        const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${direct ? 'direct' : cfg.modeA + cfg.modeB + (cfg.vecOut ? 'v' : 's')}`;
+        prog = getProgram(key, () => (direct ? directSource(cfg) : tiledSource(cfg)));
+        bm = cfg.wg * cfg.tm;
+        bn = cfg.wg * cfg.tn;
+        kStep = direct ? 4 : cfg.bk;
+      }
     }
     // K passes: each invocation loops K/kStep times per pass; keep that well under the loop cap
     const cap = device.maxLoopIterations;
