@@ -12,6 +12,7 @@ import "@webattn/kernels-webgpu";
 import {
   AdamW,
   GPT2LMHeadModel,
+  GradScaler,
   ViTForImageClassification,
   eagerAttention,
   flashAttention,
@@ -132,7 +133,8 @@ const setGrad = (model, on) => {
   for (const p of model.parameters()) p.requiresGrad = on;
 };
 function release(model, optimizer) {
-  // no Module/Optimizer dispose() in @webattn/models yet: free the parameters and AdamW's moments by hand
+  // frees AdamW's moments and (float16 rows) its float32 master weights; then the parameters by hand
+  optimizer?.dispose?.();
   for (const p of model.parameters()) p.dispose();
   for (const s of optimizer?.state?.values?.() ?? []) {
     s.m?.dispose?.();
@@ -276,15 +278,31 @@ for (const v of variants) {
     if (secondsLeft() > 15) {
       model.train();
       setGrad(model, true);
-      optimizer = new AdamW(model.parameters(), { lr: 1e-4 });
+      // float16: mixed precision as PyTorch AMP trains it: float32 master weights and moments in AdamW,
+      // float32 loss, dynamic loss scaling (GradScaler: skip + halve on inf/NaN)
+      const f16 = v.dtype === "float16";
+      optimizer = new AdamW(model.parameters(), { lr: 1e-4, masterWeights: f16 });
+      const scaler = f16 ? new GradScaler() : null;
+      if (f16) row.train_amp = "f16 model, f32 master weights + AdamW state, GradScaler";
+      let skipped = 0;
       const losses = [];
       await into(row, "train", async () => {
         const { loss } = await model.forward(inputs);
-        loss.backward();
-        optimizer.step();
+        if (scaler) {
+          scaler.scale(loss).backward();
+          if (!(await scaler.step(optimizer))) skipped++;
+          scaler.update();
+        } else {
+          loss.backward();
+          optimizer.step();
+        }
         optimizer.zeroGrad();
         losses.push((await loss.toArray())[0]);
       });
+      if (scaler) {
+        row.train_skipped_steps = skipped;
+        row.train_loss_scale = scaler.getScale();
+      }
       row.train_losses = losses.map((x) => Number(x.toFixed(4))).join(",");
       row.train_loss_finite = losses.every(Number.isFinite);
     }
