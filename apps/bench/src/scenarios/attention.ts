@@ -78,6 +78,7 @@ export async function attentionVsTfjsScenario(device: WebGPUDevice, quick: boole
       rows.push({
         scenario: 'attention vs TF.js-WebGPU (same adapter, same run)',
         name,
+        adapter: device.info.adapter,
         flash_fwd_ms: flash.ms,
         tfjs_unfused_ms: tfMs,
         flash_over_tfjs: tfMs / flash.ms,
@@ -122,7 +123,8 @@ async function flashVsMath(device: T.Device, quick: boolean): Promise<BenchRow[]
             t.grad = null;
           }
         });
-      const budget = (soft ? (quick ? 2500 : 6000) : 3000) * backends.length;
+      // (the wasm backend's quick part: 1.5 s a backend — math's L=1024 fwd+bwd alone takes ~0.5 s a round)
+      const budget = (device.backend === 'wasm' && quick ? 1500 : soft ? (quick ? 2500 : 6000) : 3000) * backends.length;
       // the backends round-robin: each timing under the same load (best of the rounds)
       const fwd = await timeInterleaved(device, Object.fromEntries(backends.map((b) => [b, () => run(b, false)])), { rounds: repsOn(device, quick ? 3 : 5), budgetMs: budget });
       const fb = await timeInterleaved(device, Object.fromEntries(backends.map((b) => [b, () => run(b, true)])), { rounds: repsOn(device, quick ? 1 : 3), budgetMs: budget });
