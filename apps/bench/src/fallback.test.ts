@@ -11,17 +11,17 @@ describe('CPU fallback census', () => {
       installFallbackCensus();
       installFallbackCensus(); // idempotent: one wrapper, one count per call
       takeFallbacks();
-      const a = T.tensor(Int32Array.from([1, 2, 3]), [3], { dtype: 'int32', device });
-      const b = T.tensor(Int32Array.from([1, 0, 3]), [3], { dtype: 'int32', device });
-      const eq = T.eq(a, b);
-      expect(Array.from(await eq.toArray())).toEqual([1, 0, 1]); // the wrapped kernel still computes
+      // a strided bool copy: the wasm unary kernel takes float32 only, so the reference kernel runs it
+      const m = T.tensor(Uint8Array.from([1, 0, 0, 1, 1, 0]), [2, 3], { dtype: 'bool', device }).transpose(0, 1).contiguous();
+      expect(Array.from(await m.toArray())).toEqual([1, 1, 0, 1, 0, 0]); // the wrapped kernel still computes
       const x = T.randn([4, 4], { seed: 1, device });
       T.add(x, x).dispose(); // float32 add: the wasm kernel
       const c = T.tensor(Int32Array.from([1, 2]), [2], { dtype: 'int32', device: cpu });
       T.eq(c, c).dispose(); // on the CPU device: not a fallback
+      T.eq(x, x).dispose(); // float32 comparison: the wasm backend's own (bool result)
       const f = takeFallbacks();
-      expect(f.map((e) => [e.op, e.calls])).toEqual([['binary:eq(int32)', 1]]);
-      expect(describeFallbacks(f)).toMatch(/^binary:eq\(int32\) ×1 \(\d+\.\d ms\)$/);
+      expect(f.map((e) => [e.op, e.calls])).toEqual([['unary:identity(bool)', 1]]);
+      expect(describeFallbacks(f)).toMatch(/^unary:identity\(bool\) ×1 \(\d+\.\d ms\)$/);
       expect(takeFallbacks()).toEqual([]);
     } finally {
       device.destroy();

@@ -143,6 +143,53 @@ registerKernel({
   },
 });
 
+// Comparisons and logical ops (bool results; int32 / bool / float32 operands: attention masks, position ids) as a
+// plain loop over the typed arrays with the operands' broadcast strides. The reference kernel went through float64
+// copies and an offset table: ~5 ms per [8, 1, 64, 64] mask op, 12-19% of the bench's padded GPT-2 steps.
+const COMPARE_OPS: Record<string, (x: number, y: number) => boolean> = {
+  eq: (x, y) => x === y,
+  ne: (x, y) => x !== y,
+  lt: (x, y) => x < y,
+  le: (x, y) => x <= y,
+  gt: (x, y) => x > y,
+  ge: (x, y) => x >= y,
+  and: (x, y) => !!x && !!y,
+  or: (x, y) => !!x || !!y,
+};
+const COMPARE_DTYPES = new Set(['int32', 'bool', 'float32']);
+
+function compareJs(f: (x: number, y: number) => boolean, a: Tensor, b: Tensor, shape: readonly number[]): Uint8Array | null {
+  const oa = operand(a, shape);
+  const ob = operand(b, shape);
+  const c = collapse(shape, [oa, ob]);
+  if (!c) return null;
+  const da = oa.data as ArrayLike<number>;
+  const db = ob.data as ArrayLike<number>;
+  const sh = c.shape;
+  const [sa, sb] = c.strides as [number[], number[]];
+  const r = sh.length;
+  const inner = sh[r - 1]!;
+  const ia = sa[r - 1]!;
+  const ib = sb[r - 1]!;
+  const out = new Uint8Array(sizeOf(shape));
+  const idx = new Array<number>(r).fill(0);
+  let pa = 0;
+  let pb = 0;
+  for (let o = 0; o < out.length; o += inner) {
+    for (let j = 0, x = pa, y = pb; j < inner; j++, x += ia, y += ib) out[o + j] = f(da[x]!, db[y]!) ? 1 : 0;
+    for (let d = r - 2; d >= 0; d--) {
+      idx[d]!++;
+      pa += sa[d]!;
+      pb += sb[d]!;
+      if (idx[d]! < sh[d]!) break;
+      pa -= sa[d]! * sh[d]!;
+      pb -= sb[d]! * sh[d]!;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
 registerKernel({
   name: 'binary',
   backend: 'wasm',
@@ -151,6 +198,10 @@ registerKernel({
     const op = BINARY_OPS[attrs.op as string];
     const shape = attrs.shape as number[];
     const n = sizeOf(shape);
+    if (COMPARE_OPS[attrs.op as string] && a.dtype === b.dtype && COMPARE_DTYPES.has(a.dtype) && n > 0) {
+      const r = compareJs(COMPARE_OPS[attrs.op as string]!, a, b, shape);
+      if (r) return fromTyped(r, shape, 'bool', device);
+    }
     if (op === undefined || !f32s([a, b]) || n === 0) return fallback('binary', inputs, attrs, device);
     const oa = operand(a, shape);
     const ob = operand(b, shape);
