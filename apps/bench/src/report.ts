@@ -127,7 +127,7 @@ export function headlines(rows: BenchRow[], refs: References): Headline[] {
       const refF1k = refA && byName(refA, 'flash L=1024');
       const torch = refs.h100Torch && byName(refs.h100Torch.rows, 'B=8 H=16 L=2048 E=64');
       const pub: string[] = [];
-      if (refF) pub.push(`${x(num(refF, 'flash_over_math_fwd')!)} at L=${L}, ${x(num(refF1k, 'flash_over_math_fwd') ?? NaN)} at L=1024 (llvmpipe, ${refs.llvmpipe.attention!.path})`);
+      if (refF) pub.push(`${x(num(refF, 'flash_over_math_fwd')!)} at L=${L}${L !== 1024 && refF1k ? `, ${x(num(refF1k, 'flash_over_math_fwd') ?? NaN)} at L=1024` : ''} (llvmpipe, ${refs.llvmpipe.attention!.path})`);
       if (torch) pub.push(`PyTorch flash bf16 ${x(num(torch, 'math_fp32_ms')! / num(torch, 'flash_bf16_ms')!)} faster than math fp32 at B=8 H=16 L=2048 (H100)`);
       out.push({
         question: 'flash vs math: time',
