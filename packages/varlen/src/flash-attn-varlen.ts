@@ -102,7 +102,9 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     if (!cuQ || !cuK) throw new WebattnError('INVALID_ARGUMENT', 'options.cuSeqlensQ: the reference path needs host cu_seqlens', { argument: 'options.cuSeqlensQ' });
     return perSequence(q, k, v, cuQ, cuK, { ...options, scale });
   }
-  const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : (src as Tensor));
+  // the kernels index cu_seqlens from element 0 of its storage: copy a GPU-held view with an offset or strides
+  const flat = (t: Tensor) => (t.offset === 0 && t.isContiguous ? t : T.copyInto(T.empty(t.shape, 'int32', device), t));
+  const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : flat(src as Tensor));
   const cuQT = toDev(cuQ, cuQIn);
   const cuKT = toDev(cuK, cuKIn);
   const verdicts: ((outputs: Tensor[]) => void)[] = [];
@@ -116,7 +118,7 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     causalOffset: 0,
     mask: null,
     hooks,
-    varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK },
+    varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK, hostCuQ: cuQ, hostCuK: cuK },
     window,
   });
   for (const v of verdicts) v([output, lse]);

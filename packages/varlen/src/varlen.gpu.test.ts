@@ -23,6 +23,8 @@ interface Cfg {
   E: number;
   Ev?: number;
   opts?: Partial<FlashAttnVarlenOptions>;
+  /** Pass cu_seqlens as int32 tensors on the device (the tile map is then built by a GPU kernel). */
+  held?: boolean;
 }
 
 async function runCfg(c: Cfg, device: T.Device, dtype: T.DType) {
@@ -34,9 +36,10 @@ async function runCfg(c: Cfg, device: T.Device, dtype: T.DType) {
   const k = T.randn([cuK[cuK.length - 1]!, c.Hkv, c.E], { seed: 12, device, dtype, requiresGrad: true });
   const v = T.randn([cuK[cuK.length - 1]!, c.Hkv, Ev], { seed: 13, device, dtype, requiresGrad: true });
   const g = T.randn([cuQ[cuQ.length - 1]!, c.Hq, Ev], { seed: 14, device, dtype });
+  const held = (c_: Int32Array) => (c.held && device.backend === 'webgpu' ? T.tensor(c_, [c_.length], { dtype: 'int32', device }) : c_);
   const { output, lse } = flashAttnVarlen(q, k, v, {
-    cuSeqlensQ: cuQ,
-    cuSeqlensK: cuK,
+    cuSeqlensQ: held(cuQ),
+    cuSeqlensK: held(cuK),
     maxSeqlenQ: Math.max(0, ...c.lq),
     maxSeqlenK: Math.max(0, ...lk),
     ...c.opts,
@@ -54,6 +57,12 @@ const CFGS: Cfg[] = [
   { name: 'many length-1 sequences', lq: new Array(40).fill(1), Hq: 2, Hkv: 2, E: 16, opts: { causal: true } },
   { name: 'local window [4, 0] and softcap 5', lq: [9, 17], Hq: 2, Hkv: 2, E: 16, opts: { causal: true, windowSize: [4, 0], softcap: 5 } },
   { name: 'window [2, 3] non-causal, scale', lq: [11, 6], Hq: 1, Hkv: 1, E: 16, opts: { windowSize: [2, 3], scale: 0.4 } },
+  // the dense tile map: one long sequence among many short and empty ones, tiles ordered longest first
+  { name: 'one long + many short and empty, causal, GQA 4→1', lq: [3, 0, 1, 150, 2, 0, 7, 1, 33, 5], Hq: 4, Hkv: 1, E: 16, opts: { causal: true } },
+  { name: 'one long key sequence, short queries, causal bottom-right', lq: [2, 1, 9, 0], lk: [3, 140, 9, 6], Hq: 2, Hkv: 2, E: 16, opts: { causal: true } },
+  // GPU-held cu_seqlens: the tile map comes from the prefix kernel (upper-bound grid, extra workgroups exit)
+  { name: 'GPU-held cu_seqlens: cross lengths, empty sequences, causal, GQA 2→1', lq: [3, 0, 70, 7, 0], lk: [5, 9, 70, 0, 4], Hq: 2, Hkv: 1, E: 16, Ev: 8, held: true, opts: { causal: true } },
+  { name: 'GPU-held cu_seqlens: one long + many short, non-causal', lq: [1, 90, 2, 1, 0, 4, 1, 1, 17], Hq: 2, Hkv: 2, E: 16, held: true },
 ];
 
 describe('flashAttnVarlen equals attention on each sequence alone (float64 reference)', () => {
@@ -123,6 +132,11 @@ describe('GPU-held cu_seqlens', () => {
     const held = T.tensor(cu, [cu.length], { dtype: 'int32', device: gpu });
     const out = flashAttnVarlen(q, k, k, { cuSeqlensQ: held, maxSeqlenQ: 9, causal: true });
     expectClose(await out.toArray(), want, 2e-5, 2e-4, 'GPU-held');
+    // a view with an offset (cu_seqlens sliced out of a larger int32 tensor) reads the view, not its storage
+    const big = T.tensor(Int32Array.from([77, ...cu, 3]), [cu.length + 2], { dtype: 'int32', device: gpu });
+    const view = big.slice(0, 1, cu.length + 1);
+    const out2 = flashAttnVarlen(q, k, k, { cuSeqlensQ: view, maxSeqlenQ: 9, causal: true });
+    expectClose(await out2.toArray(), want, 2e-5, 2e-4, 'GPU-held view');
   });
 });
 

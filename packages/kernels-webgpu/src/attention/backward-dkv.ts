@@ -11,7 +11,8 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile,
   type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, lanes, lens, product, qRange, scoreHelpers, stage, unroll } from './shared.js';
+import { blockLoop, lanes, product, qRange, scoreHelpers, stage, unroll } from './shared.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 import { DO_AT } from './backward-dq.js';
 
 function dkvBytes(t: Tile, EC: number, EVC: number): number {
@@ -38,12 +39,7 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs, dk: Tensor, dv: 
   const col = (n: number) => `tc_ + ${TC * n}u`;
   const dsOf = p.hooks?.scoreMod ? 'score_mod_grad(raw, b, h, i, j, ds)' : 'ds';
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hkv();
-  let hk = bh % u_hkv();
-  let k0 = wid.x * ${BK}u;
-  ${lens(p)}
-  if (k0 >= LK) { return; }
+  ${tileOrigin(p, 'k', BK)}
   ${lanes(t)}
 ${qRange(p, BK)}
   ${stage('ks', BK, EC, QST, (r, c) => `k0 + ${r} < LK && ${c} < ${hd.e}`, (r, c) => `load_k(k_at(b, hk, k0 + ${r}, ${c}))`)}
@@ -109,10 +105,11 @@ ${qRange(p, BK)}
     }
   }`)}`;
   const WG = TR * TC;
+  const td = tileDispatch(p, 'k', BK, d.Hkv);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv',
     key: cacheKey(p, `t${BK}x${BQ}x${TR}x${TC}`),
-    bindings: [...gradBindings(p, g), { name: 'dk', dtype: dk.dtype, access: 'read_write' }, { name: 'dv', dtype: dv.dtype, access: 'read_write' }],
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: dk.dtype, access: 'read_write' }, { name: 'dv', dtype: dv.dtype, access: 'read_write' }, ...td.bindings],
     uniforms: gradUniforms(p),
     workgroupSize: [WG],
     helpers: `var<workgroup> ks: array<f32, ${BK * QST}>;
@@ -124,7 +121,8 @@ var<workgroup> dss: array<f32, ${BQ * BK}>;
 var<workgroup> lses: array<f32, ${BQ}>;
 var<workgroup> deltas: array<f32, ${BQ}>;
 ${DO_AT}
-${scoreHelpers(p)}`,
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'k')}`,
     body,
   };
   // passes over (query head of the group, query rows) keep each invocation under the loop cap
@@ -134,6 +132,7 @@ ${scoreHelpers(p)}`,
   else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);
   const values = gradValues(p, g);
   all.forEach(([c0, c1, g0, g1], n) =>
-    run(spec, [...gradTensors(p, g), dk, dv], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1) }, [Math.ceil(d.Lkv / BK), d.B * d.Hkv, 1]),
+    run(spec, [...gradTensors(p, g), dk, dv, ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1) }, td.grid),
   );
+  td.dispose();
 }

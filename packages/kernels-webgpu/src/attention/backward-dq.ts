@@ -11,7 +11,8 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile,
   type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, kvRange, lanes, lens, product, scoreHelpers, stage, unroll } from './shared.js';
+import { blockLoop, kvRange, lanes, product, scoreHelpers, stage, unroll } from './shared.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 function dqBytes(t: Tile, EC: number, EVC: number): number {
   return 4 * ((t.rows + t.cols) * (EC + 1 + EVC + 1) + t.rows * t.cols);
@@ -39,13 +40,7 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs, dq: Tensor): void
   const col = (n: number) => `tc_ + ${TC * n}u`;
   const dsOf = p.hooks?.scoreMod ? 'score_mod_grad(raw, b, h, i, j, ds)' : 'ds';
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hq();
-  let h = bh % u_hq();
-  let hk = h / u_group();
-  let q0 = wid.x * ${BR}u;
-  ${lens(p)}
-  if (q0 >= LQ) { return; }
+  ${tileOrigin(p, 'q', BR)}
   ${lanes(t)}
 ${kvRange(p, BR)}
   ${stage('qs', BR, EC, QST, (r, c) => `q0 + ${r} < LQ && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, q0 + ${r}, ${c})) * u_scale()`)}
@@ -102,10 +97,11 @@ ${kvRange(p, BR)}
   const WG = TR * TC;
   const costPerKey = ((BC * (EC + EVC)) / WG + d.E + d.Ev + BC + 8) / BC;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
+  const td = tileDispatch(p, 'q', BR, d.Hq);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dq',
     key: cacheKey(p, `t${BR}x${BC}x${TR}x${TC}`),
-    bindings: [...gradBindings(p, g), { name: 'dq', dtype: dq.dtype, access: 'read_write' }, ...(p.hooks?.gradBindings ?? [])],
+    bindings: [...gradBindings(p, g), { name: 'dq', dtype: dq.dtype, access: 'read_write' }, ...(p.hooks?.gradBindings ?? []), ...td.bindings],
     uniforms: gradUniforms(p),
     workgroupSize: [WG],
     helpers: `var<workgroup> qs: array<f32, ${BR * QST}>;
@@ -115,11 +111,13 @@ var<workgroup> vs: array<f32, ${BC * DST}>;
 var<workgroup> dss: array<f32, ${BC * BR}>;
 ${DO_AT}
 ${scoreHelpers(p)}
-${p.hooks?.gradWgsl ?? ''}`,
+${p.hooks?.gradWgsl ?? ''}
+${tileMapWgsl(p, 'q')}`,
     body,
   };
   const values = gradValues(p, g);
   chunks.forEach(([c0, c1], n) =>
-    run(spec, [...gradTensors(p, g), dq, ...(p.hooks?.gradTensors ?? [])], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
+    run(spec, [...gradTensors(p, g), dq, ...(p.hooks?.gradTensors ?? []), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, td.grid),
   );
+  td.dispose();
 }

@@ -37,7 +37,7 @@ export function flashBackward(
   const dq = empty(p.varlen ? [d.TQ, d.Hq, d.E] : [d.B, d.Hq, d.Lq, d.E], 'float32', device);
   const dk = empty(p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E], 'float32', device);
   const dv = empty(p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev], 'float32', device);
-  checkGrid(device, d.B * d.Hq, 'query');
+  checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   backwardDq(p, g, dq);
   backwardDkv(p, g, dk, dv);
   const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());

@@ -13,7 +13,8 @@ import {
   cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile,
   type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, kvRange, lanes, lens, product, scoreHelpers, stage, unroll } from './shared.js';
+import { blockLoop, kvRange, lanes, product, scoreHelpers, stage, unroll } from './shared.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 /** Workgroup memory of the forward tile (bytes): Q, one K-or-V tile, P and two row-partial buffers. */
 function forwardBytes(t: Tile, EC: number, EVC: number): number {
@@ -32,7 +33,7 @@ export function flashForward(p: FlashParams): {
   const out = empty(p.varlen ? [d.TQ, d.Hq, d.Ev] : [d.B, d.Hq, d.Lq, d.Ev], p.q.dtype, device);
   const lse = empty(p.varlen ? [d.Hq, d.TQ] : [d.B, d.Hq, d.Lq], 'float32', device);
   if (d.B * d.Hq * d.Lq === 0 || out.size === 0) return { out, lse };
-  checkGrid(device, d.B * d.Hq, 'query');
+  checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
   const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc);
@@ -47,13 +48,7 @@ export function flashForward(p: FlashParams): {
   const row = (m: number) => `tr_ + ${TR * m}u`;
   const col = (n: number) => `tc_ + ${TC * n}u`;
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hq();
-  let h = bh % u_hq();
-  let hk = h / u_group();
-  let q0 = wid.x * ${BR}u;
-  ${lens(p)}
-  if (q0 >= LQ) { return; }
+  ${tileOrigin(p, 'q', BR)}
   ${lanes(t)}
 ${kvRange(p, BR)}
   ${stage('qs', BR, EC, QST, (r, c) => `q0 + ${r} < LQ && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, q0 + ${r}, ${c})) * u_scale()`)}
@@ -126,7 +121,8 @@ var<workgroup> ps: array<f32, ${BC * BR}>;
 var<workgroup> red: array<f32, ${BR * TC}>;
 var<workgroup> red2: array<f32, ${BR * TC}>;
 fn nan_hi(x: f32) -> f32 { return select(x, pos_inf(), x != x); }
-${scoreHelpers(p)}`;
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'q')}`;
   // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
   const WG = TR * TC;
   const costPerKey = ((BC * (EC + EVC)) / WG + d.E + BC + 8) / BC;
@@ -135,6 +131,7 @@ ${scoreHelpers(p)}`;
   const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
   const accb = empty([multi ? rowsTotal * d.Ev : 1], 'float32', device);
   const mlb = empty([multi ? rowsTotal * 2 : 2], 'float32', device);
+  const td = tileDispatch(p, 'q', BR, d.Hq);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward',
     key: cacheKey(p, `t${BR}x${BC}x${TR}x${TC}`),
@@ -144,6 +141,7 @@ ${scoreHelpers(p)}`;
       { name: 'lse', dtype: 'float32', access: 'read_write' },
       { name: 'accb', dtype: 'float32', access: 'read_write' },
       { name: 'mlb', dtype: 'float32', access: 'read_write' },
+      ...td.bindings,
     ],
     uniforms: commonUniforms(p),
     workgroupSize: [WG],
@@ -151,8 +149,9 @@ ${scoreHelpers(p)}`;
     body,
   };
   chunks.forEach(([c0, c1], n) =>
-    run(spec, [...inputTensors(p), out, lse, accb, mlb], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
+    run(spec, [...inputTensors(p), out, lse, accb, mlb, ...td.tensors], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length) }, td.grid),
   );
+  td.dispose();
   accb.dispose();
   mlb.dispose();
   return { out, lse };

@@ -82,6 +82,10 @@ export interface FlashParams {
     maxQ: number;
     /** Longest key sequence. */
     maxK: number;
+    /** Host copy of `cuQ` when the caller has one: the tile map is then built on the host (`tile-map.ts`). */
+    hostCuQ?: Int32Array | null;
+    /** Host copy of `cuK` likewise. */
+    hostCuK?: Int32Array | null;
   } | null;
   /** Local attention window: key j visible iff i + off − left ≤ j ≤ i + off + right (−1 = unbounded). */
   window?: {
