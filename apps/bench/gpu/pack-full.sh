@@ -19,7 +19,7 @@ tar -cf /tmp/pack-tree.tar -T /tmp/pack-files.txt \
   --exclude=node_modules/vitepress --exclude=node_modules/@algolia --exclude=node_modules/shiki --exclude=node_modules/@vue \
   --exclude=node_modules/@iconify-json --exclude=node_modules/eslint --exclude=node_modules/@typescript-eslint \
   --exclude='node_modules/@tensorflow/*/dist/*.min.js' --exclude='node_modules/@tensorflow/*/dist/*.es2017.js' \
-  --exclude='node_modules/@tensorflow/*/dist/*.node.js' --exclude='node_modules/@tensorflow/*/dist/*.esm.js' \
+  --exclude='node_modules/@tensorflow/*/dist/*.esm.js' \
   node_modules
 xz -T2 -6 -c /tmp/pack-tree.tar > "$DEST/tree.tar.xz" && rm /tmp/pack-tree.tar
 if [ -n "${TFJS_DIR:-}" ]; then
