@@ -58,8 +58,10 @@ const VARLEN_OPTIONS: Record<string, OptionSpec> = {
  * Attention over packed variable-length sequences, like `flash_attn_varlen_func`: q `[totalQ, Hq, E]`,
  * k `[totalK, Hkv, E]`, v `[totalK, Hkv, Ev]` → `[totalQ, Hq, Ev]`. No token attends across a sequence
  * boundary; empty sequences are allowed; a query with no visible key gives zeros (lse −∞).
- * Runs the shared flash generator's packed layout on WebGPU (forward + backward); on the CPU it runs
- * each sequence through the reference attention. Host cu_seqlens are validated at the call; GPU-held
+ * Runs the shared flash generator's packed layout on WebGPU (forward + backward) over a dense tile map:
+ * one workgroup per (row tile of a sequence, head), so the work follows Σ L_b², not B · maxSeqlen²
+ * (`maxSeqlenQ`/`maxSeqlenK` only bound the grid when cu_seqlens are GPU-held); on the CPU it runs each
+ * sequence through the reference attention. Host cu_seqlens are validated at the call; GPU-held
  * ones by a small kernel whose verdict is raised at the next read-back (`validate: false` skips it).
  * Throws `SHAPE_MISMATCH` / `DTYPE_UNSUPPORTED` / `INVALID_ARGUMENT` naming the argument.
  *
