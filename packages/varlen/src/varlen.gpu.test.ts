@@ -63,6 +63,8 @@ const CFGS: Cfg[] = [
   // GPU-held cu_seqlens: the tile map comes from the prefix kernel (upper-bound grid, extra workgroups exit)
   { name: 'GPU-held cu_seqlens: cross lengths, empty sequences, causal, GQA 2→1', lq: [3, 0, 70, 7, 0], lk: [5, 9, 70, 0, 4], Hq: 2, Hkv: 1, E: 16, Ev: 8, held: true, opts: { causal: true } },
   { name: 'GPU-held cu_seqlens: one long + many short, non-causal', lq: [1, 90, 2, 1, 0, 4, 1, 1, 17], Hq: 2, Hkv: 2, E: 16, held: true },
+  // 300 sequences (the GPU scan spans threads; the kernels' binary search takes 9 steps), first and last empty
+  { name: 'GPU-held cu_seqlens: 300 short sequences, causal', lq: Array.from({ length: 300 }, (_, i) => (i === 0 || i === 299 ? 0 : (i * 5) % 4)), Hq: 1, Hkv: 1, E: 8, held: true, opts: { causal: true } },
 ];
 
 describe('flashAttnVarlen equals attention on each sequence alone (float64 reference)', () => {
