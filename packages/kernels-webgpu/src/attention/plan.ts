@@ -290,7 +290,7 @@ export function inputBindings(p: FlashParams): BindingSpec[] {
     { name: 'v', dtype: p.v.dtype, access: 'read' },
   ];
   if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
-  if (p.varlen) b.push({ name: 'cu_q', dtype: 'int32', access: 'read' }, { name: 'cu_k', dtype: 'int32', access: 'read' });
+  // varlen: cu_seqlens and the tile map come in the kernel's own `vl` binding (tile-map.ts)
   if (p.blocks) b.push({ name: 'bt', dtype: 'int32', access: 'read' });
   if (p.hooks?.bindings) b.push(...p.hooks.bindings);
   return b;
@@ -298,7 +298,7 @@ export function inputBindings(p: FlashParams): BindingSpec[] {
 
 export function inputTensors(p: FlashParams): Tensor[] {
   const bt = p.blocks ? [p.blocks.table] : [];
-  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...bt, ...(p.hooks?.tensors ?? [])];
+  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...bt, ...(p.hooks?.tensors ?? [])];
 }
 
 export function gradBindings(p: FlashParams, g: FlashGradInputs): BindingSpec[] {

@@ -21,6 +21,9 @@ export function scoreHelpers(p: FlashParams): string {
     : '';
   const layout = p.varlen
     ? `
+// cu_seqlens live in the \`vl\` binding of tile-map.ts: [cuQ[0..B] | cuK[0..B] | tile table]
+fn load_cu_q(i: u32) -> i32 { return load_vl(i); }
+fn load_cu_k(i: u32) -> i32 { return load_vl(u_B() + 1u + i); }
 // the workgroup's sequence starts, read once at the top of the kernel (tileOrigin / lens)
 var<private> P_QB: u32;
 var<private> P_KB: u32;

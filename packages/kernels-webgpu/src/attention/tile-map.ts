@@ -5,6 +5,9 @@
  *
  * The map is one int32 table `[ord[0..B), pre[0..B]]`: `pre` is the prefix sum of ceil(L_b / tile)
  * over the sequences taken in the order `ord`. A workgroup finds its slot by binary search in `pre`.
+ * Packed kernels bind ONE int32 buffer `vl` = `[cuQ[0..B] | cuK[0..B] | ord | pre]` (read through
+ * `load_cu_q` / `load_cu_k` in `shared.ts`), so varlen costs one storage binding, not three (Chromium's
+ * SwiftShader allows 10 per stage).
  * With host cu_seqlens the table is built here (sequences ordered longest first, so the heaviest
  * tiles start first and the last wave holds light ones); with GPU-held cu_seqlens a one-workgroup
  * prefix kernel builds it on the device (identity order, no read-back) and the grid is an upper
@@ -53,8 +56,8 @@ export interface TileDispatch {
 }
 
 /**
- * The grid and tile table of a kernel whose workgroups own `rows` rows of the `side` operand, for
- * `heads` heads (Hq for query tiles, Hkv for key tiles). Dense: `[ceil(L/rows), B·heads, 1]`.
+ * The grid and the `vl` buffer of a kernel whose workgroups own `rows` rows of the `side` operand, for
+ * `heads` heads (Hq for query tiles, Hkv for key tiles). Dense: `[ceil(L/rows), B·heads, 1]`, no binding.
  */
 export function tileDispatch(p: FlashParams, side: TileSide, rows: number, heads: number): TileDispatch {
   const d = dims(p);
@@ -63,53 +66,65 @@ export function tileDispatch(p: FlashParams, side: TileSide, rows: number, heads
   }
   const device = p.q.device as WebGPUDevice;
   const { cuQ, cuK, hostCuQ, hostCuK } = p.varlen;
-  const hostCu = side === 'q' ? hostCuQ : hostCuK;
-  const other = side === 'q' ? hostCuK : hostCuQ;
-  let table: Tensor;
+  let vl: Tensor;
   let tiles: number;
-  if (hostCu && other) {
+  if (hostCuQ && hostCuK) {
+    const [mine, other] = side === 'q' ? [hostCuQ, hostCuK] : [hostCuK, hostCuQ];
     const len = (c: Int32Array, b: number) => c[b + 1]! - c[b]!;
-    const t = hostTileTable(hostCu, rows, (b) => len(hostCu, b) + len(other, b));
+    const t = hostTileTable(mine, rows, (b) => len(mine, b) + len(other, b));
     tiles = t[2 * d.B]!;
-    table = tensor(t, [t.length], { dtype: 'int32', device });
+    const all = new Int32Array(4 * d.B + 3);
+    all.set(hostCuQ, 0);
+    all.set(hostCuK, d.B + 1);
+    all.set(t, 2 * d.B + 2);
+    vl = tensor(all, [all.length], { dtype: 'int32', device });
   } else {
     // upper bound: Σ ceil(L_b / rows) ≤ min(B · ceil(max / rows), (total + B · (rows − 1)) / rows)
     const [total, max] = side === 'q' ? [d.TQ, d.Lq] : [d.TK, d.Lkv];
     tiles = Math.min(d.B * Math.ceil(max / rows), Math.floor((total + d.B * (rows - 1)) / rows));
-    table = deviceTileTable(side === 'q' ? cuQ : cuK, d.B, rows);
+    vl = deviceVarlenTable(cuQ, cuK, d.B, rows, side);
   }
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const y = Math.min(Math.max(tiles, 1), maxDim);
   return {
     grid: tiles > 0 ? [heads, y, Math.ceil(tiles / y)] : [0, 0, 0],
-    bindings: [{ name: 'tm', dtype: 'int32', access: 'read' }],
-    tensors: [table],
-    dispose: () => table.dispose(),
+    bindings: [{ name: 'vl', dtype: 'int32', access: 'read' }],
+    tensors: [vl],
+    dispose: () => vl.dispose(),
   };
 }
 
 /**
- * The tile table of GPU-held cu_seqlens (int32 `[B+1]`, contiguous from element 0), built on the
- * device without a read-back: one workgroup scans ceil(L_b / rows) over the sequences (identity order).
+ * The `vl` buffer `[cuQ | cuK | ord | pre]` of GPU-held cu_seqlens (int32 `[B+1]` each, contiguous
+ * from element 0), built on the device without a read-back: one workgroup copies both and scans
+ * ceil(L_b / rows) over the `side` sequences (identity order).
  */
-export function deviceTileTable(cu: Tensor, B: number, rows: number): Tensor {
-  const table = empty([2 * B + 1], 'int32', cu.device);
+export function deviceVarlenTable(cuQ: Tensor, cuK: Tensor, B: number, rows: number, side: TileSide): Tensor {
+  const vl = empty([4 * B + 3], 'int32', cuQ.device);
   run(
     {
       name: 'flash_varlen_tile_map',
-      key: '',
+      key: side,
       bindings: [
-        { name: 'cu', dtype: 'int32', access: 'read' },
-        { name: 'tm', dtype: 'int32', access: 'read_write' },
+        { name: 'cq', dtype: 'int32', access: 'read' },
+        { name: 'ck', dtype: 'int32', access: 'read' },
+        { name: 'vl', dtype: 'int32', access: 'read_write' },
       ],
       uniforms: [['nb', 'u32'], ['rows', 'u32']],
       workgroupSize: [256],
       helpers: `var<workgroup> sc: array<u32, 256>;
+fn load_cu(i: u32) -> i32 { return ${side === 'q' ? 'load_cq(i)' : 'load_ck(i)'}; }
 fn tiles_of(b: u32) -> u32 { return (u32(max(load_cu(b + 1u) - load_cu(b), 0i)) + u_rows() - 1u) / u_rows(); }`,
       // each thread sums a run of sequences, thread 0 scans the 256 partial sums, each thread writes its
       // run (no barrier inside a loop: llvmpipe through GL mis-synchronised a Hillis-Steele scan)
       body: `
   let nb = u_nb();
+  for (var i = lidx; i <= nb; i = i + WG_SIZE) {
+    store_vl(i, load_cq(i));
+    store_vl(nb + 1u + i, load_ck(i));
+  }
+  let ord = 2u * nb + 2u;
+  let pre = ord + nb;
   let per = (nb + 255u) / 256u;
   let b0 = min(lidx * per, nb);
   let b1 = min(b0 + per, nb);
@@ -120,21 +135,21 @@ fn tiles_of(b: u32) -> u32 { return (u32(max(load_cu(b + 1u) - load_cu(b), 0i)) 
   if (lidx == 0u) {
     var acc = 0u;
     for (var i = 0u; i < 256u; i = i + 1u) { let x = sc[i]; sc[i] = acc; acc = acc + x; }
-    store_tm(2u * nb, i32(acc));
+    store_vl(pre + nb, i32(acc));
   }
   workgroupBarrier();
   var acc = sc[lidx];
   for (var b = b0; b < b1; b = b + 1u) {
-    store_tm(b, i32(b));
-    store_tm(nb + b, i32(acc));
+    store_vl(ord + b, i32(b));
+    store_vl(pre + b, i32(acc));
     acc = acc + tiles_of(b);
   }`,
     },
-    [cu, table],
+    [cuQ, cuK, vl],
     { nb: B, rows },
     [1, 1, 1],
   );
-  return table;
+  return vl;
 }
 
 /** WGSL helpers of {@link tileOrigin} (packed layout only): the binary search in the table. */
@@ -145,16 +160,18 @@ export function tileMapWgsl(p: FlashParams, side: TileSide): string {
 // (sequence, first row, Lq, Lk) of tile \`tile\` of \`rows\` rows, or b = 0xffffffff past the last tile
 fn seq_of_tile(tile: u32, rows: u32) -> vec4<u32> {
   let nb = u_B();
-  if (tile >= u32(load_tm(2u * nb))) { return vec4<u32>(0xffffffffu, 0u, 0u, 0u); }
+  let ord = 2u * nb + 2u;
+  let pre = ord + nb;
+  if (tile >= u32(load_vl(pre + nb))) { return vec4<u32>(0xffffffffu, 0u, 0u, 0u); }
   var lo = 0u;
   var hi = nb;
   while (hi - lo > 1u) {
     let mid = (lo + hi) / 2u;
-    if (u32(load_tm(nb + mid)) <= tile) { lo = mid; } else { hi = mid; }
+    if (u32(load_vl(pre + mid)) <= tile) { lo = mid; } else { hi = mid; }
   }
-  let b = u32(load_tm(lo));
-  let first = u32(load_tm(nb + lo));
-  let t = ${reverse ? `u32(load_tm(nb + lo + 1u)) - 1u - tile` : 'tile - first'};
+  let b = u32(load_vl(ord + lo));
+  let first = u32(load_vl(pre + lo));
+  let t = ${reverse ? `u32(load_vl(pre + lo + 1u)) - 1u - tile` : 'tile - first'};
   return vec4<u32>(b, t * rows, qlen_of(b), klen_of(b));
 }`;
 }
