@@ -7,14 +7,14 @@
  * Files: `plan.ts` (parameters, dims, uniforms, tiles, passes), `shared.ts` (score, loops, staging,
  * tile products), `forward.ts`, `backward-dq.ts`, `backward-dkv.ts`.
  */
-import { empty, type Tensor } from '@webattn/core-tensor';
+import type { Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { backwardDkv } from './backward-dkv.js';
 import { backwardDq } from './backward-dq.js';
 import { checkGrid, dims, type FlashGradInputs, type FlashParams } from './plan.js';
 
 export {
-  FLASH_MAX_HEAD_DIM, passes, setFlashSpecialization, setFlashTiles,
+  FLASH_MAX_HEAD_DIM, passes, setFlashSpecialization, setFlashStaging, setFlashTiles,
   type FlashBlocks, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
 } from './plan.js';
 export { flashForward } from './forward.js';
@@ -34,12 +34,9 @@ export function flashBackward(
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
   // gradients accumulate in float32 across passes; cast at the end for float16 inputs
-  const dq = empty(p.varlen ? [d.TQ, d.Hq, d.E] : [d.B, d.Hq, d.Lq, d.E], 'float32', device);
-  const dk = empty(p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E], 'float32', device);
-  const dv = empty(p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev], 'float32', device);
   checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
-  backwardDq(p, g, dq);
-  backwardDkv(p, g, dk, dv);
+  const dq = backwardDq(p, g);
+  const { dk, dv } = backwardDkv(p, g);
   const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());
   return { dq: cast(dq, p.q), dk: cast(dk, p.k), dv: cast(dv, p.v) };
 }

@@ -209,13 +209,50 @@ const SW_TILES: Tile[] = [
   { rows: 8, cols: 4, tr: 4, tc: 4 },
 ];
 
-let tileMode: 'auto' | 'hardware' | 'software' = 'auto';
 /**
- * Which tile list the flash forward picks from: `auto` (by adapter), or the `hardware` / `software`
- * list on any adapter (the backward always uses the hardware list). A testing knob (both lists run on every adapter); results are the same.
+ * Tiles for adapters that compile slowly (SwiftShader: its Subzero backend emits every unrolled
+ * register-block statement as masked SIMD code and takes seconds per few hundred of them): 2×2 register
+ * blocks over 64 threads keep each kernel's unrolled code small.
  */
-export function setFlashTiles(mode: 'auto' | 'hardware' | 'software'): void {
+const SMALL_TILES: Tile[] = [
+  { rows: 16, cols: 16, tr: 8, tc: 8 },
+  { rows: 8, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 4, tr: 8, tc: 4 },
+];
+
+let tileMode: 'auto' | 'hardware' | 'software' | 'small' = 'auto';
+/**
+ * Which tile list the flash kernels pick from: `auto` (by adapter), or the `hardware` / `software` /
+ * `small` list on any adapter (the backward uses the hardware list unless `small`). A testing knob
+ * (every list runs on every adapter); results are the same.
+ */
+export function setFlashTiles(mode: 'auto' | 'hardware' | 'software' | 'small'): void {
   tileMode = mode;
+}
+
+let stagingMode: 'auto' | 'workgroup' | 'storage' = 'auto';
+/**
+ * Where the flash kernels stage their operand tiles: `auto` (by adapter), `workgroup` memory, or a
+ * per-workgroup slice of a `storage` scratch buffer. A testing knob (both run on every adapter).
+ */
+export function setFlashStaging(mode: 'auto' | 'workgroup' | 'storage'): void {
+  stagingMode = mode;
+}
+
+/** SwiftShader (Chromium's and Dawn's software Vulkan). */
+function isSwiftShader(device: WebGPUDevice): boolean {
+  const i = device.info;
+  return /swiftshader/i.test(`${i.adapter} ${i.architecture ?? ''} ${i.vendor ?? ''}`);
+}
+
+/**
+ * Staging in a storage scratch buffer instead of workgroup memory. WebGPU zero-initialises workgroup
+ * memory; SwiftShader compiles that initialisation element by element, superlinearly in the declared
+ * size (measured in Node's Dawn: 1024 f32 3.6 s, 4096 f32 23 s; 155 ms with the initialisation off),
+ * which made the tile kernels compile for minutes. Its "workgroup memory" is plain host memory anyway.
+ */
+export function storageStaging(device: WebGPUDevice): boolean {
+  return stagingMode === 'storage' || (stagingMode === 'auto' && isSwiftShader(device));
 }
 
 /**
@@ -223,10 +260,12 @@ export function setFlashTiles(mode: 'auto' | 'hardware' | 'software'): void {
  * kernels' scalars). Rows and columns divide 64, so a tile never straddles a block-sparse block.
  */
 export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0): Tile {
-  const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
+  // with storage staging only the small per-row arrays live in workgroup memory
+  const budget = storageStaging(device) ? Infinity : device.limits.maxComputeWorkgroupStorageSize - 64;
+  const small = tileMode === 'small' || (tileMode === 'auto' && isSwiftShader(device));
   // the backward kernels hold four register blocks (S, dP and two outputs): 8×8 blocks made LLVM
-  // take minutes to compile them on llvmpipe, so they use the 4×4 blocks everywhere
-  const list = !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
+  // take minutes to compile them on llvmpipe, so they use the hardware list everywhere
+  const list = small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
   // at most ~192 accumulators per thread: beyond that compilers spill and LLVM (llvmpipe) compiles for minutes
   const t = list.find((c) => bytes(c) <= budget && regs(c) <= 192) ?? list.find((c) => bytes(c) <= budget);
   if (!t) {
