@@ -38,6 +38,7 @@ export {
   flashBackward,
   FLASH_MAX_HEAD_DIM,
   setFlashSpecialization,
+  setFlashStaging,
   type FlashParams,
   type FlashHooks,
   type FlashMask,

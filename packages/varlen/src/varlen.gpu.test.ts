@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
+import { setFlashStaging } from '@webattn/kernels-webgpu/internal';
 import { BlockDiagonalMask, cuSeqlens, flashAttnVarlen, type FlashAttnVarlenOptions } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
@@ -78,6 +79,24 @@ describe('flashAttnVarlen equals attention on each sequence alone (float64 refer
       expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dk');
       expectClose(got.dv, ref.dv, 1e-4, 1e-3, 'dv');
       expect(got.out.some(Number.isNaN) || got.dq.some(Number.isNaN)).toBe(false);
+    });
+  }
+});
+
+describe('the packed grid with operand tiles staged in storage (the SwiftShader layout: per-workgroup scratch)', () => {
+  for (const c of CFGS.filter((x) => /one long|GPU-held cu_seqlens: cross/.test(x.name))) {
+    it(c.name, async () => {
+      const ref = await runCfg(c, cpu, 'float64');
+      setFlashStaging('storage');
+      try {
+        const got = await runCfg(c, gpu, 'float32');
+        expectClose(got.out, ref.out, 3e-5, 3e-4, 'out');
+        expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dq');
+        expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dk');
+        expectClose(got.dv, ref.dv, 1e-4, 1e-3, 'dv');
+      } finally {
+        setFlashStaging('auto');
+      }
     });
   }
 });
