@@ -7,7 +7,7 @@
  * Files: `plan.ts` (parameters, dims, uniforms, tiles, passes), `shared.ts` (score, loops, staging,
  * tile products), `forward.ts`, `backward-dq.ts`, `backward-dkv.ts`.
  */
-import type { Tensor } from '@webattn/core-tensor';
+import { WebattnError, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { backwardDkv } from './backward-dkv.js';
 import { backwardDq } from './backward-dq.js';
@@ -15,8 +15,9 @@ import { checkGrid, dims, type FlashGradInputs, type FlashParams } from './plan.
 
 export {
   FLASH_MAX_HEAD_DIM, passes, setFlashSpecialization, setFlashStaging, setFlashTiles,
-  type FlashBlocks, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
+  type FlashBlocks, type FlashCaptureGrads, type FlashCaptures, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
 } from './plan.js';
+export { hookWgsl } from './hooks.js';
 export { flashForward } from './forward.js';
 
 /** Backward: dQ `[B,Hq,Lq,E]`, dK `[B,Hkv,Lkv,E]`, dV `[B,Hkv,Lkv,Ev]` (contiguous, in the inputs' dtypes). */
@@ -33,6 +34,9 @@ export function flashBackward(
 } {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
+  if (p.hooks?.scoreMod && !p.hooks.scoreModGrad) {
+    throw new WebattnError('INVALID_ARGUMENT', 'hooks.scoreModGrad: the backward of a score function needs its derivative body, got none', { argument: 'hooks.scoreModGrad' });
+  }
   // gradients accumulate in float32 across passes; cast at the end for float16 inputs
   checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const dq = backwardDq(p, g);

@@ -36,7 +36,7 @@ export function flashForward(p: FlashParams): {
   checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
-  const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc);
+  const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc, !!p.hooks);
   const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
   const RM = BR / TR;
   const RN = BC / TC;

@@ -6,6 +6,7 @@
  */
 import { WebattnError } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
+import { hookWgsl } from './hooks.js';
 import type { FlashParams, Tile } from './plan.js';
 
 /** WGSL shared by all three kernels: offsets and the masked, modified score of (b, h, i, j). */
@@ -72,7 +73,7 @@ fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32, apply_mod: bool
   ${scoreMod}
   return select(neg_inf(), x, ok);
 }
-${p.hooks?.wgsl ?? ''}
+${hookWgsl(p.hooks)}
 ${p.blocks ? BLOCK_WGSL : ''}`;
 }
 
