@@ -126,7 +126,7 @@ export function renderProgram(spec: ProgramSpec): string {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lidx: u32${spec.subgroups ? ',\n        @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32' : ''}) {
-  let flat_wg = wid.y * nwg.x + wid.x;${spec.subgroups ? '\n  SG_LANE = sg_lane;\n  SG_SIZE = sg_size;' : ''}
+  let flat_wg = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;${spec.subgroups ? '\n  SG_LANE = sg_lane;\n  SG_SIZE = sg_size;' : ''}
 ${spec.body}
 }`,
   );

@@ -12,7 +12,8 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
   type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, checkWorkBuffer, lanes, lens, product, qRange, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockLoop, checkWorkBuffer, lanes, product, qRange, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 import { DO_AT } from './backward-dq.js';
 import { scoreModGrad } from './hooks.js';
 
@@ -58,12 +59,7 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   const at = (name: string) => (i: string) => st.at(name, i);
   const [ks, vs, qs, dos, ps, dss] = ['ks', 'vs', 'qs', 'dos', 'ps', 'dss'].map(at) as [(i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string];
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hkv();
-  let hk = bh % u_hkv();
-  let k0 = wid.x * ${BK}u;
-  ${lens(p)}
-  if (k0 >= LK) { return; }
+  ${tileOrigin(p, 'k', BK)}
   ${st.prologue}
   ${lanes(t)}
 ${qRange(p, BK)}
@@ -135,15 +131,16 @@ ${qRange(p, BK)}
     }
   }`)}`;
   const WG = TR * TC;
-  const grid: [number, number, number] = [Math.ceil(d.Lkv / BK), d.B * d.Hkv, 1];
+  const td = tileDispatch(p, 'k', BK, d.Hkv);
+  const grid = td.grid;
   // dK, dV and (storage staging) the scratch share one buffer: one binding; dK and dV are views of it
-  const total = nk + nv + st.perWorkgroup * grid[0] * grid[1];
+  const total = nk + nv + st.perWorkgroup * grid[0] * grid[1] * grid[2];
   checkWorkBuffer(total, device, 'flash attention backward (dK/dV)');
   const buf = empty([total], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv',
     key: cacheKey(p, `t${BK}x${BQ}x${TR}x${TC}${st.perWorkgroup ? 's' : ''}`),
-    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }],
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...td.bindings],
     uniforms: [...gradUniforms(p), ['dv_at', 'u32'], ['scr_at', 'u32']],
     workgroupSize: [WG],
     helpers: `${st.decl}
@@ -152,7 +149,8 @@ fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
 var<workgroup> lses: array<f32, ${BQ}>;
 var<workgroup> deltas: array<f32, ${BQ}>;
 ${DO_AT}
-${scoreHelpers(p)}`,
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'k')}`,
     body,
   };
   // passes over (query head of the group, query rows) keep each invocation under the loop cap
@@ -162,7 +160,8 @@ ${scoreHelpers(p)}`,
   else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);
   const values = gradValues(p, g);
   all.forEach(([c0, c1, g0, g1], n) =>
-    run(spec, [...gradTensors(p, g), buf], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk, scr_at: nk + nv }, grid),
+    run(spec, [...gradTensors(p, g), buf, ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk, scr_at: nk + nv }, grid),
   );
+  td.dispose();
   return { dk: buf.slice(0, 0, nk).reshape(kShape), dv: buf.slice(0, nk, nk + nv).reshape(vShape) };
 }

@@ -12,8 +12,9 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
   type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, checkWorkBuffer, kvRange, lanes, lens, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
 import { captureGradCall, hookGradBindings, hookGradTensors, hookGradWgsl, scoreModGrad } from './hooks.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 function dqBytes(t: Tile, EC: number, EVC: number): number {
   return 4 * ((t.rows + t.cols) * (EC + 1 + EVC + 1) + 2 * t.rows * t.cols + 2 * t.rows);
@@ -52,13 +53,7 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const at = (name: string) => (i: string) => st.at(name, i);
   const [qs, dos, ks, vs, ss, dss] = ['qs', 'dos', 'ks', 'vs', 'ss', 'dss'].map(at) as [(i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string];
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hq();
-  let h = bh % u_hq();
-  let hk = h / u_group();
-  let q0 = wid.x * ${BR}u;
-  ${lens(p)}
-  if (q0 >= LQ) { return; }
+  ${tileOrigin(p, 'q', BR)}
   ${st.prologue}
   ${lanes(t)}
 ${kvRange(p, BR)}
@@ -120,15 +115,16 @@ ${kvRange(p, BR)}
   const WG = TR * TC;
   const costPerKey = ((BC * (EC + EVC)) / WG + d.E + d.Ev + BC + (BR * BC) / WG + 8) / BC;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
-  const grid: [number, number, number] = [Math.ceil(d.Lq / BR), d.B * d.Hq, 1];
+  const td = tileDispatch(p, 'q', BR, d.Hq);
+  const grid = td.grid;
   // dQ and (storage staging) the scratch share one buffer; dQ is a view of its head
-  const total = nq + st.perWorkgroup * grid[0] * grid[1];
+  const total = nq + st.perWorkgroup * grid[0] * grid[1] * grid[2];
   checkWorkBuffer(total, device, 'flash attention backward (dQ)');
   const buf = empty([total], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dq',
     key: cacheKey(p, `t${BR}x${BC}x${TR}x${TC}${st.perWorkgroup ? 's' : ''}`),
-    bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p)],
+    bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p), ...td.bindings],
     uniforms: [...gradUniforms(p), ['scr_at', 'u32']],
     workgroupSize: [WG],
     helpers: `${st.decl}
@@ -136,12 +132,14 @@ var<workgroup> lses: array<f32, ${BR}>;
 var<workgroup> deltas: array<f32, ${BR}>;
 ${DO_AT}
 ${scoreHelpers(p)}
-${hookGradWgsl(p)}`,
+${hookGradWgsl(p)}
+${tileMapWgsl(p, 'q')}`,
     body,
   };
   const values = gradValues(p, g);
   chunks.forEach(([c0, c1], n) =>
-    run(spec, [...gradTensors(p, g), buf, ...hookGradTensors(p)], { ...values, ...chunkValues(c0, c1, n, chunks.length), scr_at: nq }, grid),
+    run(spec, [...gradTensors(p, g), buf, ...hookGradTensors(p), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, chunks.length), scr_at: nq }, grid),
   );
+  td.dispose();
   return total === nq ? buf.reshape(shape) : buf.slice(0, 0, nq).reshape(shape);
 }

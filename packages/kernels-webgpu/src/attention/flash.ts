@@ -38,7 +38,7 @@ export function flashBackward(
     throw new WebattnError('INVALID_ARGUMENT', 'hooks.scoreModGrad: the backward of a score function needs its derivative body, got none', { argument: 'hooks.scoreModGrad' });
   }
   // gradients accumulate in float32 across passes; cast at the end for float16 inputs
-  checkGrid(device, d.B * d.Hq, 'query');
+  checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const dq = backwardDq(p, g);
   const { dk, dv } = backwardDkv(p, g);
   const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());

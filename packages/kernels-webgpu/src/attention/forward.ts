@@ -13,7 +13,8 @@ import {
   cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile, storageStaging,
   type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, checkWorkBuffer, kvRange, lanes, lens, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 /** Workgroup memory of the forward tile (bytes): Q, one K-or-V tile, S/P and four per-row state arrays. */
 function forwardBytes(t: Tile, EC: number, EVC: number): number {
@@ -32,7 +33,7 @@ export function flashForward(p: FlashParams): {
   const out = empty(p.varlen ? [d.TQ, d.Hq, d.Ev] : [d.B, d.Hq, d.Lq, d.Ev], p.q.dtype, device);
   const lse = empty(p.varlen ? [d.Hq, d.TQ] : [d.B, d.Hq, d.Lq], 'float32', device);
   if (d.B * d.Hq * d.Lq === 0 || out.size === 0) return { out, lse };
-  checkGrid(device, d.B * d.Hq, 'query');
+  checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
   const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc, !!p.hooks);
@@ -59,13 +60,7 @@ export function flashForward(p: FlashParams): {
   // thread owns whole query rows of the S tile in workgroup memory. Unrolling the per-score code over
   // the register block made SwiftShader's compiler take minutes and repeated every hook RM×RN times.
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hq();
-  let h = bh % u_hq();
-  let hk = h / u_group();
-  let q0 = wid.x * ${BR}u;
-  ${lens(p)}
-  if (q0 >= LQ) { return; }
+  ${tileOrigin(p, 'q', BR)}
   ${st.prologue}
   ${lanes(t)}
 ${kvRange(p, BR)}
@@ -161,18 +156,20 @@ var<workgroup> m_s: array<f32, ${BR}>;
 var<workgroup> l_s: array<f32, ${BR}>;
 var<workgroup> a_s: array<f32, ${BR}>;
 var<workgroup> f_s: array<u32, ${BR}>;
-${scoreHelpers(p)}`;
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'q')}`;
   // loop iterations per key of one invocation: staging K and V, the dot loop, the row loops, the P·V loop
   const WG = TR * TC;
   const costPerKey = ((BC * (EC + EVC)) / WG + d.E + BC + (2 * BC * BR) / WG + 8) / BC;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
   const multi = chunks.length > 1;
   const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
-  const grid: [number, number, number] = [Math.ceil(d.Lq / BR), d.B * d.Hq, 1];
+  const td = tileDispatch(p, 'q', BR, d.Hq);
+  const grid = td.grid;
   // one work buffer: the running accumulators and (m, l, NaN flag) between passes, then the scratch
   const accN = multi ? rowsTotal * d.Ev : 0;
   const mlN = multi ? rowsTotal * 3 : 0;
-  const workN = Math.max(1, accN + mlN + st.perWorkgroup * grid[0] * grid[1]);
+  const workN = Math.max(1, accN + mlN + st.perWorkgroup * grid[0] * grid[1] * grid[2]);
   checkWorkBuffer(workN, device, 'flash attention forward');
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
@@ -183,6 +180,7 @@ ${scoreHelpers(p)}`;
       { name: 'out', dtype: out.dtype, access: 'read_write' },
       { name: 'lse', dtype: 'float32', access: 'read_write' },
       { name: 'work', dtype: 'float32', access: 'read_write' },
+      ...td.bindings,
     ],
     uniforms: [...commonUniforms(p), ['mlb_at', 'u32'], ['scr_at', 'u32']],
     workgroupSize: [WG],
@@ -190,8 +188,9 @@ ${scoreHelpers(p)}`;
     body,
   };
   chunks.forEach(([c0, c1], n) =>
-    run(spec, [...inputTensors(p), out, lse, work], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length), mlb_at: accN, scr_at: accN + mlN }, grid),
+    run(spec, [...inputTensors(p), out, lse, work, ...td.tensors], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length), mlb_at: accN, scr_at: accN + mlN }, grid),
   );
+  td.dispose();
   work.dispose();
   return { out, lse };
 }

@@ -104,6 +104,10 @@ export interface FlashParams {
     maxQ: number;
     /** Longest key sequence. */
     maxK: number;
+    /** Host copy of `cuQ` when the caller has one: the tile map is then built on the host (`tile-map.ts`). */
+    hostCuQ?: Int32Array | null;
+    /** Host copy of `cuK` likewise. */
+    hostCuK?: Int32Array | null;
   } | null;
   /** Local attention window: key j visible iff i + off − left ≤ j ≤ i + off + right (−1 = unbounded). */
   window?: {
@@ -349,7 +353,7 @@ export function inputBindings(p: FlashParams): BindingSpec[] {
     { name: 'v', dtype: p.v.dtype, access: 'read' },
   ];
   if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
-  if (p.varlen) b.push({ name: 'cu_q', dtype: 'int32', access: 'read' }, { name: 'cu_k', dtype: 'int32', access: 'read' });
+  // varlen: cu_seqlens and the tile map come in the kernel's own `vl` binding (tile-map.ts)
   if (p.blocks) b.push({ name: 'bt', dtype: 'int32', access: 'read' });
   if (p.hooks?.captures) b.push(...p.hooks.captures.bindings);
   return b;
@@ -357,7 +361,7 @@ export function inputBindings(p: FlashParams): BindingSpec[] {
 
 export function inputTensors(p: FlashParams): Tensor[] {
   const bt = p.blocks ? [p.blocks.table] : [];
-  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...bt, ...(p.hooks?.captures?.tensors ?? [])];
+  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...bt, ...(p.hooks?.captures?.tensors ?? [])];
 }
 
 export function gradBindings(p: FlashParams, g: FlashGradInputs): BindingSpec[] {

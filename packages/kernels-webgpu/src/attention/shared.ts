@@ -24,8 +24,14 @@ export function scoreHelpers(p: FlashParams): string {
     : '';
   const layout = p.varlen
     ? `
-fn qbase(b: u32) -> u32 { return u32(load_cu_q(b)); }
-fn kbase(b: u32) -> u32 { return u32(load_cu_k(b)); }
+// cu_seqlens live in the \`vl\` binding of tile-map.ts: [cuQ[0..B] | cuK[0..B] | tile table]
+fn load_cu_q(i: u32) -> i32 { return load_vl(i); }
+fn load_cu_k(i: u32) -> i32 { return load_vl(u_B() + 1u + i); }
+// the workgroup's sequence starts, read once at the top of the kernel (tileOrigin / lens)
+var<private> P_QB: u32;
+var<private> P_KB: u32;
+fn qbase(b: u32) -> u32 { return P_QB; }
+fn kbase(b: u32) -> u32 { return P_KB; }
 fn qlen_of(b: u32) -> u32 { return u32(load_cu_q(b + 1u) - load_cu_q(b)); }
 fn klen_of(b: u32) -> u32 { return u32(load_cu_k(b + 1u) - load_cu_k(b)); }
 // bottom-right causal alignment per sequence, as FlashAttention-2 varlen
@@ -116,7 +122,9 @@ export function lens(p: FlashParams): string {
     ? `if (lidx == 0u) { wg_lens = vec2<u32>(qlen_of(b), klen_of(b)); }
   let lens = workgroupUniformLoad(&wg_lens);
   let LQ = lens.x;
-  let LK = lens.y;`
+  let LK = lens.y;
+  P_QB = u32(load_cu_q(b));
+  P_KB = u32(load_cu_k(b));`
     : `let LQ = u_lq();
   let LK = u_lkv();`;
 }
