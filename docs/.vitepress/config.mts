@@ -30,6 +30,7 @@ function apiSidebar() {
 const demos = [
   { text: 'FlexAttention playground', link: '/demos/flex-playground.html', target: '_self' },
   { text: 'SDPA: flash vs math', link: '/demos/sdpa.html', target: '_self' },
+  { text: 'GPT-2 / ViT: attn_implementation', link: '/demos/models.html', target: '_self' },
 ];
 
 export default defineConfig({
@@ -41,7 +42,7 @@ export default defineConfig({
   srcExclude: ['README.md', 'demos/**', 'dist/**', 'node_modules/**'],
   // demo pages are built next to the site (not VitePress pages); API pages link to sources outside docs/
   ignoreDeadLinks: [/^\/demos\//, /^\.\.\/\.\.\//, /\/packages\//],
-  head: [['meta', { name: 'color-scheme', content: 'light dark' }]],
+  head: [['meta', { name: 'color-scheme', content: 'light dark' }], ['link', { rel: 'icon', href: 'data:,' }]],
   themeConfig: {
     nav: [
       { text: 'Guide', link: '/guide/getting-started' },

@@ -3,7 +3,7 @@
  * recording the WGSL the page compiles, and the result contract the demo test reads:
  * `window.__webattnDemo = { status: 'ok' | 'error', adapter, maxAbsDiff }`.
  */
-import { getDevice, type Device } from '@webattn/core-tensor';
+import { getDevice, tidyAsync, type Device } from '@webattn/core-tensor';
 import '@webattn/kernels-webgpu';
 
 export interface DemoResult {
@@ -89,6 +89,21 @@ export async function timeMs(device: Device, fn: () => void, reps = 3): Promise<
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
     fn();
+    await device.sync();
+    t.push(performance.now() - t0);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)]!;
+}
+
+/** Median ms of an async `fn` (a model forward) after one warm-up, each run inside `tidyAsync` (its tensors freed) and synced on the device. */
+export async function timeAsyncMs(device: Device, fn: () => Promise<void>, reps = 3): Promise<number> {
+  await tidyAsync(fn);
+  await device.sync();
+  const t: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await tidyAsync(fn);
     await device.sync();
     t.push(performance.now() - t0);
   }

@@ -16,7 +16,13 @@ import { CHROMIUM } from '../../test-utils/browser.js';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const dist = join(root, 'docs/dist');
 // small shapes for CI (SwiftShader is slow); the pages' defaults are larger
-const QUERY: Record<string, string> = { 'flex-playground': '?L=256', sdpa: '?maxL=256' };
+const QUERY: Record<string, string> = { 'flex-playground': '?L=256', sdpa: '?maxL=256', models: '?tokens=4' };
+type Page = Awaited<ReturnType<Browser['newPage']>>;
+/** After the first result: drive a control and require a second, fresh result (the page's re-run path). */
+const INTERACT: Record<string, (page: Page) => Promise<void>> = {
+  // the attn_implementation dropdown re-runs that implementation and re-checks it against the CPU
+  models: (page) => page.selectOption('#impl', 'eager').then(() => undefined),
+};
 const demos = readdirSync(join(root, 'docs/demos'))
   .filter((f) => f.endsWith('.html'))
   .map((f) => f.slice(0, -5));
@@ -80,6 +86,18 @@ describe('docs site', () => {
       expect(r.maxAbsDiff).not.toBeNull();
       expect(Number.isFinite(r.maxAbsDiff)).toBe(true);
       expect(r.maxAbsDiff!).toBeLessThan(1e-3);
+      const interact = INTERACT[name];
+      if (interact) {
+        await page.evaluate(() => {
+          delete (window as unknown as { __webattnDemo?: unknown }).__webattnDemo;
+        });
+        await interact(page);
+        await page.waitForFunction(() => (window as unknown as { __webattnDemo?: unknown }).__webattnDemo !== undefined, undefined, { timeout: 150_000 });
+        const again = (await page.evaluate(() => (window as unknown as { __webattnDemo: unknown }).__webattnDemo)) as typeof r;
+        expect(again.message ?? '').toBe('');
+        expect(again.status).toBe('ok');
+        expect(again.maxAbsDiff!).toBeLessThan(1e-3);
+      }
       expect(errors).toEqual([]);
     } finally {
       await page.close();

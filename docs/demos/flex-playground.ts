@@ -53,7 +53,7 @@ function draw(fn: MaskModFn, classes: Uint8Array, L: number, bs: number): void {
     for (let x = 0; x < N; x++) {
       const q = Math.floor(((y + 0.5) * L) / N);
       const kv = Math.floor(((x + 0.5) * L) / N);
-      if (fn(0, 0, q, kv)) {
+      if (fn(0, 0, q, kv, {})) {
         const full = classes[Math.floor(q / bs) * n + Math.floor(kv / bs)] === 2;
         img.data.set(full ? [21, 128, 61, 255] : [30, 58, 138, 255], (y * N + x) * 4);
       }

@@ -1,117 +1,216 @@
 #!/usr/bin/env node
-// TF.js 4.22 on its WebGPU backend, on the same Dawn (the `webgpu` package) and adapter webattn uses:
-// matmul and unfused attention (matMul -> softmax -> matMul), f32 only (TF.js has no float16 dtype).
-// TF.js is not a workspace dependency: point TFJS_DIR at a folder whose node_modules holds
-// @tensorflow/tfjs-core and @tensorflow/tfjs-backend-webgpu 4.22 (`npm i --prefix DIR ...`).
-//   node apps/bench/gpu/tfjs_peer.mjs --json out.json [--soft] [--only matmul|attention]
-// Prints `ROW {...}` lines like the webattn bench.
-import { createRequire } from 'node:module';
-import { writeFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+// TF.js 4.22 (WebGPU backend) on the shapes of shapes.json, on the SAME GPUDevice webattn opens
+// (webattn's getDevice: same Dawn, adapter, toggles and limits; apps/bench/src/peers/tfjs.ts binds it):
+//   matmul n³ f32; attention unfused — matMul(q, kᵀ)·scale (+ causal / window mask, softcap) → softmax →
+//   matMul(p, v) — forward and forward+backward (tf.grads); f32 only: TF.js has no float16 dtype.
+// Shapes whose L×L score tensor exceeds the device's largest storage binding are reported as skipped.
+//   node apps/bench/gpu/tfjs_peer.mjs --json out.json      (QUICK=1: tiny shapes; DEADLINE_S: budget)
+import * as T from "@webattn/core-tensor";
+import "@webattn/kernels-webgpu";
+import { createRequire, register } from "node:module";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import {
+  QUICK,
+  SHAPES,
+  attnName,
+  errText,
+  median,
+  opt,
+  resultFile,
+  secondsLeft,
+} from "./common.mjs";
 
-const args = process.argv.slice(2);
-const opt = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
-const json = opt('--json', null);
-const only = opt('--only', null);
-const soft = args.includes('--soft');
-const dir = process.env.TFJS_DIR;
-if (!dir) throw new Error('set TFJS_DIR to a folder with node_modules/@tensorflow/tfjs-core and tfjs-backend-webgpu');
-const req = createRequire(`${dir.replace(/\/$/, '')}/`);
-const requireHere = createRequire(import.meta.url);
-
-// Dawn as navigator.gpu, on the route webattn's getDevice takes for this machine
-const webgpu = requireHere('webgpu');
-for (const [k, v] of Object.entries(webgpu.globals)) if (!(k in globalThis)) globalThis[k] = v;
-let gpu;
-let adapterOptions = { powerPreference: 'high-performance' };
-if (soft) {
-  process.env.EGL_PLATFORM ??= 'surfaceless';
-  gpu = webgpu.create(['backend=opengl']);
-  adapterOptions = { featureLevel: 'compatibility' };
-} else {
-  gpu = webgpu.create(['backend=vulkan']);
+const { tfjsOn } = await import("../dist/peers/tfjs.js");
+const require = createRequire(import.meta.url);
+// TF.js's gradients (what @tensorflow/tfjs registers): tfjs-core's per-file ES modules, through tfjs-esm-hooks.mjs
+let gradients = "registered";
+try {
+  register("./tfjs-esm-hooks.mjs", import.meta.url);
+  await import(
+    pathToFileURL(
+      join(
+        dirname(require.resolve("@tensorflow/tfjs-core/package.json")),
+        "dist/register_all_gradients.js"
+      )
+    ).href
+  );
+} catch (e) {
+  gradients = `not loaded: ${errText(e)}`;
 }
-const keep = [gpu];
-const origRequest = gpu.requestAdapter.bind(gpu);
-gpu.requestAdapter = async () => {
-  const a = await origRequest(adapterOptions);
-  keep.push(a);
-  return a;
-};
-Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true });
+const dev = await T.getDevice({ kind: "webgpu" });
+const tf = await tfjsOn(dev);
+const maxBinding = Math.min(
+  dev.limits.maxStorageBufferBindingSize ?? Infinity,
+  dev.limits.maxBufferSize ?? Infinity
+);
+const out = resultFile(opt("--json", null), {
+  peer: "tfjs",
+  date: new Date().toISOString(),
+  quick: QUICK,
+  tfjs: tf.version_core,
+  tfjs_webgpu: require("@tensorflow/tfjs-backend-webgpu/package.json").version,
+  backend: tf.getBackend(),
+  device: dev.info,
+  max_binding_bytes: maxBinding,
+  gradients,
+  f16: false,
+  f16_reason:
+    "TF.js 4.22 has no float16 dtype (DataType is float32 | int32 | bool | complex64 | string)",
+});
+console.log(
+  `tfjs ${tf.version_core} on ${tf.getBackend()} (${
+    dev.info.adapter
+  }), largest binding ${maxBinding} B`
+);
+const REPS = QUICK ? 2 : 5;
+const BUDGET_MS = QUICK ? 2000 : 3000;
 
-const tf = req('@tensorflow/tfjs-core');
-req('@tensorflow/tfjs-backend-webgpu');
-await tf.setBackend('webgpu');
-await tf.ready();
-const info = tf.backend().adapterInfo ?? {};
-console.log(`tfjs ${tf.version_core} on webgpu (${JSON.stringify(info)})`);
-
-async function sync(t) {
-  // a one-element read forces the queue through this result
-  const s = tf.slice(tf.reshape(t, [-1]), 0, 1);
-  await s.data();
-  s.dispose();
+/** Waits for TF.js's queue (reads one element of the last result). */
+async function sync(ts) {
+  const last = ts[ts.length - 1];
+  const one = tf.slice(tf.reshape(last, [-1]), 0, 1);
+  await one.data();
+  one.dispose();
 }
-
-async function timeIt(fn, reps = 5, budgetMs = 6000) {
-  const w = fn();
-  await sync(w);
-  w.dispose();
+/** First call apart, then the median of up to REPS synced calls within the budget. */
+async function measure(fn, reps = REPS) {
+  const once = async () => {
+    const r = fn();
+    const ts = Array.isArray(r) ? r : [r];
+    await sync(ts);
+    for (const t of ts) t.dispose();
+  };
+  let t = performance.now();
+  await once();
+  const first = performance.now() - t;
   const times = [];
   const start = performance.now();
-  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
-    const t0 = performance.now();
-    const r = fn();
-    await sync(r);
-    times.push(performance.now() - t0);
-    r.dispose();
+  while (
+    times.length < reps &&
+    (times.length === 0 || performance.now() - start < BUDGET_MS)
+  ) {
+    t = performance.now();
+    await once();
+    times.push(performance.now() - t);
   }
-  times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)], reps: times.length };
+  return { ms: median(times), first_ms: first, reps: times.length };
 }
-
-const rows = [];
-function emit(row) {
-  rows.push(row);
-  console.log(`ROW ${JSON.stringify(row)}`);
-}
-
-if (!only || only === 'matmul') {
-  for (const n of soft ? [128, 256, 512] : [1024, 2048, 4096]) {
-    const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
-    const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
-    const { ms, reps } = await timeIt(() => tf.matMul(a, b));
-    emit({ scenario: 'tfjs', name: `matmul ${n}³ f32`, ms, reps, tflops: (2 * n ** 3) / ms / 1e9 });
-    a.dispose();
-    b.dispose();
+async function into(row, key, fn, reps) {
+  try {
+    const m = await measure(fn, reps);
+    row[`${key}_ms`] = m.ms;
+    row[`${key}_first_ms`] = m.first_ms;
+    row[`${key}_reps`] = m.reps;
+    return m;
+  } catch (e) {
+    row[`${key}_error`] = errText(e);
+    return null;
   }
 }
-if (!only || only === 'attention') {
-  const shapes = soft
-    ? [{ B: 1, H: 4, L: 1024, E: 64 }]
-    : [
-        { B: 1, H: 16, L: 4096, E: 64 },
-        { B: 8, H: 16, L: 1024, E: 64 },
-        { B: 128, H: 16, L: 196, E: 64, tag: 'vit' },
-      ];
-  for (const s of shapes) {
-    const { B, H, L, E } = s;
-    const q = tf.randomNormal([B * H, L, E], 0, 1, 'float32', 3);
-    const k = tf.randomNormal([B * H, L, E], 0, 1, 'float32', 4);
-    const v = tf.randomNormal([B * H, L, E], 0, 1, 'float32', 5);
-    const scale = 1 / Math.sqrt(E);
-    const fn = () => tf.tidy(() => tf.matMul(tf.softmax(tf.mul(tf.matMul(q, k, false, true), scale)), v));
-    try {
-      const { ms, reps } = await timeIt(fn, 5);
-      emit({ scenario: 'tfjs', name: `${s.tag ? s.tag + ' ' : ''}attention unfused B=${B} H=${H} L=${L} E=${E} f32`, ms, reps, tflops: (4 * B * H * L * L * E) / ms / 1e9 });
-    } catch (e) {
-      emit({ scenario: 'tfjs', name: `attention B=${B} H=${H} L=${L} E=${E} f32`, error: String(e).slice(0, 200) });
+const enough = (row, need) => {
+  if (secondsLeft() > need) return true;
+  row.skipped = `time budget (${secondsLeft().toFixed(0)} s left)`;
+  out.emit(row);
+  return false;
+};
+
+/** Unfused attention on [B·H, L, E]: optional causal / sliding-window band and tanh softcap. */
+function attention(
+  q,
+  k,
+  v,
+  { causal = false, window = null, cap = null } = {}
+) {
+  return tf.tidy(() => {
+    const [, L, E] = q.shape;
+    let s = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(E));
+    if (cap) s = tf.mul(tf.tanh(tf.div(s, cap)), cap);
+    if (causal || window !== null) {
+      const keep = tf.linalg.bandPart(tf.ones([L, L]), window ?? -1, 0);
+      s = tf.add(s, tf.mul(tf.sub(1, keep), -1e30));
     }
-    q.dispose();
-    k.dispose();
-    v.dispose();
+    return tf.matMul(tf.softmax(s), v);
+  });
+}
+
+/** Forward and forward+backward of one attention variant into `row` (skips what cannot fit). */
+async function attnRow(row, { B, H, L, E }, mods) {
+  const scoreBytes = B * H * L * L * 4;
+  if (scoreBytes > maxBinding) {
+    row.skipped = `the unfused L×L scores take ${(scoreBytes / 2 ** 30).toFixed(
+      1
+    )} GiB, over the device's largest storage binding (${(
+      maxBinding /
+      2 ** 30
+    ).toFixed(1)} GiB)`;
+    out.emit(row);
+    return;
+  }
+  const [q, k, v, g] = [3, 4, 5, 6].map((seed) =>
+    tf.randomNormal([B * H, L, E], 0, 1, "float32", seed)
+  );
+  const f = await into(row, "unfused_fwd", () => attention(q, k, v, mods));
+  if (f && secondsLeft() > 8) {
+    const grads = tf.grads((a, b, c) => attention(a, b, c, mods));
+    await into(row, "unfused_fwdbwd", () => tf.tidy(() => grads([q, k, v], g)));
+  }
+  out.emit(row);
+  for (const t of [q, k, v, g]) t.dispose();
+}
+
+for (const n of SHAPES.matmul) {
+  const row = { kind: "matmul", name: `matmul ${n}³`, dtype: "f32", n };
+  if (!enough(row, 5)) continue;
+  const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
+  const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
+  await into(row, "fwd", () => tf.matMul(a, b), QUICK ? 2 : 10);
+  out.emit(row);
+  a.dispose();
+  b.dispose();
+}
+for (const s of SHAPES.attention) {
+  const row = {
+    kind: "attention",
+    name: attnName(s),
+    dtype: "f32",
+    B: s.B,
+    H: s.H,
+    L: s.L,
+    E: s.E,
+    causal: s.causal,
+  };
+  if (!enough(row, 8)) continue;
+  await attnRow(row, s, { causal: s.causal });
+}
+for (const s of SHAPES.flex) {
+  for (const variant of ["softcap", "window"]) {
+    const label =
+      variant === "softcap"
+        ? `flex softcap(${SHAPES.softcap})`
+        : `flex slidingWindow(${SHAPES.window})`;
+    const row = {
+      kind: "flex",
+      variant,
+      name: `${label} B=${s.B} H=${s.H} L=${s.L} E=${s.E}`,
+      dtype: "f32",
+      B: s.B,
+      H: s.H,
+      L: s.L,
+      E: s.E,
+      causal: variant === "window",
+      note: "dense unfused: the mask is an additive L×L band",
+    };
+    if (!enough(row, 8)) continue;
+    await attnRow(
+      row,
+      s,
+      variant === "softcap"
+        ? { cap: SHAPES.softcap }
+        : { window: SHAPES.window }
+    );
   }
 }
-if (json) writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), tfjs: tf.version_core, adapter: info, rows }, null, 2));
+console.log(`tfjs done: ${out.rows.length} rows`);
+dev.destroy();
 process.exit(0);

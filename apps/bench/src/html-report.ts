@@ -181,20 +181,20 @@ export function renderHtml(data: ReportData, chartList: Chart[], refs: Reference
   const scenarios = [...new Set(data.rows.map((r) => r.scenario))];
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>webattn-bench report · ${esc(data.device.adapter)}</title>
+<title>webattn-bench report · ${esc(data.device.adapter)}</title><link rel="icon" href="data:,">
 <style>
-body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:16px 24px;color:#111827}
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1260px;padding:16px 24px;color:#111827}
 h1{font-size:22px;margin:4px 0} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
 .meta{color:#4b5563;font-size:13px} code{background:#f3f4f6;padding:1px 4px;border-radius:3px}
 table{border-collapse:collapse;font-size:12.5px} td,th{border:1px solid #e5e7eb;padding:3px 7px;text-align:left;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums} thead th{background:#f9fafb;position:sticky;top:0}
+td.n{text-align:right;font-variant-numeric:tabular-nums} .scroll td:first-child{white-space:nowrap} thead th{background:#f9fafb;position:sticky;top:0}
 .answers th{white-space:nowrap} .answers td.pub{color:#374151;font-size:12px} .mark{font-weight:700;text-align:center}
 .ok{color:#059669} .bad{color:#dc2626} .charts{display:flex;flex-wrap:wrap;gap:18px}
 figure{margin:0;border:1px solid #e5e7eb;border-radius:6px;padding:6px;max-width:572px} figcaption{font-size:12px;color:#4b5563;max-width:560px}
 .scroll{overflow-x:auto}
 </style></head><body>
 <h1>webattn-bench report</h1>
-<p class="meta">${esc(data.date)} · <code>${esc(data.command)}</code> · ${data.seconds.toFixed(0)} s<br>${esc(adapterLine(data.device))}${
+<p class="meta">${esc(data.date)} · <code>${esc(data.command)}</code>${data.seconds > 0 ? ` · ${data.seconds.toFixed(0)} s` : ''}<br>${esc(adapterLine(data.device))}${
     data.device.software ? '<br><b>Software adapter</b>: compare ratios, not absolute times.' : ''
   }</p>
 <h2>Answers</h2>
@@ -205,7 +205,7 @@ ${hl}
 <div class="charts">${chartList.map((c) => `<figure>${c.svg}<figcaption>${esc(c.caption)}</figcaption></figure>`).join('\n')}</div>
 ${scenarios.map((s) => `<h2>${esc(s)}</h2>${table(data.rows.filter((r) => r.scenario === s))}`).join('\n')}
 ${gpuTable(refs)}
-<h2>Reference runs</h2><ul>${data.references.map((r) => `<li><code>${esc(r.path)}</code> — ${esc(r.label)}</li>`).join('')}</ul>
+${data.references.length ? `<h2>Reference runs</h2><ul>${data.references.map((r) => `<li><code>${esc(r.path)}</code> — ${esc(r.label)}</li>`).join('')}</ul>` : ''}
 </body></html>
 `;
 }

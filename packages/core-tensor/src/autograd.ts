@@ -23,29 +23,84 @@ export interface GradFn {
 }
 
 let gradEnabled = true;
+/** Number of {@link noGradAsync} scopes (or async {@link noGrad} calls) not yet settled. */
+let asyncNoGrad = 0;
 
-/** True unless inside {@link noGrad}. */
+/** True unless inside {@link noGrad} or while a {@link noGradAsync} scope is pending. */
 export function isGradEnabled(): boolean {
-  return gradEnabled;
+  return gradEnabled && asyncNoGrad === 0;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** Keeps recording off (a counter: overlapping scopes may settle in any order) until `p` settles. */
+function holdUntilSettled<R>(p: PromiseLike<R>): Promise<R> {
+  asyncNoGrad++;
+  let released = false;
+  const release = () => {
+    if (!released) {
+      released = true;
+      asyncNoGrad--;
+    }
+  };
+  return Promise.resolve(p).then(
+    (v) => {
+      release();
+      return v;
+    },
+    (e: unknown) => {
+      release();
+      throw e;
+    },
+  );
 }
 
 /**
- * Runs `fn` without recording operations on the tape (like `torch.no_grad`).
- * @example const y = noGrad(() => model.forward(x));
+ * Runs `fn` without recording operations on the tape (like `torch.no_grad`). When `fn` returns a
+ * promise (an `async` function, e.g. a model forward), recording stays off until that promise
+ * settles, exactly as {@link noGradAsync}; the result is then a promise of the same value.
+ * @example const y = noGrad(() => T.mul(x, 2)); const out = await noGrad(() => model.forward(inputs));
  */
 export function noGrad<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new WebattnError('INVALID_ARGUMENT', `fn: expected a function, got ${typeof fn}`, { argument: 'fn' });
   const prev = gradEnabled;
   gradEnabled = false;
+  let result: T;
   try {
-    return fn();
+    result = fn();
   } finally {
     gradEnabled = prev;
+  }
+  return isThenable(result) ? (holdUntilSettled(result) as T) : result;
+}
+
+/**
+ * The async form of {@link noGrad}: awaits `fn` with recording off from the call until its promise
+ * settles (resolves or rejects), then turns it back on. JavaScript has no portable async context, so
+ * "off" is process-wide for that window: an op of any other async task that runs while the scope is
+ * pending is not recorded either (do not interleave a training step with a pending `noGradAsync`).
+ * Scopes may overlap and settle in any order: recording resumes only when the last one has settled
+ * (a count, not a saved flag). Throws `INVALID_ARGUMENT` when `fn` is not a function.
+ *
+ * @example
+ * const { logits } = await noGradAsync(() => model.forward({ inputIds })); // no tape, no saved tensors
+ * logits.requiresGrad; // false
+ */
+export async function noGradAsync<T>(fn: () => Promise<T> | T): Promise<T> {
+  if (typeof fn !== 'function') throw new WebattnError('INVALID_ARGUMENT', `fn: expected a function, got ${typeof fn}`, { argument: 'fn' });
+  asyncNoGrad++;
+  try {
+    return await fn();
+  } finally {
+    asyncNoGrad--;
   }
 }
 
 /** True when an op on `inputs` must be recorded. */
 export function needsGrad(inputs: readonly (Tensor | null | undefined)[]): boolean {
-  return gradEnabled && inputs.some((t) => t?.requiresGrad);
+  return gradEnabled && asyncNoGrad === 0 && inputs.some((t) => t?.requiresGrad);
 }
 
 /** Options of `Tensor.backward`. */

@@ -36,9 +36,10 @@ export {
   type KernelAttrs,
   type KernelAttrMap,
   type FlashKernelAttrs,
+  type FlexKernelAttrs,
   type AttrsOf,
 } from './registry.js';
-export { noGrad, isGradEnabled, needsGrad, releaseGradFn, type GradFn, type BackwardOptions } from './autograd.js';
+export { noGrad, noGradAsync, isGradEnabled, needsGrad, releaseGradFn, type GradFn, type BackwardOptions } from './autograd.js';
 export { Tensor, tensor, randn, rand, empty, fromTyped, liveHandles, type TensorOptions, type RandomOptions, type Nested } from './tensor.js';
 export { tidy, tidyAsync, keep } from './scope.js';
 export * from './ops.js';

@@ -53,7 +53,7 @@ export class BlockMask {
   readonly fullQNumBlocks: Int32Array;
   /** Backward transpose: indices of the full q blocks (row stride nQ). */
   readonly fullQIndices: Int32Array;
-  private deviceTables = new WeakMap<Device, FlashBlocks>();
+  private deviceTables = new Map<Device, FlashBlocks>();
 
   constructor(maskMod: MaskMod, classes: Uint8Array, B: number, H: number, qLen: number, kvLen: number, blockSize: number) {
     this.maskMod = maskMod;
@@ -122,10 +122,14 @@ export class BlockMask {
     return out.join('\n');
   }
 
-  /** The tables as int32 tensors on `device`, cached (what the attention kernels read). */
+  /**
+   * The tables as int32 tensors on `device`, cached (what the attention kernels read). The cached
+   * tensors belong to this BlockMask, not to the `tidy` scope of the first call that uploads them:
+   * they live until {@link BlockMask.dispose} (after which the next call uploads them again).
+   */
   tables(device: Device): FlashBlocks {
     const hit = this.deviceTables.get(device);
-    if (hit) return hit;
+    if (hit && !hit.table.isReleased) return hit;
     const parts = [this.kvNumBlocks, this.kvIndices, this.fullKvNumBlocks, this.fullKvIndices, this.qNumBlocks, this.qIndices, this.fullQNumBlocks, this.fullQIndices];
     const offsets: number[] = [];
     let n = 0;
@@ -141,11 +145,26 @@ export class BlockMask {
       hm: this.H,
       nqb: this.numQBlocks,
       nkb: this.numKvBlocks,
-      table: T.tensor(packed, [packed.length], { dtype: 'int32', device }),
+      table: T.keep(T.tensor(packed, [packed.length], { dtype: 'int32', device })), // owned by the BlockMask, not by a tidy() scope
       offsets,
     };
     this.deviceTables.set(device, f);
     return f;
+  }
+
+  /**
+   * Frees the device tables cached by {@link BlockMask.tables} on every device. Idempotent; the mask
+   * stays usable (its host tables remain; a later use uploads the device tables again).
+   * @example const bm = await createBlockMask(causalMask, null, null, L, L, { device }); ...; bm.dispose();
+   */
+  dispose(): void {
+    for (const f of this.deviceTables.values()) f.table.dispose();
+    this.deviceTables.clear();
+  }
+
+  /** `using bm = await createBlockMask(...)` support: the same as {@link BlockMask.dispose}. */
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }
 

@@ -1,12 +1,13 @@
 /** `flexAttention`: FlexAttention for TypeScript, a front door to the shared attention generator. */
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, outputOrBoth, recordFlash, referenceAttention, resolveScale, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, outputOrBoth, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { collectLoads, derivative, evaluate, type EvalEnv } from './codegen.js';
 import type { IR } from './ir.js';
 import { BlockMask } from './block-mask.js';
 import { asScore, checkModLengths, compileMod, hostMask, hostScore, type Captures, type CompiledMod, type ScoreMod, type ScoreModFn } from './mods.js';
 import { modResources, probeCompile } from './wgsl-mods.js';
+import { backendFlex, backendRunsFlex } from './tile-mods.js';
 
 /** Options of {@link flexAttention}. */
 export interface FlexAttentionOptions {
@@ -40,7 +41,9 @@ const FLEX_OPTIONS: Record<string, OptionSpec> = {
  * FlexAttention: attention whose scores are modified by a plain TS function and masked block-sparsely.
  * query `[B, Hq, L, E]`, key `[B, Hkv, S, E]`, value `[B, Hkv, S, Ev]` → `[B, Hq, L, Ev]` (and lse `[B, Hq, L]`).
  * On WebGPU the functions are compiled to WGSL inside the shared flash generator (forward and backward,
- * gradients into captured tensors); on the CPU the same JS functions run on materialised scores.
+ * gradients into captured tensors); on a backend that registers `flex_attention` (wasm) they are compiled from
+ * the same IR to JS tile functions inside its flash kernel, with block-sparse skipping; on the CPU reference the
+ * same JS functions run on materialised scores.
  * Functions are compiled at the call (`FLEX_COMPILE` naming the argument, line:column and a hint) and
  * cached per function object. Options are type-checked (`INVALID_ARGUMENT`); a captured tensor read
  * outside its shape raises `INVALID_ARGUMENT` (CPU: at the call; GPU: at the next read-back).
@@ -73,7 +76,12 @@ export function flexAttention(query: Tensor, key: Tensor, value: Tensor, options
   const sc = score ? compileMod(score, 's', 'options.scoreMod') : null;
   const mc = bm ? compileMod(bm.maskMod, 'm', 'options.blockMask.maskMod') : null;
   const useGpu = device.backend === 'webgpu' && E <= FLASH_MAX_HEAD_DIM && Ev <= FLASH_MAX_HEAD_DIM;
-  const r = useGpu ? gpuFlex(query, key, value, scale, sc, mc, bm) : cpuFlex(query, key, value, scale, score, sc, bm);
+  const argument = sc && mc ? 'options.scoreMod / options.blockMask.maskMod' : sc ? 'options.scoreMod' : 'options.blockMask.maskMod';
+  const r = useGpu
+    ? gpuFlex(query, key, value, scale, sc, mc, bm)
+    : query.dtype === 'float32' && backendRunsFlex(device)
+      ? backendFlex(query, key, value, scale, sc, mc, bm, argument)
+      : cpuFlex(query, key, value, scale, score, sc, bm);
   return outputOrBoth(r, options.returnLse);
 }
 
@@ -81,21 +89,10 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
   const device = q.device;
   const [B, Hq, L] = q.shape as [number, number, number, number];
   const res = modResources(device, sc, mc, true, B * Hq * L);
+  // deterministic capture gradients: the dQ kernel's rows (b, h, q) index the per-row partial buffers
   const values = res.deterministic ? { ...res.values, flex_hq: Hq, flex_lq: L } : res.values;
-  const hooks = {
-    key: res.key,
-    wgsl: res.wgsl,
-    scoreMod: !!sc,
-    maskMod: !!mc,
-    bindings: res.bindings,
-    tensors: res.tensors,
-    uniforms: res.uniforms,
-    values,
-    gradBindings: res.gradBindings,
-    gradTensors: res.grads.map((g) => g.buffer),
-    captureGrads: res.grads.length > 0,
-    gradWgsl: res.gradWgsl,
-  };
+  const hooks: FlashHooks = { ...res.hooks, captures: { ...res.hooks.captures!, values } };
+  const backwardHooks: FlashHooks = { ...res.backwardHooks, captures: { ...res.backwardHooks.captures!, values } };
   const r = recordFlash(
     'flexAttention',
     q,
@@ -103,7 +100,7 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
     v,
     { scale, causal: false, causalOffset: 0, mask: null, hooks, blocks: bm ? bm.tables(device) : null },
     {
-      backwardHooks: { ...hooks, key: `${res.key}#bwd`, wgsl: res.backward.wgsl, bindings: res.backward.bindings, tensors: res.backward.tensors },
+      backwardHooks,
       extra: res.grads.length
         ? {
             inputs: res.grads.map((g) => g.source),

@@ -223,13 +223,28 @@ let qbs: i32 = 0, kbs: i32 = 0, vbs: i32 = 0, obs: i32 = 0;
 let lbs: i32 = 0, lhs: i32 = 0, causal: i32 = 0, scale: f32 = 1;
 let mask: usize = 0, mbs: i32 = 0, mhs: i32 = 0, mqs: i32 = 0, mks: i32 = 0;
 let scratch: usize = 0;
+let aTid: i32 = 0;
+// flex hooks: bit 0 = score function, bit 1 = mask function (JS tile functions behind the `flexTile` import);
+// blk = 0 or a pointer to i32 [Bm, Hm, blockSize, nQ, nKv, classes ptr] with u8 classes [Bm, Hm, nQ, nKv]
+// (0 empty: skipped; 1 partial: the mask function runs; 2 full: it does not)
+let hookFlags: i32 = 0;
+let blk: usize = 0;
+
+// Applies the flex functions to a score tile (mode 0: forward, in place on `a`; mode 1: backward, `a` holds
+// dL/d(modified score) and becomes dL/d(raw score), `r` holds the raw scores). Rows/cols of the tile are query
+// rows i0.. and keys j0.. of (b, h); row stride BC.
+@external("env", "flexTile")
+declare function flexTile(mode: i32, tid: i32, a: usize, r: usize, rows: i32, cols: i32, b: i32, h: i32, i0: i32, j0: i32, maskOn: i32): void;
 
 // args: I0 B, I1 Hq, I2 G, I3 E, I4 Ev, I5 q, I6 k, I7 v, I8 o, I9 lse, I10..I17 head/row strides of q,k,v,o,
 // I18 qStart, I19 qLen, I20 kStart, I21 kLen, I22 cOff (int32 arrays of B), I23 lse batch stride, I24 lse head
 // stride, I25 causal, I26 mask ptr (0 = none), I27..I30 mask strides, I31 scratch base, I32 scratch bytes per thread,
 // I33 dout, I34 delta, I35 dq, I36 dk, I37 dv (backward; dq/dk/dv laid out like q/k/v, dout like o),
-// I38..I41 batch strides of q, k, v, o; F0 scale
+// I38..I41 batch strides of q, k, v, o; I42 flex hook flags; I43 block table (see `blk`); F0 scale
 function readAttn(tid: i32): void {
+  aTid = tid;
+  hookFlags = I(42);
+  blk = <usize>I(43);
   aB = I(0); aHq = I(1); aG = I(2); aE = I(3); aEv = I(4);
   aq = <usize>I(5); ak = <usize>I(6); av = <usize>I(7); ao = <usize>I(8); alse = <usize>I(9);
   qhs = I(10); qrs = I(11); khs = I(12); krs = I(13); vhs = I(14); vrs = I(15); ohs = I(16); ors = I(17);
@@ -254,12 +269,35 @@ function readAttn(tid: i32): void {
   return (<usize>b * lbs + <usize>h * lhs + <usize>(geti(qStart, b) + i)) << 2;
 }
 
-// scores S[rows×cols] of query rows i0.. against keys j0..: S = scale·Q·Kᵀ + mask, −∞ where causal hides the key.
-// kt: Kᵀ of those keys (E rows, leading dim ldkt), transposed by the caller once for every query block.
-// S has leading dim BC.
-function scores(b: i32, h: i32, i0: i32, rows: i32, j0: i32, cols: i32, S: usize, kt: usize, ldkt: i32): void {
+// class of the tile (query rows [i0, i0+rows), keys [j0, j0+cols)) of (b, h) in the block table: 0 when every
+// block it touches is empty, 2 when every one is full, else 1 (also without a table)
+function tileClass(b: i32, h: i32, i0: i32, rows: i32, j0: i32, cols: i32): i32 {
+  if (!blk) return 1;
+  const Bm = load<i32>(blk), Hm = load<i32>(blk + 4), bs = load<i32>(blk + 8), nq = load<i32>(blk + 12), nk = load<i32>(blk + 16);
+  const cls = <usize>load<i32>(blk + 20);
+  const row = <usize>((Bm == 1 ? 0 : b) * Hm + (Hm == 1 ? 0 : h)) * nq;
+  let any = 0, all = 1;
+  for (let qb = i0 / bs; qb <= (i0 + rows - 1) / bs; qb++) {
+    for (let kb = j0 / bs; kb <= (j0 + cols - 1) / bs; kb++) {
+      const c = load<u8>(cls + (row + <usize>qb) * <usize>nk + <usize>kb);
+      if (c) any = 1;
+      if (c != 2) all = 0;
+    }
+  }
+  return any ? (all ? 2 : 1) : 0;
+}
+
+// scores S[rows×cols] of query rows i0.. against keys j0..: S = scale·Q·Kᵀ + mask, −∞ where causal hides the key,
+// then the flex functions (mask only when maskOn). kt: Kᵀ of those keys (E rows, leading dim ldkt), transposed by
+// the caller once for every query block. S has leading dim BC. raw ≠ 0: the scores before the flex functions are
+// kept there (backward of a score function).
+function scores(b: i32, h: i32, i0: i32, rows: i32, j0: i32, cols: i32, S: usize, kt: usize, ldkt: i32, maskOn: i32, raw: usize): void {
   const qb = aq + rowAddr(b, qbs, qStart, i0, qrs, h, qhs);
   gemm(rows, cols, aE, qb, qrs, kt, ldkt, S, BC, scale, 0);
+  if ((hookFlags & 1) || maskOn) {
+    if (raw) memory.copy(raw, S, <usize>(rows * BC * 4));
+    flexTile(0, aTid, S, 0, rows, cols, b, h, i0, j0, maskOn);
+  }
   if (mask) {
     const mb = mask + ((<usize>b * mbs + <usize>h * mhs) << 2);
     for (let r = 0; r < rows; r++) {
@@ -349,7 +387,9 @@ function attnForward(tid: i32, nth: i32): void {
     }
     for (let j0 = 0; j0 < lk; j0 += BC) {
       const cols = min(BC, lk - j0);
-      scores(b, h, i0, rows, j0, cols, S, kt + (<usize>j0 << 2), ldk);
+      const cls = tileClass(b, h, i0, rows, j0, cols);
+      if (cls == 0) continue;
+      scores(b, h, i0, rows, j0, cols, S, kt + (<usize>j0 << 2), ldk, (hookFlags & 2) && cls == 1 ? 1 : 0, 0);
       for (let r = 0; r < rows; r++) {
         const sr = S + ((<usize>r * BC) << 2);
         const mOld = load<f32>(mrow + (<usize>r << 2));
@@ -392,6 +432,7 @@ function attnBackward(tid: i32, nth: i32): void {
   const kt = dP + <usize>(BR * BC * 4); // E×BC (Kᵀ of the key block)
   const vt = kt + <usize>(aE * BC * 4); // Ev×BC (Vᵀ of the key block)
   const tt = vt + <usize>(aEv * BC * 4); // BC×BR (Pᵀ, then dSᵀ)
+  const R = tt + <usize>(BC * BR * 4); // BR×BC: raw scores (score functions)
   const tasks = aB * Hkv;
   for (let t = tid; t < tasks; t += nth) {
     const b = t / Hkv;
@@ -414,7 +455,10 @@ function attnBackward(tid: i32, nth: i32): void {
         const h = hk * aG + g;
         for (let i0 = (iStart / BR) * BR; i0 < lq; i0 += BR) {
           const rows = min(BR, lq - i0);
-          scores(b, h, i0, rows, j0, cols, S, kt, BC);
+          const cls = tileClass(b, h, i0, rows, j0, cols);
+          if (cls == 0) continue;
+          const maskOn = (hookFlags & 2) && cls == 1 ? 1 : 0;
+          scores(b, h, i0, rows, j0, cols, S, kt, BC, maskOn, hookFlags & 1 ? R : 0);
           const lb = alse + lseAddr(b, h, i0);
           for (let r = 0; r < rows; r++) {
             const l = load<f32>(lb + (<usize>r << 2));
@@ -446,6 +490,7 @@ function attnBackward(tid: i32, nth: i32): void {
               store<f32>(dr + o, load<f32>(pr + o) * (load<f32>(dr + o) - f32x4.extract_lane(dl, 0)));
             }
           }
+          if (hookFlags & 1) flexTile(1, aTid, dP, R, rows, cols, b, h, i0, j0, maskOn);
           // dQ[rows×E] += scale·dS·K
           gemm(rows, aE, cols, dP, BC, kb, krs, dqb, qrs, scale, 1);
           // dK[cols×E] += scale·dSᵀ·Q
@@ -460,7 +505,7 @@ function attnBackward(tid: i32, nth: i32): void {
 /** Scratch bytes one thread needs for the attention kernels with head dims E, Ev. */
 export function attnScratchBytes(E: i32, Ev: i32, maxLk: i32): i32 {
   const forward = BR * BC + BR * Ev + 2 * BR + E * maxLk;
-  const backward = 2 * BR * BC + E * BC + Ev * BC + BC * BR;
+  const backward = 3 * BR * BC + E * BC + Ev * BC + BC * BR;
   return 4 * max(forward, backward) + 64;
 }
 
@@ -999,3 +1044,14 @@ export function run(kernel: i32, tid: i32, nth: i32): void {
     case 14: whereK(tid, nth); break;
   }
 }
+
+// ---- math for the flex tile modules ------------------------------------------------------------------------------
+// flex compiles score/mask functions to small wasm modules (core-tensor FlexKernelAttrs.tileWasm) that import these
+// (wasm has no transcendental instructions); f32 like the WGSL target.
+export function flexExp(x: f32): f32 { return Mathf.exp(x); }
+export function flexLog(x: f32): f32 { return Mathf.log(x); }
+export function flexTanh(x: f32): f32 { return Mathf.tanh(x); }
+export function flexSin(x: f32): f32 { return Mathf.sin(x); }
+export function flexCos(x: f32): f32 { return Mathf.cos(x); }
+export function flexPow(x: f32, y: f32): f32 { return Mathf.pow(x, y); }
+export function flexSign(x: f32): f32 { return x > 0 ? 1 : x < 0 ? -1 : x; }

@@ -59,14 +59,44 @@ export class WasmDevice extends Device {
   }
 
   allocate(dtype: DType, size: number): Storage {
+    if (this.residentDtype(dtype) && size > 0) return this.resident(dtype, null, size);
     return this.upload(dtype, allocTyped(dtype, size));
   }
 
   upload(dtype: DType, data: TypedArray): Storage {
     this.assertAlive();
+    if (this.residentDtype(dtype) && data.length > 0) return this.resident(dtype, data, data.length);
     const s = new Storage(this, dtype, data.length);
     s.cpu = data;
     this.track(s, data.length * (dtype === 'bool' ? 1 : gpuBytesPerElement(dtype)), () => undefined);
+    return s;
+  }
+
+  /** float32 / int32 storages live in the kernels' linear memory when it is shared (see `WasmPool.resident`). */
+  private residentDtype(dtype: DType): dtype is 'float32' | 'int32' {
+    return (dtype === 'float32' || dtype === 'int32') && this.pool.resident;
+  }
+
+  /**
+   * A storage whose typed array is a view of linear memory: a kernel's result block is adopted as is, other data
+   * is copied into a fresh block (zeros when `data` is null); the block returns to the pool when the storage is
+   * disposed or collected.
+   */
+  private resident(dtype: 'float32' | 'int32', data: TypedArray | null, size: number): Storage {
+    this.assertAlive();
+    let p = data ? this.pool.adopt(data) : -1;
+    let view: Float32Array | Int32Array;
+    if (p >= 0) view = data as Float32Array | Int32Array;
+    else {
+      p = this.pool.block(size * 4);
+      view = dtype === 'float32' ? this.pool.f32(p, size) : this.pool.i32(p, size);
+      if (data) view.set(data);
+      else view.fill(0);
+    }
+    const s = new Storage(this, dtype, size);
+    s.cpu = view;
+    const pool = this.pool;
+    this.track(s, size * 4, () => pool.freeBlock(p));
     return s;
   }
 

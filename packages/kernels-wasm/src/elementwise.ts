@@ -119,7 +119,7 @@ function job(pool: WasmPool, body: (pool: WasmPool) => { out: number; n: number 
   const mark = pool.mark();
   try {
     const { out, n } = body(pool);
-    return pool.f32(out, n).slice();
+    return pool.keep(out, n);
   } finally {
     pool.release(mark);
   }
@@ -232,9 +232,9 @@ registerKernel({
       const rstd = pool.alloc(rows * 4);
       pool.run(KERNEL.layerNorm, [px, y, mean, rstd, rows, d, pw, pb], [attrs.eps as number], threadsFor(pool, x.size));
       return [
-        fromTyped(pool.f32(y, x.size).slice(), [rows, d], 'float32', device),
-        fromTyped(pool.f32(mean, rows).slice(), [rows], 'float32', device),
-        fromTyped(pool.f32(rstd, rows).slice(), [rows], 'float32', device),
+        fromTyped(pool.keep(y, x.size), [rows, d], 'float32', device),
+        fromTyped(pool.keep(mean, rows), [rows], 'float32', device),
+        fromTyped(pool.keep(rstd, rows), [rows], 'float32', device),
       ];
     } finally {
       pool.release(mark);

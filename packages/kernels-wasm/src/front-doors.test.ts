@@ -7,7 +7,7 @@ import '@webattn/kernels-wasm';
 import { expectClose } from '../../../test-utils/index.js';
 
 // The front doors on the wasm device: SDPA's flash backend and flashAttnVarlen run the wasm flash kernels
-// (forward and backward through autograd); flex runs its reference path on the same host memory. The oracle
+// (forward and backward through autograd); flex runs its functions inside the wasm flash kernel (flex.test.ts). The oracle
 // is the math backend on the float64 CPU reference device, fed the same seeded inputs.
 describe('front doors on the wasm device', () => {
   let dev: T.Device;
@@ -66,7 +66,7 @@ describe('front doors on the wasm device', () => {
     expectClose(await k.grad!.toArray(), await kc.grad!.toArray(), 5e-5, 5e-4, 'varlen dk');
   });
 
-  it('flexAttention with a score function runs the reference path on wasm memory', async () => {
+  it('flexAttention with a bare score function runs on the wasm device', async () => {
     const mk = (d: T.Device) => inputs(d, [[1, 2, 12, 8], [1, 2, 12, 8], [1, 2, 12, 8]], false) as [T.Tensor, T.Tensor, T.Tensor];
     const soft = (s: number) => 5 * Math.tanh(s / 5);
     const out = flexAttention(...mk(dev), { scoreMod: soft });

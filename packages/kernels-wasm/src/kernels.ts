@@ -4,9 +4,9 @@
  * norm and loss kernels live in elementwise.ts; every other op runs the CPU reference kernels on the same typed-array
  * storages (`WasmDevice.kernelFallback`).
  */
-import { fromTyped, getKernel, type FlashKernelAttrs, registerKernel, stridedOffsets, Tensor, WebattnError, type Device, type KernelAttrs } from '@webattn/core-tensor';
+import { fromTyped, getKernel, type FlashKernelAttrs, type FlexKernelAttrs, registerKernel, stridedOffsets, Tensor, WebattnError, type Device, type KernelAttrs } from '@webattn/core-tensor';
 import type { WasmDevice } from './device.js';
-import { attentionBackwardRaw, attentionForwardRaw, denseStrides, matmulRaw, packedStrides, type RawAttention } from './raw.js';
+import { attentionBackwardRaw, attentionForwardRaw, denseStrides, matmulRaw, packedStrides, type RawAttention, type RawFlex } from './raw.js';
 
 /** Attributes of the wasm attention kernels: core-tensor's shared flash kernel contract. */
 export type WasmAttentionAttrs = FlashKernelAttrs;
@@ -148,6 +148,26 @@ registerKernel({
   },
 });
 
+/** The flash backward of prepared inputs: delta = rowsum(dout ∘ out) in the lse layout, then the wasm kernel. */
+function backwardOn(device: Device, p: Prepared, out: Tensor, dout: Tensor, lse: Tensor) {
+  const o = values(out);
+  const g = values(dout);
+  const l = values(lse);
+  const r = p.raw;
+  const delta = new Float32Array(r.lseSize);
+  for (let b = 0; b < r.B; b++) {
+    for (let h = 0; h < r.Hq; h++) {
+      for (let i = 0; i < r.qLen[b]!; i++) {
+        const oi = b * r.strides.o.batch + (r.qStart[b]! + i) * r.strides.o.row + h * r.strides.o.head;
+        let s = 0;
+        for (let e = 0; e < r.Ev; e++) s += o[oi + e]! * g[oi + e]!;
+        delta[b * r.lseBatch + h * r.lseHead + r.qStart[b]! + i] = s;
+      }
+    }
+  }
+  return attentionBackwardRaw(poolOf(device), r, p.q, p.k, p.v, g, l, delta);
+}
+
 registerKernel({
   name: 'flash_attention_backward',
   backend: 'wasm',
@@ -156,23 +176,96 @@ registerKernel({
     const [q, k, v, out, dout, lse] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
     const { mask, cuQ, cuK } = split(inputs, 6, a);
     const p = prepare(q, k, v, mask, cuQ, cuK, a);
-    const o = values(out);
-    const g = values(dout);
-    const l = values(lse);
-    // delta = rowsum(dout ∘ out), laid out like lse
-    const r = p.raw;
-    const delta = new Float32Array(r.lseSize);
-    for (let b = 0; b < r.B; b++) {
-      for (let h = 0; h < r.Hq; h++) {
-        for (let i = 0; i < r.qLen[b]!; i++) {
-          const oi = b * r.strides.o.batch + (r.qStart[b]! + i) * r.strides.o.row + h * r.strides.o.head;
-          let s = 0;
-          for (let e = 0; e < r.Ev; e++) s += o[oi + e]! * g[oi + e]!;
-          delta[b * r.lseBatch + h * r.lseHead + r.qStart[b]! + i] = s;
-        }
-      }
-    }
-    const { dq, dk, dv } = attentionBackwardRaw(poolOf(device), r, p.q, p.k, p.v, g, l, delta);
+    const { dq, dk, dv } = backwardOn(device, p, out, dout, lse);
     return [fromTyped(dq, q.shape, 'float32', device), fromTyped(dk, k.shape, 'float32', device), fromTyped(dv, v.shape, 'float32', device)];
+  },
+});
+
+// ---- flex: score/mask functions and block-sparse masks inside the flash kernels ---------------------------------
+
+/** The block classes `[B, H, nQ, nKv]` (0 empty, 1 partial, 2 full) of torch-style q-major block tables. */
+function blockClasses(b: NonNullable<FlexKernelAttrs['blocks']>): Uint8Array {
+  const { numQBlocks: nq, numKvBlocks: nk } = b;
+  const cls = new Uint8Array(b.B * b.H * nq * nk);
+  for (let row = 0; row < b.B * b.H * nq; row++) {
+    const put = (num: Int32Array, idx: Int32Array, c: number) => {
+      const n = num[row]!;
+      if (!(n >= 0 && n <= nk)) throw new WebattnError('INVALID_ARGUMENT', `blocks: a block count of ${n} outside [0, ${nk}]`, { argument: 'blocks' });
+      for (let i = 0; i < n; i++) {
+        const kb = idx[row * nk + i]!;
+        if (!(kb >= 0 && kb < nk)) throw new WebattnError('INVALID_ARGUMENT', `blocks: a key block index ${kb} outside [0, ${nk})`, { argument: 'blocks' });
+        cls[row * nk + kb] = c;
+      }
+    };
+    put(b.kvNumBlocks, b.kvIndices, 1);
+    put(b.fullKvNumBlocks, b.fullKvIndices, 2);
+  }
+  return cls;
+}
+
+const classCache = new WeakMap<Int32Array, Uint8Array>();
+
+function rawFlex(a: FlexKernelAttrs, captured: readonly Tensor[], withGrads: boolean): RawFlex {
+  if (a.causal || a.maskKind || a.varlen) {
+    throw new WebattnError('INVALID_ARGUMENT', `${a.argument}: the wasm flex kernel takes the dense layout without causal or mask inputs`, { argument: a.argument });
+  }
+  const tensors = captured.map((t, i) => {
+    if (t.dtype === 'float32') return values(t);
+    if (t.dtype === 'int32') return ints(t);
+    throw new WebattnError('DTYPE_UNSUPPORTED', `${a.argument}: captured tensor ${i} must be float32 or int32 here, got ${t.dtype}`, { argument: a.argument });
+  });
+  let blocks: RawFlex['blocks'] = null;
+  if (a.blocks) {
+    let classes = classCache.get(a.blocks.kvIndices);
+    if (!classes) classCache.set(a.blocks.kvIndices, (classes = blockClasses(a.blocks)));
+    blocks = { B: a.blocks.B, H: a.blocks.H, blockSize: a.blocks.blockSize, nQ: a.blocks.numQBlocks, nKv: a.blocks.numKvBlocks, classes };
+  }
+  return {
+    source: a.tileSource,
+    wasm: a.tileWasm ?? null,
+    score: a.scoreMod,
+    mask: a.maskMod,
+    numbers: a.numbers,
+    tensors,
+    gradSizes: withGrads ? a.gradSlots.map((s) => captured[s]!.size) : [],
+    blocks,
+  };
+}
+
+function outOfBounds(a: FlexKernelAttrs): never {
+  throw new WebattnError('INVALID_ARGUMENT', `${a.argument}: a captured tensor was indexed outside its shape`, { argument: a.argument });
+}
+
+registerKernel({
+  name: 'flex_attention',
+  backend: 'wasm',
+  fn: (inputs, attrs, device) => {
+    const a = attrs as unknown as FlexKernelAttrs;
+    const [q, k, v] = inputs as [Tensor, Tensor, Tensor];
+    const p = prepare(q, k, v, null, null, null, { ...a, causal: false, maskKind: null, varlen: false });
+    p.raw.flex = rawFlex(a, inputs.slice(3, 3 + a.tensors), false);
+    const { out, lse, flex } = attentionForwardRaw(poolOf(device), p.raw, p.q, p.k, p.v);
+    if (flex.outOfBounds) outOfBounds(a);
+    return [fromTyped(out, p.oShape, 'float32', device), fromTyped(lse, p.lseShape, 'float32', device)];
+  },
+});
+
+registerKernel({
+  name: 'flex_attention_backward',
+  backend: 'wasm',
+  fn: (inputs, attrs, device) => {
+    const a = attrs as unknown as FlexKernelAttrs;
+    const [q, k, v, out, dout, lse] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+    const captured = inputs.slice(6, 6 + a.tensors);
+    const p = prepare(q, k, v, null, null, null, { ...a, causal: false, maskKind: null, varlen: false });
+    p.raw.flex = rawFlex(a, captured, true);
+    const r = backwardOn(device, p, out, dout, lse);
+    if (r.flex.outOfBounds) outOfBounds(a);
+    return [
+      fromTyped(r.dq, q.shape, 'float32', device),
+      fromTyped(r.dk, k.shape, 'float32', device),
+      fromTyped(r.dv, v.shape, 'float32', device),
+      ...a.gradSlots.map((s, i) => fromTyped(r.grads[i]!, captured[s]!.shape, 'float32', device)),
+    ];
   },
 });

@@ -18,6 +18,13 @@ const MAX_PAGES = 65536;
 
 interface Exports {
   run(kernel: number, tid: number, nth: number): void;
+  flexExp(x: number): number;
+  flexLog(x: number): number;
+  flexTanh(x: number): number;
+  flexSin(x: number): number;
+  flexCos(x: number): number;
+  flexPow(x: number, y: number): number;
+  flexSign(x: number): number;
   attnScratchBytes(E: number, Ev: number, maxLk: number): number;
   matmulScratchBytes(): number;
   expTest(p: number, n: number): void;
@@ -39,13 +46,80 @@ export const KERNEL = {
   crossEntropyBackward: 12,
   stridedCopy: 13,
   where: 14,
+  /**
+   * Not a wasm kernel: every worker compiles the flex tile functions whose UTF-8 source is at I0 (I1 bytes) and,
+   * when I3 > 0, instantiates their wasm module at I2 (I3 bytes).
+   */
+  loadTile: 100,
 } as const;
+
+/** Int32 slots of the control block the flex tile import reads: capture block, gradient block, its size per thread. */
+const TILE_ARGS = 16 + 44;
+
+/**
+ * The `flexTile` import of the kernels (the same text runs on the calling thread and in every worker): calls the
+ * flex tile functions (see core-tensor's FlexKernelAttrs) on the score tile the kernel hands over (row stride 64,
+ * the kernels' key block). \`state\` holds the memory, its views and the compiled functions.
+ */
+const TILE_IMPORT = `(state) => function flexTile(mode, tid, a, r, rows, cols, b, h, i0, j0, maskOn) {
+  const w = state.wasm;
+  if (w !== null) {
+    const I = new Int32Array(state.memory.buffer, ${TILE_ARGS * 4}, 3);
+    if (mode === 0) w.fwd(a >> 2, rows, cols, 64, b, h, i0, j0, maskOn, I[0]);
+    else w.bwd(a >> 2, r >> 2, rows, cols, 64, b, h, i0, j0, maskOn, I[0], I[1] + tid * I[2]);
+    return;
+  }
+  const buf = state.memory.buffer;
+  if (state.F === null || state.F.buffer.byteLength !== buf.byteLength) { state.F = new Float32Array(buf); state.I = new Int32Array(buf); }
+  const I = state.I;
+  const cap = I[${TILE_ARGS}];
+  if (mode === 0) state.fns.fwd(state.F, I, a >> 2, rows, cols, 64, b, h, i0, j0, maskOn, cap);
+  else state.fns.bwd(state.F, I, a >> 2, r >> 2, rows, cols, 64, b, h, i0, j0, maskOn, cap, I[${TILE_ARGS + 1}] + tid * I[${TILE_ARGS + 2}]);
+}`;
+
+/**
+ * Instantiates a flex tile module (core-tensor's FlexKernelAttrs.tileWasm) over `memory` with the kernels' f32 math
+ * (`ex`: the kernel instance's exports on this thread). The same text runs on the calling thread and in workers.
+ */
+const TILE_WASM = `(bytes, memory, ex) => new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+  env: { memory },
+  m: { exp: ex.flexExp, log: ex.flexLog, tanh: ex.flexTanh, sin: ex.flexSin, cos: ex.flexCos, pow: ex.flexPow, sign: ex.flexSign },
+}).exports`;
+
+/** The exports of a flex tile module. */
+interface TileWasm {
+  fwd: (...a: number[]) => void;
+  bwd: (...a: number[]) => void;
+}
+
+/** The flex tile functions of a source text (core-tensor's FlexKernelAttrs.tileSource). */
+interface TileFns {
+  fwd: (...a: unknown[]) => void;
+  bwd: (...a: unknown[]) => void;
+}
+interface TileState {
+  memory: WebAssembly.Memory;
+  F: Float32Array | null;
+  I: Int32Array | null;
+  fns: TileFns;
+  wasm: TileWasm | null;
+}
+const noTile: TileFns = {
+  fwd: () => {
+    throw new Error('no flex tile functions are loaded');
+  },
+  bwd: () => {
+    throw new Error('no flex tile functions are loaded');
+  },
+};
 
 /** Source of the worker threads (inline, so that no file has to be resolved next to a bundle). */
 const WORKER_SOURCE = `
 const start = (data) => {
   const { module, memory, tid } = data;
-  const instance = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error('wasm abort'); } } });
+  const state = { memory, F: null, I: null, fns: null, wasm: null };
+  const flexTile = (${TILE_IMPORT})(state);
+  const instance = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error('wasm abort'); }, flexTile } });
   const ctrl = new Int32Array(memory.buffer, 0, 16);
   let seen = 0; // jobs are numbered from 1; the pool issues none before every worker is ready
   Atomics.add(ctrl, 5, 1);
@@ -59,7 +133,14 @@ const start = (data) => {
     if (kernel < 0) break;
     const n = Atomics.load(ctrl, 3);
     if (tid < n) {
-      try { instance.exports.run(kernel, tid, n); } catch (e) { Atomics.store(ctrl, 4, 1); }
+      try {
+        if (kernel === ${KERNEL.loadTile}) {
+          const args = new Int32Array(memory.buffer, 64, 4);
+          const src = new TextDecoder().decode(new Uint8Array(memory.buffer, args[0], args[1]).slice());
+          state.fns = new Function('return ' + src)();
+          state.wasm = args[3] > 0 ? (${TILE_WASM})(new Uint8Array(memory.buffer, args[2], args[3]).slice(), memory, instance.exports) : null;
+        } else instance.exports.run(kernel, tid, n);
+      } catch (e) { Atomics.store(ctrl, 4, 1); }
       if (Atomics.add(ctrl, 1, 1) + 1 === n - 1) Atomics.notify(ctrl, 1);
     }
   }
@@ -108,10 +189,34 @@ export class WasmPool {
   private readonly workers: ThreadHandle[];
   private readonly canWait: boolean;
   private top = HEAP_BASE;
+  private readonly shared: boolean;
+  /** Free blocks by size (bytes, a multiple of 16) and the size of every block ever cut from the top. */
+  private readonly freeBySize = new Map<number, number[]>();
+  private readonly blockSize = new Map<number, number>();
+  /** Blocks of the running job, released by `release`. */
+  private readonly frame: number[] = [];
+  /** Job results handed out by `keep` and not yet adopted by a storage (freed when their view is collected). */
+  private readonly kept = new Map<number, WeakRef<ArrayBufferView>>();
+  private readonly keptGc = new FinalizationRegistry<number>((p) => {
+    this.kept.delete(p);
+    this.freeBlock(p);
+  });
+  /** Every `ArrayBuffer` / `SharedArrayBuffer` object this memory has shown (a new one after each growth). */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
   private destroyed = false;
+  private readonly tile: TileState;
+  private tileSource: string | null = null;
+  private readonly tileCache = new Map<string, { fns: TileFns; wasm: TileWasm | null }>();
+  /**
+   * Whether flex tile functions run as the wasm module flex compiles (when given and the memory is shared) rather
+   * than as JS (default true; the tests and the bench turn it off to compare).
+   */
+  useWasmTiles = true;
 
-  private constructor(memory: WebAssembly.Memory, ex: Exports, workers: ThreadHandle[], threads: number, note: string) {
+  private constructor(memory: WebAssembly.Memory, ex: Exports, workers: ThreadHandle[], threads: number, note: string, tile: TileState) {
     this.memory = memory;
+    this.shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+    this.tile = tile;
     this.ex = ex;
     this.workers = workers;
     this.threads = threads;
@@ -127,16 +232,20 @@ export class WasmPool {
       throw new WebattnError('INVALID_ARGUMENT', `threads: expected an integer in [1, 64], got ${String(want)}`, { argument: 'threads' });
     }
     const shared = typeof SharedArrayBuffer !== 'undefined';
-    if (!shared || want === 1) {
+    // with SharedArrayBuffer even one thread uses the shared-memory build: its memory grows without detaching
+    // the views that tensors' storages keep (resident storages)
+    if (!shared) {
       const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES });
+      const tile: TileState = { memory, F: null, I: null, fns: noTile, wasm: null };
       const module = await WebAssembly.compile(decode(WASM_SINGLE_BASE64) as BufferSource);
-      const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm } });
-      const note = shared ? '1 thread (as asked)' : '1 thread: SharedArrayBuffer is unavailable (serve the page cross-origin isolated for threads)';
-      return new WasmPool(memory, inst.exports as unknown as Exports, [], 1, note);
+      const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm, flexTile: tileImport(tile) } });
+      const note = '1 thread: SharedArrayBuffer is unavailable (serve the page cross-origin isolated for threads)';
+      return new WasmPool(memory, inst.exports as unknown as Exports, [], 1, note, tile);
     }
     const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
+    const tile: TileState = { memory, F: null, I: null, fns: noTile, wasm: null };
     const module = await WebAssembly.compile(decode(WASM_BASE64) as BufferSource);
-    const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm } });
+    const inst = await WebAssembly.instantiate(module, { env: { memory, abort: abortWasm, flexTile: tileImport(tile) } });
     const workers: ThreadHandle[] = [];
     for (let tid = 1; tid < want; tid++) workers.push(await startWorker({ module, memory, tid }));
     // wait until every worker has instantiated the module (at most 20 s)
@@ -149,7 +258,57 @@ export class WasmPool {
       }
       await new Promise((r) => setTimeout(r, 2));
     }
-    return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, `${want} threads`);
+    return new WasmPool(memory, inst.exports as unknown as Exports, workers, want, want === 1 ? '1 thread (as asked)' : `${want} threads`, tile);
+  }
+
+  /**
+   * Makes the flex tile functions of `source` (core-tensor's `FlexKernelAttrs.tileSource`) the ones the attention
+   * kernels call, on every thread; compiled once per source text. Throws `FLEX_COMPILE` when the source does not
+   * evaluate to `{ fwd, bwd }` (e.g. a page whose Content-Security-Policy forbids `new Function`).
+   */
+  setTileSource(source: string, wasm: Uint8Array | null = null): void {
+    const useWasm = !!wasm && this.shared && this.useWasmTiles;
+    const key = `${useWasm ? 'w' : 'j'}${source}`;
+    if (key === this.tileSource) return;
+    let hit = this.tileCache.get(key);
+    if (!hit) {
+      let fns: TileFns;
+      try {
+        fns = new Function(`return ${source}`)() as TileFns;
+      } catch (e) {
+        throw new WebattnError('FLEX_COMPILE', `wasm backend: the flex tile functions did not compile (${String(e)})`);
+      }
+      if (typeof fns?.fwd !== 'function' || typeof fns.bwd !== 'function') {
+        throw new WebattnError('FLEX_COMPILE', 'wasm backend: the flex tile source must evaluate to { fwd, bwd }');
+      }
+      let w: TileWasm | null = null;
+      if (useWasm) {
+        try {
+          w = (new Function(`return ${TILE_WASM}`)() as (b: Uint8Array, m: WebAssembly.Memory, ex: Exports) => TileWasm)(wasm!, this.memory, this.ex);
+        } catch (e) {
+          throw new WebattnError('FLEX_COMPILE', `wasm backend: the flex tile module did not compile (${String(e)})`);
+        }
+      }
+      this.tileCache.set(key, (hit = { fns, wasm: w }));
+    }
+    if (this.workers.length) {
+      const mark = this.mark();
+      try {
+        const bytes = new TextEncoder().encode(source);
+        const mod = hit.wasm ? wasm! : new Uint8Array(0);
+        this.run(KERNEL.loadTile, [this.put(bytes), bytes.length, mod.length ? this.put(mod) : 0, mod.length]);
+      } finally {
+        this.release(mark);
+      }
+    }
+    this.tile.fns = hit.fns;
+    this.tile.wasm = hit.wasm;
+    this.tileSource = key;
+  }
+
+  /** Writes the capture block's and gradient block's positions (bytes) for the next attention job's tile functions. */
+  setTileArgs(capBytes: number, gradBytes: number, gradBytesPerThread: number): void {
+    new Int32Array(this.memory.buffer, TILE_ARGS * 4, 3).set([capBytes >> 2, gradBytes >> 2, gradBytesPerThread >> 2]);
   }
 
   /** Scratch bytes per thread the attention kernels need for head dims E, Ev and at most `maxLk` keys a sequence. */
@@ -164,44 +323,124 @@ export class WasmPool {
 
   /** Starts a job frame: everything `alloc`ated after it is released by `release(mark)`. */
   mark(): number {
-    return this.top;
+    return this.frame.length;
   }
 
-  /** Releases the allocations made since `mark`. */
+  /** Releases the allocations of the job frame made since `mark` (blocks handed out by `keep` stay). */
   release(mark: number): void {
-    this.top = mark;
+    while (this.frame.length > mark) this.freeBlock(this.frame.pop()!);
   }
 
-  /** Reserves `bytes` (16-byte aligned) in linear memory, growing it when needed; returns the byte offset. */
+  /** Reserves `bytes` (16-byte aligned) in linear memory for the current job frame; returns the byte offset. */
   alloc(bytes: number): number {
+    const p = this.block(bytes);
+    this.frame.push(p);
+    return p;
+  }
+
+  /**
+   * A block of at least `bytes` outside any job frame (freed by `freeBlock`): an exact-size free block, else the
+   * smallest free one up to twice the size, else fresh memory at the top (growing the memory when needed).
+   */
+  block(bytes: number): number {
+    const size = Math.max(16, Math.ceil(Math.max(bytes, 0) / 16) * 16);
+    let list = this.freeBySize.get(size);
+    if (!list?.length) {
+      let best = 0;
+      for (const [sz, l] of this.freeBySize) if (l.length && sz > size && sz <= 2 * size && (!best || sz < best)) best = sz;
+      list = best ? this.freeBySize.get(best) : undefined;
+    }
+    if (list?.length) return list.pop()!;
     const p = this.top;
-    const end = p + Math.ceil(Math.max(bytes, 0) / 16) * 16;
+    const end = p + size;
     const have = this.memory.buffer.byteLength;
     if (end > have) {
       const pages = Math.ceil((end - have) / PAGE);
       if (have / PAGE + pages > MAX_PAGES) {
-        throw new WebattnError('LIMIT_EXCEEDED', `wasm backend: a kernel needs ${end} bytes of linear memory, above the 4 GiB of wasm32`);
+        throw new WebattnError('LIMIT_EXCEEDED', `wasm backend: ${end} bytes of linear memory needed, above the 4 GiB of wasm32`);
       }
       this.memory.grow(pages);
     }
     this.top = end;
+    this.blockSize.set(p, size);
     return p;
   }
 
-  /** A float32 view of `n` elements at byte offset `p` (valid until the next `alloc`). */
+  /** Returns a block from `block` (or a kept job allocation) to the free lists. */
+  freeBlock(p: number): void {
+    const size = this.blockSize.get(p);
+    if (size === undefined) return;
+    let list = this.freeBySize.get(size);
+    if (!list) this.freeBySize.set(size, (list = []));
+    list.push(p);
+  }
+
+  /** Bytes of linear memory in use by blocks (live tensors and the running job), for tests and reports. */
+  heapBytes(): number {
+    let free = 0;
+    for (const [sz, l] of this.freeBySize) free += sz * l.length;
+    return this.top - HEAP_BASE - free;
+  }
+
+  /**
+   * Whether tensors' storages live in linear memory (shared memory: views stay valid when it grows), so kernels
+   * read their inputs in place and hand their outputs over without copies.
+   */
+  get resident(): boolean {
+    return this.shared;
+  }
+
+  /**
+   * The result at job allocation `p` (`n` elements) as a typed array: with resident storages a view of the block,
+   * taken out of the job frame for a device storage to adopt (see `adopt`); otherwise a copy.
+   */
+  keep<A extends Float32Array | Int32Array>(p: number, n: number, ctor: { new (b: ArrayBufferLike, o: number, n: number): A } = Float32Array as never): A {
+    const view = this.view(ctor, p, n);
+    if (!this.resident) return view.slice() as A;
+    const at = this.frame.lastIndexOf(p);
+    if (at >= 0) this.frame.splice(at, 1);
+    this.kept.set(p, new WeakRef(view));
+    this.keptGc.register(view, p, view);
+    return view;
+  }
+
+  /**
+   * Takes over a block handed out by `keep` when `data` is exactly that view; returns its byte offset, or −1
+   * (the caller then copies). The caller frees the block with `freeBlock` when the storage goes.
+   */
+  adopt(data: ArrayBufferView): number {
+    const p = data.byteOffset;
+    if (!this.resident || this.kept.get(p)?.deref() !== data) return -1;
+    this.kept.delete(p);
+    this.keptGc.unregister(data);
+    return p;
+  }
+
+  /** A typed view of `n` elements at byte offset `p` (registers the current buffer as this memory's). */
+  view<A>(ctor: { new (b: ArrayBufferLike, o: number, n: number): A }, p: number, n: number): A {
+    const buf = this.memory.buffer;
+    this.buffers.add(buf);
+    return new ctor(buf, p, n);
+  }
+
+  /** A float32 view of `n` elements at byte offset `p`. */
   f32(p: number, n: number): Float32Array {
-    return new Float32Array(this.memory.buffer, p, n);
+    return this.view(Float32Array, p, n);
   }
 
   /** An int32 view of `n` elements at byte offset `p`. */
   i32(p: number, n: number): Int32Array {
-    return new Int32Array(this.memory.buffer, p, n);
+    return this.view(Int32Array, p, n);
   }
 
-  /** Copies `data` into fresh linear memory; returns the byte offset. */
+  /**
+   * The byte offset of `data` for a kernel to read: where it already lies in this memory (a resident storage),
+   * else a copy in the current job frame.
+   */
   put(data: Float32Array | Int32Array | Uint8Array): number {
+    if (this.resident && this.buffers.has(data.buffer)) return data.byteOffset;
     const p = this.alloc(data.byteLength);
-    new Uint8Array(this.memory.buffer, p, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.view(Uint8Array, p, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return p;
   }
 
@@ -253,6 +492,10 @@ export class WasmPool {
       for (const w of this.workers) void w.terminate();
     }
   }
+}
+
+function tileImport(state: TileState): (...a: number[]) => void {
+  return (new Function(`return ${TILE_IMPORT}`)() as (s: TileState) => (...a: number[]) => void)(state);
 }
 
 function abortWasm(): never {

@@ -1,6 +1,7 @@
 // Runs in headless Chromium (bundled by test-utils/browser.ts): the wasm backend on the page's threads.
 import * as T from '@webattn/core-tensor';
 import '@webattn/kernels-wasm';
+import { createBlockMask, flexAttention, slidingWindow, softcap } from '@webattn/flex';
 
 export async function run() {
   const dev = await T.getDevice({ kind: 'wasm', wasmThreads: 2 });
@@ -17,7 +18,19 @@ export async function run() {
   const w = T.randn([65, 17], { seed: 5, device: dev });
   const mm = T.matmul(a, w);
   const mmRef = T.matmul(T.randn([33, 65], { seed: 4, device: c }), T.randn([65, 17], { seed: 5, device: c }));
+  // flex: the score/mask functions as JS tile functions inside the wasm kernel (on the page's worker threads)
+  const flexRun = async (d: T.Device) => {
+    const [q, k, v] = [1, 2, 3].map((sd) => T.randn([B, H, 130, E], { seed: sd, device: d, requiresGrad: true }));
+    const bm = await createBlockMask(slidingWindow(50), 1, 1, 130, 130, { blockSize: 64, device: d });
+    const o = flexAttention(q!, k!, v!, { scoreMod: softcap(2), blockMask: bm });
+    o.backward(T.randn(o.shape, { seed: 9, device: d }));
+    return [...(await o.toArray()), ...(await q!.grad!.toArray())];
+  };
+  const flex = Array.from(await flexRun(dev));
+  const flexRef = Array.from(await flexRun(c));
   const result = {
+    flex,
+    flexRef,
     adapter: dev.info.adapter,
     isolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated ?? false,
     out: Array.from(await out!.toArray()),

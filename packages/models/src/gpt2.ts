@@ -339,6 +339,12 @@ export class GPT2Model extends Module {
   }
 
   protected override onMoved(): void {
+    for (const bm of this.maskCache.values()) bm.dispose();
+    this.maskCache.clear();
+  }
+
+  protected override onDispose(): void {
+    for (const bm of this.maskCache.values()) bm.dispose();
     this.maskCache.clear();
   }
 }
@@ -450,6 +456,8 @@ export class GPT2LMHeadModel extends Module {
    * Autoregressive generation with a KV cache: one prefill, then one-token decode steps through the
    * same attention function. Greedy unless `temperature` > 0 (then top-k / top-p sampling, seeded).
    * Returns int32 `[B, L + generated]`; finished rows are padded with the eos id. Prompts must share a length.
+   * Runs without recording autograd (`noGradAsync`, like transformers' `torch.no_grad` generate): do not run a
+   * training step concurrently with it.
    * @example const out = await model.generate(prompt, { maxNewTokens: 16, temperature: 0.8, topK: 40, seed: 1 });
    */
   async generate(inputIds: Tensor, options: GenerateOptions = {}): Promise<Tensor> {
@@ -482,10 +490,11 @@ export class GPT2LMHeadModel extends Module {
           // one step in its own memory scope: only the new cache survives it
           const prev: KVCache | null = cache;
           const r = await T.tidyAsync(async () => {
-            const o = await this.forward({ inputIds: step, pastKeyValues: prev, useCache: true });
+            // no tape (as transformers' generate under torch.no_grad): nothing saved for a backward
+            const input: GPT2Inputs = { inputIds: step, pastKeyValues: prev, useCache: true };
+            const o: { logits: Tensor; pastKeyValues: KVCache | null } = await T.noGradAsync(() => this.forward(input));
             const Lc = o.logits.shape[1]!;
             const lastRow = await o.logits.slice(1, Lc - 1, Lc).toArray();
-            // noGrad is synchronous: detaching cuts the tape between steps
             return { kv: o.pastKeyValues!.map(([k, v]) => [k.detach(), v.detach()] as [Tensor, Tensor]), lastRow };
           });
           if (prev) {

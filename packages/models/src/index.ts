@@ -32,4 +32,4 @@ export {
   type ModelOptions,
 } from './gpt2.js';
 export { ViTModel, ViTForImageClassification, vitConfig, VIT_DEFAULTS, VIT_PUBLISHED, type ViTConfig, type ViTOptions } from './vit.js';
-export { Optimizer, SGD, AdamW, clipGradNorm, CosineWithWarmup } from './optim.js';
+export { Optimizer, SGD, AdamW, GradScaler, clipGradNorm, CosineWithWarmup, type OptimizerOptions, type GradScalerOptions } from './optim.js';

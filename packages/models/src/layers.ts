@@ -244,6 +244,7 @@ export class PatchEmbedding extends Module {
 /**
  * Cross-entropy over the last dim of `logits` `[..., C]` against int32 `target` `[...]`; targets equal
  * to `ignoreIndex` (default −100) do not count; mean over counted targets (PyTorch `nn.CrossEntropyLoss`).
+ * float16 logits give a float32 loss (computed in float32, as under `torch.autocast`).
  * @example const loss = new CrossEntropyLoss().forward(logits, labels);
  */
 export class CrossEntropyLoss extends Module {
@@ -269,6 +270,9 @@ export class CrossEntropyLoss extends Module {
         if (v !== this.ignoreIndex && !(v >= 0 && v < c)) throw new WebattnError('INVALID_ARGUMENT', `target: class indices must lie in [0, ${c}) or equal ignoreIndex ${this.ignoreIndex}, got ${v} at flat index ${i}`, { argument: 'target' });
       }
     }
-    return T.crossEntropy(logits, target, { ignoreIndex: this.ignoreIndex, reduction: this.reduction });
+    // float16 logits: the loss runs in float32 (as torch.autocast does for cross_entropy), so the loss
+    // and its gradient (scaled by a GradScaler) neither lose precision nor overflow
+    const x = logits.dtype === 'float16' ? T.cast(logits, 'float32') : logits;
+    return T.crossEntropy(x, target, { ignoreIndex: this.ignoreIndex, reduction: this.reduction });
   }
 }

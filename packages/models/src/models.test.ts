@@ -304,3 +304,24 @@ describe('optimizers (against float64 formulas)', () => {
     expect(losses[7]!).toBeLessThan(losses[0]! * 0.7);
   });
 });
+
+describe('generate runs without the autograd tape (noGradAsync)', () => {
+  it('every attention call of generate sees recording off; a forward afterwards records again', async () => {
+    const seen: boolean[] = [];
+    const spy: AttentionFn = (m, q, k, v, o) => {
+      seen.push(T.isGradEnabled() && q.requiresGrad);
+      return sdpaAttention(m, q, k, v, o);
+    };
+    const m = tinyGpt(spy);
+    const prompt = ints([1, 2, 3], [1, 3]);
+    const out = await m.generate(prompt, { maxNewTokens: 3, eosTokenId: null });
+    expect(out.shape).toEqual([1, 6]);
+    expect(seen.length).toBe(2 * 3); // 2 layers × 3 steps
+    expect(seen.every((x) => x === false)).toBe(true);
+    expect(T.isGradEnabled()).toBe(true);
+    seen.length = 0;
+    const { logits } = await m.forward({ inputIds: prompt });
+    expect(logits.requiresGrad).toBe(true);
+    expect(seen).toEqual([true, true]);
+  });
+});

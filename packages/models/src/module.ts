@@ -27,6 +27,7 @@ export class Module {
   private readonly _params = new Map<string, Tensor | null>();
   private readonly _modules = new Map<string, Module>();
   private readonly _aliases = new Map<string, string>();
+  private _disposed = false;
 
   /** Registers (or replaces) a parameter under `name`; it becomes a grad-requiring leaf. */
   registerParameter(name: string, t: Tensor | null): Tensor | null {
@@ -49,6 +50,7 @@ export class Module {
 
   /** The parameter registered directly on this module under `name` (throws `NOT_FOUND` otherwise). */
   param(name: string): Tensor {
+    this.assertLive();
     const t = this._params.get(name);
     if (!t) throw new WebattnError('NOT_FOUND', `name: no parameter '${name}' on ${this.constructor.name}`, { argument: 'name' });
     return t;
@@ -68,6 +70,7 @@ export class Module {
 
   /** Every parameter once, with its dotted transformers name, in registration order. */
   namedParameters(prefix = ''): [string, Tensor][] {
+    this.assertLive();
     const seen = new Set<Tensor>();
     const out: [string, Tensor][] = [];
     for (const [mp, m] of this.namedModules(prefix)) {
@@ -160,10 +163,13 @@ export class Module {
 
   /**
    * Moves every parameter to `device`, or casts floating-point parameters to `dtype` (new leaf
-   * tensors; tied weights stay tied). Create optimizers after this call.
+   * tensors; tied weights stay tied). The replaced parameter tensors are disposed (their memory is
+   * freed at once; a reference taken before the call throws `TENSOR_DISPOSED`). Create optimizers
+   * after this call.
    * @example await model.to(await getDevice({ kind: 'webgpu' }));
    */
   async to(target: Device | DType): Promise<this> {
+    this.assertLive();
     const isDtype = typeof target === 'string';
     if (isDtype && !['float32', 'float16', 'float64'].includes(target)) {
       throw new WebattnError('DTYPE_UNSUPPORTED', `target: expected a Device or a floating dtype (float32, float16, float64), got ${describe(target)}`, { argument: 'target' });
@@ -175,7 +181,11 @@ export class Module {
         if (!t) continue;
         let nt = moved.get(t);
         if (!nt) {
-          nt = isDtype ? T.noGrad(() => T.cast(t, target).detach()) : (await t.to(target)).detach();
+          if (isDtype) nt = T.tidy(() => T.noGrad(() => T.contiguous(T.cast(t, target)))); // one handle (no leftover alias)
+          else {
+            const m2 = await t.to(target);
+            nt = m2 === t ? t.detach() : m2;
+          }
           nt.requiresGrad = true;
           T.keep(nt); // parameters outlive any tidy() scope the move runs in
           moved.set(t, nt);
@@ -184,11 +194,61 @@ export class Module {
       }
       m.onMoved();
     }
+    // the replaced parameters free their memory now (not at garbage collection): a reference taken
+    // before the call throws TENSOR_DISPOSED instead of silently reading stale values
+    for (const [old, nt] of moved) {
+      if (old === nt) continue;
+      old.grad = null;
+      old.dispose();
+    }
     return this;
   }
 
   /** Hook for subclasses that cache tensors derived from parameters (called after {@link Module.to}). */
   protected onMoved(): void {}
+
+  /** True after {@link Module.dispose} (of this module or of a module that contains it). */
+  get disposed(): boolean {
+    return this._disposed;
+  }
+
+  /**
+   * Frees the device memory of every parameter (tied weights once), their gradients and what
+   * subclasses cache (block masks) in this module and all children. Idempotent. Afterwards the
+   * module and its children throw `TENSOR_DISPOSED` naming the class on `forward`, `parameters()`,
+   * `param()`, `to()` and `loadStateDict()`. Dispose the optimizer too (`opt.dispose()`): its state is its own.
+   * @example model.dispose(); opt.dispose(); // device memory back to where it was before the model
+   */
+  dispose(): void {
+    if (this._disposed) return;
+    const seen = new Set<Tensor>();
+    for (const [, m] of this.namedModules()) {
+      if (m._disposed) continue;
+      for (const t of m._params.values()) {
+        if (!t || seen.has(t)) continue;
+        seen.add(t);
+        t.grad = null;
+        t.dispose();
+      }
+      m.onDispose();
+      m._disposed = true;
+    }
+  }
+
+  /** `using model = new GPT2LMHeadModel(...)` support: the same as {@link Module.dispose}. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Hook for subclasses that own device memory besides parameters (called once by {@link Module.dispose}). */
+  protected onDispose(): void {}
+
+  /** Throws `TENSOR_DISPOSED` naming the class once the module was disposed. */
+  protected assertLive(): void {
+    if (this._disposed) {
+      throw new WebattnError('TENSOR_DISPOSED', `module: this ${this.constructor.name} was released by dispose()`, { argument: 'module' });
+    }
+  }
 
   /** The device of the first parameter (the CPU reference device when there is none). */
   get device(): Device {
@@ -215,8 +275,8 @@ export function keepDeep<V>(value: V, seen = new Set<unknown>()): V {
 
 /** Float32 leaf tensor with normal(0, std) values from a seeded stream (transformers' `initializer_range`). */
 export function initNormal(shape: readonly number[], std: number, seed: number, device?: Device): Tensor {
-  const t = T.randn(shape, { seed, ...(device ? { device } : {}) });
-  const r = T.noGrad(() => T.mul(t, std)).detach();
+  // one handle on the storage (the random draw and any alias freed), so dispose() frees the memory
+  const r = T.tidy(() => T.noGrad(() => T.mul(T.randn(shape, { seed, ...(device ? { device } : {}) }), std)));
   r.requiresGrad = true;
   return T.keep(r);
 }

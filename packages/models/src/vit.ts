@@ -279,6 +279,12 @@ export class ViTModel extends Module {
   }
 
   protected override onMoved(): void {
+    for (const bm of this.maskCache.values()) bm.dispose();
+    this.maskCache.clear();
+  }
+
+  protected override onDispose(): void {
+    for (const bm of this.maskCache.values()) bm.dispose();
     this.maskCache.clear();
   }
 }

@@ -32,13 +32,10 @@ export interface FlashAttnVarlenOptions {
 
 const softcapHooks = (cap: number): FlashHooks => ({
   key: `softcap`,
-  scoreMod: true,
-  wgsl: `
-fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return u_softcap() * tanh_c(s / u_softcap()); }
-fn score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, ds: f32) -> f32 { let t = tanh_c(s / u_softcap()); return ds * (1.0 - t * t); }
-fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); let u = bitcast<u32>(x); return select((e - 1.0) / (e + 1.0), x, (u & 0x7fffffffu) > 0x7f800000u); }`,
-  uniforms: [['softcap', 'f32']],
-  values: { softcap: cap },
+  scoreMod: 'return u_softcap() * tanh_c(s / u_softcap());',
+  scoreModGrad: 'let t = tanh_c(s / u_softcap());\nreturn g * (1.0 - t * t);',
+  helpers: `fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); let u = bitcast<u32>(x); return select((e - 1.0) / (e + 1.0), x, (u & 0x7fffffffu) > 0x7f800000u); }`,
+  captures: { bindings: [], tensors: [], uniforms: [['softcap', 'f32']], values: { softcap: cap } },
 });
 
 const VARLEN_OPTIONS: Record<string, OptionSpec> = {

@@ -1,4 +1,5 @@
 import * as T from '@webattn/core-tensor';
+import { createBlockMask, flexAttention, slidingWindow, softcap } from '@webattn/flex';
 import { AdamW, GPT2LMHeadModel, gpt2Config, sdpaAttention } from '@webattn/models';
 import { ortAttention, ortMatmul, type PeerRun } from '../peers/ort.js';
 import { progress, timeIt, type BenchRow } from '../timing.js';
@@ -160,6 +161,60 @@ export async function wasmScenario(_device: T.Device, quick: boolean): Promise<B
     });
     dev.destroy();
   }
+  rows.push(await flexRow(quick, Math.min(all, 8)));
   rows.push(await gpt2Row(quick, Math.min(all, 8)));
   return rows;
+}
+
+/**
+ * flexAttention on the wasm backend, its functions inside the wasm flash kernel (all threads): softcap (a score
+ * function, forward and forward+backward; its tile functions as flex's wasm module and as JS) and a 256-token sliding window (a block mask: empty key tiles skipped)
+ * beside the plain wasm flash forward, and the reference path (scores materialised, the user's JS per element) on
+ * the float64 CPU device — what flex ran on the wasm device before its functions were compiled into the kernel.
+ */
+async function flexRow(quick: boolean, threads: number): Promise<BenchRow> {
+  const B = 1, H = 4, E = 64;
+  const L = quick ? 512 : 1024;
+  const reps = quick ? 3 : 5;
+  progress('wasm: flex in the wasm kernel');
+  const dev = await T.getDevice({ kind: 'wasm', wasmThreads: threads, cache: false });
+  const mk = (d: T.Device, grad = false) => [1, 2, 3].map((seed) => T.randn([B, H, L, E], { seed, device: d, requiresGrad: grad })) as [T.Tensor, T.Tensor, T.Tensor];
+  const [q, k, v] = mk(dev);
+  const sm = softcap(20);
+  const win = await createBlockMask(slidingWindow(256), 1, 1, L, L, { device: dev });
+  const plain = await timeIt(dev, () => T.noGrad(() => flexAttention(q, k, v).dispose()), { reps, budgetMs: 8000 });
+  const soft = await timeIt(dev, () => T.noGrad(() => flexAttention(q, k, v, { scoreMod: sm }).dispose()), { reps, budgetMs: 8000 });
+  const [qg, kg, vg] = mk(dev, true);
+  const softFb = await timeIt(
+    dev,
+    () =>
+      T.tidy(() => {
+        flexAttention(qg, kg, vg, { scoreMod: sm }).sum().backward();
+        for (const t of [qg, kg, vg]) t.grad = null;
+      }),
+    { reps, budgetMs: 8000 },
+  );
+  const window = await timeIt(dev, () => T.noGrad(() => flexAttention(q, k, v, { blockMask: win }).dispose()), { reps, budgetMs: 8000 });
+  // the same functions as JS tile functions instead of flex's wasm module
+  const pool = (dev as unknown as { pool: { useWasmTiles: boolean } }).pool;
+  pool.useWasmTiles = false;
+  const softJs = await timeIt(dev, () => T.noGrad(() => flexAttention(q, k, v, { scoreMod: sm }).dispose()), { reps, budgetMs: 8000 });
+  pool.useWasmTiles = true;
+  progress('wasm: flex reference path');
+  const [qc, kc, vc] = mk(T.cpu());
+  const ref = await timeIt(T.cpu(), () => T.noGrad(() => flexAttention(qc, kc, vc, { scoreMod: sm }).dispose()), { reps: 1, budgetMs: 8000 });
+  dev.destroy();
+  return {
+    scenario: 'wasm',
+    name: `flex B=${B} H=${H} L=${L} E=${E} f32, ${threads} thread${threads > 1 ? 's' : ''}`,
+    flash_fwd_ms: plain.ms,
+    softcap_fwd_ms: soft.ms,
+    softcap_fwd_bwd_ms: softFb.ms,
+    softcap_js_tiles_fwd_ms: softJs.ms,
+    window256_fwd_ms: window.ms,
+    window256_density: win.density(),
+    softcap_reference_fwd_ms: ref.ms,
+    softcap_speedup_vs_reference: ref.ms / soft.ms,
+    softcap_over_flash: soft.ms / plain.ms,
+  };
 }

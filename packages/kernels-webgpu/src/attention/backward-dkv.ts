@@ -1,31 +1,42 @@
 /**
  * The dK/dV kernel of the backward: one workgroup per block of key rows (K and V staged once), looping
  * over the query heads of its GQA group and over query tiles. Per tile, Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ are
- * register-blocked tile products; P and dS go through workgroup memory; dV += Pᵀ·dO and dK += dSᵀ·Q
- * are two more products. Probabilities are recomputed from the forward's lse.
+ * register-blocked tile products written to staged tiles; one plain loop over the (key, query) pairs
+ * turns them into P and dS (masks and hooks evaluated once per kernel, never unrolled); dV += Pᵀ·dO and
+ * dK += dSᵀ·Q are two more products. Probabilities are recomputed from the forward's lse.
  */
-import type { Tensor } from '@webattn/core-tensor';
+import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile,
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
   type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, lanes, lens, product, qRange, scoreHelpers, stage, unroll } from './shared.js';
+import { blockLoop, checkWorkBuffer, lanes, lens, product, qRange, scoreHelpers, stage, staging, unroll } from './shared.js';
 import { DO_AT } from './backward-dq.js';
+import { scoreModGrad } from './hooks.js';
 
 function dkvBytes(t: Tile, EC: number, EVC: number): number {
   return 4 * ((t.rows + t.cols) * (EC + 1 + EVC + 1) + 2 * t.rows * t.cols + 2 * t.cols);
 }
 
-/** Accumulates dK and dV (float32, laid out like k/v but contiguous) for one backward call. */
-export function backwardDkv(p: FlashParams, g: FlashGradInputs, dk: Tensor, dv: Tensor): void {
+/** dK and dV (float32, laid out like k/v but contiguous) of one backward call. */
+export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
+  /** Gradient of k (summed over the query heads of each group). */
+  dk: Tensor;
+  /** Gradient of v. */
+  dv: Tensor;
+} {
   const d = dims(p);
-  if (d.B * d.Hkv * d.Lkv === 0 || dk.size === 0) return;
   const device = p.q.device as WebGPUDevice;
+  const kShape = p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E];
+  const vShape = p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev];
+  const nk = kShape.reduce((a, x) => a * x, 1);
+  const nv = vShape.reduce((a, x) => a * x, 1);
+  if (d.B * d.Hkv * d.Lkv === 0 || nk === 0) return { dk: empty(kShape, 'float32', device), dv: empty(vShape, 'float32', device) };
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
-  const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc);
+  const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc, !!p.hooks);
   const { rows: BK, cols: BQ, tr: TR, tc: TC } = t;
   const RM = BK / TR;
   const RN = BQ / TC;
@@ -36,7 +47,16 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs, dk: Tensor, dv: 
   const hd = headDims(p);
   const row = (m: number) => `tr_ + ${TR * m}u`;
   const col = (n: number) => `tc_ + ${TC * n}u`;
-  const dsOf = p.hooks?.scoreMod ? 'score_mod_grad(raw, b, h, i, j, ds)' : 'ds';
+  const st = staging(storageStaging(device), [
+    { name: 'ks', len: BK * QST },
+    { name: 'vs', len: BK * DST },
+    { name: 'qs', len: BQ * QST },
+    { name: 'dos', len: BQ * DST },
+    { name: 'ps', len: BQ * BK },
+    { name: 'dss', len: BQ * BK },
+  ], 'dk', 'u_scr_at()');
+  const at = (name: string) => (i: string) => st.at(name, i);
+  const [ks, vs, qs, dos, ps, dss] = ['ks', 'vs', 'qs', 'dos', 'ps', 'dss'].map(at) as [(i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string];
   const body = `
   let bh = wid.y;
   let b = bh / u_hkv();
@@ -44,10 +64,11 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs, dk: Tensor, dv: 
   let k0 = wid.x * ${BK}u;
   ${lens(p)}
   if (k0 >= LK) { return; }
+  ${st.prologue}
   ${lanes(t)}
 ${qRange(p, BK)}
-  ${stage('ks', BK, EC, QST, (r, c) => `k0 + ${r} < LK && ${c} < ${hd.e}`, (r, c) => `load_k(k_at(b, hk, k0 + ${r}, ${c}))`)}
-  ${stage('vs', BK, EVC, DST, (r, c) => `k0 + ${r} < LK && ${c} < ${hd.ev}`, (r, c) => `load_v(v_at(b, hk, k0 + ${r}, ${c}))`)}
+  ${stage(st, 'ks', BK, EC, QST, (r, c) => `k0 + ${r} < LK && ${c} < ${hd.e}`, (r, c) => `load_k(k_at(b, hk, k0 + ${r}, ${c}))`)}
+  ${stage(st, 'vs', BK, EVC, DST, (r, c) => `k0 + ${r} < LK && ${c} < ${hd.ev}`, (r, c) => `load_v(v_at(b, hk, k0 + ${r}, ${c}))`)}
   var dka: array<f32, ${RM * EQ}>;
   var dva: array<f32, ${RM * VQ}>;
   var s: array<f32, ${RM * RN}>;
@@ -62,9 +83,9 @@ ${qRange(p, BK)}
   for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
     let h = hk * u_group() + g;
     ${blockLoop(p, 'q', BQ, `
-      workgroupBarrier();
-      ${stage('qs', BQ, EC, QST, (r, c) => `i0 + ${r} < i_lim && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, i0 + ${r}, ${c})) * u_scale()`)}
-      ${stage('dos', BQ, EVC, DST, (r, c) => `i0 + ${r} < i_lim && ${c} < ${hd.ev}`, (r, c) => `load_dout(do_at(b, h, i0 + ${r}, ${c}))`)}
+      ${st.barrier}
+      ${stage(st, 'qs', BQ, EC, QST, (r, c) => `i0 + ${r} < i_lim && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, i0 + ${r}, ${c})) * u_scale()`)}
+      ${stage(st, 'dos', BQ, EVC, DST, (r, c) => `i0 + ${r} < i_lim && ${c} < ${hd.ev}`, (r, c) => `load_dout(do_at(b, h, i0 + ${r}, ${c}))`)}
       for (var t = lidx; t < ${BQ}u; t = t + WG_SIZE) {
         var l_ = neg_inf();
         var d_ = 0.0;
@@ -72,33 +93,38 @@ ${qRange(p, BK)}
         lses[t] = l_;
         deltas[t] = d_;
       }
-      workgroupBarrier();
+      ${st.barrier}
       ${unroll(RM, RN, (m, n) => `s[${m * RN + n}] = 0.0; dp[${m * RN + n}] = 0.0;`)}
-      ${product('s', RM, RN, hd.e, (m) => `ks[(${row(m)}) * ${QST}u + kk]`, (n) => `qs[(${col(n)}) * ${QST}u + kk]`)}
-      ${product('dp', RM, RN, hd.ev, (m) => `vs[(${row(m)}) * ${DST}u + kk]`, (n) => `dos[(${col(n)}) * ${DST}u + kk]`)}
-      ${unroll(RM, RN, (m, n) => `{
-        let j = k0 + ${row(m)};
-        let i = i0 + ${col(n)};
-        let lse_i = lses[${col(n)}];
+      ${product('s', RM, RN, hd.e, (m) => ks(`(${row(m)}) * ${QST}u + kk`), (n) => qs(`(${col(n)}) * ${QST}u + kk`))}
+      ${product('dp', RM, RN, hd.ev, (m) => vs(`(${row(m)}) * ${DST}u + kk`), (n) => dos(`(${col(n)}) * ${DST}u + kk`))}
+      ${unroll(RM, RN, (m, n) => `${ps(`(${col(n)}) * ${BK}u + ${row(m)}`)} = s[${m * RN + n}]; ${dss(`(${col(n)}) * ${BK}u + ${row(m)}`)} = dp[${m * RN + n}];`)}
+      ${st.barrier}
+      // one pass over the tile's (key, query) pairs: the only place masks and hooks are evaluated
+      for (var t = lidx; t < ${BK * BQ}u; t = t + WG_SIZE) {
+        let r = t % ${BK}u;
+        let c = t / ${BK}u;
+        let j = k0 + r;
+        let i = i0 + c;
+        let lse_i = lses[c];
         var pr = 0.0;
         var dsr = 0.0;
         if (j < LK && i < i_lim && lse_i != neg_inf()) {
-          let raw = s[${m * RN + n}];
+          let raw = ${ps('t')};
           let x = finish_score(raw, b, h, i, j, !full_blk);
           if (x != neg_inf()) {
             pr = exp(x - lse_i);
-            let ds = pr * (dp[${m * RN + n}] - deltas[${col(n)}]);
+            let ds = pr * (${dss('t')} - deltas[c]);
             // qs holds q·scale, so dK = Σ dsr · q · scale
-            dsr = ${dsOf};
+            dsr = ${scoreModGrad(p)};
           }
         }
-        ps[(${col(n)}) * ${BK}u + ${row(m)}] = pr;
-        dss[(${col(n)}) * ${BK}u + ${row(m)}] = dsr;
-      }`)}
-      workgroupBarrier();
+        ${ps('t')} = pr;
+        ${dss('t')} = dsr;
+      }
+      ${st.barrier}
       let nq = min(${BQ}u, i_lim - i0);
-      ${product('dva', RM, VQ, 'nq', (m) => `ps[kk * ${BK}u + ${row(m)}]`, (n) => `dos[kk * ${DST}u + ${col(n)}]`)}
-      ${product('dka', RM, EQ, 'nq', (m) => `dss[kk * ${BK}u + ${row(m)}]`, (n) => `qs[kk * ${QST}u + ${col(n)}]`)}
+      ${product('dva', RM, VQ, 'nq', (m) => ps(`kk * ${BK}u + ${row(m)}`), (n) => dos(`kk * ${DST}u + ${col(n)}`))}
+      ${product('dka', RM, EQ, 'nq', (m) => dss(`kk * ${BK}u + ${row(m)}`), (n) => qs(`kk * ${QST}u + ${col(n)}`))}
 `)}
   }
   ${unroll(RM, 1, (m) => `{
@@ -109,18 +135,20 @@ ${qRange(p, BK)}
     }
   }`)}`;
   const WG = TR * TC;
+  const grid: [number, number, number] = [Math.ceil(d.Lkv / BK), d.B * d.Hkv, 1];
+  // dK, dV and (storage staging) the scratch share one buffer: one binding; dK and dV are views of it
+  const total = nk + nv + st.perWorkgroup * grid[0] * grid[1];
+  checkWorkBuffer(total, device, 'flash attention backward (dK/dV)');
+  const buf = empty([total], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv',
-    key: cacheKey(p, `t${BK}x${BQ}x${TR}x${TC}`),
-    bindings: [...gradBindings(p, g), { name: 'dk', dtype: dk.dtype, access: 'read_write' }, { name: 'dv', dtype: dv.dtype, access: 'read_write' }],
-    uniforms: gradUniforms(p),
+    key: cacheKey(p, `t${BK}x${BQ}x${TR}x${TC}${st.perWorkgroup ? 's' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }],
+    uniforms: [...gradUniforms(p), ['dv_at', 'u32'], ['scr_at', 'u32']],
     workgroupSize: [WG],
-    helpers: `var<workgroup> ks: array<f32, ${BK * QST}>;
-var<workgroup> vs: array<f32, ${BK * DST}>;
-var<workgroup> qs: array<f32, ${BQ * QST}>;
-var<workgroup> dos: array<f32, ${BQ * DST}>;
-var<workgroup> ps: array<f32, ${BQ * BK}>;
-var<workgroup> dss: array<f32, ${BQ * BK}>;
+    helpers: `${st.decl}
+fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
+fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
 var<workgroup> lses: array<f32, ${BQ}>;
 var<workgroup> deltas: array<f32, ${BQ}>;
 ${DO_AT}
@@ -128,12 +156,13 @@ ${scoreHelpers(p)}`,
     body,
   };
   // passes over (query head of the group, query rows) keep each invocation under the loop cap
-  const cost = ((BQ * (EC + EVC + 2)) / WG + d.E + d.Ev + 2 * BQ + 8) / BQ;
+  const cost = ((BQ * (EC + EVC + 2)) / WG + d.E + d.Ev + 2 * BQ + (BK * BQ) / WG + 8) / BQ;
   const all: [number, number, number, number][] = [];
   if (!Number.isFinite(device.maxLoopIterations) || d.G * d.Lq * cost <= device.maxLoopIterations * 0.6) all.push([0, d.Lq, 0, d.G]);
   else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);
   const values = gradValues(p, g);
   all.forEach(([c0, c1, g0, g1], n) =>
-    run(spec, [...gradTensors(p, g), dk, dv], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1) }, [Math.ceil(d.Lkv / BK), d.B * d.Hkv, 1]),
+    run(spec, [...gradTensors(p, g), buf], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk, scr_at: nk + nv }, grid),
   );
+  return { dk: buf.slice(0, 0, nk).reshape(kShape), dv: buf.slice(0, nk, nk + nv).reshape(vShape) };
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
-import { setFlashSpecialization, setFlashTiles } from './flash.js';
+import { setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 
 let gpu: WebGPUDevice;
@@ -46,10 +46,12 @@ const CASES: Case[] = [
 ];
 
 describe('cooperative tiles: every tile list matches the float64 reference forward and backward', () => {
-  for (const tiles of ['software', 'hardware'] as const) {
+  // `small` + storage staging is what SwiftShader gets (Chromium's software WebGPU)
+  for (const [tiles, staging] of [['software', 'workgroup'], ['hardware', 'workgroup'], ['small', 'storage']] as const) {
     for (const c of CASES) {
-      it(`${tiles} tiles: ${JSON.stringify(c)}`, async () => {
+      it(`${tiles} tiles, ${staging} staging: ${JSON.stringify(c)}`, async () => {
         setFlashTiles(tiles);
+        setFlashStaging(staging);
         try {
           const ref = await attend(c, cpu, 'float64', 'math');
           const got = await attend(c, gpu, 'float32', 'flash');
@@ -59,6 +61,7 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
           expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
         } finally {
           setFlashTiles('auto');
+          setFlashStaging('auto');
         }
       }, COMPILE_TIMEOUT);
     }

@@ -7,7 +7,7 @@
  * Files: `plan.ts` (parameters, dims, uniforms, tiles, passes), `shared.ts` (score, loops, staging,
  * tile products), `forward.ts`, `backward-dq.ts`, `backward-dkv.ts`.
  */
-import { empty, type Tensor } from '@webattn/core-tensor';
+import { WebattnError, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { backwardDkv } from './backward-dkv.js';
 import { backwardDq } from './backward-dq.js';
@@ -16,9 +16,10 @@ import { flashForward as flashForwardTiles } from './forward.js';
 import { flashForwardSgmat, sgmatPlan } from './forward-sgmat.js';
 
 export {
-  FLASH_MAX_HEAD_DIM, passes, setFlashSpecialization, setFlashTiles,
-  type FlashBlocks, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
+  FLASH_MAX_HEAD_DIM, passes, setFlashSpecialization, setFlashStaging, setFlashTiles,
+  type FlashBlocks, type FlashCaptureGrads, type FlashCaptures, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
 } from './plan.js';
+export { hookWgsl } from './hooks.js';
 export { setFlashSubgroupMatrix, sgmatPlan, hasSgmatAttention, type SgmatConfig, type SgmatMode } from './forward-sgmat.js';
 
 /**
@@ -51,13 +52,13 @@ export function flashBackward(
   const device = p.q.device as WebGPUDevice;
   // the kernels bind lse and delta as array<f32>: another dtype would be read as raw f32 bits
   if (g.lse.dtype !== 'float32' || g.delta.dtype !== 'float32') throw new Error(`internal: flash backward needs float32 lse and delta, got ${g.lse.dtype} and ${g.delta.dtype}`);
+  if (p.hooks?.scoreMod && !p.hooks.scoreModGrad) {
+    throw new WebattnError('INVALID_ARGUMENT', 'hooks.scoreModGrad: the backward of a score function needs its derivative body, got none', { argument: 'hooks.scoreModGrad' });
+  }
   // gradients accumulate in float32 across passes; cast at the end for float16 inputs
-  const dq = empty(p.varlen ? [d.TQ, d.Hq, d.E] : [d.B, d.Hq, d.Lq, d.E], 'float32', device);
-  const dk = empty(p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E], 'float32', device);
-  const dv = empty(p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev], 'float32', device);
   checkGrid(device, d.B * d.Hq, 'query');
-  backwardDq(p, g, dq);
-  backwardDkv(p, g, dk, dv);
+  const dq = backwardDq(p, g);
+  const { dk, dv } = backwardDkv(p, g);
   const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());
   return { dq: cast(dq, p.q), dk: cast(dk, p.k), dv: cast(dv, p.v) };
 }

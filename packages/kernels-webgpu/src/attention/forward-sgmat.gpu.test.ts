@@ -47,11 +47,11 @@ interface Case {
   maskMod?: boolean;
 }
 
-const SCORE_WGSL = `fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return s - 0.25 * f32(h + 1u) * abs(f32(i32(q) - i32(kv))) / 8.0; }`;
+const SCORE_WGSL = 'return s - 0.25 * f32(h + 1u) * abs(f32(i32(q) - i32(kv))) / 8.0;';
 const scoreJs = (s: number, _b: number, h: number, i: number, j: number) => s - (0.25 * (h + 1) * Math.abs(i - j)) / 8;
-const RAMP_WGSL = `fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return s + 0.25 * f32(kv); }`;
+const RAMP_WGSL = 'return s + 0.25 * f32(kv);';
 const rampJs = (s: number, _b: number, _h: number, _i: number, j: number) => s + 0.25 * j;
-const MASK_WGSL = `fn mask_mod(b: u32, h: u32, q: u32, kv: u32) -> bool { return (q + 2u * kv + h) % 5u != 1u; }`;
+const MASK_WGSL = 'return (q + 2u * kv + h) % 5u != 1u;';
 const maskJs = (_b: number, h: number, i: number, j: number) => (i + 2 * j + h) % 5 !== 1;
 
 /** float64 attention by loops: out [B,Hq,Lq,Ev], lse [B,Hq,Lq]. */
@@ -106,9 +106,8 @@ async function check(c: Case, dtype: 'float32' | 'float16', atol: number, rtol: 
   const hooks: FlashHooks | null = c.score || c.ramp || c.maskMod
     ? {
         key: `t${c.score ? 's' : ''}${c.ramp ? 'r' : ''}${c.maskMod ? 'm' : ''}`,
-        wgsl: [c.score ? SCORE_WGSL : '', c.ramp ? RAMP_WGSL : '', c.maskMod ? MASK_WGSL : ''].join('\n'),
-        scoreMod: !!(c.score || c.ramp),
-        maskMod: !!c.maskMod,
+        scoreMod: c.score ? SCORE_WGSL : c.ramp ? RAMP_WGSL : null,
+        maskMod: c.maskMod ? MASK_WGSL : null,
       }
     : null;
   const scale = 1 / Math.sqrt(c.E);

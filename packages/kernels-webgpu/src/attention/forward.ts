@@ -10,21 +10,21 @@ import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile,
+  cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile, storageStaging,
   type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, kvRange, lanes, lens, product, scoreHelpers, stage, unroll } from './shared.js';
+import { blockLoop, checkWorkBuffer, kvRange, lanes, lens, product, scoreHelpers, stage, staging, unroll } from './shared.js';
 
-/** Workgroup memory of the forward tile (bytes): Q, one K-or-V tile, P and two row-partial buffers. */
+/** Workgroup memory of the forward tile (bytes): Q, one K-or-V tile, S/P and four per-row state arrays. */
 function forwardBytes(t: Tile, EC: number, EVC: number): number {
-  return 4 * (t.rows * (EC + 1) + t.cols * Math.max(EC + 1, EVC) + t.rows * t.cols + 2 * t.rows * t.tc);
+  return 4 * (t.rows * (EC + 1) + t.cols * Math.max(EC + 1, EVC) + t.rows * t.cols + 4 * t.rows);
 }
 
 /** Forward: returns output `[B, Hq, Lq, Ev]` (contiguous) and lse `[B, Hq, Lq]` (float32, natural log). */
 export function flashForward(p: FlashParams): {
   /** The attention output. */
   out: Tensor;
-  /** Natural-log log-sum-exp per query row (−∞ when fully masked). */
+  /** Natural-log log-sum-exp per query row (−∞ when fully masked, NaN when a score of the row is NaN). */
   lse: Tensor;
 } {
   const d = dims(p);
@@ -35,7 +35,7 @@ export function flashForward(p: FlashParams): {
   checkGrid(device, d.B * d.Hq, 'query');
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
-  const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc);
+  const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc, !!p.hooks);
   const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
   const RM = BR / TR;
   const RN = BC / TC;
@@ -46,6 +46,18 @@ export function flashForward(p: FlashParams): {
   const hd = headDims(p);
   const row = (m: number) => `tr_ + ${TR * m}u`;
   const col = (n: number) => `tc_ + ${TC * n}u`;
+  const st = staging(storageStaging(device), [
+    { name: 'qs', len: BR * QST },
+    { name: 'kvs', len: BC * Math.max(KST, VST) },
+    { name: 'ps', len: BC * BR },
+  ], 'work', 'u_scr_at()');
+  const qs = (i: string) => st.at('qs', i);
+  const kvs = (i: string) => st.at('kvs', i);
+  const ps = (i: string) => st.at('ps', i);
+  // The tile products are unrolled over each thread's register block; everything per score (masks,
+  // score functions, the online softmax, NaN detection) runs ONCE per kernel in a plain loop where each
+  // thread owns whole query rows of the S tile in workgroup memory. Unrolling the per-score code over
+  // the register block made SwiftShader's compiler take minutes and repeated every hook RM×RN times.
   const body = `
   let bh = wid.y;
   let b = bh / u_hq();
@@ -54,106 +66,132 @@ export function flashForward(p: FlashParams): {
   let q0 = wid.x * ${BR}u;
   ${lens(p)}
   if (q0 >= LQ) { return; }
+  ${st.prologue}
   ${lanes(t)}
 ${kvRange(p, BR)}
-  ${stage('qs', BR, EC, QST, (r, c) => `q0 + ${r} < LQ && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, q0 + ${r}, ${c})) * u_scale()`)}
+  ${stage(st, 'qs', BR, EC, QST, (r, c) => `q0 + ${r} < LQ && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, q0 + ${r}, ${c})) * u_scale()`)}
+  // per-row online-softmax state, owned by thread r % WG_SIZE: running max, sum, rescale, NaN flag
+  for (var r = lidx; r < ${BR}u; r = r + WG_SIZE) {
+    var m0 = neg_inf();
+    var l0 = 0.0;
+    var f0 = 0u;
+    if (u_c_first() == 0u && q0 + r < LQ) {
+      let row = lse_idx(b, h, q0 + r);
+      m0 = load_mlb(row * 3u);
+      l0 = load_mlb(row * 3u + 1u);
+      f0 = u32(load_mlb(row * 3u + 2u) != 0.0);
+    }
+    m_s[r] = m0;
+    l_s[r] = l0;
+    f_s[r] = f0;
+  }
   var acc: array<f32, ${RM * OE}>;
-  var m_run: array<f32, ${RM}>;
-  var l_run: array<f32, ${RM}>;
-  var alpha: array<f32, ${RM}>;
-  var s: array<f32, ${RM * RN}>;
-  ${unroll(RM, 1, (m) => `m_run[${m}] = neg_inf();`)}
   if (u_c_first() == 0u) {
-    // continue the running state of the previous pass over keys
+    // continue the accumulators of the previous pass over keys
     ${unroll(RM, 1, (m) => `if (q0 + ${row(m)} < LQ) {
       let row = lse_idx(b, h, q0 + ${row(m)});
-      m_run[${m}] = load_mlb(row * 2u);
-      l_run[${m}] = load_mlb(row * 2u + 1u);
       ${unroll(1, OE, (_, n) => `if (${col(n)} < ${hd.ev}) { acc[${m * OE + n}] = load_accb(row * u_ev() + ${col(n)}); }`)}
     }`)}
   }
+  var s: array<f32, ${RM * RN}>;
   ${blockLoop(p, 'kv', BC, `
-    workgroupBarrier();
-    ${stage('kvs', BC, EC, KST, (r, c) => `j0 + ${r} < j_hi && ${c} < ${hd.e}`, (r, c) => `load_k(k_at(b, hk, j0 + ${r}, ${c}))`)}
-    workgroupBarrier();
+    ${st.barrier}
+    ${stage(st, 'kvs', BC, EC, KST, (r, c) => `j0 + ${r} < j_hi && ${c} < ${hd.e}`, (r, c) => `load_k(k_at(b, hk, j0 + ${r}, ${c}))`)}
+    ${st.barrier}
     ${unroll(RM, RN, (m, n) => `s[${m * RN + n}] = 0.0;`)}
-    ${product('s', RM, RN, hd.e, (m) => `qs[(${row(m)}) * ${QST}u + kk]`, (n) => `kvs[(${col(n)}) * ${KST}u + kk]`)}
-    ${unroll(RM, 1, (m) => `let qi${m} = q0 + ${row(m)};`)}
-    ${unroll(1, RN, (_, n) => `let kj${n} = j0 + ${col(n)};`)}
-    ${unroll(RM, RN, (m, n) => `s[${m * RN + n}] = select(neg_inf(), finish_score(s[${m * RN + n}], b, h, min(qi${m}, LQ - 1u), min(kj${n}, j_hi - 1u), !full_blk), (qi${m} < LQ) & (kj${n} < j_hi));`)}
-    // NaN scores count as +inf in the row maximum (max() may drop NaN): the row's P, l and output turn NaN
-    ${unroll(RM, 1, (m) => `red[(${row(m)}) * ${TC}u + tc_] = ${Array.from({ length: RN }, (_, n) => `nan_hi(s[${m * RN + n}])`).reduce((a, x) => `max(${a}, ${x})`, 'neg_inf()')};`)}
-    workgroupBarrier();
-    ${stage('kvs', BC, EVC, VST, (r, c) => `j0 + ${r} < j_hi && ${c} < ${hd.ev}`, (r, c) => `load_v(v_at(b, hk, j0 + ${r}, ${c}))`)}
-    ${unroll(RM, 1, (m) => `{
-      var mn = m_run[${m}];
-      ${Array.from({ length: TC }, (_, c) => `mn = max(mn, red[(${row(m)}) * ${TC}u + ${c}u]);`).join(' ')}
-      // a row that saw only -inf so far keeps zero state; NaN scores flow through exp into the output
-      let live = mn != neg_inf();
-      alpha[${m}] = select(1.0, exp(m_run[${m}] - mn), live);
-      m_run[${m}] = mn;
+    ${product('s', RM, RN, hd.e, (m) => qs(`(${row(m)}) * ${QST}u + kk`), (n) => kvs(`(${col(n)}) * ${KST}u + kk`))}
+    ${unroll(RM, RN, (m, n) => `${ps(`(${col(n)}) * ${BR}u + ${row(m)}`)} = s[${m * RN + n}];`)}
+    ${st.barrier}
+    ${stage(st, 'kvs', BC, EVC, VST, (r, c) => `j0 + ${r} < j_hi && ${c} < ${hd.ev}`, (r, c) => `load_v(v_at(b, hk, j0 + ${r}, ${c}))`)}
+    let ncol = min(${BC}u, j_hi - j0);
+    for (var r = lidx; r < ${BR}u; r = r + WG_SIZE) {
+      let i = q0 + r;
+      let m_old = m_s[r];
+      var mx = m_old;
+      var bad = f_s[r];
+      for (var c = 0u; c < ncol; c = c + 1u) {
+        var x = neg_inf();
+        if (i < LQ) { x = finish_score(${ps(`c * ${BR}u + r`)}, b, h, i, j0 + c, !full_blk); }
+        // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
+        if (is_nan_f32(x)) { bad = 1u; x = neg_inf(); }
+        if (x > mx) { mx = x; }
+        ${ps(`c * ${BR}u + r`)} = x;
+      }
+      // a row that saw only -inf so far keeps zero state (fully masked rows give 0, as PyTorch flash)
+      let live = mx != neg_inf();
       var rs = 0.0;
-      ${unroll(1, RN, (_, n) => `{ let pr = select(0.0, exp(s[${m * RN + n}] - mn), live); ps[(${col(n)}) * ${BR}u + ${row(m)}] = pr; rs = rs + pr; }`)}
-      red2[(${row(m)}) * ${TC}u + tc_] = rs;
-    }`)}
-    workgroupBarrier();
-    ${unroll(RM, 1, (m) => `{
-      var rs = 0.0;
-      ${Array.from({ length: TC }, (_, c) => `rs = rs + red2[(${row(m)}) * ${TC}u + ${c}u];`).join(' ')}
-      l_run[${m}] = l_run[${m}] * alpha[${m}] + rs;
-      ${unroll(1, OE, (_, n) => `acc[${m * OE + n}] = acc[${m * OE + n}] * alpha[${m}];`)}
-    }`)}
-    ${product('acc', RM, OE, `min(${BC}u, j_hi - j0)`, (m) => `ps[kk * ${BR}u + ${row(m)}]`, (n) => `kvs[kk * ${VST}u + ${col(n)}]`)}
+      for (var c = 0u; c < ncol; c = c + 1u) {
+        let pr = select(0.0, exp(${ps(`c * ${BR}u + r`)} - mx), live);
+        ${ps(`c * ${BR}u + r`)} = pr;
+        rs = rs + pr;
+      }
+      let alpha = select(1.0, exp(m_old - mx), live);
+      a_s[r] = alpha;
+      m_s[r] = mx;
+      l_s[r] = l_s[r] * alpha + rs;
+      f_s[r] = bad;
+    }
+    ${st.barrier}
+    ${unroll(RM, 1, (m) => `{ let al = a_s[${row(m)}]; ${unroll(1, OE, (_, n) => `acc[${m * OE + n}] = acc[${m * OE + n}] * al;`)} }`)}
+    ${product('acc', RM, OE, 'ncol', (m) => ps(`kk * ${BR}u + ${row(m)}`), (n) => kvs(`kk * ${VST}u + ${col(n)}`))}
 `)}
+  workgroupBarrier();
   ${unroll(RM, 1, (m) => `{
     let i = q0 + ${row(m)};
     if (i < LQ) {
       let row = lse_idx(b, h, i);
+      let l = l_s[${row(m)}];
+      let bad = f_s[${row(m)}] != 0u;
       if (u_c_last() != 0u) {
-        let l = l_run[${m}];
         let inv = select(1.0 / l, 0.0, l == 0.0);
-        ${unroll(1, OE, (_, n) => `if (${col(n)} < ${hd.ev}) { store_out(o_idx(b, h, i, ${col(n)}), acc[${m * OE + n}] * inv); }`)}
-        if (tc_ == 0u) { store_lse(row, select(m_run[${m}] + log(l), neg_inf(), l == 0.0)); }
+        ${unroll(1, OE, (_, n) => `if (${col(n)} < ${hd.ev}) { store_out(o_idx(b, h, i, ${col(n)}), select(acc[${m * OE + n}] * inv, flash_nan(), bad)); }`)}
+        if (tc_ == 0u) { store_lse(row, select(select(m_s[${row(m)}] + log(l), neg_inf(), l == 0.0), flash_nan(), bad)); }
       } else {
         ${unroll(1, OE, (_, n) => `if (${col(n)} < ${hd.ev}) { store_accb(row * u_ev() + ${col(n)}, acc[${m * OE + n}]); }`)}
-        if (tc_ == 0u) { store_mlb(row * 2u, m_run[${m}]); store_mlb(row * 2u + 1u, l_run[${m}]); }
+        if (tc_ == 0u) { store_mlb(row * 3u, m_s[${row(m)}]); store_mlb(row * 3u + 1u, l); store_mlb(row * 3u + 2u, select(0.0, 1.0, bad)); }
       }
     }
   }`)}`;
-  const helpers = `var<workgroup> qs: array<f32, ${BR * QST}>;
-var<workgroup> kvs: array<f32, ${BC * Math.max(KST, VST)}>;
-var<workgroup> ps: array<f32, ${BC * BR}>;
-var<workgroup> red: array<f32, ${BR * TC}>;
-var<workgroup> red2: array<f32, ${BR * TC}>;
-fn nan_hi(x: f32) -> f32 { return select(x, pos_inf(), x != x); }
+  const helpers = `${st.decl}
+fn load_accb(i: u32) -> f32 { return work[i]; }
+fn store_accb(i: u32, x: f32) { work[i] = x; }
+fn load_mlb(i: u32) -> f32 { return work[u_mlb_at() + i]; }
+fn store_mlb(i: u32, x: f32) { work[u_mlb_at() + i] = x; }
+var<workgroup> m_s: array<f32, ${BR}>;
+var<workgroup> l_s: array<f32, ${BR}>;
+var<workgroup> a_s: array<f32, ${BR}>;
+var<workgroup> f_s: array<u32, ${BR}>;
 ${scoreHelpers(p)}`;
-  // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
+  // loop iterations per key of one invocation: staging K and V, the dot loop, the row loops, the P·V loop
   const WG = TR * TC;
-  const costPerKey = ((BC * (EC + EVC)) / WG + d.E + BC + 8) / BC;
+  const costPerKey = ((BC * (EC + EVC)) / WG + d.E + BC + (2 * BC * BR) / WG + 8) / BC;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
   const multi = chunks.length > 1;
   const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
-  const accb = empty([multi ? rowsTotal * d.Ev : 1], 'float32', device);
-  const mlb = empty([multi ? rowsTotal * 2 : 2], 'float32', device);
+  const grid: [number, number, number] = [Math.ceil(d.Lq / BR), d.B * d.Hq, 1];
+  // one work buffer: the running accumulators and (m, l, NaN flag) between passes, then the scratch
+  const accN = multi ? rowsTotal * d.Ev : 0;
+  const mlN = multi ? rowsTotal * 3 : 0;
+  const workN = Math.max(1, accN + mlN + st.perWorkgroup * grid[0] * grid[1]);
+  checkWorkBuffer(workN, device, 'flash attention forward');
+  const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward',
-    key: cacheKey(p, `t${BR}x${BC}x${TR}x${TC}`),
+    key: cacheKey(p, `t${BR}x${BC}x${TR}x${TC}${st.perWorkgroup ? 's' : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
       { name: 'lse', dtype: 'float32', access: 'read_write' },
-      { name: 'accb', dtype: 'float32', access: 'read_write' },
-      { name: 'mlb', dtype: 'float32', access: 'read_write' },
+      { name: 'work', dtype: 'float32', access: 'read_write' },
     ],
-    uniforms: commonUniforms(p),
+    uniforms: [...commonUniforms(p), ['mlb_at', 'u32'], ['scr_at', 'u32']],
     workgroupSize: [WG],
     helpers,
     body,
   };
   chunks.forEach(([c0, c1], n) =>
-    run(spec, [...inputTensors(p), out, lse, accb, mlb], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length) }, [Math.ceil(d.Lq / BR), d.B * d.Hq, 1]),
+    run(spec, [...inputTensors(p), out, lse, work], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length), mlb_at: accN, scr_at: accN + mlN }, grid),
   );
-  accb.dispose();
-  mlb.dispose();
+  work.dispose();
   return { out, lse };
 }

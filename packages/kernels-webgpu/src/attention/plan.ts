@@ -19,35 +19,57 @@ export interface FlashMask {
   kind: 'bool' | 'float';
 }
 
-/** Hooks a front door adds to the generated kernel. */
-export interface FlashHooks {
-  /** Cache-key part for everything below. */
-  key: string;
-  /** WGSL helpers: `score_mod(s, b, h, q, kv) -> f32` and/or `mask_mod(b, h, q, kv) -> bool` (indices u32). */
-  wgsl?: string;
-  /** Call `score_mod` on every score. */
-  scoreMod?: boolean;
-  /** Call `mask_mod` for every (q, kv). */
-  maskMod?: boolean;
-  /** Extra read-only bindings (captured tensors). */
-  bindings?: BindingSpec[];
+/**
+ * Captured values of a front door's hook functions: tensors as read-only storage bindings, numbers as
+ * uniform fields (read in WGSL as `u_<name>()`).
+ */
+export interface FlashCaptures {
+  /** Read-only storage bindings of captured tensors. */
+  bindings: BindingSpec[];
   /** The tensors of `bindings`, in order. */
-  tensors?: Tensor[];
-  /** Extra uniform fields (read as `u_<name>()`). */
+  tensors: Tensor[];
+  /** Uniform fields of captured numbers. */
   uniforms?: UniformField[];
   /** Values of `uniforms`. */
   values?: UniformValues;
+}
+
+/** Gradients into captured tensors, accumulated by the dQ kernel once per visible (query, key) pair. */
+export interface FlashCaptureGrads {
   /**
-   * Backward only: read-write bindings (e.g. atomic gradient buffers of captured tensors) and a
-   * `capture_grads(s, b, h, q, kv, ds)` in `wgsl` called with ds = d(loss)/d(modified score).
+   * Body of `capture_grads(s: f32, b: u32, h: u32, q: u32, kv: u32, g: f32)`: `s` the raw scaled score,
+   * `g` = d(loss)/d(modified score).
    */
-  gradBindings?: BindingSpec[];
-  /** The tensors of `gradBindings`, in order. */
-  gradTensors?: Tensor[];
-  /** Call `capture_grads` in the dQ kernel. */
-  captureGrads?: boolean;
-  /** WGSL only the dQ kernel includes (what uses `gradBindings`). */
-  gradWgsl?: string;
+  body: string;
+  /** Module-scope WGSL the body calls (e.g. atomic adds into the gradient bindings). */
+  helpers: string;
+  /** Read-write bindings of the gradient buffers. */
+  bindings: BindingSpec[];
+  /** The tensors of `bindings`, in order. */
+  tensors: Tensor[];
+}
+
+/**
+ * Hooks a front door adds to the generated kernels, as a typed description: function BODIES (the
+ * generator writes every signature and every call site, once per kernel), the module-scope helpers they
+ * call, their captures and capture gradients. Indices are u32, the score f32.
+ * @example const softcap: FlashHooks = { key: 'softcap', scoreMod: 'return u_cap() * tanh(s / u_cap());', captures: { bindings: [], tensors: [], uniforms: [['cap', 'f32']], values: { cap: 30 } } };
+ */
+export interface FlashHooks {
+  /** Cache-key part for everything below (same key ⇒ same WGSL). */
+  key: string;
+  /** Body of `score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32`, applied to every visible score. */
+  scoreMod?: string | null;
+  /** Body of `score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, g: f32) -> f32` = g · ∂score_mod/∂s (backward; required with `scoreMod`). */
+  scoreModGrad?: string | null;
+  /** Body of `mask_mod(b: u32, h: u32, q: u32, kv: u32) -> bool` (true = attend), skipped on full blocks. */
+  maskMod?: string | null;
+  /** Module-scope WGSL the bodies call (helper functions, capture index functions). */
+  helpers?: string;
+  /** Captured tensors and numbers. */
+  captures?: FlashCaptures | null;
+  /** Gradients into captured tensors (backward). */
+  captureGrads?: FlashCaptureGrads | null;
 }
 
 /** Everything the generator needs to know about one attention call. */
@@ -205,24 +227,65 @@ const SW_TILES: Tile[] = [
   { rows: 8, cols: 4, tr: 4, tc: 4 },
 ];
 
-let tileMode: 'auto' | 'hardware' | 'software' = 'auto';
 /**
- * Which tile list the flash forward picks from: `auto` (by adapter), or the `hardware` / `software`
- * list on any adapter (the backward always uses the hardware list). A testing knob (both lists run on every adapter); results are the same.
+ * Tiles for kernels that must compile fast on software adapters (SwiftShader's Subzero backend emits
+ * every unrolled register-block statement as masked SIMD code, ~10-30 ms each): 2×2 register blocks
+ * over 64 threads keep each kernel's unrolled code small.
  */
-export function setFlashTiles(mode: 'auto' | 'hardware' | 'software'): void {
+const SMALL_TILES: Tile[] = [
+  { rows: 16, cols: 16, tr: 8, tc: 8 },
+  { rows: 8, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 4, tr: 8, tc: 4 },
+];
+
+let tileMode: 'auto' | 'hardware' | 'software' | 'small' = 'auto';
+/**
+ * Which tile list the flash kernels pick from: `auto` (by adapter), or the `hardware` / `software` /
+ * `small` list on any adapter (the backward uses the hardware list unless `small`). A testing knob
+ * (every list runs on every adapter); results are the same.
+ */
+export function setFlashTiles(mode: 'auto' | 'hardware' | 'software' | 'small'): void {
   tileMode = mode;
+}
+
+let stagingMode: 'auto' | 'workgroup' | 'storage' = 'auto';
+/**
+ * Where the flash kernels stage their operand tiles: `auto` (by adapter), `workgroup` memory, or a
+ * per-workgroup slice of a `storage` scratch buffer. A testing knob (both run on every adapter).
+ */
+export function setFlashStaging(mode: 'auto' | 'workgroup' | 'storage'): void {
+  stagingMode = mode;
+}
+
+/** SwiftShader (Chromium's and Dawn's software Vulkan). */
+function isSwiftShader(device: WebGPUDevice): boolean {
+  const i = device.info;
+  return /swiftshader/i.test(`${i.adapter} ${i.architecture ?? ''} ${i.vendor ?? ''}`);
+}
+
+/**
+ * Staging in a storage scratch buffer instead of workgroup memory. WebGPU zero-initialises workgroup
+ * memory; SwiftShader compiles that initialisation element by element, superlinearly in the declared
+ * size (measured in Node's Dawn: 1024 f32 3.6 s, 4096 f32 23 s; 155 ms with the initialisation off),
+ * which made the tile kernels compile for minutes. Its "workgroup memory" is plain host memory anyway.
+ */
+export function storageStaging(device: WebGPUDevice): boolean {
+  return stagingMode === 'storage' || (stagingMode === 'auto' && isSwiftShader(device));
 }
 
 /**
  * The first tile whose workgroup memory (`bytes(tile)`) fits the adapter (a little is kept for the
  * kernels' scalars). Rows and columns divide 64, so a tile never straddles a block-sparse block.
  */
-export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0): Tile {
-  const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
-  // the backward kernels hold four register blocks (S, dP and two outputs): 8×8 blocks made LLVM
-  // take minutes to compile them on llvmpipe, so they use the 4×4 blocks everywhere
-  const list = !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
+export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0, hooked = false): Tile {
+  // with storage staging only the small per-row arrays live in workgroup memory
+  const budget = storageStaging(device) ? Infinity : device.limits.maxComputeWorkgroupStorageSize - 64;
+  // Software adapters compile the unrolled register blocks slowly (LLVM on llvmpipe: ~20 s for the 8×8
+  // forward, minutes for 8×8 backward kernels; SwiftShader: seconds per few hundred statements). Their
+  // backward kernels and every kernel with front-door hooks (a new pipeline per user function) take the
+  // small blocks; the plain llvmpipe forward, compiled once, keeps the fast 8×8 blocks.
+  const small = tileMode === 'small' || (tileMode === 'auto' && (isSwiftShader(device) || (device.info.software && (backward || hooked))));
+  const list = small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
   // at most ~192 accumulators per thread: beyond that compilers spill and LLVM (llvmpipe) compiles for minutes
   const t = list.find((c) => bytes(c) <= budget && regs(c) <= 192) ?? list.find((c) => bytes(c) <= budget);
   if (!t) {
@@ -242,7 +305,7 @@ const strided4 = (name: string): UniformField[] => [
 
 export function commonUniforms(p: FlashParams): UniformField[] {
   return [
-    ...(p.hooks?.uniforms ?? []),
+    ...(p.hooks?.captures?.uniforms ?? []),
     ['B', 'u32'], ['hq', 'u32'], ['hkv', 'u32'], ['group', 'u32'], ['lq', 'u32'], ['lkv', 'u32'],
     ['scale', 'f32'], ['causal_off', 'i32'], ['e', 'u32'], ['ev', 'u32'],
     ['c_begin', 'u32'], ['c_stop', 'u32'], ['c_first', 'u32'], ['c_last', 'u32'], ['g_begin', 'u32'], ['g_stop', 'u32'],
@@ -259,7 +322,7 @@ export function commonValues(p: FlashParams): UniformValues {
     ? { off: p.mask.tensor.offset, st: broadcastStrides(p.mask.tensor.shape, p.mask.tensor.strides, [d.B, d.Hq, d.Lq, d.Lkv]) }
     : st(undefined);
   return {
-    ...(p.hooks?.values ?? {}),
+    ...(p.hooks?.captures?.values ?? {}),
     e: d.E, ev: d.Ev,
     B: d.B, hq: d.Hq, hkv: d.Hkv, group: d.G, lq: d.Lq, lkv: d.Lkv, scale: p.scale, causal_off: p.causalOffset,
     q_off: p.q.offset, q_st: strides4(p.q, !!p.varlen), k_off: p.k.offset, k_st: strides4(p.k, !!p.varlen),
@@ -288,13 +351,13 @@ export function inputBindings(p: FlashParams): BindingSpec[] {
   if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
   if (p.varlen) b.push({ name: 'cu_q', dtype: 'int32', access: 'read' }, { name: 'cu_k', dtype: 'int32', access: 'read' });
   if (p.blocks) b.push({ name: 'bt', dtype: 'int32', access: 'read' });
-  if (p.hooks?.bindings) b.push(...p.hooks.bindings);
+  if (p.hooks?.captures) b.push(...p.hooks.captures.bindings);
   return b;
 }
 
 export function inputTensors(p: FlashParams): Tensor[] {
   const bt = p.blocks ? [p.blocks.table] : [];
-  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...bt, ...(p.hooks?.tensors ?? [])];
+  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...(p.varlen ? [p.varlen.cuQ, p.varlen.cuK] : []), ...bt, ...(p.hooks?.captures?.tensors ?? [])];
 }
 
 export function gradBindings(p: FlashParams, g: FlashGradInputs): BindingSpec[] {

@@ -4,6 +4,9 @@
  * tiles (dense range or block-sparse lists), staging of operand tiles in workgroup memory and the
  * register-blocked tile product every kernel is built from.
  */
+import { WebattnError } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
+import { hookWgsl } from './hooks.js';
 import type { FlashParams, Tile } from './plan.js';
 
 /** WGSL shared by all three kernels: offsets and the masked, modified score of (b, h, i, j). */
@@ -46,6 +49,10 @@ fn dv_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((b * u_hkv() + hk) *
   const scoreMod = p.hooks?.scoreMod ? `x = score_mod(x, b, h, i, j);` : '';
   return `
 ${layout}
+// NaN by its bits: WGSL leaves NaN comparisons to the implementation and drivers fold x != x away
+fn is_nan_f32(x: f32) -> bool { let u = bitcast<u32>(x); return (u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u; }
+var<private> FLASH_NAN_BITS: u32 = 0x7fc00000u;
+fn flash_nan() -> f32 { return bitcast<f32>(FLASH_NAN_BITS); }
 fn q_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_q_off() + b * u_q_st(0u) + h * u_q_st(1u) + (qbase(b) + i) * u_q_st(2u) + e * u_q_st(3u); }
 fn k_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_k_off() + b * u_k_st(0u) + h * u_k_st(1u) + (kbase(b) + j) * u_k_st(2u) + e * u_k_st(3u); }
 fn v_at(b: u32, h: u32, j: u32, e: u32) -> u32 { return u_v_off() + b * u_v_st(0u) + h * u_v_st(1u) + (kbase(b) + j) * u_v_st(2u) + e * u_v_st(3u); }
@@ -60,7 +67,7 @@ fn finish_score(dot_scaled: f32, b: u32, h: u32, i: u32, j: u32, apply_mod: bool
   ${scoreMod}
   return select(neg_inf(), x, ok);
 }
-${p.hooks?.wgsl ?? ''}
+${hookWgsl(p.hooks)}
 ${p.blocks ? BLOCK_WGSL : ''}`;
 }
 
@@ -153,17 +160,70 @@ export function qRange(p: FlashParams, rows: number): string {
   let q_lo = max(q_start, u_c_begin());`;
 }
 
+/** One staged operand tile of a kernel: its name and length in f32. */
+export interface StagedArray {
+  name: string;
+  len: number;
+}
+
 /**
- * Cooperative staging of a `rows` × `cols` operand tile into workgroup array `buf` (row stride
+ * Where a kernel's operand tiles live: `var<workgroup>` arrays, or (storage staging, see
+ * `storageStaging`) a per-workgroup slice of the read-write scratch binding `scr`.
+ */
+export interface Staging {
+  /** Module-scope WGSL declarations. */
+  decl: string;
+  /** Body prologue: the workgroup's slice base `SCR` in storage mode. */
+  prologue: string;
+  /** A WGSL reference to element `idx` of tile `name`. */
+  at(name: string, idx: string): string;
+  /** Orders staged writes before reads across the workgroup. */
+  barrier: string;
+  /** Scratch floats per workgroup (0 with workgroup memory). */
+  perWorkgroup: number;
+}
+
+/**
+ * Staging of `arrays`: workgroup memory, or (`storage`) slices of the read-write binding `buf` from the
+ * WGSL offset `base` on (the scratch shares a binding with an output: SwiftShader in Chromium allows only
+ * 10 storage buffers per stage).
+ */
+export function staging(storage: boolean, arrays: StagedArray[], buf = 'scr', base = '0u'): Staging {
+  if (!storage) {
+    return {
+      decl: arrays.map((a) => `var<workgroup> ${a.name}: array<f32, ${a.len}>;`).join('\n'),
+      prologue: '',
+      at: (name, idx) => `${name}[${idx}]`,
+      barrier: 'workgroupBarrier();',
+      perWorkgroup: 0,
+    };
+  }
+  const off = new Map<string, number>();
+  let n = 0;
+  for (const a of arrays) {
+    off.set(a.name, n);
+    n += a.len;
+  }
+  return {
+    decl: '',
+    prologue: `let SCR = ${base} + flat_wg * ${n}u;`,
+    at: (name, idx) => `${buf}[SCR + ${off.get(name)!}u + (${idx})]`,
+    barrier: 'workgroupBarrier();\n    storageBarrier();',
+    perWorkgroup: n,
+  };
+}
+
+/**
+ * Cooperative staging of a `rows` × `cols` operand tile into staged tile `buf` (row stride
  * `stride`): entries where `ok(r, c)` is false are zero. `load(r, c)` is evaluated only where valid.
  */
-export function stage(buf: string, rows: number, cols: number, stride: number, ok: (r: string, c: string) => string, load: (r: string, c: string) => string): string {
+export function stage(st: Staging, buf: string, rows: number, cols: number, stride: number, ok: (r: string, c: string) => string, load: (r: string, c: string) => string): string {
   return `for (var t = lidx; t < ${rows * cols}u; t = t + WG_SIZE) {
       let r_ = t / ${cols}u;
       let c_ = t % ${cols}u;
       var x_ = 0.0;
       if (${ok('r_', 'c_')}) { x_ = ${load('r_', 'c_')}; }
-      ${buf}[r_ * ${stride}u + c_] = x_;
+      ${st.at(buf, `r_ * ${stride}u + c_`)} = x_;
     }`;
 }
 
@@ -193,4 +253,17 @@ export function unroll(M: number, N: number, body: (m: number, n: number) => str
 export function lanes(t: Tile): string {
   return `let tc_ = lidx % ${t.tc}u;
   let tr_ = lidx / ${t.tc}u;`;
+}
+
+
+/** Checks that `floats` of one kernel's work buffer fit one storage binding of the adapter. */
+export function checkWorkBuffer(floats: number, device: WebGPUDevice, what: string): void {
+  const max = device.limits.maxStorageBufferBindingSize;
+  if (4 * floats > max) {
+    throw new WebattnError(
+      'LIMIT_EXCEEDED',
+      `query: ${what} needs a ${4 * floats}-byte work buffer on this adapter; maxStorageBufferBindingSize is ${max}: split the batch or heads over several calls`,
+      { argument: 'query' },
+    );
+  }
 }
