@@ -180,6 +180,63 @@ describe('WebGPU device', () => {
     await expect(gpu.sync()).resolves.toBeUndefined();
   });
 
+  it('pipelineStats: a new program key compiles once (counted per kernel, with its compile time); the same key at other sizes compiles nothing', async () => {
+    const spec = (name: string, scale: number): ProgramSpec => ({
+      name,
+      key: `scale${scale}`,
+      bindings: [
+        { name: 'x', dtype: 'float32', access: 'read' },
+        { name: 'y', dtype: 'float32', access: 'read_write' },
+      ],
+      uniforms: [['n', 'u32']],
+      workgroupSize: [64],
+      body: `  let i = flat_wg * WG_SIZE + lidx;\n  if (i < u_n()) { store_y(i, load_x(i) * ${scale}.0); }`,
+    });
+    const s0 = gpu.pipelineStats();
+    const results: number[][] = [];
+    for (const n of [5, 70, 133]) {
+      const x = T.randn([n], { seed: n, device: gpu });
+      const y = T.empty([n], 'float32', gpu);
+      run(spec('stats_probe', 3), [x, y], { n }, [Math.ceil(n / 64), 1, 1]);
+      const got = Array.from(await y.toArray());
+      expect(got).toEqual(Array.from(await x.toArray(), (v) => Math.fround(v * 3)));
+      results.push(got);
+    }
+    const s1 = gpu.pipelineStats();
+    // three sizes, one program key: one pipeline
+    expect(s1.pipelinesCreated - s0.pipelinesCreated).toBe(1);
+    expect(s1.byKernel['stats_probe']).toEqual({ created: 1, compileMs: expect.any(Number) });
+    expect(s1.byKernel['stats_probe']!.compileMs).toBeGreaterThan(0);
+    expect(s1.compileMs).toBeGreaterThan(s0.compileMs);
+    expect(s1.pending).toBe(0);
+    expect(s1.cached).toBe(gpu.pipelineCount);
+    // a different key of the same kernel name compiles a second one
+    const x = T.randn([8], { seed: 1, device: gpu });
+    const y = T.empty([8], 'float32', gpu);
+    run(spec('stats_probe', 5), [x, y], { n: 8 }, [1, 1, 1]);
+    await y.toArray();
+    const s2 = gpu.pipelineStats();
+    expect(s2.byKernel['stats_probe']!.created).toBe(2);
+    expect(s2.pipelinesCreated - s1.pipelinesCreated).toBe(1);
+    // every creation is attributed to a kernel name
+    expect(Object.values(s2.byKernel).reduce((a, k) => a + k.created, 0)).toBe(s2.pipelinesCreated);
+    // a snapshot: later work does not change it
+    expect(s1.byKernel['stats_probe']!.created).toBe(1);
+  });
+
+  it('pipelineStats counts a failed build each time it is retried, and the failure is not cached', async () => {
+    const s0 = gpu.pipelineStats();
+    for (let i = 0; i < 2; i++) {
+      const a = T.empty([4], 'float32', gpu);
+      run(broken('broken_counted'), [a], {}, [1, 1, 1]);
+      await expect(a.toArray()).rejects.toThrowError(/KERNEL_COMPILE.*broken_counted/);
+    }
+    const s1 = gpu.pipelineStats();
+    expect(s1.byKernel['broken_counted']?.created).toBe(2);
+    expect(s1.cached).toBe(s0.cached);
+    expect(s1.pending).toBe(0);
+  });
+
   it('batches dispatches: a chain of 200 kernels is one or two submissions, and counts every dispatch', async () => {
     const x0 = T.randn([64], { seed: 9, device: gpu });
     await x0.toArray();

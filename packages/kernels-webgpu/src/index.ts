@@ -18,6 +18,8 @@ export {
   type GpuProgram,
   type BindingAccess,
   type DeviceCaps,
+  type KernelPipelineStats,
+  type PipelineStats,
   type SubgroupMatrixConfig,
   type WebGPUDeviceOptions,
 } from './device/webgpu-device.js';

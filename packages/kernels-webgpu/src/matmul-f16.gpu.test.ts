@@ -48,6 +48,11 @@ const CASES: [number[], number[], (t: T.Tensor) => T.Tensor, (t: T.Tensor) => T.
   [[96, 64], [96, 80], tr, id, 'A transposed'],
   [[3, 1, 40, 32], [4, 32, 48], id, id, 'batch broadcast'],
   [[2, 2048], [2048, 24], id, id, 'K=2048 accumulates in f32'],
+  // 1-4 rows: the matrix-vector kernel (vec4 along N, vec4 along K, scalars), decode-step layouts
+  [[1, 64], [64, 96], id, id, 'one row, vec4 along N'],
+  [[2, 3, 1, 64], [2, 3, 13, 64], id, tr, 'q·kᵀ of a decode step (vec4 along K)'],
+  [[2, 3, 1, 13], [2, 3, 13, 64], id, id, 'p·v of a decode step, K = 13'],
+  [[37, 3], [21, 37], tr, tr, 'three rows, scalars'],
 ];
 
 async function runCases(label: string) {

@@ -67,7 +67,11 @@ describe('matmul (tiled, register-blocked)', () => {
     const b = pair([k, 3], 15);
     await check(a, b, id, id, `K=${k}`, 5e-3);
     // aligned operands take the unstaged per-thread kernel on software adapters (4 K steps per iteration)
-    await check(pair([4, 70_000], 16), pair([70_000, 8], 17), id, id, 'K=70000 aligned', 5e-3);
+    await check(pair([8, 70_000], 16), pair([70_000, 8], 17), id, id, 'K=70000 aligned', 5e-3);
+    // the matrix-vector kernel (<= 4 rows): vec4 along N, vec4 along K, scalars
+    await check(pair([3, 70_000], 18), pair([70_000, 8], 19), id, id, 'K=70000 gemv n4', 5e-3);
+    await check(pair([2, 70_000], 18), pair([5, 70_000], 19), id, tr, 'K=70000 gemv k4', 5e-3);
+    await check(pair([70_001, 1], 18), pair([70_001, 3], 19), tr, id, 'K=70001 gemv scalar', 5e-3);
   });
 
   it('every tiling the hardware path picks (staged 8x8/16x16 workgroups, 4x4 and 8x8 per thread) is exact', async () => {
@@ -83,6 +87,48 @@ describe('matmul (tiled, register-blocked)', () => {
     } finally {
       setTiledMatmul(null);
     }
+  });
+
+  it('products of 1-4 rows (matrix-vector kernel): every layout, batched, broadcast, offset views', async () => {
+    for (const m of [1, 2, 3, 4]) {
+      await check(pair([m, 36], 30 + m), pair([36, 20], 40 + m), id, id, `m=${m} nn (vec4 along N)`);
+      await check(pair([m, 36], 30 + m), pair([21, 36], 40 + m), id, tr, `m=${m} nt (vec4 along K)`);
+      await check(pair([35, m], 30 + m), pair([21, 35], 40 + m), tr, tr, `m=${m} tt odd (scalars)`);
+      await check(pair([3, 2, m, 12], 50 + m), pair([12, 8], 60 + m), id, id, `m=${m} batched, broadcast rhs`);
+    }
+    const a = pair([3, 40], 70);
+    const b = pair([45, 50], 71);
+    // offset 1 and row stride 40: not 4-aligned along N, so scalars
+    await check(a, b, (t) => t.slice(1, 1, 33), (t) => t.slice(0, 1, 33).slice(1, 4, 44), 'sliced');
+  });
+
+  it('both operands contiguous along K (q·kᵀ, x·Wᵀ): 4×4 dot-product blocks on software adapters, odd edges, batched, K passes', async () => {
+    for (const [m, k, n] of [[5, 16, 7], [12, 64, 33], [37, 44, 30], [64, 8, 64]] as const) {
+      await check(pair([m, k], 120 + m), pair([n, k], 130 + n), id, tr, `${m}x${k}x${n} nt`);
+    }
+    await check(pair([2, 3, 17, 16], 140), pair([2, 3, 19, 16], 141), id, tr, 'batched q·kᵀ');
+    await check(pair([3, 1, 9, 8], 142), pair([4, 11, 8], 143), id, tr, 'broadcast batch');
+    await check(pair([9, 70_000], 144), pair([5, 70_000], 145), id, tr, 'K=70000 in passes', 5e-3);
+    // the kernel that ran these (its pipelines may have been built by an earlier case of this file)
+    if (gpu.info.software) expect(gpu.pipelineStats().byKernel['matmul_k4x4']?.created).toBeGreaterThan(0);
+  });
+
+  it('decode-step attention shapes (q·kᵀ and p·v with kv length S = 9..16) reuse one pipeline each', async () => {
+    const [B, H, hd] = [2, 3, 8];
+    const before = new Map<number, number>();
+    for (let S = 9; S <= 16; S++) {
+      const q = pair([B, H, 1, hd], 80 + S);
+      const k = pair([B, H, S, hd], 90 + S);
+      const v = pair([B, H, S, hd], 100 + S);
+      const p = pair([B, H, 1, S], 110 + S);
+      const created0 = gpu.pipelineStats().pipelinesCreated;
+      await check(q, k, id, tr, `q·kᵀ S=${S}`);
+      await check(p, v, id, id, `p·v S=${S}`);
+      before.set(S, gpu.pipelineStats().pipelinesCreated - created0);
+    }
+    // the first length may compile; the next seven (S % 4 takes every value) compile nothing
+    expect([...before].filter(([S]) => S > 9).map(([S, n]) => `S=${S}: ${n}`)).toEqual([10, 11, 12, 13, 14, 15, 16].map((S) => `S=${S}: 0`));
+    expect(gpu.pipelineStats().byKernel['matmul_gemv']?.created).toBeGreaterThan(0);
   });
 
   it('gradients match the float64 reference', async () => {

@@ -1,13 +1,21 @@
 /**
  * Matrix products on WebGPU (`matmul` kernel of the `webgpu` backend).
  *
- * Two generated programs:
+ * Generated programs:
  * - a tiled, register-blocked kernel for every adapter and float dtype: a 16×16 workgroup computes a
  *   (16·TM)×(16·TN) output tile from 16-deep K tiles staged in workgroup memory, each thread TM×TN
  *   outputs accumulated in f32. Operands are read in place through their strides (transposed views and
  *   broadcast batch dims cost no copy), with vec4 loads along whichever axis is contiguous; K is split
  *   into passes that stay under the adapter's loop cap (Mesa llvmpipe stops shader loops after 65535
  *   iterations), each pass adding into the output.
+ * - a matrix-vector kernel for products of at most {@link GEMV_MAX_M} rows (a decode step's projections
+ *   and attention scores): one thread per output column (or four, vec4 along N), every row of the
+ *   product in registers. Its cache key holds the dtype, the row count and the operands' layout (which
+ *   axis is contiguous and 4-aligned) but no length that grows by one per generated token, so every
+ *   decode step after the first reuses its pipelines. On software adapters the same kernel with 4×4
+ *   blocks of dot products (`matmul_k4x4`) takes the products whose operands are both contiguous along
+ *   K (q·kᵀ, a tied lm_head x·wteᵀ): 1.5-2.8× faster than the staged tiles on llvmpipe, and ~0.7 s to
+ *   compile on SwiftShader where the tiles took ~9.5 s.
  * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
  *   operands staged in workgroup memory, 16×16×16 (or 16×8×16) subgroup matrix products accumulated
  *   in f32, converted to f16 on store.
@@ -289,6 +297,115 @@ ${store}
 }`;
 }
 
+// ------------------------------------------------------------------------------ matrix-vector
+/** Products with at most this many rows (per batch matrix) take the matrix-vector kernel. */
+export const GEMV_MAX_M = 4;
+let gemvMaxM = GEMV_MAX_M;
+let kContiguousQuads = true;
+/** Software adapters: whether products of two K-contiguous operands take 4×4 dot-product blocks (default) or staged tiles. For benchmarks. */
+export function setSoftwareKQuadMatmul(on: boolean): void {
+  kContiguousQuads = on;
+}
+
+/** Sets the most rows a product may have to take the matrix-vector kernel (0 turns it off; default {@link GEMV_MAX_M}). For benchmarks and tests. */
+export function setMatmulGemvRows(rows: number): void {
+  gemvMaxM = Math.max(0, Math.min(GEMV_MAX_M, Math.floor(rows)));
+}
+/** Threads of a matrix-vector workgroup (along N). */
+const GEMV_WG = 64;
+
+/**
+ * How the matrix-vector kernel reads its operands: `n4` vec4 of B along N (B contiguous along N, 4
+ * columns per thread); `k4` vec4 of A and B along K (both contiguous along K); `s` scalars.
+ */
+type GemvMode = 'n4' | 'k4' | 's';
+
+/**
+ * The matrix-vector mode for `a` [.., m, k] and `b` [.., k, n]. It depends on layouts and on the
+ * alignment of dims that a decode step keeps (head dim, hidden size), never on K when B is read along
+ * N: attention probabilities [.., 1, S] times V [.., S, hd] is `n4` at every S.
+ */
+function gemvMode(a: Tensor, b: Tensor, k: number, n: number): GemvMode {
+  const r = a.rank;
+  const [aRs, aCs] = [a.strides[r - 2]!, a.strides[r - 1]!];
+  const [bRs, bCs] = [b.strides[r - 2]!, b.strides[r - 1]!];
+  if (bCs === 1 && n % 4 === 0 && aligned4(b.offset, [bRs, ...b.strides.slice(0, -2)])) return 'n4';
+  if (aCs === 1 && bRs === 1 && k % 4 === 0 && aligned4(a.offset, [aRs, ...a.strides.slice(0, -2)]) && aligned4(b.offset, [bCs, ...b.strides.slice(0, -2)])) return 'k4';
+  return 's';
+}
+
+function gemvSource(dtype: DType, mode: GemvMode, rows: number, cols = 1): string {
+  const st = dtype === 'float16' ? 'f16' : 'f32';
+  const vec = mode === 'n4';
+  // k4 with 4 columns per thread: acc holds the 4 columns of a row (dot products), stores are scalar
+  const quad = mode === 'k4' && cols === 4;
+  const aT = mode === 'k4' ? `vec4<${st}>` : st;
+  const bT = mode === 's' ? st : `vec4<${st}>`;
+  const oT = vec ? `vec4<${st}>` : st;
+  const accT = vec || quad ? 'vec4<f32>' : 'f32';
+  const rowOff = lines(rows, (i) => `  let ra${i} = oa + min(r0 + ${i}u, p.m - 1u) * p.a_rs;`);
+  let loop: string;
+  if (mode === 'n4') {
+    loop = `  for (var k = p.k0; k < p.k1; k = k + 1u) {
+    let bv = vec4<f32>(b[(ob + k * p.b_rs) / 4u + j]);
+${lines(rows, (i) => `    acc${i} = fma(vec4<f32>(f32(a[ra${i} + k * p.a_cs])), bv, acc${i});`)}
+  }`;
+  } else if (quad) {
+    loop = `${lines(4, (c) => `  let rb${c} = (ob + min(j + ${c}u, p.n - 1u) * p.b_cs) / 4u;`)}
+  for (var k = p.k0; k < p.k1; k = k + 4u) {
+    let kq = k / 4u;
+${lines(4, (c) => `    let b${c} = vec4<f32>(b[rb${c} + kq]);`)}
+${lines(rows, (i) => `    { let av = vec4<f32>(a[(ra${i} + k) / 4u]); acc${i} = acc${i} + vec4<f32>(dot(av, b0), dot(av, b1), dot(av, b2), dot(av, b3)); }`)}
+  }`;
+  } else if (mode === 'k4') {
+    loop = `  let rb = (ob + j * p.b_cs) / 4u;
+  for (var k = p.k0; k < p.k1; k = k + 4u) {
+    let bv = vec4<f32>(b[rb + k / 4u]);
+${lines(rows, (i) => `    acc${i} = acc${i} + dot(vec4<f32>(a[(ra${i} + k) / 4u]), bv);`)}
+  }`;
+  } else {
+    loop = `  let rb = ob + j * p.b_cs;
+  for (var k = p.k0; k < p.k1; k = k + 1u) {
+    let bv = f32(b[rb + k * p.b_rs]);
+${lines(rows, (i) => `    acc${i} = fma(f32(a[ra${i} + k * p.a_cs]), bv, acc${i});`)}
+  }`;
+  }
+  const width = vec ? 'p.n / 4u' : 'p.n';
+  const store = quad
+    ? lines(rows, (i) => lines(4, (c) => `  if (r0 + ${i}u < p.m && j + ${c}u < p.n) {
+    let o = zb + (r0 + ${i}u) * p.n + j + ${c}u;
+    var v = acc${i}[${c}];
+    if (p.acc != 0u) { v = v + f32(out[o]); }
+    out[o] = ${st}(v);
+  }`))
+    : lines(rows, (i) => `  if (r0 + ${i}u < p.m) {
+    let o = zb + (r0 + ${i}u) * ${width} + j;
+    var v = acc${i};
+    if (p.acc != 0u) { v = v + ${accT}(out[o]); }
+    out[o] = ${oT}(v);
+  }`);
+  return `${dtype === 'float16' ? 'enable f16;\n' : ''}
+@group(0) @binding(0) var<storage, read> a: array<${aT}>;
+@group(0) @binding(1) var<storage, read> b: array<${bT}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
+${U_WGSL}
+@compute @workgroup_size(${GEMV_WG}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let j = gid.x * ${quad ? 4 : 1}u;
+  if (j >= ${width}) { return; }
+  let z = wid.z + p.z0;
+  let r0 = wid.y * ${rows}u;
+  let offs = batch_offsets(z);
+  let oa = offs.x;
+  let ob = offs.y;
+${rowOff}
+${lines(rows, (i) => `  var acc${i} = ${accT}(0.0);`)}
+${loop}
+  let zb = z * p.m * ${width};
+${store}
+}`;
+}
+
 // ------------------------------------------------------------------------------ subgroup matrices
 /** Default subgroup-matrix tiling (picked by the H100 microbenchmarks in docs/benchmarks.md). */
 export const SGMM_DEFAULT: SgmmConfig = { sgm: 2, sgn: 2, tm: 4, tn: 4, tk: 32, nsz: 16, vec: true, double: false };
@@ -506,12 +623,29 @@ registerKernel({
       b_off: b.offset, b_rs: b.strides[rank - 2]!, b_cs: b.strides[rank - 1]!,
       bshape: batchShape, a_bst: a.strides.slice(0, -2), b_bst: b.strides.slice(0, -2),
     };
-    let prog: GpuProgram;
-    let bm: number;
-    let bn: number;
-    let kStep: number;
+    let prog!: GpuProgram;
+    let bm = 0;
+    let bn = 0;
+    let kStep = 0;
     const sg = sgmmConfig;
-    if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
+    let gemvCols = 0;
+    const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
+    /** Takes the matrix-vector kernel with `rows` rows per thread, if the grid fits. */
+    const rowKernel = (rows: number, quad = false): boolean => {
+      const mode = gemvMode(a, b, k, n);
+      if (quad && mode !== 'k4') return false;
+      const cols = mode === 'n4' ? n / 4 : quad ? Math.ceil(n / 4) : n;
+      if (Math.ceil(cols / GEMV_WG) > maxWg || Math.ceil(m / rows) > maxWg) return false;
+      prog = getProgram(`${quad ? 'matmul_k4x4' : 'matmul_gemv'}|${dtype}|${mode}|${rows}`, () => gemvSource(dtype, mode, rows, quad ? 4 : 1));
+      gemvCols = cols;
+      bm = rows;
+      bn = 1;
+      kStep = mode === 'k4' ? 4 : 1;
+      return true;
+    };
+    if (m <= gemvMaxM && rowKernel(m)) {
+      // few rows (a decode step): matrix-vector kernel, keyed by layout and row count only
+    } else if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
       // vec4 staging only when A is contiguous along K and B along N (the common layouts)
       const ma = sg.vec && modeOf(a, m, k, true) === 'v1' ? 'v1' : 's';
       const mb = sg.vec && modeOf(b, n, k, false) === 'v0' ? 'v0' : 's';
@@ -534,12 +668,17 @@ registerKernel({
         vecOut: n % 4 === 0,
       };
       const direct = t.bk === 0 && cfg.modeA === 'v1' && cfg.modeB === 'v0';
-      if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
-      const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${direct ? 'direct' : cfg.modeA + cfg.modeB + (cfg.vecOut ? 'v' : 's')}`;
-      prog = getProgram(key, () => (direct ? directSource(cfg) : tiledSource(cfg)));
-      bm = cfg.wg * cfg.tm;
-      bn = cfg.wg * cfg.tn;
-      kStep = direct ? 4 : cfg.bk;
+      if (t.bk === 0 && !direct && kContiguousQuads && rowKernel(GEMV_MAX_M, true)) {
+        // software adapter, both operands contiguous along K (q·kᵀ, a tied lm_head x·wteᵀ): 4×4 blocks of
+        // dot products straight from memory; the staged tiles it replaces took 5-10 s to compile on SwiftShader
+      } else {
+        if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
+        const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${direct ? 'direct' : cfg.modeA + cfg.modeB + (cfg.vecOut ? 'v' : 's')}`;
+        prog = getProgram(key, () => (direct ? directSource(cfg) : tiledSource(cfg)));
+        bm = cfg.wg * cfg.tm;
+        bn = cfg.wg * cfg.tn;
+        kStep = direct ? 4 : cfg.bk;
+      }
     }
     // K passes: each invocation loops K/kStep times per pass; keep that well under the loop cap
     const cap = device.maxLoopIterations;
@@ -549,7 +688,10 @@ registerKernel({
     for (let k0 = 0; k0 < k; k0 += kPerPass) {
       for (let z0 = 0; z0 < batch; z0 += maxZ) {
         const u = packMatmulUniforms({ ...base, k0, k1: Math.min(k, k0 + kPerPass), acc: k0 > 0 ? 1 : 0, z0 });
-        device.dispatch(prog, [a.storage, b.storage, out.storage], u, [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)]);
+        const grid: [number, number, number] = gemvCols
+          ? [Math.ceil(gemvCols / GEMV_WG), Math.ceil(m / bm), Math.min(maxZ, batch - z0)]
+          : [Math.ceil(n / bn), Math.ceil(m / bm), Math.min(maxZ, batch - z0)];
+        device.dispatch(prog, [a.storage, b.storage, out.storage], u, grid);
       }
     }
     return out;

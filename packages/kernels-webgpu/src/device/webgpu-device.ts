@@ -76,6 +76,37 @@ export interface DeviceCaps {
   maxLoopIterations: number;
 }
 
+/** Compile figures of one kernel name in {@link PipelineStats.byKernel}. */
+export interface KernelPipelineStats {
+  /** Pipelines built for this kernel name (one per distinct program key; a failed build retried counts again). */
+  created: number;
+  /** Milliseconds from requesting each of them to its being ready (or failing), summed. */
+  compileMs: number;
+}
+
+/**
+ * Pipeline-cache figures of a {@link WebGPUDevice} (`device.pipelineStats()`): how many compute
+ * pipelines were compiled and how long they took. A program whose cache key is already in the cache
+ * compiles nothing, so a model's second forward with the same shapes, and every decode step of a
+ * generation after the first, should leave `pipelinesCreated` unchanged.
+ */
+export interface PipelineStats {
+  /** Compute pipelines created since the device was made (cache misses). */
+  pipelinesCreated: number;
+  /** Pipelines held in the cache now (failed builds are not kept). */
+  cached: number;
+  /** Pipelines requested but not yet ready. */
+  pending: number;
+  /**
+   * Milliseconds from each pipeline's request (shader module creation included) to its being ready or
+   * failing, summed over the finished ones. Compiles overlap (Dawn builds asynchronously), so this
+   * can exceed the wall time they cost; it is what a first call waits for at most.
+   */
+  compileMs: number;
+  /** The same figures per kernel name (the `name` of the {@link GpuProgram}). */
+  byKernel: Record<string, KernelPipelineStats>;
+}
+
 /** Options of the {@link WebGPUDevice} constructor (backend code; users call `getDevice`). */
 export interface WebGPUDeviceOptions {
   /** The adapter's info (for `subgroupMatrixConfigs` and subgroup sizes). */
@@ -168,6 +199,7 @@ export class WebGPUDevice extends Device {
   private pool = new Map<number, GPUBuffer[]>();
   private poolBudget: number;
   private pipelines = new Map<string, PipelineEntry>();
+  private pipeStats = { created: 0, pending: 0, compileMs: 0, byKernel: new Map<string, KernelPipelineStats>() };
   private readonly onDestroy: () => void;
   private readonly keepAlive: unknown[];
   private readonly adapterInfo: GPUAdapterInfo | undefined;
@@ -222,6 +254,27 @@ export class WebGPUDevice extends Device {
   /** Number of compute pipelines built and cached so far (each distinct program key builds one). */
   get pipelineCount(): number {
     return this.pipelines.size;
+  }
+
+  /**
+   * How many compute pipelines this device compiled and how long they took, in total and per kernel
+   * name: a snapshot (later work does not change it). Compare two snapshots to see what one call
+   * compiled; the first call of a shape pays for its pipelines, a repeated one should compile none.
+   *
+   * @example
+   * const before = device.pipelineStats().pipelinesCreated;
+   * await model.forward({ inputIds }); // device.pipelineStats().pipelinesCreated - before: what it compiled
+   */
+  pipelineStats(): PipelineStats {
+    const byKernel: Record<string, KernelPipelineStats> = {};
+    for (const [k, v] of this.pipeStats.byKernel) byKernel[k] = { ...v };
+    return {
+      pipelinesCreated: this.pipeStats.created,
+      cached: this.pipelines.size,
+      pending: this.pipeStats.pending,
+      compileMs: this.pipeStats.compileMs,
+      byKernel,
+    };
   }
 
   /** True when the device has the feature (`shader-f16`, `subgroups`, ...). */
@@ -580,6 +633,20 @@ export class WebGPUDevice extends Device {
     if (program.uniform) {
       entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
     }
+    const t0 = performance.now();
+    const stats = this.pipeStats;
+    let ks = stats.byKernel.get(program.name);
+    if (!ks) stats.byKernel.set(program.name, (ks = { created: 0, compileMs: 0 }));
+    const kernelStats = ks;
+    stats.created++;
+    kernelStats.created++;
+    stats.pending++;
+    const finished = () => {
+      const ms = performance.now() - t0;
+      stats.pending--;
+      stats.compileMs += ms;
+      kernelStats.compileMs += ms;
+    };
     this.gpu.pushErrorScope('validation');
     const layout = this.gpu.createBindGroupLayout({ label: program.name, entries });
     const module = this.gpu.createShaderModule({ label: program.name, code: program.source() });
@@ -593,9 +660,11 @@ export class WebGPUDevice extends Device {
       })
       .then(
         (p) => {
+          finished();
           entry.pipeline = p;
         },
         async (e: unknown) => {
+          finished();
           const scopeErr = await moduleScope.catch(() => null);
           let detail = '';
           try {
