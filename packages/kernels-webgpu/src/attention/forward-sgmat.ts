@@ -211,6 +211,7 @@ export function sgmatSpec(p: FlashParams, cfg: SgmatConfig & { emulate: boolean 
   let sg = lidx / 32u;
   let lane = lidx % 32u;${emulate ? `
   if (lidx == 0u) { wg_emn = 16u; }
+  workgroupBarrier();
   let EMN = workgroupUniformLoad(&wg_emn);` : ''}
   let own = lane < ${RS}u;
   let my_r = sg * ${RS}u + min(lane, ${RS - 1}u);
@@ -299,6 +300,9 @@ ${kvRange(p, BR)}
     ${cfg.debug === 'P' ? `workgroupBarrier();
     if (own && qi < LQ) { for (var c = 0u; c < ${Math.min(BC, d.Ev)}u; c = c + 1u) { store_out(o_idx(b, h, qi, c), f32(pbuf[my_r * ${PST}u + c])); } store_lse(lse_idx(b, h, qi), m_ref); }
     return;` : ''}
+    // an explicit barrier before the uniform load: on the H100 (Dawn/Vulkan) the emulated kernel behaved as if
+    // workgroupUniformLoad alone did not order other invocations' earlier workgroup writes (P, the flag)
+    workgroupBarrier();
     if (workgroupUniformLoad(&wg_flag) != 0u) {
       // some row's reference max moved: O = O · alpha (per row) through workgroup memory
       ${throughWg(() => `if (own) { for (var c = 0u; c < ${CW}u; c = c + 1u) { sbuf[my_r * ${SST}u + c] = sbuf[my_r * ${SST}u + c] * alpha; } }`, true)}
