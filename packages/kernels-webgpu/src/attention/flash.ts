@@ -12,13 +12,29 @@ import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { backwardDkv } from './backward-dkv.js';
 import { backwardDq } from './backward-dq.js';
 import { checkGrid, dims, type FlashGradInputs, type FlashParams } from './plan.js';
+import { flashForward as flashForwardTiles } from './forward.js';
+import { flashForwardSgmat, sgmatPlan } from './forward-sgmat.js';
 
 export {
   FLASH_MAX_HEAD_DIM, passes, setFlashSpecialization, setFlashStaging, setFlashTiles,
   type FlashBlocks, type FlashCaptureGrads, type FlashCaptures, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
 } from './plan.js';
 export { hookWgsl } from './hooks.js';
-export { flashForward } from './forward.js';
+export { setFlashSubgroupMatrix, sgmatPlan, hasSgmatAttention, type SgmatConfig, type SgmatMode } from './forward-sgmat.js';
+
+/**
+ * Forward: output `[B, Hq, Lq, Ev]` (contiguous, input dtype) and lse `[B, Hq, Lq]` (float32, natural log) —
+ * on subgroup matrices (tensor cores) where the device has them and the inputs are float16, else the tiles.
+ */
+export function flashForward(p: FlashParams): {
+  /** The attention output. */
+  out: Tensor;
+  /** Natural-log log-sum-exp per query row (−∞ when fully masked). */
+  lse: Tensor;
+} {
+  const plan = sgmatPlan(p);
+  return plan ? flashForwardSgmat(p, plan) : flashForwardTiles(p);
+}
 
 /** Backward: dQ `[B,Hq,Lq,E]`, dK `[B,Hkv,Lkv,E]`, dV `[B,Hkv,Lkv,Ev]` (contiguous, in the inputs' dtypes). */
 export function flashBackward(
@@ -34,6 +50,8 @@ export function flashBackward(
 } {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
+  // the kernels bind lse and delta as array<f32>: another dtype would be read as raw f32 bits
+  if (g.lse.dtype !== 'float32' || g.delta.dtype !== 'float32') throw new Error(`internal: flash backward needs float32 lse and delta, got ${g.lse.dtype} and ${g.delta.dtype}`);
   if (p.hooks?.scoreMod && !p.hooks.scoreModGrad) {
     throw new WebattnError('INVALID_ARGUMENT', 'hooks.scoreModGrad: the backward of a score function needs its derivative body, got none', { argument: 'hooks.scoreModGrad' });
   }
