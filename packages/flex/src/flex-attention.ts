@@ -1,7 +1,7 @@
 /** `flexAttention`: FlexAttention for TypeScript, a front door to the shared attention generator. */
 import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Tensor } from '@webattn/core-tensor';
-import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, outputOrBoth, recordFlash, referenceAttention, resolveScale, type OptionSpec } from '@webattn/kernels-webgpu/internal';
+import { FLASH_MAX_HEAD_DIM, checkOptions, checkQkv, outputOrBoth, recordFlash, referenceAttention, resolveScale, type FlashHooks, type OptionSpec } from '@webattn/kernels-webgpu/internal';
 import { collectLoads, derivative, evaluate, type EvalEnv } from './codegen.js';
 import type { IR } from './ir.js';
 import { BlockMask } from './block-mask.js';
@@ -89,21 +89,10 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
   const device = q.device;
   const [B, Hq, L] = q.shape as [number, number, number, number];
   const res = modResources(device, sc, mc, true, B * Hq * L);
+  // deterministic capture gradients: the dQ kernel's rows (b, h, q) index the per-row partial buffers
   const values = res.deterministic ? { ...res.values, flex_hq: Hq, flex_lq: L } : res.values;
-  const hooks = {
-    key: res.key,
-    wgsl: res.wgsl,
-    scoreMod: !!sc,
-    maskMod: !!mc,
-    bindings: res.bindings,
-    tensors: res.tensors,
-    uniforms: res.uniforms,
-    values,
-    gradBindings: res.gradBindings,
-    gradTensors: res.grads.map((g) => g.buffer),
-    captureGrads: res.grads.length > 0,
-    gradWgsl: res.gradWgsl,
-  };
+  const hooks: FlashHooks = { ...res.hooks, captures: { ...res.hooks.captures!, values } };
+  const backwardHooks: FlashHooks = { ...res.backwardHooks, captures: { ...res.backwardHooks.captures!, values } };
   const r = recordFlash(
     'flexAttention',
     q,
@@ -111,7 +100,7 @@ function gpuFlex(q: Tensor, k: Tensor, v: Tensor, scale: number, sc: CompiledMod
     v,
     { scale, causal: false, causalOffset: 0, mask: null, hooks, blocks: bm ? bm.tables(device) : null },
     {
-      backwardHooks: { ...hooks, key: `${res.key}#bwd`, wgsl: res.backward.wgsl, bindings: res.backward.bindings, tensors: res.backward.tensors },
+      backwardHooks,
       extra: res.grads.length
         ? {
             inputs: res.grads.map((g) => g.source),

@@ -2,7 +2,7 @@
 import * as T from '@webattn/core-tensor';
 import { WebattnError, type Device, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu/internal';
-import { MATH_HELPERS, deferFlagCheck, renderProgram, type BindingSpec, type UniformField, type UniformValues } from '@webattn/kernels-webgpu/internal';
+import { MATH_HELPERS, deferFlagCheck, hookWgsl, renderProgram, type BindingSpec, type FlashHooks, type UniformField, type UniformValues } from '@webattn/kernels-webgpu/internal';
 import { collectLoads, derivative, FLEX_HELPERS, wgsl } from './codegen.js';
 import type { CompiledMod } from './mods.js';
 
@@ -27,14 +27,16 @@ export function areDeterministicAlgorithmsEnabled(): boolean {
 
 /** WGSL and resources of the functions of one call. */
 export interface ModResources {
+  /** All the functions as module-scope WGSL (what the block-mask kernel and the compile probe include). */
   wgsl: string;
+  /** The attention generator's typed hooks of the forward kernel. */
+  hooks: FlashHooks;
   /**
-   * The same functions for the backward kernels: captured-tensor indices clamp without setting the
-   * bounds flag (the forward already checked the same indices), which saves the flag's storage binding.
+   * The hooks of the backward kernels: captured-tensor indices clamp without setting the bounds flag
+   * (the forward already checked the same indices), which saves the flag's storage binding; and the
+   * capture gradients.
    */
-  backward: { wgsl: string; bindings: BindingSpec[]; tensors: Tensor[] };
-  /** WGSL of the capture-gradient scatter (dQ kernel only). */
-  gradWgsl: string;
+  backwardHooks: FlashHooks;
   key: string;
   bindings: BindingSpec[];
   tensors: Tensor[];
@@ -127,11 +129,14 @@ export function modResources(
   const id = (name: string) => ids.get(name)!;
   const parts: string[] = [MATH_HELPERS, FLEX_HELPERS];
   const gradParts: string[] = [];
+  let scoreBody: string | null = null;
+  let scoreGradBody: string | null = null;
+  let gradBody = '';
   if (score) {
-    parts.push(`fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 {\n  ${PARAMS_SCORE}\n  return ${wgsl(score.ir, id)};\n}`);
+    scoreBody = `  ${PARAMS_SCORE}\n  return ${wgsl(score.ir, id)};`;
     if (withGrad) {
       const ds = derivative(score.ir, (x) => x.k === 'param' && x.slot === 'score');
-      parts.push(`fn score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, g: f32) -> f32 {\n  ${PARAMS_SCORE}\n  return g * ${wgsl(ds, id)};\n}`);
+      scoreGradBody = `  ${PARAMS_SCORE}\n  return g * ${wgsl(ds, id)};`;
       const loads = collectLoads(score.ir).filter((l) => grads.some((g) => g.name === l.name));
       const lines = loads.map((l) => {
         const gid = ids.get(l.name)!;
@@ -161,23 +166,42 @@ export function modResources(
           }
         }
         const slot = det ? '(b * u_flex_hq() + h) * u_flex_lq() + q' : '0u';
-        gradParts.push(`fn capture_grads(s: f32, b: u32, h: u32, q: u32, kv: u32, g: f32) {\n  ${PARAMS_SCORE}\n  let slot = ${slot};\n${lines.join('\n')}\n}`);
+        gradBody = `  ${PARAMS_SCORE}\n  let slot = ${slot};\n${lines.join('\n')}`;
       }
     }
   }
-  if (mask) parts.push(`fn mask_mod(b: u32, h: u32, q: u32, kv: u32) -> bool {\n  ${PARAMS_MASK}\n  return ${wgsl(mask.ir, id)};\n}`);
+  const maskBody = mask ? `  ${PARAMS_MASK}\n  return ${wgsl(mask.ir, id)};` : null;
   const gradBindings: BindingSpec[] = grads.map((g) =>
     det ? { name: `grad_${g.id}`, dtype: 'float32', access: 'read_write' } : { name: `grad_${g.id}`, dtype: 'float32', access: 'read_write', atomic: true },
   );
+  const key = `${score?.key ?? '-'}#${mask?.key ?? '-'}#g${withGrad ? grads.map((g) => g.id).join(',') : 'none'}${det ? '#det' : ''}`;
+  const hooks: FlashHooks = {
+    key,
+    scoreMod: scoreBody,
+    scoreModGrad: scoreGradBody,
+    maskMod: maskBody,
+    helpers: [...idxFns, ...parts].join('\n'),
+    captures: { bindings, tensors, uniforms, values },
+  };
+  const backwardHooks: FlashHooks = {
+    ...hooks,
+    key: `${key}#bwd`,
+    helpers: [...idxFnsNoCheck, ...parts].join('\n'),
+    captures: { bindings: oob ? bindings.slice(1) : bindings, tensors: oob ? tensors.slice(1) : tensors, uniforms, values },
+    captureGrads: grads.length
+      ? {
+          body: gradBody,
+          helpers: gradParts.join('\n'),
+          bindings: gradBindings,
+          tensors: grads.map((g) => g.buffer),
+        }
+      : null,
+  };
   return {
-    wgsl: [...idxFns, ...parts].join('\n'),
-    backward: {
-      wgsl: [...idxFnsNoCheck, ...parts].join('\n'),
-      bindings: oob ? bindings.slice(1) : bindings,
-      tensors: oob ? tensors.slice(1) : tensors,
-    },
-    gradWgsl: gradParts.join('\n'),
-    key: `${score?.key ?? '-'}#${mask?.key ?? '-'}#g${withGrad ? grads.map((g) => g.id).join(',') : 'none'}${det ? '#det' : ''}`,
+    wgsl: hookWgsl(hooks),
+    hooks,
+    backwardHooks,
+    key,
     bindings,
     tensors,
     uniforms,

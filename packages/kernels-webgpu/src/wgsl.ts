@@ -68,6 +68,8 @@ export interface ProgramSpec {
   body: string;
   /** Enable the `subgroups` extension; `SG_LANE` and `SG_SIZE` are then set for every invocation. */
   subgroups?: boolean;
+  /** Extra global directives (`enable …;`, `diagnostic(…);`), placed after `enable f16;`. */
+  directives?: readonly string[];
 }
 
 function uniformLayout(fields: readonly UniformField[]): { offsets: Map<string, number>; words: number } {
@@ -115,6 +117,7 @@ export function renderProgram(spec: ProgramSpec): string {
   const f16 = spec.bindings.some((b) => b.dtype === 'float16');
   const parts: string[] = [];
   if (f16) parts.push('enable f16;');
+  if (spec.directives) parts.push(...spec.directives);
   if (spec.subgroups) parts.push('enable subgroups;\nvar<private> SG_LANE: u32;\nvar<private> SG_SIZE: u32;');
   spec.bindings.forEach((b, i) => parts.push(bindingWgsl(b, i)));
   if (spec.uniforms.length) parts.push(uniformWgsl(spec.uniforms).replace('UBIND', String(spec.bindings.length)));
@@ -126,7 +129,7 @@ export function renderProgram(spec: ProgramSpec): string {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lidx: u32${spec.subgroups ? ',\n        @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32' : ''}) {
-  let flat_wg = wid.y * nwg.x + wid.x;${spec.subgroups ? '\n  SG_LANE = sg_lane;\n  SG_SIZE = sg_size;' : ''}
+  let flat_wg = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;${spec.subgroups ? '\n  SG_LANE = sg_lane;\n  SG_SIZE = sg_size;' : ''}
 ${spec.body}
 }`,
   );
@@ -166,6 +169,7 @@ export function program(spec: ProgramSpec): GpuProgram {
     spec.uniforms.map((u) => u.join(':')).join(','),
     spec.workgroupSize.join('x'),
     spec.subgroups ? 'sg' : '',
+    (spec.directives ?? []).join(''),
   ].join('|');
   let p = programCache.get(key);
   if (!p) {

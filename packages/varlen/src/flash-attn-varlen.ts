@@ -32,13 +32,10 @@ export interface FlashAttnVarlenOptions {
 
 const softcapHooks = (cap: number): FlashHooks => ({
   key: `softcap`,
-  scoreMod: true,
-  wgsl: `
-fn score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32 { return u_softcap() * tanh_c(s / u_softcap()); }
-fn score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, ds: f32) -> f32 { let t = tanh_c(s / u_softcap()); return ds * (1.0 - t * t); }
-fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); let u = bitcast<u32>(x); return select((e - 1.0) / (e + 1.0), x, (u & 0x7fffffffu) > 0x7f800000u); }`,
-  uniforms: [['softcap', 'f32']],
-  values: { softcap: cap },
+  scoreMod: 'return u_softcap() * tanh_c(s / u_softcap());',
+  scoreModGrad: 'let t = tanh_c(s / u_softcap());\nreturn g * (1.0 - t * t);',
+  helpers: `fn tanh_c(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); let u = bitcast<u32>(x); return select((e - 1.0) / (e + 1.0), x, (u & 0x7fffffffu) > 0x7f800000u); }`,
+  captures: { bindings: [], tensors: [], uniforms: [['softcap', 'f32']], values: { softcap: cap } },
 });
 
 const VARLEN_OPTIONS: Record<string, OptionSpec> = {
@@ -58,8 +55,10 @@ const VARLEN_OPTIONS: Record<string, OptionSpec> = {
  * Attention over packed variable-length sequences, like `flash_attn_varlen_func`: q `[totalQ, Hq, E]`,
  * k `[totalK, Hkv, E]`, v `[totalK, Hkv, Ev]` → `[totalQ, Hq, Ev]`. No token attends across a sequence
  * boundary; empty sequences are allowed; a query with no visible key gives zeros (lse −∞).
- * Runs the shared flash generator's packed layout on WebGPU (forward + backward); on the CPU it runs
- * each sequence through the reference attention. Host cu_seqlens are validated at the call; GPU-held
+ * Runs the shared flash generator's packed layout on WebGPU (forward + backward) over a dense tile map:
+ * one workgroup per (row tile of a sequence, head), so the work follows Σ L_b², not B · maxSeqlen²
+ * (`maxSeqlenQ`/`maxSeqlenK` only bound the grid when cu_seqlens are GPU-held); on the CPU it runs each
+ * sequence through the reference attention. Host cu_seqlens are validated at the call; GPU-held
  * ones by a small kernel whose verdict is raised at the next read-back (`validate: false` skips it).
  * Throws `SHAPE_MISMATCH` / `DTYPE_UNSUPPORTED` / `INVALID_ARGUMENT` naming the argument.
  *
@@ -102,7 +101,9 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     if (!cuQ || !cuK) throw new WebattnError('INVALID_ARGUMENT', 'options.cuSeqlensQ: the reference path needs host cu_seqlens', { argument: 'options.cuSeqlensQ' });
     return perSequence(q, k, v, cuQ, cuK, { ...options, scale });
   }
-  const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : (src as Tensor));
+  // the kernels index cu_seqlens from element 0 of its storage: copy a GPU-held view with an offset or strides
+  const flat = (t: Tensor) => (t.offset === 0 && t.isContiguous ? t : T.copyInto(T.empty(t.shape, 'int32', device), t));
+  const toDev = (c: Int32Array | null, src: CuSeqlensLike) => (c ? T.tensor(c, [c.length], { dtype: 'int32', device }) : flat(src as Tensor));
   const cuQT = toDev(cuQ, cuQIn);
   const cuKT = toDev(cuK, cuKIn);
   const verdicts: ((outputs: Tensor[]) => void)[] = [];
@@ -116,7 +117,7 @@ export function flashAttnVarlen(q: Tensor, k: Tensor, v: Tensor, options: FlashA
     causalOffset: 0,
     mask: null,
     hooks,
-    varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK },
+    varlen: { cuQ: cuQT, cuK: cuKT, maxQ, maxK, hostCuQ: cuQ, hostCuK: cuK },
     window,
   });
   for (const v of verdicts) v([output, lse]);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
+import { setFlashStaging } from '@webattn/kernels-webgpu/internal';
 import { BlockDiagonalMask, cuSeqlens, flashAttnVarlen, type FlashAttnVarlenOptions } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
@@ -23,6 +24,8 @@ interface Cfg {
   E: number;
   Ev?: number;
   opts?: Partial<FlashAttnVarlenOptions>;
+  /** Pass cu_seqlens as int32 tensors on the device (the tile map is then built by a GPU kernel). */
+  held?: boolean;
 }
 
 async function runCfg(c: Cfg, device: T.Device, dtype: T.DType) {
@@ -34,9 +37,10 @@ async function runCfg(c: Cfg, device: T.Device, dtype: T.DType) {
   const k = T.randn([cuK[cuK.length - 1]!, c.Hkv, c.E], { seed: 12, device, dtype, requiresGrad: true });
   const v = T.randn([cuK[cuK.length - 1]!, c.Hkv, Ev], { seed: 13, device, dtype, requiresGrad: true });
   const g = T.randn([cuQ[cuQ.length - 1]!, c.Hq, Ev], { seed: 14, device, dtype });
+  const held = (c_: Int32Array) => (c.held && device.backend === 'webgpu' ? T.tensor(c_, [c_.length], { dtype: 'int32', device }) : c_);
   const { output, lse } = flashAttnVarlen(q, k, v, {
-    cuSeqlensQ: cuQ,
-    cuSeqlensK: cuK,
+    cuSeqlensQ: held(cuQ),
+    cuSeqlensK: held(cuK),
     maxSeqlenQ: Math.max(0, ...c.lq),
     maxSeqlenK: Math.max(0, ...lk),
     ...c.opts,
@@ -54,6 +58,14 @@ const CFGS: Cfg[] = [
   { name: 'many length-1 sequences', lq: new Array(40).fill(1), Hq: 2, Hkv: 2, E: 16, opts: { causal: true } },
   { name: 'local window [4, 0] and softcap 5', lq: [9, 17], Hq: 2, Hkv: 2, E: 16, opts: { causal: true, windowSize: [4, 0], softcap: 5 } },
   { name: 'window [2, 3] non-causal, scale', lq: [11, 6], Hq: 1, Hkv: 1, E: 16, opts: { windowSize: [2, 3], scale: 0.4 } },
+  // the dense tile map: one long sequence among many short and empty ones, tiles ordered longest first
+  { name: 'one long + many short and empty, causal, GQA 4→1', lq: [3, 0, 1, 150, 2, 0, 7, 1, 33, 5], Hq: 4, Hkv: 1, E: 16, opts: { causal: true } },
+  { name: 'one long key sequence, short queries, causal bottom-right', lq: [2, 1, 9, 0], lk: [3, 140, 9, 6], Hq: 2, Hkv: 2, E: 16, opts: { causal: true } },
+  // GPU-held cu_seqlens: the tile map comes from the prefix kernel (upper-bound grid, extra workgroups exit)
+  { name: 'GPU-held cu_seqlens: cross lengths, empty sequences, causal, GQA 2→1', lq: [3, 0, 70, 7, 0], lk: [5, 9, 70, 0, 4], Hq: 2, Hkv: 1, E: 16, Ev: 8, held: true, opts: { causal: true } },
+  { name: 'GPU-held cu_seqlens: one long + many short, non-causal', lq: [1, 90, 2, 1, 0, 4, 1, 1, 17], Hq: 2, Hkv: 2, E: 16, held: true },
+  // 300 sequences (the GPU scan spans threads; the kernels' binary search takes 9 steps), first and last empty
+  { name: 'GPU-held cu_seqlens: 300 short sequences, causal', lq: Array.from({ length: 300 }, (_, i) => (i === 0 || i === 299 ? 0 : (i * 5) % 4)), Hq: 1, Hkv: 1, E: 8, held: true, opts: { causal: true } },
 ];
 
 describe('flashAttnVarlen equals attention on each sequence alone (float64 reference)', () => {
@@ -67,6 +79,24 @@ describe('flashAttnVarlen equals attention on each sequence alone (float64 refer
       expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dk');
       expectClose(got.dv, ref.dv, 1e-4, 1e-3, 'dv');
       expect(got.out.some(Number.isNaN) || got.dq.some(Number.isNaN)).toBe(false);
+    });
+  }
+});
+
+describe('the packed grid with operand tiles staged in storage (the SwiftShader layout: per-workgroup scratch)', () => {
+  for (const c of CFGS.filter((x) => /one long|GPU-held cu_seqlens: cross/.test(x.name))) {
+    it(c.name, async () => {
+      const ref = await runCfg(c, cpu, 'float64');
+      setFlashStaging('storage');
+      try {
+        const got = await runCfg(c, gpu, 'float32');
+        expectClose(got.out, ref.out, 3e-5, 3e-4, 'out');
+        expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dq');
+        expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dk');
+        expectClose(got.dv, ref.dv, 1e-4, 1e-3, 'dv');
+      } finally {
+        setFlashStaging('auto');
+      }
     });
   }
 });
@@ -123,6 +153,11 @@ describe('GPU-held cu_seqlens', () => {
     const held = T.tensor(cu, [cu.length], { dtype: 'int32', device: gpu });
     const out = flashAttnVarlen(q, k, k, { cuSeqlensQ: held, maxSeqlenQ: 9, causal: true });
     expectClose(await out.toArray(), want, 2e-5, 2e-4, 'GPU-held');
+    // a view with an offset (cu_seqlens sliced out of a larger int32 tensor) reads the view, not its storage
+    const big = T.tensor(Int32Array.from([77, ...cu, 3]), [cu.length + 2], { dtype: 'int32', device: gpu });
+    const view = big.slice(0, 1, cu.length + 1);
+    const out2 = flashAttnVarlen(q, k, k, { cuSeqlensQ: view, maxSeqlenQ: 9, causal: true });
+    expectClose(await out2.toArray(), want, 2e-5, 2e-4, 'GPU-held view');
   });
 });
 

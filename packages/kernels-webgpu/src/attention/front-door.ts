@@ -249,7 +249,10 @@ export function recordFlash(
     name,
     [q, k, v, ...(extra?.inputs ?? [])],
     (g) => {
-      let delta = T.sum(T.mul(g, outS), -1);
+      // delta in float32 from float32 products (FlashAttention's dot(dO, O)): the kernels bind it as f32, and
+      // an f16 delta (f16 inputs) was read as f32 bits — the cause of the infinite f16 dq on the H100
+      const f32 = (t: Tensor) => (t.dtype === 'float32' ? t : T.cast(t, 'float32'));
+      let delta = T.sum(T.mul(f32(g), f32(outS)), -1);
       if (params.varlen) delta = delta.transpose(0, 1); // packed: lse is [Hq, totalQ]
       extra?.before();
       const { dq, dk, dv } = flashBackward(params, { dout: g, lse: lseS, delta: delta.contiguous() });

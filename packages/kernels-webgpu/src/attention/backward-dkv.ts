@@ -1,0 +1,167 @@
+/**
+ * The dK/dV kernel of the backward: one workgroup per block of key rows (K and V staged once), looping
+ * over the query heads of its GQA group and over query tiles. Per tile, Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ are
+ * register-blocked tile products written to staged tiles; one plain loop over the (key, query) pairs
+ * turns them into P and dS (masks and hooks evaluated once per kernel, never unrolled); dV += Pᵀ·dO and
+ * dK += dSᵀ·Q are two more products. Probabilities are recomputed from the forward's lse.
+ */
+import { empty, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
+import { run, type ProgramSpec } from '../wgsl.js';
+import {
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
+  type FlashGradInputs, type FlashParams, type Tile,
+} from './plan.js';
+import { blockLoop, checkWorkBuffer, lanes, product, qRange, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
+import { DO_AT } from './backward-dq.js';
+import { scoreModGrad } from './hooks.js';
+
+function dkvBytes(t: Tile, EC: number, EVC: number): number {
+  return 4 * ((t.rows + t.cols) * (EC + 1 + EVC + 1) + 2 * t.rows * t.cols + 2 * t.cols);
+}
+
+/** dK and dV (float32, laid out like k/v but contiguous) of one backward call. */
+export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
+  /** Gradient of k (summed over the query heads of each group). */
+  dk: Tensor;
+  /** Gradient of v. */
+  dv: Tensor;
+} {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const kShape = p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E];
+  const vShape = p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev];
+  const nk = kShape.reduce((a, x) => a * x, 1);
+  const nv = vShape.reduce((a, x) => a * x, 1);
+  if (d.B * d.Hkv * d.Lkv === 0 || nk === 0) return { dk: empty(kShape, 'float32', device), dv: empty(vShape, 'float32', device) };
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc, !!p.hooks);
+  const { rows: BK, cols: BQ, tr: TR, tc: TC } = t;
+  const RM = BK / TR;
+  const RN = BQ / TC;
+  const EQ = EC / TC;
+  const VQ = EVC / TC;
+  const QST = EC + 1;
+  const DST = EVC + 1;
+  const hd = headDims(p);
+  const row = (m: number) => `tr_ + ${TR * m}u`;
+  const col = (n: number) => `tc_ + ${TC * n}u`;
+  const st = staging(storageStaging(device), [
+    { name: 'ks', len: BK * QST },
+    { name: 'vs', len: BK * DST },
+    { name: 'qs', len: BQ * QST },
+    { name: 'dos', len: BQ * DST },
+    { name: 'ps', len: BQ * BK },
+    { name: 'dss', len: BQ * BK },
+  ], 'dk', 'u_scr_at()');
+  const at = (name: string) => (i: string) => st.at(name, i);
+  const [ks, vs, qs, dos, ps, dss] = ['ks', 'vs', 'qs', 'dos', 'ps', 'dss'].map(at) as [(i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string];
+  const body = `
+  ${tileOrigin(p, 'k', BK)}
+  ${st.prologue}
+  ${lanes(t)}
+${qRange(p, BK)}
+  ${stage(st, 'ks', BK, EC, QST, (r, c) => `k0 + ${r} < LK && ${c} < ${hd.e}`, (r, c) => `load_k(k_at(b, hk, k0 + ${r}, ${c}))`)}
+  ${stage(st, 'vs', BK, EVC, DST, (r, c) => `k0 + ${r} < LK && ${c} < ${hd.ev}`, (r, c) => `load_v(v_at(b, hk, k0 + ${r}, ${c}))`)}
+  var dka: array<f32, ${RM * EQ}>;
+  var dva: array<f32, ${RM * VQ}>;
+  var s: array<f32, ${RM * RN}>;
+  var dp: array<f32, ${RM * RN}>;
+  if (u_c_first() == 0u) {
+    ${unroll(RM, 1, (m) => `if (k0 + ${row(m)} < LK) {
+      let j = k0 + ${row(m)};
+      ${unroll(1, EQ, (_, n) => `if (${col(n)} < ${hd.e}) { dka[${m * EQ + n}] = load_dk(dk_idx(b, hk, j, ${col(n)})); }`)}
+      ${unroll(1, VQ, (_, n) => `if (${col(n)} < ${hd.ev}) { dva[${m * VQ + n}] = load_dv(dv_idx(b, hk, j, ${col(n)})); }`)}
+    }`)}
+  }
+  for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
+    let h = hk * u_group() + g;
+    ${blockLoop(p, 'q', BQ, `
+      ${st.barrier}
+      ${stage(st, 'qs', BQ, EC, QST, (r, c) => `i0 + ${r} < i_lim && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, i0 + ${r}, ${c})) * u_scale()`)}
+      ${stage(st, 'dos', BQ, EVC, DST, (r, c) => `i0 + ${r} < i_lim && ${c} < ${hd.ev}`, (r, c) => `load_dout(do_at(b, h, i0 + ${r}, ${c}))`)}
+      for (var t = lidx; t < ${BQ}u; t = t + WG_SIZE) {
+        var l_ = neg_inf();
+        var d_ = 0.0;
+        if (i0 + t < i_lim) { l_ = load_lse(lse_idx(b, h, i0 + t)); d_ = load_delta(lse_idx(b, h, i0 + t)); }
+        lses[t] = l_;
+        deltas[t] = d_;
+      }
+      ${st.barrier}
+      ${unroll(RM, RN, (m, n) => `s[${m * RN + n}] = 0.0; dp[${m * RN + n}] = 0.0;`)}
+      ${product('s', RM, RN, hd.e, (m) => ks(`(${row(m)}) * ${QST}u + kk`), (n) => qs(`(${col(n)}) * ${QST}u + kk`))}
+      ${product('dp', RM, RN, hd.ev, (m) => vs(`(${row(m)}) * ${DST}u + kk`), (n) => dos(`(${col(n)}) * ${DST}u + kk`))}
+      ${unroll(RM, RN, (m, n) => `${ps(`(${col(n)}) * ${BK}u + ${row(m)}`)} = s[${m * RN + n}]; ${dss(`(${col(n)}) * ${BK}u + ${row(m)}`)} = dp[${m * RN + n}];`)}
+      ${st.barrier}
+      // one pass over the tile's (key, query) pairs: the only place masks and hooks are evaluated
+      for (var t = lidx; t < ${BK * BQ}u; t = t + WG_SIZE) {
+        let r = t % ${BK}u;
+        let c = t / ${BK}u;
+        let j = k0 + r;
+        let i = i0 + c;
+        let lse_i = lses[c];
+        var pr = 0.0;
+        var dsr = 0.0;
+        if (j < LK && i < i_lim && lse_i != neg_inf()) {
+          let raw = ${ps('t')};
+          let x = finish_score(raw, b, h, i, j, !full_blk);
+          if (x != neg_inf()) {
+            pr = exp(x - lse_i);
+            let ds = pr * (${dss('t')} - deltas[c]);
+            // qs holds q·scale, so dK = Σ dsr · q · scale
+            dsr = ${scoreModGrad(p)};
+          }
+        }
+        ${ps('t')} = pr;
+        ${dss('t')} = dsr;
+      }
+      ${st.barrier}
+      let nq = min(${BQ}u, i_lim - i0);
+      ${product('dva', RM, VQ, 'nq', (m) => ps(`kk * ${BK}u + ${row(m)}`), (n) => dos(`kk * ${DST}u + ${col(n)}`))}
+      ${product('dka', RM, EQ, 'nq', (m) => dss(`kk * ${BK}u + ${row(m)}`), (n) => qs(`kk * ${QST}u + ${col(n)}`))}
+`)}
+  }
+  ${unroll(RM, 1, (m) => `{
+    let j = k0 + ${row(m)};
+    if (j < LK) {
+      ${unroll(1, EQ, (_, n) => `if (${col(n)} < ${hd.e}) { store_dk(dk_idx(b, hk, j, ${col(n)}), dka[${m * EQ + n}]); }`)}
+      ${unroll(1, VQ, (_, n) => `if (${col(n)} < ${hd.ev}) { store_dv(dv_idx(b, hk, j, ${col(n)}), dva[${m * VQ + n}]); }`)}
+    }
+  }`)}`;
+  const WG = TR * TC;
+  const td = tileDispatch(p, 'k', BK, d.Hkv);
+  const grid = td.grid;
+  // dK, dV and (storage staging) the scratch share one buffer: one binding; dK and dV are views of it
+  const total = nk + nv + st.perWorkgroup * grid[0] * grid[1] * grid[2];
+  checkWorkBuffer(total, device, 'flash attention backward (dK/dV)');
+  const buf = empty([total], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_dkv',
+    key: cacheKey(p, `t${BK}x${BQ}x${TR}x${TC}${st.perWorkgroup ? 's' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...td.bindings],
+    uniforms: [...gradUniforms(p), ['dv_at', 'u32'], ['scr_at', 'u32']],
+    workgroupSize: [WG],
+    helpers: `${st.decl}
+fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
+fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
+var<workgroup> lses: array<f32, ${BQ}>;
+var<workgroup> deltas: array<f32, ${BQ}>;
+${DO_AT}
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'k')}`,
+    body,
+  };
+  // passes over (query head of the group, query rows) keep each invocation under the loop cap
+  const cost = ((BQ * (EC + EVC + 2)) / WG + d.E + d.Ev + 2 * BQ + (BK * BQ) / WG + 8) / BQ;
+  const all: [number, number, number, number][] = [];
+  if (!Number.isFinite(device.maxLoopIterations) || d.G * d.Lq * cost <= device.maxLoopIterations * 0.6) all.push([0, d.Lq, 0, d.G]);
+  else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);
+  const values = gradValues(p, g);
+  all.forEach(([c0, c1, g0, g1], n) =>
+    run(spec, [...gradTensors(p, g), buf, ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk, scr_at: nk + nv }, grid),
+  );
+  td.dispose();
+  return { dk: buf.slice(0, 0, nk).reshape(kShape), dv: buf.slice(0, nk, nk + nv).reshape(vShape) };
+}

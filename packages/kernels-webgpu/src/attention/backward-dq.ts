@@ -1,0 +1,145 @@
+/**
+ * The dQ kernel of the backward (FlashAttention-2 style, probabilities recomputed from the lse): one
+ * workgroup per block of query rows; per key tile, S = Q·Kᵀ and dP = dO·Vᵀ are register-blocked tile
+ * products written to staged tiles; one plain loop over the tile's (query, key) pairs computes
+ * dS = P ∘ (dP − delta) with the masks, score function and the flex capture-gradient hook (emitted
+ * once per kernel, never unrolled), and dQ += dS·K is a third product.
+ */
+import { empty, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
+import { run, type ProgramSpec } from '../wgsl.js';
+import {
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
+  type FlashGradInputs, type FlashParams, type Tile,
+} from './plan.js';
+import { blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { captureGradCall, hookGradBindings, hookGradTensors, hookGradWgsl, scoreModGrad } from './hooks.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
+
+function dqBytes(t: Tile, EC: number, EVC: number): number {
+  return 4 * ((t.rows + t.cols) * (EC + 1 + EVC + 1) + 2 * t.rows * t.cols + 2 * t.rows);
+}
+
+/** WGSL of `do_at`: the strided offset of dout (shared by both gradient kernels). */
+export const DO_AT = `fn do_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_do_off() + b * u_do_st(0u) + h * u_do_st(1u) + (qbase(b) + i) * u_do_st(2u) + e * u_do_st(3u); }`;
+
+/** dQ (float32, laid out like q but contiguous) of one backward call. */
+export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const shape = p.varlen ? [d.TQ, d.Hq, d.E] : [d.B, d.Hq, d.Lq, d.E];
+  const nq = shape.reduce((a, x) => a * x, 1);
+  if (nq === 0) return empty(shape, 'float32', device);
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const t = pickTile(device, (c) => dqBytes(c, EC, EVC), 'flash attention backward (dQ)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC)) / c.tc, !!p.hooks);
+  const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
+  const RM = BR / TR;
+  const RN = BC / TC;
+  const EQ = EC / TC;
+  const QST = EC + 1;
+  const DST = EVC + 1;
+  const hd = headDims(p);
+  const row = (m: number) => `tr_ + ${TR * m}u`;
+  const col = (n: number) => `tc_ + ${TC * n}u`;
+  const st = staging(storageStaging(device), [
+    { name: 'qs', len: BR * QST },
+    { name: 'dos', len: BR * DST },
+    { name: 'ks', len: BC * QST },
+    { name: 'vs', len: BC * DST },
+    { name: 'ss', len: BC * BR },
+    { name: 'dss', len: BC * BR },
+  ], 'dq', 'u_scr_at()');
+  const at = (name: string) => (i: string) => st.at(name, i);
+  const [qs, dos, ks, vs, ss, dss] = ['qs', 'dos', 'ks', 'vs', 'ss', 'dss'].map(at) as [(i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string];
+  const body = `
+  ${tileOrigin(p, 'q', BR)}
+  ${st.prologue}
+  ${lanes(t)}
+${kvRange(p, BR)}
+  ${stage(st, 'qs', BR, EC, QST, (r, c) => `q0 + ${r} < LQ && ${c} < ${hd.e}`, (r, c) => `load_q(q_at(b, h, q0 + ${r}, ${c})) * u_scale()`)}
+  ${stage(st, 'dos', BR, EVC, DST, (r, c) => `q0 + ${r} < LQ && ${c} < ${hd.ev}`, (r, c) => `load_dout(do_at(b, h, q0 + ${r}, ${c}))`)}
+  for (var r = lidx; r < ${BR}u; r = r + WG_SIZE) {
+    var l_ = neg_inf();
+    var d_ = 0.0;
+    if (q0 + r < LQ) { l_ = load_lse(lse_idx(b, h, q0 + r)); d_ = load_delta(lse_idx(b, h, q0 + r)); }
+    lses[r] = l_;
+    deltas[r] = d_;
+  }
+  var dqa: array<f32, ${RM * EQ}>;
+  if (u_c_first() == 0u) {
+    ${unroll(RM, 1, (m) => `if (q0 + ${row(m)} < LQ) {
+      ${unroll(1, EQ, (_, n) => `if (${col(n)} < ${hd.e}) { dqa[${m * EQ + n}] = load_dq(dq_idx(b, h, q0 + ${row(m)}, ${col(n)})); }`)}
+    }`)}
+  }
+  var s: array<f32, ${RM * RN}>;
+  var dp: array<f32, ${RM * RN}>;
+  ${blockLoop(p, 'kv', BC, `
+    ${st.barrier}
+    ${stage(st, 'ks', BC, EC, QST, (r, c) => `j0 + ${r} < j_hi && ${c} < ${hd.e}`, (r, c) => `load_k(k_at(b, hk, j0 + ${r}, ${c}))`)}
+    ${stage(st, 'vs', BC, EVC, DST, (r, c) => `j0 + ${r} < j_hi && ${c} < ${hd.ev}`, (r, c) => `load_v(v_at(b, hk, j0 + ${r}, ${c}))`)}
+    ${st.barrier}
+    ${unroll(RM, RN, (m, n) => `s[${m * RN + n}] = 0.0; dp[${m * RN + n}] = 0.0;`)}
+    ${product('s', RM, RN, hd.e, (m) => qs(`(${row(m)}) * ${QST}u + kk`), (n) => ks(`(${col(n)}) * ${QST}u + kk`))}
+    ${product('dp', RM, RN, hd.ev, (m) => dos(`(${row(m)}) * ${DST}u + kk`), (n) => vs(`(${col(n)}) * ${DST}u + kk`))}
+    ${unroll(RM, RN, (m, n) => `${ss(`(${col(n)}) * ${BR}u + ${row(m)}`)} = s[${m * RN + n}]; ${dss(`(${col(n)}) * ${BR}u + ${row(m)}`)} = dp[${m * RN + n}];`)}
+    ${st.barrier}
+    // one pass over the tile's (query, key) pairs: the only place masks and hooks are evaluated
+    for (var t = lidx; t < ${BR * BC}u; t = t + WG_SIZE) {
+      let r = t % ${BR}u;
+      let i = q0 + r;
+      let j = j0 + t / ${BR}u;
+      let lse_i = lses[r];
+      var dsr = 0.0;
+      if (i < LQ && j < j_hi && lse_i != neg_inf()) {
+        let raw = ${ss('t')};
+        let x = finish_score(raw, b, h, i, j, !full_blk);
+        if (x != neg_inf()) {
+          let pr = exp(x - lse_i);
+          let ds = pr * (${dss('t')} - deltas[r]);
+          ${captureGradCall(p)}
+          dsr = ${scoreModGrad(p)} * u_scale();
+        }
+      }
+      ${dss('t')} = dsr;
+    }
+    ${st.barrier}
+    ${product('dqa', RM, EQ, `min(${BC}u, j_hi - j0)`, (m) => dss(`kk * ${BR}u + ${row(m)}`), (n) => ks(`kk * ${QST}u + ${col(n)}`))}
+`)}
+  ${unroll(RM, 1, (m) => `{
+    let i = q0 + ${row(m)};
+    if (i < LQ) {
+      ${unroll(1, EQ, (_, n) => `if (${col(n)} < ${hd.e}) { store_dq(dq_idx(b, h, i, ${col(n)}), dqa[${m * EQ + n}]); }`)}
+    }
+  }`)}`;
+  const WG = TR * TC;
+  const costPerKey = ((BC * (EC + EVC)) / WG + d.E + d.Ev + BC + (BR * BC) / WG + 8) / BC;
+  const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
+  const td = tileDispatch(p, 'q', BR, d.Hq);
+  const grid = td.grid;
+  // dQ and (storage staging) the scratch share one buffer; dQ is a view of its head
+  const total = nq + st.perWorkgroup * grid[0] * grid[1] * grid[2];
+  checkWorkBuffer(total, device, 'flash attention backward (dQ)');
+  const buf = empty([total], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_dq',
+    key: cacheKey(p, `t${BR}x${BC}x${TR}x${TC}${st.perWorkgroup ? 's' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p), ...td.bindings],
+    uniforms: [...gradUniforms(p), ['scr_at', 'u32']],
+    workgroupSize: [WG],
+    helpers: `${st.decl}
+var<workgroup> lses: array<f32, ${BR}>;
+var<workgroup> deltas: array<f32, ${BR}>;
+${DO_AT}
+${scoreHelpers(p)}
+${hookGradWgsl(p)}
+${tileMapWgsl(p, 'q')}`,
+    body,
+  };
+  const values = gradValues(p, g);
+  chunks.forEach(([c0, c1], n) =>
+    run(spec, [...gradTensors(p, g), buf, ...hookGradTensors(p), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, chunks.length), scr_at: nq }, grid),
+  );
+  td.dispose();
+  return total === nq ? buf.reshape(shape) : buf.slice(0, 0, nq).reshape(shape);
+}

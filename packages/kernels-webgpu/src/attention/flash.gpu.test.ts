@@ -1,0 +1,128 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as T from '@webattn/core-tensor';
+import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
+import { setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
+import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
+
+let gpu: WebGPUDevice;
+const cpu = T.cpu();
+beforeAll(async () => {
+  gpu = await gpuDevice();
+});
+afterAll(() => gpu?.destroy());
+
+interface Case {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Lq: number;
+  Lkv: number;
+  E: number;
+  Ev: number;
+  causal: boolean;
+  mask: boolean;
+}
+
+async function attend(c: Case, device: T.Device, dtype: T.DType, backend: 'flash' | 'math') {
+  const q = T.randn([c.B, c.Hq, c.Lq, c.E], { seed: 11, device, dtype }).detach().requiresGrad_();
+  const k = T.randn([c.B, c.Hkv, c.Lkv, c.E], { seed: 12, device, dtype }).detach().requiresGrad_();
+  const v = T.randn([c.B, c.Hkv, c.Lkv, c.Ev], { seed: 13, device, dtype }).detach().requiresGrad_();
+  const dout = T.randn([c.B, c.Hq, c.Lq, c.Ev], { seed: 14, device, dtype });
+  const attnMask = c.mask ? T.randn([c.Lq, c.Lkv], { seed: 15, device, dtype }) : null;
+  const out = sdpaKernel([backend], () => scaledDotProductAttention(q, k, v, { isCausal: c.causal, attnMask, enableGqa: c.Hq !== c.Hkv }));
+  out.backward(dout);
+  return { out: await out.toArray(), dq: await q.grad!.toArray(), dk: await k.grad!.toArray(), dv: await v.grad!.toArray() };
+}
+
+// each case compiles a forward and two backward pipelines of unrolled register tiles: on a loaded
+// 2-core llvmpipe machine a first (uncached) compile took minutes
+const COMPILE_TIMEOUT = 900_000;
+
+// shapes that cross tile edges (rows/cols not multiples of 8, 16, 32, 64) and several key tiles
+const CASES: Case[] = [
+  { B: 1, Hq: 4, Hkv: 2, Lq: 77, Lkv: 131, E: 64, Ev: 64, causal: true, mask: false },
+  { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 40, Ev: 24, causal: false, mask: true },
+  { B: 1, Hq: 1, Hkv: 1, Lq: 19, Lkv: 23, E: 200, Ev: 130, causal: true, mask: false },
+];
+
+describe('cooperative tiles: every tile list matches the float64 reference forward and backward', () => {
+  // `small` + storage staging is what SwiftShader gets (Chromium's software WebGPU)
+  for (const [tiles, staging] of [['software', 'workgroup'], ['hardware', 'workgroup'], ['small', 'storage']] as const) {
+    for (const c of CASES) {
+      it(`${tiles} tiles, ${staging} staging: ${JSON.stringify(c)}`, async () => {
+        setFlashTiles(tiles);
+        setFlashStaging(staging);
+        try {
+          const ref = await attend(c, cpu, 'float64', 'math');
+          const got = await attend(c, gpu, 'float32', 'flash');
+          expectClose(got.out, ref.out, 3e-5, 3e-4, 'out');
+          expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+          expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+          expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+        } finally {
+          setFlashTiles('auto');
+          setFlashStaging('auto');
+        }
+      }, COMPILE_TIMEOUT);
+    }
+  }
+
+  it('hardware tiles with compile-time head dims (the H100 f32 kernels) match too', async () => {
+    setFlashTiles('hardware');
+    setFlashSpecialization('always');
+    try {
+      const c = CASES[0]!;
+      const ref = await attend(c, cpu, 'float64', 'math');
+      const got = await attend(c, gpu, 'float32', 'flash');
+      expectClose(got.out, ref.out, 3e-5, 3e-4, 'out');
+      expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+      expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+      expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+    } finally {
+      setFlashTiles('auto');
+      setFlashSpecialization('auto');
+    }
+  }, COMPILE_TIMEOUT);
+});
+
+describe('NaN inputs propagate like PyTorch', () => {
+  it('a NaN in one query row gives NaN in that row only; the other rows match the reference', async () => {
+    const [B, H, L, E] = [1, 2, 40, 16];
+    const qa = Array.from(await T.randn([B, H, L, E], { seed: 21, device: cpu, dtype: 'float64' }).toArray());
+    const bad = 1 * L * E + 7 * E + 3; // head 1, row 7
+    qa[bad] = Number.NaN;
+    const k = T.randn([B, H, L, E], { seed: 22, device: gpu });
+    const v = T.randn([B, H, L, E], { seed: 23, device: gpu });
+    const q = T.tensor(qa, [B, H, L, E], { device: gpu, dtype: 'float32' });
+    const out = await sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v, { isCausal: true })).toArray();
+    // reference: the same inputs with the NaN row replaced, on the float64 CPU backend
+    const qc = qa.slice();
+    qc[bad] = 0;
+    const ref = await scaledDotProductAttention(
+      T.tensor(qc, [B, H, L, E], { device: cpu, dtype: 'float64' }),
+      T.tensor(Array.from(await k.toArray()), [B, H, L, E], { device: cpu, dtype: 'float64' }),
+      T.tensor(Array.from(await v.toArray()), [B, H, L, E], { device: cpu, dtype: 'float64' }),
+      { isCausal: true },
+    ).toArray();
+    for (let r = 0; r < B * H * L; r++) {
+      const row = Array.from(out.slice(r * E, (r + 1) * E));
+      if (r === L + 7) expect(row.every(Number.isNaN)).toBe(true);
+      else expectClose(row, Array.from(ref.slice(r * E, (r + 1) * E)), 3e-5, 3e-4, `row ${r}`);
+    }
+  });
+
+  it('a NaN value reaches every query that attends to its key (causal: rows at and after it)', async () => {
+    const [B, H, L, E] = [1, 1, 24, 16];
+    const va = Array.from(await T.randn([B, H, L, E], { seed: 31, device: cpu, dtype: 'float64' }).toArray());
+    va[10 * E + 2] = Number.NaN; // key 10, column 2
+    const q = T.randn([B, H, L, E], { seed: 32, device: gpu });
+    const k = T.randn([B, H, L, E], { seed: 33, device: gpu });
+    const v = T.tensor(va, [B, H, L, E], { device: gpu, dtype: 'float32' });
+    const out = await sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v, { isCausal: true })).toArray();
+    for (let r = 0; r < L; r++) {
+      // rows before it give it probability 0; 0·NaN is NaN in PyTorch's matmul too, so only rows ≥ 10 are pinned down
+      if (r >= 10) expect(Number.isNaN(out[r * E + 2]!)).toBe(true);
+      expect(Number.isNaN(out[r * E + 5]!)).toBe(false);
+    }
+  });
+});

@@ -1,0 +1,354 @@
+/**
+ * The subgroup-matrix (tensor core) forward of the attention generator: float16 q/k/v, f32
+ * accumulation, f32 online softmax; the same plan, masks, causal/window/block-sparse skipping, varlen
+ * layout and flex hooks as the tile forward (`forward.ts`), the same outputs (o in the input dtype, lse
+ * f32). Selected when the device has `chromium-experimental-subgroup-matrix` with an f16→f32 16×16×16
+ * configuration and subgroups of 32; everything else takes the tile forward.
+ *
+ * One workgroup = `nsg` subgroups of 32 invocations; subgroup `sg` owns `rs` (16 or 32) query rows.
+ * Q is loaded once into left matrices (registers). Per key tile of `bc` keys (K and V staged as f16 in
+ * workgroup memory): S = Q·Kᵀ by MMAs (K read column-major is Kᵀ) → f32 in workgroup memory; one
+ * invocation per query row applies scale, masks and score/mask functions there and runs the online
+ * softmax in f32, writing P as f16; O += P·V by MMAs into result matrices that stay in registers for the
+ * whole key loop. Subgroup matrices have no per-row scaling, so the running max is updated lazily
+ * (FlashAttention-4): P = exp(s − m_ref) with the row's reference max m_ref, which moves (and O is
+ * rescaled through workgroup memory) only when a tile's max exceeds it by more than {@link LAZY}; P ≤ e^8
+ * then always fits f16. NaN scores count as +∞ in the max, so a NaN row comes out NaN (as the tile path).
+ *
+ * `emulate` renders the same kernel with plain-WGSL stand-ins for the matrix types and builtins (f32
+ * storage, every invocation of an emulated subgroup holds the whole 16×16 matrix): the tile logic then
+ * runs and is tested on adapters without the feature (llvmpipe, SwiftShader).
+ */
+import { empty, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
+import { run, type ProgramSpec } from '../wgsl.js';
+import { cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, inputBindings, inputTensors, type FlashParams } from './plan.js';
+import { blockLoop, kvRange, lens, scoreHelpers } from './shared.js';
+
+/** How far (natural log) a tile's max may exceed the reference max before O is rescaled: P ≤ e^8 ≈ 2981. */
+export const LAZY = 8;
+
+/** Tiling of the subgroup-matrix forward. */
+export interface SgmatConfig {
+  /** Query rows per subgroup (one invocation per row in the softmax): 16 or 32. */
+  rs: 16 | 32;
+  /** Subgroups per workgroup (query rows per workgroup = rs · nsg). */
+  nsg: number;
+  /** Keys per tile (multiple of 16). */
+  bc: number;
+  /** Stage K transposed (head dim × keys) and load Kᵀ row-major instead of column-major. */
+  kt?: boolean;
+  /** Keep Q in workgroup memory and load its left matrices per key tile (instead of holding them across the key loop). */
+  qreload?: boolean;
+  /** Diagnostics: write the first tile's raw scores (`S`) or probabilities (`P`, lse = reference max) to the output instead. */
+  debug?: 'S' | 'P';
+}
+
+/** `auto`: the subgroup-matrix forward where the device has it (f16 inputs); `off`; `emulate`: plain-WGSL stand-ins for f32 inputs on any adapter (tests). */
+export type SgmatMode = 'auto' | 'off' | 'emulate';
+// off by default: on the H100 (Dawn/Vulkan, webgpu 0.6.2) the real kernel computes wrong scores (issue #12);
+// 'auto' selects it where the device has it, for the tests and benchmarks that validate it there
+let mode: SgmatMode = 'off';
+let forced: SgmatConfig | null = null;
+
+/** Selects the subgroup-matrix forward mode and optionally forces a tiling (benchmarks, tests). Results are the same. */
+export function setFlashSubgroupMatrix(m: SgmatMode, cfg: SgmatConfig | null = null): void {
+  mode = m;
+  forced = cfg;
+}
+
+/** True when the device can run the real kernel: f16, a 16×16×16 f16→f32 matrix configuration, subgroups of 32. */
+export function hasSgmatAttention(device: WebGPUDevice): boolean {
+  const c = device.caps;
+  if (!c.f16 || !device.hasFeature('subgroups')) return false;
+  const cfg = c.subgroupMatrix.some((m) => m.componentType === 'f16' && m.resultComponentType === 'f32' && m.M === 16 && m.N === 16 && m.K === 16);
+  // lanes are numbered local_invocation_index % 32: the kernel needs subgroups of exactly 32 (NVIDIA's warps)
+  const sizes = (c.subgroupMinSize === 32 && c.subgroupMaxSize === 32) || (c.subgroupMinSize === 0 && c.subgroupMaxSize === 0 && /nvidia/i.test(device.info.adapter));
+  return cfg && sizes;
+}
+
+const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
+
+/** Workgroup memory of a tiling (bytes); `eb` bytes per staged element (2: f16, 4: emulated f32). */
+function bytesOf(c: SgmatConfig, EC: number, EVC: number, eb: number): number {
+  const BR = c.rs * c.nsg;
+  const k = c.kt ? EC * (c.bc + 8) : c.bc * (EC + 8);
+  return eb * k + eb * c.bc * (EVC + 8) + 4 * BR * (c.bc + 4) + eb * BR * (c.bc + 8) + 4 * BR + 16 + (c.qreload ? eb * BR * (EC + 8) : 0);
+}
+
+/** The tiling this call would run with on the subgroup-matrix forward, or null (then the tile forward runs). */
+export function sgmatPlan(p: FlashParams): (SgmatConfig & { emulate: boolean }) | null {
+  if (mode === 'off') return null;
+  const device = p.q.device as WebGPUDevice;
+  const emulate = mode === 'emulate';
+  if (emulate ? p.q.dtype !== 'float32' : p.q.dtype !== 'float16' || !hasSgmatAttention(device)) return null;
+  // one pass over the keys: adapters with a loop cap (llvmpipe) only run the emulation, on small shapes
+  const d = dims(p);
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  if (EC > 128 || EVC > 128) return null;
+  const rs: 16 | 32 = EC <= 64 && EVC <= 64 ? 32 : 16;
+  // block-sparse tables are per 64 query rows: a workgroup must not straddle two q blocks
+  const maxRows = p.blocks ? 64 : 128;
+  const list: SgmatConfig[] = forced
+    ? [forced]
+    : [
+        { rs, nsg: maxRows / rs, bc: 32 },
+        { rs, nsg: Math.min(4, maxRows / rs), bc: 16 },
+        { rs: 16, nsg: 2, bc: 16 },
+      ];
+  const budget = device.limits.maxComputeWorkgroupStorageSize;
+  const c = list.find((x) => bytesOf(x, EC, EVC, emulate ? 4 : 2) <= budget && x.rs * x.nsg <= maxRows && x.nsg * 32 <= device.limits.maxComputeInvocationsPerWorkgroup);
+  return c ? { ...c, emulate } : null;
+}
+
+/** WGSL emitters of the matrix operations: Dawn's subgroup matrices, or per-invocation stand-ins. */
+interface MatOps {
+  /** A zero matrix variable of kind L (left f16), R (right f16) or A (result f32). */
+  decl(name: string, kind: 'L' | 'R' | 'A'): string;
+  /** `dst` = the 16×16 matrix at `buf[off + r·stride + c]` (column-major: `buf[off + c·stride + r]`). */
+  load(dst: string, kind: 'L' | 'R' | 'A', buf: string, off: string, colMajor: boolean, stride: number): string;
+  /** `dst = a·b + c`. */
+  mma(dst: string, a: string, b: string, c: string): string;
+  /** Stores result matrix `src` row-major at `buf[off]` with `stride`. */
+  store(buf: string, off: string, src: string, stride: number): string;
+}
+
+const TYPES = { L: 'subgroup_matrix_left<f16, 16, 16>', R: 'subgroup_matrix_right<f16, 16, 16>', A: 'subgroup_matrix_result<f32, 16, 16>' };
+
+const REAL: MatOps = {
+  decl: (n, k) => `var ${n}: ${TYPES[k]};`,
+  load: (dst, k, buf, off, cm, st) => `${dst} = subgroupMatrixLoad<${TYPES[k]}>(&${buf}, ${off}, ${cm}, ${st}u);`,
+  mma: (dst, a, b, c) => `${dst} = subgroupMatrixMultiplyAccumulate(${a}, ${b}, ${c});`,
+  store: (buf, off, src, st) => `subgroupMatrixStore(&${buf}, ${off}, ${src}, false, ${st}u);`,
+};
+
+// loop bounds come from workgroup memory (EMN = 16 at run time) so that shader compilers do not unroll them:
+// llvmpipe compiles the emulation in seconds instead of minutes
+// llvmpipe stops an invocation's loops after 65535 iterations in all: rows are looped, the 16 columns unrolled;
+// loop bounds come from workgroup memory (EMN = 16 at run time) so that compilers do not unroll the rows too
+const cols16 = (f: (c: number) => string) => Array.from({ length: 16 }, (_, c) => f(c)).join(' ');
+const EMU: MatOps = {
+  decl: (n) => `var ${n}: EmM;`,
+  load: (dst, _k, buf, off, cm, st) =>
+    `for (var r_ = 0u; r_ < EMN; r_ = r_ + 1u) { ${cols16((c) => `${dst}[r_ * 16u + ${c}u] = f32(${buf}[${off} + ${cm ? `${c * st}u + r_` : `r_ * ${st}u + ${c}u`}]);`)} }`,
+  mma: (dst, a, b, c) => {
+    if (dst !== c) throw new Error('internal: emulated MMA accumulates in place');
+    return `em_mma(&${dst}, &${a}, &${b}, EMN);`;
+  },
+  // the emulated subgroup's invocations hold equal copies: each stores its share of the rows
+  store: (buf, off, src, st) => `if (lane < EMN) { ${cols16((c) => `${buf}[${off} + lane * ${st}u + ${c}u] = ${src}[lane * 16u + ${c}u];`)} }`,
+};
+
+const EMU_WGSL = `alias EmM = array<f32, 256>;
+var<workgroup> wg_emn: u32;
+fn em_mma(d: ptr<function, EmM>, a: ptr<function, EmM>, b: ptr<function, EmM>, n: u32) {
+  for (var i = 0u; i < n * n; i = i + 1u) {
+    let r = i / 16u;
+    let c = i % 16u;
+    (*d)[i] = (*d)[i] + ${Array.from({ length: 16 }, (_, k) => `(*a)[r * 16u + ${k}u] * (*b)[${k * 16}u + c]`).join(' + ')};
+  }
+}`;
+
+const seq = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** Forward on subgroup matrices: output `[B, Hq, Lq, Ev]` (input dtype) and lse `[B, Hq, Lq]` (f32, natural log). */
+export function flashForwardSgmat(p: FlashParams, cfg: SgmatConfig & { emulate: boolean }): { out: Tensor; lse: Tensor } {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const out = empty(p.varlen ? [d.TQ, d.Hq, d.Ev] : [d.B, d.Hq, d.Lq, d.Ev], p.q.dtype, device);
+  const lse = empty(p.varlen ? [d.Hq, d.TQ] : [d.B, d.Hq, d.Lq], 'float32', device);
+  if (d.B * d.Hq * d.Lq === 0 || out.size === 0) return { out, lse };
+  checkGrid(device, d.B * d.Hq, 'query');
+  const spec = sgmatSpec(p, cfg);
+  run(spec, [...inputTensors(p), out, lse], { ...commonValues(p), ...chunkValues(0, d.Lkv, 0, 1) }, [Math.ceil(d.Lq / (cfg.rs * cfg.nsg)), d.B * d.Hq, 1]);
+  return { out, lse };
+}
+
+/** The program of {@link flashForwardSgmat} (exported for inspection of the generated WGSL). */
+export function sgmatSpec(p: FlashParams, cfg: SgmatConfig & { emulate: boolean }): ProgramSpec {
+  const d = dims(p);
+  const { rs: RS, nsg: NSG, bc: BC, emulate } = cfg;
+  const M = emulate ? EMU : REAL;
+  const EL = emulate ? 'f32' : 'f16';
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const BR = RS * NSG;
+  const KT = !!cfg.kt;
+  const QR = !!cfg.qreload;
+  const KST = KT ? BC + 8 : EC + 8;
+  const QST = EC + 8;
+  const VST = EVC + 8;
+  const SST = BC + 4;
+  const PST = BC + 8;
+  const NR = RS / 16; // row blocks per subgroup
+  const NE = ceil16(EC) / 16; // head-dim blocks of q/k
+  const NV = ceil16(EVC) / 16; // head-dim blocks of v / o
+  const NC = BC / 16; // key blocks of a tile
+  const CW = Math.min(BC, EVC); // output columns moved through workgroup memory at a time
+  const NCH = EVC / CW;
+  const E = `${d.E}u`;
+  const EV = `${d.Ev}u`;
+  const rowOff = (rb: number, st: number) => `(sg * ${RS}u + ${rb * 16}u) * ${st}u`;
+  // O (result matrices) through this subgroup's rows of sbuf, CW columns at a time: `each(ch)` runs between store and reload
+  const throughWg = (each: (ch: number) => string, reload: boolean) =>
+    seq(NCH).map((ch) => `{
+    ${seq(NR).flatMap((rb) => seq(CW / 16).map((nb) => M.store('sbuf', `${rowOff(rb, SST)} + ${nb * 16}u`, `o_${rb}_${ch * (CW / 16) + nb}`, SST))).join('\n    ')}
+    workgroupBarrier();
+    ${each(ch)}
+    workgroupBarrier();
+    ${reload ? seq(NR).flatMap((rb) => seq(CW / 16).map((nb) => M.load(`o_${rb}_${ch * (CW / 16) + nb}`, 'A', 'sbuf', `${rowOff(rb, SST)} + ${nb * 16}u`, false, SST))).join('\n    ') : ''}
+    ${reload ? 'workgroupBarrier();' : ''}
+  }`).join('\n  ');
+  const body = `
+  let bh = wid.y;
+  let b = bh / u_hq();
+  let h = bh % u_hq();
+  let hk = h / u_group();
+  let q0 = wid.x * ${BR}u;
+  ${lens(p)}
+  if (q0 >= LQ) { return; }
+  let sg = lidx / 32u;
+  let lane = lidx % 32u;${emulate ? `
+  if (lidx == 0u) { wg_emn = 16u; }
+  workgroupBarrier();
+  let EMN = workgroupUniformLoad(&wg_emn);` : ''}
+  let own = lane < ${RS}u;
+  let my_r = sg * ${RS}u + min(lane, ${RS - 1}u);
+  let qi = q0 + my_r;
+${kvRange(p, BR)}
+  ${QR ? `// Q in workgroup memory for the whole key loop
+  for (var t = lidx; t < ${BR * EC}u; t = t + WG_SIZE) {
+    let r_ = t / ${EC}u;
+    let c_ = t % ${EC}u;
+    var x_ = 0.0;
+    if (q0 + r_ < LQ && c_ < ${E}) { x_ = load_q(q_at(b, h, q0 + r_, c_)); }
+    qs[r_ * ${QST}u + c_] = ${EL}(x_);
+  }` : `// Q, 16 head-dim columns at a time through pbuf, into left matrices kept for the whole key loop
+  ${seq(NR).flatMap((rb) => seq(NE).map((eb) => M.decl(`ql_${rb}_${eb}`, 'L'))).join('\n  ')}
+  ${seq(NE).map((eb) => `workgroupBarrier();
+  for (var t = lidx; t < ${BR * 16}u; t = t + WG_SIZE) {
+    let r_ = t / 16u;
+    let e_ = ${eb * 16}u + t % 16u;
+    var x_ = 0.0;
+    if (q0 + r_ < LQ && e_ < ${E}) { x_ = load_q(q_at(b, h, q0 + r_, e_)); }
+    pbuf[r_ * ${PST}u + t % 16u] = ${EL}(x_);
+  }
+  workgroupBarrier();
+  ${seq(NR).map((rb) => M.load(`ql_${rb}_${eb}`, 'L', 'pbuf', rowOff(rb, PST), false, PST)).join('\n  ')}`).join('\n  ')}`}
+  ${seq(NR).flatMap((rb) => seq(NV).map((nb) => M.decl(`o_${rb}_${nb}`, 'A'))).join('\n  ')}
+  var m_ref = neg_inf();
+  var l_run = 0.0;
+  ${blockLoop(p, 'kv', BC, `
+    workgroupBarrier();
+    for (var t = lidx; t < ${BC * EC}u; t = t + WG_SIZE) {
+      let r_ = t / ${EC}u;
+      let c_ = t % ${EC}u;
+      var x_ = 0.0;
+      if (j0 + r_ < j_hi && c_ < ${E}) { x_ = load_k(k_at(b, hk, j0 + r_, c_)); }
+      ks[${KT ? `c_ * ${KST}u + r_` : `r_ * ${KST}u + c_`}] = ${EL}(x_);
+    }
+    for (var t = lidx; t < ${BC * EVC}u; t = t + WG_SIZE) {
+      let r_ = t / ${EVC}u;
+      let c_ = t % ${EVC}u;
+      var x_ = 0.0;
+      if (j0 + r_ < j_hi && c_ < ${EV}) { x_ = load_v(v_at(b, hk, j0 + r_, c_)); }
+      vs[r_ * ${VST}u + c_] = ${EL}(x_);
+    }
+    if (lidx == 0u) { wg_flag = 0u; }
+    workgroupBarrier();
+    // S = Q·Kᵀ (raw dot products) into this subgroup's rows of sbuf
+    ${seq(NC).map((cb) => `{
+      ${seq(NR).map((rb) => M.decl(`sa_${rb}`, 'A')).join(' ')}
+      ${seq(NE).map((eb) => `{
+        ${M.decl('kr', 'R')}
+        ${KT ? M.load('kr', 'R', 'ks', `${eb * 16 * KST + cb * 16}u`, false, KST) : M.load('kr', 'R', 'ks', `${cb * 16 * KST + eb * 16}u`, true, KST)}
+        ${seq(NR).map((rb) => (QR ? `{ ${M.decl('qx', 'L')} ${M.load('qx', 'L', 'qs', `${rowOff(rb, QST)} + ${eb * 16}u`, false, QST)} ${M.mma(`sa_${rb}`, 'qx', 'kr', `sa_${rb}`)} }` : M.mma(`sa_${rb}`, `ql_${rb}_${eb}`, 'kr', `sa_${rb}`))).join('\n        ')}
+      }`).join('\n      ')}
+      ${seq(NR).map((rb) => M.store('sbuf', `${rowOff(rb, SST)} + ${cb * 16}u`, `sa_${rb}`, SST)).join('\n      ')}
+    }`).join('\n    ')}
+    workgroupBarrier();${cfg.debug === 'S' ? `
+    if (own && qi < LQ) { for (var c = 0u; c < ${Math.min(BC, d.Ev)}u; c = c + 1u) { store_out(o_idx(b, h, qi, c), sbuf[my_r * ${SST}u + c]); } }
+    return;` : ''}
+    // online softmax in f32, one invocation per query row
+    var alpha = 1.0;
+    if (own) {
+      var mt = neg_inf();
+      for (var c = 0u; c < ${BC}u; c = c + 1u) {
+        let j = j0 + c;
+        var x = neg_inf();
+        if (qi < LQ && j < j_hi) { x = finish_score(sbuf[my_r * ${SST}u + c] * u_scale(), b, h, qi, j, !full_blk); }
+        sbuf[my_r * ${SST}u + c] = x;
+        mt = max(mt, nan_hi(x));
+      }
+      var m_new = m_ref;
+      if (mt > m_ref + ${LAZY.toFixed(1)}) {
+        m_new = mt;
+        // a row that saw no score yet has O = 0 and l = 0: nothing to rescale
+        if (m_ref != neg_inf()) { alpha = exp(m_ref - mt); wg_flag = 1u; }
+      }
+      let live = m_new != neg_inf();
+      var rsum = 0.0;
+      for (var c = 0u; c < ${BC}u; c = c + 1u) {
+        let pr = ${EL}(select(0.0, exp(sbuf[my_r * ${SST}u + c] - m_new), live));
+        pbuf[my_r * ${PST}u + c] = pr;
+        rsum = rsum + f32(pr);
+      }
+      l_run = l_run * alpha + rsum;
+      m_ref = m_new;
+    }
+    ${cfg.debug === 'P' ? `workgroupBarrier();
+    if (own && qi < LQ) { for (var c = 0u; c < ${Math.min(BC, d.Ev)}u; c = c + 1u) { store_out(o_idx(b, h, qi, c), f32(pbuf[my_r * ${PST}u + c])); } store_lse(lse_idx(b, h, qi), m_ref); }
+    return;` : ''}
+    // an explicit barrier before the uniform load: on the H100 (Dawn/Vulkan) the emulated kernel behaved as if
+    // workgroupUniformLoad alone did not order other invocations' earlier workgroup writes (P, the flag)
+    workgroupBarrier();
+    if (workgroupUniformLoad(&wg_flag) != 0u) {
+      // some row's reference max moved: O = O · alpha (per row) through workgroup memory
+      ${throughWg(() => `if (own) { for (var c = 0u; c < ${CW}u; c = c + 1u) { sbuf[my_r * ${SST}u + c] = sbuf[my_r * ${SST}u + c] * alpha; } }`, true)}
+    }
+    // O += P·V
+    ${seq(NC).map((kb) => `{
+      ${seq(NR).map((rb) => `${M.decl(`pl_${rb}`, 'L')} ${M.load(`pl_${rb}`, 'L', 'pbuf', `${rowOff(rb, PST)} + ${kb * 16}u`, false, PST)}`).join('\n      ')}
+      ${seq(NV).map((nb) => `{
+        ${M.decl('vr', 'R')}
+        ${M.load('vr', 'R', 'vs', `${kb * 16 * VST + nb * 16}u`, false, VST)}
+        ${seq(NR).map((rb) => M.mma(`o_${rb}_${nb}`, `pl_${rb}`, 'vr', `o_${rb}_${nb}`)).join('\n        ')}
+      }`).join('\n      ')}
+    }`).join('\n    ')}
+`)}
+  if (own) {
+    linv[my_r] = select(1.0 / l_run, 0.0, l_run == 0.0);
+    if (qi < LQ) { store_lse(lse_idx(b, h, qi), select(m_ref + log(l_run), neg_inf(), l_run == 0.0)); }
+  }
+  ${throughWg((ch) => `for (var t = lane; t < ${RS * CW}u; t = t + 32u) {
+      let row = sg * ${RS}u + t / ${CW}u;
+      let e = ${ch * CW}u + t % ${CW}u;
+      let i = q0 + row;
+      if (i < LQ && e < ${EV}) { store_out(o_idx(b, h, i, e), sbuf[row * ${SST}u + t % ${CW}u] * linv[row]); }
+    }`, false)}`;
+  const helpers = `${emulate ? EMU_WGSL : ''}
+var<workgroup> ks: array<${EL}, ${KT ? EC * KST : BC * KST}>;
+${QR ? `var<workgroup> qs: array<${EL}, ${BR * QST}>;` : ''}
+var<workgroup> vs: array<${EL}, ${BC * VST}>;
+var<workgroup> sbuf: array<f32, ${BR * SST}>;
+var<workgroup> pbuf: array<${EL}, ${BR * PST}>;
+var<workgroup> linv: array<f32, ${BR}>;
+var<workgroup> wg_flag: u32;
+fn nan_hi(x: f32) -> f32 { return select(x, pos_inf(), x != x); }
+${scoreHelpers(p)}`;
+  return {
+    name: 'flash_attention_forward_sgmat',
+    key: cacheKey(p, `sgmat${emulate ? 'E' : ''}:${RS}x${NSG}x${BC}${KT ? 'T' : ''}${QR ? 'Q' : ''}:x${d.E}:${d.Ev}${cfg.debug ?? ''}`),
+    bindings: [
+      ...inputBindings(p),
+      { name: 'out', dtype: p.q.dtype, access: 'read_write' },
+      { name: 'lse', dtype: 'float32', access: 'read_write' },
+    ],
+    uniforms: commonUniforms(p),
+    workgroupSize: [NSG * 32],
+    helpers,
+    body,
+    ...(emulate ? {} : { directives: ['diagnostic(off, chromium.subgroup_matrix_uniformity);', 'enable subgroups;', 'enable chromium_experimental_subgroup_matrix;'] }),
+  };
+}

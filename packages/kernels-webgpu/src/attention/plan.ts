@@ -1,0 +1,430 @@
+/**
+ * The plan of one attention call: the parameter types every front door fills in, the dimensions,
+ * uniforms and bindings shared by the forward and the two backward kernels, the tile shapes chosen
+ * for the adapter's workgroup memory, and the passes that keep one invocation under the adapter's
+ * loop-iteration cap. No WGSL here besides binding and uniform declarations.
+ */
+import { broadcastStrides, WebattnError, type Tensor } from '@webattn/core-tensor';
+import type { WebGPUDevice } from '../device/webgpu-device.js';
+import type { BindingSpec, UniformField, UniformValues } from '../wgsl.js';
+
+/** Largest head dimension (E and Ev) the flash kernels compile for. */
+export const FLASH_MAX_HEAD_DIM = 256;
+
+/** Additive (float) or boolean (true = attend) mask tensor read tile by tile, broadcast by strides. */
+export interface FlashMask {
+  /** The mask, broadcastable to `[B, Hq, Lq, Lkv]`. */
+  tensor: Tensor;
+  /** `bool`: true = attend; `float`: added to the scaled scores. */
+  kind: 'bool' | 'float';
+}
+
+/**
+ * Captured values of a front door's hook functions: tensors as read-only storage bindings, numbers as
+ * uniform fields (read in WGSL as `u_<name>()`).
+ */
+export interface FlashCaptures {
+  /** Read-only storage bindings of captured tensors. */
+  bindings: BindingSpec[];
+  /** The tensors of `bindings`, in order. */
+  tensors: Tensor[];
+  /** Uniform fields of captured numbers. */
+  uniforms?: UniformField[];
+  /** Values of `uniforms`. */
+  values?: UniformValues;
+}
+
+/** Gradients into captured tensors, accumulated by the dQ kernel once per visible (query, key) pair. */
+export interface FlashCaptureGrads {
+  /**
+   * Body of `capture_grads(s: f32, b: u32, h: u32, q: u32, kv: u32, g: f32)`: `s` the raw scaled score,
+   * `g` = d(loss)/d(modified score).
+   */
+  body: string;
+  /** Module-scope WGSL the body calls (e.g. atomic adds into the gradient bindings). */
+  helpers: string;
+  /** Read-write bindings of the gradient buffers. */
+  bindings: BindingSpec[];
+  /** The tensors of `bindings`, in order. */
+  tensors: Tensor[];
+}
+
+/**
+ * Hooks a front door adds to the generated kernels, as a typed description: function BODIES (the
+ * generator writes every signature and every call site, once per kernel), the module-scope helpers they
+ * call, their captures and capture gradients. Indices are u32, the score f32.
+ * @example const softcap: FlashHooks = { key: 'softcap', scoreMod: 'return u_cap() * tanh(s / u_cap());', captures: { bindings: [], tensors: [], uniforms: [['cap', 'f32']], values: { cap: 30 } } };
+ */
+export interface FlashHooks {
+  /** Cache-key part for everything below (same key ⇒ same WGSL). */
+  key: string;
+  /** Body of `score_mod(s: f32, b: u32, h: u32, q: u32, kv: u32) -> f32`, applied to every visible score. */
+  scoreMod?: string | null;
+  /** Body of `score_mod_grad(s: f32, b: u32, h: u32, q: u32, kv: u32, g: f32) -> f32` = g · ∂score_mod/∂s (backward; required with `scoreMod`). */
+  scoreModGrad?: string | null;
+  /** Body of `mask_mod(b: u32, h: u32, q: u32, kv: u32) -> bool` (true = attend), skipped on full blocks. */
+  maskMod?: string | null;
+  /** Module-scope WGSL the bodies call (helper functions, capture index functions). */
+  helpers?: string;
+  /** Captured tensors and numbers. */
+  captures?: FlashCaptures | null;
+  /** Gradients into captured tensors (backward). */
+  captureGrads?: FlashCaptureGrads | null;
+}
+
+/** Everything the generator needs to know about one attention call. */
+export interface FlashParams {
+  /** Queries `[B, Hq, Lq, E]` (any strides; `[totalQ, Hq, E]` with `varlen`). */
+  q: Tensor;
+  /** Keys `[B, Hkv, Lkv, E]` (`[totalK, Hkv, E]` with `varlen`). */
+  k: Tensor;
+  /** Values `[B, Hkv, Lkv, Ev]` (`[totalK, Hkv, Ev]` with `varlen`). */
+  v: Tensor;
+  /** Multiplies q·k before masks and score functions. */
+  scale: number;
+  /** Causal: key j is visible to query i iff j <= i + causalOffset (0 = PyTorch top-left). */
+  causal: boolean;
+  /** Diagonal offset of the causal mask (dense layout). */
+  causalOffset: number;
+  /** Mask tensor read tile by tile, or null. */
+  mask: FlashMask | null;
+  /** Front-door hooks (score/mask functions, captures), or null. */
+  hooks: FlashHooks | null;
+  /**
+   * Packed variable-length layout (FlashAttention `varlen`): q is `[totalQ, Hq, E]`, k/v `[totalK, Hkv, E|Ev]`,
+   * sequence b owns rows `cuQ[b]..cuQ[b+1]` (int32 `[B+1]`). Causal is then aligned bottom-right per
+   * sequence (offset Lk_b − Lq_b) and `causalOffset` is ignored. Output `[totalQ, Hq, Ev]`, lse `[Hq, totalQ]`.
+   */
+  varlen?: {
+    /** int32 `[B+1]` query row offsets. */
+    cuQ: Tensor;
+    /** int32 `[B+1]` key row offsets. */
+    cuK: Tensor;
+    /** Longest query sequence. */
+    maxQ: number;
+    /** Longest key sequence. */
+    maxK: number;
+    /** Host copy of `cuQ` when the caller has one: the tile map is then built on the host (`tile-map.ts`). */
+    hostCuQ?: Int32Array | null;
+    /** Host copy of `cuK` likewise. */
+    hostCuK?: Int32Array | null;
+  } | null;
+  /** Local attention window: key j visible iff i + off − left ≤ j ≤ i + off + right (−1 = unbounded). */
+  window?: {
+    /** Keys allowed before the diagonal (−1 = unbounded). */
+    left: number;
+    /** Keys allowed after the diagonal (−1 = unbounded). */
+    right: number;
+  } | null;
+  /**
+   * Block-sparse tables (FlexAttention's BlockMask, int32 on the device): per (b, h, q block) the
+   * partial kv blocks (`kvNum`/`kvIdx`, mask function evaluated) and full kv blocks (`fullKvNum`/
+   * `fullKvIdx`, mask function skipped); per kv block the transposed q lists for the dK/dV pass.
+   * `bs` must be a multiple of 64. `bm`/`hm` are 1 when the mask broadcasts over batch/heads.
+   */
+  blocks?: FlashBlocks | null;
+}
+
+/**
+ * Block-sparse tables of {@link FlashParams.blocks}, packed in one int32 tensor (one storage binding):
+ * `offsets` gives where kvNum, kvIdx, fullKvNum, fullKvIdx, qNum, qIdx, fullQNum, fullQIdx start.
+ */
+export interface FlashBlocks {
+  /** Block size (a multiple of 64). */
+  bs: number;
+  /** Batch extent of the tables (1 = broadcast). */
+  bm: number;
+  /** Head extent of the tables (1 = broadcast). */
+  hm: number;
+  /** Query blocks. */
+  nqb: number;
+  /** Key blocks. */
+  nkb: number;
+  /** All eight tables, packed. */
+  table: Tensor;
+  /** Start of each table in `table`. */
+  offsets: readonly number[];
+}
+
+/** Inputs of the backward pass besides the forward parameters. */
+export interface FlashGradInputs {
+  /** Gradient of the output, shaped like it (any strides). */
+  dout: Tensor;
+  /** The forward's log-sum-exp, contiguous float32. */
+  lse: Tensor;
+  /** rowsum(dout ∘ out), laid out like `lse`, contiguous float32. */
+  delta: Tensor;
+}
+
+/** Sizes of one call (varlen: B sequences, Lq/Lkv the longest). */
+export interface Dims {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Lq: number;
+  Lkv: number;
+  E: number;
+  Ev: number;
+  G: number;
+  TQ: number;
+  TK: number;
+}
+
+export function dims(p: FlashParams): Dims {
+  if (p.varlen) {
+    const [TQ, Hq, E] = p.q.shape as [number, number, number];
+    const [TK, Hkv] = p.k.shape as [number, number, number];
+    const Ev = p.v.shape[2]!;
+    const B = p.varlen.cuQ.shape[0]! - 1;
+    return { B, Hq, Hkv, Lq: p.varlen.maxQ, Lkv: p.varlen.maxK, E, Ev, G: Hq / Hkv, TQ, TK };
+  }
+  const [B, Hq, Lq, E] = p.q.shape as [number, number, number, number];
+  const [, Hkv, Lkv] = p.k.shape as [number, number, number, number];
+  const Ev = p.v.shape[3]!;
+  return { B, Hq, Hkv, Lq, Lkv, E, Ev, G: Hq / Hkv, TQ: B * Hq * Lq, TK: B * Hkv * Lkv };
+}
+
+/** 4-D (b, h, row, e) strides of an operand: packed varlen operands have no batch stride (rows are global). */
+export function strides4(t: Tensor, varlen: boolean): number[] {
+  return varlen ? [0, t.strides[1]!, t.strides[0]!, t.strides[2]!] : t.strides.slice();
+}
+
+/** Head-dim size class the staged tiles are declared with (one pipeline serves every E in a class). */
+export function dimClass(n: number): number {
+  for (const c of [16, 32, 64, 128, 256]) if (n <= c) return c;
+  return n;
+}
+
+/**
+ * A cooperative tile: `rows` × `cols` outputs per workgroup of `tr` × `tc` threads; thread (r, c)
+ * owns the register sub-tile of rows r, r+tr, … and columns c, c+tc, … (rows/tr × cols/tc values).
+ */
+export interface Tile {
+  rows: number;
+  cols: number;
+  tr: number;
+  tc: number;
+}
+
+/**
+ * Preferred tiles, best first. Hardware GPUs: 64 threads with 4×4-ish register blocks. Software
+ * adapters (llvmpipe, SwiftShader) run a workgroup as a few SIMD vectors on one CPU core, where every
+ * workgroup-memory read with a per-thread index is a gather: 16 threads with 8×8 register blocks
+ * halve the reads per multiply-add.
+ */
+const HW_TILES: Tile[] = [
+  { rows: 64, cols: 64, tr: 8, tc: 8 },
+  { rows: 64, cols: 32, tr: 8, tc: 8 },
+  { rows: 32, cols: 32, tr: 8, tc: 8 },
+  { rows: 32, cols: 16, tr: 8, tc: 8 },
+  { rows: 16, cols: 16, tr: 8, tc: 8 },
+  { rows: 16, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 4, tr: 8, tc: 4 },
+];
+const SW_TILES: Tile[] = [
+  { rows: 32, cols: 32, tr: 4, tc: 4 },
+  { rows: 32, cols: 16, tr: 4, tc: 4 },
+  { rows: 16, cols: 16, tr: 4, tc: 4 },
+  { rows: 16, cols: 8, tr: 4, tc: 4 },
+  { rows: 8, cols: 8, tr: 4, tc: 4 },
+  { rows: 8, cols: 4, tr: 4, tc: 4 },
+];
+
+/**
+ * Tiles for kernels that must compile fast on software adapters (SwiftShader's Subzero backend emits
+ * every unrolled register-block statement as masked SIMD code, ~10-30 ms each): 2×2 register blocks
+ * over 64 threads keep each kernel's unrolled code small.
+ */
+const SMALL_TILES: Tile[] = [
+  { rows: 16, cols: 16, tr: 8, tc: 8 },
+  { rows: 8, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 4, tr: 8, tc: 4 },
+];
+
+let tileMode: 'auto' | 'hardware' | 'software' | 'small' = 'auto';
+/**
+ * Which tile list the flash kernels pick from: `auto` (by adapter), or the `hardware` / `software` /
+ * `small` list on any adapter (the backward uses the hardware list unless `small`). A testing knob
+ * (every list runs on every adapter); results are the same.
+ */
+export function setFlashTiles(mode: 'auto' | 'hardware' | 'software' | 'small'): void {
+  tileMode = mode;
+}
+
+let stagingMode: 'auto' | 'workgroup' | 'storage' = 'auto';
+/**
+ * Where the flash kernels stage their operand tiles: `auto` (by adapter), `workgroup` memory, or a
+ * per-workgroup slice of a `storage` scratch buffer. A testing knob (both run on every adapter).
+ */
+export function setFlashStaging(mode: 'auto' | 'workgroup' | 'storage'): void {
+  stagingMode = mode;
+}
+
+/** SwiftShader (Chromium's and Dawn's software Vulkan). */
+function isSwiftShader(device: WebGPUDevice): boolean {
+  const i = device.info;
+  return /swiftshader/i.test(`${i.adapter} ${i.architecture ?? ''} ${i.vendor ?? ''}`);
+}
+
+/**
+ * Staging in a storage scratch buffer instead of workgroup memory. WebGPU zero-initialises workgroup
+ * memory; SwiftShader compiles that initialisation element by element, superlinearly in the declared
+ * size (measured in Node's Dawn: 1024 f32 3.6 s, 4096 f32 23 s; 155 ms with the initialisation off),
+ * which made the tile kernels compile for minutes. Its "workgroup memory" is plain host memory anyway.
+ */
+export function storageStaging(device: WebGPUDevice): boolean {
+  return stagingMode === 'storage' || (stagingMode === 'auto' && isSwiftShader(device));
+}
+
+/**
+ * The first tile whose workgroup memory (`bytes(tile)`) fits the adapter (a little is kept for the
+ * kernels' scalars). Rows and columns divide 64, so a tile never straddles a block-sparse block.
+ */
+export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0, hooked = false): Tile {
+  // with storage staging only the small per-row arrays live in workgroup memory
+  const budget = storageStaging(device) ? Infinity : device.limits.maxComputeWorkgroupStorageSize - 64;
+  // Software adapters compile the unrolled register blocks slowly (LLVM on llvmpipe: ~20 s for the 8×8
+  // forward, minutes for 8×8 backward kernels; SwiftShader: seconds per few hundred statements). Their
+  // backward kernels and every kernel with front-door hooks (a new pipeline per user function) take the
+  // small blocks; the plain llvmpipe forward, compiled once, keeps the fast 8×8 blocks.
+  const small = tileMode === 'small' || (tileMode === 'auto' && (isSwiftShader(device) || (device.info.software && (backward || hooked))));
+  const list = small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
+  // at most ~192 accumulators per thread: beyond that compilers spill and LLVM (llvmpipe) compiles for minutes
+  const t = list.find((c) => bytes(c) <= budget && regs(c) <= 192) ?? list.find((c) => bytes(c) <= budget);
+  if (!t) {
+    throw new WebattnError(
+      'LIMIT_EXCEEDED',
+      `${what}: the smallest attention tile needs ${bytes(list[list.length - 1]!)} bytes of workgroup memory; the adapter allows ${budget + 64}`,
+      { argument: 'query' },
+    );
+  }
+  return t;
+}
+
+const strided4 = (name: string): UniformField[] => [
+  [`${name}_off`, 'u32'],
+  [`${name}_st`, 'u32', 4],
+];
+
+export function commonUniforms(p: FlashParams): UniformField[] {
+  return [
+    ...(p.hooks?.captures?.uniforms ?? []),
+    ['B', 'u32'], ['hq', 'u32'], ['hkv', 'u32'], ['group', 'u32'], ['lq', 'u32'], ['lkv', 'u32'],
+    ['scale', 'f32'], ['causal_off', 'i32'], ['e', 'u32'], ['ev', 'u32'],
+    ['c_begin', 'u32'], ['c_stop', 'u32'], ['c_first', 'u32'], ['c_last', 'u32'], ['g_begin', 'u32'], ['g_stop', 'u32'],
+    ['tq', 'u32'], ['tk', 'u32'], ['win_l', 'i32'], ['win_r', 'i32'],
+    ['bs', 'u32'], ['bm', 'u32'], ['hm', 'u32'], ['nqb', 'u32'], ['nkb', 'u32'], ['bt_off', 'u32', 8],
+    ...strided4('q'), ...strided4('k'), ...strided4('v'), ...strided4('m'),
+  ];
+}
+
+export function commonValues(p: FlashParams): UniformValues {
+  const d = dims(p);
+  const st = (t: Tensor | undefined) => ({ off: t?.offset ?? 0, st: t ? t.strides.slice() : [0, 0, 0, 0] });
+  const m = p.mask
+    ? { off: p.mask.tensor.offset, st: broadcastStrides(p.mask.tensor.shape, p.mask.tensor.strides, [d.B, d.Hq, d.Lq, d.Lkv]) }
+    : st(undefined);
+  return {
+    ...(p.hooks?.captures?.values ?? {}),
+    e: d.E, ev: d.Ev,
+    B: d.B, hq: d.Hq, hkv: d.Hkv, group: d.G, lq: d.Lq, lkv: d.Lkv, scale: p.scale, causal_off: p.causalOffset,
+    q_off: p.q.offset, q_st: strides4(p.q, !!p.varlen), k_off: p.k.offset, k_st: strides4(p.k, !!p.varlen),
+    v_off: p.v.offset, v_st: strides4(p.v, !!p.varlen), m_off: m.off, m_st: m.st,
+    tq: d.TQ, tk: d.TK, win_l: p.window?.left ?? -1, win_r: p.window?.right ?? -1,
+    bs: p.blocks?.bs ?? 0, bm: p.blocks?.bm ?? 1, hm: p.blocks?.hm ?? 1, nqb: p.blocks?.nqb ?? 0, nkb: p.blocks?.nkb ?? 0,
+    bt_off: p.blocks ? p.blocks.offsets.slice() : [],
+  };
+}
+
+/** Uniform fields and values of the gradient kernels (the forward's plus dout's strides). */
+export function gradUniforms(p: FlashParams): UniformField[] {
+  return [...commonUniforms(p), ...strided4('do')];
+}
+
+export function gradValues(p: FlashParams, g: FlashGradInputs): UniformValues {
+  return { ...commonValues(p), do_off: g.dout.offset, do_st: strides4(g.dout, !!p.varlen) };
+}
+
+export function inputBindings(p: FlashParams): BindingSpec[] {
+  const b: BindingSpec[] = [
+    { name: 'q', dtype: p.q.dtype, access: 'read' },
+    { name: 'k', dtype: p.k.dtype, access: 'read' },
+    { name: 'v', dtype: p.v.dtype, access: 'read' },
+  ];
+  if (p.mask) b.push({ name: 'mask', dtype: p.mask.tensor.dtype, access: 'read' });
+  // varlen: cu_seqlens and the tile map come in the kernel's own `vl` binding (tile-map.ts)
+  if (p.blocks) b.push({ name: 'bt', dtype: 'int32', access: 'read' });
+  if (p.hooks?.captures) b.push(...p.hooks.captures.bindings);
+  return b;
+}
+
+export function inputTensors(p: FlashParams): Tensor[] {
+  const bt = p.blocks ? [p.blocks.table] : [];
+  return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...bt, ...(p.hooks?.captures?.tensors ?? [])];
+}
+
+export function gradBindings(p: FlashParams, g: FlashGradInputs): BindingSpec[] {
+  return [
+    ...inputBindings(p),
+    { name: 'dout', dtype: g.dout.dtype, access: 'read' },
+    { name: 'lse', dtype: 'float32', access: 'read' },
+    { name: 'delta', dtype: 'float32', access: 'read' },
+  ];
+}
+
+export function gradTensors(p: FlashParams, g: FlashGradInputs): Tensor[] {
+  return [...inputTensors(p), g.dout, g.lse, g.delta];
+}
+
+let specialization: 'auto' | 'always' | 'never' = 'auto';
+/**
+ * How the flash kernels bind head dims: `auto` (compile-time bounds on hardware GPUs, runtime bounds
+ * on software adapters), `always` or `never`. A tuning and testing knob; results are the same.
+ */
+export function setFlashSpecialization(mode: 'auto' | 'always' | 'never'): void {
+  specialization = mode;
+}
+
+/**
+ * On hardware GPUs the head dims become compile-time loop bounds (unrolled, registers); software
+ * adapters keep runtime bounds, which compile one pipeline per size class in under a second.
+ */
+export function constantBounds(p: FlashParams): boolean {
+  return specialization === 'always' || (specialization === 'auto' && !p.q.device.info.software);
+}
+
+/** WGSL expressions of the head dims: literals when bounds are constant, uniform reads otherwise. */
+export function headDims(p: FlashParams): { e: string; ev: string } {
+  const d = dims(p);
+  return constantBounds(p) ? { e: `${d.E}u`, ev: `${d.Ev}u` } : { e: 'u_e()', ev: 'u_ev()' };
+}
+
+export function cacheKey(p: FlashParams, extra: string): string {
+  const d = dims(p);
+  const exact = constantBounds(p) ? `x${d.E}:${d.Ev}:` : '';
+  return `${exact}E${dimClass(d.E)}:Ev${dimClass(d.Ev)}:c${p.causal}:m${p.mask?.kind ?? '-'}:v${!!p.varlen}:w${!!p.window}:s${!!p.blocks}:h${p.hooks?.key ?? '-'}:${extra}`;
+}
+
+/**
+ * Splits [0, n) into passes of whole tiles so that one invocation runs at most ~60% of the adapter's
+ * loop-iteration cap (`costPerItem` iterations per key or query row). One pass where there is no cap.
+ */
+export function passes(n: number, tile: number, limit: number, costPerItem: number): [number, number][] {
+  if (!Number.isFinite(limit) || n * costPerItem <= limit * 0.6) return [[0, Math.max(n, 0)]];
+  const per = Math.max(tile, Math.floor((limit * 0.6) / costPerItem / tile) * tile);
+  const out: [number, number][] = [];
+  for (let c = 0; c < n; c += per) out.push([c, Math.min(n, c + per)]);
+  return out;
+}
+
+export function chunkValues(c0: number, c1: number, n: number, count: number, g0 = 0, g1 = 0): UniformValues {
+  return { c_begin: c0, c_stop: c1, c_first: n === 0 ? 1 : 0, c_last: n === count - 1 ? 1 : 0, g_begin: g0, g_stop: g1 };
+}
+
+export function checkGrid(device: WebGPUDevice, n: number, argument: string): void {
+  const max = device.limits.maxComputeWorkgroupsPerDimension;
+  if (n > max) {
+    throw new WebattnError('LIMIT_EXCEEDED', `${argument}: batch × heads = ${n} exceeds maxComputeWorkgroupsPerDimension (${max})`, { argument });
+  }
+}
