@@ -162,8 +162,8 @@ if os.path.exists(cp) and steps:
     if clock_by_step:
         w('- SM clock during each step (nvidia-smi every 0.5 s; median, min–max MHz; median W): '
           + '; '.join(f"{k} {v[0]:.0f} ({v[1]:.0f}–{v[2]:.0f}), {num(v[3], 0)} W" for k, v in clock_by_step.items()) + '.')
-w('- Method: webattn and TF.js: one first call (pipeline compiles; reported apart), then the median of up to 5 synced calls '
-  '(models: 3); PyTorch kernels: one first call, one warm-up, then CUDA events around enough calls for ~100 ms (at least 2); PyTorch models: '
+w('- Method: webattn and TF.js kernels: one first call (pipeline compiles; reported apart), ~300 ms of back-to-back calls to ramp the GPU clock, '
+  'then the median over up to 5 batches of k back-to-back calls (k sized for ~100 ms) with one sync per batch, divided by k; webattn models: median of 3 synced calls; PyTorch kernels: one first call, one warm-up, then CUDA events around enough calls for ~100 ms (at least 2); PyTorch models: '
   'like webattn. Attention TFLOP/s count 4·B·H·L²·E (halved when causal), ×3.5 for forward+backward. '
   '"speedup vs X" = X\'s time ÷ webattn\'s time (above 1: webattn is faster).')
 w('- Reproduce: see the top of `apps/bench/gpu/run-full.sh` (pack, one device call, this report). Raw JSON: '
