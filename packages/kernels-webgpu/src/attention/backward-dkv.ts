@@ -12,7 +12,7 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
   type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, checkWorkBuffer, lanes, product, qRange, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockIndex, blockLoop, checkWorkBuffer, lanes, product, qRange, scoreHelpers, stage, staging, unroll } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 import { DO_AT } from './backward-dq.js';
 import { scoreModGrad } from './hooks.js';
@@ -46,8 +46,7 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   const QST = EC + 1;
   const DST = EVC + 1;
   const hd = headDims(p);
-  const row = (m: number) => `tr_ + ${TR * m}u`;
-  const col = (n: number) => `tc_ + ${TC * n}u`;
+  const { row, col } = blockIndex(t);
   const st = staging(storageStaging(device), [
     { name: 'ks', len: BK * QST },
     { name: 'vs', len: BK * DST },
@@ -56,8 +55,7 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
     { name: 'ps', len: BQ * BK },
     { name: 'dss', len: BQ * BK },
   ], 'dk', 'u_scr_at()');
-  const at = (name: string) => (i: string) => st.at(name, i);
-  const [ks, vs, qs, dos, ps, dss] = ['ks', 'vs', 'qs', 'dos', 'ps', 'dss'].map(at) as [(i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string];
+  const [ks, vs, qs, dos, ps, dss] = st.refs('ks', 'vs', 'qs', 'dos', 'ps', 'dss');
   const body = `
   ${tileOrigin(p, 'k', BK)}
   ${st.prologue}

@@ -12,7 +12,7 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
   type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
 import { captureGradCall, hookGradBindings, hookGradTensors, hookGradWgsl, scoreModGrad } from './hooks.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
@@ -40,8 +40,7 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const QST = EC + 1;
   const DST = EVC + 1;
   const hd = headDims(p);
-  const row = (m: number) => `tr_ + ${TR * m}u`;
-  const col = (n: number) => `tc_ + ${TC * n}u`;
+  const { row, col } = blockIndex(t);
   const st = staging(storageStaging(device), [
     { name: 'qs', len: BR * QST },
     { name: 'dos', len: BR * DST },
@@ -50,8 +49,7 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
     { name: 'ss', len: BC * BR },
     { name: 'dss', len: BC * BR },
   ], 'dq', 'u_scr_at()');
-  const at = (name: string) => (i: string) => st.at(name, i);
-  const [qs, dos, ks, vs, ss, dss] = ['qs', 'dos', 'ks', 'vs', 'ss', 'dss'].map(at) as [(i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string, (i: string) => string];
+  const [qs, dos, ks, vs, ss, dss] = st.refs('qs', 'dos', 'ks', 'vs', 'ss', 'dss');
   const body = `
   ${tileOrigin(p, 'q', BR)}
   ${st.prologue}

@@ -13,7 +13,7 @@ import {
   cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile, storageStaging,
   type FlashParams, type Tile,
 } from './plan.js';
-import { blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 /** Workgroup memory of the forward tile (bytes): Q, one K-or-V tile, S/P and four per-row state arrays. */
@@ -45,16 +45,13 @@ export function flashForward(p: FlashParams): {
   const KST = EC + 1;
   const VST = EVC;
   const hd = headDims(p);
-  const row = (m: number) => `tr_ + ${TR * m}u`;
-  const col = (n: number) => `tc_ + ${TC * n}u`;
+  const { row, col } = blockIndex(t);
   const st = staging(storageStaging(device), [
     { name: 'qs', len: BR * QST },
     { name: 'kvs', len: BC * Math.max(KST, VST) },
     { name: 'ps', len: BC * BR },
   ], 'work', 'u_scr_at()');
-  const qs = (i: string) => st.at('qs', i);
-  const kvs = (i: string) => st.at('kvs', i);
-  const ps = (i: string) => st.at('ps', i);
+  const [qs, kvs, ps] = st.refs('qs', 'kvs', 'ps');
   // The tile products are unrolled over each thread's register block; everything per score (masks,
   // score functions, the online softmax, NaN detection) runs ONCE per kernel in a plain loop where each
   // thread owns whole query rows of the S tile in workgroup memory. Unrolling the per-score code over

@@ -170,6 +170,7 @@ export interface Dims {
   TK: number;
 }
 
+/** The sizes of one call (`Dims`) from its tensors' shapes (dense or varlen layout). */
 export function dims(p: FlashParams): Dims {
   if (p.varlen) {
     const [TQ, Hq, E] = p.q.shape as [number, number, number];
@@ -312,6 +313,7 @@ const strided4 = (name: string): UniformField[] => [
   [`${name}_st`, 'u32', 4],
 ];
 
+/** Uniform fields every attention kernel declares: sizes, scale, causal offset and the q/k/v/mask/varlen strides. */
 export function commonUniforms(p: FlashParams): UniformField[] {
   return [
     ...(p.hooks?.captures?.uniforms ?? []),
@@ -324,6 +326,7 @@ export function commonUniforms(p: FlashParams): UniformField[] {
   ];
 }
 
+/** Values of `commonUniforms` for one call. */
 export function commonValues(p: FlashParams): UniformValues {
   const d = dims(p);
   const st = (t: Tensor | undefined) => ({ off: t?.offset ?? 0, st: t ? t.strides.slice() : [0, 0, 0, 0] });
@@ -347,10 +350,12 @@ export function gradUniforms(p: FlashParams): UniformField[] {
   return [...commonUniforms(p), ...strided4('do')];
 }
 
+/** Values of the backward kernels' extra uniforms (the strides of dO) for one call. */
 export function gradValues(p: FlashParams, g: FlashGradInputs): UniformValues {
   return { ...commonValues(p), do_off: g.dout.offset, do_st: strides4(g.dout, !!p.varlen) };
 }
 
+/** Read-only bindings every attention kernel declares: q, k, v, and the mask / varlen table when present. */
 export function inputBindings(p: FlashParams): BindingSpec[] {
   const b: BindingSpec[] = [
     { name: 'q', dtype: p.q.dtype, access: 'read' },
@@ -364,11 +369,13 @@ export function inputBindings(p: FlashParams): BindingSpec[] {
   return b;
 }
 
+/** The tensors of `inputBindings`, in order. */
 export function inputTensors(p: FlashParams): Tensor[] {
   const bt = p.blocks ? [p.blocks.table] : [];
   return [p.q, p.k, p.v, ...(p.mask ? [p.mask.tensor] : []), ...bt, ...(p.hooks?.captures?.tensors ?? [])];
 }
 
+/** Bindings of the backward kernels: `inputBindings` plus dO, lse and delta. */
 export function gradBindings(p: FlashParams, g: FlashGradInputs): BindingSpec[] {
   return [
     ...inputBindings(p),
@@ -378,6 +385,7 @@ export function gradBindings(p: FlashParams, g: FlashGradInputs): BindingSpec[] 
   ];
 }
 
+/** The tensors of `gradBindings`, in order. */
 export function gradTensors(p: FlashParams, g: FlashGradInputs): Tensor[] {
   return [...inputTensors(p), g.dout, g.lse, g.delta];
 }
@@ -405,6 +413,7 @@ export function headDims(p: FlashParams): { e: string; ev: string } {
   return constantBounds(p) ? { e: `${d.E}u`, ev: `${d.Ev}u` } : { e: 'u_e()', ev: 'u_ev()' };
 }
 
+/** Pipeline cache key of one kernel: everything that changes its WGSL (never a size that lives in a uniform). */
 export function cacheKey(p: FlashParams, extra: string): string {
   const d = dims(p);
   const exact = constantBounds(p) ? `x${d.E}:${d.Ev}:` : '';
@@ -423,10 +432,12 @@ export function passes(n: number, tile: number, limit: number, costPerItem: numb
   return out;
 }
 
+/** Uniform values of pass `n` of `count` of a split loop (see `passes`): its range [c0, c1), first/last flags and group range [g0, g1). */
 export function chunkValues(c0: number, c1: number, n: number, count: number, g0 = 0, g1 = 0): UniformValues {
   return { c_begin: c0, c_stop: c1, c_first: n === 0 ? 1 : 0, c_last: n === count - 1 ? 1 : 0, g_begin: g0, g_stop: g1 };
 }
 
+/** Throws a coded `LIMIT_EXCEEDED` naming `argument` when `n` workgroups exceed one grid dimension of the adapter. */
 export function checkGrid(device: WebGPUDevice, n: number, argument: string): void {
   const max = device.limits.maxComputeWorkgroupsPerDimension;
   if (n > max) {

@@ -185,6 +185,8 @@ export interface Staging {
   prologue: string;
   /** A WGSL reference to element `idx` of tile `name`. */
   at(name: string, idx: string): string;
+  /** `at` bound to each of `names`, in order: `(idx) => WGSL reference` per tile. */
+  refs<N extends string[]>(...names: N): { [K in keyof N]: (idx: string) => string };
   /** Orders staged writes before reads across the workgroup. */
   barrier: string;
   /** Scratch floats per workgroup (0 with workgroup memory). */
@@ -197,14 +199,18 @@ export interface Staging {
  * 10 storage buffers per stage).
  */
 export function staging(storage: boolean, arrays: StagedArray[], buf = 'scr', base = '0u'): Staging {
+  const withRef = (st: Omit<Staging, 'refs'>): Staging => ({
+    ...st,
+    refs: <N extends string[]>(...names: N) => names.map((name) => (idx: string) => st.at(name, idx)) as { [K in keyof N]: (idx: string) => string },
+  });
   if (!storage) {
-    return {
+    return withRef({
       decl: arrays.map((a) => `var<workgroup> ${a.name}: array<f32, ${a.len}>;`).join('\n'),
       prologue: '',
       at: (name, idx) => `${name}[${idx}]`,
       barrier: 'workgroupBarrier();',
       perWorkgroup: 0,
-    };
+    });
   }
   const off = new Map<string, number>();
   let n = 0;
@@ -212,13 +218,13 @@ export function staging(storage: boolean, arrays: StagedArray[], buf = 'scr', ba
     off.set(a.name, n);
     n += a.len;
   }
-  return {
+  return withRef({
     decl: '',
     prologue: `let SCR = ${base} + flat_wg * ${n}u;`,
     at: (name, idx) => `${buf}[SCR + ${off.get(name)!}u + (${idx})]`,
     barrier: 'workgroupBarrier();\n    storageBarrier();',
     perWorkgroup: n,
-  };
+  });
 }
 
 /**
@@ -258,6 +264,15 @@ export function unroll(M: number, N: number, body: (m: number, n: number) => str
 }
 
 /** Register layout of a thread in a tile: `tr_`, `tc_` (its row and column lane). */
+/**
+ * WGSL indices of a thread's register block inside a tile (after `lanes`): row `m` of the block is tile
+ * row `tr_ + tr·m`, column `n` is tile column `tc_ + tc·n`.
+ */
+export function blockIndex(t: Tile): { row: (m: number) => string; col: (n: number) => string } {
+  return { row: (m) => `tr_ + ${t.tr * m}u`, col: (n) => `tc_ + ${t.tc * n}u` };
+}
+
+/** WGSL that places this thread in the tile's `tr` × `tc` lane grid (`tr_`, `tc_`). */
 export function lanes(t: Tile): string {
   return `let tc_ = lidx % ${t.tc}u;
   let tr_ = lidx / ${t.tc}u;`;
