@@ -15,10 +15,10 @@ import {
   SHAPES,
   attnName,
   errText,
-  median,
   opt,
   resultFile,
   secondsLeft,
+  timeBatches,
 } from "./common.mjs";
 
 const { tfjsOn } = await import("../dist/peers/tfjs.js");
@@ -73,8 +73,7 @@ async function sync(ts) {
   await one.data();
   one.dispose();
 }
-// Same method as webattn_peers.mjs: first call apart, ~300 ms of back-to-back batches to ramp the GPU
-// clock, then batches of k calls (~100 ms) with one sync each; ms = median batch time / k.
+// First call apart, then common.mjs's timeBatches (the method of webattn_peers.mjs).
 async function measure(fn, reps = REPS) {
   const batch = async (k) => {
     const b0 = performance.now();
@@ -89,14 +88,7 @@ async function measure(fn, reps = REPS) {
     return (performance.now() - b0) / k;
   };
   const first = await batch(1);
-  const one = await batch(1);
-  const k = Math.max(1, Math.min(64, Math.ceil(100 / Math.max(one, 0.05))));
-  const w0 = performance.now();
-  while (performance.now() - w0 < 300 && performance.now() - w0 < BUDGET_MS / 4) await batch(k);
-  const times = [];
-  const start = performance.now();
-  while (times.length < reps && (times.length === 0 || performance.now() - start < BUDGET_MS)) times.push(await batch(k));
-  return { ms: median(times), first_ms: first, reps: times.length, batch: k };
+  return { ...(await timeBatches(batch, reps, BUDGET_MS)), first_ms: first };
 }
 async function into(row, key, fn, reps) {
   try {

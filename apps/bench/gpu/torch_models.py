@@ -10,29 +10,14 @@ import argparse, contextlib, json, os, sys, tempfile, time
 
 import torch
 
+from bench_out import Out
+
 QUICK = os.environ.get('QUICK') == '1'
 T0 = time.time()
 DEADLINE = float(os.environ.get('DEADLINE_S', '1e9'))
 left = lambda: DEADLINE - (time.time() - T0)
 ONLY = os.environ.get('MODELS_ONLY', '').split(',') if os.environ.get('MODELS_ONLY') else None
 REPS = 2 if QUICK else 3
-
-
-class Out:
-    def __init__(self, path, meta):
-        self.path, self.meta, self.rows = path, meta, []
-        self.write()
-
-    def write(self):
-        if self.path:
-            with open(self.path + '.tmp', 'w') as f:
-                json.dump(dict(self.meta, rows=self.rows, seconds=time.time() - T0), f, indent=1)
-            os.replace(self.path + '.tmp', self.path)
-
-    def emit(self, row):
-        self.rows.append(row)
-        print('ROW ' + json.dumps(row), flush=True)
-        self.write()
 
 
 def measure(fn, reps=REPS, budget_s=8.0):
@@ -91,7 +76,7 @@ def main():
     out = Out(a.json, dict(peer='torch-models', date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), quick=QUICK,
                            torch=torch.__version__, transformers=transformers.__version__, gpu=torch.cuda.get_device_name(),
                            float32_matmul_precision=torch.get_float32_matmul_precision(),
-                           optimizer='torch.optim.AdamW(lr=1e-4), default (foreach) implementation'))
+                           optimizer='torch.optim.AdamW(lr=1e-4), default (foreach) implementation'), T0)
     print(f'torch-models: torch {torch.__version__}, transformers {transformers.__version__} on {torch.cuda.get_device_name()}', flush=True)
     if QUICK:
         gcfg = GPT2Config(vocab_size=1024, n_positions=128, n_embd=64, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

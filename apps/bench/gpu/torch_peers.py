@@ -10,6 +10,8 @@ Rows stream to stdout and to --json after every row. QUICK=1: tiny shapes; DEADL
 import argparse, inspect, json, os, sys, time
 
 import torch
+
+from bench_out import Out
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -54,23 +56,6 @@ def bench(fn, target_ms=100.0, max_reps=20):
     return first, s.elapsed_time(e) / reps, reps
 
 
-class Out:
-    def __init__(self, path, meta):
-        self.path, self.meta, self.rows = path, meta, []
-        self.write()
-
-    def write(self):
-        if self.path:
-            with open(self.path + '.tmp', 'w') as f:
-                json.dump(dict(self.meta, rows=self.rows, seconds=time.time() - T0), f, indent=1)
-            os.replace(self.path + '.tmp', self.path)
-
-    def emit(self, row):
-        self.rows.append(row)
-        print('ROW ' + json.dumps(row), flush=True)
-        self.write()
-
-
 def into(row, key, fn, **kw):
     try:
         first, ms, reps = bench(fn, **kw)
@@ -111,7 +96,7 @@ def main():
     out = Out(a.json, dict(peer='torch', date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), quick=QUICK,
                            torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
                            gpu=torch.cuda.get_device_name(), sm_count=props.multi_processor_count,
-                           memory_GiB=props.total_memory / 2**30))
+                           memory_GiB=props.total_memory / 2**30), T0)
     print(f'torch-peers: torch {torch.__version__} on {torch.cuda.get_device_name()}', flush=True)
 
     # ---- matmul

@@ -25,10 +25,10 @@ import {
   SHAPES,
   attnName,
   errText,
-  median,
   opt,
   resultFile,
   secondsLeft,
+  timeBatches,
   varlenLengths,
 } from "./common.mjs";
 
@@ -69,11 +69,8 @@ const RESERVE_S = Number(process.env.RESERVE_S ?? (QUICK ? 0 : 35));
 const BUDGET_MS = QUICK ? 2000 : 3000;
 
 /**
- * Times `fn` (each call inside a tidy scope): the first call apart (compiles), then batches of k
- * back-to-back calls with one sync per batch (k sized so a batch takes ~100 ms, like CUDA events around
- * enough calls), after ~300 ms of the same back-to-back work so the GPU's clock has ramped up (one synced
- * call at a time leaves the H100 at 345 MHz). ms = median over up to `reps` batches of batch time / k.
- * Counts the pipelines each phase created.
+ * Times `fn` (each call inside a tidy scope): the first call apart (compiles), then `timeBatches`
+ * (common.mjs: clock ramp, batches of back-to-back calls). Counts the pipelines each phase created.
  */
 async function measure(fn, reps = REPS, budgetMs = BUDGET_MS) {
   const p0 = pipelines();
@@ -91,18 +88,10 @@ async function measure(fn, reps = REPS, budgetMs = BUDGET_MS) {
     await dev.sync();
     return (performance.now() - b0) / k;
   };
-  const one = await batch(1);
-  const k = Math.max(1, Math.min(64, Math.ceil(100 / Math.max(one, 0.05))));
-  const w0 = performance.now();
-  while (performance.now() - w0 < 300 && performance.now() - w0 < budgetMs / 4) await batch(k);
-  const times = [];
-  const start = performance.now();
-  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) times.push(await batch(k));
+  const m = await timeBatches(batch, reps, budgetMs);
   return {
-    ms: median(times),
+    ...m,
     first_ms: first,
-    reps: times.length,
-    batch: k,
     pipelines_first: p1 - p0,
     pipelines_repeat: pipelines() - p1,
   };
