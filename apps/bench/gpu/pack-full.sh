@@ -10,12 +10,15 @@ DEST=${1:-/work/main/.dev-bench}
 [ -f packages/core-tensor/dist/index.js ] && [ -f apps/bench/dist/peers/tfjs.js ] || { echo "run npm run build first" >&2; exit 1; }
 [ -f node_modules/@tensorflow/tfjs-core/dist/tf-core.node.js ] || { echo "node_modules lacks @tensorflow/tfjs-core (npm ci)" >&2; exit 1; }
 rm -rf "$DEST" && mkdir -p "$DEST"
+# private temp files: several engineers may pack at once
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
 xz -T2 -6 -c "$(readlink -f "$(command -v node)")" > "$DEST/node.xz"
 # fixtures travel with the repository itself (run-full.sh copies them in); the generated wasm module does not
 { git ls-files; git ls-files --others --exclude-standard; echo packages/kernels-wasm/src/wasm-bytes.ts; find packages apps -path '*/node_modules' -prune -o -type d -name dist -print; } |
-  grep -v '^fixtures/' | grep -v '^docs/benchmarks/' > /tmp/pack-files.txt
+  grep -v '^fixtures/' | grep -v '^docs/benchmarks/' > "$TMP/files.txt"
 TF=node_modules/@tensorflow
-tar -cf /tmp/pack-tree.tar -T /tmp/pack-files.txt \
+tar -cf "$TMP/tree.tar" -T "$TMP/files.txt" \
   --exclude='*.map' --exclude='node_modules/webgpu/dist/win32-*' --exclude='node_modules/webgpu/dist/darwin-*' \
   --exclude='node_modules/webgpu/dist/linux-arm64' --exclude=node_modules/@turbo --exclude='node_modules/turbo*' \
   --exclude=node_modules/typescript --exclude=node_modules/playwright-core --exclude=node_modules/prettier \
@@ -28,7 +31,7 @@ tar -cf /tmp/pack-tree.tar -T /tmp/pack-files.txt \
   --exclude="$TF/tfjs-core/dist/tf-core.js" --exclude="$TF/tfjs-backend-webgpu/dist/tf-backend-webgpu.js" \
   --exclude="$TF/tfjs-backend-webgpu/dist/*_webgpu.js" --exclude="$TF/tfjs-backend-webgpu/dist/kernels" \
   node_modules
-xz -T2 -3 -c /tmp/pack-tree.tar > "$DEST/tree.tar.xz" && rm /tmp/pack-tree.tar
+xz -T2 -3 -c "$TMP/tree.tar" > "$DEST/tree.tar.xz" && rm "$TMP/tree.tar"
 cp apps/bench/gpu/run-full.sh "$DEST/run-full.sh"
 echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- packages apps || echo '+dirty')" > "$DEST/COMMIT"
 du -sh "$DEST"/* "$DEST"
