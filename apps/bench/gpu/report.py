@@ -28,6 +28,7 @@ W, J, P = load('webattn_peers.json'), load('tfjs.json'), load('torch_peers.json'
 WM, PM = load('webattn_models.json'), load('torch_models.json')
 ENV, STEPS = load('env.json', {}), load('steps.json', {'steps': []})
 PROBES = [load(n) for n in sorted(os.listdir(A.dir)) if n.startswith('probe') and n.endswith('.json')] if os.path.isdir(A.dir) else []
+MICRO = load('micro.json')  # sgmat_micro.mjs (optional step `micro`)
 gpu_txt = open(os.path.join(A.dir, 'gpu.txt')).read().strip() if os.path.exists(os.path.join(A.dir, 'gpu.txt')) else ''
 date = A.date or (W.get('date') or P.get('date') or str(datetime.date.today()))[:10]
 QUICK = any(d.get('quick') for d in (W, J, P, WM, PM))
@@ -482,6 +483,22 @@ if any(p.get('rows') for p in PROBES):
         for r in p.get('rows', []):
             k = str(r.get('kernel', '')).replace('|', '/')
             w(f"| {r.get('name')} | {k} | {r.get('toggles') or ''} | {num(r.get('ms'), 3) if not r.get('error') else 'error: ' + str(r['error'])[:80]} | {num(r.get('first_ms'), 0)} | {num(r.get('tflops'), 1)} |")
+    w('')
+
+# ---------------------------------------------------------------- subgroup-matrix microbenchmarks (optional)
+if MICRO.get('rows'):
+    w('## Subgroup-matrix microbenchmarks (`apps/bench/gpu/sgmat_micro.mjs`)')
+    w('')
+    w('Where the time of WGSL tensor-core kernels goes on this GPU: each row is one small raw kernel (or the f16 '
+      'matmul), timed in back-to-back batches of dispatches. `toggles` = default, or Dawn\'s '
+      '`disable_robustness,disable_workgroup_init,skip_validation`. GB/s counts the matrix bytes moved.')
+    w('')
+    w('| group | kernel | toggles | ms | TFLOP/s | GB/s | compile ms |')
+    w('|---|---|---|---|---|---|---|')
+    for r in MICRO['rows']:
+        t = 'default' if r.get('toggles') in (None, '', 'default') else 'no robustness/init/validation'
+        val = ('error: ' + safe(str(r['error']))[:80]) if r.get('error') else ('skipped: ' + safe(str(r['skipped']))[:60]) if r.get('skipped') else num(r.get('ms'), 3)
+        w(f"| {r.get('group', '')} | {safe(str(r.get('name', '')))} | {t} | {val} | {num(r.get('tflops'), 1)} | {num(r.get('gbps'), 0)} | {num(r.get('compile_ms'), 0)} |")
     w('')
 
 if notes:

@@ -25,6 +25,7 @@
 #   models       webattn_models.mjs  GPT-2 small + ViT-B/16 fwd / train / generate             (MODELS_S, 150)
 #   torchmodels  torch_models.py     transformers GPT-2 small + ViT-B/16, same                  (TORCHMODELS_S, 70)
 #   probe        matmul_probe.mjs    (optional) matmul tilings and subgroup-matrix probes       (PROBE_S, 120)
+#   micro        sgmat_micro.mjs     (optional) subgroup-matrix microbenchmarks (MMA, load, store) (MICRO_S, 120)
 #   tests        (optional) vitest --project gpu on TEST_FILES                                  (TEST_S, 200)
 # BUDGET (default 575 s; unpacking takes ~2 s there) caps the whole script: a step gets min(its timeout, what is left − 10 s).
 # QUICK=1: tiny shapes and toy models end to end (validation: 116 s on the H100 with BUDGET=225). A step's exit code 124 = its timeout.
@@ -99,6 +100,7 @@ for s in $STEPS; do
     models) run models "${MODELS_S:-150}" node $G/webattn_models.mjs --json "$RES/webattn_models.json" ;;
     torchmodels) run torchmodels "${TORCHMODELS_S:-70}" python3 $G/torch_models.py --json "$RES/torch_models.json" ;;
     probe) PROBE_SECONDS=$(( ${PROBE_S:-120} - 20 )) run probe "${PROBE_S:-120}" node $G/matmul_probe.mjs --json "$RES/probe.json" ;;
+    micro) run micro "${MICRO_S:-120}" node $G/sgmat_micro.mjs --json "$RES/micro.json" ;;
     tests) WEBATTN_EXPECT_F16=1 run tests "${TEST_S:-200}" node node_modules/vitest/vitest.mjs run --project gpu ${TEST_FILES:-packages/kernels-webgpu} ;;
     *) el "unknown step $s" ;;
   esac

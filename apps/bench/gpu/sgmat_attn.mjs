@@ -56,7 +56,10 @@ const shapes = [
 ];
 const configs = quick
   ? [null]
-  : [null, { rs: 32, nsg: 4, bc: 32, kt: true }, { rs: 32, nsg: 2, bc: 32, qreload: true }, { rs: 32, nsg: 2, bc: 32, kt: true, qreload: true }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 16, kt: true }, { rs: 16, nsg: 4, bc: 32, kt: true }];
+  : [null, { rs: 32, nsg: 4, bc: 32, kt: true }, { rs: 32, nsg: 2, bc: 32 }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 2, bc: 32, qreload: true }, { rs: 16, nsg: 4, bc: 32, kt: true }];
+// DEADLINE_S: seconds this script may spend; rows that would start later are reported as skipped
+const t0 = performance.now();
+const secondsLeft = () => Number(process.env.DEADLINE_S ?? 1e9) - (performance.now() - t0) / 1000;
 /** Max |diff| of the subgroup-matrix forward against the tile path on a small f16 case (is this tiling correct here?). */
 async function validate(cfg) {
   const [B, H, L, E] = [1, 2, 200, 64];
@@ -89,6 +92,10 @@ for (const s of shapes) {
   };
   for (const cfg of s.E === 64 && !s.causal && s.L === 4096 ? configs : [null]) {
     const row = { scenario: 'sgmat', name, config: cfg ? JSON.stringify(cfg) : 'auto' };
+    if (secondsLeft() < 12) {
+      emit({ ...row, skipped: 'time budget' });
+      continue;
+    }
     try {
       row.maxdiff_vs_tiles = await validate(cfg);
       setFlashSubgroupMatrix('auto', cfg);
@@ -103,7 +110,7 @@ for (const s of shapes) {
     }
     emit(row);
   }
-  if (!quick && !s.causal) {
+  if (!quick && secondsLeft() > 8) {
     // the tile path on the same inputs (f16 storage, f32 scalar math)
     const row = { scenario: 'tiles', name };
     try {

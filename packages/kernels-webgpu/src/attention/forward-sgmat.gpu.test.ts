@@ -45,6 +45,12 @@ interface Case {
   /** A score_mod that grows along the keys: the reference max moves past the lazy threshold again and again. */
   ramp?: boolean;
   maskMod?: boolean;
+  /** Local window around the diagonal (−1 = unbounded side). */
+  window?: { left: number; right: number };
+  /** Block-sparse tables (64-row blocks): per (q block, kv block) 0 = skipped, 1 = partial (mask_mod applied), 2 = full. */
+  blocks?: (qb: number, kb: number) => 0 | 1 | 2;
+  /** Packed varlen layout: these sequence lengths (queries and keys alike) instead of B × Lq. */
+  varlen?: number[];
 }
 
 const SCORE_WGSL = 'return s - 0.25 * f32(h + 1u) * abs(f32(i32(q) - i32(kv))) / 8.0;';
@@ -66,7 +72,10 @@ function reference(c: Case, q: ArrayLike<number>, k: ArrayLike<number>, v: Array
         const s = new Float64Array(c.Lkv).fill(-Infinity);
         for (let j = 0; j < c.Lkv; j++) {
           if (c.causal && j > i) continue;
-          if (c.maskMod && !maskJs(b, h, i, j)) continue;
+          if (c.window && ((c.window.left >= 0 && j < i - c.window.left) || (c.window.right >= 0 && j > i + c.window.right))) continue;
+          const blk = c.blocks ? c.blocks(Math.floor(i / 64), Math.floor(j / 64)) : 1;
+          if (blk === 0) continue;
+          if (c.maskMod && blk === 1 && !maskJs(b, h, i, j)) continue;
           if (c.mask === 'bool' && !mask![i * c.Lkv + j]) continue;
           let x = 0;
           for (let e = 0; e < c.E; e++) x += q[((b * c.Hq + h) * c.Lq + i) * c.E + e]! * k[((b * c.Hkv + hk) * c.Lkv + j) * c.E + e]!;
@@ -96,7 +105,90 @@ function reference(c: Case, q: ArrayLike<number>, k: ArrayLike<number>, v: Array
   return { out, lse };
 }
 
+/** The block tables of `c.blocks` packed as {@link FlashParams.blocks} wants them (bm = hm = 1). */
+function blockTables(c: Case): NonNullable<FlashParams['blocks']> {
+  const bs = 64;
+  const nqb = Math.ceil(c.Lq / bs);
+  const nkb = Math.ceil(c.Lkv / bs);
+  const kvNum: number[] = [], kvIdx: number[] = [], fKvNum: number[] = [], fKvIdx: number[] = [];
+  for (let qb = 0; qb < nqb; qb++) {
+    const part = [], full = [];
+    for (let kb = 0; kb < nkb; kb++) {
+      const t = c.blocks!(qb, kb);
+      if (t === 1) part.push(kb);
+      if (t === 2) full.push(kb);
+    }
+    kvNum.push(part.length);
+    fKvNum.push(full.length);
+    kvIdx.push(...part, ...new Array(nkb - part.length).fill(0));
+    fKvIdx.push(...full, ...new Array(nkb - full.length).fill(0));
+  }
+  const qNum: number[] = [], qIdx: number[] = [], fQNum: number[] = [], fQIdx: number[] = [];
+  for (let kb = 0; kb < nkb; kb++) {
+    const part = [], full = [];
+    for (let qb = 0; qb < nqb; qb++) {
+      const t = c.blocks!(qb, kb);
+      if (t === 1) part.push(qb);
+      if (t === 2) full.push(qb);
+    }
+    qNum.push(part.length);
+    fQNum.push(full.length);
+    qIdx.push(...part, ...new Array(nqb - part.length).fill(0));
+    fQIdx.push(...full, ...new Array(nqb - full.length).fill(0));
+  }
+  const parts = [kvNum, kvIdx, fKvNum, fKvIdx, qNum, qIdx, fQNum, fQIdx];
+  const offsets: number[] = [];
+  let o = 0;
+  for (const t of parts) {
+    offsets.push(o);
+    o += t.length;
+  }
+  const table = T.tensor(parts.flat(), [o], { device: gpu, dtype: 'int32' });
+  return { bs, bm: 1, hm: 1, nqb, nkb, table, offsets };
+}
+
+/** Packed varlen: one sequence per length, the dense reference run per sequence. */
+async function checkVarlen(c: Case, dtype: 'float32' | 'float16', atol: number, rtol: number) {
+  const lens = c.varlen!;
+  const tot = lens.reduce((a, b) => a + b, 0);
+  const cu = [0];
+  for (const n of lens) cu.push(cu[cu.length - 1]! + n);
+  const q = T.randn([tot, c.Hq, c.E], { seed: 51, device: gpu, dtype });
+  const k = T.randn([tot, c.Hkv, c.E], { seed: 52, device: gpu, dtype });
+  const v = T.randn([tot, c.Hkv, c.Ev], { seed: 53, device: gpu, dtype });
+  const cuT = T.tensor(cu, [cu.length], { device: gpu, dtype: 'int32' });
+  const maxL = Math.max(...lens);
+  const scale = 1 / Math.sqrt(c.E);
+  const p: FlashParams = {
+    q, k, v, scale, causal: !!c.causal, causalOffset: 0, mask: null, hooks: null,
+    varlen: { cuQ: cuT, cuK: cuT, maxQ: maxL, maxK: maxL, hostCuQ: Int32Array.from(cu), hostCuK: Int32Array.from(cu) },
+  };
+  expect(sgmatPlan(p), 'the subgroup-matrix forward is selected').not.toBeNull();
+  const { out, lse } = flashForward(p);
+  const [qa, ka, va, got, gotLse] = [await q.toArray(), await k.toArray(), await v.toArray(), await out.toArray(), await lse.toArray()];
+  for (let s = 0; s < lens.length; s++) {
+    const L = lens[s]!;
+    // [L, H, E] rows of sequence s → [1, H, L, E]
+    const dense = (a: ArrayLike<number>, H: number, D: number) => {
+      const r = new Float64Array(H * L * D);
+      for (let i = 0; i < L; i++) for (let h = 0; h < H; h++) for (let e = 0; e < D; e++) r[(h * L + i) * D + e] = a[((cu[s]! + i) * H + h) * D + e]!;
+      return r;
+    };
+    const ref = reference({ ...c, B: 1, Lq: L, Lkv: L }, dense(qa, c.Hq, c.E), dense(ka, c.Hkv, c.E), dense(va, c.Hkv, c.Ev), null, scale);
+    const o = new Float64Array(c.Hq * L * c.Ev);
+    const l = new Float64Array(c.Hq * L);
+    for (let i = 0; i < L; i++)
+      for (let h = 0; h < c.Hq; h++) {
+        for (let e = 0; e < c.Ev; e++) o[(h * L + i) * c.Ev + e] = got[((cu[s]! + i) * c.Hq + h) * c.Ev + e]!;
+        l[h * L + i] = gotLse[h * tot + cu[s]! + i]!;
+      }
+    expectClose(o, ref.out, atol, rtol, `${c.name}: sequence ${s} out`);
+    expectClose(l, ref.lse, atol, rtol, `${c.name}: sequence ${s} lse`);
+  }
+}
+
 async function check(c: Case, dtype: 'float32' | 'float16', atol: number, rtol: number) {
+  if (c.varlen) return checkVarlen(c, dtype, atol, rtol);
   const q = T.randn([c.B, c.Hq, c.Lq, c.E], { seed: 41, device: gpu, dtype });
   const k = T.randn([c.B, c.Hkv, c.Lkv, c.E], { seed: 42, device: gpu, dtype });
   const v = T.randn([c.B, c.Hkv, c.Lkv, c.Ev], { seed: 43, device: gpu, dtype });
@@ -111,7 +203,11 @@ async function check(c: Case, dtype: 'float32' | 'float16', atol: number, rtol: 
       }
     : null;
   const scale = 1 / Math.sqrt(c.E);
-  const p: FlashParams = { q, k, v, scale, causal: !!c.causal, causalOffset: 0, mask: maskT ? { tensor: maskT, kind: c.mask! } : null, hooks };
+  const p: FlashParams = {
+    q, k, v, scale, causal: !!c.causal, causalOffset: 0, mask: maskT ? { tensor: maskT, kind: c.mask! } : null, hooks,
+    window: c.window ?? null,
+    blocks: c.blocks ? blockTables(c) : null,
+  };
   expect(sgmatPlan(p), 'the subgroup-matrix forward is selected').not.toBeNull();
   const { out, lse } = flashForward(p);
   expect(out.dtype).toBe(dtype);
@@ -131,13 +227,24 @@ const CASES: Case[] = [
   { name: 'E128 GQA additive mask', B: 1, Hq: 2, Hkv: 1, Lq: 33, Lkv: 50, E: 128, Ev: 128, mask: 'float' },
   { name: 'score_mod + mask_mod causal Lq<Lkv', B: 1, Hq: 2, Hkv: 2, Lq: 40, Lkv: 90, E: 32, Ev: 32, causal: true, score: true, maskMod: true },
   { name: 'lazy rescale: scores growing along the keys', B: 1, Hq: 1, Hkv: 1, Lq: 70, Lkv: 150, E: 16, Ev: 32, ramp: true },
+  ...LAYOUT_CASES(64),
 ];
+// local window, block-sparse tables (skipped, partial and full 64-blocks, mask_mod on the partial ones) and the
+// packed varlen layout (causal, bottom-right per sequence)
+function LAYOUT_CASES(E: number): Case[] {
+  return [
+    { name: `E${E} local window`, B: 1, Hq: 2, Hkv: 1, Lq: 90, Lkv: 90, E, Ev: E, window: { left: 20, right: 5 } },
+    { name: `E${E} block-sparse tables + mask_mod`, B: 1, Hq: 2, Hkv: 2, Lq: 128, Lkv: 192, E, Ev: E, maskMod: true, blocks: (qb, kb) => ((qb + kb) % 3 === 0 ? 2 : (qb + 2 * kb) % 3 === 1 ? 1 : 0) },
+    { name: `E${E} varlen causal`, B: 1, Hq: 2, Hkv: 1, Lq: 0, Lkv: 0, E, Ev: E, causal: true, varlen: [37, 70, 5] },
+  ];
+}
 // the emulation (16×16 matrices per invocation, llvmpipe's compiler) stays at head dims ≤ 32
 const EMU_CASES: Case[] = [
   { name: 'E32/Ev16 GQA causal', B: 1, Hq: 4, Hkv: 2, Lq: 77, Lkv: 77, E: 32, Ev: 16, causal: true },
   { name: 'E24/Ev24 Lq!=Lkv bool mask', B: 2, Hq: 1, Hkv: 1, Lq: 45, Lkv: 70, E: 24, Ev: 24, mask: 'bool' },
   { name: 'E16 additive mask', B: 1, Hq: 2, Hkv: 2, Lq: 33, Lkv: 50, E: 16, Ev: 16, mask: 'float' },
   { name: 'score_mod + mask_mod causal Lq<Lkv', B: 1, Hq: 2, Hkv: 2, Lq: 40, Lkv: 90, E: 16, Ev: 16, causal: true, score: true, maskMod: true },
+  ...LAYOUT_CASES(16),
 ];
 
 // small tilings keep llvmpipe's compile short

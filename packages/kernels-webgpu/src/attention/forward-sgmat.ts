@@ -23,7 +23,8 @@ import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import { cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, inputBindings, inputTensors, type FlashParams } from './plan.js';
-import { blockLoop, kvRange, lens, scoreHelpers } from './shared.js';
+import { blockLoop, kvRange, scoreHelpers } from './shared.js';
+import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 /** How far (natural log) a tile's max may exceed the reference max before O is rescaled: P ≤ e^8 ≈ 2981. */
 export const LAZY = 8;
@@ -104,7 +105,13 @@ export function sgmatPlan(p: FlashParams): (SgmatConfig & { emulate: boolean }) 
 
 /** WGSL emitters of the matrix operations: Dawn's subgroup matrices, or per-invocation stand-ins. */
 interface MatOps {
-  /** A zero matrix variable of kind L (left f16), R (right f16) or A (result f32). */
+  /**
+   * A matrix variable of kind L (left f16), R (right f16) or A (result f32); result matrices are zeroed by an
+   * explicit assignment: Dawn's SPIR-V writer (webgpu 0.6.2) hoists a loop body's `var x: T;` to the function
+   * entry and zeroes it once there, so an accumulator declared inside the key loop kept the last tile's sum
+   * (measured: the emulation on SwiftShader and on the H100 gave the same wrong output from the second tile).
+   * L and R matrices are always loaded before use.
+   */
   decl(name: string, kind: 'L' | 'R' | 'A'): string;
   /** `dst` = the 16×16 matrix at `buf[off + r·stride + c]` (column-major: `buf[off + c·stride + r]`). */
   load(dst: string, kind: 'L' | 'R' | 'A', buf: string, off: string, colMajor: boolean, stride: number): string;
@@ -117,7 +124,7 @@ interface MatOps {
 const TYPES = { L: 'subgroup_matrix_left<f16, 16, 16>', R: 'subgroup_matrix_right<f16, 16, 16>', A: 'subgroup_matrix_result<f32, 16, 16>' };
 
 const REAL: MatOps = {
-  decl: (n, k) => `var ${n}: ${TYPES[k]};`,
+  decl: (n, k) => `var ${n}: ${TYPES[k]};${k === 'A' ? ` ${n} = ${TYPES[k]}();` : ''}`,
   load: (dst, k, buf, off, cm, st) => `${dst} = subgroupMatrixLoad<${TYPES[k]}>(&${buf}, ${off}, ${cm}, ${st}u);`,
   mma: (dst, a, b, c) => `${dst} = subgroupMatrixMultiplyAccumulate(${a}, ${b}, ${c});`,
   store: (buf, off, src, st) => `subgroupMatrixStore(&${buf}, ${off}, ${src}, false, ${st}u);`,
@@ -129,7 +136,7 @@ const REAL: MatOps = {
 // loop bounds come from workgroup memory (EMN = 16 at run time) so that compilers do not unroll the rows too
 const cols16 = (f: (c: number) => string) => Array.from({ length: 16 }, (_, c) => f(c)).join(' ');
 const EMU: MatOps = {
-  decl: (n) => `var ${n}: EmM;`,
+  decl: (n, k) => `var ${n}: EmM;${k === 'A' ? ` ${n} = EmM();` : ''}`,
   load: (dst, _k, buf, off, cm, st) =>
     `for (var r_ = 0u; r_ < EMN; r_ = r_ + 1u) { ${cols16((c) => `${dst}[r_ * 16u + ${c}u] = f32(${buf}[${off} + ${cm ? `${c * st}u + r_` : `r_ * ${st}u + ${c}u`}]);`)} }`,
   mma: (dst, a, b, c) => {
@@ -141,7 +148,7 @@ const EMU: MatOps = {
 };
 
 const EMU_WGSL = `alias EmM = array<f32, 256>;
-var<workgroup> wg_emn: u32;
+var<workgroup> wg_emn: vec4<u32>;
 fn em_mma(d: ptr<function, EmM>, a: ptr<function, EmM>, b: ptr<function, EmM>, n: u32) {
   for (var i = 0u; i < n * n; i = i + 1u) {
     let r = i / 16u;
@@ -159,9 +166,12 @@ export function flashForwardSgmat(p: FlashParams, cfg: SgmatConfig & { emulate: 
   const out = empty(p.varlen ? [d.TQ, d.Hq, d.Ev] : [d.B, d.Hq, d.Lq, d.Ev], p.q.dtype, device);
   const lse = empty(p.varlen ? [d.Hq, d.TQ] : [d.B, d.Hq, d.Lq], 'float32', device);
   if (d.B * d.Hq * d.Lq === 0 || out.size === 0) return { out, lse };
-  checkGrid(device, d.B * d.Hq, 'query');
+  checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const spec = sgmatSpec(p, cfg);
-  run(spec, [...inputTensors(p), out, lse], { ...commonValues(p), ...chunkValues(0, d.Lkv, 0, 1) }, [Math.ceil(d.Lq / (cfg.rs * cfg.nsg)), d.B * d.Hq, 1]);
+  // dense: (query tiles, B·Hq); varlen: the packed tile map of tile-map.ts (no idle workgroups past short sequences)
+  const td = tileDispatch(p, 'q', cfg.rs * cfg.nsg, d.Hq);
+  run(spec, [...inputTensors(p), out, lse, ...td.tensors], { ...commonValues(p), ...chunkValues(0, d.Lkv, 0, 1) }, td.grid);
+  td.dispose();
   return { out, lse };
 }
 
@@ -201,18 +211,12 @@ export function sgmatSpec(p: FlashParams, cfg: SgmatConfig & { emulate: boolean 
     ${reload ? 'workgroupBarrier();' : ''}
   }`).join('\n  ');
   const body = `
-  let bh = wid.y;
-  let b = bh / u_hq();
-  let h = bh % u_hq();
-  let hk = h / u_group();
-  let q0 = wid.x * ${BR}u;
-  ${lens(p)}
-  if (q0 >= LQ) { return; }
+  ${tileOrigin(p, 'q', BR)}
   let sg = lidx / 32u;
   let lane = lidx % 32u;${emulate ? `
-  if (lidx == 0u) { wg_emn = 16u; }
+  if (lidx == 0u) { wg_emn = vec4<u32>(16u); }
   workgroupBarrier();
-  let EMN = workgroupUniformLoad(&wg_emn);` : ''}
+  let EMN = workgroupUniformLoad(&wg_emn).x;` : ''}
   let own = lane < ${RS}u;
   let my_r = sg * ${RS}u + min(lane, ${RS - 1}u);
   let qi = q0 + my_r;
@@ -255,7 +259,7 @@ ${kvRange(p, BR)}
       if (j0 + r_ < j_hi && c_ < ${EV}) { x_ = load_v(v_at(b, hk, j0 + r_, c_)); }
       vs[r_ * ${VST}u + c_] = ${EL}(x_);
     }
-    if (lidx == 0u) { wg_flag = 0u; }
+    if (lidx == 0u) { wg_flag = vec4<u32>(0u); }
     workgroupBarrier();
     // S = Q·Kᵀ (raw dot products) into this subgroup's rows of sbuf
     ${seq(NC).map((cb) => `{
@@ -285,7 +289,7 @@ ${kvRange(p, BR)}
       if (mt > m_ref + ${LAZY.toFixed(1)}) {
         m_new = mt;
         // a row that saw no score yet has O = 0 and l = 0: nothing to rescale
-        if (m_ref != neg_inf()) { alpha = exp(m_ref - mt); wg_flag = 1u; }
+        if (m_ref != neg_inf()) { alpha = exp(m_ref - mt); wg_flag.x = 1u; }
       }
       let live = m_new != neg_inf();
       var rsum = 0.0;
@@ -300,10 +304,8 @@ ${kvRange(p, BR)}
     ${cfg.debug === 'P' ? `workgroupBarrier();
     if (own && qi < LQ) { for (var c = 0u; c < ${Math.min(BC, d.Ev)}u; c = c + 1u) { store_out(o_idx(b, h, qi, c), f32(pbuf[my_r * ${PST}u + c])); } store_lse(lse_idx(b, h, qi), m_ref); }
     return;` : ''}
-    // an explicit barrier before the uniform load: on the H100 (Dawn/Vulkan) the emulated kernel behaved as if
-    // workgroupUniformLoad alone did not order other invocations' earlier workgroup writes (P, the flag)
-    workgroupBarrier();
-    if (workgroupUniformLoad(&wg_flag) != 0u) {
+    // workgroupUniformLoad is a barrier too: P and the flag are visible after it
+    if (workgroupUniformLoad(&wg_flag).x != 0u) {
       // some row's reference max moved: O = O · alpha (per row) through workgroup memory
       ${throughWg(() => `if (own) { for (var c = 0u; c < ${CW}u; c = c + 1u) { sbuf[my_r * ${SST}u + c] = sbuf[my_r * ${SST}u + c] * alpha; } }`, true)}
     }
@@ -327,6 +329,11 @@ ${kvRange(p, BR)}
       let i = q0 + row;
       if (i < LQ && e < ${EV}) { store_out(o_idx(b, h, i, e), sbuf[row * ${SST}u + t % ${CW}u] * linv[row]); }
     }`, false)}`;
+  // every workgroup variable's size is a multiple of 16 bytes (the scalars are vec4, the arrays' strides and
+  // lengths multiples of 8 f16 / 4 f32; shared.ts's wg_lens / wg_cnt / wg_blk too): subgroup-matrix loads and
+  // stores on the H100 (Dawn/Vulkan, webgpu 0.6.2) round the address down to 16 bytes, and one 4-byte u32
+  // laid out first shifted every staged array by 4 bytes (S came out as Q·Kᵀ read 2 f16 early, stored 1 f32
+  // early: the wrong scores of the earlier device runs, reproduced exactly from the dumped values)
   const helpers = `${emulate ? EMU_WGSL : ''}
 var<workgroup> ks: array<${EL}, ${KT ? EC * KST : BC * KST}>;
 ${QR ? `var<workgroup> qs: array<${EL}, ${BR * QST}>;` : ''}
@@ -334,9 +341,10 @@ var<workgroup> vs: array<${EL}, ${BC * VST}>;
 var<workgroup> sbuf: array<f32, ${BR * SST}>;
 var<workgroup> pbuf: array<${EL}, ${BR * PST}>;
 var<workgroup> linv: array<f32, ${BR}>;
-var<workgroup> wg_flag: u32;
+var<workgroup> wg_flag: vec4<u32>;
 fn nan_hi(x: f32) -> f32 { return select(x, pos_inf(), x != x); }
-${scoreHelpers(p)}`;
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'q')}`;
   return {
     name: 'flash_attention_forward_sgmat',
     key: cacheKey(p, `sgmat${emulate ? 'E' : ''}:${RS}x${NSG}x${BC}${KT ? 'T' : ''}${QR ? 'Q' : ''}:x${d.E}:${d.Ev}${cfg.debug ?? ''}`),
@@ -344,6 +352,7 @@ ${scoreHelpers(p)}`;
       ...inputBindings(p),
       { name: 'out', dtype: p.q.dtype, access: 'read_write' },
       { name: 'lse', dtype: 'float32', access: 'read_write' },
+      ...(p.varlen ? [{ name: 'vl', dtype: 'int32' as const, access: 'read' as const }] : []),
     ],
     uniforms: commonUniforms(p),
     workgroupSize: [NSG * 32],

@@ -41,7 +41,9 @@ fn lse_idx(b: u32, h: u32, i: u32) -> u32 { return h * u_tq() + qbase(b) + i; }
 fn dq_idx(b: u32, h: u32, i: u32, e: u32) -> u32 { return ((qbase(b) + i) * u_hq() + h) * u_e() + e; }
 fn dk_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((kbase(b) + j) * u_hkv() + hk) * u_e() + e; }
 fn dv_idx(b: u32, hk: u32, j: u32, e: u32) -> u32 { return ((kbase(b) + j) * u_hkv() + hk) * u_ev() + e; }
-var<workgroup> wg_lens: vec2<u32>;`
+// 16 bytes: every workgroup variable's size is a multiple of 16 so that the staged arrays beside it start
+// 16-byte aligned (subgroup-matrix loads/stores on NVIDIA/Vulkan round their address down: forward-sgmat.ts)
+var<workgroup> wg_lens: vec4<u32>;`
     : `
 fn qbase(b: u32) -> u32 { return 0u; }
 fn kbase(b: u32) -> u32 { return 0u; }
@@ -78,8 +80,8 @@ ${p.blocks ? BLOCK_WGSL : ''}`;
 }
 
 /** Readers of the packed block tables: table t (0 kvNum … 7 fullQIdx) at index i. */
-const BLOCK_WGSL = `var<workgroup> wg_cnt: vec2<u32>;
-var<workgroup> wg_blk: u32;
+const BLOCK_WGSL = `var<workgroup> wg_cnt: vec4<u32>;
+var<workgroup> wg_blk: vec4<u32>;
 fn bt_at(t: u32, i: u32) -> u32 { return u32(load_bt(u_bt_off(t) + i)); }`;
 
 /**
@@ -101,14 +103,14 @@ export function blockLoop(p: FlashParams, side: 'kv' | 'q', step: number, body: 
   const [num, idx, fnum, fidx] = kv ? [0, 1, 2, 3] : [4, 5, 6, 7];
   const [rowsOf, colsOf, base] = kv ? ['u_nqb()', 'u_nkb()', 'q0'] : ['u_nkb()', 'u_nqb()', 'k0'];
   return `let tab = (min(b, u_bm() - 1u) * u_hm() + min(h, u_hm() - 1u)) * ${rowsOf} + ${base} / u_bs();
-  if (lidx == 0u) { wg_cnt = vec2<u32>(bt_at(${num}u, tab), bt_at(${fnum}u, tab)); }
+  if (lidx == 0u) { wg_cnt = vec4<u32>(bt_at(${num}u, tab), bt_at(${fnum}u, tab), 0u, 0u); }
   let cnt = workgroupUniformLoad(&wg_cnt);
   for (var pass_ = 0u; pass_ < 2u; pass_ = pass_ + 1u) {
     let full_blk = pass_ == 1u;
     let nblk = select(cnt.x, cnt.y, full_blk);
     for (var n = 0u; n < nblk; n = n + 1u) {
-      if (lidx == 0u) { wg_blk = select(bt_at(${idx}u, tab * ${colsOf} + n), bt_at(${fidx}u, tab * ${colsOf} + n), full_blk); }
-      let blk = workgroupUniformLoad(&wg_blk);
+      if (lidx == 0u) { wg_blk = vec4<u32>(select(bt_at(${idx}u, tab * ${colsOf} + n), bt_at(${fidx}u, tab * ${colsOf} + n), full_blk)); }
+      let blk = workgroupUniformLoad(&wg_blk).x;
       let ${lim} = min((blk + 1u) * u_bs(), ${hi});
       for (var ${v} = max(blk * u_bs(), ${start}); ${v} < ${lim}; ${v} = ${v} + ${step}u) {${body}
       }
@@ -119,7 +121,7 @@ export function blockLoop(p: FlashParams, side: 'kv' | 'q', step: number, body: 
 /** `LQ`, `LK`: this sequence's lengths, workgroup-uniform (loop bounds around barriers depend on them). */
 export function lens(p: FlashParams): string {
   return p.varlen
-    ? `if (lidx == 0u) { wg_lens = vec2<u32>(qlen_of(b), klen_of(b)); }
+    ? `if (lidx == 0u) { wg_lens = vec4<u32>(qlen_of(b), klen_of(b), 0u, 0u); }
   let lens = workgroupUniformLoad(&wg_lens);
   let LQ = lens.x;
   let LK = lens.y;
