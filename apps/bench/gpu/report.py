@@ -12,6 +12,7 @@ ap.add_argument('--dir', required=True)
 ap.add_argument('--doc', required=True)
 ap.add_argument('--raw', default=None, help='folder for copies of the raw JSON (docs/benchmarks)')
 ap.add_argument('--date', default=None)
+ap.add_argument('--micro', default=None, help="sgmat_micro.mjs JSON to render when the run has no micro.json (e.g. docs/benchmarks/*-sgmat-micro.json)")
 A = ap.parse_args()
 
 
@@ -28,7 +29,10 @@ W, J, P = load('webattn_peers.json'), load('tfjs.json'), load('torch_peers.json'
 WM, PM = load('webattn_models.json'), load('torch_models.json')
 ENV, STEPS = load('env.json', {}), load('steps.json', {'steps': []})
 PROBES = [load(n) for n in sorted(os.listdir(A.dir)) if n.startswith('probe') and n.endswith('.json')] if os.path.isdir(A.dir) else []
-MICRO = load('micro.json')  # sgmat_micro.mjs (optional step `micro`)
+MICRO = load('micro.json')  # sgmat_micro.mjs (optional step `micro`), else --micro FILE
+if not MICRO.get('rows') and A.micro:
+    with open(A.micro) as f:
+        MICRO = json.load(f)
 gpu_txt = open(os.path.join(A.dir, 'gpu.txt')).read().strip() if os.path.exists(os.path.join(A.dir, 'gpu.txt')) else ''
 date = A.date or (W.get('date') or P.get('date') or str(datetime.date.today()))[:10]
 QUICK = any(d.get('quick') for d in (W, J, P, WM, PM))

@@ -49,6 +49,8 @@ if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 fi
+# a warm machine keeps the last call's /tmp/wt: start from an empty tree (stale test files of another pack ran before)
+rm -rf "$WD/wt"
 mkdir -p "$WD/nbin" "$WD/wt"
 xz -T0 -dc "$REPO/$PACK/node.xz" > "$WD/nbin/node" && chmod +x "$WD/nbin/node"
 export PATH=$WD/nbin:$PATH

@@ -56,7 +56,7 @@ const shapes = [
 ];
 const configs = quick
   ? [null]
-  : [null, { rs: 32, nsg: 4, bc: 32, kt: true }, { rs: 32, nsg: 2, bc: 32 }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 2, bc: 32, qreload: true }, { rs: 16, nsg: 4, bc: 32, kt: true }];
+  : (process.env.SGATTN_CONFIGS ? JSON.parse(process.env.SGATTN_CONFIGS) : [null, { rs: 32, nsg: 4, bc: 32, kt: true }, { rs: 32, nsg: 2, bc: 32 }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 2, bc: 32, qreload: true }, { rs: 16, nsg: 4, bc: 32, kt: true }]);
 // DEADLINE_S: seconds this script may spend; rows that would start later are reported as skipped
 const t0 = performance.now();
 const secondsLeft = () => Number(process.env.DEADLINE_S ?? 1e9) - (performance.now() - t0) / 1000;
@@ -101,7 +101,7 @@ for (const s of shapes) {
       setFlashSubgroupMatrix('auto', cfg);
       const r = await time(fwd);
       Object.assign(row, { fwd_ms: r.ms, fwd_first_ms: r.first_ms, fwd_tflops: flops / r.ms / 1e9 });
-      if (!cfg) {
+      if (!cfg && process.env.SGATTN_BWD === '1') {
         const rb = await time(fwdBwd);
         Object.assign(row, { fwdbwd_ms: rb.ms, fwdbwd_first_ms: rb.first_ms, fwdbwd_tflops: (3.5 * flops) / rb.ms / 1e9 });
       }

@@ -62,6 +62,9 @@ async function primitive(v) {
   const R = 'subgroup_matrix_right<f16, 16, 16>';
   const C = 'subgroup_matrix_result<f32, 16, 16>';
   const padDecl = v.pad === 'u32' ? 'var<workgroup> pad0: u32;' : v.pad === 'vec4' ? 'var<workgroup> pad0: vec4<u32>;' : '';
+  // padAt 'last': declared after the arrays with a small f32 array too (the attention kernel's linv + wg_flag order)
+  const tail = v.padAt === 'last' ? `${padDecl}\nvar<workgroup> linv0: array<f32, 32>;` : '';
+  const headDecl = v.padAt === 'last' ? '' : padDecl;
   const padUse = v.pad === 'u32' ? 'if (lidx == 0u) { pad0 = 7u; }' : v.pad === 'vec4' ? 'if (lidx == 0u) { pad0 = vec4<u32>(7u); }' : '';
   const padOut = v.pad === 'u32' ? 'pad0' : v.pad === 'vec4' ? 'pad0.x' : '7u';
   const code = `diagnostic(off, chromium.subgroup_matrix_uniformity);
@@ -71,10 +74,11 @@ enable chromium_experimental_subgroup_matrix;
 @group(0) @binding(0) var<storage, read> a: array<f16>;
 @group(0) @binding(1) var<storage, read> bt: array<f16>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-${padDecl}
+${headDecl}
 var<workgroup> sa: array<f16, ${M * SA}>;
 var<workgroup> sb: array<f16, ${v.b === 'col' ? N * SBc : K * SBr}>;
 var<workgroup> ss: array<f32, ${M * SS}>;
+${tail}
 @compute @workgroup_size(${32 * NSG})
 fn main(@builtin(local_invocation_index) lidx: u32) {
   let sg = lidx / 32u;
@@ -101,7 +105,8 @@ fn main(@builtin(local_invocation_index) lidx: u32) {
     for (var e = lane; e < 256u; e = e + 32u) { out[tile * ${M * N}u + (sg * 16u + e / 16u) * ${N}u + e % 16u] = ss[(sg * 16u + e / 16u) * ${SS}u + e % 16u]; }
     workgroupBarrier();`}
   }
-  if (lidx == 0u) { out[${2 * M * N}u] = f32(${padOut}); }
+  ${v.padAt === 'last' ? 'if (lidx < 32u) { linv0[lidx] = f32(lidx); }\n  workgroupBarrier();' : ''}
+  if (lidx == 0u) { out[${2 * M * N}u] = f32(${padOut})${v.padAt === 'last' ? ' + linv0[3]' : ''}; }
 }`;
   const buf = (data, kind) => {
     const bytes = kind === 'f16' ? Math.ceil((data.length * 2) / 4) * 4 : data.length * 4;
@@ -178,7 +183,10 @@ if (real) {
     { ...base, zero: false },
     { ...base, store: 'storage' },
     { ...base, store: 'storage', pad: 'u32' },
-  ];
+    { ...base, pad: 'u32', padAt: 'last' },
+    { ...base, pad: 'u32', padAt: 'last', nsg: 2, b: 'row' },
+    { ...base, pad: 'vec4', padAt: 'last' },
+  ].filter((v) => !process.env.DIAG_VARIANTS || process.env.DIAG_VARIANTS.split(',').includes(String(v.padAt ?? 'first')));
   for (const v of variants) {
     try {
       await primitive(v);
@@ -252,6 +260,33 @@ async function attention(dtype, mode, cfg, shape) {
   for (const t of [q, k, v]) t.dispose();
 }
 
+// the two fixes, undone one at a time on the real kernel (the WGSL text is patched here, in the diagnostic only):
+// 'u32flag' declares the rescale flag as a 4-byte u32 again (before: misaligned staged arrays?), 'loopzero' drops the
+// explicit zeroing of the accumulators declared in the key loop
+let undo = [];
+const origDispatch = dev.dispatch.bind(dev);
+dev.dispatch = (prog, ...rest) => {
+  if (!undo.length || prog.name !== 'flash_attention_forward_sgmat') return origDispatch(prog, ...rest);
+  const patch = (src) => {
+    let t = src;
+    if (undo.includes('u32flag')) {
+      t = t.replace('var<workgroup> wg_flag: vec4<u32>;', 'var<workgroup> wg_flag: u32;').replaceAll('wg_flag = vec4<u32>(0u)', 'wg_flag = 0u')
+        .replaceAll('wg_flag.x = 1u', 'wg_flag = 1u').replaceAll('workgroupUniformLoad(&wg_flag).x', 'workgroupUniformLoad(&wg_flag)');
+    }
+    if (undo.includes('loopzero')) t = t.replace(/ (sa_\d+) = subgroup_matrix_result<f32, 16, 16>\(\);/g, '');
+    return t;
+  };
+  return origDispatch({ ...prog, key: `${prog.key}|undo:${undo.join(',')}`, source: () => patch(prog.source()) }, ...rest);
+};
+if (real) {
+  for (const u of [['u32flag'], ['loopzero'], ['u32flag', 'loopzero']]) {
+    undo = u;
+    await attention('float16', 'auto', { rs: 32, nsg: 1, bc: 32, undo: u.join('+') }, { B: 1, H: 1, Lq: 64, Lkv: 96, E: 64, Ev: 64 });
+    await attention('float16', 'auto', { rs: 16, nsg: 2, bc: 16, undo: u.join('+') }, { B: 1, H: 1, Lq: 64, Lkv: 96, E: 64, Ev: 64 });
+  }
+  undo = [];
+}
+
 const shapes = [
   { B: 1, H: 1, Lq: 64, Lkv: 96, E: 64, Ev: 64 },
   { B: 1, H: 2, Lq: 77, Lkv: 77, E: 32, Ev: 32, causal: true },
@@ -266,7 +301,7 @@ const cfgs = [
   { rs: 32, nsg: 2, bc: 32, qreload: true },
   { rs: 16, nsg: 2, bc: 16, kt: true, qreload: true },
 ];
-for (const shape of shapes) {
+for (const shape of process.env.DIAG_PART === 'primitive' ? [] : shapes) {
   for (const cfg of cfgs) {
     if (left() < 20_000) break;
     if (real) await attention('float16', 'auto', cfg, shape);
