@@ -167,61 +167,64 @@ def vit_published(out):
     dev = 'cuda'
     depth = env_int('VIT_DEPTH', 2)
     if QUICK:
-        groups = [('patch16', dict(image=32, patch=4, hidden=64, heads=4, mlp=256, classes=10), 2, [depth], ['eager', 'sdpa', 'flash', 'flex+softcap', 'flex+neighborhood']),
-                  ('patch4 (long)', dict(image=32, patch=2, hidden=64, heads=4, mlp=256, classes=10), 2, [1], ['flash', 'sdpa', 'flex+softcap', 'flex+neighborhood'])]
+        groups = {'patch16': (dict(image=32, patch=4, hidden=64, heads=4, mlp=256, classes=10), 2, depth, ['eager', 'sdpa', 'flash', 'flex+softcap', 'flex+neighborhood']),
+                  'patch4 (long)': (dict(image=32, patch=2, hidden=64, heads=4, mlp=256, classes=10), 2, 1, ['flash', 'sdpa', 'flex+softcap', 'flex+neighborhood'])}
     else:
         big = dict(image=224, hidden=1024, heads=16, mlp=4096, classes=1000)
-        # equal depth with webattn first, then the published 24 layers
-        groups = [('patch16', dict(big, patch=16), env_int('VIT_B', 128), [depth, 24], ['eager', 'sdpa', 'flash', 'flex+softcap', 'flex+neighborhood']),
-                  ('patch4 (long)', dict(big, patch=4), env_int('VIT_LONG_B', 8), [env_int('VIT_LONG_DEPTH', 1), 24], ['flash', 'sdpa', 'flex+softcap', 'flex+neighborhood'])]
-    for variant, base, B, depths, kinds in groups:
+        groups = {'patch16': (dict(big, patch=16), env_int('VIT_B', 128), depth, ['eager', 'sdpa', 'flash', 'flex+softcap', 'flex+neighborhood']),
+                  'patch4 (long)': (dict(big, patch=4), env_int('VIT_LONG_B', 8), env_int('VIT_LONG_DEPTH', 1), ['flash', 'sdpa', 'flex+softcap', 'flex+neighborhood'])}
+    # most informative first (a run cut by its deadline loses the tail): fp32 at webattn's depth (the equal-depth
+    # comparison), bf16 at the published 24 layers, bf16 at webattn's depth, fp32 at 24 layers
+    plan = [(v, 'eq', 'f32') for v in groups] + ([] if QUICK else [(v, 24, 'bf16') for v in groups]) + [(v, 'eq', 'bf16') for v in groups] + ([] if QUICK else [(v, 24, 'f32') for v in groups])
+    inputs = {}
+    for variant, layers, dt in plan:
+        base, B, eq_depth, kinds = groups[variant]
+        layers = eq_depth if layers == 'eq' else layers
         grid = base['image'] // base['patch']
         L = grid * grid + 1
-        g = torch.Generator(device='cpu').manual_seed(1)
-        px = torch.randn(B, 3, base['image'], base['image'], generator=g).to(dev)
-        labels = (torch.arange(B) * 37 % base['classes']).to(dev)
-        for layers in depths:
-            for dt in (('f32', 'bf16') if layers != 24 or QUICK else ('bf16', 'f32')):
-                for kind in kinds:
-                    row = dict(kind='vit-published', variant=variant, name=f'ViT {variant} {kind}', attn=kind, dtype=dt,
-                               precision='bf16 autocast, fp32 weights' if dt == 'bf16' else 'fp32', B=B, L=L, image=base['image'],
-                               patch=base['patch'], layers=layers, hidden=base['hidden'], heads=base['heads'], head_dim=base['hidden'] // base['heads'])
-                    if left() < 20:
-                        row['skipped'] = f'time budget ({left():.0f} s left)'
-                        out.emit(row)
-                        continue
-                    print(f"model {row['name']} {dt} depth {layers} B={B}", flush=True)
-                    model = opt = None
-                    try:
-                        torch.manual_seed(1)
-                        attend, note = vit_attention(kind, grid, L, dev)
-                        dtype = torch.bfloat16 if dt == 'bf16' else torch.float32
-                        ctx, bnote = sdpa_backend_ctx(kind, dtype)
-                        row['impl'] = bnote or note or 'F.scaled_dot_product_attention (default backend choice)'
-                        model = make_vit(dict(base, layers=layers), attend).to(dev)
-                        row['params'] = sum(p.numel() for p in model.parameters())
-                        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-                        amp = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if dt == 'bf16' else contextlib.nullcontext
-                        losses = []
-                        torch.cuda.reset_peak_memory_stats()
+        if variant not in inputs:
+            g = torch.Generator(device='cpu').manual_seed(1)
+            inputs[variant] = (torch.randn(B, 3, base['image'], base['image'], generator=g).to(dev), (torch.arange(B) * 37 % base['classes']).to(dev))
+        px, labels = inputs[variant]
+        for kind in kinds:
+            row = dict(kind='vit-published', variant=variant, name=f'ViT {variant} {kind}', attn=kind, dtype=dt,
+                       precision='bf16 autocast, fp32 weights' if dt == 'bf16' else 'fp32', B=B, L=L, image=base['image'],
+                       patch=base['patch'], layers=layers, hidden=base['hidden'], heads=base['heads'], head_dim=base['hidden'] // base['heads'])
+            if left() < 20:
+                row['skipped'] = f'time budget ({left():.0f} s left)'
+                out.emit(row)
+                continue
+            print(f"model {row['name']} {dt} depth {layers} B={B}", flush=True)
+            model = opt = None
+            try:
+                torch.manual_seed(1)
+                attend, note = vit_attention(kind, grid, L, dev)
+                dtype = torch.bfloat16 if dt == 'bf16' else torch.float32
+                ctx, bnote = sdpa_backend_ctx(kind, dtype)
+                row['impl'] = bnote or note or 'F.scaled_dot_product_attention (default backend choice)'
+                model = make_vit(dict(base, layers=layers), attend).to(dev)
+                row['params'] = sum(p.numel() for p in model.parameters())
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                amp = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if dt == 'bf16' else contextlib.nullcontext
+                losses = []
+                torch.cuda.reset_peak_memory_stats()
 
-                        def train():
-                            with ctx(), amp():
-                                loss = model(px, labels)
-                                loss.backward()
-                            opt.step()
-                            opt.zero_grad(set_to_none=True)
-                            losses.append(loss.item())
-                        into(row, 'train', train, budget_s=6.0)
-                        row['train_peak_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
-                        row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
-                        row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
-                    except Exception as e:
-                        row['error'] = (type(e).__name__ + ': ' + str(e)).replace('\n', ' ')[:300]
-                    out.emit(row)
-                    del model, opt
-                    torch.cuda.empty_cache()
-        del px, labels
+                def train():
+                    with ctx(), amp():
+                        loss = model(px, labels)
+                        loss.backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    losses.append(loss.item())
+                into(row, 'train', train, budget_s=6.0)
+                row['train_peak_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
+                row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
+                row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
+            except Exception as e:
+                row['error'] = (type(e).__name__ + ': ' + str(e)).replace('\n', ' ')[:300]
+            out.emit(row)
+            del model, opt
+            torch.cuda.empty_cache()
 
 
 def make_gpt2(cfg, attend):
@@ -326,71 +329,72 @@ def gpt2_varlen(out):
     }
     impl = {'sdpa padded': 'F.scaled_dot_product_attention, bool causal+padding mask [B,1,L,L]', 'varlen_attn packed': varlen_note,
             'flex (document mask) packed': 'torch.compile(flex_attention), document causal block mask', 'sdpa packed': 'F.scaled_dot_product_attention, dense block-diagonal causal mask [1,1,T,T]'}
-    for layers in depths:
-        for dt in (('f32', 'bf16') if layers != 24 or QUICK else ('bf16', 'f32')):
-            res = {}
-            for attn, layout, fn in cases[dt]:
-                row = dict(kind='gpt2-varlen', name=f'GPT-2 {layout} {attn}', attn=attn, layout=layout, dtype=dt,
-                           precision='bf16 autocast, fp32 weights' if dt == 'bf16' else 'fp32', impl=impl[f'{attn} {layout}'], B=B, max_len=max_len,
-                           longest=Lp, tokens=total, padded_tokens=B * Lp, layers=layers, hidden=base['hidden'], heads=base['heads'], vocab=base['vocab'], lengths_seed=11)
-                if left() < 20:
-                    row['skipped'] = f'time budget ({left():.0f} s left)'
-                    out.emit(row)
-                    continue
-                if attn == 'varlen_attn' and varlen_attn is None:
-                    row['error'] = varlen_note
-                    out.emit(row)
-                    continue
-                print(f"model {row['name']} {dt} depth {layers}", flush=True)
-                model = opt = None
-                try:
-                    torch.manual_seed(1)
-                    model = make_gpt2(dict(base, layers=layers), fn).to(dev)
-                    row['params'] = sum(p.numel() for p in model.parameters())
-                    if layout == 'padded':
-                        args = (p_ids, p_pos, None)
-                        lab = p_lab
-                    else:
-                        meta = None
-                        if fn is packed_flex:
-                            meta = doc_block_mask()
-                        elif fn is packed_sdpa:
-                            meta = ((doc[:, None] == doc[None, :]) & torch.ones(total, total, dtype=torch.bool, device=dev).tril())[None, None]
-                        args = (k_ids, k_pos, meta)
-                        lab = k_lab
-                    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-                    amp = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if dt == 'bf16' else contextlib.nullcontext
-                    losses = []
-                    torch.cuda.reset_peak_memory_stats()
-
-                    def train():
-                        with amp():
-                            loss = model(*args, labels=lab)
-                            loss.backward()
-                        opt.step()
-                        opt.zero_grad(set_to_none=True)
-                        losses.append(loss.item())
-                    into(row, 'train', train, budget_s=5.0)
-                    row['train_peak_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
-                    row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
-                    row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
-                    model.eval()
-
-                    def ev():
-                        with torch.no_grad(), amp():
-                            model(*args)
-                    into(row, 'eval', ev, budget_s=3.0)
-                except Exception as e:
-                    row['error'] = (type(e).__name__ + ': ' + str(e)).replace('\n', ' ')[:300]
-                res[layout] = res.get(layout) or row
-                if layout == 'packed':
-                    pd = res.get('padded', {})
-                    for k in ('train', 'eval'):
-                        if pd.get(f'{k}_ms') and row.get(f'{k}_ms'):
-                            row[f'{k}_padded_over_packed'] = pd[f'{k}_ms'] / row[f'{k}_ms']
+    # fp32 at webattn's depth (equal-depth comparison), bf16 at 24 layers (the published setting), bf16 at webattn's depth, fp32 at 24
+    plan = [(depths[0], 'f32')] + ([] if QUICK else [(24, 'bf16')]) + [(depths[0], 'bf16')] + ([] if QUICK else [(24, 'f32')])
+    for layers, dt in plan:
+        res = {}
+        for attn, layout, fn in cases[dt]:
+            row = dict(kind='gpt2-varlen', name=f'GPT-2 {layout} {attn}', attn=attn, layout=layout, dtype=dt,
+                       precision='bf16 autocast, fp32 weights' if dt == 'bf16' else 'fp32', impl=impl[f'{attn} {layout}'], B=B, max_len=max_len,
+                       longest=Lp, tokens=total, padded_tokens=B * Lp, layers=layers, hidden=base['hidden'], heads=base['heads'], vocab=base['vocab'], lengths_seed=11)
+            if left() < 20:
+                row['skipped'] = f'time budget ({left():.0f} s left)'
                 out.emit(row)
-                del model, opt
-                torch.cuda.empty_cache()
+                continue
+            if attn == 'varlen_attn' and varlen_attn is None:
+                row['error'] = varlen_note
+                out.emit(row)
+                continue
+            print(f"model {row['name']} {dt} depth {layers}", flush=True)
+            model = opt = None
+            try:
+                torch.manual_seed(1)
+                model = make_gpt2(dict(base, layers=layers), fn).to(dev)
+                row['params'] = sum(p.numel() for p in model.parameters())
+                if layout == 'padded':
+                    args = (p_ids, p_pos, None)
+                    lab = p_lab
+                else:
+                    meta = None
+                    if fn is packed_flex:
+                        meta = doc_block_mask()
+                    elif fn is packed_sdpa:
+                        meta = ((doc[:, None] == doc[None, :]) & torch.ones(total, total, dtype=torch.bool, device=dev).tril())[None, None]
+                    args = (k_ids, k_pos, meta)
+                    lab = k_lab
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                amp = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if dt == 'bf16' else contextlib.nullcontext
+                losses = []
+                torch.cuda.reset_peak_memory_stats()
+
+                def train():
+                    with amp():
+                        loss = model(*args, labels=lab)
+                        loss.backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    losses.append(loss.item())
+                into(row, 'train', train, budget_s=5.0)
+                row['train_peak_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
+                row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
+                row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
+                model.eval()
+
+                def ev():
+                    with torch.no_grad(), amp():
+                        model(*args)
+                into(row, 'eval', ev, budget_s=3.0)
+            except Exception as e:
+                row['error'] = (type(e).__name__ + ': ' + str(e)).replace('\n', ' ')[:300]
+            res[layout] = res.get(layout) or row
+            if layout == 'packed':
+                pd = res.get('padded', {})
+                for k in ('train', 'eval'):
+                    if pd.get(f'{k}_ms') and row.get(f'{k}_ms'):
+                        row[f'{k}_padded_over_packed'] = pd[f'{k}_ms'] / row[f'{k}_ms']
+            out.emit(row)
+            del model, opt
+            torch.cuda.empty_cache()
 
 
 def main():

@@ -224,6 +224,13 @@ export class WebGPUDevice extends Device {
   private uniformRing: GPUBuffer | null = null;
   // errors
   private taint = new WeakMap<Storage, WebattnError>();
+  /**
+   * Buffers whose creation failed (out of device memory, or a limit): WebGPU still hands back a buffer object,
+   * invalid, and reports the error asynchronously; without this every later use of it failed as "Invalid Buffer".
+   */
+  private allocFailed = new WeakMap<GPUBuffer, WebattnError>();
+  /** Creation checks not yet settled (their error scopes resolve on the device timeline). */
+  private allocPending = new Map<GPUBuffer, Promise<void>>();
   private unreported: WebattnError[] = [];
   /** Checks running on the GPU timeline (validation flags, shader compilation info); see {@link WebGPUDevice.deferCheck}. */
   private checks: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] }[] = [];
@@ -350,7 +357,10 @@ export class WebGPUDevice extends Device {
    * that unsubmitted work still references is skipped, so the upload can be written at once.
    */
   private takeBuffer(bytes: number, idle = false): GPUBuffer {
-    const cls = sizeClass(bytes);
+    // the size class (up to 1/8 above `bytes`) never goes past the limits that `bytes` itself respects: a rounded-up
+    // buffer above maxBufferSize / maxStorageBufferBindingSize was created invalid or failed at its binding
+    const cap = Math.floor(Math.min(this.limits.maxBufferSize, this.limits.maxStorageBufferBindingSize) / 16) * 16;
+    const cls = Math.max(Math.min(sizeClass(bytes), cap), Math.ceil(bytes / 4) * 4);
     const list = this.pool.get(cls);
     if (list?.length) {
       let i = list.length - 1;
@@ -362,10 +372,74 @@ export class WebGPUDevice extends Device {
         return buf;
       }
     }
-    return this.gpu.createBuffer({
-      size: cls,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
+    return this.createChecked(cls, bytes);
+  }
+
+  /**
+   * Creates a storage buffer inside error scopes. WebGPU reports a failed creation (out of device memory) only
+   * asynchronously and returns an invalid buffer; the scopes' verdict marks the buffer so that the first dispatch,
+   * write or read that meets it raises `OUT_OF_MEMORY` (or `LIMIT_EXCEEDED`) naming this allocation, and the
+   * buffer is never pooled or handed out again.
+   */
+  private createChecked(size: number, bytes: number): GPUBuffer {
+    this.gpu.pushErrorScope('out-of-memory');
+    this.gpu.pushErrorScope('validation');
+    const buf = this.gpu.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const validation = this.gpu.popErrorScope();
+    const oom = this.gpu.popErrorScope();
+    const held = this.stats.currentBytes;
+    const check = Promise.all([oom, validation]).then(
+      ([o, v]) => {
+        this.allocPending.delete(buf);
+        const e = o ?? v;
+        if (!e) return;
+        const why = String(e.message).split('\n')[0];
+        const err = o
+          ? new WebattnError(
+              'OUT_OF_MEMORY',
+              `tensor allocation: out of device memory allocating ${bytes} bytes (a ${size}-byte buffer) on "${this.info.adapter}": ${why}; webattn tensors held ${held} bytes then (peak ${this.stats.peakBytes}) — dispose tensors or run steps in tidy(), call emptyCache(), or use a smaller batch, model or sequence`,
+              { argument: 'tensor' },
+            )
+          : new WebattnError('LIMIT_EXCEEDED', `tensor allocation: creating a ${size}-byte buffer for ${bytes} bytes failed on "${this.info.adapter}": ${why}`, { argument: 'tensor' });
+        this.allocFailed.set(buf, err);
+        this.dropFromPool(buf);
+      },
+      () => {
+        this.allocPending.delete(buf); // device lost: the lost handling reports it
+      },
+    );
+    this.allocPending.set(buf, check);
+    return buf;
+  }
+
+  /** Removes a failed buffer from the pool if it is there (it is destroyed, never handed out again). */
+  private dropFromPool(buf: GPUBuffer): void {
+    const list = this.pool.get(buf.size);
+    const i = list ? list.indexOf(buf) : -1;
+    if (i < 0) return;
+    list!.splice(i, 1);
+    this.stats.pooledBytes -= buf.size;
+    this.destroyBuffer(buf);
+  }
+
+  /** The allocation error of the first failed buffer among `buffers`, if any is known. */
+  private allocError(buffers: readonly GPUBuffer[]): WebattnError | undefined {
+    for (const b of buffers) {
+      const e = this.allocFailed.get(b);
+      if (e) return e;
+    }
+    return undefined;
+  }
+
+  /** Waits for the creation checks of `buffers` that have not settled yet. */
+  private async settleAllocs(buffers: Iterable<GPUBuffer>): Promise<void> {
+    if (!this.allocPending.size) return;
+    const ps: Promise<void>[] = [];
+    for (const b of buffers) {
+      const p = this.allocPending.get(b);
+      if (p) ps.push(p);
+    }
+    if (ps.length) await Promise.all(ps);
   }
 
   /** Destroys a buffer once no recorded-but-unsubmitted command can reference it. */
@@ -395,7 +469,7 @@ export class WebGPUDevice extends Device {
 
   private giveBuffer(buf: GPUBuffer): void {
     if (this.isLost) return;
-    if (this.stats.pooledBytes + buf.size > this.poolBudget) {
+    if (this.allocFailed.has(buf) || this.stats.pooledBytes + buf.size > this.poolBudget) {
       this.destroyBuffer(buf);
       return;
     }
@@ -473,7 +547,8 @@ export class WebGPUDevice extends Device {
   /** Writes bytes into a buffer in order with the recorded work (a staged copy while work is queued). */
   private write(dst: GPUBuffer, data: ArrayBufferView): void {
     const bytes = data.byteLength;
-    if (!this.busy(dst)) {
+    if (this.allocFailed.has(dst)) return; // its storage reports the allocation error when used
+    if (!this.busy(dst) && !this.allocPending.has(dst)) {
       // no unsubmitted command references dst: writing now cannot overtake a use of its old contents
       this.gpu.queue.writeBuffer(dst, 0, data.buffer, data.byteOffset, bytes);
       return;
@@ -513,7 +588,7 @@ export class WebGPUDevice extends Device {
 
   /** The error that makes reads of `storage` fail, if a kernel that wrote it failed. */
   private errorOf(storage: Storage): WebattnError | undefined {
-    const e = this.taint.get(storage);
+    const e = this.taint.get(storage) ?? (storage.handle ? this.allocFailed.get(storage.handle as GPUBuffer) : undefined);
     if (e) this.unreported = this.unreported.filter((u) => u !== e);
     return e;
   }
@@ -523,6 +598,7 @@ export class WebGPUDevice extends Device {
     await this.flush();
     const general = await this.settleChecks();
     if (general) throw general;
+    if (storage.handle) await this.settleAllocs([storage.handle as GPUBuffer]);
     this.assertAlive();
     const err = this.errorOf(storage);
     if (err) throw err;
@@ -712,6 +788,8 @@ export class WebGPUDevice extends Device {
       }
       return s.handle as GPUBuffer;
     });
+    const allocErr = this.allocError(buffers);
+    if (allocErr) throw allocErr;
     const entry = this.getPipeline(program);
     for (const b of buffers) this.useEpoch.set(b, this.recording);
     this.queue.push({ kind: 'dispatch', entry, storages: [...storages], buffers, access: program.bindings, uniforms, workgroups });
@@ -770,6 +848,7 @@ export class WebGPUDevice extends Device {
       const entries = new Set<PipelineEntry>();
       for (const c of cmds) if (c.kind === 'dispatch') entries.add(c.entry);
       await Promise.all([...entries].map((e) => e.ready));
+      if (this.allocPending.size) await this.settleAllocs(cmds.flatMap((c) => (c.kind === 'dispatch' ? c.buffers : [c.dst])));
       if (this.isLost) {
         const err = this.lostError();
         for (const c of cmds) if (c.kind === 'dispatch') this.fail(c, err);
@@ -783,10 +862,10 @@ export class WebGPUDevice extends Device {
       const offsets = new Map<DispatchCmd, number>();
       for (const c of cmds) {
         if (c.kind === 'write') {
-          plan.push(c);
+          if (!this.allocFailed.has(c.dst)) plan.push(c);
           continue;
         }
-        const inErr = c.entry.error ?? c.storages.map((s) => this.taint.get(s)).find((e) => e);
+        const inErr = c.entry.error ?? this.allocError(c.buffers) ?? c.storages.map((s) => this.taint.get(s)).find((e) => e);
         if (inErr) {
           this.fail(c, inErr);
           continue;
