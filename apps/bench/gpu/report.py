@@ -505,10 +505,8 @@ if WV.get('rows') or PV.get('rows'):
         w(f"| {k[0]} | {r0.get('B')} | {r0.get('L')} | {k[1]} | {k[2]} | {cell(wr, 'train') if wr else '—'} | {cell(pr, 'train') if pr else '—'} | {cell(pb, 'train') if pb else '—'} | "
           f"{num(wm / pm) + '×' if wm and pm else '—'} | {(wr or {}).get('train_peak_mib', '—')} | {(pr or {}).get('train_peak_mib', '—')} |")
     w('')
-    for r in PV.get('rows', []):
-        if r.get('impl') and r.get('attn', '').startswith('flex+neighborhood') and 'sparsity' in r['impl']:
-            w(f"PyTorch neighbourhood mask ({r.get('variant')}): {safe(r['impl'])}.")
-            break
+    w('webattn neighbourhood: flexAttention with the model\'s block mask (block 64 on the 14×14 grid, 128 on the 56×56 one); '
+      'PyTorch: `create_block_mask` (block 128). The long variant (patch 4, L = 3137) runs at batch ' + str(next((r.get('B') for r in WV.get('rows', []) + PV.get('rows', []) if r.get('L', 0) > 1000), '—')) + '.')
     w('')
 if WG.get('rows') or PG.get('rows'):
     w('## Published GPT-2 padding-free: padded vs packed train and eval step')

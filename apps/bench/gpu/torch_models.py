@@ -160,7 +160,7 @@ def vit_attention(kind, grid, L, dev):
         near = ((qq // grid - kk // grid).abs() <= 2) & ((qq % grid - kk % grid).abs() <= 2)
         return (qi == 0) | (ki == 0) | near
     bm = create_block_mask(nb, None, None, L, L, device=dev)
-    return (lambda q, k, v: flex(q, k, v, block_mask=bm)), f'torch.compile(flex_attention), 5×5 neighbourhood block mask (block 128, sparsity {bm.sparsity():.0f}%)'
+    return (lambda q, k, v: flex(q, k, v, block_mask=bm)), 'torch.compile(flex_attention), 5×5 neighbourhood block mask (create_block_mask, block 128)'
 
 
 def vit_published(out):
@@ -175,6 +175,8 @@ def vit_published(out):
                   'patch4 (long)': (dict(big, patch=4), env_int('VIT_LONG_B', 8), env_int('VIT_LONG_DEPTH', 1), ['flash', 'sdpa', 'flex+softcap', 'flex+neighborhood'])}
     # most informative first (a run cut by its deadline loses the tail): fp32 at webattn's depth (the equal-depth
     # comparison), bf16 at the published 24 layers, bf16 at webattn's depth, fp32 at 24 layers
+    if os.environ.get('VIT_VARIANTS'):  # e.g. patch16: only those groups
+        groups = {k: v for k, v in groups.items() if k in os.environ['VIT_VARIANTS'].split(',')}
     plan = [(v, 'eq', 'f32') for v in groups] + ([] if QUICK else [(v, 24, 'bf16') for v in groups]) + [(v, 'eq', 'bf16') for v in groups] + ([] if QUICK else [(v, 24, 'f32') for v in groups])
     inputs = {}
     for variant, layers, dt in plan:
@@ -331,6 +333,9 @@ def gpt2_varlen(out):
             'flex (document mask) packed': 'torch.compile(flex_attention), document causal block mask', 'sdpa packed': 'F.scaled_dot_product_attention, dense block-diagonal causal mask [1,1,T,T]'}
     # fp32 at webattn's depth (equal-depth comparison), bf16 at 24 layers (the published setting), bf16 at webattn's depth, fp32 at 24
     plan = [(depths[0], 'f32')] + ([] if QUICK else [(24, 'bf16')]) + [(depths[0], 'bf16')] + ([] if QUICK else [(24, 'f32')])
+    if os.environ.get('VARLEN_PLAN'):  # e.g. "eq:f32,24:bf16": only those (depth, dtype) pairs
+        want = {(depths[0] if d == 'eq' else int(d), t) for d, t in (x.split(':') for x in os.environ['VARLEN_PLAN'].split(','))}
+        plan = [x for x in plan if x in want]
     for layers, dt in plan:
         res = {}
         for attn, layout, fn in cases[dt]:

@@ -237,7 +237,10 @@ async function vitPublished() {
     "flex+softcap": [flexAttention, { softcap: 20 }],
     "flex+neighborhood": [flexAttention, { neighborhoodRadius: 2, blockSize: 64 }],
   };
+  // VIT_VARIANTS=patch16 (or "patch4 (long)"): only those groups
+  const only = process.env.VIT_VARIANTS ? process.env.VIT_VARIANTS.split(",") : null;
   for (const g of groups) {
+    if (only && !only.includes(g.variant)) continue;
     const { cfg, B } = g;
     const L = (cfg.image_size / cfg.patch_size) ** 2 + 1;
     const px = T.randn([B, cfg.num_channels, cfg.image_size, cfg.image_size], { seed: 3, device: dev });
@@ -335,7 +338,10 @@ async function gpt2Varlen() {
     ["sdpa", "padded"],
   ];
   const res = {};
+  // VARLEN_ATTNS=sdpa (or flash): only those attention functions
+  const onlyAttn = process.env.VARLEN_ATTNS ? process.env.VARLEN_ATTNS.split(",") : null;
   for (const [attn, layout] of cases) {
+    if (onlyAttn && !onlyAttn.includes(attn)) continue;
     const row = {
       kind: "gpt2-varlen",
       name: `GPT-2 ${layout} ${attn}`,

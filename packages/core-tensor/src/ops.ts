@@ -591,11 +591,25 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       [a, b],
       (g) => [
         sb ? sumToShape(matmul(g, transpose(sb, -1, -2)), as) : null,
-        sa ? sumToShape(matmul(transpose(sa, -1, -2), g), bs) : null,
+        sa ? weightGrad(sa, g, bs, k, n) : null,
       ],
       [...(sa ? [sa] : []), ...(sb ? [sb] : [])],
     )[0]!;
   });
+}
+
+/**
+ * Gradient of matmul's `b` (shape `bs`) from `a` and the output gradient `g` `[...batch, m, n]`. When `b` is
+ * shared by the whole batch (`x @ W`), the batch folds into the rows: one `[k, B·m] @ [B·m, n]` product, instead
+ * of a per-batch `[...batch, k, n]` product summed afterwards — that intermediate is the batch size times the
+ * weight (2 GiB for ViT-L's MLP at batch 128, past the H100's maxStorageBufferBindingSize).
+ */
+function weightGrad(a: Tensor, g: Tensor, bs: readonly number[], k: number, n: number): Tensor {
+  const shared = bs.slice(0, -2).every((d) => d === 1) && g.rank > 2;
+  if (!shared) return sumToShape(matmul(transpose(a, -1, -2), g), bs);
+  const rows = g.size / n;
+  const a2 = reshape(expand(a, [...g.shape.slice(0, -1), k]), [rows, k]);
+  return reshape(matmul(transpose(a2, -1, -2), reshape(g, [rows, n])), bs);
 }
 
 function squeezeAt(x: Tensor, dim: number): Tensor {
