@@ -132,7 +132,8 @@ class GPT2Attention extends Module {
     }
     let scaling = this.config.scale_attn_weights ? 1 / Math.sqrt(hd) : 1;
     if (this.config.scale_attn_by_inverse_layer_idx) scaling /= this.layerIdx + 1;
-    const [o] = ctx.attention(this, q.contiguous(), k.contiguous(), v.contiguous(), {
+    // strided views of the fused projection (no copies); attention functions read any strides
+    const [o] = ctx.attention(this, q, k, v, {
       ...ctx.base,
       scaling,
       dropout: this.training ? this.config.attn_pdrop : 0,
@@ -200,6 +201,9 @@ export interface GPT2Inputs {
   /** Return the updated cache. */
   useCache?: boolean;
 }
+
+/** Token-id tensors generate() built from sampled tokens (each in [0, vocab_size) by construction). */
+const checkedIds = new WeakSet<Tensor>();
 
 async function hostInts(t: Tensor, name: string, shape?: readonly number[]): Promise<Int32Array> {
   if (!(t instanceof T.Tensor)) throw new WebattnError('INVALID_ARGUMENT', `${name}: expected a Tensor, got ${describe(t)}`, { argument: name });
@@ -271,7 +275,8 @@ export class GPT2Model extends Module {
     if (L === 0) throw new WebattnError('SHAPE_MISMATCH', 'inputIds: expected at least one token per row, got L = 0', { argument: 'inputIds' });
     const device = this.device;
     if (ids.device !== device) throw new WebattnError('DEVICE_MISMATCH', `inputIds: expected a tensor on the model's device (${device.info.adapter}), got one on ${ids.device.info.adapter}`, { argument: 'inputIds' });
-    checkIdRange(await hostInts(ids, 'inputIds'), c.vocab_size, 'inputIds', 'token ids');
+    // ids that generate() made from tokens it sampled are in range: no readback (a sync) per decode step
+    if (!checkedIds.has(ids)) checkIdRange(await hostInts(ids, 'inputIds'), c.vocab_size, 'inputIds', 'token ids');
     const past = inputs.pastKeyValues ?? null;
     if (past && past.length !== c.n_layer) throw new WebattnError('SHAPE_MISMATCH', `pastKeyValues: expected ${c.n_layer} layers, got ${past.length}`, { argument: 'pastKeyValues' });
     const P = past ? past[0]![0].shape[2]! : 0;
@@ -434,7 +439,9 @@ export class GPT2LMHeadModel extends Module {
   /** Logits `[B, L, vocab]`, the loss when `labels` are given, and the cache when `useCache`. */
   async forward(inputs: GPT2Inputs): Promise<{ logits: Tensor; loss: Tensor | null; pastKeyValues: KVCache | null }> {
     const { lastHiddenState, pastKeyValues } = await this.transformer.forward(inputs);
-    const logits = T.matmul(lastHiddenState, this.lm_head.param('weight').transpose(0, 1));
+    // one [B·L, D] @ [D, V] product (its weight gradient is then one GEMM, not B of them summed)
+    const [Bh, Lh, Dh] = lastHiddenState.shape as [number, number, number];
+    const logits = T.matmul(lastHiddenState.reshape([Bh * Lh, Dh]), this.lm_head.param('weight').transpose(0, 1)).reshape([Bh, Lh, this.config.vocab_size]);
     let loss: Tensor | null = null;
     if (inputs.labels) {
       const labels = inputs.labels;
@@ -514,6 +521,7 @@ export class GPT2LMHeadModel extends Module {
           }
           if (done.every(Boolean)) break;
           step = T.tensor(next, [B, 1], { dtype: 'int32', device });
+          if (next.every((t) => t >= 0 && t < V)) checkedIds.add(step);
         }
       }
     } finally {

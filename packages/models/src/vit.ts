@@ -155,7 +155,7 @@ class ViTLayer extends Module {
     const H = this.config.num_attention_heads;
     const hd = D / H;
     const h = this.layernorm_before.forward(x);
-    const heads = (t: Tensor) => t.reshape([B, L, H, hd]).transpose(1, 2).contiguous();
+    const heads = (t: Tensor) => t.reshape([B, L, H, hd]).transpose(1, 2); // views; attention functions read any strides
     const [o] = attention(this.selfAttn, heads(this.selfAttn.query.forward(h)), heads(this.selfAttn.key.forward(h)), heads(this.selfAttn.value.forward(h)), {
       scaling: 1 / Math.sqrt(hd),
       dropout: this.training ? this.config.attention_probs_dropout_prob : 0,
