@@ -189,8 +189,8 @@ export interface WebGPUDeviceOptions {
   /** Called once from `destroy()`. */
   onDestroy?: () => void;
   /**
-   * Bytes the buffer pool may keep (default: 256 MiB or the device's highest live-tensor bytes so far,
-   * whichever is larger, so a repeated step of any size reuses its buffers instead of recreating them).
+   * Bytes the buffer pool may keep (default: 256 MiB or twice the device's highest live-tensor bytes so
+   * far, whichever is larger, so a repeated step of any size reuses its buffers instead of recreating them).
    */
   poolBudget?: number;
 }
@@ -555,7 +555,7 @@ export class WebGPUDevice extends Device {
   }
 
   /**
-   * Sets how many bytes of freed buffers the pool keeps for reuse (default 256 MiB); trims the pool
+   * Sets how many bytes of freed buffers the pool keeps for reuse (default: 256 MiB or twice the live high-water mark, see {@link WebGPUDeviceOptions.poolBudget}); trims the pool
    * now if it holds more. Throws `INVALID_ARGUMENT` for a negative or non-finite number.
    *
    * @example
@@ -573,7 +573,9 @@ export class WebGPUDevice extends Device {
   }
 
   private get poolBudget(): number {
-    return this.poolBudgetFixed ?? Math.max(DEFAULT_POOL_BUDGET, this.liveHighWater);
+    // twice the high-water mark: within one step buffers of other size classes wait in the pool while live
+    // ones are made, so a budget of the mark alone still recreated ~1.7 GB per GPT-2 training step (H100)
+    return this.poolBudgetFixed ?? Math.max(DEFAULT_POOL_BUDGET, 2 * this.liveHighWater);
   }
 
   // ---------------------------------------------------------------------------- storage
