@@ -438,6 +438,10 @@ export class GPT2LMHeadModel extends Module {
 
   /** Logits `[B, L, vocab]`, the loss when `labels` are given, and the cache when `useCache`. */
   async forward(inputs: GPT2Inputs): Promise<{ logits: Tensor; loss: Tensor | null; pastKeyValues: KVCache | null }> {
+    // the labels are read back (to check their range) BEFORE the forward is recorded: a readback after it
+    // would wait for the whole forward on the GPU before the loss and backward could be recorded
+    const early = inputs?.labels instanceof T.Tensor && inputs.labels.dtype === 'int32' ? hostInts(inputs.labels, 'labels') : null;
+    early?.catch(() => undefined); // its error (if any) is thrown where it is awaited
     const { lastHiddenState, pastKeyValues } = await this.transformer.forward(inputs);
     // one [B·L, D] @ [D, V] product (its weight gradient is then one GEMM, not B of them summed)
     const [Bh, Lh, Dh] = lastHiddenState.shape as [number, number, number];
@@ -449,7 +453,7 @@ export class GPT2LMHeadModel extends Module {
       if (!(labels instanceof T.Tensor) || labels.dtype !== 'int32') throw new WebattnError('DTYPE_UNSUPPORTED', `labels: expected int32 labels, got ${labels instanceof T.Tensor ? labels.dtype : describe(labels)}`, { argument: 'labels' });
       if (!T.shapesEqual(labels.shape, [B, L])) throw new WebattnError('SHAPE_MISMATCH', `labels: expected shape [${B}, ${L}], got ${describe(labels.shape)}`, { argument: 'labels' });
       if (L < 2) throw new WebattnError('SHAPE_MISMATCH', 'labels: the shifted loss needs at least 2 tokens per row', { argument: 'labels' });
-      const lv = await hostInts(labels, 'labels');
+      const lv = await (early ?? hostInts(labels, 'labels'));
       for (let i = 0; i < lv.length; i++) {
         if (lv[i] !== -100 && !(lv[i]! >= 0 && lv[i]! < this.config.vocab_size)) throw new WebattnError('INVALID_ARGUMENT', `labels: expected values in [0, ${this.config.vocab_size}) or −100, got ${lv[i]} at flat index ${i}`, { argument: 'labels' });
       }
