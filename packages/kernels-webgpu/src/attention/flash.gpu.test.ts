@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
-import { setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
+import { setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 
 let gpu: WebGPUDevice;
@@ -85,7 +85,46 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
   }, COMPILE_TIMEOUT);
 });
 
-describe('NaN inputs propagate like PyTorch', () => {
+// The register forward is what hardware GPUs run; forced here so that CI (llvmpipe) covers it, with runtime and
+// with compile-time head dims, on every thread grid that fits this adapter. E=200/Ev=130 is too wide for it
+// and exercises the fallback to the staged forward.
+const REGISTER_CASES: Case[] = [
+  ...CASES,
+  { B: 2, Hq: 2, Hkv: 1, Lq: 70, Lkv: 45, E: 16, Ev: 32, causal: true, mask: true },
+  { B: 1, Hq: 2, Hkv: 2, Lq: 33, Lkv: 100, E: 128, Ev: 16, causal: false, mask: false },
+];
+describe('the register forward (hardware GPUs) matches the float64 reference', () => {
+  const grids = [null, { tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
+  REGISTER_CASES.forEach((c, n) => {
+    const grid = grids[n % grids.length]!;
+    const spec = n % 2 === 0 ? 'always' : 'never';
+    it(`grid ${grid ? `${grid.tr}x${grid.tc}` : 'auto'}, specialisation ${spec}: ${JSON.stringify(c)}`, async () => {
+      setFlashForwardPath('registers');
+      setFlashRegisterTile(grid);
+      setFlashSpecialization(spec);
+      const built = () => gpu.pipelineStats().byKernel['flash_attention_forward_registers']?.created ?? 0;
+      const before = built();
+      try {
+        const ref = await attend(c, cpu, 'float64', 'math');
+        const got = await attend(c, gpu, 'float32', 'flash');
+        // each case has its own pipeline key: the register kernel was built unless the head dims are too wide
+        expect(built() - before).toBe(c.Ev > 128 ? 0 : 1);
+        expectClose(got.out, ref.out, 3e-5, 3e-4, 'out');
+        expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+        expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+        expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+      } finally {
+        setFlashForwardPath('auto');
+        setFlashRegisterTile(null);
+        setFlashSpecialization('auto');
+      }
+    }, COMPILE_TIMEOUT);
+  });
+});
+
+for (const path of ['auto', 'registers'] as const) describe(`NaN inputs propagate like PyTorch (${path} forward)`, () => {
+  beforeAll(() => setFlashForwardPath(path));
+  afterAll(() => setFlashForwardPath('auto'));
   it('a NaN in one query row gives NaN in that row only; the other rows match the reference', async () => {
     const [B, H, L, E] = [1, 2, 40, 16];
     const qa = Array.from(await T.randn([B, H, L, E], { seed: 21, device: cpu, dtype: 'float64' }).toArray());

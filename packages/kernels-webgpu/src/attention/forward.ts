@@ -10,7 +10,7 @@ import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile, storageStaging,
+  cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, forcedRegisterTile, headDims, inputBindings, inputTensors, passes, pickTile, registerForward, storageStaging,
   type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
@@ -36,6 +36,13 @@ export function flashForward(p: FlashParams): {
   checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
+  if (registerForward(p)) {
+    const rt = pickRegisterTile(device, EC, EVC);
+    if (rt) {
+      forwardRegisters(p, rt, out, lse);
+      return { out, lse };
+    }
+  }
   const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc, !!p.hooks);
   const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
   const RM = BR / TR;
@@ -190,4 +197,216 @@ ${tileMapWgsl(p, 'q')}`;
   td.dispose();
   work.dispose();
   return { out, lse };
+}
+
+/** Thread grids of the register forward, best first: `tr` × `tc` threads, each owning 4×4 scores. */
+const REGISTER_GRIDS: { tr: number; tc: number }[] = [
+  { tr: 16, tc: 8 },
+  { tr: 8, tc: 8 },
+  { tr: 16, tc: 4 },
+  { tr: 8, tc: 4 },
+  { tr: 4, tc: 4 },
+];
+
+/** Workgroup memory of the register forward (bytes): Qᵀ, Kᵀ, V, Pᵀ as vec4 columns and two row-reduction slots per thread. */
+function registerBytes(g: { tr: number; tc: number }, EC: number, EVC: number): number {
+  const BC = 4 * g.tc;
+  return 16 * (EC * g.tr + EC * g.tc + BC * (EVC / 4) + BC * g.tr + 2 * g.tr * g.tc) + 64;
+}
+
+/**
+ * The register forward's thread grid for head-dim classes EC/EVC on `device` (forced by
+ * `setFlashRegisterTile` where it fits), or null when none fits (the staged forward then runs).
+ * Each thread owns ≤ 4 vec4 of the output row block (EVC/4 divisible by `tc`).
+ */
+function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number): { tr: number; tc: number } | null {
+  const budget = device.limits.maxComputeWorkgroupStorageSize;
+  const ok = (g: { tr: number; tc: number }) =>
+    EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 4 && registerBytes(g, EC, EVC) <= budget &&
+    g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
+  const forced = forcedRegisterTile();
+  if (forced && ok(forced)) return forced;
+  return REGISTER_GRIDS.find(ok) ?? null;
+}
+
+const LANE = ['x', 'y', 'z', 'w'];
+
+/**
+ * The register forward (hardware GPUs): a workgroup of TR × TC threads owns 4·TR query rows; per tile of
+ * 4·TC keys thread (tr, tc) computes the 4×4 scores of rows 4tr.. and keys 4tc.. in registers from Qᵀ and Kᵀ
+ * staged as vec4 columns (two 16-byte reads per 16 FMAs), applies scale, masks, hooks and NaN detection to
+ * them in registers, takes the row maximum through one workgroup-memory exchange, and keeps its online
+ * softmax (running max, PARTIAL row sum) in registers: the row sums and NaN flags are combined once at the
+ * end. P goes to workgroup memory transposed, once, for O += P·V, where the thread owns 4 rows × 4·ON output
+ * columns as vec4 accumulators.
+ */
+function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Tensor, lse: Tensor): void {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const { tr: TR, tc: TC } = g;
+  const BR = 4 * TR;
+  const BC = 4 * TC;
+  const EV4 = EVC / 4;
+  const ON = EV4 / TC;
+  const WG = TR * TC;
+  const hd = headDims(p);
+  const R = [0, 1, 2, 3];
+  const rep = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
+  const outCols = (m: number, f: (col: string, val: string) => string) =>
+    Array.from({ length: ON }, (_, o) =>
+      R.map((c) => `if (4u * (tc_ + ${TC * o}u) + ${c}u < ${hd.ev}) { ${f(`4u * (tc_ + ${TC * o}u) + ${c}u`, `acc[${m * ON + o}].${LANE[c]}`)} }`).join('\n        '),
+    ).join('\n        ');
+  const body = `
+  ${tileOrigin(p, 'q', BR)}
+  let tc_ = lidx % ${TC}u;
+  let tr_ = lidx / ${TC}u;
+${kvRange(p, BR)}
+  // Qᵀ (pre-scaled): fq_[e · TR + r4] holds rows 4·r4 .. 4·r4+3 of column e
+  for (var t = lidx; t < ${EC * TR}u; t = t + WG_SIZE) {
+    let e = t % ${EC}u;
+    let r4 = t / ${EC}u;
+    var x = vec4<f32>(0.0);
+    if (e < ${hd.e}) {
+      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)) * u_scale(); }`, '\n      ')}
+    }
+    fq_[e * ${TR}u + r4] = x;
+  }
+  let ib = q0 + 4u * tr_;
+  var m_run = vec4<f32>(neg_inf());
+  var l_run = vec4<f32>(0.0);
+  var bad = vec4<u32>(0u);
+  var acc: array<vec4<f32>, ${4 * ON}>;
+  if (u_c_first() == 0u) {
+    // continue the previous pass over keys: its row max for every thread, its sum and NaN flag once per row
+    ${rep((m) => `if (ib + ${m}u < LQ) {
+      let row = lse_idx(b, h, ib + ${m}u);
+      m_run.${LANE[m]} = load_mlb(row * 3u);
+      if (tc_ == 0u) { l_run.${LANE[m]} = load_mlb(row * 3u + 1u); bad.${LANE[m]} = u32(load_mlb(row * 3u + 2u) != 0.0); }
+        ${outCols(m, (col, val) => `${val} = load_accb(row * u_ev() + ${col});`)}
+    }`)}
+  }
+  ${blockLoop(p, 'kv', BC, `
+    workgroupBarrier();
+    // Kᵀ as vec4 columns of 4 keys, V as vec4 rows
+    for (var t = lidx; t < ${EC * TC}u; t = t + WG_SIZE) {
+      let e = t % ${EC}u;
+      let c4 = t / ${EC}u;
+      var x = vec4<f32>(0.0);
+      if (e < ${hd.e}) {
+        ${rep((n) => `if (j0 + 4u * c4 + ${n}u < j_hi) { x.${LANE[n]} = load_k(k_at(b, hk, j0 + 4u * c4 + ${n}u, e)); }`, '\n        ')}
+      }
+      fk_[e * ${TC}u + c4] = x;
+    }
+    for (var t = lidx; t < ${BC * EV4}u; t = t + WG_SIZE) {
+      let jj = t / ${EV4}u;
+      let e4 = t % ${EV4}u;
+      var x = vec4<f32>(0.0);
+      if (j0 + jj < j_hi) {
+        ${rep((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = load_v(v_at(b, hk, j0 + jj, 4u * e4 + ${c}u)); }`, '\n        ')}
+      }
+      fv_[jj * ${EV4}u + e4] = x;
+    }
+    workgroupBarrier();
+    ${rep((m) => `var s${m} = vec4<f32>(0.0);`)}
+    for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
+      let a = fq_[kk * ${TR}u + tr_];
+      let k4 = fk_[kk * ${TC}u + tc_];
+      ${rep((m) => `s${m} = fma(vec4<f32>(a.${LANE[m]}), k4, s${m});`, '\n      ')}
+    }
+    let jb = j0 + 4u * tc_;
+    ${rep((m) => R.map((n) => `{
+      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]}, b, h, min(ib + ${m}u, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (ib + ${m}u < LQ) & (jb + ${n}u < j_hi));
+      // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
+      let nan_ = is_nan_f32(x);
+      bad.${LANE[m]} = bad.${LANE[m]} | u32(nan_);
+      s${m}.${LANE[n]} = select(x, neg_inf(), nan_);
+    }`).join(' '))}
+    fr_[lidx] = vec4<f32>(${rep((m) => `max(max(s${m}.x, s${m}.y), max(s${m}.z, s${m}.w))`, ', ')});
+    workgroupBarrier();
+    var mx = m_run;
+    ${Array.from({ length: TC }, (_, c) => `mx = max(mx, fr_[tr_ * ${TC}u + ${c}u]);`).join('\n    ')}
+    // a row that saw only -inf so far keeps zero state (fully masked rows give 0, as PyTorch flash)
+    let live = mx != vec4<f32>(neg_inf());
+    let alpha = select(vec4<f32>(1.0), exp(m_run - mx), live);
+    m_run = mx;
+    ${rep((m) => `s${m} = select(vec4<f32>(0.0), exp(s${m} - vec4<f32>(mx.${LANE[m]})), live.${LANE[m]});`)}
+    l_run = l_run * alpha + vec4<f32>(${rep((m) => `s${m}.x + s${m}.y + s${m}.z + s${m}.w`, ', ')});
+    ${rep((n) => `fp_[(jb - j0 + ${n}u) * ${TR}u + tr_] = vec4<f32>(s0.${LANE[n]}, s1.${LANE[n]}, s2.${LANE[n]}, s3.${LANE[n]});`)}
+    ${R.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha.${LANE[m]};`).join(' ')).join('\n    ')}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
+      let pa = fp_[kk * ${TR}u + tr_];
+      ${Array.from({ length: ON }, (_, o) => `{
+        let vv = fv_[kk * ${EV4}u + tc_ + ${TC * o}u];
+        ${rep((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa.${LANE[m]}), vv, acc[${m * ON + o}]);`, '\n        ')}
+      }`).join('\n      ')}
+    }
+`)}
+  // the row sums and NaN flags, partial per thread, combined once
+  workgroupBarrier();
+  fr_[lidx] = l_run;
+  ff_[lidx] = bad;
+  workgroupBarrier();
+  var l = vec4<f32>(0.0);
+  var bd = vec4<u32>(0u);
+  ${Array.from({ length: TC }, (_, c) => `l = l + fr_[tr_ * ${TC}u + ${c}u]; bd = bd | ff_[tr_ * ${TC}u + ${c}u];`).join('\n  ')}
+  ${rep((m) => `if (ib + ${m}u < LQ) {
+    let i = ib + ${m}u;
+    let row = lse_idx(b, h, i);
+    let lm = l.${LANE[m]};
+    let isbad = bd.${LANE[m]} != 0u;
+    if (u_c_last() != 0u) {
+      let inv = select(1.0 / lm, 0.0, lm == 0.0);
+        ${outCols(m, (col, val) => `store_out(o_idx(b, h, i, ${col}), select(${val} * inv, flash_nan(), isbad));`)}
+      if (tc_ == 0u) { store_lse(row, select(select(m_run.${LANE[m]} + log(lm), neg_inf(), lm == 0.0), flash_nan(), isbad)); }
+    } else {
+        ${outCols(m, (col, val) => `store_accb(row * u_ev() + ${col}, ${val});`)}
+      if (tc_ == 0u) { store_mlb(row * 3u, m_run.${LANE[m]}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
+    }
+  }`, '\n  ')}`;
+  const helpers = `var<workgroup> fq_: array<vec4<f32>, ${EC * TR}>;
+var<workgroup> fk_: array<vec4<f32>, ${EC * TC}>;
+var<workgroup> fv_: array<vec4<f32>, ${BC * EV4}>;
+var<workgroup> fp_: array<vec4<f32>, ${BC * TR}>;
+var<workgroup> fr_: array<vec4<f32>, ${WG}>;
+var<workgroup> ff_: array<vec4<u32>, ${WG}>;
+fn load_accb(i: u32) -> f32 { return work[i]; }
+fn store_accb(i: u32, x: f32) { work[i] = x; }
+fn load_mlb(i: u32) -> f32 { return work[u_mlb_at() + i]; }
+fn store_mlb(i: u32, x: f32) { work[u_mlb_at() + i] = x; }
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'q')}`;
+  // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
+  const costPerKey = ((EC * TC) / WG + (BC * EV4) / WG + d.E + BC + 8) / BC;
+  const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
+  const multi = chunks.length > 1;
+  const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
+  const td = tileDispatch(p, 'q', BR, d.Hq);
+  const accN = multi ? rowsTotal * d.Ev : 0;
+  const mlN = multi ? rowsTotal * 3 : 0;
+  const workN = Math.max(1, accN + mlN);
+  checkWorkBuffer(workN, device, 'flash attention forward');
+  const work = empty([workN], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_forward_registers',
+    key: cacheKey(p, `r${TR}x${TC}`),
+    bindings: [
+      ...inputBindings(p),
+      { name: 'out', dtype: out.dtype, access: 'read_write' },
+      { name: 'lse', dtype: 'float32', access: 'read_write' },
+      { name: 'work', dtype: 'float32', access: 'read_write' },
+      ...td.bindings,
+    ],
+    uniforms: [...commonUniforms(p), ['mlb_at', 'u32']],
+    workgroupSize: [WG],
+    helpers,
+    body,
+  };
+  chunks.forEach(([c0, c1], n) =>
+    run(spec, [...inputTensors(p), out, lse, work, ...td.tensors], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length), mlb_at: accN }, td.grid),
+  );
+  td.dispose();
+  work.dispose();
 }

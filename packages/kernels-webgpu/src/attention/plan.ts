@@ -413,6 +413,44 @@ export function headDims(p: FlashParams): { e: string; ev: string } {
   return constantBounds(p) ? { e: `${d.E}u`, ev: `${d.Ev}u` } : { e: 'u_e()', ev: 'u_ev()' };
 }
 
+const envPath = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_FORWARD;
+let forwardPath: 'auto' | 'registers' | 'staged' = envPath === 'registers' || envPath === 'staged' ? envPath : 'auto';
+/**
+ * Which forward the tile path generates: `auto` (by adapter), `registers` (each thread keeps a 4×4 block
+ * of S and its online softmax in registers; Q/K staged transposed as vec4 columns: the hardware-GPU
+ * kernel) or `staged` (S goes through workgroup memory and the per-score work runs once per kernel in a
+ * plain loop: small code, the software adapters' kernel). A testing knob (both run on every adapter);
+ * results are the same. The environment variable `WEBATTN_FLASH_FORWARD` sets its start value.
+ */
+export function setFlashForwardPath(mode: 'auto' | 'registers' | 'staged'): void {
+  forwardPath = mode;
+}
+
+/**
+ * Whether the forward takes the register path: forced by `setFlashForwardPath`, else on hardware GPUs
+ * (software adapters compile every unrolled per-score statement slowly: SwiftShader seconds per
+ * hundred, LLVM minutes for large hooked kernels).
+ */
+export function registerForward(p: FlashParams): boolean {
+  if (forwardPath !== 'auto') return forwardPath === 'registers';
+  const device = p.q.device as WebGPUDevice;
+  return !device.info.software && !storageStaging(device);
+}
+
+let registerTile: { tr: number; tc: number } | null = null;
+/**
+ * Forces the register forward's thread grid (`tr` × `tc` threads, 4×4 scores each, so 4·tr query rows
+ * by 4·tc keys per tile) where it fits the adapter; `null` = the first fitting of the built-in list.
+ * A tuning knob (bench/gpu/tile_probe.mjs).
+ */
+export function setFlashRegisterTile(t: { tr: number; tc: number } | null): void {
+  registerTile = t;
+}
+/** The forced register-forward thread grid, or null. */
+export function forcedRegisterTile(): { tr: number; tc: number } | null {
+  return registerTile;
+}
+
 /** Pipeline cache key of one kernel: everything that changes its WGSL (never a size that lives in a uniform). */
 export function cacheKey(p: FlashParams, extra: string): string {
   const d = dims(p);
