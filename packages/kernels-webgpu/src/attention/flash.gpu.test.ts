@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
 import { setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
@@ -92,6 +92,7 @@ const REGISTER_CASES: Case[] = [
   ...CASES,
   { B: 2, Hq: 2, Hkv: 1, Lq: 70, Lkv: 45, E: 16, Ev: 32, causal: true, mask: true },
   { B: 1, Hq: 2, Hkv: 2, Lq: 33, Lkv: 100, E: 128, Ev: 16, causal: false, mask: false },
+  { B: 1, Hq: 2, Hkv: 1, Lq: 40, Lkv: 50, E: 32, Ev: 128, causal: true, mask: false },
 ];
 describe('the register forward (hardware GPUs) matches the float64 reference', () => {
   const grids = [null, { tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
@@ -120,6 +121,68 @@ describe('the register forward (hardware GPUs) matches the float64 reference', (
       }
     }, COMPILE_TIMEOUT);
   });
+});
+
+describe('the register forward splits long key ranges into passes under the adapter loop cap', () => {
+  it('Lkv=4000 at E=128 takes more dispatches than Lkv=64 where there is a cap, and E=64 / E=128 both equal math', async () => {
+    setFlashForwardPath('registers');
+    try {
+      for (const E of [64, 128]) {
+        const q = T.randn([1, 4, 40, E], { seed: 1, device: gpu });
+        const k4 = T.randn([1, 2, 4000, E], { seed: 2, device: gpu });
+        const v4 = T.randn([1, 2, 4000, 64], { seed: 5, device: gpu });
+        const k64 = T.randn([1, 2, 64, E], { seed: 3, device: gpu });
+        const v64 = T.randn([1, 2, 64, 64], { seed: 6, device: gpu });
+        const run = (k: T.Tensor, v: T.Tensor, backend: 'flash' | 'math') => {
+          const before = gpu.dispatchCount;
+          const out = T.noGrad(() => sdpaKernel([backend], () => scaledDotProductAttention(q, k, v, { enableGqa: true, isCausal: true })));
+          return { n: gpu.dispatchCount - before, out };
+        };
+        const long = run(k4, v4, 'flash');
+        if (E === 128 && gpu.maxLoopIterations < Infinity) expect(long.n).toBeGreaterThan(run(k64, v64, 'flash').n);
+        expectClose(await long.out.toArray(), await run(k4, v4, 'math').out.toArray(), 3e-5, 3e-4, `out (E=${E}, Lkv=4000)`);
+      }
+    } finally {
+      setFlashForwardPath('auto');
+    }
+  }, COMPILE_TIMEOUT);
+});
+
+// float16 operands (the register forward stages them as f16): adapters with shader-f16 only (the H100 run sets
+// WEBATTN_EXPECT_F16=1, which turns a missing f16 into a failure). Reference: float64 from the same f16 values.
+describe('float16 inputs match the float64 reference of the same f16 values', () => {
+  const needF16 = (ctx: TestContext) => {
+    if (gpu.hasFeature('shader-f16')) return;
+    const why = `adapter "${gpu.info.adapter}" has no shader-f16`;
+    if (process.env.WEBATTN_EXPECT_F16 === '1') expect.fail(`WEBATTN_EXPECT_F16=1 but ${why}`);
+    ctx.skip(why);
+  };
+  for (const path of ['registers', 'staged'] as const) {
+    for (const c of [CASES[0]!, CASES[1]!, REGISTER_CASES[4]!]) {
+      it(`${path} forward: ${JSON.stringify(c)}`, async (ctx) => {
+        needF16(ctx);
+        setFlashForwardPath(path);
+        try {
+          const mk = async (shape: number[], seed: number) => {
+            const h = T.randn(shape, { seed, device: cpu, dtype: 'float16' });
+            const vals = Array.from(await h.toArray());
+            return [T.tensor(vals, shape, { device: gpu, dtype: 'float16' }), T.tensor(vals, shape, { device: cpu, dtype: 'float64' })] as const;
+          };
+          const [q, qc] = await mk([c.B, c.Hq, c.Lq, c.E], 41);
+          const [k, kc] = await mk([c.B, c.Hkv, c.Lkv, c.E], 42);
+          const [v, vc] = await mk([c.B, c.Hkv, c.Lkv, c.Ev], 43);
+          const [m, mc] = c.mask ? await mk([c.Lq, c.Lkv], 44) : [null, null];
+          const o = { isCausal: c.causal, enableGqa: c.Hq !== c.Hkv };
+          const got = sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v, { ...o, attnMask: m }));
+          const ref = scaledDotProductAttention(qc, kc, vc, { ...o, attnMask: mc });
+          expect(got.dtype).toBe('float16');
+          expectClose(await got.toArray(), await ref.toArray(), 3e-3, 1e-2, 'out');
+        } finally {
+          setFlashForwardPath('auto');
+        }
+      }, COMPILE_TIMEOUT);
+    }
+  }
 });
 
 for (const path of ['auto', 'registers'] as const) describe(`NaN inputs propagate like PyTorch (${path} forward)`, () => {

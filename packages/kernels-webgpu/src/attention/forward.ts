@@ -37,7 +37,7 @@ export function flashForward(p: FlashParams): {
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
   if (registerForward(p)) {
-    const rt = pickRegisterTile(device, EC, EVC);
+    const rt = pickRegisterTile(device, EC, EVC, halfStaging(p) ? 2 : 4);
     if (rt) {
       forwardRegisters(p, rt, out, lse);
       return { out, lse };
@@ -208,10 +208,13 @@ const REGISTER_GRIDS: { tr: number; tc: number }[] = [
   { tr: 4, tc: 4 },
 ];
 
-/** Workgroup memory of the register forward (bytes): Qᵀ, Kᵀ, V, Pᵀ as vec4 columns and two row-reduction slots per thread. */
-function registerBytes(g: { tr: number; tc: number }, EC: number, EVC: number): number {
+/**
+ * Workgroup memory of the register forward (bytes): Qᵀ, Kᵀ, V (vec4 of f32, or of f16 for float16 operands:
+ * `qkvBytes` 2) and Pᵀ as vec4 columns, and two row-reduction slots per thread.
+ */
+function registerBytes(g: { tr: number; tc: number }, EC: number, EVC: number, qkvBytes = 4): number {
   const BC = 4 * g.tc;
-  return 16 * (EC * g.tr + EC * g.tc + BC * (EVC / 4) + BC * g.tr + 2 * g.tr * g.tc) + 64;
+  return 4 * qkvBytes * (EC * g.tr + EC * g.tc + BC * (EVC / 4)) + 16 * (BC * g.tr + 2 * g.tr * g.tc) + 64;
 }
 
 /**
@@ -219,10 +222,11 @@ function registerBytes(g: { tr: number; tc: number }, EC: number, EVC: number): 
  * `setFlashRegisterTile` where it fits), or null when none fits (the staged forward then runs).
  * Each thread owns ≤ 4 vec4 of the output row block (EVC/4 divisible by `tc`).
  */
-function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number): { tr: number; tc: number } | null {
+function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvBytes: number): { tr: number; tc: number } | null {
   const budget = device.limits.maxComputeWorkgroupStorageSize;
+  // at most 8 output vec4 (32 accumulators) per row, 128 per thread: wider head dims take the staged forward
   const ok = (g: { tr: number; tc: number }) =>
-    EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 4 && registerBytes(g, EC, EVC) <= budget &&
+    EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 8 && registerBytes(g, EC, EVC, qkvBytes) <= budget &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
   const forced = forcedRegisterTile();
   if (forced && ok(forced)) return forced;
@@ -230,6 +234,14 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number): { tr: 
 }
 
 const LANE = ['x', 'y', 'z', 'w'];
+
+/**
+ * Float16 q, k and v are staged as f16 in the register forward (half the workgroup memory and its
+ * traffic; exact, since every f16 is an f32), widened to f32 where they are multiplied.
+ */
+function halfStaging(p: FlashParams): boolean {
+  return p.q.dtype === 'float16' && p.k.dtype === 'float16' && p.v.dtype === 'float16';
+}
 
 /**
  * The register forward (hardware GPUs): a workgroup of TR × TC threads owns 4·TR query rows; per tile of
@@ -253,6 +265,10 @@ function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Te
   const WG = TR * TC;
   const hd = headDims(p);
   const R = [0, 1, 2, 3];
+  // staged element type, and the f32 view of a staged vec4
+  const half = halfStaging(p);
+  const ST = half ? 'f16' : 'f32';
+  const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
   const rep = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
   const outCols = (m: number, f: (col: string, val: string) => string) =>
     Array.from({ length: ON }, (_, o) =>
@@ -263,13 +279,13 @@ function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Te
   let tc_ = lidx % ${TC}u;
   let tr_ = lidx / ${TC}u;
 ${kvRange(p, BR)}
-  // Qᵀ (pre-scaled): fq_[e · TR + r4] holds rows 4·r4 .. 4·r4+3 of column e
+  // Qᵀ: fq_[e · TR + r4] holds rows 4·r4 .. 4·r4+3 of column e (the scale multiplies the dot products)
   for (var t = lidx; t < ${EC * TR}u; t = t + WG_SIZE) {
     let e = t % ${EC}u;
     let r4 = t / ${EC}u;
-    var x = vec4<f32>(0.0);
+    var x = vec4<${ST}>(0.0);
     if (e < ${hd.e}) {
-      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)) * u_scale(); }`, '\n      ')}
+      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${ST}(load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e))); }`, '\n      ')}
     }
     fq_[e * ${TR}u + r4] = x;
   }
@@ -293,31 +309,32 @@ ${kvRange(p, BR)}
     for (var t = lidx; t < ${EC * TC}u; t = t + WG_SIZE) {
       let e = t % ${EC}u;
       let c4 = t / ${EC}u;
-      var x = vec4<f32>(0.0);
+      var x = vec4<${ST}>(0.0);
       if (e < ${hd.e}) {
-        ${rep((n) => `if (j0 + 4u * c4 + ${n}u < j_hi) { x.${LANE[n]} = load_k(k_at(b, hk, j0 + 4u * c4 + ${n}u, e)); }`, '\n        ')}
+        ${rep((n) => `if (j0 + 4u * c4 + ${n}u < j_hi) { x.${LANE[n]} = ${ST}(load_k(k_at(b, hk, j0 + 4u * c4 + ${n}u, e))); }`, '\n        ')}
       }
       fk_[e * ${TC}u + c4] = x;
     }
     for (var t = lidx; t < ${BC * EV4}u; t = t + WG_SIZE) {
       let jj = t / ${EV4}u;
       let e4 = t % ${EV4}u;
-      var x = vec4<f32>(0.0);
+      var x = vec4<${ST}>(0.0);
       if (j0 + jj < j_hi) {
-        ${rep((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = load_v(v_at(b, hk, j0 + jj, 4u * e4 + ${c}u)); }`, '\n        ')}
+        ${rep((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = ${ST}(load_v(v_at(b, hk, j0 + jj, 4u * e4 + ${c}u))); }`, '\n        ')}
       }
       fv_[jj * ${EV4}u + e4] = x;
     }
     workgroupBarrier();
     ${rep((m) => `var s${m} = vec4<f32>(0.0);`)}
     for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
-      let a = fq_[kk * ${TR}u + tr_];
-      let k4 = fk_[kk * ${TC}u + tc_];
+      let a = ${wide(`fq_[kk * ${TR}u + tr_]`)};
+      let k4 = ${wide(`fk_[kk * ${TC}u + tc_]`)};
       ${rep((m) => `s${m} = fma(vec4<f32>(a.${LANE[m]}), k4, s${m});`, '\n      ')}
     }
     let jb = j0 + 4u * tc_;
+    let sc_ = u_scale();
     ${rep((m) => R.map((n) => `{
-      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]}, b, h, min(ib + ${m}u, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (ib + ${m}u < LQ) & (jb + ${n}u < j_hi));
+      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]} * sc_, b, h, min(ib + ${m}u, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (ib + ${m}u < LQ) & (jb + ${n}u < j_hi));
       // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
       let nan_ = is_nan_f32(x);
       bad.${LANE[m]} = bad.${LANE[m]} | u32(nan_);
@@ -339,7 +356,7 @@ ${kvRange(p, BR)}
     for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
       let pa = fp_[kk * ${TR}u + tr_];
       ${Array.from({ length: ON }, (_, o) => `{
-        let vv = fv_[kk * ${EV4}u + tc_ + ${TC * o}u];
+        let vv = ${wide(`fv_[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
         ${rep((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa.${LANE[m]}), vv, acc[${m * ON + o}]);`, '\n        ')}
       }`).join('\n      ')}
     }
@@ -366,9 +383,9 @@ ${kvRange(p, BR)}
       if (tc_ == 0u) { store_mlb(row * 3u, m_run.${LANE[m]}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
     }
   }`, '\n  ')}`;
-  const helpers = `var<workgroup> fq_: array<vec4<f32>, ${EC * TR}>;
-var<workgroup> fk_: array<vec4<f32>, ${EC * TC}>;
-var<workgroup> fv_: array<vec4<f32>, ${BC * EV4}>;
+  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TR}>;
+var<workgroup> fk_: array<vec4<${ST}>, ${EC * TC}>;
+var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;
 var<workgroup> fp_: array<vec4<f32>, ${BC * TR}>;
 var<workgroup> fr_: array<vec4<f32>, ${WG}>;
 var<workgroup> ff_: array<vec4<u32>, ${WG}>;
