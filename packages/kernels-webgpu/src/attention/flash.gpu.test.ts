@@ -148,6 +148,42 @@ describe('the register forward splits long key ranges into passes under the adap
   }, COMPILE_TIMEOUT);
 });
 
+// SwiftShader has subgroups (llvmpipe has none): the register forward's row maximum by subgroup shuffles,
+// forced there on a small grid (SwiftShader compiles workgroup-memory initialisation slowly, so a small tile).
+describe('the register forward with subgroup shuffles (SwiftShader) matches the float64 reference', () => {
+  for (const useSg of [true, false]) {
+    it(`${useSg ? 'subgroups' : 'workgroup-memory exchange'}: causal, GQA, mask, edges`, async () => {
+      const sw = (await T.getDevice({ kind: 'webgpu', webgpuBackend: 'swiftshader', cache: false })) as WebGPUDevice;
+      sw.poisonAllocations = true;
+      sw.subgroupsEnabled = useSg;
+      expect(sw.hasFeature('subgroups')).toBe(true);
+      setFlashForwardPath('registers');
+      setFlashRegisterTile({ tr: 4, tc: 4 });
+      try {
+        const c: Case = { B: 1, Hq: 2, Hkv: 1, Lq: 21, Lkv: 37, E: 16, Ev: 16, causal: true, mask: true };
+        const built = () => sw.pipelineStats().byKernel['flash_attention_forward_registers']?.created ?? 0;
+        // forward only (the backward kernels are the same as on every adapter and compile slowly here)
+        const fwd = async (device: T.Device, dtype: T.DType) => {
+          const q = T.randn([c.B, c.Hq, c.Lq, c.E], { seed: 11, device, dtype });
+          const k = T.randn([c.B, c.Hkv, c.Lkv, c.E], { seed: 12, device, dtype });
+          const v = T.randn([c.B, c.Hkv, c.Lkv, c.Ev], { seed: 13, device, dtype });
+          const attnMask = T.randn([c.Lq, c.Lkv], { seed: 15, device, dtype });
+          const o = { isCausal: true, attnMask, enableGqa: true };
+          return T.noGrad(() => sdpaKernel([dtype === 'float64' ? 'math' : 'flash'], () => scaledDotProductAttention(q, k, v, o))).toArray();
+        };
+        const ref = await fwd(cpu, 'float64');
+        const got = await fwd(sw, 'float32');
+        expect(built()).toBe(1);
+        expectClose(got, ref, 3e-5, 3e-4, 'out');
+      } finally {
+        setFlashForwardPath('auto');
+        setFlashRegisterTile(null);
+        sw.destroy();
+      }
+    }, COMPILE_TIMEOUT);
+  }
+});
+
 // float16 operands (the register forward stages them as f16): adapters with shader-f16 only (the H100 run sets
 // WEBATTN_EXPECT_F16=1, which turns a missing f16 into a failure). Reference: float64 from the same f16 values.
 describe('float16 inputs match the float64 reference of the same f16 values', () => {

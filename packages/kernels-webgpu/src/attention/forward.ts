@@ -8,7 +8,7 @@
  */
 import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
-import { run, type ProgramSpec } from '../wgsl.js';
+import { run, useSubgroups, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, forcedRegisterTile, headDims, inputBindings, inputTensors, passes, pickTile, registerForward, storageStaging,
   type FlashParams, type Tile,
@@ -268,6 +268,10 @@ function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Te
   // staged element type, and the f32 view of a staged vec4
   const half = halfStaging(p);
   const ST = half ? 'f16' : 'f32';
+  // subgroups: the row maximum by shuffles among the row's TC lanes (no barrier, no workgroup memory)
+  const sg = useSubgroups(device);
+  const xorSteps: number[] = [];
+  for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
   const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
   const rep = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
   const outCols = (m: number, f: (col: string, val: string) => string) =>
@@ -278,7 +282,16 @@ function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Te
   ${tileOrigin(p, 'q', BR)}
   let tc_ = lidx % ${TC}u;
   let tr_ = lidx / ${TC}u;
-${kvRange(p, BR)}
+${kvRange(p, BR)}${sg ? `
+  // the shuffles need each row's ${TC} threads to be consecutive lanes of one subgroup (lanes numbered as
+  // local_invocation_index, as on NVIDIA/AMD/Intel); WGSL does not promise it, so it is checked, and any
+  // subgroup where it fails sends the whole workgroup down the workgroup-memory exchange
+  let lanes_ok = subgroupAll(SG_LANE == lidx % SG_SIZE);
+  let sg_fit = (SG_SIZE % ${TC}u == 0u) & lanes_ok;
+  if (lidx == 0u) { wg_nosg = 0u; }
+  workgroupBarrier();
+  if (!sg_fit) { wg_nosg = 1u; }
+  let use_sg = workgroupUniformLoad(&wg_nosg) == 0u;` : ''}
   // Qᵀ: fq_[e · TR + r4] holds rows 4·r4 .. 4·r4+3 of column e (the scale multiplies the dot products)
   for (var t = lidx; t < ${EC * TR}u; t = t + WG_SIZE) {
     let e = t % ${EC}u;
@@ -340,10 +353,16 @@ ${kvRange(p, BR)}
       bad.${LANE[m]} = bad.${LANE[m]} | u32(nan_);
       s${m}.${LANE[n]} = select(x, neg_inf(), nan_);
     }`).join(' '))}
-    fr_[lidx] = vec4<f32>(${rep((m) => `max(max(s${m}.x, s${m}.y), max(s${m}.z, s${m}.w))`, ', ')});
-    workgroupBarrier();
+    let lmx = vec4<f32>(${rep((m) => `max(max(s${m}.x, s${m}.y), max(s${m}.z, s${m}.w))`, ', ')});
     var mx = m_run;
-    ${Array.from({ length: TC }, (_, c) => `mx = max(mx, fr_[tr_ * ${TC}u + ${c}u]);`).join('\n    ')}
+    ${sg ? `if (use_sg) {
+      var r_ = lmx;
+      ${xorSteps.map((w) => `r_ = max(r_, subgroupShuffleXor(r_, ${w}u));`).join('\n      ')}
+      mx = max(mx, r_);
+    } else {
+      ` : ''}fr_[lidx] = lmx;
+    workgroupBarrier();
+    ${Array.from({ length: TC }, (_, c) => `mx = max(mx, fr_[tr_ * ${TC}u + ${c}u]);`).join('\n    ')}${sg ? '\n    }' : ''}
     // a row that saw only -inf so far keeps zero state (fully masked rows give 0, as PyTorch flash)
     let live = mx != vec4<f32>(neg_inf());
     let alpha = select(vec4<f32>(1.0), exp(m_run - mx), live);
@@ -388,7 +407,7 @@ var<workgroup> fk_: array<vec4<${ST}>, ${EC * TC}>;
 var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;
 var<workgroup> fp_: array<vec4<f32>, ${BC * TR}>;
 var<workgroup> fr_: array<vec4<f32>, ${WG}>;
-var<workgroup> ff_: array<vec4<u32>, ${WG}>;
+var<workgroup> ff_: array<vec4<u32>, ${WG}>;${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
 fn load_accb(i: u32) -> f32 { return work[i]; }
 fn store_accb(i: u32, x: f32) { work[i] = x; }
 fn load_mlb(i: u32) -> f32 { return work[u_mlb_at() + i]; }
@@ -408,7 +427,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}`),
+    key: cacheKey(p, `r${TR}x${TC}${sg ? 'sg' : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
@@ -420,6 +439,7 @@ ${tileMapWgsl(p, 'q')}`;
     workgroupSize: [WG],
     helpers,
     body,
+    subgroups: sg,
   };
   chunks.forEach(([c0, c1], n) =>
     run(spec, [...inputTensors(p), out, lse, work, ...td.tensors], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length), mlb_at: accN }, td.grid),
