@@ -199,8 +199,18 @@ ${tileMapWgsl(p, 'q')}`;
   return { out, lse };
 }
 
-/** Thread grids of the register forward, best first: `tr` × `tc` threads, each owning 4×4 scores. */
-const REGISTER_GRIDS: { tr: number; tc: number }[] = [
+/** A thread grid of the register forward: `tr` × `tc` threads, each owning 4×4 scores. */
+interface RegisterGrid {
+  tr: number;
+  tc: number;
+  /** K and V take turns in one workgroup buffer (V staged after S): when separate buffers do not fit. */
+  shared?: boolean;
+  /** Load the next key tile (and this tile's V) into registers while S is computed; default where registers allow. */
+  prefetch?: boolean;
+}
+
+/** Thread grids of the register forward, best first. */
+const REGISTER_GRIDS: RegisterGrid[] = [
   { tr: 16, tc: 8 },
   { tr: 8, tc: 8 },
   { tr: 16, tc: 4 },
@@ -212,9 +222,10 @@ const REGISTER_GRIDS: { tr: number; tc: number }[] = [
  * Workgroup memory of the register forward (bytes): Qᵀ, Kᵀ, V (vec4 of f32, or of f16 for float16 operands:
  * `qkvBytes` 2) and Pᵀ as vec4 columns, and two row-reduction slots per thread.
  */
-function registerBytes(g: { tr: number; tc: number }, EC: number, EVC: number, qkvBytes = 4): number {
+function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): number {
   const BC = 4 * g.tc;
-  return 4 * qkvBytes * (EC * g.tr + EC * g.tc + BC * (EVC / 4)) + 16 * (BC * g.tr + 2 * g.tr * g.tc) + 64;
+  const kv = g.shared ? Math.max(EC * g.tc, BC * (EVC / 4)) : EC * g.tc + BC * (EVC / 4);
+  return 4 * qkvBytes * (EC * g.tr + kv) + 16 * (BC * g.tr + 2 * g.tr * g.tc) + 64;
 }
 
 /**
@@ -222,15 +233,25 @@ function registerBytes(g: { tr: number; tc: number }, EC: number, EVC: number, q
  * `setFlashRegisterTile` where it fits), or null when none fits (the staged forward then runs).
  * Each thread owns ≤ 4 vec4 of the output row block (EVC/4 divisible by `tc`).
  */
-function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvBytes: number): { tr: number; tc: number } | null {
+function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvBytes: number): RegisterGrid | null {
   const budget = device.limits.maxComputeWorkgroupStorageSize;
   // at most 8 output vec4 (32 accumulators) per row, 128 per thread: wider head dims take the staged forward
-  const ok = (g: { tr: number; tc: number }) =>
+  const fits = (g: RegisterGrid) =>
     EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 8 && registerBytes(g, EC, EVC, qkvBytes) <= budget &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
+  // separate K and V buffers where they fit, else K and V taking turns in one
+  const place = (g: RegisterGrid): RegisterGrid | null => {
+    for (const shared of g.shared === undefined ? [false, true] : [g.shared]) if (fits({ ...g, shared })) return { ...g, shared };
+    return null;
+  };
   const forced = forcedRegisterTile();
-  if (forced && ok(forced)) return forced;
-  return REGISTER_GRIDS.find(ok) ?? null;
+  const f = forced ? place(forced) : null;
+  if (f) return f;
+  for (const g of REGISTER_GRIDS) {
+    const x = place(g);
+    if (x) return x;
+  }
+  return null;
 }
 
 const LANE = ['x', 'y', 'z', 'w'];
@@ -252,7 +273,7 @@ function halfStaging(p: FlashParams): boolean {
  * end. P goes to workgroup memory transposed, once, for O += P·V, where the thread owns 4 rows × 4·ON output
  * columns as vec4 accumulators.
  */
-function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Tensor, lse: Tensor): void {
+function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Tensor): void {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
   const EC = dimClass(d.E);
@@ -268,8 +289,15 @@ function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Te
   // staged element type, and the f32 view of a staged vec4
   const half = halfStaging(p);
   const ST = half ? 'f16' : 'f32';
-  // subgroups: the row maximum by shuffles among the row's TC lanes (no barrier, no workgroup memory)
-  const sg = useSubgroups(device);
+  // subgroups: the row maximum by shuffles among the row's TC lanes (no barrier, no workgroup memory); with
+  // K and V sharing a buffer the barrier stays (V replaces K after it), and so does the exchange
+  const shared = !!g.shared;
+  const sg = useSubgroups(device) && !shared;
+  // per-thread registers of one staged K tile (NK vec4) and V tile (NV vec4); prefetching keeps both live
+  const NK = Math.ceil((EC * TC) / WG);
+  const NV = Math.ceil((BC * EV4) / WG);
+  const prefetch = (g.prefetch ?? true) && (NK + NV) * (half ? 2 : 4) <= 32;
+  const kvName = (x: 'k' | 'v') => (shared ? 'fkv_' : `f${x}_`);
   const xorSteps: number[] = [];
   for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
   const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
@@ -278,6 +306,37 @@ function forwardRegisters(p: FlashParams, g: { tr: number; tc: number }, out: Te
     Array.from({ length: ON }, (_, o) =>
       R.map((c) => `if (4u * (tc_ + ${TC * o}u) + ${c}u < ${hd.ev}) { ${f(`4u * (tc_ + ${TC * o}u) + ${c}u`, `acc[${m * ON + o}].${LANE[c]}`)} }`).join('\n        '),
     ).join('\n        ');
+  const guard = (n: number, total: number, x: string) => (n * WG + WG > total ? `if (lidx + ${n * WG}u < ${total}u) { ${x} }` : x);
+  // K tile at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·EC + e
+  const loadK = (j: string) =>
+    Array.from({ length: NK }, (_, u) =>
+      guard(u, EC * TC, `{
+        let t = lidx + ${u * WG}u;
+        let e = t % ${EC}u;
+        let c4 = t / ${EC}u;
+        var x = vec4<${ST}>(0.0);
+        if (e < ${hd.e}) {
+          ${R.map((n) => `if (${j} + 4u * c4 + ${n}u < j_hi) { x.${LANE[n]} = ${ST}(load_k(k_at(b, hk, ${j} + 4u * c4 + ${n}u, e))); }`).join('\n          ')}
+        }
+        kr_[${u}] = x;
+      }`),
+    ).join('\n    ');
+  const storeK = Array.from({ length: NK }, (_, u) => guard(u, EC * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${EC}u) * ${TC}u + t / ${EC}u] = kr_[${u}]; }`)).join('\n    ');
+  // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
+  const loadV = (j: string) =>
+    Array.from({ length: NV }, (_, u) =>
+      guard(u, BC * EV4, `{
+        let t = lidx + ${u * WG}u;
+        let jj = t / ${EV4}u;
+        let e4 = t % ${EV4}u;
+        var x = vec4<${ST}>(0.0);
+        if (${j} + jj < j_hi) {
+          ${R.map((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = ${ST}(load_v(v_at(b, hk, ${j} + jj, 4u * e4 + ${c}u))); }`).join('\n          ')}
+        }
+        vr_[${u}] = x;
+      }`),
+    ).join('\n    ');
+  const storeV = Array.from({ length: NV }, (_, u) => guard(u, BC * EV4, `${kvName('v')}[lidx + ${u * WG}u] = vr_[${u}];`)).join('\n    ');
   const body = `
   ${tileOrigin(p, 'q', BR)}
   let tc_ = lidx % ${TC}u;
@@ -292,13 +351,16 @@ ${kvRange(p, BR)}${sg ? `
   workgroupBarrier();
   if (!sg_fit) { wg_nosg = 1u; }
   let use_sg = workgroupUniformLoad(&wg_nosg) == 0u;` : ''}
-  // Qᵀ: fq_[e · TR + r4] holds rows 4·r4 .. 4·r4+3 of column e (the scale multiplies the dot products)
+  // Qᵀ: fq_[e · TR + r4] holds rows 4·r4 .. 4·r4+3 of column e. f32: pre-scaled, and the dot products run
+  // in the same order as the backward kernels' (fma over e), so the backward's recomputed scores match the
+  // lse bit for bit (at ×30 input magnitudes another rounding moved dV by 0.3%). f16: staged exactly, the
+  // scale multiplies the dot products.
   for (var t = lidx; t < ${EC * TR}u; t = t + WG_SIZE) {
     let e = t % ${EC}u;
     let r4 = t / ${EC}u;
     var x = vec4<${ST}>(0.0);
     if (e < ${hd.e}) {
-      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${ST}(load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e))); }`, '\n      ')}
+      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${half ? `f16(load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)))` : `load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)) * u_scale()`}; }`, '\n      ')}
     }
     fq_[e * ${TR}u + r4] = x;
   }
@@ -316,36 +378,34 @@ ${kvRange(p, BR)}${sg ? `
         ${outCols(m, (col, val) => `${val} = load_accb(row * u_ev() + ${col});`)}
     }`)}
   }
+  var kr_: array<vec4<${ST}>, ${NK}>;
+  var vr_: array<vec4<${ST}>, ${NV}>;
+  var pre_j = 0xffffffffu;
   ${blockLoop(p, 'kv', BC, `
     workgroupBarrier();
-    // Kᵀ as vec4 columns of 4 keys, V as vec4 rows
-    for (var t = lidx; t < ${EC * TC}u; t = t + WG_SIZE) {
-      let e = t % ${EC}u;
-      let c4 = t / ${EC}u;
-      var x = vec4<${ST}>(0.0);
-      if (e < ${hd.e}) {
-        ${rep((n) => `if (j0 + 4u * c4 + ${n}u < j_hi) { x.${LANE[n]} = ${ST}(load_k(k_at(b, hk, j0 + 4u * c4 + ${n}u, e))); }`, '\n        ')}
-      }
-      fk_[e * ${TC}u + c4] = x;
-    }
-    for (var t = lidx; t < ${BC * EV4}u; t = t + WG_SIZE) {
-      let jj = t / ${EV4}u;
-      let e4 = t % ${EV4}u;
-      var x = vec4<${ST}>(0.0);
-      if (j0 + jj < j_hi) {
-        ${rep((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = ${ST}(load_v(v_at(b, hk, j0 + jj, 4u * e4 + ${c}u))); }`, '\n        ')}
-      }
-      fv_[jj * ${EV4}u + e4] = x;
-    }
+    // Kᵀ as vec4 columns of 4 keys${prefetch ? ' (prefetched into registers during the previous tile unless a new range starts here)' : ''}
+    ${prefetch ? `if (pre_j != j0) {
+      ${loadK('j0')}
+    }` : loadK('j0')}
+    ${storeK}
+    ${!shared && !prefetch ? `// V as vec4 rows
+    ${loadV('j0')}
+    ${storeV}` : ''}
     workgroupBarrier();
+    ${prefetch ? `// this tile's V and the next key tile, loaded while S is computed
+    ${loadV('j0')}
+    if (j0 + ${BC}u < j_hi) {
+      ${loadK(`(j0 + ${BC}u)`)}
+      pre_j = j0 + ${BC}u;
+    }` : ''}
     ${rep((m) => `var s${m} = vec4<f32>(0.0);`)}
     for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
       let a = ${wide(`fq_[kk * ${TR}u + tr_]`)};
-      let k4 = ${wide(`fk_[kk * ${TC}u + tc_]`)};
+      let k4 = ${wide(`${kvName('k')}[kk * ${TC}u + tc_]`)};
       ${rep((m) => `s${m} = fma(vec4<f32>(a.${LANE[m]}), k4, s${m});`, '\n      ')}
     }
     let jb = j0 + 4u * tc_;
-    let sc_ = u_scale();
+    let sc_ = ${half ? 'u_scale()' : '1.0'};
     ${rep((m) => R.map((n) => `{
       var x = select(neg_inf(), finish_score(s${m}.${LANE[n]} * sc_, b, h, min(ib + ${m}u, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (ib + ${m}u < LQ) & (jb + ${n}u < j_hi));
       // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
@@ -363,6 +423,9 @@ ${kvRange(p, BR)}${sg ? `
       ` : ''}fr_[lidx] = lmx;
     workgroupBarrier();
     ${Array.from({ length: TC }, (_, c) => `mx = max(mx, fr_[tr_ * ${TC}u + ${c}u]);`).join('\n    ')}${sg ? '\n    }' : ''}
+    ${shared ? `// every thread is past S (the barrier above): V replaces K
+    ${prefetch ? '' : loadV('j0')}
+    ${storeV}` : prefetch ? storeV : ''}
     // a row that saw only -inf so far keeps zero state (fully masked rows give 0, as PyTorch flash)
     let live = mx != vec4<f32>(neg_inf());
     let alpha = select(vec4<f32>(1.0), exp(m_run - mx), live);
@@ -375,7 +438,7 @@ ${kvRange(p, BR)}${sg ? `
     for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
       let pa = fp_[kk * ${TR}u + tr_];
       ${Array.from({ length: ON }, (_, o) => `{
-        let vv = ${wide(`fv_[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
+        let vv = ${wide(`${kvName('v')}[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
         ${rep((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa.${LANE[m]}), vv, acc[${m * ON + o}]);`, '\n        ')}
       }`).join('\n      ')}
     }
@@ -403,8 +466,8 @@ ${kvRange(p, BR)}${sg ? `
     }
   }`, '\n  ')}`;
   const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TR}>;
-var<workgroup> fk_: array<vec4<${ST}>, ${EC * TC}>;
-var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;
+${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * TC, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${EC * TC}>;
+var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}
 var<workgroup> fp_: array<vec4<f32>, ${BC * TR}>;
 var<workgroup> fr_: array<vec4<f32>, ${WG}>;
 var<workgroup> ff_: array<vec4<u32>, ${WG}>;${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
@@ -427,7 +490,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}${sg ? 'sg' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },

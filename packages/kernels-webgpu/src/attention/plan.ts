@@ -437,17 +437,19 @@ export function registerForward(p: FlashParams): boolean {
   return !device.info.software && !storageStaging(device);
 }
 
-let registerTile: { tr: number; tc: number } | null = null;
+let registerTile: { tr: number; tc: number; prefetch?: boolean; shared?: boolean } | null = null;
 /**
  * Forces the register forward's thread grid (`tr` × `tc` threads, 4×4 scores each, so 4·tr query rows
- * by 4·tc keys per tile) where it fits the adapter; `null` = the first fitting of the built-in list.
- * A tuning knob (bench/gpu/tile_probe.mjs).
+ * by 4·tc keys per tile) where it fits the adapter, and with `prefetch: false` turns off loading the next
+ * key tile during the current one, and with `shared` true/false forces K and V into one buffer or two;
+ * `null` = the first fitting grid of the built-in list, prefetching where
+ * registers allow. A tuning and testing knob (bench/gpu/tile_probe.mjs); results are the same.
  */
-export function setFlashRegisterTile(t: { tr: number; tc: number } | null): void {
+export function setFlashRegisterTile(t: { tr: number; tc: number; prefetch?: boolean; shared?: boolean } | null): void {
   registerTile = t;
 }
 /** The forced register-forward thread grid, or null. */
-export function forcedRegisterTile(): { tr: number; tc: number } | null {
+export function forcedRegisterTile(): { tr: number; tc: number; prefetch?: boolean; shared?: boolean } | null {
   return registerTile;
 }
 
