@@ -1,7 +1,7 @@
 // Forward-kernel probe of the attention generator's tile path (device machine, inside the unpacked tree):
 // per shape and dtype, the flash forward with each variant of VARIANTS (staged = the per-score loop over an S
 // tile in workgroup memory, what hardware GPUs ran before the register forward; reg = the register forward
-// with its default grid; regTRxTC = a forced thread grid), the default path's forward+backward, and TF.js
+// with its default grid; regTRxTC[r2][nopf][kv] = a forced thread grid, 8 rows per thread, without prefetch, with K/V sharing a buffer), the default path's forward+backward, and TF.js
 // 4.22's unfused attention (matMul → softmax → matMul, f32 only) on the SAME device in the same process.
 // Timing: common.mjs's timeBatches (clock ramp, batches of back-to-back calls, median).
 //   node apps/bench/gpu/tile_probe.mjs --json out.json   (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
@@ -24,10 +24,10 @@ console.log(`device ${dev.info.adapter} (${dev.info.software ? "software" : "har
 const SHAPES = QUICK
   ? [[1, 4, 1024, 64]]
   : [[8, 16, 1024, 64], [128, 16, 196, 64], [1, 16, 4096, 64], [8, 16, 1024, 128], [8, 16, 4096, 64]];
-const VARIANTS = (process.env.VARIANTS ?? "staged,reg,reg8x8,reg16x4").split(",");
+const VARIANTS = (process.env.VARIANTS ?? "staged,reg,reg16x8nopf,reg8x8r2,reg16x4r2,reg16x8r2,reg32x8").split(",");
 const DTYPES = (process.env.DTYPES ?? (hasF16 ? "float32,float16" : "float32")).split(",");
 const REPS = QUICK ? 3 : 5;
-const BUDGET_MS = QUICK ? 4000 : 800;
+const BUDGET_MS = QUICK ? 4000 : 600;
 
 function setVariant(v) {
   setFlashTiles("auto");
@@ -36,8 +36,11 @@ function setVariant(v) {
     setFlashRegisterTile(null);
   } else {
     setFlashForwardPath("registers");
-    const m = /^reg(\d+)x(\d+)$/.exec(v);
-    setFlashRegisterTile(m ? { tr: Number(m[1]), tc: Number(m[2]) } : null);
+    // regTRxTC[r2][nopf][kv]: forced grid, 8 rows per thread, prefetch off, K/V in one shared buffer
+    const m = /^reg(\d+)x(\d+)(r2)?(nopf)?(kv)?$/.exec(v);
+    setFlashRegisterTile(
+      m ? { tr: Number(m[1]), tc: Number(m[2]), ...(m[3] ? { rv: 2 } : {}), ...(m[4] ? { prefetch: false } : {}), ...(m[5] ? { shared: true } : {}) } : null
+    );
   }
 }
 
@@ -78,17 +81,21 @@ for (const [B, H, L, E] of SHAPES) {
     }
     setFlashForwardPath("auto");
     setFlashRegisterTile(null);
-    if (secondsLeft() > 12 && B * L <= 8 * 1024) {
+    // forward + backward with the default forward and each backward tile list of BWD (auto = 8x8 register blocks)
+    for (const tiles of (process.env.BWD ?? "auto,medium,small").split(",")) {
+      if (secondsLeft() < 12 || B * L > 8 * 1024) break;
+      setFlashTiles(tiles);
       try {
         const m = await time(() => {
           sdpaKernel(["flash"], () => scaledDotProductAttention(q, k, v)).backward(g);
           for (const t of [q, k, v]) { t.grad?.dispose?.(); t.grad = null; }
         });
-        row.auto_fwdbwd_ms = +m.ms.toFixed(3);
+        row[`fwdbwd_${tiles}_ms`] = +m.ms.toFixed(3);
       } catch (e) {
-        row.auto_fwdbwd_error = errText(e);
+        row[`fwdbwd_${tiles}_error`] = errText(e);
       }
     }
+    setFlashTiles("auto");
     for (const t of [q, k, v, g]) t.dispose();
     // TF.js unfused attention, f32, same device, same process (skipped where L×L scores exceed a binding)
     if (tf && dtype === "float32" && secondsLeft() > 8) {

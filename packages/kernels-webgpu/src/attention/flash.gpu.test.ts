@@ -48,8 +48,8 @@ const CASES: Case[] = [
 
 describe('cooperative tiles: every tile list matches the float64 reference forward and backward', () => {
   // `small` + storage staging is what SwiftShader gets (Chromium's software WebGPU)
-  for (const [tiles, staging] of [['software', 'workgroup'], ['hardware', 'workgroup'], ['small', 'storage']] as const) {
-    for (const c of CASES) {
+  for (const [tiles, staging] of [['software', 'workgroup'], ['hardware', 'workgroup'], ['small', 'storage'], ['medium', 'workgroup']] as const) {
+    for (const c of tiles === 'medium' ? CASES.slice(0, 2) : CASES) {
       it(`${tiles} tiles, ${staging} staging: ${JSON.stringify(c)}`, async () => {
         setFlashTiles(tiles);
         setFlashStaging(staging);
@@ -95,18 +95,20 @@ const REGISTER_CASES: Case[] = [
   { B: 1, Hq: 2, Hkv: 2, Lq: 33, Lkv: 100, E: 128, Ev: 16, causal: false, mask: false },
   { B: 1, Hq: 2, Hkv: 1, Lq: 40, Lkv: 50, E: 32, Ev: 128, causal: true, mask: false },
   { B: 2, Hq: 1, Hkv: 1, Lq: 50, Lkv: 90, E: 16, Ev: 16, causal: false, mask: true },
+  { B: 1, Hq: 4, Hkv: 2, Lq: 33, Lkv: 77, E: 16, Ev: 32, causal: false, mask: false },
 ];
 describe('the register forward (hardware GPUs) matches the float64 reference', () => {
   // per case: the thread grid, K/V in one shared buffer or two, prefetching of the next key tile (where
   // registers allow: NK + NV ≤ 8 vec4); null = the adapter's default choice
-  const grids: ({ tr: number; tc: number; shared?: boolean; prefetch?: boolean } | null)[] = [
+  const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean } | null)[] = [
     null, // llvmpipe: 8x8, separate, no prefetch
     { tr: 8, tc: 8, shared: true }, // shared, no prefetch
     { tr: 4, tc: 4 }, // E=200: the staged fallback
-    { tr: 16, tc: 8 }, // separate + prefetch
+    { tr: 8, tc: 8, rv: 2 }, // 8 rows per thread, separate + prefetch
     { tr: 4, tc: 4, shared: true }, // shared, no prefetch, E=128
     { tr: 8, tc: 4, prefetch: false }, // 8 output vec4 per row
-    { tr: 16, tc: 4, shared: true }, // shared + prefetch
+    { tr: 8, tc: 4, rv: 2, shared: true }, // 8 rows per thread, shared + prefetch
+    { tr: 16, tc: 8 }, // separate + prefetch
   ];
   REGISTER_CASES.forEach((c, n) => {
     const grid = grids[n]!;
@@ -209,11 +211,12 @@ describe('float16 inputs match the float64 reference of the same f16 values', ()
     if (process.env.WEBATTN_EXPECT_F16 === '1') expect.fail(`WEBATTN_EXPECT_F16=1 but ${why}`);
     ctx.skip(why);
   };
-  for (const path of ['registers', 'staged'] as const) {
+  for (const path of ['registers', 'registers 16x8 rv2', 'staged'] as const) {
     for (const c of [CASES[0]!, CASES[1]!, REGISTER_CASES[4]!]) {
       it(`${path} forward: ${JSON.stringify(c)}`, async (ctx) => {
         needF16(ctx);
-        setFlashForwardPath(path);
+        setFlashForwardPath(path === 'staged' ? 'staged' : 'registers');
+        if (path === 'registers 16x8 rv2') setFlashRegisterTile({ tr: 16, tc: 8, rv: 2 });
         try {
           const mk = async (shape: number[], seed: number) => {
             const h = T.randn(shape, { seed, device: cpu, dtype: 'float16' });
@@ -231,6 +234,7 @@ describe('float16 inputs match the float64 reference of the same f16 values', ()
           expectClose(await got.toArray(), await ref.toArray(), 3e-3, 1e-2, 'out');
         } finally {
           setFlashForwardPath('auto');
+          setFlashRegisterTile(null);
         }
       }, COMPILE_TIMEOUT);
     }

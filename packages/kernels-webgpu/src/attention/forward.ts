@@ -37,7 +37,7 @@ export function flashForward(p: FlashParams): {
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
   if (registerForward(p)) {
-    const rt = pickRegisterTile(device, EC, EVC, halfStaging(p) ? 2 : 4);
+    const rt = pickRegisterTile(device, EC, EVC, halfStaging(p) ? 2 : 4, !!p.blocks);
     if (rt) {
       forwardRegisters(p, rt, out, lse);
       return { out, lse };
@@ -203,6 +203,8 @@ ${tileMapWgsl(p, 'q')}`;
 interface RegisterGrid {
   tr: number;
   tc: number;
+  /** Groups of 4 query rows per thread (1 or 2; default 1): 4·tr·rv rows per workgroup. */
+  rv?: number;
   /** K and V take turns in one workgroup buffer (V staged after S): when separate buffers do not fit. */
   shared?: boolean;
   /** Load the next key tile (and this tile's V) into registers while S is computed; default where registers allow. */
@@ -224,8 +226,9 @@ const REGISTER_GRIDS: RegisterGrid[] = [
  */
 function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): number {
   const BC = 4 * g.tc;
+  const trq = g.tr * (g.rv ?? 1);
   const kv = g.shared ? Math.max(EC * g.tc, BC * (EVC / 4)) : EC * g.tc + BC * (EVC / 4);
-  return 4 * qkvBytes * (EC * g.tr + kv) + 16 * (BC * g.tr + 2 * g.tr * g.tc) + 64;
+  return 4 * qkvBytes * (EC * trq + kv) + 16 * (BC * trq + 2 * trq * g.tc) + 64;
 }
 
 /**
@@ -233,11 +236,13 @@ function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): 
  * `setFlashRegisterTile` where it fits), or null when none fits (the staged forward then runs).
  * Each thread owns ≤ 4 vec4 of the output row block (EVC/4 divisible by `tc`).
  */
-function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvBytes: number): RegisterGrid | null {
+function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvBytes: number, blocks: boolean): RegisterGrid | null {
   const budget = device.limits.maxComputeWorkgroupStorageSize;
-  // at most 8 output vec4 (32 accumulators) per row, 128 per thread: wider head dims take the staged forward
+  // at most 8 output vec4 per row and 32 accumulator vec4 per thread (wider head dims take the staged forward);
+  // block-sparse tables are per 64 query rows: a workgroup must not straddle two
   const fits = (g: RegisterGrid) =>
-    EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 8 && registerBytes(g, EC, EVC, qkvBytes) <= budget &&
+    EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 8 && (EVC / 4 / g.tc) * (g.rv ?? 1) <= 8 &&
+    (!blocks || 4 * g.tr * (g.rv ?? 1) <= 64) && registerBytes(g, EC, EVC, qkvBytes) <= budget &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
   // separate K and V buffers where they fit, else K and V taking turns in one
   const place = (g: RegisterGrid): RegisterGrid | null => {
@@ -279,13 +284,18 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
   const { tr: TR, tc: TC } = g;
-  const BR = 4 * TR;
+  // RV groups of 4 rows per thread: thread tr_ owns rows 4·(tr_ + TR·v) .. +3 for v < RV
+  const RV = g.rv ?? 1;
+  const TRQ = TR * RV;
+  const BR = 4 * TRQ;
   const BC = 4 * TC;
   const EV4 = EVC / 4;
   const ON = EV4 / TC;
   const WG = TR * TC;
   const hd = headDims(p);
   const R = [0, 1, 2, 3];
+  const V = Array.from({ length: RV }, (_, v) => v);
+  const M = Array.from({ length: 4 * RV }, (_, m) => m);
   // staged element type, and the f32 view of a staged vec4
   const half = halfStaging(p);
   const ST = half ? 'f16' : 'f32';
@@ -302,6 +312,11 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
   const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
   const rep = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
+  const perV = (f: (v: number) => string, sep = '\n    ') => V.map(f).join(sep);
+  const perM = (f: (m: number) => string, sep = '\n    ') => M.map(f).join(sep);
+  // row m of the thread: group v = m >> 2, lane m & 3
+  const rowOf = (m: number) => `ib${m >> 2} + ${m & 3}u`;
+  const lane = (m: number) => LANE[m & 3]!;
   const outCols = (m: number, f: (col: string, val: string) => string) =>
     Array.from({ length: ON }, (_, o) =>
       R.map((c) => `if (4u * (tc_ + ${TC * o}u) + ${c}u < ${hd.ev}) { ${f(`4u * (tc_ + ${TC * o}u) + ${c}u`, `acc[${m * ON + o}].${LANE[c]}`)} }`).join('\n        '),
@@ -351,30 +366,30 @@ ${kvRange(p, BR)}${sg ? `
   workgroupBarrier();
   if (!sg_fit) { wg_nosg = 1u; }
   let use_sg = workgroupUniformLoad(&wg_nosg) == 0u;` : ''}
-  // Qᵀ: fq_[e · TR + r4] holds rows 4·r4 .. 4·r4+3 of column e. f32: pre-scaled, and the dot products run
+  // Qᵀ: fq_[e · TRQ + r4] holds rows 4·r4 .. 4·r4+3 of column e. f32: pre-scaled, and the dot products run
   // in the same order as the backward kernels' (fma over e), so the backward's recomputed scores match the
   // lse bit for bit (at ×30 input magnitudes another rounding moved dV by 0.3%). f16: staged exactly, the
   // scale multiplies the dot products.
-  for (var t = lidx; t < ${EC * TR}u; t = t + WG_SIZE) {
+  for (var t = lidx; t < ${EC * TRQ}u; t = t + WG_SIZE) {
     let e = t % ${EC}u;
     let r4 = t / ${EC}u;
     var x = vec4<${ST}>(0.0);
     if (e < ${hd.e}) {
       ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${half ? `f16(load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)))` : `load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)) * u_scale()`}; }`, '\n      ')}
     }
-    fq_[e * ${TR}u + r4] = x;
+    fq_[e * ${TRQ}u + r4] = x;
   }
-  let ib = q0 + 4u * tr_;
-  var m_run = vec4<f32>(neg_inf());
-  var l_run = vec4<f32>(0.0);
-  var bad = vec4<u32>(0u);
-  var acc: array<vec4<f32>, ${4 * ON}>;
+  ${perV((v) => `let ib${v} = q0 + 4u * (tr_ + ${TR * v}u);
+  var m_run${v} = vec4<f32>(neg_inf());
+  var l_run${v} = vec4<f32>(0.0);
+  var bad${v} = vec4<u32>(0u);`, '\n  ')}
+  var acc: array<vec4<f32>, ${4 * RV * ON}>;
   if (u_c_first() == 0u) {
     // continue the previous pass over keys: its row max for every thread, its sum and NaN flag once per row
-    ${rep((m) => `if (ib + ${m}u < LQ) {
-      let row = lse_idx(b, h, ib + ${m}u);
-      m_run.${LANE[m]} = load_mlb(row * 3u);
-      if (tc_ == 0u) { l_run.${LANE[m]} = load_mlb(row * 3u + 1u); bad.${LANE[m]} = u32(load_mlb(row * 3u + 2u) != 0.0); }
+    ${perM((m) => `if (${rowOf(m)} < LQ) {
+      let row = lse_idx(b, h, ${rowOf(m)});
+      m_run${m >> 2}.${lane(m)} = load_mlb(row * 3u);
+      if (tc_ == 0u) { l_run${m >> 2}.${lane(m)} = load_mlb(row * 3u + 1u); bad${m >> 2}.${lane(m)} = u32(load_mlb(row * 3u + 2u) != 0.0); }
         ${outCols(m, (col, val) => `${val} = load_accb(row * u_ev() + ${col});`)}
     }`)}
   }
@@ -398,79 +413,79 @@ ${kvRange(p, BR)}${sg ? `
       ${loadK(`(j0 + ${BC}u)`)}
       pre_j = j0 + ${BC}u;
     }` : ''}
-    ${rep((m) => `var s${m} = vec4<f32>(0.0);`)}
+    ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
     for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
-      let a = ${wide(`fq_[kk * ${TR}u + tr_]`)};
       let k4 = ${wide(`${kvName('k')}[kk * ${TC}u + tc_]`)};
-      ${rep((m) => `s${m} = fma(vec4<f32>(a.${LANE[m]}), k4, s${m});`, '\n      ')}
+      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${TRQ}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
+      ${perM((m) => `s${m} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4, s${m});`, '\n      ')}
     }
     let jb = j0 + 4u * tc_;
     let sc_ = ${half ? 'u_scale()' : '1.0'};
-    ${rep((m) => R.map((n) => `{
-      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]} * sc_, b, h, min(ib + ${m}u, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (ib + ${m}u < LQ) & (jb + ${n}u < j_hi));
+    ${perM((m) => R.map((n) => `{
+      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]} * sc_, b, h, min(${rowOf(m)}, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (${rowOf(m)} < LQ) & (jb + ${n}u < j_hi));
       // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
       let nan_ = is_nan_f32(x);
-      bad.${LANE[m]} = bad.${LANE[m]} | u32(nan_);
+      bad${m >> 2}.${lane(m)} = bad${m >> 2}.${lane(m)} | u32(nan_);
       s${m}.${LANE[n]} = select(x, neg_inf(), nan_);
     }`).join(' '))}
-    let lmx = vec4<f32>(${rep((m) => `max(max(s${m}.x, s${m}.y), max(s${m}.z, s${m}.w))`, ', ')});
-    var mx = m_run;
+    ${perV((v) => `let lmx${v} = vec4<f32>(${rep((c) => `max(max(s${4 * v + c}.x, s${4 * v + c}.y), max(s${4 * v + c}.z, s${4 * v + c}.w))`, ', ')});
+    var mx${v} = m_run${v};`)}
     ${sg ? `if (use_sg) {
-      var r_ = lmx;
-      ${xorSteps.map((w) => `r_ = max(r_, subgroupShuffleXor(r_, ${w}u));`).join('\n      ')}
-      mx = max(mx, r_);
+      ${perV((v) => `var r${v}_ = lmx${v};
+      ${xorSteps.map((w) => `r${v}_ = max(r${v}_, subgroupShuffleXor(r${v}_, ${w}u));`).join('\n      ')}
+      mx${v} = max(mx${v}, r${v}_);`, '\n      ')}
     } else {
-      ` : ''}fr_[lidx] = lmx;
+      ` : ''}${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = lmx${v};`)}
     workgroupBarrier();
-    ${Array.from({ length: TC }, (_, c) => `mx = max(mx, fr_[tr_ * ${TC}u + ${c}u]);`).join('\n    ')}${sg ? '\n    }' : ''}
+    ${perV((v) => Array.from({ length: TC }, (_, c) => `mx${v} = max(mx${v}, fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]);`).join('\n    '))}${sg ? '\n    }' : ''}
     ${shared ? `// every thread is past S (the barrier above): V replaces K
     ${prefetch ? '' : loadV('j0')}
     ${storeV}` : prefetch ? storeV : ''}
     // a row that saw only -inf so far keeps zero state (fully masked rows give 0, as PyTorch flash)
-    let live = mx != vec4<f32>(neg_inf());
-    let alpha = select(vec4<f32>(1.0), exp(m_run - mx), live);
-    m_run = mx;
-    ${rep((m) => `s${m} = select(vec4<f32>(0.0), exp(s${m} - vec4<f32>(mx.${LANE[m]})), live.${LANE[m]});`)}
-    l_run = l_run * alpha + vec4<f32>(${rep((m) => `s${m}.x + s${m}.y + s${m}.z + s${m}.w`, ', ')});
-    ${rep((n) => `fp_[(jb - j0 + ${n}u) * ${TR}u + tr_] = vec4<f32>(s0.${LANE[n]}, s1.${LANE[n]}, s2.${LANE[n]}, s3.${LANE[n]});`)}
-    ${R.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha.${LANE[m]};`).join(' ')).join('\n    ')}
+    ${perV((v) => `let live${v} = mx${v} != vec4<f32>(neg_inf());
+    let alpha${v} = select(vec4<f32>(1.0), exp(m_run${v} - mx${v}), live${v});
+    m_run${v} = mx${v};`)}
+    ${perM((m) => `s${m} = select(vec4<f32>(0.0), exp(s${m} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
+    ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => `s${4 * v + c}.x + s${4 * v + c}.y + s${4 * v + c}.z + s${4 * v + c}.w`, ', ')});`)}
+    ${perV((v) => rep((n) => `fp_[(jb - j0 + ${n}u) * ${TRQ}u + tr_ + ${TR * v}u] = vec4<f32>(s${4 * v}.${LANE[n]}, s${4 * v + 1}.${LANE[n]}, s${4 * v + 2}.${LANE[n]}, s${4 * v + 3}.${LANE[n]});`))}
+    ${M.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha${m >> 2}.${lane(m)};`).join(' ')).join('\n    ')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
-      let pa = fp_[kk * ${TR}u + tr_];
+      ${perV((v) => `let pa${v} = fp_[kk * ${TRQ}u + tr_ + ${TR * v}u];`, '\n      ')}
       ${Array.from({ length: ON }, (_, o) => `{
         let vv = ${wide(`${kvName('v')}[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
-        ${rep((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa.${LANE[m]}), vv, acc[${m * ON + o}]);`, '\n        ')}
+        ${perM((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa${m >> 2}.${lane(m)}), vv, acc[${m * ON + o}]);`, '\n        ')}
       }`).join('\n      ')}
     }
 `)}
   // the row sums and NaN flags, partial per thread, combined once
   workgroupBarrier();
-  fr_[lidx] = l_run;
-  ff_[lidx] = bad;
+  ${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};
+  ff_[lidx * ${RV}u + ${v}u] = bad${v};`, '\n  ')}
   workgroupBarrier();
-  var l = vec4<f32>(0.0);
-  var bd = vec4<u32>(0u);
-  ${Array.from({ length: TC }, (_, c) => `l = l + fr_[tr_ * ${TC}u + ${c}u]; bd = bd | ff_[tr_ * ${TC}u + ${c}u];`).join('\n  ')}
-  ${rep((m) => `if (ib + ${m}u < LQ) {
-    let i = ib + ${m}u;
+  ${perV((v) => `var l${v} = vec4<f32>(0.0);
+  var bd${v} = vec4<u32>(0u);
+  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]; bd${v} = bd${v} | ff_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}
+  ${perM((m) => `if (${rowOf(m)} < LQ) {
+    let i = ${rowOf(m)};
     let row = lse_idx(b, h, i);
-    let lm = l.${LANE[m]};
-    let isbad = bd.${LANE[m]} != 0u;
+    let lm = l${m >> 2}.${lane(m)};
+    let isbad = bd${m >> 2}.${lane(m)} != 0u;
     if (u_c_last() != 0u) {
       let inv = select(1.0 / lm, 0.0, lm == 0.0);
         ${outCols(m, (col, val) => `store_out(o_idx(b, h, i, ${col}), select(${val} * inv, flash_nan(), isbad));`)}
-      if (tc_ == 0u) { store_lse(row, select(select(m_run.${LANE[m]} + log(lm), neg_inf(), lm == 0.0), flash_nan(), isbad)); }
+      if (tc_ == 0u) { store_lse(row, select(select(m_run${m >> 2}.${lane(m)} + log(lm), neg_inf(), lm == 0.0), flash_nan(), isbad)); }
     } else {
         ${outCols(m, (col, val) => `store_accb(row * u_ev() + ${col}, ${val});`)}
-      if (tc_ == 0u) { store_mlb(row * 3u, m_run.${LANE[m]}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
+      if (tc_ == 0u) { store_mlb(row * 3u, m_run${m >> 2}.${lane(m)}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
     }
   }`, '\n  ')}`;
-  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TR}>;
+  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TRQ}>;
 ${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * TC, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${EC * TC}>;
 var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}
-var<workgroup> fp_: array<vec4<f32>, ${BC * TR}>;
-var<workgroup> fr_: array<vec4<f32>, ${WG}>;
-var<workgroup> ff_: array<vec4<u32>, ${WG}>;${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
+var<workgroup> fp_: array<vec4<f32>, ${BC * TRQ}>;
+var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;
+var<workgroup> ff_: array<vec4<u32>, ${WG * RV}>;${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
 fn load_accb(i: u32) -> f32 { return work[i]; }
 fn store_accb(i: u32, x: f32) { work[i] = x; }
 fn load_mlb(i: u32) -> f32 { return work[u_mlb_at() + i]; }
@@ -490,7 +505,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },

@@ -243,13 +243,24 @@ const SMALL_TILES: Tile[] = [
   { rows: 8, cols: 4, tr: 8, tc: 4 },
 ];
 
-let tileMode: 'auto' | 'hardware' | 'software' | 'small' = 'auto';
+/** 4×4 register blocks over 64 threads (a tuning choice for the hardware backward, see `setFlashTiles`). */
+const MEDIUM_TILES: Tile[] = [
+  { rows: 32, cols: 32, tr: 8, tc: 8 },
+  { rows: 32, cols: 16, tr: 8, tc: 8 },
+  { rows: 16, cols: 16, tr: 8, tc: 8 },
+  { rows: 16, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 4, tr: 8, tc: 4 },
+];
+
+let tileMode: 'auto' | 'hardware' | 'software' | 'small' | 'medium' = 'auto';
 /**
  * Which tile list the flash kernels pick from: `auto` (by adapter), or the `hardware` / `software` /
- * `small` list on any adapter (the backward uses the hardware list unless `small`). A testing knob
+ * `small` list on any adapter (the backward uses the hardware list unless `small`), or `medium` (4×4 blocks,
+ * forward and backward). A testing knob
  * (every list runs on every adapter); results are the same.
  */
-export function setFlashTiles(mode: 'auto' | 'hardware' | 'software' | 'small'): void {
+export function setFlashTiles(mode: 'auto' | 'hardware' | 'software' | 'small' | 'medium'): void {
   tileMode = mode;
 }
 
@@ -295,7 +306,7 @@ export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what:
   const small =
     tileMode === 'small' ||
     (tileMode === 'auto' && (isSwiftShader(device) || (device.info.software && (backward || hooked)) || (!device.info.software && !backward)));
-  const list = small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
+  const list = tileMode === 'medium' ? MEDIUM_TILES : small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
   // at most ~192 accumulators per thread: beyond that compilers spill and LLVM (llvmpipe) compiles for minutes
   const t = list.find((c) => bytes(c) <= budget && regs(c) <= 192) ?? list.find((c) => bytes(c) <= budget);
   if (!t) {
@@ -437,19 +448,19 @@ export function registerForward(p: FlashParams): boolean {
   return !device.info.software && !storageStaging(device);
 }
 
-let registerTile: { tr: number; tc: number; prefetch?: boolean; shared?: boolean } | null = null;
+let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean } | null = null;
 /**
- * Forces the register forward's thread grid (`tr` × `tc` threads, 4×4 scores each, so 4·tr query rows
- * by 4·tc keys per tile) where it fits the adapter, and with `prefetch: false` turns off loading the next
+ * Forces the register forward's thread grid (`tr` × `tc` threads, 4·rv × 4 scores each, so 4·tr·rv query
+ * rows by 4·tc keys per tile; `rv` 1 or 2, default 1) where it fits the adapter, and with `prefetch: false` turns off loading the next
  * key tile during the current one, and with `shared` true/false forces K and V into one buffer or two;
  * `null` = the first fitting grid of the built-in list, prefetching where
  * registers allow. A tuning and testing knob (bench/gpu/tile_probe.mjs); results are the same.
  */
-export function setFlashRegisterTile(t: { tr: number; tc: number; prefetch?: boolean; shared?: boolean } | null): void {
+export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean } | null): void {
   registerTile = t;
 }
 /** The forced register-forward thread grid, or null. */
-export function forcedRegisterTile(): { tr: number; tc: number; prefetch?: boolean; shared?: boolean } | null {
+export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean } | null {
   return registerTile;
 }
 
