@@ -96,6 +96,8 @@ const REGISTER_CASES: Case[] = [
   { B: 1, Hq: 2, Hkv: 1, Lq: 40, Lkv: 50, E: 32, Ev: 128, causal: true, mask: false },
   { B: 2, Hq: 1, Hkv: 1, Lq: 50, Lkv: 90, E: 16, Ev: 16, causal: false, mask: true },
   { B: 1, Hq: 4, Hkv: 2, Lq: 33, Lkv: 77, E: 16, Ev: 32, causal: false, mask: false },
+  { B: 1, Hq: 2, Hkv: 2, Lq: 150, Lkv: 61, E: 16, Ev: 16, causal: true, mask: true },
+  { B: 2, Hq: 2, Hkv: 1, Lq: 130, Lkv: 40, E: 16, Ev: 32, causal: false, mask: false },
 ];
 describe('the register forward (hardware GPUs) matches the float64 reference', () => {
   // per case: the thread grid, K/V in one shared buffer or two, prefetching of the next key tile (where
@@ -109,6 +111,8 @@ describe('the register forward (hardware GPUs) matches the float64 reference', (
     { tr: 8, tc: 4, prefetch: false }, // 8 output vec4 per row
     { tr: 8, tc: 4, rv: 2, shared: true }, // 8 rows per thread, shared + prefetch
     { tr: 16, tc: 8 }, // separate + prefetch
+    { tr: 32, tc: 4 }, // 256 threads over 128 rows (the float16 grid is 32x8), separate + prefetch
+    { tr: 32, tc: 4, shared: true }, // the same, shared (as float16 32x8 on the H100)
   ];
   REGISTER_CASES.forEach((c, n) => {
     const grid = grids[n]!;

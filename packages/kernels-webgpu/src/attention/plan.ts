@@ -292,8 +292,9 @@ export function storageStaging(device: WebGPUDevice): boolean {
 /**
  * The first tile whose workgroup memory (`bytes(tile)`) fits the adapter (a little is kept for the
  * kernels' scalars). Rows and columns divide 64, so a tile never straddles a block-sparse block.
+ * `smallHeads` (head dims ≤ 64) lets the hardware backward take the small register blocks.
  */
-export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0, hooked = false): Tile {
+export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0, hooked = false, smallHeads = false): Tile {
   // with storage staging only the small per-row arrays live in workgroup memory
   const budget = storageStaging(device) ? Infinity : device.limits.maxComputeWorkgroupStorageSize - 64;
   // Software adapters compile the unrolled register blocks slowly (LLVM on llvmpipe: ~20 s for the 8×8
@@ -303,9 +304,12 @@ export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what:
   // Hardware GPUs: the forward takes the small blocks too — on the H100 (Dawn/Vulkan, f32, sustained load at
   // 1980 MHz) they ran 1.3-1.85x faster than the 8x8 blocks (B=8 H=16 L=1024 E=64: 12.1 vs 17.7 ms; ViT
   // B=128 L=196: 8.2 vs 15.2 ms; L=4096: 172.9 vs 220.8 ms): four times the workgroups, fewer registers.
+  // The hardware backward takes them too at head dims ≤ 64 (H100, f32 fwd+bwd: 65.2 vs 67.9 ms B=8 H=16 L=1024,
+  // 93.1 vs 100.6 ms B=1 L=4096; f16 60.4 vs 69.9 ms), not at E=128 (211 vs 201 ms).
   const small =
     tileMode === 'small' ||
-    (tileMode === 'auto' && (isSwiftShader(device) || (device.info.software && (backward || hooked)) || (!device.info.software && !backward)));
+    (tileMode === 'auto' &&
+      (isSwiftShader(device) || (device.info.software && (backward || hooked)) || (!device.info.software && (!backward || smallHeads))));
   const list = tileMode === 'medium' ? MEDIUM_TILES : small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
   // at most ~192 accumulators per thread: beyond that compilers spill and LLVM (llvmpipe) compiles for minutes
   const t = list.find((c) => bytes(c) <= budget && regs(c) <= 192) ?? list.find((c) => bytes(c) <= budget);
