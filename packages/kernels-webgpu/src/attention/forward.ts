@@ -211,7 +211,19 @@ interface RegisterGrid {
   prefetch?: boolean;
 }
 
-/** Thread grids of the register forward, best first. */
+/**
+ * Thread grids of software adapters (llvmpipe runs a workgroup as SIMD vectors on one core): few threads with
+ * 8-row blocks (llvmpipe, B=1 H=4 L=1024 E=64 f32: 8x4 rv2 168 ms, 4x4 rv2 211, 4x8 rv2 222, 8x8 rv2 268,
+ * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454).
+ */
+const SOFTWARE_GRIDS: RegisterGrid[] = [
+  { tr: 8, tc: 4, rv: 2 },
+  { tr: 4, tc: 4, rv: 2 },
+  { tr: 8, tc: 4 },
+  { tr: 4, tc: 4 },
+];
+
+/** Thread grids of the register forward on hardware GPUs, best first. */
 const REGISTER_GRIDS: RegisterGrid[] = [
   { tr: 16, tc: 8 },
   { tr: 8, tc: 8 },
@@ -255,7 +267,8 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // float16 operands: 256 threads over 128 query rows first (H100, Dawn/Vulkan, sustained 1980 MHz, f16 E=64:
   // 2.21 vs 3.62 ms at B=8 H=16 L=1024, 2.11 vs 3.48 ms ViT B=128 L=196, 3.97 vs 5.76 ms B=1 L=4096 against
   // 16x8; for f32 E=64 the two were equal, and 32x8 does not fit f32 Q tiles of E=64)
-  for (const g of qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : REGISTER_GRIDS) {
+  const list = device.info.software ? SOFTWARE_GRIDS : qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : REGISTER_GRIDS;
+  for (const g of list) {
     const x = place(g);
     if (x) return x;
   }
