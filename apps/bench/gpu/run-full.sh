@@ -24,6 +24,9 @@
 #   torch        torch_peers.py      PyTorch matmul, SDPA backends, varlen_attn, flex compiled  (TORCH_S, 100)
 #   models       webattn_models.mjs  GPT-2 small + ViT-B/16 fwd / train / generate             (MODELS_S, 150)
 #   torchmodels  torch_models.py     transformers GPT-2 small + ViT-B/16, same                  (TORCHMODELS_S, 70)
+#   modelvit / torchvit, modelvarlen / torchvarlen (optional): the published ViT (L/16 width, batch 128) and GPT-2
+#                padded-vs-packed scenarios of issue 13, webattn and PyTorch (--scenario vit | gpt2-varlen; depths
+#                VIT_DEPTH, VIT_LONG_DEPTH, VARLEN_DEPTH; see webattn_models.mjs)   (SCEN_S_<step>, else SCEN_S, 150)
 #   probe        matmul_probe.mjs    (optional) matmul tilings and subgroup-matrix probes       (PROBE_S, 120)
 #   tests        (optional) vitest --project gpu on TEST_FILES                                  (TEST_S, 200)
 # BUDGET (default 575 s; unpacking takes ~2 s there) caps the whole script: a step gets min(its timeout, what is left − 10 s).
@@ -98,6 +101,9 @@ for s in $STEPS; do
     torch) run torch "${TORCH_S:-100}" python3 $G/torch_peers.py --json "$RES/torch_peers.json" ;;
     models) run models "${MODELS_S:-150}" node $G/webattn_models.mjs --json "$RES/webattn_models.json" ;;
     torchmodels) run torchmodels "${TORCHMODELS_S:-70}" python3 $G/torch_models.py --json "$RES/torch_models.json" ;;
+    modelvit|modelvarlen|torchvit|torchvarlen) sc=gpt2-varlen; case $s in *vit) sc=vit ;; esac; ts=SCEN_S_$s; ts=${!ts:-${SCEN_S:-150}}
+      case $s in model*) run "$s" "$ts" node $G/webattn_models.mjs --scenario "$sc" --json "$RES/webattn_$sc.json" ;;
+        *) run "$s" "$ts" python3 $G/torch_models.py --scenario "$sc" --json "$RES/torch_$sc.json" ;; esac ;;
     probe) PROBE_SECONDS=$(( ${PROBE_S:-120} - 20 )) run probe "${PROBE_S:-120}" node $G/matmul_probe.mjs --json "$RES/probe.json" ;;
     tests) WEBATTN_EXPECT_F16=1 run tests "${TEST_S:-200}" node node_modules/vitest/vitest.mjs run --project gpu ${TEST_FILES:-packages/kernels-webgpu} ;;
     *) el "unknown step $s" ;;

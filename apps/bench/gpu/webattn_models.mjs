@@ -7,15 +7,26 @@
 // Random init, dropout 0. Each measurement keeps its first call apart (pipeline compiles) and counts the
 // pipelines the SECOND call creates (a model's second run must compile nothing).
 //   node apps/bench/gpu/webattn_models.mjs --json out.json   (QUICK=1: tiny configs; DEADLINE_S: budget)
+// --scenario (default `models`, the above) picks the published experiments of issue 13 instead, beside
+// torch_models.py --scenario with the same name, always at equal depth (the depth is in every row):
+//   vit          ViT 224 px, patch 16 (L = 197), 16 heads of 64 (ViT-L/16 width), batch 128, train step with
+//                eager / sdpa / flash / flex+softcap(20) / flex+5×5 neighbourhood, at VIT_DEPTH layers (default 2;
+//                the published 24 do not fit webattn's time or memory); then the long variant, patch 4 (L = 3137),
+//                batch VIT_LONG_B (8) at VIT_LONG_DEPTH (1) layers for the fused functions.
+//   gpt2-varlen  GPT-2 (16 heads of 64, vocab 1024, n_positions 1024) at VARLEN_DEPTH layers (default 1; published 24),
+//                batch 32 of lengths uniform in 1..1023 (publishedLengths, seed 11), train and eval step, padded
+//                (attention mask) vs packed (position ids restarting at 0) for flash and sdpa.
 import * as T from "@webattn/core-tensor";
 import "@webattn/kernels-webgpu";
 import {
   AdamW,
   GPT2LMHeadModel,
   GradScaler,
+  VIT_PUBLISHED,
   ViTForImageClassification,
   eagerAttention,
   flashAttention,
+  flexAttention,
   gpt2Config,
   sdpaAttention,
   vitConfig,
@@ -29,10 +40,12 @@ import {
   secondsLeft,
 } from "./common.mjs";
 
+const SCENARIO = opt("--scenario", process.env.MODELS_SCENARIO ?? "models");
 const dev = await T.getDevice({ kind: "webgpu" });
 const hasF16 = dev.hasFeature("shader-f16");
 const out = resultFile(opt("--json", null), {
   peer: "webattn-models",
+  scenario: SCENARIO,
   date: new Date().toISOString(),
   quick: QUICK,
   node: process.version,
@@ -157,6 +170,247 @@ const variants = [
 ].flatMap(([attn, dtype]) =>
   ["gpt2", "vit"].map((model) => ({ model, attn, dtype }))
 );
+
+// ---------------------------------------------------------------- published scenarios (issue 13)
+/**
+ * B sequence lengths uniform in 1..maxLen from a 32-bit LCG (seed 11): torch_models.py's published_lengths
+ * makes the same list, so both peers train on the same batch.
+ */
+function publishedLengths(B, maxLen, seed = 11) {
+  let x = seed >>> 0;
+  return Array.from({ length: B }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return 1 + ((x >>> 8) % maxLen);
+  });
+}
+const envInt = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
+const mib = (b) => Math.round(b / 2 ** 20);
+
+/** One train-step measurement (forward with labels, backward, AdamW, zero grads) into `row`, with the peak memory. */
+async function trainInto(row, model, inputs, reps, budgetMs, key = "train") {
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-4 });
+  const losses = [];
+  dev.resetPeakMemory?.();
+  const m = await into(
+    row,
+    key,
+    async () => {
+      const { loss } = await model.forward(inputs);
+      loss.backward();
+      optimizer.step();
+      optimizer.zeroGrad();
+      losses.push((await loss.toArray())[0]);
+    },
+    reps,
+    budgetMs
+  );
+  row[`${key}_peak_mib`] = mib(dev.memoryStats().peakBytes);
+  row[`${key}_losses`] = losses.map((x) => Number(x.toFixed(4))).join(",");
+  row[`${key}_loss_finite`] = losses.every(Number.isFinite);
+  return { m, optimizer };
+}
+
+async function vitPublished() {
+  const depth = envInt("VIT_DEPTH", 2);
+  const groups = [
+    {
+      variant: "patch16",
+      cfg: QUICK
+        ? vitConfig({ image_size: 32, patch_size: 4, hidden_size: 64, num_attention_heads: 4, num_hidden_layers: depth, intermediate_size: 256, num_labels: 10 })
+        : vitConfig({ ...VIT_PUBLISHED.patch16, num_hidden_layers: depth }),
+      B: QUICK ? 2 : envInt("VIT_B", 128),
+      attns: ["eager", "sdpa", "flash", "flex+softcap", "flex+neighborhood"],
+    },
+    {
+      variant: "patch4 (long)",
+      cfg: QUICK
+        ? vitConfig({ image_size: 32, patch_size: 2, hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 1, intermediate_size: 256, num_labels: 10 })
+        : vitConfig({ ...VIT_PUBLISHED.patch4, num_hidden_layers: envInt("VIT_LONG_DEPTH", 1) }),
+      B: QUICK ? 2 : envInt("VIT_LONG_B", 8),
+      attns: ["flash", "sdpa", "flex+softcap", "flex+neighborhood"],
+    },
+  ];
+  const fns = {
+    eager: [eagerAttention, {}],
+    sdpa: [sdpaAttention, {}],
+    flash: [flashAttention, {}],
+    "flex+softcap": [flexAttention, { softcap: 20 }],
+    "flex+neighborhood": [flexAttention, { neighborhoodRadius: 2, blockSize: 64 }],
+  };
+  // VIT_VARIANTS=patch16 (or "patch4 (long)"): only those groups
+  const only = process.env.VIT_VARIANTS ? process.env.VIT_VARIANTS.split(",") : null;
+  for (const g of groups) {
+    if (only && !only.includes(g.variant)) continue;
+    const { cfg, B } = g;
+    const L = (cfg.image_size / cfg.patch_size) ** 2 + 1;
+    const px = T.randn([B, cfg.num_channels, cfg.image_size, cfg.image_size], { seed: 3, device: dev });
+    const labels = T.tensor(Int32Array.from({ length: B }, (_, i) => (i * 37) % cfg.num_labels), [B], { dtype: "int32", device: dev });
+    for (const attn of g.attns) {
+      const row = {
+        kind: "vit-published",
+        variant: g.variant,
+        name: `ViT ${g.variant} ${attn}`,
+        attn,
+        dtype: "f32",
+        B,
+        L,
+        image: cfg.image_size,
+        patch: cfg.patch_size,
+        layers: cfg.num_hidden_layers,
+        hidden: cfg.hidden_size,
+        heads: cfg.num_attention_heads,
+        head_dim: cfg.hidden_size / cfg.num_attention_heads,
+      };
+      if (secondsLeft() < 25) {
+        row.skipped = `time budget (${secondsLeft().toFixed(0)} s left)`;
+        out.emit(row);
+        continue;
+      }
+      console.log(`model ${row.name} depth ${row.layers} B=${B}`);
+      let model = null;
+      let optimizer = null;
+      try {
+        const t0 = performance.now();
+        // 5×5 neighbourhood: block size 64 on the 14×14 grid; 128 on the 56×56 one
+        const opts = attn === "flex+neighborhood" && L > 1000 ? { ...fns[attn][1], blockSize: 128 } : fns[attn][1];
+        model = new ViTForImageClassification(cfg, { attention: fns[attn][0], device: dev, seed: 1, ...opts });
+        await dev.sync();
+        row.init_ms = performance.now() - t0;
+        row.params = model.parameters().reduce((p, t) => p + t.size, 0);
+        model.train();
+        ({ optimizer } = await trainInto(row, model, { pixelValues: px, labels }, QUICK ? 2 : 3, 6000));
+      } catch (e) {
+        row.error = errText(e);
+      }
+      out.emit(row);
+      if (model) {
+        try {
+          release(model, optimizer);
+        } catch {
+          /* a model that failed half-way */
+        }
+      }
+    }
+    px.dispose();
+    labels.dispose();
+  }
+}
+
+async function gpt2Varlen() {
+  const depth = envInt("VARLEN_DEPTH", 1);
+  const cfg = QUICK
+    ? gpt2Config({ vocab_size: 1024, n_positions: 128, n_embd: 64, n_layer: depth, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 })
+    : gpt2Config({ vocab_size: 1024, n_positions: 1024, n_embd: 1024, n_layer: depth, n_head: 16, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 });
+  const B = QUICK ? 4 : 32;
+  const maxLen = QUICK ? 63 : 1023;
+  const lengths = publishedLengths(B, maxLen);
+  const Lp = Math.max(...lengths);
+  const total = lengths.reduce((a, b) => a + b, 0);
+  const tok = (b, i) => (b * 131 + i * 17) % cfg.vocab_size;
+  // padded to the longest: [B, Lp] + attention mask, labels −100 on padding
+  const pIds = new Int32Array(B * Lp);
+  const pMask = new Int32Array(B * Lp);
+  const pLab = new Int32Array(B * Lp).fill(-100);
+  // packed: [1, total] + position ids restarting at 0, labels −100 on each sequence's first token
+  const kIds = new Int32Array(total);
+  const kPos = new Int32Array(total);
+  const kLab = new Int32Array(total);
+  let at = 0;
+  lengths.forEach((n, b) => {
+    for (let i = 0; i < n; i++) {
+      pIds[b * Lp + i] = kIds[at] = tok(b, i);
+      pMask[b * Lp + i] = 1;
+      pLab[b * Lp + i] = tok(b, i);
+      kPos[at] = i;
+      kLab[at] = i === 0 ? -100 : tok(b, i);
+      at++;
+    }
+  });
+  const t = (a, shape) => T.tensor(a, shape, { dtype: "int32", device: dev });
+  const inputs = {
+    padded: { inputIds: t(pIds, [B, Lp]), attentionMask: t(pMask, [B, Lp]), labels: t(pLab, [B, Lp]) },
+    packed: { inputIds: t(kIds, [1, total]), positionIds: t(kPos, [1, total]), labels: t(kLab, [1, total]) },
+  };
+  const cases = [
+    ["flash", "packed"],
+    ["flash", "padded"],
+    ["sdpa", "packed"],
+    ["sdpa", "padded"],
+  ];
+  const res = {};
+  // VARLEN_ATTNS=sdpa (or flash): only those attention functions
+  const onlyAttn = process.env.VARLEN_ATTNS ? process.env.VARLEN_ATTNS.split(",") : null;
+  for (const [attn, layout] of cases) {
+    if (onlyAttn && !onlyAttn.includes(attn)) continue;
+    const row = {
+      kind: "gpt2-varlen",
+      name: `GPT-2 ${layout} ${attn}`,
+      attn,
+      layout,
+      dtype: "f32",
+      B,
+      max_len: maxLen,
+      longest: Lp,
+      tokens: total,
+      padded_tokens: B * Lp,
+      layers: cfg.n_layer,
+      hidden: cfg.n_embd,
+      heads: cfg.n_head,
+      vocab: cfg.vocab_size,
+      lengths_seed: 11,
+    };
+    if (secondsLeft() < 25) {
+      row.skipped = `time budget (${secondsLeft().toFixed(0)} s left)`;
+      out.emit(row);
+      continue;
+    }
+    console.log(`model ${row.name} depth ${row.layers}`);
+    let model = null;
+    let optimizer = null;
+    try {
+      model = new GPT2LMHeadModel(cfg, { attention: ATTN[attn], device: dev, seed: 1 });
+      await dev.sync();
+      model.train();
+      ({ optimizer } = await trainInto(row, model, inputs[layout], QUICK ? 2 : 3, 6000));
+      if (secondsLeft() > 15) {
+        model.eval();
+        setGrad(model, false);
+        const fwd = { ...inputs[layout] };
+        delete fwd.labels;
+        await into(row, "eval", async () => {
+          await model.forward(fwd);
+        }, QUICK ? 2 : 3, 4000);
+      }
+    } catch (e) {
+      row.error = errText(e);
+    }
+    res[`${attn} ${layout}`] = row;
+    for (const k of ["train", "eval"]) {
+      const pk = res[`${attn} packed`]?.[`${k}_ms`];
+      const pd = res[`${attn} padded`]?.[`${k}_ms`];
+      if (layout === "padded" && pk && pd) row[`${k}_padded_over_packed`] = pd / pk;
+    }
+    out.emit(row);
+    if (model) {
+      try {
+        release(model, optimizer);
+      } catch {
+        /* a model that failed half-way */
+      }
+    }
+  }
+}
+
+if (SCENARIO !== "models") {
+  if (SCENARIO === "vit") await vitPublished();
+  else if (SCENARIO === "gpt2-varlen") await gpt2Varlen();
+  else throw new Error(`--scenario: expected models, vit or gpt2-varlen, got ${SCENARIO}`);
+  out.meta.pipelines_total = pipelines();
+  out.write();
+  console.log(`webattn-models ${SCENARIO} done: ${out.rows.length} rows`);
+  dev.destroy();
+  process.exit(0);
+}
 
 for (const v of variants) {
   if (ONLY && !ONLY.includes(v.model)) continue;

@@ -105,6 +105,15 @@ export abstract class Device {
   abstract allocate(dtype: DType, size: number): Storage;
   /** Creates storage holding `data` (already of the dtype's CPU representation). */
   abstract upload(dtype: DType, data: TypedArray): Storage;
+  /**
+   * Storage of `size` elements of `dtype`, every one equal to `value` (already representable in the
+   * dtype). The default uploads a filled host array; GPU backends fill on the device without one.
+   */
+  fill(dtype: DType, size: number, value: number): Storage {
+    const arr = allocTyped(dtype, size);
+    arr.fill(value);
+    return this.upload(dtype, arr);
+  }
   /** Reads `count` elements starting at element `offset` of a storage back to the host. */
   abstract read(storage: Storage, offset: number, count: number): Promise<TypedArray>;
   /** Waits until all submitted work has finished (and surfaces deferred kernel errors). */

@@ -8,6 +8,7 @@
  * - `DEVICE_LOST`: the GPU device was lost; call `getDevice()` again for a new one.
  * - `DEVICE_UNAVAILABLE`: no device of the requested kind could be created.
  * - `LIMIT_EXCEEDED`: a tensor or dispatch exceeds an adapter limit (the message names it).
+ * - `OUT_OF_MEMORY`: the device could not allocate a tensor's memory (the message names the size and the memory in use).
  * - `KERNEL_NOT_REGISTERED`: no kernel for this op on this backend.
  * - `KERNEL_COMPILE`: a WGSL module or pipeline failed to build (the message names the kernel).
  * - `KERNEL_FAILED`: a dispatch failed validation on the GPU (the message names the kernel).
@@ -28,6 +29,7 @@ export type ErrorCode =
   | 'DEVICE_LOST'
   | 'DEVICE_UNAVAILABLE'
   | 'LIMIT_EXCEEDED'
+  | 'OUT_OF_MEMORY'
   | 'KERNEL_NOT_REGISTERED'
   | 'KERNEL_COMPILE'
   | 'KERNEL_FAILED'

@@ -36,6 +36,7 @@ export {
   type KernelAttrs,
   type KernelAttrMap,
   type FlashKernelAttrs,
+  type AdamwStepAttrs,
   type FlexKernelAttrs,
   type AttrsOf,
 } from './registry.js';

@@ -77,9 +77,8 @@ export function full(shape: readonly number[], value: number, options: TensorOpt
   const s = validateShape(shape, 'shape');
   const dtype = options.dtype ?? 'float32';
   assertDType(dtype, 'options.dtype');
-  const arr = allocTyped(dtype, sizeOf(s));
-  arr.fill(roundTo(dtype, value));
-  return fromTyped(arr, s, dtype, options.device ?? getDefaultDevice(), options.requiresGrad ?? false);
+  const device = options.device ?? getDefaultDevice();
+  return new Tensor(device.fill(dtype, sizeOf(s), roundTo(dtype, value)), s, undefined, 0, options.requiresGrad ?? false);
 }
 
 /** Tensor of zeros. @example const z = zeros([4, 4], { device }); */
@@ -117,6 +116,37 @@ function view(x: Tensor, shape: readonly number[], strides: readonly number[], o
   return record([out], name, [x], (g) => [back(g)])[0]!;
 }
 
+/**
+ * Strides that present a tensor of `shape`/`strides` as `newShape` without moving data, or null when
+ * no such strides exist (ATen's `computeStride`: every run of dims that `newShape` splits or merges
+ * must be contiguous within itself).
+ */
+function viewStrides(shape: readonly number[], strides: readonly number[], newShape: readonly number[]): number[] | null {
+  if (sizeOf(shape) === 0 || shape.length === 0) return null;
+  const out = new Array<number>(newShape.length);
+  let viewD = newShape.length - 1;
+  let chunkBase = strides[strides.length - 1]!;
+  let tensorNumel = 1;
+  let viewNumel = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    tensorNumel *= shape[d]!;
+    if (d === 0 || (shape[d - 1] !== 1 && strides[d - 1] !== tensorNumel * chunkBase)) {
+      while (viewD >= 0 && (viewNumel < tensorNumel || newShape[viewD] === 1)) {
+        out[viewD] = viewNumel * chunkBase;
+        viewNumel *= newShape[viewD]!;
+        viewD--;
+      }
+      if (viewNumel !== tensorNumel) return null;
+      if (d > 0) {
+        chunkBase = strides[d - 1]!;
+        tensorNumel = 1;
+        viewNumel = 1;
+      }
+    }
+  }
+  return viewD === -1 ? out : null;
+}
+
 /** Reshape (one dimension may be -1); a view when the layout allows, else a copy. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   assertTensor(x, 'x');
@@ -132,6 +162,9 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   validateShape(s, 'shape');
   check(sizeOf(s) === x.size, 'SHAPE_MISMATCH', () => `shape: ${describe(shape)} holds ${sizeOf(s)} elements, tensor x of shape ${describe(x.shape)} has ${x.size}`, 'shape');
   if (shapesEqual(s, x.shape)) return x;
+  const xs0 = x.shape;
+  const vs = x.isContiguous ? null : viewStrides(x.shape, x.strides, s);
+  if (vs) return view(x, s, vs, x.offset, 'reshape', (g) => reshape(g, xs0)); // a strided view (PyTorch's view rule)
   return tidy(() => {
     const src = x.isContiguous ? x : contiguous(x);
     const strides = new Array<number>(s.length);
@@ -591,11 +624,25 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       [a, b],
       (g) => [
         sb ? sumToShape(matmul(g, transpose(sb, -1, -2)), as) : null,
-        sa ? sumToShape(matmul(transpose(sa, -1, -2), g), bs) : null,
+        sa ? weightGrad(sa, g, bs, k, n) : null,
       ],
       [...(sa ? [sa] : []), ...(sb ? [sb] : [])],
     )[0]!;
   });
+}
+
+/**
+ * Gradient of matmul's `b` (shape `bs`) from `a` and the output gradient `g` `[...batch, m, n]`. When `b` is
+ * shared by the whole batch (`x @ W`), the batch folds into the rows: one `[k, B·m] @ [B·m, n]` product, instead
+ * of a per-batch `[...batch, k, n]` product summed afterwards — that intermediate is the batch size times the
+ * weight (2 GiB for ViT-L's MLP at batch 128, past the H100's maxStorageBufferBindingSize).
+ */
+function weightGrad(a: Tensor, g: Tensor, bs: readonly number[], k: number, n: number): Tensor {
+  const shared = bs.slice(0, -2).every((d) => d === 1) && g.rank > 2;
+  if (!shared) return sumToShape(matmul(transpose(a, -1, -2), g), bs);
+  const rows = g.size / n;
+  const a2 = reshape(expand(a, [...g.shape.slice(0, -1), k]), [rows, k]);
+  return reshape(matmul(transpose(a2, -1, -2), reshape(g, [rows, n])), bs);
 }
 
 function squeezeAt(x: Tensor, dim: number): Tensor {
@@ -676,6 +723,61 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntro
     if (reduction === 'sum') return total;
     const count = sum(cast(ne(t2, ignoreIndex), logits.dtype));
     return div(total, count);
+  });
+}
+
+/** Options of {@link adamwUpdate}: PyTorch `AdamW` hyper-parameters and the 1-based step number. */
+export interface AdamwUpdateOptions {
+  /** Learning rate (≥ 0). */
+  lr: number;
+  /** β1 in [0, 1). */
+  beta1: number;
+  /** β2 in [0, 1). */
+  beta2: number;
+  /** Added to the denominator (≥ 0). */
+  eps: number;
+  /** Decoupled weight decay (≥ 0). */
+  weightDecay: number;
+  /** The step being taken, 1 for the first (bias corrections 1 − βᵗ). */
+  step: number;
+}
+
+/**
+ * One AdamW step written in place by a single fused kernel (no temporaries): `param ← param·(1 − lr·wd)`,
+ * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `param ← param − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + eps)`
+ * — `torch.optim.AdamW`'s update. `param`, `grad`, `m`, `v` share one shape and device; the arithmetic
+ * is float32 on WebGPU (float16 `param`/`grad` are read as float32 and the parameter is written back
+ * rounded) and float64 on the CPU. Not recorded by autograd.
+ * Throws `SHAPE_MISMATCH` / `DEVICE_MISMATCH` / `DTYPE_UNSUPPORTED` / `INVALID_ARGUMENT` naming the argument.
+ * @example
+ * adamwUpdate(p, p.grad!, m, v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 });
+ */
+export function adamwUpdate(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamwUpdateOptions): void {
+  const names = ['param', 'grad', 'm', 'v'];
+  [param, grad, m, v].forEach((t, i) => {
+    assertTensor(t, names[i]!);
+    check(isFloat(t.dtype), 'DTYPE_UNSUPPORTED', () => `${names[i]}: expected a floating-point tensor, got ${t.dtype}`, names[i]);
+    check(shapesEqual(t.shape, param.shape), 'SHAPE_MISMATCH', () => `${names[i]}: expected shape ${describe(param.shape)} (param), got ${describe(t.shape)}`, names[i]);
+  });
+  sameDevice([param, grad, m, v], names);
+  check(typeof options === 'object' && options !== null, 'INVALID_ARGUMENT', () => `options: expected { lr, beta1, beta2, eps, weightDecay, step }, got ${describe(options)}`, 'options');
+  const { lr, beta1, beta2, eps, weightDecay, step } = options;
+  const num = (x: unknown, name: string, ok: (x: number) => boolean, want: string) =>
+    check(typeof x === 'number' && ok(x), 'INVALID_ARGUMENT', () => `options.${name}: expected ${want}, got ${describe(x)}`, `options.${name}`);
+  num(lr, 'lr', (x) => x >= 0 && Number.isFinite(x), 'a finite number ≥ 0');
+  num(beta1, 'beta1', (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+  num(beta2, 'beta2', (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+  num(eps, 'eps', (x) => x >= 0 && Number.isFinite(x), 'a finite number ≥ 0');
+  num(weightDecay, 'weightDecay', (x) => x >= 0 && Number.isFinite(x), 'a finite number ≥ 0');
+  num(step, 'step', (x) => Number.isInteger(x) && x >= 1, 'an integer ≥ 1');
+  if (param.size === 0) return;
+  runKernel('adamw_step', param.device, [param, grad, m, v], {
+    beta1,
+    beta2,
+    eps,
+    decay: 1 - lr * weightDecay,
+    stepSize: lr / (1 - beta1 ** step),
+    bc2Sqrt: Math.sqrt(1 - beta2 ** step),
   });
 }
 

@@ -30,10 +30,31 @@ export interface KernelAttrMap {
   embedding_backward: { numEmbeddings: number };
   cross_entropy: { ignoreIndex: number };
   cross_entropy_backward: { ignoreIndex: number };
+  adamw_step: AdamwStepAttrs;
   flash_attention: FlashKernelAttrs;
   flash_attention_backward: FlashKernelAttrs;
   flex_attention: FlexKernelAttrs;
   flex_attention_backward: FlexKernelAttrs;
+}
+
+/**
+ * Attributes of the in-place `adamw_step` kernel (inputs `[param, grad, m, v]`, all the same shape;
+ * writes param, m and v): `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
+ * `param ← param·decay − stepSize · m / (√v / bc2Sqrt + eps)`.
+ */
+export interface AdamwStepAttrs {
+  /** β1. */
+  beta1: number;
+  /** β2. */
+  beta2: number;
+  /** Added to the denominator. */
+  eps: number;
+  /** Weight-decay factor `1 − lr·weightDecay`. */
+  decay: number;
+  /** `lr / (1 − β1ᵗ)`. */
+  stepSize: number;
+  /** `√(1 − β2ᵗ)`. */
+  bc2Sqrt: number;
 }
 
 /**

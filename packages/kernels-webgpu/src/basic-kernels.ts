@@ -10,7 +10,6 @@ import {
   runKernel,
   sizeOf,
   WebattnError,
-  zeros,
   type DType,
   type KernelAttrs,
   type Tensor,
@@ -246,6 +245,66 @@ registerGpu({
   },
 });
 
+/** A new `shape` tensor of `dtype` filled with `value` by a kernel (no host buffer, no upload). */
+function filled(shape: readonly number[], dtype: DType, value: number, device: WebGPUDevice): Tensor {
+  return new T.Tensor(device.fill(dtype, sizeOf(shape), value), shape);
+}
+
+// ------------------------------------------------------------------------------ optimizer
+registerGpu({
+  name: 'adamw_step',
+  backend: 'webgpu',
+  fn: (inputs, attrs, device) => {
+    const [p, g0, m, v] = inputs as [Tensor, Tensor, Tensor, Tensor];
+    const a = attrs as unknown as T.AdamwStepAttrs;
+    // in place on contiguous state; a strided view is updated through a contiguous copy written back
+    const own = [p, m, v].map((t) => (t.isContiguous ? t : t.contiguous().detach()));
+    const g = contiguousInput(g0);
+    const body = `
+  let i = flat_wg * WG_SIZE + lidx;
+  if (i >= u_n()) { return; }
+  let gr = load_grd(u_g_off() + i);
+  store_mom(u_m_off() + i, u_b1() * load_mom(u_m_off() + i) + (1.0 - u_b1()) * gr);
+  store_sq(u_v_off() + i, u_b2() * load_sq(u_v_off() + i) + (1.0 - u_b2()) * gr * gr);
+  let w = load_prm(u_p_off() + i) * u_decay();
+  store_prm(u_p_off() + i, w - u_step_size() * load_mom(u_m_off() + i) / (sqrt(load_sq(u_v_off() + i)) / u_bc2s() + u_eps()));`;
+    run(
+      {
+        name: 'adamw_step',
+        key: '',
+        bindings: [
+          { name: 'prm', dtype: own[0]!.dtype, access: 'read_write' },
+          { name: 'grd', dtype: g.dtype, access: 'read' },
+          { name: 'mom', dtype: own[1]!.dtype, access: 'read_write' },
+          { name: 'sq', dtype: own[2]!.dtype, access: 'read_write' },
+        ],
+        uniforms: [
+          ['n', 'u32'],
+          ['p_off', 'u32'],
+          ['g_off', 'u32'],
+          ['m_off', 'u32'],
+          ['v_off', 'u32'],
+          ['b1', 'f32'],
+          ['b2', 'f32'],
+          ['eps', 'f32'],
+          ['decay', 'f32'],
+          ['step_size', 'f32'],
+          ['bc2s', 'f32'],
+        ],
+        workgroupSize: [EW_WG],
+        body,
+      },
+      [own[0]!, g, own[1]!, own[2]!],
+      { n: p.size, p_off: own[0]!.offset, g_off: g.offset, m_off: own[1]!.offset, v_off: own[2]!.offset, b1: a.beta1, b2: a.beta2, eps: a.eps, decay: a.decay, step_size: a.stepSize, bc2s: a.bc2Sqrt },
+      linearGrid(p.size, EW_WG, device),
+    );
+    [p, m, v].forEach((t, i) => {
+      if (own[i] !== t) runKernel('copy_into', device, [own[i]!, t]);
+    });
+    return [p];
+  },
+});
+
 // ------------------------------------------------------------------------------ reductions
 function contiguousInput(t: Tensor): Tensor {
   return t.isContiguous ? t : t.contiguous().detach();
@@ -279,6 +338,21 @@ registerGpu({
     }
     const x = contiguousInput(x0!);
     const axis = axis0;
+    {
+      // few outputs and a long axis (bias / LayerNorm weight gradients: [tokens, features] over the
+      // tokens): one thread per output would loop over every row with the GPU nearly idle. Reduce
+      // chunks of c rows first (many threads), then the partial results.
+      const len = x.shape[axis]!;
+      const inr = sizeOf(x.shape.slice(axis + 1));
+      const outs = sizeOf(x.shape) / Math.max(1, len);
+      const c = [64, 32, 16, 8].find((d) => len % d === 0 && len / d >= 8);
+      if (inr > 1 && outs < 16384 && len >= 256 && c) {
+        const split = [...x.shape.slice(0, axis), len / c, c, ...x.shape.slice(axis + 1)];
+        const partial = runKernel('reduce', device, [x.reshape(split).detach()], { op, axis: axis + 1 })[0]!;
+        const r = runKernel('reduce', device, [partial.detach()], { op, axis })[0]!;
+        return r.reshape(x.shape.map((d, i) => (i === axis ? 1 : d))).detach();
+      }
+    }
     const outer = sizeOf(x.shape.slice(0, axis));
     const n = x.shape[axis]!;
     const inner = sizeOf(x.shape.slice(axis + 1));
@@ -533,7 +607,7 @@ registerGpu({
     const ids = contiguousInput(ids0!);
     const v = attrs.numEmbeddings as number;
     const [rows, d] = g.shape as [number, number];
-    const out = zeros([v, d], { dtype: 'float32', device });
+    const out = filled([v, d], 'float32', 0, device);
     if (rows * d === 0) return out;
     // float atomic add through compare-exchange on the f32 bits
     const body = `

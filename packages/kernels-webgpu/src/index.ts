@@ -18,11 +18,15 @@ export {
   type GpuProgram,
   type BindingAccess,
   type DeviceCaps,
+  type DeviceCounters,
+  type DeviceProfile,
+  type KernelProfile,
   type KernelPipelineStats,
   type PipelineStats,
   type SubgroupMatrixConfig,
   type WebGPUDeviceOptions,
 } from './device/webgpu-device.js';
+export { profile, formatProfile, type ProfileResult } from './profile.js';
 export { createWebGPUDevice, webgpuBackend, WANTED_FEATURES, type WebGPURoute } from './device/backend.js';
 export {
   scaledDotProductAttention,

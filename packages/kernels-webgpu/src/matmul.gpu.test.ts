@@ -102,6 +102,13 @@ describe('matmul (tiled, register-blocked)', () => {
     await check(a, b, (t) => t.slice(1, 1, 33), (t) => t.slice(0, 1, 33).slice(1, 4, 44), 'sliced');
   });
 
+  it('matrix-vector products with K split across the workgroup: many column groups, K not a multiple of the slices', async () => {
+    await check(pair([1, 203], 80), pair([203, 777], 81), id, id, 'm=1 K=203 N=777 (scalars)', 5e-4);
+    await check(pair([2, 201], 82), pair([201, 1536], 83), id, id, 'm=2 K=201 N=1536 (vec4 along N)', 5e-4);
+    await check(pair([3, 204], 84), pair([1100, 204], 85), id, tr, 'm=3 K=204 N=1100 (vec4 along K)', 5e-4);
+    await check(pair([4, 5], 86), pair([5, 40], 87), id, id, 'm=4 K=5: fewer K steps than slices', 5e-4);
+  });
+
   it('both operands contiguous along K (q·kᵀ, x·Wᵀ): 4×4 dot-product blocks on software adapters, odd edges, batched, K passes', async () => {
     for (const [m, k, n] of [[5, 16, 7], [12, 64, 33], [37, 44, 30], [64, 8, 64]] as const) {
       await check(pair([m, k], 120 + m), pair([n, k], 130 + n), id, tr, `${m}x${k}x${n} nt`);

@@ -167,9 +167,10 @@ export const flashAttention: AttentionFn = (module, query, key, value, options) 
   }
   const Hk = key.shape[1]!;
   const Ev = value.shape[3]!;
-  const q = query.transpose(1, 2).contiguous().reshape([B * Lq, H, E]);
-  const k = key.transpose(1, 2).contiguous().reshape([B * Lkv, Hk, E]);
-  const v = value.transpose(1, 2).contiguous().reshape([B * Lkv, Hk, Ev]);
+  // packed rows [B·L, H, E]: a strided view when the heads came from one projection (the kernel reads strides), else a copy
+  const q = query.transpose(1, 2).reshape([B * Lq, H, E]);
+  const k = key.transpose(1, 2).reshape([B * Lkv, Hk, E]);
+  const v = value.transpose(1, 2).reshape([B * Lkv, Hk, Ev]);
   let cuQ: Int32Array;
   let cuK: Int32Array;
   let maxQ: number;

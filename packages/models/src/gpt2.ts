@@ -132,7 +132,8 @@ class GPT2Attention extends Module {
     }
     let scaling = this.config.scale_attn_weights ? 1 / Math.sqrt(hd) : 1;
     if (this.config.scale_attn_by_inverse_layer_idx) scaling /= this.layerIdx + 1;
-    const [o] = ctx.attention(this, q.contiguous(), k.contiguous(), v.contiguous(), {
+    // strided views of the fused projection (no copies); attention functions read any strides
+    const [o] = ctx.attention(this, q, k, v, {
       ...ctx.base,
       scaling,
       dropout: this.training ? this.config.attn_pdrop : 0,
@@ -200,6 +201,9 @@ export interface GPT2Inputs {
   /** Return the updated cache. */
   useCache?: boolean;
 }
+
+/** Token-id tensors generate() built from sampled tokens (each in [0, vocab_size) by construction). */
+const checkedIds = new WeakSet<Tensor>();
 
 async function hostInts(t: Tensor, name: string, shape?: readonly number[]): Promise<Int32Array> {
   if (!(t instanceof T.Tensor)) throw new WebattnError('INVALID_ARGUMENT', `${name}: expected a Tensor, got ${describe(t)}`, { argument: name });
@@ -271,7 +275,8 @@ export class GPT2Model extends Module {
     if (L === 0) throw new WebattnError('SHAPE_MISMATCH', 'inputIds: expected at least one token per row, got L = 0', { argument: 'inputIds' });
     const device = this.device;
     if (ids.device !== device) throw new WebattnError('DEVICE_MISMATCH', `inputIds: expected a tensor on the model's device (${device.info.adapter}), got one on ${ids.device.info.adapter}`, { argument: 'inputIds' });
-    checkIdRange(await hostInts(ids, 'inputIds'), c.vocab_size, 'inputIds', 'token ids');
+    // ids that generate() made from tokens it sampled are in range: no readback (a sync) per decode step
+    if (!checkedIds.has(ids)) checkIdRange(await hostInts(ids, 'inputIds'), c.vocab_size, 'inputIds', 'token ids');
     const past = inputs.pastKeyValues ?? null;
     if (past && past.length !== c.n_layer) throw new WebattnError('SHAPE_MISMATCH', `pastKeyValues: expected ${c.n_layer} layers, got ${past.length}`, { argument: 'pastKeyValues' });
     const P = past ? past[0]![0].shape[2]! : 0;
@@ -433,8 +438,14 @@ export class GPT2LMHeadModel extends Module {
 
   /** Logits `[B, L, vocab]`, the loss when `labels` are given, and the cache when `useCache`. */
   async forward(inputs: GPT2Inputs): Promise<{ logits: Tensor; loss: Tensor | null; pastKeyValues: KVCache | null }> {
+    // the labels are read back (to check their range) BEFORE the forward is recorded: a readback after it
+    // would wait for the whole forward on the GPU before the loss and backward could be recorded
+    const early = inputs?.labels instanceof T.Tensor && inputs.labels.dtype === 'int32' ? hostInts(inputs.labels, 'labels') : null;
+    early?.catch(() => undefined); // its error (if any) is thrown where it is awaited
     const { lastHiddenState, pastKeyValues } = await this.transformer.forward(inputs);
-    const logits = T.matmul(lastHiddenState, this.lm_head.param('weight').transpose(0, 1));
+    // one [B·L, D] @ [D, V] product (its weight gradient is then one GEMM, not B of them summed)
+    const [Bh, Lh, Dh] = lastHiddenState.shape as [number, number, number];
+    const logits = T.matmul(lastHiddenState.reshape([Bh * Lh, Dh]), this.lm_head.param('weight').transpose(0, 1)).reshape([Bh, Lh, this.config.vocab_size]);
     let loss: Tensor | null = null;
     if (inputs.labels) {
       const labels = inputs.labels;
@@ -442,7 +453,7 @@ export class GPT2LMHeadModel extends Module {
       if (!(labels instanceof T.Tensor) || labels.dtype !== 'int32') throw new WebattnError('DTYPE_UNSUPPORTED', `labels: expected int32 labels, got ${labels instanceof T.Tensor ? labels.dtype : describe(labels)}`, { argument: 'labels' });
       if (!T.shapesEqual(labels.shape, [B, L])) throw new WebattnError('SHAPE_MISMATCH', `labels: expected shape [${B}, ${L}], got ${describe(labels.shape)}`, { argument: 'labels' });
       if (L < 2) throw new WebattnError('SHAPE_MISMATCH', 'labels: the shifted loss needs at least 2 tokens per row', { argument: 'labels' });
-      const lv = await hostInts(labels, 'labels');
+      const lv = await (early ?? hostInts(labels, 'labels'));
       for (let i = 0; i < lv.length; i++) {
         if (lv[i] !== -100 && !(lv[i]! >= 0 && lv[i]! < this.config.vocab_size)) throw new WebattnError('INVALID_ARGUMENT', `labels: expected values in [0, ${this.config.vocab_size}) or −100, got ${lv[i]} at flat index ${i}`, { argument: 'labels' });
       }
@@ -514,6 +525,7 @@ export class GPT2LMHeadModel extends Module {
           }
           if (done.every(Boolean)) break;
           step = T.tensor(next, [B, 1], { dtype: 'int32', device });
+          if (next.every((t) => t >= 0 && t < V)) checkedIds.add(step);
         }
       }
     } finally {

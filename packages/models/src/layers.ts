@@ -34,6 +34,19 @@ function assertFloatInput(x: unknown, name: string, lastDim?: number): asserts x
 }
 
 /**
+ * `x [..., in] @ w [in, out] (+ bias [out])` as ONE matrix product over the flattened rows `[N, in]`:
+ * its backward then takes the weight gradient as one `[in, N] @ [N, out]` product instead of a batched
+ * product per leading index followed by a reduction over them.
+ */
+function rowsLinear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
+  const k = x.shape[x.rank - 1]!;
+  const x2 = x.rank === 2 ? x : x.reshape([-1, k]);
+  const y2 = T.matmul(x2, w);
+  const y = bias ? T.add(y2, bias) : y2;
+  return x.rank === 2 ? y : y.reshape([...x.shape.slice(0, -1), w.shape[1]!]);
+}
+
+/**
  * `y = x Wᵀ + b` with `weight` `[out, in]` (PyTorch `nn.Linear`); x `[..., in]` → `[..., out]`.
  * @example const fc = new Linear(64, 128); const y = fc.forward(x);
  */
@@ -52,8 +65,7 @@ export class Linear extends Module {
   /** x `[..., in]` → `[..., out]`; throws `SHAPE_MISMATCH` / `DTYPE_UNSUPPORTED` naming `x`. */
   forward(x: Tensor): Tensor {
     assertFloatInput(x, 'x', this.inFeatures);
-    const y = T.matmul(x, this.param('weight').transpose(0, 1));
-    return this.hasBias ? T.add(y, this.param('bias')) : y;
+    return rowsLinear(x, this.param('weight').transpose(0, 1), this.hasBias ? this.param('bias') : null);
   }
 }
 
@@ -74,7 +86,7 @@ export class Conv1D extends Module {
   /** x `[..., nx]` → `[..., nf]`. */
   forward(x: Tensor): Tensor {
     assertFloatInput(x, 'x', this.nx);
-    return T.add(T.matmul(x, this.param('weight')), this.param('bias'));
+    return rowsLinear(x, this.param('weight'), this.param('bias'));
   }
 }
 
@@ -237,7 +249,7 @@ export class PatchEmbedding extends Module {
     // unfold: [B, C, gh, p, gw, p] → [B, gh, gw, C, p, p] → [B, N, C·p·p]
     const cols = x.reshape([B, C, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).contiguous().reshape([B, gh * gw, C * p * p]);
     const w = this.projection.param('weight').reshape([this.hiddenSize, C * p * p]);
-    return T.add(T.matmul(cols, w.transpose(0, 1)), this.projection.param('bias'));
+    return rowsLinear(cols, w.transpose(0, 1), this.projection.param('bias'));
   }
 }
 

@@ -126,11 +126,7 @@ export abstract class Optimizer {
         const grad = p.grad;
         T.tidy(() => {
           const dt = accDtype(p);
-          let master = this.masters.get(p);
-          if (!master && this.masterWeights && p.dtype !== dt) {
-            master = T.keep(T.contiguous(T.cast(p, dt))); // state outlives tidy() scopes
-            this.masters.set(p, master);
-          }
+          const master = this.masterFor(p, dt);
           const w = master ?? asAcc(p, dt);
           const next = update(p, w, asAcc(grad, dt), dt);
           if (master) {
@@ -140,6 +136,16 @@ export abstract class Optimizer {
         });
       }
     });
+  }
+
+  /** The float32 master copy of `p` (made on first use) when `masterWeights` applies to it, else null. */
+  protected masterFor(p: Tensor, dt: DType): Tensor | null {
+    let master = this.masters.get(p);
+    if (!master && this.masterWeights && p.dtype !== dt) {
+      master = T.keep(T.contiguous(T.cast(p, dt))); // state outlives tidy() scopes
+      this.masters.set(p, master);
+    }
+    return master ?? null;
   }
 
   /** A zero-filled state tensor shaped like `p` in dtype `dt`, exempt from tidy() scopes. */
@@ -217,20 +223,25 @@ export class AdamW extends Optimizer {
     this.assertLive();
     this.stepCount++;
     const [b1, b2] = this.betas;
-    this.updateEach((p, w0, g, dt) => {
-      let s = this.state.get(p);
-      if (!s) {
-        s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
-        this.state.set(p, s);
+    // one fused in-place kernel per parameter (no temporaries); a float16 parameter with master
+    // weights updates its float32 master, and the parameter receives the master's rounding
+    T.noGrad(() => {
+      for (const p of this.params) {
+        if (!p.grad) continue;
+        const grad = p.grad;
+        T.tidy(() => {
+          const dt = accDtype(p);
+          let s = this.state.get(p);
+          if (!s) {
+            s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
+            this.state.set(p, s);
+          }
+          s.t++;
+          const master = this.masterFor(p, dt);
+          T.adamwUpdate(master ?? p, grad, s.m, s.v, { lr: this.lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: this.weightDecay, step: s.t });
+          if (master) T.copyInto(p, T.cast(master, p.dtype));
+        });
       }
-      s.t++;
-      const w = this.weightDecay ? T.mul(w0, 1 - this.lr * this.weightDecay) : w0;
-      T.copyInto(s.m, T.add(T.mul(s.m, b1), T.mul(g, 1 - b1)));
-      T.copyInto(s.v, T.add(T.mul(s.v, b2), T.mul(T.mul(g, g), 1 - b2)));
-      const bc1 = 1 - b1 ** s.t;
-      const bc2 = 1 - b2 ** s.t;
-      const denom = T.add(T.div(T.sqrt(s.v), Math.sqrt(bc2)), this.eps);
-      return T.sub(w, T.mul(T.div(s.m, denom), this.lr / bc1));
     });
   }
   /** The moments of `p` (float32; float64 for float64 parameters), null before its first step. */

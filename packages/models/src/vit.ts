@@ -155,7 +155,7 @@ class ViTLayer extends Module {
     const H = this.config.num_attention_heads;
     const hd = D / H;
     const h = this.layernorm_before.forward(x);
-    const heads = (t: Tensor) => t.reshape([B, L, H, hd]).transpose(1, 2).contiguous();
+    const heads = (t: Tensor) => t.reshape([B, L, H, hd]).transpose(1, 2); // views; attention functions read any strides
     const [o] = attention(this.selfAttn, heads(this.selfAttn.query.forward(h)), heads(this.selfAttn.key.forward(h)), heads(this.selfAttn.value.forward(h)), {
       scaling: 1 / Math.sqrt(hd),
       dropout: this.training ? this.config.attention_probs_dropout_prob : 0,
@@ -321,6 +321,9 @@ export class ViTForImageClassification extends Module {
 
   /** Logits `[B, num_labels]` and, with int32 `labels` `[B]` in `[0, num_labels)`, the mean cross-entropy. */
   async forward(inputs: { pixelValues: Tensor; labels?: Tensor | null }): Promise<{ logits: Tensor; loss: Tensor | null }> {
+    // labels read back before the forward is recorded (after it, the readback would wait for the whole forward)
+    const early = inputs?.labels instanceof T.Tensor && inputs.labels.dtype === 'int32' ? inputs.labels.toArray() : null;
+    early?.catch(() => undefined); // its error (if any) is thrown where it is awaited
     const { lastHiddenState } = await this.vit.forward(inputs);
     const B = lastHiddenState.shape[0]!;
     const logits = this.classifier.forward(lastHiddenState.slice(1, 0, 1).reshape([B, this.config.hidden_size]));
@@ -329,7 +332,7 @@ export class ViTForImageClassification extends Module {
       const labels = inputs.labels;
       if (!(labels instanceof T.Tensor) || labels.dtype !== 'int32') throw new WebattnError('DTYPE_UNSUPPORTED', `labels: expected int32 class indices [B], got ${labels instanceof T.Tensor ? labels.dtype : describe(labels)}`, { argument: 'labels' });
       if (!T.shapesEqual(labels.shape, [B])) throw new WebattnError('SHAPE_MISMATCH', `labels: expected shape [${B}], got ${describe(labels.shape)}`, { argument: 'labels' });
-      const lv = await labels.toArray();
+      const lv = await (early ?? labels.toArray());
       for (let i = 0; i < lv.length; i++) {
         if (!(lv[i]! >= 0 && lv[i]! < this.config.num_labels)) throw new WebattnError('INVALID_ARGUMENT', `labels: expected class indices in [0, ${this.config.num_labels}), got ${lv[i]} at index ${i}`, { argument: 'labels' });
       }

@@ -5,7 +5,7 @@
 import type { Device } from '../device.js';
 import { allocTyped, isFloat, roundTo, type DType } from '../dtype.js';
 import { WebattnError } from '../errors.js';
-import { registerKernel, type KernelAttrs } from '../registry.js';
+import { registerKernel, type AdamwStepAttrs, type KernelAttrs } from '../registry.js';
 import { broadcastStrides, sizeOf } from '../shape.js';
 import { fromTyped, type Tensor } from '../tensor.js';
 
@@ -149,6 +149,34 @@ registerKernel({
     const data = dst!.storage.cpu!;
     for (let i = 0; i < offs.length; i++) data[offs[i]!] = roundTo(dst!.dtype, v[i]!);
     return dst!;
+  },
+});
+
+registerKernel({
+  name: 'adamw_step',
+  backend: 'cpu',
+  fn: ([p, g, m, v], attrs) => {
+    const { beta1, beta2, eps, decay, stepSize, bc2Sqrt } = attrs as unknown as AdamwStepAttrs;
+    const gv = readValues(g!, p!.shape);
+    const pv = readValues(p!);
+    const mv = readValues(m!, p!.shape);
+    const vv = readValues(v!, p!.shape);
+    const po = stridedOffsets(p!);
+    const mo = stridedOffsets(m!);
+    const vo = stridedOffsets(v!);
+    const pd = p!.storage.cpu!;
+    const md = m!.storage.cpu!;
+    const vd = v!.storage.cpu!;
+    for (let i = 0; i < pv.length; i++) {
+      const gi = gv[i]!;
+      md[mo[i]!] = roundTo(m!.dtype, beta1 * mv[i]! + (1 - beta1) * gi);
+      vd[vo[i]!] = roundTo(v!.dtype, beta2 * vv[i]! + (1 - beta2) * gi * gi);
+      // the moments as stored (float32 state rounds them) drive the update, as on the GPU
+      const mr = md[mo[i]!]!;
+      const vr = vd[vo[i]!]!;
+      pd[po[i]!] = roundTo(p!.dtype, pv[i]! * decay - (stepSize * mr) / (Math.sqrt(vr) / bc2Sqrt + eps));
+    }
+    return [p!];
   },
 });
 

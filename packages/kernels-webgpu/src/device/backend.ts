@@ -34,6 +34,8 @@ const SOFTWARE = /llvmpipe|swiftshader|lavapipe|software|softpipe|warp|basic ren
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const ROUTES: readonly WebGPURoute[] = ['vulkan', 'opengl', 'swiftshader'];
 const UNSAFE_TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
+/** Full-resolution GPU timestamps for `profile()` (Dawn rounds them to ~100 µs by default). */
+const TIMESTAMP_TOGGLE = 'disable-dawn-features=timestamp_quantization';
 
 function env(name: string): string | undefined {
   const p = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
@@ -118,7 +120,7 @@ async function instanceFor(route: WebGPURoute | 'browser', options: GetDeviceOpt
   const p = (globalThis as { process?: { platform?: string } }).process;
   const backend = p?.platform === 'linux' ? ['backend=vulkan'] : [];
   return {
-    gpu: await loadDawn([...backend, ...(unsafe ? [UNSAFE_TOGGLES] : [])]),
+    gpu: await loadDawn([...backend, ...(unsafe ? [UNSAFE_TOGGLES, TIMESTAMP_TOGGLE] : [])]),
     adapterOptions: { powerPreference: 'high-performance' },
     reason: `Dawn ${backend.length ? 'Vulkan' : 'native'}${unsafe ? ' with allow_unsafe_apis,vulkan_enable_f16_on_nvidia' : ''}`,
   };

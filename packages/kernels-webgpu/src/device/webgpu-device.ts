@@ -107,6 +107,79 @@ export interface PipelineStats {
   byKernel: Record<string, KernelPipelineStats>;
 }
 
+/**
+ * Host-side work counters of a {@link WebGPUDevice} (`device.counters()`), cumulative since the device
+ * was made: subtract two snapshots to see what one call did. They show where host time goes between
+ * kernels: buffers created instead of reused, readbacks and syncs that stall the queue, pipelines built.
+ */
+export interface DeviceCounters {
+  /** Compute dispatches recorded. */
+  dispatches: number;
+  /** Command buffers submitted with recorded work (one per flush; readbacks not counted). */
+  submits: number;
+  /** Storage buffers created (pool misses). */
+  buffersCreated: number;
+  /** Bytes of the storage buffers created. */
+  bytesCreated: number;
+  /** Storage allocations served from the buffer pool (no new buffer). */
+  poolHits: number;
+  /** Storage buffers destroyed (freed past the pool budget, trimmed, or by `emptyCache`). */
+  buffersDestroyed: number;
+  /** Host → device writes of tensor data (uploads and poison fills). */
+  uploads: number;
+  /** Bytes of those writes. */
+  uploadBytes: number;
+  /** Bytes of uniform data written for dispatches. */
+  uniformBytes: number;
+  /** Bind groups created (cache misses). */
+  bindGroupsCreated: number;
+  /** Dispatches whose bind group came from the cache. */
+  bindGroupHits: number;
+  /** Reads of tensor data back to the host (`toArray`, validation flags). */
+  readbacks: number;
+  /** Milliseconds the host waited on readbacks (flush to data on the host), summed. */
+  readbackWaitMs: number;
+  /** `sync()` calls. */
+  syncs: number;
+  /** Milliseconds the host waited in `sync()`, summed. */
+  syncWaitMs: number;
+  /** Compute pipelines compiled (pipeline-cache misses; see {@link WebGPUDevice.pipelineStats}). */
+  pipelinesCompiled: number;
+}
+
+/** GPU time of one kernel name in a {@link DeviceProfile}. */
+export interface KernelProfile {
+  /** Kernel name (the `name` of the {@link GpuProgram}). */
+  name: string;
+  /** Dispatches of it that were timed. */
+  count: number;
+  /** GPU milliseconds they took, summed. */
+  gpuMs: number;
+  /** Mean microseconds per dispatch. */
+  meanUs: number;
+  /** Fraction of the profile's total GPU time (0..1). */
+  share: number;
+}
+
+/** What {@link WebGPUDevice.stopProfile} returns: per-kernel GPU time and the host counters of the window. */
+export interface DeviceProfile {
+  /**
+   * How dispatches were timed: `timestamp-query` (each dispatch in its own compute pass with GPU
+   * timestamps at its start and end: GPU time only) or `serialized` (adapters without
+   * `timestamp-query`: each dispatch submitted alone and awaited; wall time per kernel including
+   * submission, so only ratios between kernels mean something).
+   */
+  timing: 'timestamp-query' | 'serialized';
+  /** Wall milliseconds from start to stop. */
+  wallMs: number;
+  /** GPU milliseconds of all timed dispatches. */
+  gpuMs: number;
+  /** Per kernel name, most GPU time first. */
+  kernels: KernelProfile[];
+  /** Counters of the window (stop minus start). */
+  counters: DeviceCounters;
+}
+
 /** Options of the {@link WebGPUDevice} constructor (backend code; users call `getDevice`). */
 export interface WebGPUDeviceOptions {
   /** The adapter's info (for `subgroupMatrixConfigs` and subgroup sizes). */
@@ -115,7 +188,10 @@ export interface WebGPUDeviceOptions {
   keepAlive?: unknown[];
   /** Called once from `destroy()`. */
   onDestroy?: () => void;
-  /** Bytes the buffer pool may keep (default 256 MiB). */
+  /**
+   * Bytes the buffer pool may keep (default: 256 MiB or twice the device's highest live-tensor bytes so
+   * far, whichever is larger, so a repeated step of any size reuses its buffers instead of recreating them).
+   */
   poolBudget?: number;
 }
 
@@ -143,6 +219,51 @@ type Cmd = DispatchCmd | WriteCmd;
 type Step = WriteCmd | { cmd: DispatchCmd; group: GPUBindGroup; offset: number };
 
 const DEFAULT_POOL_BUDGET = 256 * 1024 * 1024;
+
+function zeroCounters(): DeviceCounters {
+  return {
+    dispatches: 0,
+    submits: 0,
+    buffersCreated: 0,
+    bytesCreated: 0,
+    poolHits: 0,
+    buffersDestroyed: 0,
+    uploads: 0,
+    uploadBytes: 0,
+    uniformBytes: 0,
+    bindGroupsCreated: 0,
+    bindGroupHits: 0,
+    readbacks: 0,
+    readbackWaitMs: 0,
+    syncs: 0,
+    syncWaitMs: 0,
+    pipelinesCompiled: 0,
+  };
+}
+
+type ProfileState = {
+  timing: DeviceProfile['timing'];
+  t0: number;
+  counters0: DeviceCounters;
+  byName: Map<string, { count: number; ns: number }>;
+  pending: Promise<void>[];
+};
+
+/** Fills the first `n` 32-bit words of a buffer with one bit pattern (`Device.fill` on the GPU). */
+const FILL_PROGRAM: GpuProgram = {
+  name: 'fill',
+  key: 'webattn-device-fill-words',
+  bindings: ['read_write'],
+  uniform: true,
+  source: () => `@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+struct U { n: u32, value: u32, pad0: u32, pad1: u32 };
+@group(0) @binding(1) var<uniform> u: U;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let stride = nwg.x * 256u;
+  for (var i = gid.x; i < u.n; i = i + stride) { out[i] = u.value; }
+}`,
+};
 /** Dispatches recorded before a flush is forced (besides the microtask, read and sync flushes). */
 const MAX_BATCH = 1024;
 
@@ -197,7 +318,12 @@ export class WebGPUDevice extends Device {
   private isLost = false;
   private lostMessage = '';
   private pool = new Map<number, GPUBuffer[]>();
-  private poolBudget: number;
+  /** Explicit pool budget (constructor option or `setPoolBudget`); null = automatic (see {@link WebGPUDeviceOptions.poolBudget}). */
+  private poolBudgetFixed: number | null;
+  /** Highest live-tensor bytes since creation (the automatic pool budget follows it). */
+  private liveHighWater = 0;
+  private cnt: DeviceCounters = zeroCounters();
+  private prof: ProfileState | null = null;
   private pipelines = new Map<string, PipelineEntry>();
   private pipeStats = { created: 0, pending: 0, compileMs: 0, byKernel: new Map<string, KernelPipelineStats>() };
   private readonly onDestroy: () => void;
@@ -224,6 +350,13 @@ export class WebGPUDevice extends Device {
   private uniformRing: GPUBuffer | null = null;
   // errors
   private taint = new WeakMap<Storage, WebattnError>();
+  /**
+   * Buffers whose creation failed (out of device memory, or a limit): WebGPU still hands back a buffer object,
+   * invalid, and reports the error asynchronously; without this every later use of it failed as "Invalid Buffer".
+   */
+  private allocFailed = new WeakMap<GPUBuffer, WebattnError>();
+  /** Creation checks not yet settled (their error scopes resolve on the device timeline). */
+  private allocPending = new Map<GPUBuffer, Promise<void>>();
   private unreported: WebattnError[] = [];
   /** Checks running on the GPU timeline (validation flags, shader compilation info); see {@link WebGPUDevice.deferCheck}. */
   private checks: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] }[] = [];
@@ -237,7 +370,7 @@ export class WebGPUDevice extends Device {
     this.info = { ...info, features, tier: info.tier ?? tierOf(features), reason: info.reason ?? '' };
     this.limits = gpu.limits;
     this.onDestroy = options.onDestroy ?? (() => undefined);
-    this.poolBudget = options.poolBudget ?? DEFAULT_POOL_BUDGET;
+    this.poolBudgetFixed = options.poolBudget ?? null;
     this.maxLoopIterations = /llvmpipe/i.test(info.adapter) ? 65535 : Infinity;
     void gpu.lost.then((i) => {
       this.isLost = true;
@@ -350,7 +483,10 @@ export class WebGPUDevice extends Device {
    * that unsubmitted work still references is skipped, so the upload can be written at once.
    */
   private takeBuffer(bytes: number, idle = false): GPUBuffer {
-    const cls = sizeClass(bytes);
+    // the size class (up to 1/8 above `bytes`) never goes past the limits that `bytes` itself respects: a rounded-up
+    // buffer above maxBufferSize / maxStorageBufferBindingSize was created invalid or failed at its binding
+    const cap = Math.floor(Math.min(this.limits.maxBufferSize, this.limits.maxStorageBufferBindingSize) / 16) * 16;
+    const cls = Math.max(Math.min(sizeClass(bytes), cap), Math.ceil(bytes / 4) * 4);
     const list = this.pool.get(cls);
     if (list?.length) {
       let i = list.length - 1;
@@ -359,13 +495,80 @@ export class WebGPUDevice extends Device {
         const buf = list[i]!;
         list.splice(i, 1);
         this.stats.pooledBytes -= cls;
+        this.cnt.poolHits++;
         return buf;
       }
     }
-    return this.gpu.createBuffer({
-      size: cls,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
+    this.cnt.buffersCreated++;
+    this.cnt.bytesCreated += cls;
+    return this.createChecked(cls, bytes);
+  }
+
+  /**
+   * Creates a storage buffer inside error scopes. WebGPU reports a failed creation (out of device memory) only
+   * asynchronously and returns an invalid buffer; the scopes' verdict marks the buffer so that the first dispatch,
+   * write or read that meets it raises `OUT_OF_MEMORY` (or `LIMIT_EXCEEDED`) naming this allocation, and the
+   * buffer is never pooled or handed out again.
+   */
+  private createChecked(size: number, bytes: number): GPUBuffer {
+    this.gpu.pushErrorScope('out-of-memory');
+    this.gpu.pushErrorScope('validation');
+    const buf = this.gpu.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const validation = this.gpu.popErrorScope();
+    const oom = this.gpu.popErrorScope();
+    const held = this.stats.currentBytes;
+    const check = Promise.all([oom, validation]).then(
+      ([o, v]) => {
+        this.allocPending.delete(buf);
+        const e = o ?? v;
+        if (!e) return;
+        const why = String(e.message).split('\n')[0];
+        const err = o
+          ? new WebattnError(
+              'OUT_OF_MEMORY',
+              `tensor allocation: out of device memory allocating ${bytes} bytes (a ${size}-byte buffer) on "${this.info.adapter}": ${why}; webattn tensors held ${held} bytes then (peak ${this.stats.peakBytes}) — dispose tensors or run steps in tidy(), call emptyCache(), or use a smaller batch, model or sequence`,
+              { argument: 'tensor' },
+            )
+          : new WebattnError('LIMIT_EXCEEDED', `tensor allocation: creating a ${size}-byte buffer for ${bytes} bytes failed on "${this.info.adapter}": ${why}`, { argument: 'tensor' });
+        this.allocFailed.set(buf, err);
+        this.dropFromPool(buf);
+      },
+      () => {
+        this.allocPending.delete(buf); // device lost: the lost handling reports it
+      },
+    );
+    this.allocPending.set(buf, check);
+    return buf;
+  }
+
+  /** Removes a failed buffer from the pool if it is there (it is destroyed, never handed out again). */
+  private dropFromPool(buf: GPUBuffer): void {
+    const list = this.pool.get(buf.size);
+    const i = list ? list.indexOf(buf) : -1;
+    if (i < 0) return;
+    list!.splice(i, 1);
+    this.stats.pooledBytes -= buf.size;
+    this.destroyBuffer(buf);
+  }
+
+  /** The allocation error of the first failed buffer among `buffers`, if any is known. */
+  private allocError(buffers: readonly GPUBuffer[]): WebattnError | undefined {
+    for (const b of buffers) {
+      const e = this.allocFailed.get(b);
+      if (e) return e;
+    }
+    return undefined;
+  }
+
+  /** Waits for the creation checks of `buffers` that have not settled yet. */
+  private async settleAllocs(buffers: Iterable<GPUBuffer>): Promise<void> {
+    if (!this.allocPending.size) return;
+    const ps: Promise<void>[] = [];
+    for (const b of buffers) {
+      const p = this.allocPending.get(b);
+      if (p) ps.push(p);
+    }
+    if (ps.length) await Promise.all(ps);
   }
 
   /** Destroys a buffer once no recorded-but-unsubmitted command can reference it. */
@@ -382,6 +585,7 @@ export class WebGPUDevice extends Device {
       this.groupKeysOf.delete(buf);
     }
     buf.destroy();
+    this.cnt.buffersDestroyed++;
   }
 
   private bufferId(buf: GPUBuffer): number {
@@ -395,7 +599,7 @@ export class WebGPUDevice extends Device {
 
   private giveBuffer(buf: GPUBuffer): void {
     if (this.isLost) return;
-    if (this.stats.pooledBytes + buf.size > this.poolBudget) {
+    if (this.allocFailed.has(buf) || this.stats.pooledBytes + buf.size > this.poolBudget) {
       this.destroyBuffer(buf);
       return;
     }
@@ -425,7 +629,7 @@ export class WebGPUDevice extends Device {
   }
 
   /**
-   * Sets how many bytes of freed buffers the pool keeps for reuse (default 256 MiB); trims the pool
+   * Sets how many bytes of freed buffers the pool keeps for reuse (default: 256 MiB or twice the live high-water mark, see {@link WebGPUDeviceOptions.poolBudget}); trims the pool
    * now if it holds more. Throws `INVALID_ARGUMENT` for a negative or non-finite number.
    *
    * @example
@@ -433,13 +637,19 @@ export class WebGPUDevice extends Device {
    */
   override setPoolBudget(bytes: number): void {
     super.setPoolBudget(bytes);
-    this.poolBudget = bytes;
+    this.poolBudgetFixed = bytes;
     this.trimPool(bytes);
   }
 
-  /** The pool budget in bytes (see {@link WebGPUDevice.setPoolBudget}). */
+  /** The pool budget in bytes now (see {@link WebGPUDevice.setPoolBudget} and {@link WebGPUDeviceOptions.poolBudget}). */
   get poolBudgetBytes(): number {
     return this.poolBudget;
+  }
+
+  private get poolBudget(): number {
+    // twice the high-water mark: within one step buffers of other size classes wait in the pool while live
+    // ones are made, so a budget of the mark alone still recreated ~1.7 GB per GPT-2 training step (H100)
+    return this.poolBudgetFixed ?? Math.max(DEFAULT_POOL_BUDGET, 2 * this.liveHighWater);
   }
 
   // ---------------------------------------------------------------------------- storage
@@ -466,14 +676,38 @@ export class WebGPUDevice extends Device {
     const buf = this.takeBuffer(bytes, upload);
     s.handle = buf;
     this.track(s, buf.size, () => this.giveBuffer(buf));
+    if (this.stats.currentBytes > this.liveHighWater) this.liveHighWater = this.stats.currentBytes;
     if (this.poisonAllocations) this.write(buf, new Uint32Array(buf.size / 4).fill(0xffffffff));
+    return s;
+  }
+
+  /**
+   * A storage of `size` elements all equal to `value`: small ones uploaded, larger ones filled by a
+   * kernel on the device (no host array, no upload — `zeros` of a gradient or a logits-sized buffer).
+   */
+  override fill(dtype: DType, size: number, value: number): Storage {
+    if (size <= 1024) return super.fill(dtype, size, value);
+    const s = this.allocateFor(dtype, size, false);
+    let word: number;
+    if (dtype === 'float32') word = new Uint32Array(new Float32Array([value]).buffer)[0]!;
+    else if (dtype === 'float16') {
+      const h = toHalfBits(value);
+      word = (h | (h << 16)) >>> 0;
+    } else if (dtype === 'bool') word = value ? 1 : 0;
+    else word = value >>> 0; // int32 / uint32 bits
+    const words = Math.ceil((size * gpuBytesPerElement(dtype)) / 4);
+    const u = new Uint32Array([words, word, 0, 0]);
+    this.dispatch(FILL_PROGRAM, [s], u.buffer, [Math.min(Math.ceil(words / 256), 65535), 1, 1]);
     return s;
   }
 
   /** Writes bytes into a buffer in order with the recorded work (a staged copy while work is queued). */
   private write(dst: GPUBuffer, data: ArrayBufferView): void {
     const bytes = data.byteLength;
-    if (!this.busy(dst)) {
+    this.cnt.uploads++;
+    this.cnt.uploadBytes += bytes;
+    if (this.allocFailed.has(dst)) return; // its storage reports the allocation error when used
+    if (!this.busy(dst) && !this.allocPending.has(dst)) {
       // no unsubmitted command references dst: writing now cannot overtake a use of its old contents
       this.gpu.queue.writeBuffer(dst, 0, data.buffer, data.byteOffset, bytes);
       return;
@@ -513,16 +747,27 @@ export class WebGPUDevice extends Device {
 
   /** The error that makes reads of `storage` fail, if a kernel that wrote it failed. */
   private errorOf(storage: Storage): WebattnError | undefined {
-    const e = this.taint.get(storage);
+    const e = this.taint.get(storage) ?? (storage.handle ? this.allocFailed.get(storage.handle as GPUBuffer) : undefined);
     if (e) this.unreported = this.unreported.filter((u) => u !== e);
     return e;
   }
 
   async read(storage: Storage, offset: number, count: number): Promise<TypedArray> {
+    const t0 = performance.now();
+    try {
+      return await this.readNow(storage, offset, count);
+    } finally {
+      this.cnt.readbacks++;
+      this.cnt.readbackWaitMs += performance.now() - t0;
+    }
+  }
+
+  private async readNow(storage: Storage, offset: number, count: number): Promise<TypedArray> {
     this.assertAlive();
     await this.flush();
     const general = await this.settleChecks();
     if (general) throw general;
+    if (storage.handle) await this.settleAllocs([storage.handle as GPUBuffer]);
     this.assertAlive();
     const err = this.errorOf(storage);
     if (err) throw err;
@@ -564,6 +809,16 @@ export class WebGPUDevice extends Device {
    * read (`KERNEL_COMPILE` / `KERNEL_FAILED` naming the kernel), or `DEVICE_LOST`.
    */
   async sync(): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await this.syncNow();
+    } finally {
+      this.cnt.syncs++;
+      this.cnt.syncWaitMs += performance.now() - t0;
+    }
+  }
+
+  private async syncNow(): Promise<void> {
     this.assertAlive();
     await this.flush();
     try {
@@ -591,6 +846,7 @@ export class WebGPUDevice extends Device {
 
   /** Reads one 32-bit word of `storage` (byte offset) after all work recorded so far (validation flags). */
   async readWord(storage: Storage, byteOffset: number): Promise<number> {
+    this.cnt.readbacks++;
     await this.flush();
     const staging = this.gpu.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'flag' });
     const enc = this.gpu.createCommandEncoder({ label: 'flag' });
@@ -639,6 +895,7 @@ export class WebGPUDevice extends Device {
     if (!ks) stats.byKernel.set(program.name, (ks = { created: 0, compileMs: 0 }));
     const kernelStats = ks;
     stats.created++;
+    this.cnt.pipelinesCompiled++;
     kernelStats.created++;
     stats.pending++;
     const finished = () => {
@@ -712,10 +969,13 @@ export class WebGPUDevice extends Device {
       }
       return s.handle as GPUBuffer;
     });
+    const allocErr = this.allocError(buffers);
+    if (allocErr) throw allocErr;
     const entry = this.getPipeline(program);
     for (const b of buffers) this.useEpoch.set(b, this.recording);
     this.queue.push({ kind: 'dispatch', entry, storages: [...storages], buffers, access: program.bindings, uniforms, workgroups });
     this.dispatchCount++;
+    this.cnt.dispatches++;
     this.queuedDispatches++;
     if (this.queuedDispatches >= MAX_BATCH) void this.flush();
     else this.schedule();
@@ -770,6 +1030,7 @@ export class WebGPUDevice extends Device {
       const entries = new Set<PipelineEntry>();
       for (const c of cmds) if (c.kind === 'dispatch') entries.add(c.entry);
       await Promise.all([...entries].map((e) => e.ready));
+      if (this.allocPending.size) await this.settleAllocs(cmds.flatMap((c) => (c.kind === 'dispatch' ? c.buffers : [c.dst])));
       if (this.isLost) {
         const err = this.lostError();
         for (const c of cmds) if (c.kind === 'dispatch') this.fail(c, err);
@@ -783,10 +1044,10 @@ export class WebGPUDevice extends Device {
       const offsets = new Map<DispatchCmd, number>();
       for (const c of cmds) {
         if (c.kind === 'write') {
-          plan.push(c);
+          if (!this.allocFailed.has(c.dst)) plan.push(c);
           continue;
         }
-        const inErr = c.entry.error ?? c.storages.map((s) => this.taint.get(s)).find((e) => e);
+        const inErr = c.entry.error ?? this.allocError(c.buffers) ?? c.storages.map((s) => this.taint.get(s)).find((e) => e);
         if (inErr) {
           this.fail(c, inErr);
           continue;
@@ -814,6 +1075,7 @@ export class WebGPUDevice extends Device {
         const data = new Uint8Array(uniformBytes);
         for (const [c, off] of offsets) data.set(new Uint8Array(c.uniforms!), off);
         this.gpu.queue.writeBuffer(ring, 0, data);
+        this.cnt.uniformBytes += uniformBytes;
       }
       const uniformSize = (c: DispatchCmd) => Math.ceil(Math.max(16, c.uniforms!.byteLength) / 16) * 16;
       const makeGroup = (c: DispatchCmd): GPUBindGroup => {
@@ -830,8 +1092,11 @@ export class WebGPUDevice extends Device {
         if ('kind' in r) continue;
         const key = keyOf(r.cmd);
         const hit = this.groupCache.get(key);
-        if (hit) r.group = hit;
-        else {
+        if (hit) {
+          r.group = hit;
+          this.cnt.bindGroupHits++;
+        } else {
+          this.cnt.bindGroupsCreated++;
           r.group = makeGroup(r.cmd);
           created.push({ r, key });
         }
@@ -896,13 +1161,48 @@ export class WebGPUDevice extends Device {
   }
 
   /**
-   * Encodes steps into one command buffer (dispatches in one compute pass, copies between passes),
-   * skipping dispatches whose inputs a failed kernel wrote, submits it and returns its validation error.
+   * Submits steps: one command buffer (or, while a `serialized` profile runs, one per dispatch, each
+   * awaited and timed) and returns the batch's validation error.
    */
   private async encodeAndSubmit(steps: Step[]): Promise<GPUError | null> {
+    const prof = this.prof;
+    if (!prof) return this.submitSteps(steps, null);
+    if (prof.timing === 'timestamp-query') return this.submitSteps(steps, prof);
+    // serialized: each dispatch (with the writes before it) submitted alone and waited for
+    let group: Step[] = [];
+    for (const st of steps) {
+      group.push(st);
+      if ('kind' in st) continue;
+      const t0 = performance.now();
+      const e = await this.submitSteps(group, null);
+      await this.gpu.queue.onSubmittedWorkDone().catch(() => undefined);
+      group = [];
+      if (e) this.fail(st.cmd, new WebattnError('KERNEL_FAILED', `kernel "${st.cmd.entry.name}": dispatch failed: ${e.message.split('\n')[0]}`));
+      else this.profAdd(prof, st.cmd.entry.name, (performance.now() - t0) * 1e6);
+    }
+    return group.length ? this.submitSteps(group, null) : null;
+  }
+
+  private profAdd(prof: ProfileState, name: string, ns: number): void {
+    const e = prof.byName.get(name);
+    if (e) {
+      e.count++;
+      e.ns += ns;
+    } else prof.byName.set(name, { count: 1, ns });
+  }
+
+  /**
+   * Encodes steps into one command buffer (dispatches in one compute pass, copies between passes;
+   * with a timestamp profile, one pass per dispatch with GPU timestamps at its start and end),
+   * skipping dispatches whose inputs a failed kernel wrote, submits it and returns its validation error.
+   */
+  private async submitSteps(steps: Step[], prof: ProfileState | null): Promise<GPUError | null> {
     this.gpu.pushErrorScope('validation');
     const enc = this.gpu.createCommandEncoder({ label: 'webattn batch' });
     let pass: GPUComputePassEncoder | null = null;
+    const nDispatch = prof ? steps.reduce((n, st) => n + ('kind' in st ? 0 : 1), 0) : 0;
+    const qs = nDispatch ? this.gpu.createQuerySet({ type: 'timestamp', count: 2 * nDispatch }) : null;
+    const names: string[] = [];
     for (const st of steps) {
       if ('kind' in st) {
         pass?.end();
@@ -916,6 +1216,12 @@ export class WebGPUDevice extends Device {
         this.fail(c, err);
         continue;
       }
+      if (qs) {
+        pass?.end();
+        const i = names.length;
+        names.push(c.entry.name);
+        pass = enc.beginComputePass({ label: c.entry.name, timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      }
       pass ??= enc.beginComputePass({ label: 'webattn batch' });
       pass.setPipeline(c.entry.pipeline!);
       if (c.uniforms) pass.setBindGroup(0, st.group, [st.offset]);
@@ -923,9 +1229,111 @@ export class WebGPUDevice extends Device {
       pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
     }
     (pass as GPUComputePassEncoder | null)?.end();
+    let afterSubmit: (() => void) | null = null;
+    if (qs && prof && names.length) {
+      const bytes = 16 * names.length;
+      const resolveBuf = this.gpu.createBuffer({ label: 'webattn timestamps', size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      const rb = this.gpu.createBuffer({ label: 'webattn timestamps read', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      enc.resolveQuerySet(qs, 0, 2 * names.length, resolveBuf, 0);
+      enc.copyBufferToBuffer(resolveBuf, 0, rb, 0, bytes);
+      const release = () => {
+        rb.destroy();
+        resolveBuf.destroy();
+        qs.destroy();
+      };
+      afterSubmit = () =>
+        prof.pending.push(
+          rb.mapAsync(GPUMapMode.READ).then(() => {
+            const t = new BigUint64Array(rb.getMappedRange().slice(0));
+            names.forEach((name, i) => {
+              const ns = Number(t[2 * i + 1]! - t[2 * i]!);
+              // a zero or wrapped pair (an unwritten query) is not a measurement
+              if (ns >= 0 && ns < 1e12) this.profAdd(prof, name, ns);
+            });
+            rb.unmap();
+            release();
+          }, release),
+        );
+    } else qs?.destroy();
     this.gpu.queue.submit([enc.finish()]);
+    afterSubmit?.(); // maps the timestamps only once the copy into them is submitted
+    this.cnt.submits++;
     this.submitCount++;
     return this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
+  }
+
+  // ---------------------------------------------------------------------------- counters and profiling
+
+  /**
+   * Host-side work counters since the device was made (a snapshot; see {@link DeviceCounters}).
+   *
+   * @example
+   * const c0 = device.counters(); await model.forward(batch); await device.sync();
+   * const made = device.counters().buffersCreated - c0.buffersCreated; // 0 once the pool is warm
+   */
+  counters(): DeviceCounters {
+    return { ...this.cnt };
+  }
+
+  /** True while a profile started by {@link WebGPUDevice.startProfile} runs. */
+  get profiling(): boolean {
+    return this.prof !== null;
+  }
+
+  /**
+   * Starts timing every dispatch until {@link WebGPUDevice.stopProfile}: with GPU timestamps when the
+   * device has `timestamp-query` (`timing: 'auto'`, the default, or `'timestamp-query'`), else by
+   * submitting each dispatch alone and waiting for it (`'serialized'`: slow, ratios only). Work
+   * recorded before the call is flushed first and not counted. Throws `INVALID_ARGUMENT` when a
+   * profile already runs, for `'timestamp-query'` on a device without it, and for another timing.
+   * Prefer the `profile(device, fn)` helper.
+   *
+   * @example
+   * await device.startProfile(); await model.forward(batch); const p = await device.stopProfile();
+   */
+  async startProfile(options: { timing?: 'auto' | 'timestamp-query' | 'serialized' } = {}): Promise<void> {
+    this.assertAlive();
+    const want = options.timing ?? 'auto';
+    if (want !== 'auto' && want !== 'timestamp-query' && want !== 'serialized') {
+      throw new WebattnError('INVALID_ARGUMENT', `options.timing: expected 'auto', 'timestamp-query' or 'serialized', got ${String(want)}`, { argument: 'options.timing' });
+    }
+    if (this.prof) throw new WebattnError('INVALID_ARGUMENT', 'startProfile: a profile is already running on this device (call stopProfile first)');
+    const ts = this.hasFeature('timestamp-query');
+    if (want === 'timestamp-query' && !ts) {
+      throw new WebattnError('INVALID_ARGUMENT', `options.timing: 'timestamp-query' needs the feature, which adapter "${this.info.adapter}" lacks (use 'serialized')`, {
+        argument: 'options.timing',
+      });
+    }
+    await this.flush();
+    await this.chain;
+    this.prof = { timing: want === 'serialized' || !ts ? 'serialized' : 'timestamp-query', t0: performance.now(), counters0: this.counters(), byName: new Map(), pending: [] };
+  }
+
+  /**
+   * Ends the profile: waits for the recorded work and its timestamps, and returns per-kernel GPU time
+   * (most first) and the host counters of the window. Throws `INVALID_ARGUMENT` when no profile runs.
+   */
+  async stopProfile(): Promise<DeviceProfile> {
+    const prof = this.prof;
+    if (!prof) throw new WebattnError('INVALID_ARGUMENT', 'stopProfile: no profile is running on this device (call startProfile first)');
+    try {
+      await this.flush();
+      await this.chain;
+      await this.gpu.queue.onSubmittedWorkDone().catch(() => undefined);
+      await Promise.all(prof.pending);
+    } finally {
+      this.prof = null;
+    }
+    const wallMs = performance.now() - prof.t0;
+    const now = this.counters();
+    const counters = { ...now };
+    for (const k of Object.keys(now) as (keyof DeviceCounters)[]) counters[k] = now[k] - prof.counters0[k];
+    let total = 0;
+    for (const v of prof.byName.values()) total += v.ns;
+    const kernels: KernelProfile[] = [...prof.byName]
+      .map(([name, v]) => ({ name, count: v.count, gpuMs: v.ns / 1e6, meanUs: v.ns / 1e3 / v.count, share: total ? v.ns / total : 0 }))
+      .sort((a, b) => b.gpuMs - a.gpuMs);
+    return { timing: prof.timing, wallMs, gpuMs: total / 1e6, kernels, counters };
   }
 
   /** The pooled upload staging buffer, grown to hold `bytes`. */

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// Where a model step's time goes: GPT-2 small (B=8 × 1024) forward / AdamW training step / greedy generation
+// and ViT-B/16 (B=32) forward / training step with flash attention, float32, each profiled after two warm-up
+// calls with `profile()` (GPU timestamps where the adapter has `timestamp-query`): the top kernels by GPU time,
+// the GPU total against the wall time, and the host counters (dispatches, submits, buffers created vs pool
+// hits, uploads, readbacks / syncs and their wait, pipelines compiled).
+//   node apps/bench/gpu/profile_models.mjs [--json out.json]   (QUICK=1: tiny configs; TOP=10; MODELS_ONLY=gpt2,vit)
+import * as T from "@webattn/core-tensor";
+import { formatProfile, profile } from "@webattn/kernels-webgpu";
+import {
+  AdamW,
+  GPT2LMHeadModel,
+  ViTForImageClassification,
+  flashAttention,
+  gpt2Config,
+  vitConfig,
+} from "@webattn/models";
+import { QUICK, errText, opt, resultFile, secondsLeft } from "./common.mjs";
+
+const TOP = Number(process.env.TOP ?? 10);
+const ONLY = process.env.MODELS_ONLY ? process.env.MODELS_ONLY.split(",") : null;
+const dev = await T.getDevice({ kind: "webgpu" });
+const out = resultFile(opt("--json", null), {
+  peer: "webattn-profile",
+  date: new Date().toISOString(),
+  quick: QUICK,
+  device: dev.info,
+});
+console.log(`webattn-profile on ${dev.info.adapter} (${dev.info.api}), timestamp-query: ${dev.caps.timestampQuery}`);
+
+const gptSpec = QUICK
+  ? { cfg: gpt2Config({ vocab_size: 1024, n_positions: 128, n_embd: 64, n_layer: 2, n_head: 2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }), B: 2, L: 64, prompt: 16, newTokens: 4 }
+  : { cfg: gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }), B: 8, L: 1024, prompt: 64, newTokens: 32 };
+const vitSpec = QUICK
+  ? { cfg: vitConfig({ image_size: 32, patch_size: 8, hidden_size: 64, num_attention_heads: 2, num_hidden_layers: 2, intermediate_size: 128, num_labels: 10 }), B: 2 }
+  : { cfg: vitConfig({ num_labels: 1000 }), B: 32 };
+const ints = (n, mod, seed) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729 + ((i * i) % 613)) % mod);
+const setGrad = (m, on) => m.parameters().forEach((p) => (p.requiresGrad = on));
+
+async function measure(model, name, fn) {
+  if (secondsLeft() < 15) return;
+  const row = { kind: "profile", model, name };
+  try {
+    for (let i = 0; i < 2; i++) {
+      await T.tidyAsync(fn);
+      await dev.sync();
+    }
+    const t0 = performance.now();
+    await T.tidyAsync(fn);
+    await dev.sync();
+    row.plain_ms = performance.now() - t0; // the same call without the profiler's per-dispatch passes
+    const p = await profile(dev, () => T.tidyAsync(fn));
+    Object.assign(row, { timing: p.timing, wall_ms: p.wallMs, gpu_ms: p.gpuMs, counters: p.counters, kernels: p.kernels.slice(0, 25) });
+    console.log(`\n== ${model} ${name}: ${row.plain_ms.toFixed(1)} ms unprofiled\n${formatProfile(p, TOP)}`);
+  } catch (e) {
+    row.error = errText(e);
+    console.log(`== ${model} ${name}: ERROR ${row.error}`);
+  }
+  out.emit(row);
+}
+
+if (!ONLY || ONLY.includes("gpt2")) {
+  const { cfg, B, L } = gptSpec;
+  const model = new GPT2LMHeadModel(cfg, { attention: flashAttention, device: dev, seed: 1 });
+  const ids = T.tensor(ints(B * L, cfg.vocab_size, 1), [B, L], { dtype: "int32", device: dev });
+  const prompt = T.tensor(ints(gptSpec.prompt, cfg.vocab_size, 2), [1, gptSpec.prompt], { dtype: "int32", device: dev });
+  model.eval();
+  setGrad(model, false);
+  await measure("GPT-2 small", `fwd B=${B} L=${L}`, async () => void (await model.forward({ inputIds: ids })));
+  await measure("GPT-2 small", `generate ${gptSpec.prompt}+${gptSpec.newTokens}`, async () => void (await model.generate(prompt, { maxNewTokens: gptSpec.newTokens, eosTokenId: null })));
+  model.train();
+  setGrad(model, true);
+  const opt = new AdamW(model.parameters(), { lr: 1e-4 });
+  await measure("GPT-2 small", "train step (AdamW)", async () => {
+    const { loss } = await model.forward({ inputIds: ids, labels: ids });
+    loss.backward();
+    opt.step();
+    opt.zeroGrad();
+    await loss.toArray();
+  });
+  opt.dispose();
+  model.dispose();
+  dev.emptyCache();
+}
+if (!ONLY || ONLY.includes("vit")) {
+  const { cfg, B } = vitSpec;
+  const model = new ViTForImageClassification(cfg, { attention: flashAttention, device: dev, seed: 1 });
+  const px = T.randn([B, cfg.num_channels, cfg.image_size, cfg.image_size], { seed: 3, device: dev });
+  const labels = T.tensor(Int32Array.from({ length: B }, (_, i) => (i * 37) % cfg.num_labels), [B], { dtype: "int32", device: dev });
+  model.eval();
+  setGrad(model, false);
+  await measure("ViT-B/16", `fwd B=${B}`, async () => void (await model.forward({ pixelValues: px })));
+  model.train();
+  setGrad(model, true);
+  const opt = new AdamW(model.parameters(), { lr: 1e-4 });
+  await measure("ViT-B/16", "train step (AdamW)", async () => {
+    const { loss } = await model.forward({ pixelValues: px, labels });
+    loss.backward();
+    opt.step();
+    opt.zeroGrad();
+    await loss.toArray();
+  });
+}
+out.write();
+dev.destroy();
+process.exit(0);
