@@ -1,25 +1,135 @@
-// H100 probe (device machine, inside the unpacked tree): flash fwd time per tile list (TILES=auto,hardware,...) at a sustained
-// load of back-to-back batches for 3 s each, with the SM clock and power sampled by nvidia-smi after each batch.
+// Forward-kernel probe of the attention generator's tile path (device machine, inside the unpacked tree):
+// per shape and dtype, the flash forward with each variant of VARIANTS (staged = the per-score loop over an S
+// tile in workgroup memory, what hardware GPUs ran before the register forward; reg = the register forward
+// with its default grid; regTRxTC[r2][nopf][kv] = a forced thread grid, 8 rows per thread, without prefetch, with K/V sharing a buffer), the default path's forward+backward, and TF.js
+// 4.22's unfused attention (matMul → softmax → matMul, f32 only) on the SAME device in the same process.
+// Timing: common.mjs's timeBatches (clock ramp, batches of back-to-back calls, median).
+//   node apps/bench/gpu/tile_probe.mjs --json out.json   (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
 import * as T from "@webattn/core-tensor";
 import { scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
-import { setFlashTiles } from "@webattn/kernels-webgpu/internal";
-import { execSync } from "node:child_process";
+import { setFlashForwardPath, setFlashRegisterTile, setFlashTiles } from "@webattn/kernels-webgpu/internal";
+import { QUICK, errText, opt, resultFile, secondsLeft, timeBatches } from "./common.mjs";
+
 const dev = await T.getDevice({ kind: "webgpu" });
-const clock = () => execSync("nvidia-smi --query-gpu=clocks.sm,power.draw --format=csv,noheader").toString().trim();
-for (const [B, H, L, E] of [[8, 16, 1024, 64], [128, 16, 196, 64], [8, 16, 4096, 64]]) {
-  const q = T.randn([B, H, L, E], { seed: 1, device: dev }), k = T.randn([B, H, L, E], { seed: 2, device: dev }), v = T.randn([B, H, L, E], { seed: 3, device: dev });
-  for (const mode of (process.env.TILES ?? "auto,hardware,software,small").split(",")) {
-    setFlashTiles(mode);
-    const f = () => T.tidy(() => void sdpaKernel(["flash"], () => scaledDotProductAttention(q, k, v)));
-    f(); await dev.sync();
-    const t1 = performance.now(); f(); await dev.sync(); const one = performance.now() - t1;
-    const kk = Math.max(1, Math.min(200, Math.ceil(250 / one)));
-    const times = []; let c = "";
-    const end = performance.now() + 3000;
-    while (performance.now() < end) { const t = performance.now(); for (let i = 0; i < kk; i++) f(); await dev.sync(); times.push((performance.now() - t) / kk); c = clock(); }
-    times.sort((a, b) => a - b);
-    const fl = 4 * B * H * L * L * E / (times[0] / 1e3) / 1e12;
-    console.log(`PROBE B=${B} H=${H} L=${L} E=${E} tiles=${mode} single=${one.toFixed(2)}ms batch=${kk} best=${times[0].toFixed(2)}ms median=${times[times.length >> 1].toFixed(2)}ms ${fl.toFixed(2)} TFLOP/s clock,power=${c}`);
-  }
-  q.dispose(); k.dispose(); v.dispose();
+let tf = null;
+try {
+  const { tfjsOn } = await import("../dist/peers/tfjs.js");
+  tf = await tfjsOn(dev);
+} catch (e) {
+  console.log(`tfjs not loaded: ${errText(e)}`);
 }
+const hasF16 = dev.hasFeature?.("shader-f16") ?? false;
+const out = resultFile(opt("--json", null), { probe: "tile", date: new Date().toISOString(), device: dev.info, tfjs: tf?.version_core ?? null });
+console.log(`device ${dev.info.adapter} (${dev.info.software ? "software" : "hardware"}), f16 ${hasF16}, tfjs ${tf?.version_core ?? "-"}`);
+const SHAPES = QUICK
+  ? [[1, 4, 1024, 64]]
+  : [[8, 16, 1024, 64], [128, 16, 196, 64], [1, 16, 4096, 64], [8, 16, 1024, 128], [8, 16, 4096, 64]];
+const VARIANTS = (process.env.VARIANTS ?? "staged,reg,reg16x8nopf,reg8x8r2,reg16x4r2,reg16x8r2,reg32x8").split(",");
+const DTYPES = (process.env.DTYPES ?? (hasF16 ? "float32,float16" : "float32")).split(",");
+const REPS = QUICK ? 3 : 5;
+const BUDGET_MS = QUICK ? 4000 : 600;
+
+function setVariant(v) {
+  setFlashTiles("auto");
+  if (v === "staged") {
+    setFlashForwardPath("staged");
+    setFlashRegisterTile(null);
+  } else {
+    setFlashForwardPath("registers");
+    // regTRxTC[r2][nopf][kv]: forced grid, 8 rows per thread, prefetch off, K/V in one shared buffer
+    const m = /^reg(\d+)x(\d+)(r2)?(nopf)?(kv)?$/.exec(v);
+    setFlashRegisterTile(
+      m ? { tr: Number(m[1]), tc: Number(m[2]), ...(m[3] ? { rv: 2 } : {}), ...(m[4] ? { prefetch: false } : {}), ...(m[5] ? { shared: true } : {}) } : null
+    );
+  }
+}
+
+async function time(fn) {
+  const t0 = performance.now();
+  fn();
+  await dev.sync();
+  const first = performance.now() - t0;
+  const batch = async (k) => {
+    const b0 = performance.now();
+    for (let i = 0; i < k; i++) T.tidy(() => void fn());
+    await dev.sync();
+    return (performance.now() - b0) / k;
+  };
+  return { ...(await timeBatches(batch, REPS, BUDGET_MS)), first };
+}
+
+for (const [B, H, L, E] of SHAPES) {
+  const flop = 4 * B * H * L * L * E;
+  for (const dtype of DTYPES) {
+    if (secondsLeft() < 10) break;
+    const row = { B, H, L, E, dtype: dtype === "float16" ? "f16" : "f32" };
+    const mk = (seed) => T.randn([B, H, L, E], { seed, device: dev, dtype, requiresGrad: true });
+    const [q, k, v] = [mk(1), mk(2), mk(3)];
+    const g = T.randn([B, H, L, E], { seed: 4, device: dev, dtype });
+    const fwd = () => T.noGrad(() => sdpaKernel(["flash"], () => scaledDotProductAttention(q, k, v)));
+    for (const variant of VARIANTS) {
+      if (secondsLeft() < 8) break;
+      setVariant(variant);
+      try {
+        const m = await time(fwd);
+        row[`${variant}_ms`] = +m.ms.toFixed(3);
+        row[`${variant}_tflops`] = +(flop / m.ms / 1e9).toFixed(2);
+        row[`${variant}_first_ms`] = +m.first.toFixed(0);
+      } catch (e) {
+        row[`${variant}_error`] = errText(e);
+      }
+    }
+    setFlashForwardPath("auto");
+    setFlashRegisterTile(null);
+    // forward + backward with the default forward and each backward tile list of BWD (auto = 8x8 register blocks)
+    for (const tiles of (process.env.BWD ?? "auto,medium,small").split(",")) {
+      if (secondsLeft() < 12 || B * L > 8 * 1024) break;
+      setFlashTiles(tiles);
+      try {
+        const m = await time(() => {
+          sdpaKernel(["flash"], () => scaledDotProductAttention(q, k, v)).backward(g);
+          for (const t of [q, k, v]) { t.grad?.dispose?.(); t.grad = null; }
+        });
+        row[`fwdbwd_${tiles}_ms`] = +m.ms.toFixed(3);
+      } catch (e) {
+        row[`fwdbwd_${tiles}_error`] = errText(e);
+      }
+    }
+    setFlashTiles("auto");
+    for (const t of [q, k, v, g]) t.dispose();
+    // TF.js unfused attention, f32, same device, same process (skipped where L×L scores exceed a binding)
+    if (tf && dtype === "float32" && secondsLeft() > 8) {
+      const maxBinding = Math.min(dev.limits.maxStorageBufferBindingSize ?? Infinity, dev.limits.maxBufferSize ?? Infinity);
+      if (B * H * L * L * 4 > maxBinding) row.tfjs_skipped = "L×L scores over the largest binding";
+      else {
+        const [tq, tk, tv] = [3, 4, 5].map((s) => tf.randomNormal([B * H, L, E], 0, 1, "float32", s));
+        const att = () => tf.tidy(() => tf.matMul(tf.softmax(tf.mul(tf.matMul(tq, tk, false, true), 1 / Math.sqrt(E))), tv));
+        const batch = async (kk) => {
+          const b0 = performance.now();
+          let last = null;
+          for (let i = 0; i < kk; i++) { last?.dispose(); last = att(); }
+          const one = tf.slice(tf.reshape(last, [-1]), 0, 1);
+          await one.data();
+          one.dispose();
+          last.dispose();
+          return (performance.now() - b0) / kk;
+        };
+        try {
+          await batch(1);
+          const m = await timeBatches(batch, REPS, BUDGET_MS);
+          row.tfjs_ms = +m.ms.toFixed(3);
+        } catch (e) {
+          row.tfjs_error = errText(e);
+        }
+        for (const t of [tq, tk, tv]) t.dispose();
+      }
+    }
+    const best = Math.min(...VARIANTS.map((x) => row[`${x}_ms`] ?? Infinity));
+    if (row.tfjs_ms) row.tfjs_over_best = +(row.tfjs_ms / best).toFixed(2);
+    out.emit(row);
+    dev.emptyCache?.();
+  }
+}
+await dev.sync();
+dev.destroy?.();
+process.exit(0);

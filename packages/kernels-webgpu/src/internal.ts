@@ -45,6 +45,8 @@ export {
   type SgmatMode,
   setFlashStaging,
   setFlashTiles,
+  setFlashForwardPath,
+  setFlashRegisterTile,
   hookWgsl,
   type FlashParams,
   type FlashHooks,

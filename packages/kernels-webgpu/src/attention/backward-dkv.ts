@@ -37,7 +37,7 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   if (d.B * d.Hkv * d.Lkv === 0 || nk === 0) return { dk: empty(kShape, 'float32', device), dv: empty(vShape, 'float32', device) };
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
-  const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc, !!p.hooks);
+  const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc, !!p.hooks, EC <= 64 && EVC <= 64);
   const { rows: BK, cols: BQ, tr: TR, tc: TC } = t;
   const RM = BK / TR;
   const RN = BQ / TC;

@@ -32,7 +32,7 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   if (nq === 0) return empty(shape, 'float32', device);
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
-  const t = pickTile(device, (c) => dqBytes(c, EC, EVC), 'flash attention backward (dQ)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC)) / c.tc, !!p.hooks);
+  const t = pickTile(device, (c) => dqBytes(c, EC, EVC), 'flash attention backward (dQ)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC)) / c.tc, !!p.hooks, EC <= 64 && EVC <= 64);
   const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
   const RM = BR / TR;
   const RN = BC / TC;

@@ -8,9 +8,9 @@
  */
 import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
-import { run, type ProgramSpec } from '../wgsl.js';
+import { run, useSubgroups, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, headDims, inputBindings, inputTensors, passes, pickTile, storageStaging,
+  cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, forcedRegisterTile, headDims, inputBindings, inputTensors, passes, pickTile, registerForward, storageStaging,
   type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
@@ -36,6 +36,13 @@ export function flashForward(p: FlashParams): {
   checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
+  if (registerForward(p)) {
+    const rt = pickRegisterTile(device, EC, EVC, halfStaging(p) ? 2 : 4, !!p.blocks);
+    if (rt) {
+      forwardRegisters(p, rt, out, lse);
+      return { out, lse };
+    }
+  }
   const t = pickTile(device, (c) => forwardBytes(c, EC, EVC), 'flash attention forward', false, (c) => ((c.rows / c.tr) * (c.cols + EVC)) / c.tc, !!p.hooks);
   const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
   const RM = BR / TR;
@@ -190,4 +197,347 @@ ${tileMapWgsl(p, 'q')}`;
   td.dispose();
   work.dispose();
   return { out, lse };
+}
+
+/** A thread grid of the register forward: `tr` × `tc` threads, each owning 4×4 scores. */
+interface RegisterGrid {
+  tr: number;
+  tc: number;
+  /** Groups of 4 query rows per thread (1 or 2; default 1): 4·tr·rv rows per workgroup. */
+  rv?: number;
+  /** K and V take turns in one workgroup buffer (V staged after S): when separate buffers do not fit. */
+  shared?: boolean;
+  /** Load the next key tile (and this tile's V) into registers while S is computed; default where registers allow. */
+  prefetch?: boolean;
+}
+
+/**
+ * Thread grids of software adapters (llvmpipe runs a workgroup as SIMD vectors on one core): few threads with
+ * 8-row blocks (llvmpipe, B=1 H=4 L=1024 E=64 f32: 8x4 rv2 168 ms, 4x4 rv2 211, 4x8 rv2 222, 8x8 rv2 268,
+ * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454).
+ */
+const SOFTWARE_GRIDS: RegisterGrid[] = [
+  { tr: 8, tc: 4, rv: 2 },
+  { tr: 4, tc: 4, rv: 2 },
+  { tr: 8, tc: 4 },
+  { tr: 4, tc: 4 },
+];
+
+/** Thread grids of the register forward on hardware GPUs, best first. */
+const REGISTER_GRIDS: RegisterGrid[] = [
+  { tr: 16, tc: 8 },
+  { tr: 8, tc: 8 },
+  { tr: 16, tc: 4 },
+  { tr: 8, tc: 4 },
+  { tr: 4, tc: 4 },
+];
+
+/**
+ * Workgroup memory of the register forward (bytes): Qᵀ, Kᵀ, V (vec4 of f32, or of f16 for float16 operands:
+ * `qkvBytes` 2) and Pᵀ as vec4 columns, and two row-reduction slots per thread.
+ */
+function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): number {
+  const BC = 4 * g.tc;
+  const trq = g.tr * (g.rv ?? 1);
+  const kv = g.shared ? Math.max(EC * g.tc, BC * (EVC / 4)) : EC * g.tc + BC * (EVC / 4);
+  return 4 * qkvBytes * (EC * trq + kv) + 16 * (BC * trq + 2 * trq * g.tc) + 64;
+}
+
+/**
+ * The register forward's thread grid for head-dim classes EC/EVC on `device` (forced by
+ * `setFlashRegisterTile` where it fits), or null when none fits (the staged forward then runs).
+ * Each thread owns ≤ 4 vec4 of the output row block (EVC/4 divisible by `tc`).
+ */
+function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvBytes: number, blocks: boolean): RegisterGrid | null {
+  const budget = device.limits.maxComputeWorkgroupStorageSize;
+  // at most 8 output vec4 per row and 32 accumulator vec4 per thread (wider head dims take the staged forward);
+  // block-sparse tables are per 64 query rows: a workgroup must not straddle two
+  const fits = (g: RegisterGrid) =>
+    EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 8 && (EVC / 4 / g.tc) * (g.rv ?? 1) <= 8 &&
+    (!blocks || 4 * g.tr * (g.rv ?? 1) <= 64) && registerBytes(g, EC, EVC, qkvBytes) <= budget &&
+    g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
+  // separate K and V buffers where they fit, else K and V taking turns in one
+  const place = (g: RegisterGrid): RegisterGrid | null => {
+    for (const shared of g.shared === undefined ? [false, true] : [g.shared]) if (fits({ ...g, shared })) return { ...g, shared };
+    return null;
+  };
+  const forced = forcedRegisterTile();
+  const f = forced ? place(forced) : null;
+  if (f) return f;
+  // float16 operands: 256 threads over 128 query rows first (H100, Dawn/Vulkan, sustained 1980 MHz, f16 E=64:
+  // 2.21 vs 3.62 ms at B=8 H=16 L=1024, 2.11 vs 3.48 ms ViT B=128 L=196, 3.97 vs 5.76 ms B=1 L=4096 against
+  // 16x8; for f32 E=64 the two were equal, and 32x8 does not fit f32 Q tiles of E=64)
+  const list = device.info.software ? SOFTWARE_GRIDS : qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : REGISTER_GRIDS;
+  for (const g of list) {
+    const x = place(g);
+    if (x) return x;
+  }
+  return null;
+}
+
+const LANE = ['x', 'y', 'z', 'w'];
+
+/**
+ * Float16 q, k and v are staged as f16 in the register forward (half the workgroup memory and its
+ * traffic; exact, since every f16 is an f32), widened to f32 where they are multiplied.
+ */
+function halfStaging(p: FlashParams): boolean {
+  return p.q.dtype === 'float16' && p.k.dtype === 'float16' && p.v.dtype === 'float16';
+}
+
+/**
+ * The register forward (hardware GPUs): a workgroup of TR × TC threads owns 4·TR query rows; per tile of
+ * 4·TC keys thread (tr, tc) computes the 4×4 scores of rows 4tr.. and keys 4tc.. in registers from Qᵀ and Kᵀ
+ * staged as vec4 columns (two 16-byte reads per 16 FMAs), applies scale, masks, hooks and NaN detection to
+ * them in registers, takes the row maximum through one workgroup-memory exchange, and keeps its online
+ * softmax (running max, PARTIAL row sum) in registers: the row sums and NaN flags are combined once at the
+ * end. P goes to workgroup memory transposed, once, for O += P·V, where the thread owns 4 rows × 4·ON output
+ * columns as vec4 accumulators.
+ */
+function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Tensor): void {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const { tr: TR, tc: TC } = g;
+  // RV groups of 4 rows per thread: thread tr_ owns rows 4·(tr_ + TR·v) .. +3 for v < RV
+  const RV = g.rv ?? 1;
+  const TRQ = TR * RV;
+  const BR = 4 * TRQ;
+  const BC = 4 * TC;
+  const EV4 = EVC / 4;
+  const ON = EV4 / TC;
+  const WG = TR * TC;
+  const hd = headDims(p);
+  const R = [0, 1, 2, 3];
+  const V = Array.from({ length: RV }, (_, v) => v);
+  const M = Array.from({ length: 4 * RV }, (_, m) => m);
+  // staged element type, and the f32 view of a staged vec4
+  const half = halfStaging(p);
+  const ST = half ? 'f16' : 'f32';
+  // subgroups: the row maximum by shuffles among the row's TC lanes (no barrier, no workgroup memory); with
+  // K and V sharing a buffer the barrier stays (V replaces K after it), and so does the exchange
+  const shared = !!g.shared;
+  const sg = useSubgroups(device) && !shared;
+  // per-thread registers of one staged K tile (NK vec4) and V tile (NV vec4); prefetching keeps both live
+  const NK = Math.ceil((EC * TC) / WG);
+  const NV = Math.ceil((BC * EV4) / WG);
+  const prefetch = (g.prefetch ?? true) && (NK + NV) * (half ? 2 : 4) <= 32;
+  const kvName = (x: 'k' | 'v') => (shared ? 'fkv_' : `f${x}_`);
+  const xorSteps: number[] = [];
+  for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
+  const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
+  const rep = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
+  const perV = (f: (v: number) => string, sep = '\n    ') => V.map(f).join(sep);
+  const perM = (f: (m: number) => string, sep = '\n    ') => M.map(f).join(sep);
+  // row m of the thread: group v = m >> 2, lane m & 3
+  const rowOf = (m: number) => `ib${m >> 2} + ${m & 3}u`;
+  const lane = (m: number) => LANE[m & 3]!;
+  const outCols = (m: number, f: (col: string, val: string) => string) =>
+    Array.from({ length: ON }, (_, o) =>
+      R.map((c) => `if (4u * (tc_ + ${TC * o}u) + ${c}u < ${hd.ev}) { ${f(`4u * (tc_ + ${TC * o}u) + ${c}u`, `acc[${m * ON + o}].${LANE[c]}`)} }`).join('\n        '),
+    ).join('\n        ');
+  const guard = (n: number, total: number, x: string) => (n * WG + WG > total ? `if (lidx + ${n * WG}u < ${total}u) { ${x} }` : x);
+  // K tile at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·EC + e
+  const loadK = (j: string) =>
+    Array.from({ length: NK }, (_, u) =>
+      guard(u, EC * TC, `{
+        let t = lidx + ${u * WG}u;
+        let e = t % ${EC}u;
+        let c4 = t / ${EC}u;
+        var x = vec4<${ST}>(0.0);
+        if (e < ${hd.e}) {
+          ${R.map((n) => `if (${j} + 4u * c4 + ${n}u < j_hi) { x.${LANE[n]} = ${ST}(load_k(k_at(b, hk, ${j} + 4u * c4 + ${n}u, e))); }`).join('\n          ')}
+        }
+        kr_[${u}] = x;
+      }`),
+    ).join('\n    ');
+  const storeK = Array.from({ length: NK }, (_, u) => guard(u, EC * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${EC}u) * ${TC}u + t / ${EC}u] = kr_[${u}]; }`)).join('\n    ');
+  // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
+  const loadV = (j: string) =>
+    Array.from({ length: NV }, (_, u) =>
+      guard(u, BC * EV4, `{
+        let t = lidx + ${u * WG}u;
+        let jj = t / ${EV4}u;
+        let e4 = t % ${EV4}u;
+        var x = vec4<${ST}>(0.0);
+        if (${j} + jj < j_hi) {
+          ${R.map((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = ${ST}(load_v(v_at(b, hk, ${j} + jj, 4u * e4 + ${c}u))); }`).join('\n          ')}
+        }
+        vr_[${u}] = x;
+      }`),
+    ).join('\n    ');
+  const storeV = Array.from({ length: NV }, (_, u) => guard(u, BC * EV4, `${kvName('v')}[lidx + ${u * WG}u] = vr_[${u}];`)).join('\n    ');
+  const body = `
+  ${tileOrigin(p, 'q', BR)}
+  let tc_ = lidx % ${TC}u;
+  let tr_ = lidx / ${TC}u;
+${kvRange(p, BR)}${sg ? `
+  // the shuffles need each row's ${TC} threads to be consecutive lanes of one subgroup (lanes numbered as
+  // local_invocation_index, as on NVIDIA/AMD/Intel); WGSL does not promise it, so it is checked, and any
+  // subgroup where it fails sends the whole workgroup down the workgroup-memory exchange
+  let lanes_ok = subgroupAll(SG_LANE == lidx % SG_SIZE);
+  let sg_fit = (SG_SIZE % ${TC}u == 0u) & lanes_ok;
+  if (lidx == 0u) { wg_nosg = 0u; }
+  workgroupBarrier();
+  if (!sg_fit) { wg_nosg = 1u; }
+  let use_sg = workgroupUniformLoad(&wg_nosg) == 0u;` : ''}
+  // Qᵀ: fq_[e · TRQ + r4] holds rows 4·r4 .. 4·r4+3 of column e. f32: pre-scaled, and the dot products run
+  // in the same order as the backward kernels' (fma over e), so the backward's recomputed scores match the
+  // lse bit for bit (at ×30 input magnitudes another rounding moved dV by 0.3%). f16: staged exactly, the
+  // scale multiplies the dot products.
+  for (var t = lidx; t < ${EC * TRQ}u; t = t + WG_SIZE) {
+    let e = t % ${EC}u;
+    let r4 = t / ${EC}u;
+    var x = vec4<${ST}>(0.0);
+    if (e < ${hd.e}) {
+      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${half ? `f16(load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)))` : `load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)) * u_scale()`}; }`, '\n      ')}
+    }
+    fq_[e * ${TRQ}u + r4] = x;
+  }
+  ${perV((v) => `let ib${v} = q0 + 4u * (tr_ + ${TR * v}u);
+  var m_run${v} = vec4<f32>(neg_inf());
+  var l_run${v} = vec4<f32>(0.0);
+  var bad${v} = vec4<u32>(0u);`, '\n  ')}
+  var acc: array<vec4<f32>, ${4 * RV * ON}>;
+  if (u_c_first() == 0u) {
+    // continue the previous pass over keys: its row max for every thread, its sum and NaN flag once per row
+    ${perM((m) => `if (${rowOf(m)} < LQ) {
+      let row = lse_idx(b, h, ${rowOf(m)});
+      m_run${m >> 2}.${lane(m)} = load_mlb(row * 3u);
+      if (tc_ == 0u) { l_run${m >> 2}.${lane(m)} = load_mlb(row * 3u + 1u); bad${m >> 2}.${lane(m)} = u32(load_mlb(row * 3u + 2u) != 0.0); }
+        ${outCols(m, (col, val) => `${val} = load_accb(row * u_ev() + ${col});`)}
+    }`)}
+  }
+  var kr_: array<vec4<${ST}>, ${NK}>;
+  var vr_: array<vec4<${ST}>, ${NV}>;
+  var pre_j = 0xffffffffu;
+  ${blockLoop(p, 'kv', BC, `
+    workgroupBarrier();
+    // Kᵀ as vec4 columns of 4 keys${prefetch ? ' (prefetched into registers during the previous tile unless a new range starts here)' : ''}
+    ${prefetch ? `if (pre_j != j0) {
+      ${loadK('j0')}
+    }` : loadK('j0')}
+    ${storeK}
+    ${!shared && !prefetch ? `// V as vec4 rows
+    ${loadV('j0')}
+    ${storeV}` : ''}
+    workgroupBarrier();
+    ${prefetch ? `// this tile's V and the next key tile, loaded while S is computed
+    ${loadV('j0')}
+    if (j0 + ${BC}u < j_hi) {
+      ${loadK(`(j0 + ${BC}u)`)}
+      pre_j = j0 + ${BC}u;
+    }` : ''}
+    ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
+    for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
+      let k4 = ${wide(`${kvName('k')}[kk * ${TC}u + tc_]`)};
+      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${TRQ}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
+      ${perM((m) => `s${m} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4, s${m});`, '\n      ')}
+    }
+    let jb = j0 + 4u * tc_;
+    let sc_ = ${half ? 'u_scale()' : '1.0'};
+    ${perM((m) => R.map((n) => `{
+      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]} * sc_, b, h, min(${rowOf(m)}, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (${rowOf(m)} < LQ) & (jb + ${n}u < j_hi));
+      // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
+      let nan_ = is_nan_f32(x);
+      bad${m >> 2}.${lane(m)} = bad${m >> 2}.${lane(m)} | u32(nan_);
+      s${m}.${LANE[n]} = select(x, neg_inf(), nan_);
+    }`).join(' '))}
+    ${perV((v) => `let lmx${v} = vec4<f32>(${rep((c) => `max(max(s${4 * v + c}.x, s${4 * v + c}.y), max(s${4 * v + c}.z, s${4 * v + c}.w))`, ', ')});
+    var mx${v} = m_run${v};`)}
+    ${sg ? `if (use_sg) {
+      ${perV((v) => `var r${v}_ = lmx${v};
+      ${xorSteps.map((w) => `r${v}_ = max(r${v}_, subgroupShuffleXor(r${v}_, ${w}u));`).join('\n      ')}
+      mx${v} = max(mx${v}, r${v}_);`, '\n      ')}
+    } else {
+      ` : ''}${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = lmx${v};`)}
+    workgroupBarrier();
+    ${perV((v) => Array.from({ length: TC }, (_, c) => `mx${v} = max(mx${v}, fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]);`).join('\n    '))}${sg ? '\n    }' : ''}
+    ${shared ? `// every thread is past S (the barrier above): V replaces K
+    ${prefetch ? '' : loadV('j0')}
+    ${storeV}` : prefetch ? storeV : ''}
+    // a row that saw only -inf so far keeps zero state (fully masked rows give 0, as PyTorch flash)
+    ${perV((v) => `let live${v} = mx${v} != vec4<f32>(neg_inf());
+    let alpha${v} = select(vec4<f32>(1.0), exp(m_run${v} - mx${v}), live${v});
+    m_run${v} = mx${v};`)}
+    ${perM((m) => `s${m} = select(vec4<f32>(0.0), exp(s${m} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
+    ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => `s${4 * v + c}.x + s${4 * v + c}.y + s${4 * v + c}.z + s${4 * v + c}.w`, ', ')});`)}
+    ${perV((v) => rep((n) => `fp_[(jb - j0 + ${n}u) * ${TRQ}u + tr_ + ${TR * v}u] = vec4<f32>(s${4 * v}.${LANE[n]}, s${4 * v + 1}.${LANE[n]}, s${4 * v + 2}.${LANE[n]}, s${4 * v + 3}.${LANE[n]});`))}
+    ${M.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha${m >> 2}.${lane(m)};`).join(' ')).join('\n    ')}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
+      ${perV((v) => `let pa${v} = fp_[kk * ${TRQ}u + tr_ + ${TR * v}u];`, '\n      ')}
+      ${Array.from({ length: ON }, (_, o) => `{
+        let vv = ${wide(`${kvName('v')}[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
+        ${perM((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa${m >> 2}.${lane(m)}), vv, acc[${m * ON + o}]);`, '\n        ')}
+      }`).join('\n      ')}
+    }
+`)}
+  // the row sums and NaN flags, partial per thread, combined once
+  workgroupBarrier();
+  ${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};
+  ff_[lidx * ${RV}u + ${v}u] = bad${v};`, '\n  ')}
+  workgroupBarrier();
+  ${perV((v) => `var l${v} = vec4<f32>(0.0);
+  var bd${v} = vec4<u32>(0u);
+  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]; bd${v} = bd${v} | ff_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}
+  ${perM((m) => `if (${rowOf(m)} < LQ) {
+    let i = ${rowOf(m)};
+    let row = lse_idx(b, h, i);
+    let lm = l${m >> 2}.${lane(m)};
+    let isbad = bd${m >> 2}.${lane(m)} != 0u;
+    if (u_c_last() != 0u) {
+      let inv = select(1.0 / lm, 0.0, lm == 0.0);
+        ${outCols(m, (col, val) => `store_out(o_idx(b, h, i, ${col}), select(${val} * inv, flash_nan(), isbad));`)}
+      if (tc_ == 0u) { store_lse(row, select(select(m_run${m >> 2}.${lane(m)} + log(lm), neg_inf(), lm == 0.0), flash_nan(), isbad)); }
+    } else {
+        ${outCols(m, (col, val) => `store_accb(row * u_ev() + ${col}, ${val});`)}
+      if (tc_ == 0u) { store_mlb(row * 3u, m_run${m >> 2}.${lane(m)}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
+    }
+  }`, '\n  ')}`;
+  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TRQ}>;
+${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * TC, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${EC * TC}>;
+var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}
+var<workgroup> fp_: array<vec4<f32>, ${BC * TRQ}>;
+var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;
+var<workgroup> ff_: array<vec4<u32>, ${WG * RV}>;${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
+fn load_accb(i: u32) -> f32 { return work[i]; }
+fn store_accb(i: u32, x: f32) { work[i] = x; }
+fn load_mlb(i: u32) -> f32 { return work[u_mlb_at() + i]; }
+fn store_mlb(i: u32, x: f32) { work[u_mlb_at() + i] = x; }
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'q')}`;
+  // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
+  const costPerKey = ((EC * TC) / WG + (BC * EV4) / WG + d.E + BC + 8) / BC;
+  const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
+  const multi = chunks.length > 1;
+  const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
+  const td = tileDispatch(p, 'q', BR, d.Hq);
+  const accN = multi ? rowsTotal * d.Ev : 0;
+  const mlN = multi ? rowsTotal * 3 : 0;
+  const workN = Math.max(1, accN + mlN);
+  checkWorkBuffer(workN, device, 'flash attention forward');
+  const work = empty([workN], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_forward_registers',
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}`),
+    bindings: [
+      ...inputBindings(p),
+      { name: 'out', dtype: out.dtype, access: 'read_write' },
+      { name: 'lse', dtype: 'float32', access: 'read_write' },
+      { name: 'work', dtype: 'float32', access: 'read_write' },
+      ...td.bindings,
+    ],
+    uniforms: [...commonUniforms(p), ['mlb_at', 'u32']],
+    workgroupSize: [WG],
+    helpers,
+    body,
+    subgroups: sg,
+  };
+  chunks.forEach(([c0, c1], n) =>
+    run(spec, [...inputTensors(p), out, lse, work, ...td.tensors], { ...commonValues(p), ...chunkValues(c0, c1, n, chunks.length), mlb_at: accN }, td.grid),
+  );
+  td.dispose();
+  work.dispose();
 }

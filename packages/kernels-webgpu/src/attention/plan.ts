@@ -243,13 +243,24 @@ const SMALL_TILES: Tile[] = [
   { rows: 8, cols: 4, tr: 8, tc: 4 },
 ];
 
-let tileMode: 'auto' | 'hardware' | 'software' | 'small' = 'auto';
+/** 4×4 register blocks over 64 threads (a tuning choice for the hardware backward, see `setFlashTiles`). */
+const MEDIUM_TILES: Tile[] = [
+  { rows: 32, cols: 32, tr: 8, tc: 8 },
+  { rows: 32, cols: 16, tr: 8, tc: 8 },
+  { rows: 16, cols: 16, tr: 8, tc: 8 },
+  { rows: 16, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 8, tr: 8, tc: 8 },
+  { rows: 8, cols: 4, tr: 8, tc: 4 },
+];
+
+let tileMode: 'auto' | 'hardware' | 'software' | 'small' | 'medium' = 'auto';
 /**
  * Which tile list the flash kernels pick from: `auto` (by adapter), or the `hardware` / `software` /
- * `small` list on any adapter (the backward uses the hardware list unless `small`). A testing knob
+ * `small` list on any adapter (the backward uses the hardware list unless `small`), or `medium` (4×4 blocks,
+ * forward and backward). A testing knob
  * (every list runs on every adapter); results are the same.
  */
-export function setFlashTiles(mode: 'auto' | 'hardware' | 'software' | 'small'): void {
+export function setFlashTiles(mode: 'auto' | 'hardware' | 'software' | 'small' | 'medium'): void {
   tileMode = mode;
 }
 
@@ -281,8 +292,9 @@ export function storageStaging(device: WebGPUDevice): boolean {
 /**
  * The first tile whose workgroup memory (`bytes(tile)`) fits the adapter (a little is kept for the
  * kernels' scalars). Rows and columns divide 64, so a tile never straddles a block-sparse block.
+ * `smallHeads` (head dims ≤ 64) lets the hardware backward take the small register blocks.
  */
-export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0, hooked = false): Tile {
+export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what: string, backward = false, regs: (t: Tile) => number = () => 0, hooked = false, smallHeads = false): Tile {
   // with storage staging only the small per-row arrays live in workgroup memory
   const budget = storageStaging(device) ? Infinity : device.limits.maxComputeWorkgroupStorageSize - 64;
   // Software adapters compile the unrolled register blocks slowly (LLVM on llvmpipe: ~20 s for the 8×8
@@ -292,10 +304,13 @@ export function pickTile(device: WebGPUDevice, bytes: (t: Tile) => number, what:
   // Hardware GPUs: the forward takes the small blocks too — on the H100 (Dawn/Vulkan, f32, sustained load at
   // 1980 MHz) they ran 1.3-1.85x faster than the 8x8 blocks (B=8 H=16 L=1024 E=64: 12.1 vs 17.7 ms; ViT
   // B=128 L=196: 8.2 vs 15.2 ms; L=4096: 172.9 vs 220.8 ms): four times the workgroups, fewer registers.
+  // The hardware backward takes them too at head dims ≤ 64 (H100, f32 fwd+bwd: 65.2 vs 67.9 ms B=8 H=16 L=1024,
+  // 93.1 vs 100.6 ms B=1 L=4096; f16 60.4 vs 69.9 ms), not at E=128 (211 vs 201 ms).
   const small =
     tileMode === 'small' ||
-    (tileMode === 'auto' && (isSwiftShader(device) || (device.info.software && (backward || hooked)) || (!device.info.software && !backward)));
-  const list = small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
+    (tileMode === 'auto' &&
+      (isSwiftShader(device) || (device.info.software && (backward || hooked)) || (!device.info.software && (!backward || smallHeads))));
+  const list = tileMode === 'medium' ? MEDIUM_TILES : small ? SMALL_TILES : !backward && (tileMode === 'auto' ? device.info.software : tileMode === 'software') ? SW_TILES : HW_TILES;
   // at most ~192 accumulators per thread: beyond that compilers spill and LLVM (llvmpipe) compiles for minutes
   const t = list.find((c) => bytes(c) <= budget && regs(c) <= 192) ?? list.find((c) => bytes(c) <= budget);
   if (!t) {
@@ -411,6 +426,49 @@ export function constantBounds(p: FlashParams): boolean {
 export function headDims(p: FlashParams): { e: string; ev: string } {
   const d = dims(p);
   return constantBounds(p) ? { e: `${d.E}u`, ev: `${d.Ev}u` } : { e: 'u_e()', ev: 'u_ev()' };
+}
+
+const envPath = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_FORWARD;
+let forwardPath: 'auto' | 'registers' | 'staged' = envPath === 'registers' || envPath === 'staged' ? envPath : 'auto';
+/**
+ * Which forward the tile path generates: `auto` (by adapter), `registers` (each thread keeps a 4×4 block
+ * of S and its online softmax in registers; Q/K staged transposed as vec4 columns: the hardware-GPU
+ * kernel) or `staged` (S goes through workgroup memory and the per-score work runs once per kernel in a
+ * plain loop: small code, the software adapters' kernel). A testing knob (both run on every adapter);
+ * results are the same. The environment variable `WEBATTN_FLASH_FORWARD` sets its start value.
+ */
+export function setFlashForwardPath(mode: 'auto' | 'registers' | 'staged'): void {
+  forwardPath = mode;
+}
+
+/**
+ * Whether the forward takes the register path: forced by `setFlashForwardPath`, else on hardware GPUs, and
+ * on llvmpipe for kernels without front-door hooks (its 8-row register blocks ran 1.9x faster than the staged
+ * forward at B=1 H=4 L=1024 E=64, 168 vs 312 ms, for ~5 s of LLVM compile instead of ~2.4 s). SwiftShader
+ * (storage staging) and hooked kernels on software adapters keep the staged forward: they compile every
+ * unrolled per-score statement slowly (SwiftShader seconds per hundred; LLVM one pipeline per user function).
+ */
+export function registerForward(p: FlashParams): boolean {
+  if (forwardPath !== 'auto') return forwardPath === 'registers';
+  const device = p.q.device as WebGPUDevice;
+  if (storageStaging(device)) return false;
+  return !device.info.software || !p.hooks;
+}
+
+let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean } | null = null;
+/**
+ * Forces the register forward's thread grid (`tr` × `tc` threads, 4·rv × 4 scores each, so 4·tr·rv query
+ * rows by 4·tc keys per tile; `rv` 1 or 2, default 1) where it fits the adapter, and with `prefetch: false` turns off loading the next
+ * key tile during the current one, and with `shared` true/false forces K and V into one buffer or two;
+ * `null` = the first fitting grid of the built-in list, prefetching where
+ * registers allow. A tuning and testing knob (bench/gpu/tile_probe.mjs); results are the same.
+ */
+export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean } | null): void {
+  registerTile = t;
+}
+/** The forced register-forward thread grid, or null. */
+export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean } | null {
+  return registerTile;
 }
 
 /** Pipeline cache key of one kernel: everything that changes its WGSL (never a size that lives in a uniform). */
