@@ -42,6 +42,8 @@ export interface BindingSpec {
   access: 'read' | 'read_write';
   /** Declare as `array<atomic<u32>>` (float atomics via compare-exchange); no load/store helpers. */
   atomic?: boolean;
+  /** Declare as `array<vec4<T>>` (four consecutive elements per index, 4-element-aligned views only); `load_<name>` then returns a vec4 of the compute type. */
+  vec4?: boolean;
 }
 
 /** A uniform field: scalar or fixed-length array of u32 / i32 / f32. */
@@ -99,10 +101,11 @@ function bindingWgsl(b: BindingSpec, i: number): string {
   const st = storageType(b.dtype);
   const access = b.access === 'read' ? 'read' : 'read_write';
   if (b.atomic) return `@group(0) @binding(${i}) var<storage, read_write> ${b.name}: array<atomic<u32>>;`;
-  const ct = computeType(b.dtype);
-  const lines = [`@group(0) @binding(${i}) var<storage, ${access}> ${b.name}: array<${st}>;`];
+  const v = (t: string) => (b.vec4 ? `vec4<${t}>` : t);
+  const ct = v(computeType(b.dtype));
+  const lines = [`@group(0) @binding(${i}) var<storage, ${access}> ${b.name}: array<${v(st)}>;`];
   lines.push(`fn load_${b.name}(i: u32) -> ${ct} { return ${ct}(${b.name}[i]); }`);
-  if (b.access === 'read_write') lines.push(`fn store_${b.name}(i: u32, v: ${ct}) { ${b.name}[i] = ${st}(v); }`);
+  if (b.access === 'read_write') lines.push(`fn store_${b.name}(i: u32, v: ${ct}) { ${b.name}[i] = ${v(st)}(v); }`);
   return lines.join('\n');
 }
 
@@ -165,7 +168,7 @@ export function program(spec: ProgramSpec): GpuProgram {
   const key = [
     spec.name,
     spec.key,
-    spec.bindings.map((b) => `${b.name}:${b.dtype}:${b.access}${b.atomic ? ':a' : ''}`).join(','),
+    spec.bindings.map((b) => `${b.name}:${b.dtype}:${b.access}${b.atomic ? ':a' : ''}${b.vec4 ? ':v4' : ''}`).join(','),
     spec.uniforms.map((u) => u.join(':')).join(','),
     spec.workgroupSize.join('x'),
     spec.subgroups ? 'sg' : '',

@@ -3,6 +3,8 @@ import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { scaledDotProductAttention, sdpaKernel } from '../index.js';
 import { flashForward, hasSgmatAttention, setFlashSubgroupMatrix, sgmatPlan, type FlashHooks, type FlashParams, type SgmatConfig } from './flash.js';
+import { sgmatSpec, vecStaging } from './forward-sgmat.js';
+import { renderProgram } from '../wgsl.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 
 // The subgroup-matrix (tensor core) forward of the attention generator against a float64 loop reference
@@ -147,6 +149,15 @@ function blockTables(c: Case): NonNullable<FlashParams['blocks']> {
   return { bs, bm: 1, hm: 1, nqb, nkb, table, offsets };
 }
 
+/** The subgroup-matrix forward is selected, and the vector staging / split softmax asked for is in its WGSL (or its fallback where the layout forbids vectors). */
+function expectPlan(p: FlashParams): void {
+  const plan = sgmatPlan(p);
+  expect(plan, 'the subgroup-matrix forward is selected').not.toBeNull();
+  const src = renderProgram(sgmatSpec(p, plan!));
+  expect(/var<storage, read> k: array<vec4</.test(src), 'vector staging of k').toBe(!!plan!.vec && vecStaging(p));
+  expect(/lane l and l \^ 16/.test(src), 'softmax split over two lanes').toBe(!!plan!.split && plan!.rs === 16);
+}
+
 /** Packed varlen: one sequence per length, the dense reference run per sequence. */
 async function checkVarlen(c: Case, dtype: 'float32' | 'float16', atol: number, rtol: number) {
   const lens = c.varlen!;
@@ -163,7 +174,7 @@ async function checkVarlen(c: Case, dtype: 'float32' | 'float16', atol: number, 
     q, k, v, scale, causal: !!c.causal, causalOffset: 0, mask: null, hooks: null,
     varlen: { cuQ: cuT, cuK: cuT, maxQ: maxL, maxK: maxL, hostCuQ: Int32Array.from(cu), hostCuK: Int32Array.from(cu) },
   };
-  expect(sgmatPlan(p), 'the subgroup-matrix forward is selected').not.toBeNull();
+  expectPlan(p);
   const { out, lse } = flashForward(p);
   const [qa, ka, va, got, gotLse] = [await q.toArray(), await k.toArray(), await v.toArray(), await out.toArray(), await lse.toArray()];
   for (let s = 0; s < lens.length; s++) {
@@ -208,7 +219,7 @@ async function check(c: Case, dtype: 'float32' | 'float16', atol: number, rtol: 
     window: c.window ?? null,
     blocks: c.blocks ? blockTables(c) : null,
   };
-  expect(sgmatPlan(p), 'the subgroup-matrix forward is selected').not.toBeNull();
+  expectPlan(p);
   const { out, lse } = flashForward(p);
   expect(out.dtype).toBe(dtype);
   const maskA = maskT ? Array.from(await maskT.toArray(), Number) : null;
@@ -262,6 +273,53 @@ describe('subgroup-matrix forward, emulated (f32, every adapter)', () => {
       }
     }, COMPILE_TIMEOUT);
   }
+  // vector staging (q/k/v as vec4 loads) and the softmax split over both halves of a subgroup, alone and together
+  // (with Kᵀ staging and Q in workgroup memory): every case for the combination, the hooked/varlen/sparse ones for each
+  const OPTS: [SgmatConfig, Case[]][] = [
+    [{ ...EMU, vec: true, split: 'wg' }, EMU_CASES],
+    [{ ...EMU, vec: true }, [EMU_CASES[1]!, ...LAYOUT_CASES(16)]],
+    [{ ...EMU, split: 'wg' }, [EMU_CASES[3]!, ...LAYOUT_CASES(16)]],
+    [{ ...EMU, vec: true, split: 'wg', kt: true, qreload: true }, [EMU_CASES[0]!, EMU_CASES[3]!]],
+    // E and Ev not multiples of 4: the scalar staging runs (the split softmax still does)
+    [{ ...EMU, vec: true, split: 'wg' }, [{ name: 'E18/Ev10 vec fallback', B: 1, Hq: 2, Hkv: 1, Lq: 40, Lkv: 53, E: 18, Ev: 10, causal: true }]],
+  ];
+  for (const [cfg, cases] of OPTS) {
+    for (const c of cases) {
+      it(`${JSON.stringify(cfg)}: ${c.name}`, async () => {
+        setFlashSubgroupMatrix('emulate', cfg);
+        try {
+          await check(c, 'float32', 2e-5, 2e-4);
+        } finally {
+          setFlashSubgroupMatrix('auto');
+        }
+      }, COMPILE_TIMEOUT);
+    }
+  }
+  it('split softmax by subgroup shuffles (adapters with subgroups of exactly 32)', async (ctx) => {
+    const c = gpu.caps;
+    if (!gpu.hasFeature('subgroups') || c.subgroupMinSize !== 32 || c.subgroupMaxSize !== 32) ctx.skip(`subgroup sizes ${c.subgroupMinSize}-${c.subgroupMaxSize}: the shuffle needs 32`);
+    setFlashSubgroupMatrix('emulate', { ...EMU, vec: true, split: 'shuffle' });
+    try {
+      for (const c of [EMU_CASES[0]!, EMU_CASES[3]!]) await check(c, 'float32', 2e-5, 2e-4);
+    } finally {
+      setFlashSubgroupMatrix('auto');
+    }
+  }, COMPILE_TIMEOUT);
+  it('vector staging only where the layout allows it', () => {
+    const mk = (shape: number[]) => T.randn(shape, { seed: 1, device: gpu });
+    const base = { scale: 1, causal: false, causalOffset: 0, mask: null, hooks: null } as const;
+    const [q, k, v] = [mk([1, 2, 8, 16]), mk([1, 2, 8, 16]), mk([1, 2, 8, 16])];
+    expect(vecStaging({ ...base, q, k, v })).toBe(true);
+    // transposed view: the head dim is not the contiguous one
+    expect(vecStaging({ ...base, q: mk([1, 2, 16, 8]).transpose(2, 3), k, v })).toBe(false);
+    // head dim not a multiple of 4
+    const [q6, k6] = [mk([1, 2, 8, 6]), mk([1, 2, 8, 6])];
+    expect(vecStaging({ ...base, q: q6, k: k6, v })).toBe(false);
+    // offset not 4-aligned
+    const shifted = mk([2 * 8 * 16 + 1]).slice(0, 1).reshape([1, 2, 8, 16]);
+    expect(shifted.offset).toBe(1);
+    expect(vecStaging({ ...base, q, k: shifted, v })).toBe(false);
+  });
   it('32 rows per subgroup (the E ≤ 64 tiling) and the lazy rescale over many key tiles', async () => {
     setFlashSubgroupMatrix('emulate', { rs: 32, nsg: 2, bc: 16 });
     try {
@@ -293,6 +351,23 @@ describe('subgroup-matrix forward on tensor cores (f16)', () => {
       }
     }
   }, COMPILE_TIMEOUT);
+  // the staging / softmax options of the A/B bench (apps/bench/gpu/sgmat_attn.mjs) on the default tiling and on 32-key tiles
+  for (const opt of [{ vec: true }, { split: 'shuffle' }, { split: 'wg' }, { vec: true, split: 'shuffle' }, { vec: true, split: 'shuffle', kt: true }] as Partial<SgmatConfig>[]) {
+    it(`options ${JSON.stringify(opt)} (masks, hooks, window, block-sparse, varlen)`, async (ctx) => {
+      needReal(ctx);
+      for (const [cfg, cases] of [
+        [{ rs: 16, nsg: 8, bc: 16, ...opt }, CASES],
+        [{ rs: 16, nsg: 4, bc: 32, ...opt }, [CASES[0]!, CASES[3]!, CASES[4]!]],
+      ] as [SgmatConfig, Case[]][]) {
+        setFlashSubgroupMatrix('auto', cfg);
+        try {
+          for (const c of cases) await check({ ...c, name: `${JSON.stringify(cfg)} ${c.name}` }, 'float16', 3e-3, 1e-2);
+        } finally {
+          setFlashSubgroupMatrix('auto');
+        }
+      }
+    }, COMPILE_TIMEOUT);
+  }
   it('SDPA in float16 takes it and matches the float64 CPU path, with gradients', async (ctx) => {
     needReal(ctx);
     const cpu = T.cpu();

@@ -28,7 +28,7 @@
 import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
-import { cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, inputBindings, inputTensors, type FlashParams } from './plan.js';
+import { cacheKey, checkGrid, chunkValues, commonUniforms, commonValues, dimClass, dims, inputBindings, inputTensors, strides4, type FlashParams } from './plan.js';
 import { blockLoop, kvRange, scoreHelpers } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
@@ -47,6 +47,18 @@ export interface SgmatConfig {
   kt?: boolean;
   /** Keep Q in workgroup memory and load its left matrices per key tile (instead of holding them across the key loop). */
   qreload?: boolean;
+  /**
+   * Stage Q, K and V with one 4-element vector load per invocation (`array<vec4<T>>` views of the bindings)
+   * instead of one scalar each, with one bounds check per vector. Taken only where every head dim is a
+   * multiple of 4 and q/k/v are contiguous along it with 4-aligned offsets and strides; else the scalar staging runs.
+   */
+  vec?: boolean;
+  /**
+   * Online softmax on both halves of each subgroup when `rs` = 16 (each lane takes half of a row's `bc` keys;
+   * row max and sum combined across the halves) instead of one lane per row: `shuffle` by
+   * `subgroupShuffleXor`, `wg` through workgroup memory. Ignored at `rs` = 32 (every lane owns a row already).
+   */
+  split?: 'shuffle' | 'wg';
   /** Diagnostics: write the first tile's raw scores (`S`) or probabilities (`P`, lse = reference max) to the output instead. */
   debug?: 'S' | 'P';
 }
@@ -80,7 +92,8 @@ const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
 function bytesOf(c: SgmatConfig, EC: number, EVC: number, eb: number): number {
   const BR = c.rs * c.nsg;
   const k = c.kt ? EC * (c.bc + 8) : c.bc * (EC + 8);
-  return eb * k + eb * c.bc * (EVC + 8) + 4 * BR * (c.bc + 4) + eb * BR * (c.bc + 8) + 4 * BR + 16 + (c.qreload ? eb * BR * (EC + 8) : 0);
+  const xch = c.split === 'wg' && c.rs === 16 ? 4 * 32 * c.nsg : 0;
+  return eb * k + eb * c.bc * (EVC + 8) + 4 * BR * (c.bc + 4) + eb * BR * (c.bc + 8) + 4 * BR + 16 + (c.qreload ? eb * BR * (EC + 8) : 0) + xch;
 }
 
 /** The tiling this call would run with on the subgroup-matrix forward, or null (then the tile forward runs). */
@@ -167,6 +180,16 @@ fn em_mma(d: ptr<function, EmM>, a: ptr<function, EmM>, b: ptr<function, EmM>, n
   }
 }`;
 
+/** True when q, k and v can be staged by 4-element vectors: head dims multiples of 4, contiguous along them, 4-aligned offsets and strides. */
+export function vecStaging(p: FlashParams): boolean {
+  const d = dims(p);
+  if (d.E % 4 !== 0 || d.Ev % 4 !== 0) return false;
+  return [p.q, p.k, p.v].every((t) => {
+    const st = strides4(t, !!p.varlen);
+    return t.offset % 4 === 0 && st[3] === 1 && st.slice(0, 3).every((x) => x % 4 === 0);
+  });
+}
+
 const seq = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Forward on subgroup matrices: output `[B, Hq, Lq, Ev]` (input dtype) and lse `[B, Hq, Lq]` (f32, natural log). */
@@ -196,6 +219,18 @@ export function sgmatSpec(p: FlashParams, cfg: SgmatConfig & { emulate: boolean 
   const BR = RS * NSG;
   const KT = !!cfg.kt;
   const QR = !!cfg.qreload;
+  const VEC = !!cfg.vec && vecStaging(p);
+  const SPLIT = RS === 16 ? cfg.split : undefined;
+  const HB = BC / 2; // keys per lane when the softmax is split
+  const V4 = `vec4<${EL}>`;
+  // one staged row-vector: `x_` = 4 elements from binding `t` at (row, c_) or zeros where out of range
+  const vload = (t: 'q' | 'k' | 'v', idx: string, cond: string) => `var x_ = ${V4}(); if (${cond}) { x_ = ${V4}(${t}[${idx} / 4u]); }`;
+  // exchange a lane's partial with the other half of its subgroup (lane ^ 16)
+  // combine a lane's partial with the other half of its subgroup's (lane ^ 16): `x = op(x, partner's x)`
+  const combine = (x: string, op: (a: string, b: string) => string) =>
+    SPLIT === 'shuffle'
+      ? `${x} = ${op(x, `subgroupShuffleXor(${x}, 16u)`)};`
+      : `workgroupBarrier(); xch[lidx] = ${x}; workgroupBarrier(); ${x} = ${op(x, 'xch[lidx ^ 16u]')};`;
   const KST = KT ? BC + 8 : EC + 8;
   const QST = EC + 8;
   const VST = EVC + 8;
@@ -232,22 +267,34 @@ export function sgmatSpec(p: FlashParams, cfg: SgmatConfig & { emulate: boolean 
   let qi = q0 + my_r;
 ${kvRange(p, BR)}
   ${QR ? `// Q in workgroup memory for the whole key loop
-  for (var t = lidx; t < ${BR * EC}u; t = t + WG_SIZE) {
+  ${VEC ? `for (var t = lidx; t < ${(BR * EC) / 4}u; t = t + WG_SIZE) {
+    let r_ = t / ${EC / 4}u;
+    let c_ = (t % ${EC / 4}u) * 4u;
+    ${vload('q', 'q_at(b, h, q0 + r_, c_)', `q0 + r_ < LQ && c_ < ${E}`)}
+    let o_ = r_ * ${QST}u + c_;
+    qs[o_] = x_.x; qs[o_ + 1u] = x_.y; qs[o_ + 2u] = x_.z; qs[o_ + 3u] = x_.w;
+  }` : `for (var t = lidx; t < ${BR * EC}u; t = t + WG_SIZE) {
     let r_ = t / ${EC}u;
     let c_ = t % ${EC}u;
     var x_ = 0.0;
     if (q0 + r_ < LQ && c_ < ${E}) { x_ = load_q(q_at(b, h, q0 + r_, c_)); }
     qs[r_ * ${QST}u + c_] = ${EL}(x_);
-  }` : `// Q, 16 head-dim columns at a time through pbuf, into left matrices kept for the whole key loop
+  }`}` : `// Q, 16 head-dim columns at a time through pbuf, into left matrices kept for the whole key loop
   ${seq(NR).flatMap((rb) => seq(NE).map((eb) => M.decl(`ql_${rb}_${eb}`, 'L'))).join('\n  ')}
   ${seq(NE).map((eb) => `workgroupBarrier();
-  for (var t = lidx; t < ${BR * 16}u; t = t + WG_SIZE) {
+  ${VEC ? `for (var t = lidx; t < ${BR * 4}u; t = t + WG_SIZE) {
+    let r_ = t / 4u;
+    let e_ = ${eb * 16}u + (t % 4u) * 4u;
+    ${vload('q', 'q_at(b, h, q0 + r_, e_)', `q0 + r_ < LQ && e_ < ${E}`)}
+    let o_ = r_ * ${PST}u + (t % 4u) * 4u;
+    pbuf[o_] = x_.x; pbuf[o_ + 1u] = x_.y; pbuf[o_ + 2u] = x_.z; pbuf[o_ + 3u] = x_.w;
+  }` : `for (var t = lidx; t < ${BR * 16}u; t = t + WG_SIZE) {
     let r_ = t / 16u;
     let e_ = ${eb * 16}u + t % 16u;
     var x_ = 0.0;
     if (q0 + r_ < LQ && e_ < ${E}) { x_ = load_q(q_at(b, h, q0 + r_, e_)); }
     pbuf[r_ * ${PST}u + t % 16u] = ${EL}(x_);
-  }
+  }`}
   workgroupBarrier();
   ${seq(NR).map((rb) => M.load(`ql_${rb}_${eb}`, 'L', 'pbuf', rowOff(rb, PST), false, PST)).join('\n  ')}`).join('\n  ')}`}
   ${seq(NR).flatMap((rb) => seq(NV).map((nb) => M.decl(`o_${rb}_${nb}`, 'A'))).join('\n  ')}
@@ -255,7 +302,19 @@ ${kvRange(p, BR)}
   var l_run = 0.0;
   ${blockLoop(p, 'kv', BC, `
     workgroupBarrier();
-    for (var t = lidx; t < ${BC * EC}u; t = t + WG_SIZE) {
+    ${VEC ? `for (var t = lidx; t < ${(BC * EC) / 4}u; t = t + WG_SIZE) {
+      let r_ = t / ${EC / 4}u;
+      let c_ = (t % ${EC / 4}u) * 4u;
+      ${vload('k', 'k_at(b, hk, j0 + r_, c_)', `j0 + r_ < j_hi && c_ < ${E}`)}
+      ${KT ? `ks[c_ * ${KST}u + r_] = x_.x; ks[(c_ + 1u) * ${KST}u + r_] = x_.y; ks[(c_ + 2u) * ${KST}u + r_] = x_.z; ks[(c_ + 3u) * ${KST}u + r_] = x_.w;`
+        : `let o_ = r_ * ${KST}u + c_; ks[o_] = x_.x; ks[o_ + 1u] = x_.y; ks[o_ + 2u] = x_.z; ks[o_ + 3u] = x_.w;`}
+    }
+    for (var t = lidx; t < ${(BC * EVC) / 4}u; t = t + WG_SIZE) {
+      let r_ = t / ${EVC / 4}u;
+      let c_ = (t % ${EVC / 4}u) * 4u;
+      ${vload('v', 'v_at(b, hk, j0 + r_, c_)', `j0 + r_ < j_hi && c_ < ${EV}`)}
+      let o_ = r_ * ${VST}u + c_; vs[o_] = x_.x; vs[o_ + 1u] = x_.y; vs[o_ + 2u] = x_.z; vs[o_ + 3u] = x_.w;
+    }` : `for (var t = lidx; t < ${BC * EC}u; t = t + WG_SIZE) {
       let r_ = t / ${EC}u;
       let c_ = t % ${EC}u;
       var x_ = 0.0;
@@ -268,7 +327,7 @@ ${kvRange(p, BR)}
       var x_ = 0.0;
       if (j0 + r_ < j_hi && c_ < ${EV}) { x_ = load_v(v_at(b, hk, j0 + r_, c_)); }
       vs[r_ * ${VST}u + c_] = ${EL}(x_);
-    }
+    }`}
     if (lidx == 0u) { wg_flag = vec4<u32>(0u); }
     workgroupBarrier();
     // S = Q·Kᵀ (raw dot products) into this subgroup's rows of sbuf
@@ -284,7 +343,37 @@ ${kvRange(p, BR)}
     workgroupBarrier();${cfg.debug === 'S' ? `
     if (own && qi < LQ) { for (var c = 0u; c < ${Math.min(BC, d.Ev)}u; c = c + 1u) { store_out(o_idx(b, h, qi, c), sbuf[my_r * ${SST}u + c]); } }
     return;` : ''}
-    // online softmax in f32, one invocation per query row
+    ${SPLIT ? `// online softmax in f32, each row on two lanes (lane l and l ^ 16: ${HB} keys each)
+    var alpha = 1.0;
+    {
+      let sr = sg * 16u + lane % 16u;
+      let sqi = q0 + sr;
+      let c_lo = (lane / 16u) * ${HB}u;
+      var mt = neg_inf();
+      for (var c = c_lo; c < c_lo + ${HB}u; c = c + 1u) {
+        let j = j0 + c;
+        var x = neg_inf();
+        if (sqi < LQ && j < j_hi) { x = finish_score(sbuf[sr * ${SST}u + c] * u_scale(), b, h, sqi, j, !full_blk); }
+        sbuf[sr * ${SST}u + c] = x;
+        mt = max(mt, nan_hi(x));
+      }
+      ${combine('mt', (a, b) => `max(${a}, ${b})`)}
+      var m_new = m_ref;
+      if (mt > m_ref + ${LAZY.toFixed(1)}) {
+        m_new = mt;
+        if (m_ref != neg_inf()) { alpha = exp(m_ref - mt); wg_flag.x = 1u; }
+      }
+      let live = m_new != neg_inf();
+      var rsum = 0.0;
+      for (var c = c_lo; c < c_lo + ${HB}u; c = c + 1u) {
+        let pr = ${EL}(select(0.0, exp(sbuf[sr * ${SST}u + c] - m_new), live));
+        pbuf[sr * ${PST}u + c] = pr;
+        rsum = rsum + f32(pr);
+      }
+      ${combine('rsum', (a, b) => `${a} + ${b}`)}
+      l_run = l_run * alpha + rsum;
+      m_ref = m_new;
+    }` : `    // online softmax in f32, one invocation per query row
     var alpha = 1.0;
     if (own) {
       var mt = neg_inf();
@@ -310,7 +399,7 @@ ${kvRange(p, BR)}
       }
       l_run = l_run * alpha + rsum;
       m_ref = m_new;
-    }
+    }`}
     ${cfg.debug === 'P' ? `workgroupBarrier();
     if (own && qi < LQ) { for (var c = 0u; c < ${Math.min(BC, d.Ev)}u; c = c + 1u) { store_out(o_idx(b, h, qi, c), f32(pbuf[my_r * ${PST}u + c])); } store_lse(lse_idx(b, h, qi), m_ref); }
     return;` : ''}
@@ -351,15 +440,17 @@ var<workgroup> vs: array<${EL}, ${BC * VST}>;
 var<workgroup> sbuf: array<f32, ${BR * SST}>;
 var<workgroup> pbuf: array<${EL}, ${BR * PST}>;
 var<workgroup> linv: array<f32, ${BR}>;
-var<workgroup> wg_flag: vec4<u32>;
+var<workgroup> wg_flag: vec4<u32>;${SPLIT === 'wg' ? `
+var<workgroup> xch: array<f32, ${NSG * 32}>;` : ''}
 fn nan_hi(x: f32) -> f32 { return select(x, pos_inf(), x != x); }
 ${scoreHelpers(p)}
 ${tileMapWgsl(p, 'q')}`;
   return {
     name: 'flash_attention_forward_sgmat',
-    key: cacheKey(p, `sgmat${emulate ? 'E' : ''}:${RS}x${NSG}x${BC}${KT ? 'T' : ''}${QR ? 'Q' : ''}:x${d.E}:${d.Ev}${cfg.debug ?? ''}`),
+    key: cacheKey(p, `sgmat${emulate ? 'E' : ''}:${RS}x${NSG}x${BC}${KT ? 'T' : ''}${QR ? 'Q' : ''}${VEC ? 'V' : ''}${SPLIT ? `S${SPLIT}` : ''}:x${d.E}:${d.Ev}${cfg.debug ?? ''}`),
     bindings: [
-      ...inputBindings(p),
+      // vector staging: q, k and v declared as arrays of vec4 (nothing else reads them)
+      ...inputBindings(p).map((x) => (VEC && (x.name === 'q' || x.name === 'k' || x.name === 'v') ? { ...x, vec4: true } : x)),
       { name: 'out', dtype: p.q.dtype, access: 'read_write' },
       { name: 'lse', dtype: 'float32', access: 'read_write' },
       ...(p.varlen ? [{ name: 'vl', dtype: 'int32' as const, access: 'read' as const }] : []),
@@ -368,6 +459,6 @@ ${tileMapWgsl(p, 'q')}`;
     workgroupSize: [NSG * 32],
     helpers,
     body,
-    ...(emulate ? {} : { directives: ['diagnostic(off, chromium.subgroup_matrix_uniformity);', 'enable subgroups;', 'enable chromium_experimental_subgroup_matrix;'] }),
+    ...(emulate ? (SPLIT === 'shuffle' ? { directives: ['enable subgroups;'] } : {}) : { directives: ['diagnostic(off, chromium.subgroup_matrix_uniformity);', 'enable subgroups;', 'enable chromium_experimental_subgroup_matrix;'] }),
   };
 }
