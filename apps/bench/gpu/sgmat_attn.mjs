@@ -4,6 +4,12 @@
 // Prints `ROW {...}` lines with the adapter; timings are back-to-back calls in one flush after a warm-up
 // (the H100 drops its clock between bursty submissions), first-call time = compile + one call.
 // usage: node apps/bench/gpu/sgmat_attn.mjs [--json out.json] [--quick]
+//        node apps/bench/gpu/sgmat_attn.mjs --ab [--json out.json]
+// --ab: the A/B of the SgmatConfig options (vector staging `vec`, two-lane softmax `split`, Kᵀ staging `kt`, ...)
+// against the default ('auto' = what sgmatPlan picks): each config is first checked against a float64 reference
+// (B=1 H=2 L=200 E=64, f16 inputs, same pipeline as the timed shapes), then timed at B=8 H=16 L=4096, B=8 L=1024
+// and ViT B=128 L=196 (E=64, f16, not causal). One `AB` table at the end. Configs: SGATTN_AB_CONFIGS (JSON list,
+// null = default); AB_MIN_MS: warm-up per row (default 150); DEADLINE_S as below.
 import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel } from '@webattn/kernels-webgpu';
@@ -73,6 +79,101 @@ async function validate(cfg) {
   let m = 0;
   for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]) || (Number.isNaN(got[i]) ? Infinity : 0));
   return m;
+}
+/** Max |diff| of the forward under `cfg` against float64 loops from the same f16 inputs (B=1 H=2 L=200 E=64, not causal). */
+// AB_EMULATE=1: a local dry run of --ab on a software adapter (the emulated kernel, f32, tiny shapes; no speed meaning)
+const abEmu = process.env.AB_EMULATE === '1';
+const abMode = abEmu ? 'emulate' : 'auto';
+const abDtype = abEmu ? 'float32' : 'float16';
+async function validateRef(cfg) {
+  const [B, H, L, E] = abEmu ? [1, 1, 40, 16] : [1, 2, 200, 64];
+  const mk = (seed) => T.randn([B, H, L, E], { seed, device: dev, dtype: abDtype });
+  const [q, k, v] = [mk(21), mk(22), mk(23)];
+  setFlashSubgroupMatrix(abMode, cfg);
+  const o = T.noGrad(() => sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v)));
+  const [qa, ka, va, got] = [await q.toArray(), await k.toArray(), await v.toArray(), await o.toArray()];
+  for (const t of [q, k, v, o]) t.dispose();
+  let m = 0;
+  const s = new Float64Array(L);
+  for (let bh = 0; bh < B * H; bh++)
+    for (let i = 0; i < L; i++) {
+      let mx = -Infinity;
+      for (let j = 0; j < L; j++) {
+        let x = 0;
+        for (let e = 0; e < E; e++) x += qa[(bh * L + i) * E + e] * ka[(bh * L + j) * E + e];
+        s[j] = x / Math.sqrt(E);
+        mx = Math.max(mx, s[j]);
+      }
+      let l = 0;
+      for (let j = 0; j < L; j++) l += (s[j] = Math.exp(s[j] - mx));
+      for (let e = 0; e < E; e++) {
+        let acc = 0;
+        for (let j = 0; j < L; j++) acc += s[j] * va[(bh * L + j) * E + e];
+        const g = got[(bh * L + i) * E + e];
+        m = Math.max(m, Number.isNaN(g) ? Infinity : Math.abs(g - acc / l));
+      }
+    }
+  return m;
+}
+if (args.includes('--ab')) {
+  const base = abEmu ? { rs: 16, nsg: 2, bc: 16 } : { rs: 16, nsg: 8, bc: 16 };
+  const abConfigs = process.env.SGATTN_AB_CONFIGS
+    ? JSON.parse(process.env.SGATTN_AB_CONFIGS)
+    : [
+        null,
+        { ...base, vec: true },
+        { ...base, split: 'shuffle' },
+        { ...base, split: 'wg' },
+        { ...base, vec: true, split: 'shuffle' },
+        { ...base, vec: true, split: 'shuffle', kt: true },
+        { rs: 16, nsg: 8, bc: 32, vec: true, split: 'shuffle' },
+        { rs: 16, nsg: 4, bc: 32, vec: true, split: 'shuffle' },
+      ];
+  const abShapes = abEmu ? [{ B: 1, H: 1, L: 48, E: 16 }] : [
+    { B: 8, H: 16, L: 4096, E: 64 },
+    { B: 8, H: 16, L: 1024, E: 64 },
+    { B: 128, H: 16, L: 196, E: 64, tag: 'vit' },
+  ];
+  const minMs = Number(process.env.AB_MIN_MS ?? 150);
+  const inputs = abShapes.map((s) => {
+    const mk = (seed) => T.randn([s.B, s.H, s.L, s.E], { seed, device: dev, dtype: abDtype });
+    return { ...s, q: mk(1), k: mk(2), v: mk(3), name: `${s.tag ? s.tag + ' ' : ''}B=${s.B} H=${s.H} L=${s.L} E=${s.E} ${abEmu ? 'f32 emulated' : 'f16'}` };
+  });
+  const table = [];
+  for (const cfg of abConfigs) {
+    const config = cfg ? JSON.stringify(cfg) : 'default';
+    const line = { config };
+    if (secondsLeft() < 6) {
+      emit({ scenario: 'sgmat-ab', config, skipped: 'time budget' });
+      continue;
+    }
+    try {
+      const t = performance.now();
+      line.maxdiff = await validateRef(cfg);
+      line.compile_ms = performance.now() - t;
+      for (const s of inputs) {
+        const flops = 4 * s.B * s.H * s.L * s.L * s.E;
+        const fwd = () => T.noGrad(() => sdpaKernel(['flash'], () => scaledDotProductAttention(s.q, s.k, s.v))).dispose();
+        const r = await time(fwd, minMs);
+        line[s.name] = { ms: r.ms, tflops: flops / r.ms / 1e9 };
+        emit({ scenario: 'sgmat-ab', name: s.name, config, maxdiff: line.maxdiff, fwd_ms: r.ms, fwd_tflops: flops / r.ms / 1e9, compile_ms: line.compile_ms });
+      }
+    } catch (e) {
+      line.error = String(e).slice(0, 300);
+      emit({ scenario: 'sgmat-ab', config, error: line.error });
+    }
+    table.push(line);
+  }
+  setFlashSubgroupMatrix('auto');
+  console.log(`AB on ${dev.info.adapter}: fwd ms (TFLOP/s) per shape; maxdiff vs float64 (f16 inputs, tolerance ~3e-3)`);
+  console.log(`AB ${['config'.padEnd(72), ...inputs.map((s) => s.name.padEnd(30)), 'maxdiff', 'compile+check ms'].join(' | ')}`);
+  for (const l of table) {
+    const cells = inputs.map((s) => (l[s.name] ? `${l[s.name].ms.toFixed(2)} ms (${l[s.name].tflops.toFixed(1)})` : '-').padEnd(30));
+    console.log(`AB ${[l.config.padEnd(72), ...cells, l.error ? `ERROR ${l.error}` : l.maxdiff?.toExponential(2), l.compile_ms?.toFixed(0) ?? '-'].join(' | ')}`);
+  }
+  for (const s of inputs) for (const t of [s.q, s.k, s.v]) t.dispose();
+  dev.destroy();
+  process.exit(0);
 }
 for (const s of shapes) {
   const { B, H, L, E } = s;

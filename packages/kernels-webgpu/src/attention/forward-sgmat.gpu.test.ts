@@ -351,20 +351,23 @@ describe('subgroup-matrix forward on tensor cores (f16)', () => {
       }
     }
   }, COMPILE_TIMEOUT);
-  // the staging / softmax options of the A/B bench (apps/bench/gpu/sgmat_attn.mjs) on the default tiling and on 32-key tiles
-  for (const opt of [{ vec: true }, { split: 'shuffle' }, { split: 'wg' }, { vec: true, split: 'shuffle' }, { vec: true, split: 'shuffle', kt: true }] as Partial<SgmatConfig>[]) {
-    it(`options ${JSON.stringify(opt)} (masks, hooks, window, block-sparse, varlen)`, async (ctx) => {
+  // the staging / softmax options of the A/B bench (apps/bench/gpu/sgmat_attn.mjs --ab): vector staging + shuffle
+  // softmax over every case, each option alone on the hooked and GQA cases, the 32-key tilings with both
+  const D8: SgmatConfig = { rs: 16, nsg: 8, bc: 16 };
+  const OPTS: [SgmatConfig, Case[]][] = [
+    [{ ...D8, vec: true, split: 'shuffle' }, CASES],
+    ...([{ vec: true }, { split: 'shuffle' }, { split: 'wg' }, { vec: true, split: 'shuffle', kt: true }] as Partial<SgmatConfig>[]).map((o): [SgmatConfig, Case[]] => [{ ...D8, ...o }, [CASES[0]!, CASES[3]!]]),
+    [{ rs: 16, nsg: 8, bc: 32, vec: true, split: 'shuffle' }, [CASES[0]!, CASES[4]!]],
+    [{ rs: 16, nsg: 4, bc: 32, vec: true, split: 'shuffle' }, [CASES[0]!, CASES[4]!]],
+  ];
+  for (const [cfg, cases] of OPTS) {
+    it(`options ${JSON.stringify(cfg)}: ${cases.length} cases`, async (ctx) => {
       needReal(ctx);
-      for (const [cfg, cases] of [
-        [{ rs: 16, nsg: 8, bc: 16, ...opt }, CASES],
-        [{ rs: 16, nsg: 4, bc: 32, ...opt }, [CASES[0]!, CASES[3]!, CASES[4]!]],
-      ] as [SgmatConfig, Case[]][]) {
-        setFlashSubgroupMatrix('auto', cfg);
-        try {
-          for (const c of cases) await check({ ...c, name: `${JSON.stringify(cfg)} ${c.name}` }, 'float16', 3e-3, 1e-2);
-        } finally {
-          setFlashSubgroupMatrix('auto');
-        }
+      setFlashSubgroupMatrix('auto', cfg);
+      try {
+        for (const c of cases) await check({ ...c, name: `${JSON.stringify(cfg)} ${c.name}` }, 'float16', 3e-3, 1e-2);
+      } finally {
+        setFlashSubgroupMatrix('auto');
       }
     }, COMPILE_TIMEOUT);
   }
