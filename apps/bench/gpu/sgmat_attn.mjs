@@ -127,6 +127,7 @@ if (args.includes('--ab')) {
         { ...base, vec: true, split: 'shuffle' },
         { ...base, vec: true, split: 'shuffle', kt: true },
         { rs: 16, nsg: 8, bc: 32, vec: true, split: 'shuffle' },
+        { rs: 16, nsg: 4, bc: 16, vec: true, split: 'shuffle' },
         { rs: 16, nsg: 4, bc: 32, vec: true, split: 'shuffle' },
       ];
   const abShapes = abEmu ? [{ B: 1, H: 1, L: 48, E: 16 }] : [

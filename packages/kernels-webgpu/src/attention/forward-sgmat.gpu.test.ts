@@ -359,6 +359,7 @@ describe('subgroup-matrix forward on tensor cores (f16)', () => {
     ...([{ vec: true }, { split: 'shuffle' }, { split: 'wg' }, { vec: true, split: 'shuffle', kt: true }] as Partial<SgmatConfig>[]).map((o): [SgmatConfig, Case[]] => [{ ...D8, ...o }, [CASES[0]!, CASES[3]!]]),
     [{ rs: 16, nsg: 8, bc: 32, vec: true, split: 'shuffle' }, [CASES[0]!, CASES[4]!]],
     [{ rs: 16, nsg: 4, bc: 32, vec: true, split: 'shuffle' }, [CASES[0]!, CASES[4]!]],
+    [{ rs: 16, nsg: 4, bc: 16, vec: true, split: 'shuffle' }, [CASES[0]!]],
   ];
   for (const [cfg, cases] of OPTS) {
     it(`options ${JSON.stringify(cfg)}: ${cases.length} cases`, async (ctx) => {
