@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call for the subgroup-matrix attention (issue #12): unpack through run-full.sh (no steps), then
 # sgmat_diag.mjs, the gpu tests of TEST_FILES, sgmat_attn.mjs (speed vs the tile forward) and
-# sgmat_micro.mjs, each with a timeout inside BUDGET; logs and JSON under $OUT.
+# sgmat_micro.mjs, each with a timeout inside BUDGET; logs and JSON under $OUT. Step `ab`: sgmat_attn.mjs --ab
+# (the default tiling vs each SgmatConfig option; AB_S seconds, default 90).
 #   run: command "PACK=.dev-x BUDGET=400 SG_STEPS='diag tests attn micro' bash .dev-x/sgmat_run.sh", carry [".gl", ".dev-x"]
 set -uo pipefail
 REPO=$(pwd)
@@ -31,7 +32,7 @@ step() { # name default_seconds cmd...
   DEADLINE_S=$(( t - 10 )) timeout -k 5 "$t" "$@" > "$SG/$name.log" 2>&1
   el "end $name rc=$?"
   tar -cf "$OUT/sgmat.tar" -C "$SG" .
-  grep -E '^(ROW|sgmat|Error)|Tests |Test Files|FAIL|✓|×' "$SG/$name.log" | grep -v '^ROW.*"part":"primitive".*"tile0_bad":0,"tile1_bad":0' | cut -c1-330 | tail -${TAIL:-60}
+  grep -E '^(ROW|sgmat|Error|AB)|Tests |Test Files|FAIL|✓|×' "$SG/$name.log" | grep -v '^ROW.*"part":"primitive".*"tile0_bad":0,"tile1_bad":0' | cut -c1-330 | tail -${TAIL:-60}
 }
 el "node $(node --version); $(nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader)"
 for s in $SG_STEPS; do
@@ -39,6 +40,7 @@ for s in $SG_STEPS; do
     diag) step diag "${DIAG_S:-80}" node $G/sgmat_diag.mjs --json "$SG/diag.json" ;;
     tests) WEBATTN_EXPECT_F16=1 WEBATTN_EXPECT_SGMM=1 step tests "${TEST_S:-130}" node node_modules/vitest/vitest.mjs run --project gpu ${TEST_FILES:-packages/kernels-webgpu/src/attention} ;;
     attn) step attn "${ATTN_S:-90}" node $G/sgmat_attn.mjs --json "$SG/attn.json" ;;
+    ab) step ab "${AB_S:-90}" node $G/sgmat_attn.mjs --ab --json "$SG/ab.json" ;;
     micro) step micro "${MICRO_S:-110}" node $G/sgmat_micro.mjs --json "$SG/micro.json" ;;
     *) el "unknown step $s" ;;
   esac
