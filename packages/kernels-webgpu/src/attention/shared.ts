@@ -292,3 +292,21 @@ export function checkWorkBuffer(floats: number, device: WebGPUDevice, what: stri
     );
   }
 }
+
+/** Lane names of a vec4, in order. */
+export const VEC_LANES = ['x', 'y', 'z', 'w'] as const;
+
+/**
+ * Cooperative staging of an operand tile TRANSPOSED as vec4 columns (the register kernels): `buf[e · stride + r4]`
+ * holds rows 4·r4 .. 4·r4+3 of column e, for `groups` groups of 4 rows and `cols` columns, as `vec4<elem>`.
+ * Entries where `ok(row, e)` is false are zero; `load(row, e)` (an f32 expression) is evaluated only where valid.
+ */
+export function stageColumns(buf: string, groups: number, cols: number, stride: number, elem: 'f32' | 'f16', ok: (row: string, e: string) => string, load: (row: string, e: string) => string): string {
+  return `for (var t = lidx; t < ${groups * cols}u; t = t + WG_SIZE) {
+      let e_ = t % ${cols}u;
+      let r4_ = t / ${cols}u;
+      var x_ = vec4<${elem}>(0.0);
+      ${VEC_LANES.map((l, n) => `if (${ok(`4u * r4_ + ${n}u`, 'e_')}) { x_.${l} = ${elem}(${load(`4u * r4_ + ${n}u`, 'e_')}); }`).join('\n      ')}
+      ${buf}[e_ * ${stride}u + r4_] = x_;
+    }`;
+}
