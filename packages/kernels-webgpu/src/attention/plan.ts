@@ -518,14 +518,18 @@ export function setFlashBackwardPath(mode: 'auto' | 'registers' | 'staged'): voi
 }
 
 /**
- * Whether the backward takes the register path: forced by `setFlashBackwardPath`, else on hardware GPUs only
- * (software adapters compile the unrolled per-score code slowly and SwiftShader stages in storage buffers).
+ * Whether the backward takes the register path: forced by `setFlashBackwardPath` / `WEBATTN_FLASH_BACKWARD`;
+ * `auto` keeps the staged kernels until the register ones are measured on hardware GPUs (`REGISTER_BACKWARD_ON_HARDWARE`
+ * below is the switch). Software adapters keep the staged backward either way (SwiftShader stages in storage
+ * buffers and compiles unrolled per-score code slowly).
  */
 export function registerBackward(p: FlashParams): boolean {
   if (backwardPath !== 'auto') return backwardPath === 'registers';
   const device = p.q.device as WebGPUDevice;
-  return !device.info.software && !storageStaging(device);
+  return REGISTER_BACKWARD_ON_HARDWARE && !device.info.software && !storageStaging(device);
 }
+/** Whether `auto` takes the register backward on hardware GPUs (off until measured on the H100: bench/gpu/bwd_probe.mjs). */
+const REGISTER_BACKWARD_ON_HARDWARE = false;
 
 /** A thread grid of the register backward: `tr` × `tc` threads, each owning 4×4 scores. */
 export interface BackwardGrid {
