@@ -1,0 +1,120 @@
+// Backward probe of the attention generator: per shape and dtype, forward+backward ms of the flash path with
+// each backward variant of VARIANTS (staged = the staged dQ / dK/dV kernels, today's default; reg = the register
+// backward with its default grid; regTRxTC = a forced grid), interleaved round by round on the SAME inputs so
+// clock drift hits every variant alike, and (VALIDATE=1, default) the largest |difference| of dQ/dK/dV of each
+// variant against the staged one, relative to the staged gradient's largest |value|.
+//   node apps/bench/gpu/bwd_probe.mjs [--json out.json]    (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
+// env: VARIANTS (default "staged,reg"), DTYPES (default float32[,float16]), SHAPES_BWD ("B,H,L,E;…"), ROUNDS (5)
+import * as T from "@webattn/core-tensor";
+import { scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
+import { setFlashBackwardGrid, setFlashBackwardPath } from "@webattn/kernels-webgpu/internal";
+import { QUICK, errText, median, opt, resultFile, secondsLeft } from "./common.mjs";
+
+const dev = await T.getDevice({ kind: "webgpu" });
+const hasF16 = dev.hasFeature?.("shader-f16") ?? false;
+const out = resultFile(opt("--json", null), { probe: "bwd", date: new Date().toISOString(), device: dev.info });
+console.log(`device ${dev.info.adapter} (${dev.info.software ? "software" : "hardware"}), f16 ${hasF16}`);
+const SHAPES = process.env.SHAPES_BWD
+  ? process.env.SHAPES_BWD.split(";").map((s) => s.split(",").map(Number))
+  : QUICK
+    ? [[1, 4, 512, 64]]
+    : [[8, 16, 1024, 64], [128, 16, 196, 64], [1, 16, 4096, 64]];
+const VARIANTS = (process.env.VARIANTS ?? "staged,reg").split(",");
+const DTYPES = (process.env.DTYPES ?? (hasF16 ? "float32,float16" : "float32")).split(",");
+const ROUNDS = Number(process.env.ROUNDS ?? (QUICK ? 3 : 5));
+const VALIDATE = process.env.VALIDATE !== "0";
+
+function setVariant(v) {
+  if (v === "staged") {
+    setFlashBackwardPath("staged");
+    setFlashBackwardGrid(null);
+    return;
+  }
+  setFlashBackwardPath("registers");
+  const m = /^reg(\d+)x(\d+)$/.exec(v);
+  setFlashBackwardGrid(m ? { tr: Number(m[1]), tc: Number(m[2]) } : null);
+}
+
+for (const [B, H, L, E] of SHAPES) {
+  for (const dtype of DTYPES) {
+    if (secondsLeft() < 10) break;
+    const row = { B, H, L, E, dtype: dtype === "float16" ? "f16" : "f32" };
+    const mk = (seed) => T.randn([B, H, L, E], { seed, device: dev, dtype, requiresGrad: true });
+    const [q, k, v] = [mk(1), mk(2), mk(3)];
+    const g = T.randn([B, H, L, E], { seed: 4, device: dev, dtype });
+    const step = () => {
+      sdpaKernel(["flash"], () => scaledDotProductAttention(q, k, v)).backward(g);
+    };
+    const clear = () => {
+      for (const t of [q, k, v]) {
+        t.grad?.dispose?.();
+        t.grad = null;
+      }
+    };
+    const grads = {};
+    // first call per variant: compile + one step (and the gradients for the comparison)
+    for (const variant of VARIANTS) {
+      setVariant(variant);
+      try {
+        const t0 = performance.now();
+        step();
+        await dev.sync();
+        row[`${variant}_first_ms`] = +(performance.now() - t0).toFixed(0);
+        if (VALIDATE) grads[variant] = await Promise.all([q, k, v].map((t) => t.grad.toArray()));
+      } catch (e) {
+        row[`${variant}_error`] = errText(e);
+      }
+      clear();
+    }
+    if (VALIDATE && grads.staged) {
+      for (const variant of VARIANTS.filter((x) => x !== "staged" && grads[x])) {
+        let diff = 0;
+        let scale = 0;
+        for (let n = 0; n < 3; n++) {
+          const a = grads.staged[n];
+          const b = grads[variant][n];
+          for (let i = 0; i < a.length; i++) {
+            scale = Math.max(scale, Math.abs(a[i]));
+            const d = Math.abs(a[i] - b[i]);
+            diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
+          }
+        }
+        row[`${variant}_vs_staged_rel`] = +(diff / scale).toExponential(2);
+      }
+    }
+    // timed rounds, variants interleaved: batches of back-to-back steps, median per variant
+    const times = Object.fromEntries(VARIANTS.map((x) => [x, []]));
+    let batch = 0;
+    for (let r = 0; r < ROUNDS && secondsLeft() > 8; r++) {
+      for (const variant of VARIANTS) {
+        if (row[`${variant}_error`]) continue;
+        setVariant(variant);
+        if (!batch) {
+          const t0 = performance.now();
+          T.tidy(step);
+          clear();
+          await dev.sync();
+          batch = Math.max(1, Math.min(16, Math.ceil(150 / (performance.now() - t0))));
+        }
+        const t0 = performance.now();
+        for (let i = 0; i < batch; i++) {
+          T.tidy(step);
+          clear();
+        }
+        await dev.sync();
+        times[variant].push((performance.now() - t0) / batch);
+      }
+    }
+    for (const variant of VARIANTS) if (times[variant].length) row[`${variant}_fwdbwd_ms`] = +median(times[variant]).toFixed(3);
+    row.batch = batch;
+    if (row.staged_fwdbwd_ms && row.reg_fwdbwd_ms) row.staged_over_reg = +(row.staged_fwdbwd_ms / row.reg_fwdbwd_ms).toFixed(2);
+    console.log(`ROW ${JSON.stringify(row)}`);
+    out.emit(row);
+    for (const t of [q, k, v, g]) t.dispose();
+    dev.emptyCache?.();
+  }
+}
+setFlashBackwardPath("auto");
+await dev.sync();
+dev.destroy?.();
+process.exit(0);
