@@ -108,7 +108,6 @@ for (const [B, H, L, E] of SHAPES) {
     for (const variant of VARIANTS) if (times[variant].length) row[`${variant}_fwdbwd_ms`] = +median(times[variant]).toFixed(3);
     row.batch = batch;
     if (row.staged_fwdbwd_ms && row.reg_fwdbwd_ms) row.staged_over_reg = +(row.staged_fwdbwd_ms / row.reg_fwdbwd_ms).toFixed(2);
-    console.log(`ROW ${JSON.stringify(row)}`);
     out.emit(row);
     for (const t of [q, k, v, g]) t.dispose();
     dev.emptyCache?.();

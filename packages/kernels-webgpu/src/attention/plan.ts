@@ -519,16 +519,19 @@ export function setFlashBackwardPath(mode: 'auto' | 'registers' | 'staged'): voi
 
 /**
  * Whether the backward takes the register path: forced by `setFlashBackwardPath` / `WEBATTN_FLASH_BACKWARD`;
- * `auto` keeps the staged kernels until the register ones are measured on hardware GPUs (`REGISTER_BACKWARD_ON_HARDWARE`
- * below is the switch). Software adapters keep the staged backward either way (SwiftShader stages in storage
- * buffers and compiles unrolled per-score code slowly).
+ * `auto`: on llvmpipe for kernels without front-door hooks (fwd+bwd B=1 H=4 L=1024 E=64 f32: 1.8 s with 4×4
+ * grids vs 4.8 s staged, same run; its compile takes well under a second), the staged kernels on SwiftShader
+ * (storage staging; slow compiles of unrolled code) and for hooked kernels on software adapters (one pipeline
+ * per user function, each unrolling the hooks 16 times), and on hardware GPUs as
+ * `REGISTER_BACKWARD_ON_HARDWARE` says (off until measured on the H100: bench/gpu/bwd_probe.mjs).
  */
 export function registerBackward(p: FlashParams): boolean {
   if (backwardPath !== 'auto') return backwardPath === 'registers';
   const device = p.q.device as WebGPUDevice;
-  return REGISTER_BACKWARD_ON_HARDWARE && !device.info.software && !storageStaging(device);
+  if (storageStaging(device)) return false;
+  return device.info.software ? !p.hooks : REGISTER_BACKWARD_ON_HARDWARE;
 }
-/** Whether `auto` takes the register backward on hardware GPUs (off until measured on the H100: bench/gpu/bwd_probe.mjs). */
+/** Whether `auto` takes the register backward on hardware GPUs. */
 const REGISTER_BACKWARD_ON_HARDWARE = false;
 
 /** A thread grid of the register backward: `tr` × `tc` threads, each owning 4×4 scores. */
