@@ -1,4 +1,5 @@
 /** Shared helpers of webattn's tests (not published). */
+import { existsSync } from 'node:fs';
 import { expect } from 'vitest';
 import { getDevice, WebattnError, type Device, type TypedArray } from '@webattn/core-tensor';
 import { WebGPUDevice } from '@webattn/kernels-webgpu';
@@ -60,4 +61,22 @@ export function expectCode(fn: () => unknown, code: string, ...fragments: (strin
     if (typeof f === 'string') expect((caught as Error).message).toContain(f);
     else expect((caught as Error).message).toMatch(f);
   }
+}
+
+/** Where Debian's chromium puts the SwiftShader Vulkan ICD that `webgpuBackend: 'swiftshader'` loads. */
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/**
+ * Skips the calling test (with the reason, reported as skipped) on a machine without the SwiftShader ICD — the
+ * GPU device machine has no chromium. CI installs chromium (scripts/ensure-system-deps.mjs) and sets
+ * `WEBATTN_EXPECT_SWIFTSHADER=1`, so a missing ICD fails there instead of skipping.
+ */
+export function skipWithoutSwiftShader(ctx: { skip: (note?: string) => void }): void {
+  if (hasSwiftShader()) return;
+  ctx.skip(`no SwiftShader ICD at ${SWIFTSHADER_ICD} (Debian chromium) on this machine`);
+}
+
+/** True where the SwiftShader tests run: the ICD is installed, or `WEBATTN_EXPECT_SWIFTSHADER=1` demands them. */
+export function hasSwiftShader(): boolean {
+  return existsSync(SWIFTSHADER_ICD) || process.env.WEBATTN_EXPECT_SWIFTSHADER === '1';
 }

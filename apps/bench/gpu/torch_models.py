@@ -52,6 +52,27 @@ def into(row, key, fn, **kw):
         return None
 
 
+def train_into(row, loss_fn, opt, peak=True, **kw):
+    """Times a training step (forward `loss_fn()` → backward → `opt.step()` → zero grads) into row['train_*'],
+    with the step's losses and, when `peak`, the peak CUDA memory of the steps."""
+    losses = []
+    if peak:
+        torch.cuda.reset_peak_memory_stats()
+
+    def train():
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    m = into(row, 'train', train, **kw)
+    if peak:
+        row['train_peak_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
+    row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
+    row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
+    return m
+
+
 def build(cls, cfg, impl, save_dir):
     """The model with attn_implementation=impl: from_config, else through save_pretrained/from_pretrained
     (the route tools/fixtures/make_fixtures.py uses with transformers 5.17)."""
@@ -208,20 +229,11 @@ def vit_published(out):
                 row['params'] = sum(p.numel() for p in model.parameters())
                 opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
                 amp = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if dt == 'bf16' else contextlib.nullcontext
-                losses = []
-                torch.cuda.reset_peak_memory_stats()
 
-                def train():
+                def loss_fn():
                     with ctx(), amp():
-                        loss = model(px, labels)
-                        loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    losses.append(loss.item())
-                into(row, 'train', train, budget_s=6.0)
-                row['train_peak_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
-                row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
-                row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
+                        return model(px, labels)
+                train_into(row, loss_fn, opt, budget_s=6.0)
             except Exception as e:
                 row['error'] = (type(e).__name__ + ': ' + str(e)).replace('\n', ' ')[:300]
             out.emit(row)
@@ -369,20 +381,11 @@ def gpt2_varlen(out):
                     lab = k_lab
                 opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
                 amp = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if dt == 'bf16' else contextlib.nullcontext
-                losses = []
-                torch.cuda.reset_peak_memory_stats()
 
-                def train():
+                def loss_fn():
                     with amp():
-                        loss = model(*args, labels=lab)
-                        loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    losses.append(loss.item())
-                into(row, 'train', train, budget_s=5.0)
-                row['train_peak_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
-                row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
-                row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
+                        return model(*args, labels=lab)
+                train_into(row, loss_fn, opt, budget_s=5.0)
                 model.eval()
 
                 def ev():
@@ -489,18 +492,11 @@ def main():
             if left() > 10:
                 model.train()
                 opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-                losses = []
 
-                def train():
+                def loss_fn():
                     with amp():
-                        loss = model(**train_kw).loss
-                    loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    losses.append(loss.item())
-                into(row, 'train', train)
-                row['train_losses'] = ','.join(f'{x:.4f}' for x in losses)
-                row['train_loss_finite'] = all(x == x and abs(x) != float('inf') for x in losses)
+                        return model(**train_kw).loss
+                train_into(row, loss_fn, opt, peak=False)
         except Exception as e:
             row['error'] = (type(e).__name__ + ': ' + str(e)).replace('\n', ' ')[:300]
         out.emit(row)

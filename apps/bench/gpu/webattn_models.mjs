@@ -17,6 +17,7 @@
 //                batch 32 of lengths uniform in 1..1023 (publishedLengths, seed 11), train and eval step, padded
 //                (attention mask) vs packed (position ids restarting at 0) for flash and sdpa.
 import * as T from "@webattn/core-tensor";
+import { varlenBatches } from "../dist/scenarios/gpt2-varlen.js";
 import "@webattn/kernels-webgpu";
 import {
   AdamW,
@@ -304,28 +305,7 @@ async function gpt2Varlen() {
   const B = QUICK ? 4 : 32;
   const maxLen = QUICK ? 63 : 1023;
   const lengths = publishedLengths(B, maxLen);
-  const Lp = Math.max(...lengths);
-  const total = lengths.reduce((a, b) => a + b, 0);
-  const tok = (b, i) => (b * 131 + i * 17) % cfg.vocab_size;
-  // padded to the longest: [B, Lp] + attention mask, labels −100 on padding
-  const pIds = new Int32Array(B * Lp);
-  const pMask = new Int32Array(B * Lp);
-  const pLab = new Int32Array(B * Lp).fill(-100);
-  // packed: [1, total] + position ids restarting at 0, labels −100 on each sequence's first token
-  const kIds = new Int32Array(total);
-  const kPos = new Int32Array(total);
-  const kLab = new Int32Array(total);
-  let at = 0;
-  lengths.forEach((n, b) => {
-    for (let i = 0; i < n; i++) {
-      pIds[b * Lp + i] = kIds[at] = tok(b, i);
-      pMask[b * Lp + i] = 1;
-      pLab[b * Lp + i] = tok(b, i);
-      kPos[at] = i;
-      kLab[at] = i === 0 ? -100 : tok(b, i);
-      at++;
-    }
-  });
+  const { Lp, total, pIds, pMask, pLab, kIds, kPos, kLab } = varlenBatches(lengths, cfg.vocab_size);
   const t = (a, shape) => T.tensor(a, shape, { dtype: "int32", device: dev });
   const inputs = {
     padded: { inputIds: t(pIds, [B, Lp]), attentionMask: t(pMask, [B, Lp]), labels: t(pLab, [B, Lp]) },

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import { WebattnError } from '@webattn/core-tensor';
 import { formatProfile, profile, type WebGPUDevice } from './index.js';
-import { expectClose, gpuDevice } from '../../../test-utils/index.js';
+import { expectClose, gpuDevice, skipWithoutSwiftShader } from '../../../test-utils/index.js';
 
 let gpu: WebGPUDevice;
 const cpu = T.cpu();
@@ -69,7 +69,8 @@ describe('profile(): per-kernel GPU time and host counters', () => {
     expect(p.counters.submits).toBeGreaterThanOrEqual(6); // one submission per dispatch
   });
 
-  it('GPU timestamps on an adapter with timestamp-query (SwiftShader)', async () => {
+  it('GPU timestamps on an adapter with timestamp-query (SwiftShader)', async (ctx) => {
+    skipWithoutSwiftShader(ctx);
     const ss = (await T.getDevice({
       kind: 'webgpu',
       webgpuBackend: 'swiftshader',

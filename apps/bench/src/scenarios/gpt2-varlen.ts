@@ -19,28 +19,7 @@ export async function gpt2VarlenScenario(device: T.Device, quick: boolean): Prom
     ? gpt2Config({ vocab_size: 1024, n_positions: 1024, n_embd: 64, n_layer: quick ? 1 : 2, n_head: 2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 })
     : gpt2Config({ vocab_size: 1024, n_positions: 1024, n_embd: 1024, n_layer: 24, n_head: 16, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 });
   const lengths = sampleLengths(B, maxLen, 'uniform', 11);
-  const Lp = Math.max(...lengths);
-  const total = lengths.reduce((a, b) => a + b, 0);
-  const tok = (b: number, i: number) => (b * 131 + i * 17) % cfg.vocab_size;
-  // padded: [B, Lp] + mask, labels −100 on padding
-  const pIds = new Int32Array(B * Lp);
-  const pMask = new Int32Array(B * Lp);
-  const pLab = new Int32Array(B * Lp).fill(-100);
-  // packed: [1, total] + position ids, labels −100 on each sequence's first token (no cross-sequence target)
-  const kIds = new Int32Array(total);
-  const kPos = new Int32Array(total);
-  const kLab = new Int32Array(total);
-  let at = 0;
-  lengths.forEach((n, b) => {
-    for (let i = 0; i < n; i++) {
-      pIds[b * Lp + i] = kIds[at] = tok(b, i);
-      pMask[b * Lp + i] = 1;
-      pLab[b * Lp + i] = tok(b, i);
-      kPos[at] = i;
-      kLab[at] = i === 0 ? -100 : tok(b, i);
-      at++;
-    }
-  });
+  const { Lp, total, pIds, pMask, pLab, kIds, kPos, kLab } = varlenBatches(lengths, cfg.vocab_size);
   const t = (a: Int32Array, shape: number[]) => T.tensor(a, shape, { dtype: 'int32', device });
   const padded = { inputIds: t(pIds, [B, Lp]), attentionMask: t(pMask, [B, Lp]), labels: t(pLab, [B, Lp]) };
   const packed = { inputIds: t(kIds, [1, total]), positionIds: t(kPos, [1, total]), labels: t(kLab, [1, total]) };
@@ -105,4 +84,36 @@ export async function gpt2VarlenScenario(device: T.Device, quick: boolean): Prom
     });
   }
   return rows;
+}
+
+/**
+ * The token batches of the padded-vs-packed GPT-2 experiment from a list of sequence lengths: padded to the
+ * longest (`pIds`/`pMask`/`pLab`, `[B, Lp]`, labels −100 on padding) and packed into one row (`kIds`/`kPos`/`kLab`,
+ * `[1, total]`, position ids restarting at 0, labels −100 on each sequence's first token so that no target crosses
+ * a sequence boundary). Token `i` of sequence `b` is `(131·b + 17·i) mod vocab` in both. Shared by this scenario
+ * and the GPU bench (`apps/bench/gpu/webattn_models.mjs`).
+ */
+export function varlenBatches(lengths: number[], vocab: number) {
+  const B = lengths.length;
+  const Lp = Math.max(...lengths);
+  const total = lengths.reduce((a, b) => a + b, 0);
+  const tok = (b: number, i: number) => (b * 131 + i * 17) % vocab;
+  const pIds = new Int32Array(B * Lp);
+  const pMask = new Int32Array(B * Lp);
+  const pLab = new Int32Array(B * Lp).fill(-100);
+  const kIds = new Int32Array(total);
+  const kPos = new Int32Array(total);
+  const kLab = new Int32Array(total);
+  let at = 0;
+  lengths.forEach((n, b) => {
+    for (let i = 0; i < n; i++) {
+      pIds[b * Lp + i] = kIds[at] = tok(b, i);
+      pMask[b * Lp + i] = 1;
+      pLab[b * Lp + i] = tok(b, i);
+      kPos[at] = i;
+      kLab[at] = i === 0 ? -100 : tok(b, i);
+      at++;
+    }
+  });
+  return { Lp, total, pIds, pMask, pLab, kIds, kPos, kLab };
 }

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import * as T from '@webattn/core-tensor';
-import { existsSync } from 'node:fs';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
 import { setFlashBackwardPath, setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
-import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
+import { expectClose, gpuDevice, skipWithoutSwiftShader } from '../../../../test-utils/index.js';
 
 let gpu: WebGPUDevice;
 const cpu = T.cpu();
@@ -182,7 +181,7 @@ describe('the register forward with subgroup shuffles (SwiftShader) matches the 
   for (const useSg of [true, false]) {
     it(`${useSg ? 'subgroups' : 'workgroup-memory exchange'}: causal, GQA, mask, edges`, async (ctx) => {
       // the device machine has no chromium (no SwiftShader ICD): skipped there with the reason; CI has it
-      if (!existsSync('/usr/lib/chromium/vk_swiftshader_icd.json')) ctx.skip('no SwiftShader ICD (Debian chromium) on this machine');
+      skipWithoutSwiftShader(ctx);
       const sw = (await T.getDevice({ kind: 'webgpu', webgpuBackend: 'swiftshader', cache: false })) as WebGPUDevice;
       sw.poisonAllocations = true;
       sw.subgroupsEnabled = useSg;
