@@ -12,7 +12,7 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
   registerBackward, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockIndex, blockLoop, checkWorkBuffer, lanes, product, qRange, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
+import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, lanes, pairGrad, product, qRange, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 import { DO_AT } from './backward-dq.js';
 import { scoreModGrad } from './hooks.js';
@@ -232,35 +232,14 @@ ${qRange(p, BK)}
       ${stageColumns('fq_', TC, EC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.e}`, qLoad)}
       ${stageColumns('fdo_', TC, EVC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.ev}`, (r, e) => `load_dout(do_at(b, h, i0 + ${r}, ${e}))`)}
       workgroupBarrier();
-      ${per((m) => `var s${m} = vec4<f32>(0.0);\n      var dp${m} = vec4<f32>(0.0);`)}
-      for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
-        let q4 = ${wide(`fq_[kk * ${QS}u + tc_]`)};
-        let k4 = ${wide(`fk_[kk * ${TR}u + tr_]`)};
-        ${per((m) => `s${m} = fma(vec4<f32>(k4.${L[m]}), q4, s${m});`, '\n        ')}
-      }
-      for (var kk = 0u; kk < ${hd.ev}; kk = kk + 1u) {
-        let o4 = ${wide(`fdo_[kk * ${QS}u + tc_]`)};
-        let v4 = ${wide(`fv_[kk * ${TR}u + tr_]`)};
-        ${per((m) => `dp${m} = fma(vec4<f32>(v4.${L[m]}), o4, dp${m});`, '\n        ')}
-      }
+      ${blockProduct('s', hd.e, wide(`fk_[kk * ${TR}u + tr_]`), wide(`fq_[kk * ${QS}u + tc_]`))}
+      ${blockProduct('dp', hd.ev, wide(`fv_[kk * ${TR}u + tr_]`), wide(`fdo_[kk * ${QS}u + tc_]`))}
       let ib = i0 + 4u * tc_;
-      var lse4 = vec4<f32>(neg_inf());
-      var del4 = vec4<f32>(0.0);
-      ${per((n) => `if (ib + ${n}u < i_lim) { lse4.${L[n]} = load_lse(lse_idx(b, h, ib + ${n}u)); del4.${L[n]} = load_delta(lse_idx(b, h, ib + ${n}u)); }`)}
+      ${rowStats('ib', 'i_lim')}
       ${per((m) => R.map((n) => `{
         let j = jb + ${m}u;
         let i = ib + ${n}u;
-        var pr = 0.0;
-        var dsr = 0.0;
-        if (j < LK && i < i_lim && lse4.${L[n]} != neg_inf()) {
-          let raw = s${m}.${L[n]} * sc_;
-          let x = finish_score(raw, b, h, i, j, !full_blk);
-          if (x != neg_inf()) {
-            pr = exp(x - lse4.${L[n]});
-            let ds = pr * (dp${m}.${L[n]} - del4.${L[n]});
-            dsr = ${scoreModGrad(p)};
-          }
-        }
+        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
         s${m}.${L[n]} = pr;
         dp${m}.${L[n]} = dsr;
       }`).join(' '))}

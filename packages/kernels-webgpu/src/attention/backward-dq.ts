@@ -12,7 +12,7 @@ import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
   registerBackward, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
+import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, kvRange, lanes, pairGrad, product, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { captureGradCall, hookGradBindings, hookGradTensors, hookGradWgsl, scoreModGrad } from './hooks.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
@@ -187,9 +187,7 @@ ${kvRange(p, BR)}
   ${stageColumns('fq_', TR, EC, TR, ST, (r, e) => `q0 + ${r} < LQ && ${e} < ${hd.e}`, qLoad)}
   ${stageColumns('fdo_', TR, EVC, TR, ST, (r, e) => `q0 + ${r} < LQ && ${e} < ${hd.ev}`, (r, e) => `load_dout(do_at(b, h, q0 + ${r}, ${e}))`)}
   let ib = q0 + 4u * tr_;
-  var lse4 = vec4<f32>(neg_inf());
-  var del4 = vec4<f32>(0.0);
-  ${per((m) => `if (ib + ${m}u < LQ) { lse4.${L[m]} = load_lse(lse_idx(b, h, ib + ${m}u)); del4.${L[m]} = load_delta(lse_idx(b, h, ib + ${m}u)); }`)}
+  ${rowStats('ib', 'LQ')}
   var dqa: array<f32, ${4 * OE}>;
   if (u_c_first() == 0u) {
     ${per((m) => `if (ib + ${m}u < LQ) {
@@ -202,32 +200,13 @@ ${kvRange(p, BR)}
     ${stageColumns('fk_', TC, EC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.e}`, (r, e) => `load_k(k_at(b, hk, j0 + ${r}, ${e}))`)}
     ${stageColumns('fv_', TC, EVC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.ev}`, (r, e) => `load_v(v_at(b, hk, j0 + ${r}, ${e}))`)}
     workgroupBarrier();
-    ${per((m) => `var s${m} = vec4<f32>(0.0);\n    var dp${m} = vec4<f32>(0.0);`)}
-    for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
-      let k4 = ${wide(`fk_[kk * ${KS}u + tc_]`)};
-      let a4 = ${wide(`fq_[kk * ${TR}u + tr_]`)};
-      ${per((m) => `s${m} = fma(vec4<f32>(a4.${L[m]}), k4, s${m});`, '\n      ')}
-    }
-    for (var kk = 0u; kk < ${hd.ev}; kk = kk + 1u) {
-      let v4 = ${wide(`fv_[kk * ${KS}u + tc_]`)};
-      let o4 = ${wide(`fdo_[kk * ${TR}u + tr_]`)};
-      ${per((m) => `dp${m} = fma(vec4<f32>(o4.${L[m]}), v4, dp${m});`, '\n      ')}
-    }
+    ${blockProduct('s', hd.e, wide(`fq_[kk * ${TR}u + tr_]`), wide(`fk_[kk * ${KS}u + tc_]`))}
+    ${blockProduct('dp', hd.ev, wide(`fdo_[kk * ${TR}u + tr_]`), wide(`fv_[kk * ${KS}u + tc_]`))}
     let jb = j0 + 4u * tc_;
     ${per((m) => R.map((n) => `{
       let i = ib + ${m}u;
       let j = jb + ${n}u;
-      var dsr = 0.0;
-      if (i < LQ && j < j_hi && lse4.${L[m]} != neg_inf()) {
-        let raw = s${m}.${L[n]} * sc_;
-        let x = finish_score(raw, b, h, i, j, !full_blk);
-        if (x != neg_inf()) {
-          let pr = exp(x - lse4.${L[m]});
-          let ds = pr * (dp${m}.${L[n]} - del4.${L[m]});
-          ${captureGradCall(p)}
-          dsr = ${scoreModGrad(p)} * u_scale();
-        }
-      }
+      ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'i < LQ && j < j_hi', `lse4.${L[m]}`, `del4.${L[m]}`, scoreModGrad(p), ' * u_scale()', captureGradCall(p))}
       s${m}.${L[n]} = dsr;
     }`).join(' '))}
     ${per((m) => `fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
