@@ -109,6 +109,7 @@ for s in $STEPS; do
         *) run "$s" "$ts" python3 $G/torch_models.py --scenario "$sc" --json "$RES/torch_$sc.json" ;; esac ;;
     probe) PROBE_SECONDS=$(( ${PROBE_S:-120} - 20 )) run probe "${PROBE_S:-120}" node $G/matmul_probe.mjs --json "$RES/probe.json" ;;
     micro) run micro "${MICRO_S:-120}" node $G/sgmat_micro.mjs --json "$RES/micro.json" ;;
+    bwd) run bwd "${BWD_S:-110}" node $G/bwd_probe.mjs --json "$RES/bwd_probe.json" ;;
     tests) WEBATTN_EXPECT_F16=1 run tests "${TEST_S:-200}" node node_modules/vitest/vitest.mjs run --project gpu ${TEST_FILES:-packages/kernels-webgpu} ;;
     *) el "unknown step $s" ;;
   esac

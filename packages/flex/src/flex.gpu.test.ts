@@ -26,6 +26,7 @@ import {
   type ScoreMod,
   type ScoreModFn,
 } from './index.js';
+import { setFlashBackwardPath } from '@webattn/kernels-webgpu/internal';
 import { boolExpr, floatExpr } from '../../../test-utils/random-mods.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
@@ -317,6 +318,17 @@ describe('capture gradients equal central differences of the JS function (not th
 
   it('WebGPU (float32 atomics)', async () => {
     expectClose((await loss(gpu, 'float32', base, true)).grad!, numeric, 2e-4, 2e-3, 'd table');
+  });
+
+  it('WebGPU register backward (float32 atomics from its dQ kernel)', async () => {
+    setFlashBackwardPath('registers');
+    try {
+      expectClose((await loss(gpu, 'float32', base, true)).grad!, numeric, 2e-4, 2e-3, 'd table');
+      // built here, or (WEBATTN_FLASH_BACKWARD=registers) by the test before
+      expect(gpu.pipelineStats().byKernel['flash_attention_backward_dq_registers']?.created ?? 0).toBeGreaterThan(0);
+    } finally {
+      setFlashBackwardPath('auto');
+    }
   });
 
   it('WebGPU deterministic mode: bit-identical over runs, and equal to the differences', async () => {

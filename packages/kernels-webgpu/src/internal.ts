@@ -46,6 +46,8 @@ export {
   setFlashStaging,
   setFlashTiles,
   setFlashForwardPath,
+  setFlashBackwardPath,
+  setFlashBackwardGrid,
   setFlashRegisterTile,
   hookWgsl,
   type FlashParams,

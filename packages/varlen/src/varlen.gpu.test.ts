@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { scaledDotProductAttention } from '@webattn/kernels-webgpu';
-import { setFlashStaging } from '@webattn/kernels-webgpu/internal';
+import { setFlashBackwardPath, setFlashStaging } from '@webattn/kernels-webgpu/internal';
 import { BlockDiagonalMask, cuSeqlens, flashAttnVarlen, type FlashAttnVarlenOptions } from './index.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 import { fixtureCases, toTensor } from '../../../test-utils/fixtures.js';
@@ -96,6 +96,25 @@ describe('the packed grid with operand tiles staged in storage (the SwiftShader 
         expectClose(got.dv, ref.dv, 1e-4, 1e-3, 'dv');
       } finally {
         setFlashStaging('auto');
+      }
+    });
+  }
+});
+
+describe('the register backward on the packed grid (hardware GPUs; forced here)', () => {
+  for (const c of CFGS.filter((x) => /GQA|one long \+ many|cross lengths|window/.test(x.name))) {
+    it(c.name, async () => {
+      const ref = await runCfg(c, cpu, 'float64');
+      setFlashBackwardPath('registers');
+      const built = () => (gpu.pipelineStats().byKernel['flash_attention_backward_dkv_registers']?.created ?? 0) + (gpu.pipelineStats().byKernel['flash_attention_backward_dq_registers']?.created ?? 0);
+      try {
+        const got = await runCfg(c, gpu, 'float32');
+        expect(built()).toBeGreaterThan(0);
+        expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dq');
+        expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dk');
+        expectClose(got.dv, ref.dv, 1e-4, 1e-3, 'dv');
+      } finally {
+        setFlashBackwardPath('auto');
       }
     });
   }

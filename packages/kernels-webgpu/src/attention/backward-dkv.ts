@@ -9,16 +9,21 @@ import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
-  type FlashGradInputs, type FlashParams, type Tile,
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
+  registerBackward, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockIndex, blockLoop, checkWorkBuffer, lanes, product, qRange, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, lanes, pairGrad, product, qRange, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 import { DO_AT } from './backward-dq.js';
 import { scoreModGrad } from './hooks.js';
 
 function dkvBytes(t: Tile, EC: number, EVC: number): number {
   return 4 * ((t.rows + t.cols) * (EC + 1 + EVC + 1) + 2 * t.rows * t.cols + 2 * t.cols);
+}
+
+/** Workgroup memory of the register dK/dV kernel: Kᵀ, Vᵀ (once), Qᵀ, dOᵀ (per tile; padded columns) and P, dS. */
+function dkvRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: number): number {
+  return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + 2 * 16 * (4 * g.tr * g.tc);
 }
 
 /** dK and dV (float32, laid out like k/v but contiguous) of one backward call. */
@@ -37,6 +42,11 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   if (d.B * d.Hkv * d.Lkv === 0 || nk === 0) return { dk: empty(kShape, 'float32', device), dv: empty(vShape, 'float32', device) };
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
+  if (registerBackward(p)) {
+    const half = halfGradStaging(p, g);
+    const rg = pickBackwardGrid(device, (x) => dkvRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * (EC + EVC)) / x.tc, EC, EVC);
+    if (rg) return backwardDkvRegisters(p, g, rg, half);
+  }
   const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc, !!p.hooks, EC <= 64 && EVC <= 64);
   const { rows: BK, cols: BQ, tr: TR, tc: TC } = t;
   const RM = BK / TR;
@@ -159,6 +169,131 @@ ${tileMapWgsl(p, 'k')}`,
   const values = gradValues(p, g);
   all.forEach(([c0, c1, g0, g1], n) =>
     run(spec, [...gradTensors(p, g), buf, ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk, scr_at: nk + nv }, grid),
+  );
+  td.dispose();
+  return { dk: buf.slice(0, 0, nk).reshape(kShape), dv: buf.slice(0, nk, nk + nv).reshape(vShape) };
+}
+
+/**
+ * The register dK/dV kernel (hardware GPUs; FlashAttention-2's outer loop over key blocks): a workgroup of
+ * TR × TC threads owns 4·TR keys, with Kᵀ and Vᵀ staged once as vec4 columns; per tile of 4·TC queries (Qᵀ,
+ * dOᵀ staged likewise) thread (tr, tc) computes the 4×4 block of Sᵀ (keys 4tr.., queries 4tc..) and of dPᵀ
+ * in registers with the forward's fma order (f32 Q pre-scaled: bit-equal scores, so P = exp(S − lse) is
+ * exact), turns them into P and dS = P ∘ (dP − delta) in registers (masks, score function and its gradient
+ * per element), writes the two 4×4 blocks to workgroup memory once, and accumulates dV += Pᵀ·dO and
+ * dK += dSᵀ·Q as vec4 dot products over 4 queries at a time into its 4 keys × (E/TC) columns.
+ */
+function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean): { dk: Tensor; dv: Tensor } {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const kShape = p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E];
+  const vShape = p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev];
+  const nk = kShape.reduce((a, x) => a * x, 1);
+  const nv = vShape.reduce((a, x) => a * x, 1);
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const { tr: TR, tc: TC } = grid;
+  const BK = 4 * TR;
+  const BQ = 4 * TC;
+  const QS = TC + 1; // padded column stride of Qᵀ / dOᵀ: the dK/dV products read them across columns
+  const OE = EC / TC;
+  const OV = EVC / TC;
+  const WG = TR * TC;
+  const hd = headDims(p);
+  const ST = half ? 'f16' : 'f32';
+  const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
+  const R = [0, 1, 2, 3];
+  const L = VEC_LANES;
+  const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
+  const cols = (n: number, f: (o: number) => string, sep = '\n        ') => Array.from({ length: n }, (_, o) => f(o)).join(sep);
+  // f32: Q pre-scaled (the forward's scores bit for bit); f16: staged exactly, the scale multiplies S and dS
+  const qLoad = (r: string, e: string) => (half ? `load_q(q_at(b, h, i0 + ${r}, ${e}))` : `load_q(q_at(b, h, i0 + ${r}, ${e})) * u_scale()`);
+  const body = `
+  ${tileOrigin(p, 'k', BK)}
+  let tc_ = lidx % ${TC}u;
+  let tr_ = lidx / ${TC}u;
+${qRange(p, BK)}
+  ${stageColumns('fk_', TR, EC, TR, ST, (r, e) => `k0 + ${r} < LK && ${e} < ${hd.e}`, (r, e) => `load_k(k_at(b, hk, k0 + ${r}, ${e}))`)}
+  ${stageColumns('fv_', TR, EVC, TR, ST, (r, e) => `k0 + ${r} < LK && ${e} < ${hd.ev}`, (r, e) => `load_v(v_at(b, hk, k0 + ${r}, ${e}))`)}
+  let jb = k0 + 4u * tr_;
+  var dka: array<f32, ${4 * OE}>;
+  var dva: array<f32, ${4 * OV}>;
+  if (u_c_first() == 0u) {
+    ${per((m) => `if (jb + ${m}u < LK) {
+        ${cols(OE, (o) => `if (tc_ + ${TC * o}u < ${hd.e}) { dka[${m * OE + o}] = load_dk(dk_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u)); }`)}
+        ${cols(OV, (o) => `if (tc_ + ${TC * o}u < ${hd.ev}) { dva[${m * OV + o}] = load_dv(dv_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u)); }`)}
+      }`)}
+  }
+  let sc_ = ${half ? 'u_scale()' : '1.0'};
+  for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
+    let h = hk * u_group() + g;
+    ${blockLoop(p, 'q', BQ, `
+      workgroupBarrier();
+      ${stageColumns('fq_', TC, EC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.e}`, qLoad)}
+      ${stageColumns('fdo_', TC, EVC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.ev}`, (r, e) => `load_dout(do_at(b, h, i0 + ${r}, ${e}))`)}
+      workgroupBarrier();
+      ${blockProduct('s', hd.e, wide(`fk_[kk * ${TR}u + tr_]`), wide(`fq_[kk * ${QS}u + tc_]`))}
+      ${blockProduct('dp', hd.ev, wide(`fv_[kk * ${TR}u + tr_]`), wide(`fdo_[kk * ${QS}u + tc_]`))}
+      let ib = i0 + 4u * tc_;
+      ${rowStats('ib', 'i_lim')}
+      ${per((m) => R.map((n) => `{
+        let j = jb + ${m}u;
+        let i = ib + ${n}u;
+        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
+        s${m}.${L[n]} = pr;
+        dp${m}.${L[n]} = dsr;
+      }`).join(' '))}
+      ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};\n      fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`)}
+      workgroupBarrier();
+      let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;
+      for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
+        ${per((m) => `let p${m} = fp_[(4u * tr_ + ${m}u) * ${TC}u + c4];\n        let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
+        ${cols(OE, (o) => `{
+          let q4 = ${wide(`fq_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
+          ${per((m) => `dka[${m * OE + o}] = dka[${m * OE + o}] + dot(d${m}, q4);`, '\n          ')}
+        }`)}
+        ${cols(OV, (o) => `{
+          let o4 = ${wide(`fdo_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
+          ${per((m) => `dva[${m * OV + o}] = dva[${m * OV + o}] + dot(p${m}, o4);`, '\n          ')}
+        }`)}
+      }
+`)}
+  }
+  ${per((m) => `if (jb + ${m}u < LK) {
+      ${cols(OE, (o) => `if (tc_ + ${TC * o}u < ${hd.e}) { store_dk(dk_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u), dka[${m * OE + o}]); }`)}
+      ${cols(OV, (o) => `if (tc_ + ${TC * o}u < ${hd.ev}) { store_dv(dv_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u), dva[${m * OV + o}]); }`)}
+    }`, '\n  ')}`;
+  const td = tileDispatch(p, 'k', BK, d.Hkv);
+  const total = nk + nv;
+  checkWorkBuffer(total, device, 'flash attention backward (dK/dV)');
+  const buf = empty([total], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_dkv_registers',
+    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...td.bindings],
+    uniforms: [...gradUniforms(p), ['dv_at', 'u32']],
+    workgroupSize: [WG],
+    helpers: `var<workgroup> fk_: array<vec4<${ST}>, ${EC * TR}>;
+var<workgroup> fv_: array<vec4<${ST}>, ${EVC * TR}>;
+var<workgroup> fq_: array<vec4<${ST}>, ${EC * QS}>;
+var<workgroup> fdo_: array<vec4<${ST}>, ${EVC * QS}>;
+var<workgroup> fp_: array<vec4<f32>, ${BK * TC}>;
+var<workgroup> fds_: array<vec4<f32>, ${BK * TC}>;
+fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
+fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
+${DO_AT}
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'k')}`,
+    body,
+  };
+  // loop iterations per query of one invocation: staging Qᵀ and dOᵀ, the two dot loops, the dK/dV loop
+  const cost = (((EC + EVC) * TC) / WG + d.E + d.Ev + TC + 8) / BQ;
+  const all: [number, number, number, number][] = [];
+  if (!Number.isFinite(device.maxLoopIterations) || d.G * d.Lq * cost <= device.maxLoopIterations * 0.6) all.push([0, d.Lq, 0, d.G]);
+  else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);
+  const values = gradValues(p, g);
+  all.forEach(([c0, c1, g0, g1], n) =>
+    run(spec, [...gradTensors(p, g), buf, ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk }, td.grid),
   );
   td.dispose();
   return { dk: buf.slice(0, 0, nk).reshape(kShape), dv: buf.slice(0, nk, nk + nv).reshape(vShape) };

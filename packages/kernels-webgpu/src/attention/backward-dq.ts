@@ -9,10 +9,10 @@ import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, headDims, passes, pickTile, storageStaging,
-  type FlashGradInputs, type FlashParams, type Tile,
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
+  registerBackward, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
-import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, kvRange, lanes, pairGrad, product, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { captureGradCall, hookGradBindings, hookGradTensors, hookGradWgsl, scoreModGrad } from './hooks.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
@@ -23,6 +23,11 @@ function dqBytes(t: Tile, EC: number, EVC: number): number {
 /** WGSL of `do_at`: the strided offset of dout (shared by both gradient kernels). */
 export const DO_AT = `fn do_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_do_off() + b * u_do_st(0u) + h * u_do_st(1u) + (qbase(b) + i) * u_do_st(2u) + e * u_do_st(3u); }`;
 
+/** Workgroup memory of the register dQ kernel: Qᵀ, dOᵀ (once), Kᵀ, Vᵀ (per tile; padded columns) and dS. */
+function dqRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: number): number {
+  return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + 16 * (4 * g.tr * g.tc);
+}
+
 /** dQ (float32, laid out like q but contiguous) of one backward call. */
 export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const d = dims(p);
@@ -32,6 +37,11 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   if (nq === 0) return empty(shape, 'float32', device);
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
+  if (registerBackward(p)) {
+    const half = halfGradStaging(p, g);
+    const rg = pickBackwardGrid(device, (x) => dqRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * EC) / x.tc, EC, EVC);
+    if (rg) return backwardDqRegisters(p, g, rg, half, shape, nq);
+  }
   const t = pickTile(device, (c) => dqBytes(c, EC, EVC), 'flash attention backward (dQ)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC)) / c.tc, !!p.hooks, EC <= 64 && EVC <= 64);
   const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
   const RM = BR / TR;
@@ -140,4 +150,105 @@ ${tileMapWgsl(p, 'q')}`,
   );
   td.dispose();
   return total === nq ? buf.reshape(shape) : buf.slice(0, 0, nq).reshape(shape);
+}
+
+/**
+ * The register dQ kernel (hardware GPUs): a workgroup of TR × TC threads owns 4·TR query rows, with Qᵀ and
+ * dOᵀ staged once as vec4 columns and the rows' lse and delta in registers; per tile of 4·TC keys (Kᵀ, Vᵀ
+ * staged likewise) thread (tr, tc) computes its 4×4 block of S and dP in registers in the forward's fma order
+ * (f32 Q pre-scaled: the scores are the forward's bit for bit), dS = P ∘ (dP − delta) per element with the
+ * masks, the score function's gradient and the capture-gradient hook, writes dS to workgroup memory once and
+ * accumulates dQ += dS·K as vec4 dot products over 4 keys into its 4 rows × (E/TC) columns.
+ */
+function backwardDqRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, shape: number[], nq: number): Tensor {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const { tr: TR, tc: TC } = grid;
+  const BR = 4 * TR;
+  const BC = 4 * TC;
+  const KS = TC + 1; // padded column stride of Kᵀ / Vᵀ: the dQ product reads Kᵀ across columns
+  const OE = EC / TC;
+  const WG = TR * TC;
+  const hd = headDims(p);
+  const ST = half ? 'f16' : 'f32';
+  const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
+  const R = [0, 1, 2, 3];
+  const L = VEC_LANES;
+  const per = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
+  const cols = (f: (o: number) => string, sep = '\n      ') => Array.from({ length: OE }, (_, o) => f(o)).join(sep);
+  const qLoad = (r: string, e: string) => (half ? `load_q(q_at(b, h, q0 + ${r}, ${e}))` : `load_q(q_at(b, h, q0 + ${r}, ${e})) * u_scale()`);
+  const body = `
+  ${tileOrigin(p, 'q', BR)}
+  let tc_ = lidx % ${TC}u;
+  let tr_ = lidx / ${TC}u;
+${kvRange(p, BR)}
+  ${stageColumns('fq_', TR, EC, TR, ST, (r, e) => `q0 + ${r} < LQ && ${e} < ${hd.e}`, qLoad)}
+  ${stageColumns('fdo_', TR, EVC, TR, ST, (r, e) => `q0 + ${r} < LQ && ${e} < ${hd.ev}`, (r, e) => `load_dout(do_at(b, h, q0 + ${r}, ${e}))`)}
+  let ib = q0 + 4u * tr_;
+  ${rowStats('ib', 'LQ')}
+  var dqa: array<f32, ${4 * OE}>;
+  if (u_c_first() == 0u) {
+    ${per((m) => `if (ib + ${m}u < LQ) {
+      ${cols((o) => `if (tc_ + ${TC * o}u < ${hd.e}) { dqa[${m * OE + o}] = load_dq(dq_idx(b, h, ib + ${m}u, tc_ + ${TC * o}u)); }`)}
+    }`)}
+  }
+  let sc_ = ${half ? 'u_scale()' : '1.0'};
+  ${blockLoop(p, 'kv', BC, `
+    workgroupBarrier();
+    ${stageColumns('fk_', TC, EC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.e}`, (r, e) => `load_k(k_at(b, hk, j0 + ${r}, ${e}))`)}
+    ${stageColumns('fv_', TC, EVC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.ev}`, (r, e) => `load_v(v_at(b, hk, j0 + ${r}, ${e}))`)}
+    workgroupBarrier();
+    ${blockProduct('s', hd.e, wide(`fq_[kk * ${TR}u + tr_]`), wide(`fk_[kk * ${KS}u + tc_]`))}
+    ${blockProduct('dp', hd.ev, wide(`fdo_[kk * ${TR}u + tr_]`), wide(`fv_[kk * ${KS}u + tc_]`))}
+    let jb = j0 + 4u * tc_;
+    ${per((m) => R.map((n) => `{
+      let i = ib + ${m}u;
+      let j = jb + ${n}u;
+      ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'i < LQ && j < j_hi', `lse4.${L[m]}`, `del4.${L[m]}`, scoreModGrad(p), ' * u_scale()', captureGradCall(p))}
+      s${m}.${L[n]} = dsr;
+    }`).join(' '))}
+    ${per((m) => `fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
+    workgroupBarrier();
+    let nk4 = (min(${BC}u, j_hi - j0) + 3u) / 4u;
+    for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
+      ${per((m) => `let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n      ')}
+      ${cols((o) => `{
+        let k4 = ${wide(`fk_[(tc_ + ${TC * o}u) * ${KS}u + c4]`)};
+        ${per((m) => `dqa[${m * OE + o}] = dqa[${m * OE + o}] + dot(d${m}, k4);`, '\n        ')}
+      }`)}
+    }
+`)}
+  ${per((m) => `if (ib + ${m}u < LQ) {
+    ${cols((o) => `if (tc_ + ${TC * o}u < ${hd.e}) { store_dq(dq_idx(b, h, ib + ${m}u, tc_ + ${TC * o}u), dqa[${m * OE + o}]); }`)}
+  }`, '\n  ')}`;
+  const costPerKey = (((EC + EVC) * TC) / WG + d.E + d.Ev + TC + 8) / BC;
+  const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
+  const td = tileDispatch(p, 'q', BR, d.Hq);
+  checkWorkBuffer(nq, device, 'flash attention backward (dQ)');
+  const buf = empty([nq], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_dq_registers',
+    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p), ...td.bindings],
+    uniforms: gradUniforms(p),
+    workgroupSize: [WG],
+    helpers: `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TR}>;
+var<workgroup> fdo_: array<vec4<${ST}>, ${EVC * TR}>;
+var<workgroup> fk_: array<vec4<${ST}>, ${EC * KS}>;
+var<workgroup> fv_: array<vec4<${ST}>, ${EVC * KS}>;
+var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;
+${DO_AT}
+${scoreHelpers(p)}
+${hookGradWgsl(p)}
+${tileMapWgsl(p, 'q')}`,
+    body,
+  };
+  const values = gradValues(p, g);
+  chunks.forEach(([c0, c1], n) =>
+    run(spec, [...gradTensors(p, g), buf, ...hookGradTensors(p), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, td.grid),
+  );
+  td.dispose();
+  return buf.reshape(shape);
 }

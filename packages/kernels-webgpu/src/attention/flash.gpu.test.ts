@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
-import { setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
+import { setFlashBackwardPath, setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles } from './flash.js';
 import { expectClose, gpuDevice, skipWithoutSwiftShader } from '../../../../test-utils/index.js';
 
 let gpu: WebGPUDevice;
@@ -50,8 +50,10 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
   for (const [tiles, staging] of [['software', 'workgroup'], ['hardware', 'workgroup'], ['small', 'storage'], ['medium', 'workgroup']] as const) {
     for (const c of tiles === 'medium' ? CASES.slice(0, 2) : CASES) {
       it(`${tiles} tiles, ${staging} staging: ${JSON.stringify(c)}`, async () => {
-        // the staged forward (the register forward has its own tests below) and the backward with each list
+        // the staged forward (the register forward has its own tests below) and the staged backward with each
+        // list (the register backward: backward-registers.gpu.test.ts)
         setFlashForwardPath('staged');
+        setFlashBackwardPath('staged');
         setFlashTiles(tiles);
         setFlashStaging(staging);
         try {
@@ -63,6 +65,7 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
           expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
         } finally {
           setFlashForwardPath('auto');
+          setFlashBackwardPath('auto');
           setFlashTiles('auto');
           setFlashStaging('auto');
         }
@@ -71,6 +74,7 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
   }
 
   it('hardware tiles with compile-time head dims (the H100 f32 kernels) match too', async () => {
+    setFlashBackwardPath('staged');
     setFlashTiles('hardware');
     setFlashSpecialization('always');
     try {
@@ -82,6 +86,7 @@ describe('cooperative tiles: every tile list matches the float64 reference forwa
       expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
       expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
     } finally {
+      setFlashBackwardPath('auto');
       setFlashTiles('auto');
       setFlashSpecialization('auto');
     }

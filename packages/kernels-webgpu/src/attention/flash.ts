@@ -16,7 +16,7 @@ import { flashForward as flashForwardTiles } from './forward.js';
 import { flashForwardSgmat, sgmatPlan } from './forward-sgmat.js';
 
 export {
-  FLASH_MAX_HEAD_DIM, passes, setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles,
+  FLASH_MAX_HEAD_DIM, passes, setFlashBackwardGrid, setFlashBackwardPath, setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles,
   type FlashBlocks, type FlashCaptureGrads, type FlashCaptures, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
 } from './plan.js';
 export { hookWgsl } from './hooks.js';

@@ -502,3 +502,78 @@ export function checkGrid(device: WebGPUDevice, n: number, argument: string): vo
     throw new WebattnError('LIMIT_EXCEEDED', `${argument}: batch × heads = ${n} exceeds maxComputeWorkgroupsPerDimension (${max})`, { argument });
   }
 }
+
+const envBackward = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_BACKWARD;
+let backwardPath: 'auto' | 'registers' | 'staged' = envBackward === 'registers' || envBackward === 'staged' ? envBackward : 'auto';
+/**
+ * Which backward the tile path generates: `auto` (by adapter), `registers` (each thread keeps a 4×4 block of
+ * S, dP, P and dS in registers; Q, K, V and dO staged transposed as vec4 columns: the hardware-GPU kernels) or
+ * `staged` (S and dP go through workgroup memory and the per-score work runs once per kernel in a plain loop).
+ * A tuning and testing knob (both run on every adapter; where no register grid fits — head dims over 128 f32,
+ * or the adapter's workgroup memory — the staged kernels run). The environment variable
+ * `WEBATTN_FLASH_BACKWARD` sets its start value.
+ */
+export function setFlashBackwardPath(mode: 'auto' | 'registers' | 'staged'): void {
+  backwardPath = mode;
+}
+
+/**
+ * Whether the backward takes the register path: forced by `setFlashBackwardPath` / `WEBATTN_FLASH_BACKWARD`;
+ * `auto`: on llvmpipe for kernels without front-door hooks (fwd+bwd B=1 H=4 L=1024 E=64 f32: 1.8 s with 4×4
+ * grids vs 4.8 s staged, same run; its compile takes well under a second), the staged kernels on SwiftShader
+ * (storage staging; slow compiles of unrolled code) and for hooked kernels on software adapters (one pipeline
+ * per user function, each unrolling the hooks 16 times), and on hardware GPUs as
+ * `REGISTER_BACKWARD_ON_HARDWARE` says (off until measured on the H100: bench/gpu/bwd_probe.mjs).
+ */
+export function registerBackward(p: FlashParams): boolean {
+  if (backwardPath !== 'auto') return backwardPath === 'registers';
+  const device = p.q.device as WebGPUDevice;
+  if (storageStaging(device)) return false;
+  return device.info.software ? !p.hooks : REGISTER_BACKWARD_ON_HARDWARE;
+}
+/** Whether `auto` takes the register backward on hardware GPUs. */
+const REGISTER_BACKWARD_ON_HARDWARE = false;
+
+/** A thread grid of the register backward: `tr` × `tc` threads, each owning 4×4 scores. */
+export interface BackwardGrid {
+  /** Threads along the kernel's own rows (query rows for dQ, key rows for dK/dV): 4·tr rows per workgroup. */
+  tr: number;
+  /** Threads along the looped side (key tiles for dQ, query tiles for dK/dV): 4·tc per tile. */
+  tc: number;
+}
+let backwardGrid: BackwardGrid | null = null;
+/**
+ * Forces the register backward's thread grid (both kernels) where it fits the adapter; `null` = the first
+ * fitting grid of the built-in list. A tuning and testing knob (bench/gpu/bwd_probe.mjs); results are the same.
+ */
+export function setFlashBackwardGrid(g: BackwardGrid | null): void {
+  backwardGrid = g;
+}
+/** The forced register-backward grid, or null. */
+export function forcedBackwardGrid(): BackwardGrid | null {
+  return backwardGrid;
+}
+
+/** Float16 q, k, v and dO are staged as f16 by the register backward (exact; widened where multiplied). */
+export function halfGradStaging(p: FlashParams, g: FlashGradInputs): boolean {
+  return p.q.dtype === 'float16' && p.k.dtype === 'float16' && p.v.dtype === 'float16' && g.dout.dtype === 'float16';
+}
+
+/** Register-backward grids of hardware GPUs and of software adapters, best first. */
+const BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }];
+const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
+
+/**
+ * The register backward's grid for one kernel, or null (the staged kernel then runs): `bytes(g)` its
+ * workgroup memory, `accumulators(g)` its f32 output accumulators per thread (at most 128, beyond that
+ * compilers spill), `rows` 4·tr ≤ 64 so that a workgroup never straddles a block-sparse block.
+ */
+export function pickBackwardGrid(device: WebGPUDevice, bytes: (g: BackwardGrid) => number, accumulators: (g: BackwardGrid) => number, EC: number, EVC: number): BackwardGrid | null {
+  const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
+  const fits = (g: BackwardGrid) =>
+    EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && bytes(g) <= budget && accumulators(g) <= 128 &&
+    g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
+  const forced = forcedBackwardGrid();
+  if (forced && fits(forced)) return forced;
+  return (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS).find(fits) ?? null;
+}

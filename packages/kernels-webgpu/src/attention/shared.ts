@@ -292,3 +292,62 @@ export function checkWorkBuffer(floats: number, device: WebGPUDevice, what: stri
     );
   }
 }
+
+/** Lane names of a vec4, in order. */
+export const VEC_LANES = ['x', 'y', 'z', 'w'] as const;
+
+/**
+ * Cooperative staging of an operand tile TRANSPOSED as vec4 columns (the register kernels): `buf[e · stride + r4]`
+ * holds rows 4·r4 .. 4·r4+3 of column e, for `groups` groups of 4 rows and `cols` columns, as `vec4<elem>`.
+ * Entries where `ok(row, e)` is false are zero; `load(row, e)` (an f32 expression) is evaluated only where valid.
+ */
+export function stageColumns(buf: string, groups: number, cols: number, stride: number, elem: 'f32' | 'f16', ok: (row: string, e: string) => string, load: (row: string, e: string) => string): string {
+  return `for (var t = lidx; t < ${groups * cols}u; t = t + WG_SIZE) {
+      let e_ = t % ${cols}u;
+      let r4_ = t / ${cols}u;
+      var x_ = vec4<${elem}>(0.0);
+      ${VEC_LANES.map((l, n) => `if (${ok(`4u * r4_ + ${n}u`, 'e_')}) { x_.${l} = ${elem}(${load(`4u * r4_ + ${n}u`, 'e_')}); }`).join('\n      ')}
+      ${buf}[e_ * ${stride}u + r4_] = x_;
+    }`;
+}
+
+/**
+ * The 4×4 register block product of the register backward kernels: declares `acc0..acc3` (vec4, zero) and adds
+ * `col[m] · row` for kk < `bound`, where `col` / `row` are vec4<f32> WGSL expressions of `kk` (a transposed
+ * vec4 column of the thread's 4 rows and of its 4 columns): fma over kk in order, as the register forward does.
+ */
+export function blockProduct(acc: string, bound: string, col: string, row: string): string {
+  return `${VEC_LANES.map((_, m) => `var ${acc}${m} = vec4<f32>(0.0);`).join(' ')}
+    for (var kk = 0u; kk < ${bound}; kk = kk + 1u) {
+      let c_ = ${col};
+      let r_ = ${row};
+      ${VEC_LANES.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n      ')}
+    }`;
+}
+
+/** `lse4` / `del4`: the forward's lse and delta of query rows `first`..+3 below `limit` (−∞ / 0 beyond). */
+export function rowStats(first: string, limit: string): string {
+  return `var lse4 = vec4<f32>(neg_inf());
+    var del4 = vec4<f32>(0.0);
+    ${VEC_LANES.map((l, n) => `if (${first} + ${n}u < ${limit}) { lse4.${l} = load_lse(lse_idx(b, h, ${first} + ${n}u)); del4.${l} = load_delta(lse_idx(b, h, ${first} + ${n}u)); }`).join('\n    ')}`;
+}
+
+/**
+ * One (query i, key j) pair of a register backward block: from the scaled-by-`sc_` dot product `s`, dP `dp` and
+ * the row's `lse` / `delta`, sets `pr` (P) and `dsr` (d loss / d raw score; times `dsScale`), zero where the pair
+ * is out of range or masked. `extra` runs with `raw` and `ds` in scope (the dQ kernel's capture gradients).
+ */
+export function pairGrad(s: string, dp: string, ok: string, lse: string, delta: string, grad: string, dsScale: string, extra = ''): string {
+  return `var pr = 0.0;
+      var dsr = 0.0;
+      if (${ok} && ${lse} != neg_inf()) {
+        let raw = ${s} * sc_;
+        let x = finish_score(raw, b, h, i, j, !full_blk);
+        if (x != neg_inf()) {
+          pr = exp(x - ${lse});
+          let ds = pr * (${dp} - ${delta});
+          ${extra}
+          dsr = ${grad}${dsScale};
+        }
+      }`;
+}
