@@ -112,14 +112,18 @@ export function sgmatPlan(p: FlashParams): (SgmatConfig & { emulate: boolean }) 
   const maxRows = p.blocks ? 64 : 128;
   // H100, B=8 H=16 L=4096 E=64 f16 (ms, two device calls): rs16·nsg8·bc16 19.2; rs32·nsg4·bc16 30.7-31.0 (kt 33.7);
   // rs16·nsg4·bc32·kt 53.6; rs32·nsg4·bc32 54.5 (kt 57.2); rs32·nsg2·bc16 70.9; rs32·nsg2·bc32 94.9 (qreload 169.4);
-  // tile forward 172.6-174.4. Eight subgroups of 16 rows and 16-key tiles first
+  // tile forward 172.6-174.4. Eight subgroups of 16 rows and 16-key tiles first.
+  // Then (lead's A/B call, same shapes; L=1024 / ViT B=128 L=196 beside): rs16·nsg8·bc16 21.1 ms (26.0 TFLOP/s), 1.89,
+  // 1.57; + vec 11.8 (46.6), 1.26, 1.02; + vec + split shuffle 12.0 (45.8), 1.09, 1.14; split alone 20.1. Vector
+  // staging and the two-lane softmax are on (the emulation, without subgroups, splits through workgroup memory).
+  const opts: Partial<SgmatConfig> = { vec: true, split: emulate ? 'wg' : 'shuffle' };
   const list: SgmatConfig[] = forced
     ? [forced]
     : [
-        { rs: 16, nsg: maxRows / 16 >= 8 ? 8 : maxRows / 16, bc: 16 },
-        { rs, nsg: Math.min(4, maxRows / rs), bc: 16 },
-        { rs, nsg: maxRows / rs, bc: 32 },
-        { rs: 16, nsg: 2, bc: 16 },
+        { rs: 16, nsg: maxRows / 16 >= 8 ? 8 : maxRows / 16, bc: 16, ...opts },
+        { rs, nsg: Math.min(4, maxRows / rs), bc: 16, ...opts },
+        { rs, nsg: maxRows / rs, bc: 32, ...opts },
+        { rs: 16, nsg: 2, bc: 16, ...opts },
       ];
   const budget = device.limits.maxComputeWorkgroupStorageSize;
   const c = list.find((x) => bytesOf(x, EC, EVC, emulate ? 4 : 2) <= budget && x.rs * x.nsg <= maxRows && x.nsg * 32 <= device.limits.maxComputeInvocationsPerWorkgroup);

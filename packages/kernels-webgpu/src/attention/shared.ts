@@ -340,10 +340,11 @@ export function rowStats(first: string, limit: string): string {
 export function pairGrad(s: string, dp: string, ok: string, lse: string, delta: string, grad: string, dsScale: string, extra = ''): string {
   return `var pr = 0.0;
       var dsr = 0.0;
-      if (${ok} && ${lse} != neg_inf()) {
+      // NaN by its bits beside the comparisons: the H100's driver took a NaN row's pairs for masked ones (dQ 0, not NaN)
+      if (${ok} && (${lse} != neg_inf() || is_nan_f32(${lse}))) {
         let raw = ${s} * sc_;
         let x = finish_score(raw, b, h, i, j, !full_blk);
-        if (x != neg_inf()) {
+        if (x != neg_inf() || is_nan_f32(x)) {
           pr = exp(x - ${lse});
           let ds = pr * (${dp} - ${delta});
           ${extra}
