@@ -30,6 +30,8 @@ WM, PM = load('webattn_models.json'), load('torch_models.json')
 ENV, STEPS = load('env.json', {}), load('steps.json', {'steps': []})
 PROBES = [load(n) for n in sorted(os.listdir(A.dir)) if n.startswith('probe') and n.endswith('.json')] if os.path.isdir(A.dir) else []
 MICRO = load('micro.json')  # sgmat_micro.mjs (optional step `micro`), else --micro FILE
+BWD = load('bwd_probe.json')  # bwd_probe.mjs (optional step `bwd`)
+SGAB = load('sgmat_ab.json')  # sgmat_attn.mjs --ab (subgroup-matrix forward options)
 if not MICRO.get('rows') and A.micro:
     with open(A.micro) as f:
         MICRO = json.load(f)
@@ -145,6 +147,9 @@ if J.get('f16_reason'):
     w(f"- TF.js has no f16 rows: {J['f16_reason']}.")
 if not W.get('f16', True):
     w('- webattn has no f16 rows: the adapter did not expose `shader-f16`.')
+if ENV.get('sources'):
+    w('- **Rows merged from several device calls** (each table\'s peers still come from one call): '
+      + '; '.join(safe(str(x)) for x in ENV['sources']) + '.')
 steps = STEPS.get('steps', [])
 if steps:
     w('- Steps of the call (seconds, exit status; 124 = stopped by its timeout, rows up to then are kept): '
@@ -583,6 +588,36 @@ if MICRO.get('rows'):
         t = 'default' if r.get('toggles') in (None, '', 'default') else 'no robustness/init/validation'
         val = ('error: ' + safe(str(r['error']))[:80]) if r.get('error') else ('skipped: ' + safe(str(r['skipped']))[:60]) if r.get('skipped') else num(r.get('ms'), 3)
         w(f"| {r.get('group', '')} | {safe(str(r.get('name', '')))} | {t} | {val} | {num(r.get('tflops'), 1)} | {num(r.get('gbps'), 0)} | {num(r.get('compile_ms'), 0)} |")
+    w('')
+
+# ---------------------------------------------------------------- register backward probe (optional)
+if BWD.get('rows'):
+    w('## Flash forward+backward: staged vs register backward (`apps/bench/gpu/bwd_probe.mjs`)')
+    w('')
+    w('fwd+bwd ms per backward variant, interleaved in one process; `reg` = the default register grid (8×8 threads), '
+      '`reg16x8` = 16×8 (fits f16 only; f32 falls back to the default grid). rel = max relative gradient difference from the staged kernels.')
+    w('')
+    vs = [k[:-len('_fwdbwd_ms')] for k in BWD['rows'][0] if k.endswith('_fwdbwd_ms')]
+    w('| shape | dtype | ' + ' | '.join(vs) + ' | staged ÷ reg | rel |')
+    w('|---|---|' + '---|' * len(vs) + '---|---|')
+    for r in BWD['rows']:
+        w(f"| B={r['B']} H={r['H']} L={r['L']} E={r['E']} | {r['dtype']} | " + ' | '.join(num(r.get(v + '_fwdbwd_ms'), 2) for v in vs)
+          + f" | {num(r.get('staged_over_reg'), 2)} | {num(r.get('reg_vs_staged_rel'), 7)} |")
+    w('')
+
+# ---------------------------------------------------------------- subgroup-matrix forward options (optional)
+if SGAB.get('rows'):
+    w('## Subgroup-matrix forward options, f16 (`apps/bench/gpu/sgmat_attn.mjs --ab`)')
+    w('')
+    w('Each configuration is first checked against a float64 reference (maxdiff), then timed; ms (TFLOP/s).')
+    w('')
+    shapes = list(dict.fromkeys(r['name'] for r in SGAB['rows']))
+    w('| config | ' + ' | '.join(shapes) + ' | maxdiff |')
+    w('|---|' + '---|' * len(shapes) + '---|')
+    for c in dict.fromkeys(r['config'] for r in SGAB['rows']):
+        by = {r['name']: r for r in SGAB['rows'] if r['config'] == c}
+        md = max((r.get('maxdiff') or 0) for r in by.values())
+        w(f"| {'default of the measured commit' if c == 'default' else safe(str(c))} | " + ' | '.join(f"{num(by[n].get('fwd_ms'), 2)} ({num(by[n].get('fwd_tflops'), 1)})" if n in by else '—' for n in shapes) + f" | {md:.1e} |")
     w('')
 
 if notes:
