@@ -10,7 +10,7 @@ import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
-  registerBackward, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
+  registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, lanes, pairGrad, product, qRange, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
@@ -184,30 +184,23 @@ ${tileMapWgsl(p, 'k')}`,
  * dK += dSᵀ·Q as vec4 dot products over 4 queries at a time into its 4 keys × (E/TC) columns.
  */
 function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean): { dk: Tensor; dv: Tensor } {
-  const d = dims(p);
+  const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
   const device = p.q.device as WebGPUDevice;
   const kShape = p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E];
   const vShape = p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev];
   const nk = kShape.reduce((a, x) => a * x, 1);
   const nv = vShape.reduce((a, x) => a * x, 1);
-  const EC = dimClass(d.E);
-  const EVC = dimClass(d.Ev);
   const { tr: TR, tc: TC } = grid;
   const BK = 4 * TR;
   const BQ = 4 * TC;
   const QS = TC + 1; // padded column stride of Qᵀ / dOᵀ: the dK/dV products read them across columns
   const OE = EC / TC;
   const OV = EVC / TC;
-  const WG = TR * TC;
-  const hd = headDims(p);
-  const ST = half ? 'f16' : 'f32';
-  const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
   const R = [0, 1, 2, 3];
   const L = VEC_LANES;
   const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
   const cols = (n: number, f: (o: number) => string, sep = '\n        ') => Array.from({ length: n }, (_, o) => f(o)).join(sep);
-  // f32: Q pre-scaled (the forward's scores bit for bit); f16: staged exactly, the scale multiplies S and dS
-  const qLoad = (r: string, e: string) => (half ? `load_q(q_at(b, h, i0 + ${r}, ${e}))` : `load_q(q_at(b, h, i0 + ${r}, ${e})) * u_scale()`);
+  const qLoad = qAt('i0');
   const body = `
   ${tileOrigin(p, 'k', BK)}
   let tc_ = lidx % ${TC}u;

@@ -10,7 +10,7 @@ import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
-  registerBackward, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
+  registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, kvRange, lanes, pairGrad, product, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { captureGradCall, hookGradBindings, hookGradTensors, hookGradWgsl, scoreModGrad } from './hooks.js';
@@ -161,24 +161,18 @@ ${tileMapWgsl(p, 'q')}`,
  * accumulates dQ += dS·K as vec4 dot products over 4 keys into its 4 rows × (E/TC) columns.
  */
 function backwardDqRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, shape: number[], nq: number): Tensor {
-  const d = dims(p);
+  const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
   const device = p.q.device as WebGPUDevice;
-  const EC = dimClass(d.E);
-  const EVC = dimClass(d.Ev);
   const { tr: TR, tc: TC } = grid;
   const BR = 4 * TR;
   const BC = 4 * TC;
   const KS = TC + 1; // padded column stride of Kᵀ / Vᵀ: the dQ product reads Kᵀ across columns
   const OE = EC / TC;
-  const WG = TR * TC;
-  const hd = headDims(p);
-  const ST = half ? 'f16' : 'f32';
-  const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
   const R = [0, 1, 2, 3];
   const L = VEC_LANES;
   const per = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
   const cols = (f: (o: number) => string, sep = '\n      ') => Array.from({ length: OE }, (_, o) => f(o)).join(sep);
-  const qLoad = (r: string, e: string) => (half ? `load_q(q_at(b, h, q0 + ${r}, ${e}))` : `load_q(q_at(b, h, q0 + ${r}, ${e})) * u_scale()`);
+  const qLoad = qAt('q0');
   const body = `
   ${tileOrigin(p, 'q', BR)}
   let tc_ = lidx % ${TC}u;

@@ -428,8 +428,25 @@ export function headDims(p: FlashParams): { e: string; ev: string } {
   return constantBounds(p) ? { e: `${d.E}u`, ev: `${d.Ev}u` } : { e: 'u_e()', ev: 'u_ev()' };
 }
 
-const envPath = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_FORWARD;
-let forwardPath: 'auto' | 'registers' | 'staged' = envPath === 'registers' || envPath === 'staged' ? envPath : 'auto';
+/** Which tile kernels a pass generates: `auto` (by adapter), `registers` or `staged` (see {@link setFlashForwardPath}). */
+type TilePath = 'auto' | 'registers' | 'staged';
+/** The start value of a path knob: its environment variable when set to `registers` / `staged`, else `auto`. */
+function envPath(name: string): TilePath {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+  return v === 'registers' || v === 'staged' ? v : 'auto';
+}
+/**
+ * The register kernels under `auto`: hardware GPUs, and llvmpipe for kernels without front-door hooks. SwiftShader
+ * (storage staging) and hooked kernels on software adapters keep the staged kernels: they compile every unrolled
+ * per-score statement slowly (SwiftShader seconds per hundred; LLVM one pipeline per user function).
+ */
+function takesRegisters(mode: TilePath, p: FlashParams): boolean {
+  if (mode !== 'auto') return mode === 'registers';
+  const device = p.q.device as WebGPUDevice;
+  if (storageStaging(device)) return false;
+  return !device.info.software || !p.hooks;
+}
+let forwardPath: TilePath = envPath('WEBATTN_FLASH_FORWARD');
 /**
  * Which forward the tile path generates: `auto` (by adapter), `registers` (each thread keeps a 4×4 block
  * of S and its online softmax in registers; Q/K staged transposed as vec4 columns: the hardware-GPU
@@ -437,22 +454,17 @@ let forwardPath: 'auto' | 'registers' | 'staged' = envPath === 'registers' || en
  * plain loop: small code, the software adapters' kernel). A testing knob (both run on every adapter);
  * results are the same. The environment variable `WEBATTN_FLASH_FORWARD` sets its start value.
  */
-export function setFlashForwardPath(mode: 'auto' | 'registers' | 'staged'): void {
+export function setFlashForwardPath(mode: TilePath): void {
   forwardPath = mode;
 }
 
 /**
- * Whether the forward takes the register path: forced by `setFlashForwardPath`, else on hardware GPUs, and
- * on llvmpipe for kernels without front-door hooks (its 8-row register blocks ran 1.9x faster than the staged
- * forward at B=1 H=4 L=1024 E=64, 168 vs 312 ms, for ~5 s of LLVM compile instead of ~2.4 s). SwiftShader
- * (storage staging) and hooked kernels on software adapters keep the staged forward: they compile every
- * unrolled per-score statement slowly (SwiftShader seconds per hundred; LLVM one pipeline per user function).
+ * Whether the forward takes the register path: forced by `setFlashForwardPath`, else as `takesRegisters` says
+ * (llvmpipe: its 8-row register blocks ran 1.9x faster than the staged forward at B=1 H=4 L=1024 E=64, 168 vs
+ * 312 ms, for ~5 s of LLVM compile instead of ~2.4 s; H100 f32 B=8 H=16 L=1024 E=64: 2.08 vs 12.1 ms).
  */
 export function registerForward(p: FlashParams): boolean {
-  if (forwardPath !== 'auto') return forwardPath === 'registers';
-  const device = p.q.device as WebGPUDevice;
-  if (storageStaging(device)) return false;
-  return !device.info.software || !p.hooks;
+  return takesRegisters(forwardPath, p);
 }
 
 let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean } | null = null;
@@ -503,8 +515,7 @@ export function checkGrid(device: WebGPUDevice, n: number, argument: string): vo
   }
 }
 
-const envBackward = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_BACKWARD;
-let backwardPath: 'auto' | 'registers' | 'staged' = envBackward === 'registers' || envBackward === 'staged' ? envBackward : 'auto';
+let backwardPath: TilePath = envPath('WEBATTN_FLASH_BACKWARD');
 /**
  * Which backward the tile path generates: `auto` (by adapter), `registers` (each thread keeps a 4×4 block of
  * S, dP, P and dS in registers; Q, K, V and dO staged transposed as vec4 columns: the hardware-GPU kernels) or
@@ -513,27 +524,19 @@ let backwardPath: 'auto' | 'registers' | 'staged' = envBackward === 'registers' 
  * or the adapter's workgroup memory — the staged kernels run). The environment variable
  * `WEBATTN_FLASH_BACKWARD` sets its start value.
  */
-export function setFlashBackwardPath(mode: 'auto' | 'registers' | 'staged'): void {
+export function setFlashBackwardPath(mode: TilePath): void {
   backwardPath = mode;
 }
 
 /**
- * Whether the backward takes the register path: forced by `setFlashBackwardPath` / `WEBATTN_FLASH_BACKWARD`;
- * `auto`: on llvmpipe for kernels without front-door hooks (fwd+bwd B=1 H=4 L=1024 E=64 f32: 1.8 s with 4×4
- * grids vs 4.8 s staged, same run; its compile takes well under a second), the staged kernels on SwiftShader
- * (storage staging; slow compiles of unrolled code) and for hooked kernels on software adapters (one pipeline
- * per user function, each unrolling the hooks 16 times), and on hardware GPUs as
- * `REGISTER_BACKWARD_ON_HARDWARE` says (on: H100 fwd+bwd B=8 H=16 L=1024 E=64 f32 57.6 → 24.0 ms, f16 70.5 → 16.1 ms
- * with 16×8 grids; ViT B=128 L=196 45.9 → 23.4 / 46.2 → 15.0; B=1 L=4096 95.4 → 44.3 / 94.5 → 25.2 — bwd_probe.mjs, one call).
+ * Whether the backward takes the register path: forced by `setFlashBackwardPath` / `WEBATTN_FLASH_BACKWARD`, else
+ * as `takesRegisters` says (llvmpipe fwd+bwd B=1 H=4 L=1024 E=64 f32: 1.8 s with 4×4 grids vs 4.8 s staged, same
+ * run; H100 fwd+bwd B=8 H=16 L=1024 E=64 f32 57.6 → 24.0 ms, f16 70.5 → 16.1 ms with 16×8 grids; ViT B=128 L=196
+ * 45.9 → 23.4 / 46.2 → 15.0; B=1 L=4096 95.4 → 44.3 / 94.5 → 25.2 — bwd_probe.mjs, one call).
  */
 export function registerBackward(p: FlashParams): boolean {
-  if (backwardPath !== 'auto') return backwardPath === 'registers';
-  const device = p.q.device as WebGPUDevice;
-  if (storageStaging(device)) return false;
-  return device.info.software ? !p.hooks : REGISTER_BACKWARD_ON_HARDWARE;
+  return takesRegisters(backwardPath, p);
 }
-/** Whether `auto` takes the register backward on hardware GPUs. */
-const REGISTER_BACKWARD_ON_HARDWARE = true;
 
 /** A thread grid of the register backward: `tr` × `tc` threads, each owning 4×4 scores. */
 export interface BackwardGrid {
@@ -577,4 +580,23 @@ export function pickBackwardGrid(device: WebGPUDevice, bytes: (g: BackwardGrid) 
   const forced = forcedBackwardGrid();
   if (forced && fits(forced)) return forced;
   return (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS).find(fits) ?? null;
+}
+
+/**
+ * The setup both register backward kernels share: head-dim classes, the grid's thread count, the head dims as WGSL,
+ * the staging element type, `wide` (a staged vec4 as vec4<f32>) and `qLoad(base)` — Q of row `base + r`, column
+ * `e`: pre-scaled for f32 (the forward's scores bit for bit), exact for f16 (the scale then multiplies S and dS).
+ */
+export function registerBackwardBasics(p: FlashParams, grid: { tr: number; tc: number }, half: boolean) {
+  const d = dims(p);
+  return {
+    d,
+    EC: dimClass(d.E),
+    EVC: dimClass(d.Ev),
+    WG: grid.tr * grid.tc,
+    hd: headDims(p),
+    ST: (half ? 'f16' : 'f32') as 'f16' | 'f32',
+    wide: (x: string) => (half ? `vec4<f32>(${x})` : x),
+    qLoad: (base: string) => (r: string, e: string) => (half ? `load_q(q_at(b, h, ${base} + ${r}, ${e}))` : `load_q(q_at(b, h, ${base} + ${r}, ${e})) * u_scale()`),
+  };
 }

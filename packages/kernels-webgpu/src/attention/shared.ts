@@ -352,3 +352,4 @@ export function pairGrad(s: string, dp: string, ok: string, lse: string, delta: 
         }
       }`;
 }
+
