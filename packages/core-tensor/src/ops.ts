@@ -1,8 +1,8 @@
-import { needsGrad } from './autograd.js';
+import { needsGrad, noGrad } from './autograd.js';
 import { getDefaultDevice, type Device } from './device.js';
 import { allocTyped, assertDType, isFloat, roundTo, type DType } from './dtype.js';
 import { check, WebattnError } from './errors.js';
-import { runKernel, type AttrsOf, type KernelAttrs } from './registry.js';
+import { getKernel, runKernel, type AttrsOf, type KernelAttrs } from './registry.js';
 import { tidy, untrack } from './scope.js';
 import { broadcastShapes, describe, isContiguous, normAxis, shapesEqual, sizeOf, validateShape } from './shape.js';
 import { fromTyped, Tensor, type TensorOptions } from './tensor.js';
@@ -747,7 +747,8 @@ export interface AdamwUpdateOptions {
  * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `param ← param − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + eps)`
  * — `torch.optim.AdamW`'s update. `param`, `grad`, `m`, `v` share one shape and device; the arithmetic
  * is float32 on WebGPU (float16 `param`/`grad` are read as float32 and the parameter is written back
- * rounded) and float64 on the CPU. Not recorded by autograd.
+ * rounded) and float64 on the CPU; a backend without the fused kernel (wasm) runs the same update from its
+ * elementwise kernels in `m`'s dtype. Not recorded by autograd.
  * Throws `SHAPE_MISMATCH` / `DEVICE_MISMATCH` / `DTYPE_UNSUPPORTED` / `INVALID_ARGUMENT` naming the argument.
  * @example
  * adamwUpdate(p, p.grad!, m, v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 });
@@ -771,14 +772,23 @@ export function adamwUpdate(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o
   num(weightDecay, 'weightDecay', (x) => x >= 0 && Number.isFinite(x), 'a finite number ≥ 0');
   num(step, 'step', (x) => Number.isInteger(x) && x >= 1, 'an integer ≥ 1');
   if (param.size === 0) return;
-  runKernel('adamw_step', param.device, [param, grad, m, v], {
-    beta1,
-    beta2,
-    eps,
-    decay: 1 - lr * weightDecay,
-    stepSize: lr / (1 - beta1 ** step),
-    bc2Sqrt: Math.sqrt(1 - beta2 ** step),
-  });
+  const attrs = { beta1, beta2, eps, decay: 1 - lr * weightDecay, stepSize: lr / (1 - beta1 ** step), bc2Sqrt: Math.sqrt(1 - beta2 ** step) };
+  if (getKernel('adamw_step', param.device.backend)) {
+    runKernel('adamw_step', param.device, [param, grad, m, v], attrs);
+    return;
+  }
+  // a backend without the fused kernel (wasm): the same update from its elementwise kernels, in m's dtype
+  noGrad(() =>
+    tidy(() => {
+      const dt = m.dtype;
+      const g = grad.dtype === dt ? grad : cast(grad, dt);
+      copyInto(m, add(mul(m, beta1), mul(g, 1 - beta1)));
+      copyInto(v, add(mul(v, beta2), mul(mul(g, g), 1 - beta2)));
+      const w = param.dtype === dt ? param : cast(param, dt);
+      const next = sub(mul(w, attrs.decay), mul(div(m, add(div(sqrt(v), attrs.bc2Sqrt), eps)), attrs.stepSize));
+      copyInto(param, next.dtype === param.dtype ? next : cast(next, param.dtype));
+    }),
+  );
 }
 
 /** True when `x` is a tensor laid out contiguously. */

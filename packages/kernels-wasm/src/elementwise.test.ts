@@ -293,3 +293,42 @@ for (const threads of [1, 2]) {
     });
   });
 }
+
+// adamwUpdate has no fused wasm kernel: on wasm it must run as wasm elementwise kernels (not the CPU reference
+// fallback over wasm memory), and match torch.optim.AdamW's formula written out in float64.
+describe('adamwUpdate on wasm: elementwise kernels, torch.optim.AdamW formula', () => {
+  it('three steps with weight decay match the float64 formula, in place', async () => {
+    const dev = await T.getDevice({ kind: 'wasm', wasmThreads: 1, cache: false });
+    try {
+      const o = { lr: 0.05, b1: 0.8, b2: 0.95, eps: 1e-6, wd: 0.1 };
+      const n = 37;
+      const p0 = Array.from(await T.randn([n], { seed: 1, dtype: 'float64' }).toArray());
+      const grads = await Promise.all([2, 3, 4].map(async (s) => Array.from(await T.randn([n], { seed: s, dtype: 'float64' }).toArray())));
+      const p = T.tensor(p0, [n], { device: dev });
+      const m = T.zeros([n], { device: dev });
+      const v = T.zeros([n], { device: dev });
+      const { ran } = countWasm(() =>
+        grads.forEach((g, s) => T.adamwUpdate(p, T.tensor(g, [n], { device: dev }), m, v, { lr: o.lr, beta1: o.b1, beta2: o.b2, eps: o.eps, weightDecay: o.wd, step: s + 1 })),
+      );
+      expect(ran.get('binary') ?? 0, 'wasm binary kernels ran').toBeGreaterThan(0);
+      expect(ran.get('copy_into') ?? 0, 'the state was written in place by wasm kernels').toBeGreaterThan(0);
+      const w = p0.slice();
+      const mm = p0.map(() => 0);
+      const vv = p0.map(() => 0);
+      grads.forEach((g, s) => {
+        const t = s + 1;
+        for (let i = 0; i < n; i++) {
+          w[i]! *= 1 - o.lr * o.wd;
+          mm[i] = o.b1 * mm[i]! + (1 - o.b1) * g[i]!;
+          vv[i] = o.b2 * vv[i]! + (1 - o.b2) * g[i]! ** 2;
+          w[i]! -= (o.lr * (mm[i]! / (1 - o.b1 ** t))) / (Math.sqrt(vv[i]! / (1 - o.b2 ** t)) + o.eps);
+        }
+      });
+      expectClose(Array.from(await p.toArray()), w, 1e-5, 1e-5);
+      expectClose(Array.from(await m.toArray()), mm, 1e-6, 1e-5);
+      expectClose(Array.from(await v.toArray()), vv, 1e-6, 1e-5);
+    } finally {
+      dev.destroy();
+    }
+  });
+});
