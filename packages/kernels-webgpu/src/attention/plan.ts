@@ -213,24 +213,18 @@ export interface Tile {
  * workgroup-memory read with a per-thread index is a gather: 16 threads with 8×8 register blocks
  * halve the reads per multiply-add.
  */
-const HW_TILES: Tile[] = [
-  { rows: 64, cols: 64, tr: 8, tc: 8 },
-  { rows: 64, cols: 32, tr: 8, tc: 8 },
-  { rows: 32, cols: 32, tr: 8, tc: 8 },
-  { rows: 32, cols: 16, tr: 8, tc: 8 },
-  { rows: 16, cols: 16, tr: 8, tc: 8 },
-  { rows: 16, cols: 8, tr: 8, tc: 8 },
-  { rows: 8, cols: 8, tr: 8, tc: 8 },
-  { rows: 8, cols: 4, tr: 8, tc: 4 },
-];
-const SW_TILES: Tile[] = [
-  { rows: 32, cols: 32, tr: 4, tc: 4 },
-  { rows: 32, cols: 16, tr: 4, tc: 4 },
-  { rows: 16, cols: 16, tr: 4, tc: 4 },
-  { rows: 16, cols: 8, tr: 4, tc: 4 },
-  { rows: 8, cols: 8, tr: 4, tc: 4 },
-  { rows: 8, cols: 4, tr: 4, tc: 4 },
-];
+/**
+ * A tile list from `rows`×`cols` down to 8×4: columns and rows halve in turn to 8×8, then 8×4 (at most 4
+ * column threads there), every tile on the same `tr`×`tc` thread grid.
+ */
+function ladder(rows: number, cols: number, tr: number, tc: number): Tile[] {
+  const out: Tile[] = [];
+  for (let r = rows, c = cols; r >= 8 && c >= 8; c < r ? (r /= 2) : (c /= 2)) out.push({ rows: r, cols: c, tr, tc });
+  out.push({ rows: 8, cols: 4, tr, tc: Math.min(tc, 4) });
+  return out;
+}
+const HW_TILES: Tile[] = ladder(64, 64, 8, 8);
+const SW_TILES: Tile[] = ladder(32, 32, 4, 4);
 
 /**
  * Tiles for kernels that must compile fast on software adapters (SwiftShader's Subzero backend emits
@@ -244,14 +238,7 @@ const SMALL_TILES: Tile[] = [
 ];
 
 /** 4×4 register blocks over 64 threads (a tuning choice for the hardware backward, see `setFlashTiles`). */
-const MEDIUM_TILES: Tile[] = [
-  { rows: 32, cols: 32, tr: 8, tc: 8 },
-  { rows: 32, cols: 16, tr: 8, tc: 8 },
-  { rows: 16, cols: 16, tr: 8, tc: 8 },
-  { rows: 16, cols: 8, tr: 8, tc: 8 },
-  { rows: 8, cols: 8, tr: 8, tc: 8 },
-  { rows: 8, cols: 4, tr: 8, tc: 4 },
-];
+const MEDIUM_TILES: Tile[] = ladder(32, 32, 8, 8);
 
 let tileMode: 'auto' | 'hardware' | 'software' | 'small' | 'medium' = 'auto';
 /**
