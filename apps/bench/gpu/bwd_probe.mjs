@@ -1,14 +1,19 @@
 // Backward probe of the attention generator: per shape and dtype, forward+backward ms of the flash path with
-// each backward variant of VARIANTS (staged = the staged dQ / dK/dV kernels, today's default; reg = the register
-// backward with its default grid; regTRxTC = a forced grid), interleaved round by round on the SAME inputs so
-// clock drift hits every variant alike, and (VALIDATE=1, default) the largest |difference| of dQ/dK/dV of each
-// variant against the staged one, relative to the staged gradient's largest |value|.
+// each backward variant of VARIANTS, interleaved round by round on the SAME inputs so clock drift hits every
+// variant alike, (VALIDATE=1, default) the largest |difference| of dQ/dK/dV of each variant against the first
+// one, relative to its largest |value|, and (PROFILE=1, default) the per-kernel GPU time of one step of the
+// first and the `auto` variant (profile(): timestamp queries where the adapter has them).
 //   node apps/bench/gpu/bwd_probe.mjs [--json out.json]    (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
-// env: VARIANTS (default "staged,reg,reg8x4,reg16x8"), DTYPES (default float32[,float16]), SHAPES_BWD ("B,H,L,E;…"), ROUNDS (5)
+// env: VARIANTS (default "old,auto,pf"), DTYPES (default float32[,float16]), SHAPES_BWD ("B,H,L,E;…"), ROUNDS (5)
+// Variants: staged = the staged dQ / dK/dV kernels; auto = the register backward with the defaults of this commit;
+// old = the defaults before the prefetch (f32: 8×8 both kernels, f16: 16×8, no prefetch); pf = the old grids
+// prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel.
 import * as T from "@webattn/core-tensor";
-import { scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
+import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
 import { setFlashBackwardGrid, setFlashBackwardPath } from "@webattn/kernels-webgpu/internal";
 import { QUICK, errText, median, opt, resultFile, secondsLeft } from "./common.mjs";
+// the grids the kernels ran with (plan.ts, the same module instance as the package's: not public API)
+const { lastBackwardGrids } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
 
 const dev = await T.getDevice({ kind: "webgpu" });
 const hasF16 = dev.hasFeature?.("shader-f16") ?? false;
@@ -18,28 +23,37 @@ const SHAPES = process.env.SHAPES_BWD
   ? process.env.SHAPES_BWD.split(";").map((s) => s.split(",").map(Number))
   : QUICK
     ? [[1, 4, 512, 64]]
-    : [[8, 16, 1024, 64], [128, 16, 196, 64], [1, 16, 4096, 64]];
-// a forced grid that does not fit the adapter or dtype (reg16x8 fits float16 only at E=64 on 48 KiB) runs the default grid
-const VARIANTS = (process.env.VARIANTS ?? "staged,reg,reg8x4,reg16x8").split(",");
+    : [[128, 16, 196, 64], [8, 16, 1024, 64], [1, 16, 4096, 64], [8, 16, 4096, 64]];
+// a forced grid that does not fit the adapter or dtype runs the first fitting grid of the built-in list
+// VARIANTS_float32 / VARIANTS_float16 override VARIANTS for one dtype
+const variantsOf = (dtype) => (process.env[`VARIANTS_${dtype}`] ?? process.env.VARIANTS ?? "old,auto,pf").split(",");
 const DTYPES = (process.env.DTYPES ?? (hasF16 ? "float32,float16" : "float32")).split(",");
 const ROUNDS = Number(process.env.ROUNDS ?? (QUICK ? 3 : 5));
 const VALIDATE = process.env.VALIDATE !== "0";
+const PROFILE = process.env.PROFILE !== "0";
 
-function setVariant(v) {
-  if (v === "staged") {
-    setFlashBackwardPath("staged");
-    setFlashBackwardGrid(null);
-    return;
-  }
-  setFlashBackwardPath("registers");
-  const m = /^reg(\d+)x(\d+)$/.exec(v);
-  setFlashBackwardGrid(m ? { tr: Number(m[1]), tc: Number(m[2]) } : null);
+const grid = (s) => {
+  const m = /^(\d+)x(\d+)(pf)?(t)?$/.exec(s);
+  if (!m) throw new Error(`bad grid ${s}`);
+  return { tr: Number(m[1]), tc: Number(m[2]), prefetch: !!m[3], ...(m[4] ? { turns: true } : {}) };
+};
+function setVariant(v, dtype) {
+  setFlashBackwardPath(v === "staged" ? "staged" : "registers");
+  if (v === "staged" || v === "auto") return setFlashBackwardGrid(null);
+  const old = dtype === "float16" ? "16x8" : "8x8";
+  if (v === "old" || v === "pf") return setFlashBackwardGrid(grid(old + (v === "pf" ? "pf" : "")));
+  let m = /^reg(\d+x\d+(?:pf)?t?)$/.exec(v);
+  if (m) return setFlashBackwardGrid(grid(m[1]));
+  m = /^dq(\d+x\d+(?:pf)?t?)-dkv(\d+x\d+(?:pf)?t?)$/.exec(v);
+  if (m) return setFlashBackwardGrid({ dq: grid(m[1]), dkv: grid(m[2]) });
+  throw new Error(`unknown variant ${v}`);
 }
 
 for (const [B, H, L, E] of SHAPES) {
   for (const dtype of DTYPES) {
     if (secondsLeft() < 10) break;
     const row = { B, H, L, E, dtype: dtype === "float16" ? "f16" : "f32" };
+    const VARIANTS = variantsOf(dtype);
     const mk = (seed) => T.randn([B, H, L, E], { seed, device: dev, dtype, requiresGrad: true });
     const [q, k, v] = [mk(1), mk(2), mk(3)];
     const g = T.randn([B, H, L, E], { seed: 4, device: dev, dtype });
@@ -55,12 +69,15 @@ for (const [B, H, L, E] of SHAPES) {
     const grads = {};
     // first call per variant: compile + one step (and the gradients for the comparison)
     for (const variant of VARIANTS) {
-      setVariant(variant);
+      setVariant(variant, dtype);
       try {
         const t0 = performance.now();
         step();
         await dev.sync();
         row[`${variant}_first_ms`] = +(performance.now() - t0).toFixed(0);
+        const used = lastBackwardGrids();
+        const fmt = (g) => (g ? `${g.tr}x${g.tc}${g.prefetch ? "pf" : ""}${g.turns ? "t" : ""}` : "staged");
+        row[`${variant}_grids`] = `dq ${fmt(used.dq)}, dkv ${fmt(used.dkv)}`;
         // kept on the device (compared there: the larger shapes' gradients are hundreds of MB)
         if (VALIDATE) {
           // copies: clearing a tensor's grad releases the one autograd made
@@ -71,30 +88,48 @@ for (const [B, H, L, E] of SHAPES) {
       }
       clear();
     }
-    if (VALIDATE && grads.staged) {
+    const base = VARIANTS[0];
+    if (VALIDATE && grads[base]) {
       const f32 = (t) => (t.dtype === "float32" ? t : T.cast(t, "float32"));
-      for (const variant of VARIANTS.filter((x) => x !== "staged" && grads[x])) {
+      for (const variant of VARIANTS.filter((x) => x !== base && grads[x])) {
         let diff = 0;
         let scale = 0;
         for (let n = 0; n < 3; n++) {
-          const a = f32(grads.staged[n]);
+          const a = f32(grads[base][n]);
           const d = T.abs(T.sub(a, f32(grads[variant][n])));
           // the sum turns any NaN into NaN (a maximum may drop it)
           const [mx, sm, sc] = await Promise.all([T.max(d), T.sum(d), T.max(T.abs(a))].map(async (t) => (await t.toArray())[0]));
           diff = Number.isNaN(sm) ? Infinity : Math.max(diff, mx);
           scale = Math.max(scale, sc);
         }
-        row[`${variant}_vs_staged_rel`] = +(diff / scale).toExponential(2);
+        row[`${variant}_vs_${base}_rel`] = +(diff / scale).toExponential(2);
       }
     }
     for (const gs of Object.values(grads)) for (const t of gs) t.dispose?.();
+    // where the time goes: GPU ms per kernel of one step, the first variant and `auto`
+    if (PROFILE) {
+      for (const variant of [...new Set([base, "auto"])].filter((x) => VARIANTS.includes(x) && !row[`${x}_error`])) {
+        setVariant(variant, dtype);
+        try {
+          const pr = await profile(dev, async () => {
+            T.tidy(step);
+            clear();
+            await dev.sync();
+          });
+          row[`${variant}_profile`] = Object.fromEntries(pr.kernels.map((k) => [k.name, +k.gpuMs.toFixed(3)]));
+          row[`${variant}_profile_timing`] = pr.timing;
+        } catch (e) {
+          row[`${variant}_profile_error`] = errText(e);
+        }
+      }
+    }
     // timed rounds, variants interleaved: batches of back-to-back steps, median per variant
     const times = Object.fromEntries(VARIANTS.map((x) => [x, []]));
     let batch = 0;
     for (let r = 0; r < ROUNDS && secondsLeft() > 8; r++) {
       for (const variant of VARIANTS) {
         if (row[`${variant}_error`]) continue;
-        setVariant(variant);
+        setVariant(variant, dtype);
         if (!batch) {
           const t0 = performance.now();
           T.tidy(step);
@@ -113,7 +148,11 @@ for (const [B, H, L, E] of SHAPES) {
     }
     for (const variant of VARIANTS) if (times[variant].length) row[`${variant}_fwdbwd_ms`] = +median(times[variant]).toFixed(3);
     row.batch = batch;
-    if (row.staged_fwdbwd_ms && row.reg_fwdbwd_ms) row.staged_over_reg = +(row.staged_fwdbwd_ms / row.reg_fwdbwd_ms).toFixed(2);
+    for (const variant of VARIANTS.filter((x) => x !== base && row[`${x}_fwdbwd_ms`])) {
+      if (row[`${base}_fwdbwd_ms`]) row[`${base}_over_${variant}`] = +(row[`${base}_fwdbwd_ms`] / row[`${variant}_fwdbwd_ms`]).toFixed(2);
+    }
+    // attention TFLOP/s as docs/benchmarks.md counts them: 4·B·H·L²·E × 3.5 for forward+backward
+    for (const variant of VARIANTS) if (row[`${variant}_fwdbwd_ms`]) row[`${variant}_tflops`] = +((3.5 * 4 * B * H * L * L * E) / (row[`${variant}_fwdbwd_ms`] * 1e9)).toFixed(1);
     out.emit(row);
     for (const t of [q, k, v, g]) t.dispose();
     dev.emptyCache?.();

@@ -9,12 +9,12 @@ import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile,
   registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, lanes, pairGrad, product, qRange, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
-import { DO_AT } from './backward-dq.js';
+import { DO_AT, prefetchColumns, prefetchWords } from './backward-dq.js';
 import { scoreModGrad } from './hooks.js';
 
 function dkvBytes(t: Tile, EC: number, EVC: number): number {
@@ -22,8 +22,8 @@ function dkvBytes(t: Tile, EC: number, EVC: number): number {
 }
 
 /** Workgroup memory of the register dK/dV kernel: Kᵀ, Vᵀ (once), Qᵀ, dOᵀ (per tile; padded columns) and P, dS. */
-function dkvRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: number): number {
-  return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + 2 * 16 * (4 * g.tr * g.tc);
+function dkvRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: number, turns: boolean): number {
+  return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + (turns ? 1 : 2) * 16 * (4 * g.tr * g.tc);
 }
 
 /** dK and dV (float32, laid out like k/v but contiguous) of one backward call. */
@@ -44,9 +44,16 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   const EVC = dimClass(d.Ev);
   if (registerBackward(p)) {
     const half = halfGradStaging(p, g);
-    const rg = pickBackwardGrid(device, (x) => dkvRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * (EC + EVC)) / x.tc, EC, EVC);
-    if (rg) return backwardDkvRegisters(p, g, rg, half);
+    const eb = half ? 2 : 4;
+    const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
+    // P and dS in one buffer by turns where forced, or where two buffers do not fit
+    const turns = (x: BackwardGrid) => x.turns ?? dkvRegisterBytes(x, EC, EVC, eb, false) > budget;
+    const rg = pickBackwardGrid(device, 'dkv', (x) => dkvRegisterBytes(x, EC, EVC, eb, turns(x)), (x) => (4 * (EC + EVC)) / x.tc, (x) => prefetchWords(x, EC, EVC, half), EC, EVC);
+    const chosen = rg ? { ...rg, turns: turns(rg) } : null;
+    noteBackwardGrid('dkv', chosen);
+    if (chosen) return backwardDkvRegisters(p, g, chosen, half);
   }
+  noteBackwardGrid('dkv', null);
   const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc, !!p.hooks, EC <= 64 && EVC <= 64);
   const { rows: BK, cols: BQ, tr: TR, tc: TC } = t;
   const RM = BK / TR;
@@ -201,6 +208,20 @@ function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: Backward
   const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
   const cols = (n: number, f: (o: number) => string, sep = '\n        ') => Array.from({ length: n }, (_, o) => f(o)).join(sep);
   const qLoad = qAt('i0');
+  const turns = !!grid.turns;
+  const dkStep = cols(OE, (o) => `{
+          let q4 = ${wide(`fq_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
+          ${per((m) => `dka[${m * OE + o}] = dka[${m * OE + o}] + dot(d${m}, q4);`, '\n          ')}
+        }`);
+  const dvStep = cols(OV, (o) => `{
+          let o4 = ${wide(`fdo_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
+          ${per((m) => `dva[${m * OV + o}] = dva[${m * OV + o}] + dot(p${m}, o4);`, '\n          ')}
+        }`);
+  const pf = !!grid.prefetch;
+  // the prefetch reads absolute rows: qAt('0u') is Q of row 0 + r (pre-scaled for f32, as the staged tile)
+  const qRow = qAt('0u');
+  const qPf = prefetchColumns('qr_', 'fq_', TC, EC, QS, WG, ST, (r, e) => `${r} < i_lim && ${e} < ${hd.e}`, qRow);
+  const doPf = prefetchColumns('dor_', 'fdo_', TC, EVC, QS, WG, ST, (r, e) => `${r} < i_lim && ${e} < ${hd.ev}`, (r, e) => `load_dout(do_at(b, h, ${r}, ${e}))`);
   const body = `
   ${tileOrigin(p, 'k', BK)}
   let tc_ = lidx % ${TC}u;
@@ -218,13 +239,28 @@ ${qRange(p, BK)}
       }`)}
   }
   let sc_ = ${half ? 'u_scale()' : '1.0'};
+  ${pf ? `${qPf.decl}
+  ${doPf.decl}` : ''}
   for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
     let h = hk * u_group() + g;
+    ${pf ? 'var pre_i = 0xffffffffu;' : ''}
     ${blockLoop(p, 'q', BQ, `
       workgroupBarrier();
-      ${stageColumns('fq_', TC, EC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.e}`, qLoad)}
-      ${stageColumns('fdo_', TC, EVC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.ev}`, (r, e) => `load_dout(do_at(b, h, i0 + ${r}, ${e}))`)}
+      ${pf ? `// this tile's Qᵀ and dOᵀ: prefetched into registers during the previous tile unless a new range starts here
+      if (pre_i != i0) {
+        ${qPf.load('i0')}
+        ${doPf.load('i0')}
+      }
+      ${qPf.store}
+      ${doPf.store}` : `${stageColumns('fq_', TC, EC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.e}`, qLoad)}
+      ${stageColumns('fdo_', TC, EVC, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e} < ${hd.ev}`, (r, e) => `load_dout(do_at(b, h, i0 + ${r}, ${e}))`)}`}
       workgroupBarrier();
+      ${pf ? `// the next query tile of this head, read from storage while this one is multiplied
+      if (i0 + ${BQ}u < i_lim) {
+        ${qPf.load(`(i0 + ${BQ}u)`)}
+        ${doPf.load(`(i0 + ${BQ}u)`)}
+        pre_i = i0 + ${BQ}u;
+      }` : ''}
       ${blockProduct('s', hd.e, wide(`fk_[kk * ${TR}u + tr_]`), wide(`fq_[kk * ${QS}u + tc_]`))}
       ${blockProduct('dp', hd.ev, wide(`fv_[kk * ${TR}u + tr_]`), wide(`fdo_[kk * ${QS}u + tc_]`))}
       let ib = i0 + 4u * tc_;
@@ -236,20 +272,27 @@ ${qRange(p, BK)}
         s${m}.${L[n]} = pr;
         dp${m}.${L[n]} = dsr;
       }`).join(' '))}
-      ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};\n      fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`)}
-      workgroupBarrier();
       let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;
+      ${turns ? `// P and dS take turns in fp_: dV += Pᵀ·dO, then dK += dSᵀ·Q
+      ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
+      workgroupBarrier();
+      for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
+        ${per((m) => `let p${m} = fp_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
+        ${dvStep}
+      }
+      workgroupBarrier();
+      ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`)}
+      workgroupBarrier();
+      for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
+        ${per((m) => `let d${m} = fp_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
+        ${dkStep}
+      }` : `${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};\n      fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`)}
+      workgroupBarrier();
       for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
         ${per((m) => `let p${m} = fp_[(4u * tr_ + ${m}u) * ${TC}u + c4];\n        let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
-        ${cols(OE, (o) => `{
-          let q4 = ${wide(`fq_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
-          ${per((m) => `dka[${m * OE + o}] = dka[${m * OE + o}] + dot(d${m}, q4);`, '\n          ')}
-        }`)}
-        ${cols(OV, (o) => `{
-          let o4 = ${wide(`fdo_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
-          ${per((m) => `dva[${m * OV + o}] = dva[${m * OV + o}] + dot(p${m}, o4);`, '\n          ')}
-        }`)}
-      }
+        ${dkStep}
+        ${dvStep}
+      }`}
 `)}
   }
   ${per((m) => `if (jb + ${m}u < LK) {
@@ -262,7 +305,7 @@ ${qRange(p, BK)}
   const buf = empty([total], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv_registers',
-    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}${pf ? 'pf' : ''}${turns ? 't' : ''}`),
     bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...td.bindings],
     uniforms: [...gradUniforms(p), ['dv_at', 'u32']],
     workgroupSize: [WG],
@@ -271,7 +314,7 @@ var<workgroup> fv_: array<vec4<${ST}>, ${EVC * TR}>;
 var<workgroup> fq_: array<vec4<${ST}>, ${EC * QS}>;
 var<workgroup> fdo_: array<vec4<${ST}>, ${EVC * QS}>;
 var<workgroup> fp_: array<vec4<f32>, ${BK * TC}>;
-var<workgroup> fds_: array<vec4<f32>, ${BK * TC}>;
+${turns ? '' : `var<workgroup> fds_: array<vec4<f32>, ${BK * TC}>;`}
 fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
 fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
 ${DO_AT}

@@ -9,7 +9,7 @@ import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, passes, pickBackwardGrid, pickTile,
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile,
   registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, kvRange, lanes, pairGrad, product, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
@@ -23,9 +23,55 @@ function dqBytes(t: Tile, EC: number, EVC: number): number {
 /** WGSL of `do_at`: the strided offset of dout (shared by both gradient kernels). */
 export const DO_AT = `fn do_at(b: u32, h: u32, i: u32, e: u32) -> u32 { return u_do_off() + b * u_do_st(0u) + h * u_do_st(1u) + (qbase(b) + i) * u_do_st(2u) + e * u_do_st(3u); }`;
 
+/**
+ * A looped-side operand tile of the register backward staged THROUGH REGISTERS (the prefetch of the register
+ * forward): `load(base)` reads the tile of `groups` × 4 rows from row `base` on and `cols` columns into the registers
+ * `reg` (as `stageColumns` lays it out: vec4 columns of 4 rows), `store` writes them to `buf[e · stride + r4]`. A
+ * kernel loads the NEXT tile after the barrier that ends the staging of the current one, so the storage reads run
+ * while the current tile is multiplied. `ok(row, e)` / `read(row, e)` take the absolute row.
+ */
+export function prefetchColumns(
+  reg: string,
+  buf: string,
+  groups: number,
+  cols: number,
+  stride: number,
+  WG: number,
+  elem: 'f32' | 'f16',
+  ok: (row: string, e: string) => string,
+  read: (row: string, e: string) => string,
+): { decl: string; load: (base: string) => string; store: string; words: number } {
+  const total = groups * cols;
+  const n = Math.ceil(total / WG);
+  const guard = (u: number, x: string) => (u * WG + WG > total ? `if (lidx + ${u * WG}u < ${total}u) { ${x} }` : x);
+  const each = (f: (u: number) => string) => Array.from({ length: n }, (_, u) => guard(u, f(u))).join('\n    ');
+  return {
+    decl: `var ${reg}: array<vec4<${elem}>, ${n}>;`,
+    load: (base) =>
+      each(
+        (u) => `{
+      let t = lidx + ${u * WG}u;
+      let e_ = t % ${cols}u;
+      let r4_ = t / ${cols}u;
+      var x_ = vec4<${elem}>(0.0);
+      ${VEC_LANES.map((l, m) => `if (${ok(`${base} + 4u * r4_ + ${m}u`, 'e_')}) { x_.${l} = ${elem}(${read(`${base} + 4u * r4_ + ${m}u`, 'e_')}); }`).join('\n      ')}
+      ${reg}[${u}] = x_;
+    }`,
+      ),
+    store: each((u) => `{ let t = lidx + ${u * WG}u; ${buf}[(t % ${cols}u) * ${stride}u + t / ${cols}u] = ${reg}[${u}]; }`),
+    words: n * (elem === 'f16' ? 2 : 4),
+  };
+}
+
 /** Workgroup memory of the register dQ kernel: Qᵀ, dOᵀ (once), Kᵀ, Vᵀ (per tile; padded columns) and dS. */
 function dqRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: number): number {
   return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + 16 * (4 * g.tr * g.tc);
+}
+
+/** 32-bit words one thread of a register backward kernel holds to prefetch a looped-side tile (two operands, 4·tc rows). */
+export function prefetchWords(g: BackwardGrid, EC: number, EVC: number, half: boolean): number {
+  const WG = g.tr * g.tc;
+  return (Math.ceil((g.tc * EC) / WG) + Math.ceil((g.tc * EVC) / WG)) * (half ? 2 : 4);
 }
 
 /** dQ (float32, laid out like q but contiguous) of one backward call. */
@@ -39,9 +85,11 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const EVC = dimClass(d.Ev);
   if (registerBackward(p)) {
     const half = halfGradStaging(p, g);
-    const rg = pickBackwardGrid(device, (x) => dqRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * EC) / x.tc, EC, EVC);
+    const rg = pickBackwardGrid(device, 'dq', (x) => dqRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * EC) / x.tc, (x) => prefetchWords(x, EC, EVC, half), EC, EVC);
+    noteBackwardGrid('dq', rg);
     if (rg) return backwardDqRegisters(p, g, rg, half, shape, nq);
   }
+  noteBackwardGrid('dq', null);
   const t = pickTile(device, (c) => dqBytes(c, EC, EVC), 'flash attention backward (dQ)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC)) / c.tc, !!p.hooks, EC <= 64 && EVC <= 64);
   const { rows: BR, cols: BC, tr: TR, tc: TC } = t;
   const RM = BR / TR;
@@ -173,6 +221,9 @@ function backwardDqRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardG
   const per = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
   const cols = (f: (o: number) => string, sep = '\n      ') => Array.from({ length: OE }, (_, o) => f(o)).join(sep);
   const qLoad = qAt('q0');
+  const pf = !!grid.prefetch;
+  const kPf = prefetchColumns('kr_', 'fk_', TC, EC, KS, WG, ST, (r, e) => `${r} < j_hi && ${e} < ${hd.e}`, (r, e) => `load_k(k_at(b, hk, ${r}, ${e}))`);
+  const vPf = prefetchColumns('vr_', 'fv_', TC, EVC, KS, WG, ST, (r, e) => `${r} < j_hi && ${e} < ${hd.ev}`, (r, e) => `load_v(v_at(b, hk, ${r}, ${e}))`);
   const body = `
   ${tileOrigin(p, 'q', BR)}
   let tc_ = lidx % ${TC}u;
@@ -189,11 +240,26 @@ ${kvRange(p, BR)}
     }`)}
   }
   let sc_ = ${half ? 'u_scale()' : '1.0'};
+  ${pf ? `${kPf.decl}
+  ${vPf.decl}
+  var pre_j = 0xffffffffu;` : ''}
   ${blockLoop(p, 'kv', BC, `
     workgroupBarrier();
-    ${stageColumns('fk_', TC, EC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.e}`, (r, e) => `load_k(k_at(b, hk, j0 + ${r}, ${e}))`)}
-    ${stageColumns('fv_', TC, EVC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.ev}`, (r, e) => `load_v(v_at(b, hk, j0 + ${r}, ${e}))`)}
+    ${pf ? `// this tile's Kᵀ and Vᵀ: prefetched into registers during the previous tile unless a new range starts here
+    if (pre_j != j0) {
+      ${kPf.load('j0')}
+      ${vPf.load('j0')}
+    }
+    ${kPf.store}
+    ${vPf.store}` : `${stageColumns('fk_', TC, EC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.e}`, (r, e) => `load_k(k_at(b, hk, j0 + ${r}, ${e}))`)}
+    ${stageColumns('fv_', TC, EVC, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e} < ${hd.ev}`, (r, e) => `load_v(v_at(b, hk, j0 + ${r}, ${e}))`)}`}
     workgroupBarrier();
+    ${pf ? `// the next key tile, read from storage while this one is multiplied
+    if (j0 + ${BC}u < j_hi) {
+      ${kPf.load(`(j0 + ${BC}u)`)}
+      ${vPf.load(`(j0 + ${BC}u)`)}
+      pre_j = j0 + ${BC}u;
+    }` : ''}
     ${blockProduct('s', hd.e, wide(`fq_[kk * ${TR}u + tr_]`), wide(`fk_[kk * ${KS}u + tc_]`))}
     ${blockProduct('dp', hd.ev, wide(`fdo_[kk * ${TR}u + tr_]`), wide(`fv_[kk * ${KS}u + tc_]`))}
     let jb = j0 + 4u * tc_;
@@ -224,7 +290,7 @@ ${kvRange(p, BR)}
   const buf = empty([nq], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dq_registers',
-    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}${pf ? 'pf' : ''}`),
     bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p), ...td.bindings],
     uniforms: gradUniforms(p),
     workgroupSize: [WG],

@@ -62,8 +62,8 @@ const CASES: Case[] = [
   { B: 1, Hq: 2, Hkv: 2, Lq: 33, Lkv: 100, E: 128, Ev: 16, causal: false, mask: null, scale: 0.3 },
   { B: 2, Hq: 1, Hkv: 1, Lq: 19, Lkv: 23, E: 32, Ev: 128, causal: true, mask: null },
 ];
-// null = the adapter's default grid
-const GRIDS = [null, { tr: 8, tc: 8 }, { tr: 4, tc: 4 }, { tr: 4, tc: 8 }, { tr: 8, tc: 4 }];
+// null = the adapter's default grid; prefetch = the next looped-side tile read into registers during this one
+const GRIDS = [null, { tr: 8, tc: 8, prefetch: true }, { tr: 16, tc: 4, prefetch: true, turns: true }, { tr: 4, tc: 8 }, { tr: 8, tc: 4, prefetch: true }];
 
 describe('the register backward matches the float64 reference (dQ, dK, dV)', () => {
   CASES.forEach((c, n) => {
@@ -100,9 +100,10 @@ describe('the register backward matches the float64 reference (dQ, dK, dV)', () 
 });
 
 describe('the register backward splits long loops into passes under the adapter loop cap', () => {
-  it('Lq = Lkv = 2600 (GQA 2→1): more dispatches than one per kernel where there is a cap, and the reference grads', async () => {
+  it('Lq = Lkv = 2600 (GQA 2→1), prefetching: more dispatches than one per kernel where there is a cap, and the reference grads', async () => {
     const c: Case = { B: 1, Hq: 2, Hkv: 1, Lq: 2600, Lkv: 2600, E: 16, Ev: 16, causal: false, mask: null };
     setFlashBackwardPath('registers');
+    setFlashBackwardGrid({ tr: 4, tc: 4, prefetch: true });
     const d0 = gpu.counters().dispatches;
     const got = await attend(c, gpu, 'float32');
     const dispatches = gpu.counters().dispatches - d0;

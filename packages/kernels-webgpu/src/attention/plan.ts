@@ -531,18 +531,42 @@ export interface BackwardGrid {
   tr: number;
   /** Threads along the looped side (key tiles for dQ, query tiles for dK/dV): 4·tc per tile. */
   tc: number;
+  /**
+   * Load the next looped-side tile (K/V for dQ, Q/dO for dK/dV) from storage into registers while the current one
+   * is multiplied (the register forward's prefetch); default where the per-thread registers allow (see `pickBackwardGrid`).
+   */
+  prefetch?: boolean;
+  /**
+   * dK/dV kernel only: P and dS take turns in one workgroup buffer (dV += Pᵀ·dO first, then dK += dSᵀ·Q; two more
+   * barriers per tile) — what lets 16×4 fit f32 at head dim 64. Default: where two buffers do not fit.
+   */
+  turns?: boolean;
 }
-let backwardGrid: BackwardGrid | null = null;
+/** Which register backward kernel a grid is for. */
+export type BackwardKernel = 'dq' | 'dkv';
+let backwardGrid: Record<BackwardKernel, BackwardGrid | null> = { dq: null, dkv: null };
 /**
- * Forces the register backward's thread grid (both kernels) where it fits the adapter; `null` = the first
- * fitting grid of the built-in list. A tuning and testing knob (bench/gpu/bwd_probe.mjs); results are the same.
+ * Forces the register backward's thread grid where it fits the adapter: one grid for both kernels, or `{ dq, dkv }`
+ * per kernel; `null` = the first fitting grid of the built-in list. A tuning and testing knob
+ * (bench/gpu/bwd_probe.mjs); results are the same.
  */
-export function setFlashBackwardGrid(g: BackwardGrid | null): void {
-  backwardGrid = g;
+export function setFlashBackwardGrid(g: BackwardGrid | { dq?: BackwardGrid | null; dkv?: BackwardGrid | null } | null): void {
+  if (!g) backwardGrid = { dq: null, dkv: null };
+  else if ('tr' in g) backwardGrid = { dq: g, dkv: g };
+  else backwardGrid = { dq: g.dq ?? null, dkv: g.dkv ?? null };
 }
-/** The forced register-backward grid, or null. */
-export function forcedBackwardGrid(): BackwardGrid | null {
-  return backwardGrid;
+let lastGrids: Record<BackwardKernel, BackwardGrid | null> = { dq: null, dkv: null };
+/** The register-backward grid each kernel ran with last (null: the staged kernel); for probes (bench/gpu/bwd_probe.mjs). */
+export function lastBackwardGrids(): Record<BackwardKernel, BackwardGrid | null> {
+  return { ...lastGrids };
+}
+/** Records the grid `kernel` runs with (see {@link lastBackwardGrids}). */
+export function noteBackwardGrid(kernel: BackwardKernel, g: BackwardGrid | null): void {
+  lastGrids = { ...lastGrids, [kernel]: g };
+}
+/** The forced register-backward grid of one kernel, or null. */
+export function forcedBackwardGrid(kernel: BackwardKernel): BackwardGrid | null {
+  return backwardGrid[kernel];
 }
 
 /** Float16 q, k, v and dO are staged as f16 by the register backward (exact; widened where multiplied). */
@@ -550,23 +574,42 @@ export function halfGradStaging(p: FlashParams, g: FlashGradInputs): boolean {
   return p.q.dtype === 'float16' && p.k.dtype === 'float16' && p.v.dtype === 'float16' && g.dout.dtype === 'float16';
 }
 
-/** Register-backward grids of hardware GPUs and of software adapters, best first (16×8 fits f16 inputs at head dim 64). */
-const BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }];
+/**
+ * Register-backward grids of hardware GPUs and of software adapters, best first. 16×8 fits f16 inputs at head dim
+ * 64 (both kernels); 16×4 fits the f32 dQ kernel at head dim 64 (64 query rows per workgroup: each staged K/V tile
+ * serves twice the rows of 8×8); the f32 dK/dV kernel takes 8×8.
+ */
+const BACKWARD_GRIDS: Record<BackwardKernel, BackwardGrid[]> = {
+  dq: [{ tr: 16, tc: 8 }, { tr: 16, tc: 4 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }],
+  dkv: [{ tr: 16, tc: 8 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }],
+};
 const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
 
 /**
  * The register backward's grid for one kernel, or null (the staged kernel then runs): `bytes(g)` its
  * workgroup memory, `accumulators(g)` its f32 output accumulators per thread (at most 128, beyond that
- * compilers spill), `rows` 4·tr ≤ 64 so that a workgroup never straddles a block-sparse block.
+ * compilers spill), `rows` 4·tr ≤ 64 so that a workgroup never straddles a block-sparse block. `staged(g)`: the
+ * 32-bit words one thread loads per looped-side tile; the grid prefetches (unless forced otherwise) on hardware
+ * GPUs where they fit 32 registers (the forward's rule).
  */
-export function pickBackwardGrid(device: WebGPUDevice, bytes: (g: BackwardGrid) => number, accumulators: (g: BackwardGrid) => number, EC: number, EVC: number): BackwardGrid | null {
+export function pickBackwardGrid(
+  device: WebGPUDevice,
+  kernel: BackwardKernel,
+  bytes: (g: BackwardGrid) => number,
+  accumulators: (g: BackwardGrid) => number,
+  staged: (g: BackwardGrid) => number,
+  EC: number,
+  EVC: number,
+): BackwardGrid | null {
   const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
   const fits = (g: BackwardGrid) =>
     EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const forced = forcedBackwardGrid();
-  if (forced && fits(forced)) return forced;
-  return (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS).find(fits) ?? null;
+  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.prefetch ?? (!device.info.software && staged(g) <= 32) });
+  const forced = forcedBackwardGrid(kernel);
+  if (forced && fits(forced)) return withPrefetch(forced);
+  const g = (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS[kernel]).find(fits);
+  return g ? withPrefetch(g) : null;
 }
 
 /**
