@@ -6,14 +6,15 @@
 //   node apps/bench/gpu/bwd_probe.mjs [--json out.json]    (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
 // env: VARIANTS (default "old,auto,pf"), DTYPES (default float32[,float16]), SHAPES_BWD ("B,H,L,E;…"), ROUNDS (5)
 // Variants: staged = the staged dQ / dK/dV kernels; auto = the register backward with the defaults of this commit;
+// nods / ds = the default grids with the scores backward (dQ = dS·K, plan.ts setFlashBackwardScores) off / forced;
 // old = the defaults before the prefetch (f32: 8×8 both kernels, f16: 16×8, no prefetch); pf = the old grids
 // prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel.
 import * as T from "@webattn/core-tensor";
 import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
-import { setFlashBackwardGrid, setFlashBackwardPath } from "@webattn/kernels-webgpu/internal";
+import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores } from "@webattn/kernels-webgpu/internal";
 import { QUICK, errText, median, opt, resultFile, secondsLeft } from "./common.mjs";
 // the grids the kernels ran with (plan.ts, the same module instance as the package's: not public API)
-const { lastBackwardGrids } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
+const { lastBackwardGrids, parseBackwardGrid } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
 
 const dev = await T.getDevice({ kind: "webgpu" });
 const hasF16 = dev.hasFeature?.("shader-f16") ?? false;
@@ -33,13 +34,15 @@ const VALIDATE = process.env.VALIDATE !== "0";
 const PROFILE = process.env.PROFILE !== "0";
 
 const grid = (s) => {
-  const m = /^(\d+)x(\d+)(pf)?(t)?$/.exec(s);
-  if (!m) throw new Error(`bad grid ${s}`);
-  return { tr: Number(m[1]), tc: Number(m[2]), prefetch: !!m[3], ...(m[4] ? { turns: true } : {}) };
+  const g = parseBackwardGrid(s);
+  if (!g) throw new Error(`bad grid ${s}`);
+  return g;
 };
 function setVariant(v, dtype) {
   setFlashBackwardPath(v === "staged" ? "staged" : "registers");
-  if (v === "staged" || v === "auto") return setFlashBackwardGrid(null);
+  // the scores backward (dQ = dS·K): `auto` as the library decides, `ds` forced where the call qualifies, else off
+  setFlashBackwardScores(v === "auto" ? "auto" : v === "ds" ? "always" : "never");
+  if (v === "staged" || v === "auto" || v === "nods" || v === "ds") return setFlashBackwardGrid(null);
   const old = dtype === "float16" ? "16x8" : "8x8";
   if (v === "old" || v === "pf") return setFlashBackwardGrid(grid(old + (v === "pf" ? "pf" : "")));
   let m = /^reg(\d+x\d+(?:pf)?t?)$/.exec(v);
@@ -76,7 +79,7 @@ for (const [B, H, L, E] of SHAPES) {
         await dev.sync();
         row[`${variant}_first_ms`] = +(performance.now() - t0).toFixed(0);
         const used = lastBackwardGrids();
-        const fmt = (g) => (g ? `${g.tr}x${g.tc}${g.prefetch ? "pf" : ""}${g.turns ? "t" : ""}` : "staged");
+        const fmt = (g) => (g ? `${g.tr}x${g.tc}${g.prefetch ? "pf" : ""}${g.turns ? "t" : ""}` : "none");
         row[`${variant}_grids`] = `dq ${fmt(used.dq)}, dkv ${fmt(used.dkv)}`;
         // kept on the device (compared there: the larger shapes' gradients are hundreds of MB)
         if (VALIDATE) {

@@ -48,6 +48,7 @@ export {
   setFlashForwardPath,
   setFlashBackwardPath,
   setFlashBackwardGrid,
+  setFlashBackwardScores,
   setFlashRegisterTile,
   hookWgsl,
   type FlashParams,

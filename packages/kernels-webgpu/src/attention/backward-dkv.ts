@@ -5,16 +5,16 @@
  * turns them into P and dS (masks and hooks evaluated once per kernel, never unrolled); dV += Pᵀ·dO and
  * dK += dSᵀ·Q are two more products. Probabilities are recomputed from the forward's lse.
  */
-import { empty, type Tensor } from '@webattn/core-tensor';
+import { empty, matmul, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
-  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile,
+  cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile, scoresBackward,
   registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, lanes, pairGrad, product, qRange, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
-import { DO_AT, prefetchColumns, prefetchWords } from './backward-dq.js';
+import { DO_AT, prefetchColumns } from './backward-dq.js';
 import { scoreModGrad } from './hooks.js';
 
 function dkvBytes(t: Tile, EC: number, EVC: number): number {
@@ -24,6 +24,41 @@ function dkvBytes(t: Tile, EC: number, EVC: number): number {
 /** Workgroup memory of the register dK/dV kernel: Kᵀ, Vᵀ (once), Qᵀ, dOᵀ (per tile; padded columns) and P, dS. */
 function dkvRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: number, turns: boolean): number {
   return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + (turns ? 1 : 2) * 16 * (4 * g.tr * g.tc);
+}
+
+/** The register dK/dV kernel's grid for one call (P/dS by turns resolved), or null where none fits. */
+function dkvRegisterGrid(p: FlashParams, g: FlashGradInputs): BackwardGrid | null {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  const EC = dimClass(d.E);
+  const EVC = dimClass(d.Ev);
+  const eb = halfGradStaging(p, g) ? 2 : 4;
+  const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
+  // P and dS in one buffer by turns where forced, or where two buffers do not fit
+  const turns = (x: BackwardGrid) => x.turns ?? dkvRegisterBytes(x, EC, EVC, eb, false) > budget;
+  const rg = pickBackwardGrid(device, 'dkv', (x) => dkvRegisterBytes(x, EC, EVC, eb, turns(x)), (x) => (4 * (EC + EVC)) / x.tc, EC, EVC);
+  return rg ? { ...rg, turns: turns(rg) } : null;
+}
+
+/**
+ * The backward through materialised scores' gradients (short sequences; see `scoresBackward` in plan.ts): the
+ * register dK/dV kernel also writes dS·scale `[B, H, Lq, Lkv]` (float32, every pair: dense, non-causal, no window or
+ * block tables), and dQ = dS·K is one batched matmul — instead of the dQ kernel, which recomputes S and dP. Null
+ * where the call does not qualify (the two kernels then run).
+ */
+export function backwardViaScores(p: FlashParams, g: FlashGradInputs): { dq: Tensor; dk: Tensor; dv: Tensor } | null {
+  const d = dims(p);
+  const device = p.q.device as WebGPUDevice;
+  if (!scoresBackward(p, d.B * d.Hq * d.Lq * d.Lkv * 4, device.limits.maxStorageBufferBindingSize) || !registerBackward(p)) return null;
+  const grid = dkvRegisterGrid(p, g);
+  if (!grid) return null;
+  noteBackwardGrid('dkv', grid);
+  noteBackwardGrid('dq', null);
+  const ds = empty([d.B, d.Hq, d.Lq, d.Lkv], 'float32', device);
+  const { dk, dv } = backwardDkvRegisters(p, g, grid, halfGradStaging(p, g), ds);
+  const dq = matmul(ds, p.k);
+  ds.dispose();
+  return { dq, dk, dv };
 }
 
 /** dK and dV (float32, laid out like k/v but contiguous) of one backward call. */
@@ -42,18 +77,9 @@ export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   if (d.B * d.Hkv * d.Lkv === 0 || nk === 0) return { dk: empty(kShape, 'float32', device), dv: empty(vShape, 'float32', device) };
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
-  if (registerBackward(p)) {
-    const half = halfGradStaging(p, g);
-    const eb = half ? 2 : 4;
-    const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
-    // P and dS in one buffer by turns where forced, or where two buffers do not fit
-    const turns = (x: BackwardGrid) => x.turns ?? dkvRegisterBytes(x, EC, EVC, eb, false) > budget;
-    const rg = pickBackwardGrid(device, 'dkv', (x) => dkvRegisterBytes(x, EC, EVC, eb, turns(x)), (x) => (4 * (EC + EVC)) / x.tc, (x) => prefetchWords(x, EC, EVC, half), EC, EVC);
-    const chosen = rg ? { ...rg, turns: turns(rg) } : null;
-    noteBackwardGrid('dkv', chosen);
-    if (chosen) return backwardDkvRegisters(p, g, chosen, half);
-  }
-  noteBackwardGrid('dkv', null);
+  const chosen = registerBackward(p) ? dkvRegisterGrid(p, g) : null;
+  noteBackwardGrid('dkv', chosen);
+  if (chosen) return backwardDkvRegisters(p, g, chosen, halfGradStaging(p, g), null);
   const t = pickTile(device, (c) => dkvBytes(c, EC, EVC), 'flash attention backward (dK/dV)', true, (c) => ((c.rows / c.tr) * (2 * c.cols + EC + EVC)) / c.tc, !!p.hooks, EC <= 64 && EVC <= 64);
   const { rows: BK, cols: BQ, tr: TR, tc: TC } = t;
   const RM = BK / TR;
@@ -190,7 +216,7 @@ ${tileMapWgsl(p, 'k')}`,
  * per element), writes the two 4×4 blocks to workgroup memory once, and accumulates dV += Pᵀ·dO and
  * dK += dSᵀ·Q as vec4 dot products over 4 queries at a time into its 4 keys × (E/TC) columns.
  */
-function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean): { dk: Tensor; dv: Tensor } {
+function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, ds: Tensor | null): { dk: Tensor; dv: Tensor } {
   const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
   const device = p.q.device as WebGPUDevice;
   const kShape = p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E];
@@ -271,7 +297,9 @@ ${qRange(p, BK)}
         ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
         s${m}.${L[n]} = pr;
         dp${m}.${L[n]} = dsr;
-      }`).join(' '))}
+      }`).join(' '))}${ds ? `
+      // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
+      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
       let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;
       ${turns ? `// P and dS take turns in fp_: dV += Pᵀ·dO, then dK += dSᵀ·Q
       ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
@@ -305,8 +333,8 @@ ${qRange(p, BK)}
   const buf = empty([total], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv_registers',
-    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}${pf ? 'pf' : ''}${turns ? 't' : ''}`),
-    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...td.bindings],
+    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}${pf ? 'pf' : ''}${turns ? 't' : ''}${ds ? 'ds' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...(ds ? [{ name: 'dsc', dtype: 'float32' as const, access: 'read_write' as const }] : []), ...td.bindings],
     uniforms: [...gradUniforms(p), ['dv_at', 'u32']],
     workgroupSize: [WG],
     helpers: `var<workgroup> fk_: array<vec4<${ST}>, ${EC * TR}>;
@@ -329,7 +357,7 @@ ${tileMapWgsl(p, 'k')}`,
   else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);
   const values = gradValues(p, g);
   all.forEach(([c0, c1, g0, g1], n) =>
-    run(spec, [...gradTensors(p, g), buf, ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk }, td.grid),
+    run(spec, [...gradTensors(p, g), buf, ...(ds ? [ds] : []), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk }, td.grid),
   );
   td.dispose();
   return { dk: buf.slice(0, 0, nk).reshape(kShape), dv: buf.slice(0, nk, nk + nv).reshape(vShape) };

@@ -68,12 +68,6 @@ function dqRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: nu
   return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + 16 * (4 * g.tr * g.tc);
 }
 
-/** 32-bit words one thread of a register backward kernel holds to prefetch a looped-side tile (two operands, 4·tc rows). */
-export function prefetchWords(g: BackwardGrid, EC: number, EVC: number, half: boolean): number {
-  const WG = g.tr * g.tc;
-  return (Math.ceil((g.tc * EC) / WG) + Math.ceil((g.tc * EVC) / WG)) * (half ? 2 : 4);
-}
-
 /** dQ (float32, laid out like q but contiguous) of one backward call. */
 export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const d = dims(p);
@@ -85,7 +79,7 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const EVC = dimClass(d.Ev);
   if (registerBackward(p)) {
     const half = halfGradStaging(p, g);
-    const rg = pickBackwardGrid(device, 'dq', (x) => dqRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * EC) / x.tc, (x) => prefetchWords(x, EC, EVC, half), EC, EVC);
+    const rg = pickBackwardGrid(device, 'dq', (x) => dqRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * EC) / x.tc, EC, EVC);
     noteBackwardGrid('dq', rg);
     if (rg) return backwardDqRegisters(p, g, rg, half, shape, nq);
   }

@@ -1,7 +1,8 @@
 import { afterEach, beforeAll, afterAll, describe, expect, it, type TestContext } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
-import { setFlashBackwardGrid, setFlashBackwardPath, setFlashSpecialization } from './flash.js';
+import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashSpecialization } from './flash.js';
+import { lastBackwardGrids } from './plan.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 
 // The register backward (backward-dq.ts / backward-dkv.ts, hardware GPUs by default) forced on llvmpipe:
@@ -15,6 +16,7 @@ afterAll(() => gpu?.destroy());
 afterEach(() => {
   setFlashBackwardPath('auto');
   setFlashBackwardGrid(null);
+  setFlashBackwardScores('auto');
   setFlashSpecialization('auto');
 });
 
@@ -96,6 +98,38 @@ describe('the register backward matches the float64 reference (dQ, dK, dV)', () 
     expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
     expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
     expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+  }, COMPILE_TIMEOUT);
+});
+
+describe('the scores backward (dK/dV kernel writes dS, dQ = dS·K as a matmul) matches the float64 reference', () => {
+  const cases: Case[] = [
+    { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 40, Ev: 24, causal: false, mask: 'float' },
+    { B: 1, Hq: 2, Hkv: 2, Lq: 77, Lkv: 131, E: 64, Ev: 32, causal: false, mask: 'bool', scale: 0.3 },
+  ];
+  cases.forEach((c, n) => {
+    it(JSON.stringify(c), async () => {
+      const ref = await attend(c, cpu, 'float64');
+      setFlashBackwardPath('registers');
+      setFlashBackwardScores('always');
+      if (n === 1) setFlashBackwardGrid({ tr: 4, tc: 4, prefetch: true });
+      const got = await attend(c, gpu, 'float32');
+      // the dQ kernel did not run: dQ came from the scores the dK/dV kernel wrote
+      expect(lastBackwardGrids().dq).toBe(null);
+      expect(lastBackwardGrids().dkv).not.toBe(null);
+      expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+      expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+      expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+    }, COMPILE_TIMEOUT);
+  });
+
+  it('causal and grouped-query calls do not qualify: the dQ kernel runs', async () => {
+    const c = CASES[0]!;
+    const ref = await attend(c, cpu, 'float64');
+    setFlashBackwardPath('registers');
+    setFlashBackwardScores('always');
+    const got = await attend(c, gpu, 'float32');
+    expect(lastBackwardGrids().dq).not.toBe(null);
+    expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
   }, COMPILE_TIMEOUT);
 });
 

@@ -9,14 +9,14 @@
  */
 import { WebattnError, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
-import { backwardDkv } from './backward-dkv.js';
+import { backwardDkv, backwardViaScores } from './backward-dkv.js';
 import { backwardDq } from './backward-dq.js';
 import { checkGrid, dims, type FlashGradInputs, type FlashParams } from './plan.js';
 import { flashForward as flashForwardTiles } from './forward.js';
 import { flashForwardSgmat, sgmatPlan } from './forward-sgmat.js';
 
 export {
-  FLASH_MAX_HEAD_DIM, passes, setFlashBackwardGrid, setFlashBackwardPath, setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles,
+  FLASH_MAX_HEAD_DIM, passes, setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles,
   type FlashBlocks, type FlashCaptureGrads, type FlashCaptures, type FlashGradInputs, type FlashHooks, type FlashMask, type FlashParams,
 } from './plan.js';
 export { hookWgsl } from './hooks.js';
@@ -57,8 +57,7 @@ export function flashBackward(
   }
   // gradients accumulate in float32 across passes; cast at the end for float16 inputs
   checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
-  const dq = backwardDq(p, g);
-  const { dk, dv } = backwardDkv(p, g);
+  const { dq, dk, dv } = backwardViaScores(p, g) ?? { dq: backwardDq(p, g), ...backwardDkv(p, g) };
   const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());
   return { dq: cast(dq, p.q), dk: cast(dk, p.k), dv: cast(dv, p.v) };
 }

@@ -544,11 +544,21 @@ export interface BackwardGrid {
 }
 /** Which register backward kernel a grid is for. */
 export type BackwardKernel = 'dq' | 'dkv';
-let backwardGrid: Record<BackwardKernel, BackwardGrid | null> = { dq: null, dkv: null };
+/**
+ * A grid from its text `TRxTC[pf][t]` (`pf` prefetch on, else off; `t` P/dS by turns), as the environment variable
+ * `WEBATTN_FLASH_BACKWARD_GRID` and bench/gpu/bwd_probe.mjs write it; null for anything else.
+ */
+export function parseBackwardGrid(text: string | undefined): BackwardGrid | null {
+  const m = /^(\d+)x(\d+)(pf)?(t)?$/.exec(text ?? '');
+  return m ? { tr: Number(m[1]), tc: Number(m[2]), prefetch: !!m[3], ...(m[4] ? { turns: true } : {}) } : null;
+}
+const envGrid = parseBackwardGrid((globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_BACKWARD_GRID);
+let backwardGrid: Record<BackwardKernel, BackwardGrid | null> = { dq: envGrid, dkv: envGrid };
 /**
  * Forces the register backward's thread grid where it fits the adapter: one grid for both kernels, or `{ dq, dkv }`
  * per kernel; `null` = the first fitting grid of the built-in list. A tuning and testing knob
- * (bench/gpu/bwd_probe.mjs); results are the same.
+ * (bench/gpu/bwd_probe.mjs); results are the same. The environment variable `WEBATTN_FLASH_BACKWARD_GRID`
+ * (`TRxTC[pf][t]`, e.g. `4x4pf`) sets its start value.
  */
 export function setFlashBackwardGrid(g: BackwardGrid | { dq?: BackwardGrid | null; dkv?: BackwardGrid | null } | null): void {
   if (!g) backwardGrid = { dq: null, dkv: null };
@@ -576,28 +586,27 @@ export function halfGradStaging(p: FlashParams, g: FlashGradInputs): boolean {
 
 /**
  * Register-backward grids of hardware GPUs and of software adapters, best first. 16×8 fits f16 inputs at head dim
- * 64 (both kernels); 16×4 fits the f32 dQ kernel at head dim 64 (64 query rows per workgroup: each staged K/V tile
- * serves twice the rows of 8×8); the f32 dK/dV kernel takes 8×8.
+ * 64 (both kernels); 16×4 fits f32 at head dim 64 (64 rows per workgroup: each staged tile serves twice the rows of
+ * 8×8; the dK/dV kernel then takes P and dS by turns). H100 (Dawn/Vulkan, bwd_probe.mjs, one call, fwd+bwd ms, f32
+ * E=64, old = 8×8 both without prefetch): ViT B=128 H=16 L=196 22.70 → 16.53, B=8 L=1024 24.37 → 16.62, B=1
+ * L=4096 42.60 → 30.58, B=8 L=4096 319.5 → 230.6 (8×8 dK/dV with prefetch: 17.23 / 18.93 / 31.05 / 221.1).
  */
-const BACKWARD_GRIDS: Record<BackwardKernel, BackwardGrid[]> = {
-  dq: [{ tr: 16, tc: 8 }, { tr: 16, tc: 4 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }],
-  dkv: [{ tr: 16, tc: 8 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }],
-};
+const BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8 }, { tr: 16, tc: 4 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }];
 const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
 
 /**
  * The register backward's grid for one kernel, or null (the staged kernel then runs): `bytes(g)` its
  * workgroup memory, `accumulators(g)` its f32 output accumulators per thread (at most 128, beyond that
- * compilers spill), `rows` 4·tr ≤ 64 so that a workgroup never straddles a block-sparse block. `staged(g)`: the
- * 32-bit words one thread loads per looped-side tile; the grid prefetches (unless forced otherwise) on hardware
- * GPUs where they fit 32 registers (the forward's rule).
+ * compilers spill), `rows` 4·tr ≤ 64 so that a workgroup never straddles a block-sparse block. The grid prefetches
+ * (unless forced otherwise) on hardware GPUs: H100 f32 8×8, fwd+bwd B=8 H=16 L=1024 E=64 24.37 → 17.42 ms although
+ * its 64 prefetch registers per thread are twice the forward's limit; f16 16×8 14.75 → 12.63 ms. Software adapters
+ * gain nothing from it (llvmpipe runs a workgroup's threads one SIMD batch after another).
  */
 export function pickBackwardGrid(
   device: WebGPUDevice,
   kernel: BackwardKernel,
   bytes: (g: BackwardGrid) => number,
   accumulators: (g: BackwardGrid) => number,
-  staged: (g: BackwardGrid) => number,
   EC: number,
   EVC: number,
 ): BackwardGrid | null {
@@ -605,10 +614,10 @@ export function pickBackwardGrid(
   const fits = (g: BackwardGrid) =>
     EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.prefetch ?? (!device.info.software && staged(g) <= 32) });
+  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.prefetch ?? !device.info.software });
   const forced = forcedBackwardGrid(kernel);
   if (forced && fits(forced)) return withPrefetch(forced);
-  const g = (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS[kernel]).find(fits);
+  const g = (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS).find(fits);
   return g ? withPrefetch(g) : null;
 }
 
@@ -629,4 +638,30 @@ export function registerBackwardBasics(p: FlashParams, grid: { tr: number; tc: n
     wide: (x: string) => (half ? `vec4<f32>(${x})` : x),
     qLoad: (base: string) => (r: string, e: string) => (half ? `load_q(q_at(b, h, ${base} + ${r}, ${e}))` : `load_q(q_at(b, h, ${base} + ${r}, ${e})) * u_scale()`),
   };
+}
+
+/** When the backward takes dQ from materialised score gradients (see {@link setFlashBackwardScores}). */
+type ScoresMode = 'auto' | 'always' | 'never';
+const envScores = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_BACKWARD_SCORES;
+let scoresMode: ScoresMode = envScores === 'always' || envScores === 'never' ? envScores : 'auto';
+/**
+ * Whether the backward writes dS (float32 `[B, H, Lq, Lkv]`) from the dK/dV kernel and takes dQ = dS·K as one matmul
+ * instead of the dQ kernel: `always` (where the call qualifies), `never`, or `auto` (hardware GPUs, dS ≤ 512 MiB).
+ * Qualifying calls: float32, the register backward, dense layout, no causal mask, window, block tables or capture
+ * gradients, as many key as query heads, dS within one storage binding. A tuning and testing knob; results agree
+ * to float32 rounding. The environment variable `WEBATTN_FLASH_BACKWARD_SCORES` sets its start value.
+ */
+export function setFlashBackwardScores(mode: ScoresMode): void {
+  scoresMode = mode;
+}
+
+/** Whether a call takes the scores backward (`bytes`: its dS; `maxBinding`: the adapter's largest storage binding). */
+export function scoresBackward(p: FlashParams, bytes: number, maxBinding: number): boolean {
+  if (scoresMode === 'never') return false;
+  const d = dims(p);
+  const ok =
+    p.q.dtype === 'float32' && p.k.dtype === 'float32' && p.v.dtype === 'float32' && !p.varlen && !p.blocks && !p.causal && !p.window &&
+    !p.hooks?.captureGrads && d.G === 1 && bytes > 0 && bytes <= maxBinding;
+  if (!ok) return false;
+  return scoresMode === 'always' || (!(p.q.device as WebGPUDevice).info.software && bytes <= 512 * 2 ** 20);
 }
