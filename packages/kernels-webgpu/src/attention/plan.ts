@@ -588,8 +588,10 @@ export function halfGradStaging(p: FlashParams, g: FlashGradInputs): boolean {
  * Register-backward grids of hardware GPUs and of software adapters, best first. 16×8 fits f16 inputs at head dim
  * 64 (both kernels); 16×4 fits f32 at head dim 64 (64 rows per workgroup: each staged tile serves twice the rows of
  * 8×8; the dK/dV kernel then takes P and dS by turns). H100 (Dawn/Vulkan, bwd_probe.mjs, one call, fwd+bwd ms, f32
- * E=64, old = 8×8 both without prefetch): ViT B=128 H=16 L=196 22.70 → 16.53, B=8 L=1024 24.37 → 16.62, B=1
- * L=4096 42.60 → 30.58, B=8 L=4096 319.5 → 230.6 (8×8 dK/dV with prefetch: 17.23 / 18.93 / 31.05 / 221.1).
+ * E=64, old = 8×8 both without prefetch, new = 16×4 both with prefetch, both without the scores backward): ViT B=128
+ * H=16 L=196 22.70 → 16.53, B=8 L=1024 24.37 → 16.62, B=1 L=4096 42.60 → 30.58, B=8 L=4096 319.5 → 230.6 (8×8 dK/dV
+ * with prefetch: 17.23 / 18.93 / 31.05 / 221.1); f16 16×8 with prefetch: ViT 17.16 → 12.99, B=8 L=1024 14.75 → 12.63,
+ * B=1 L=4096 26.31 → 20.07, B=8 L=4096 186.3 → 148.2.
  */
 const BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8 }, { tr: 16, tc: 4 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }];
 const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
@@ -646,10 +648,13 @@ const envScores = (globalThis as { process?: { env?: Record<string, string | und
 let scoresMode: ScoresMode = envScores === 'always' || envScores === 'never' ? envScores : 'auto';
 /**
  * Whether the backward writes dS (float32 `[B, H, Lq, Lkv]`) from the dK/dV kernel and takes dQ = dS·K as one matmul
- * instead of the dQ kernel: `always` (where the call qualifies), `never`, or `auto` (hardware GPUs, dS ≤ 512 MiB).
+ * instead of the dQ kernel: `always` (where the call qualifies), `never`, or `auto` (hardware GPUs, dS ≤ 1 GiB).
  * Qualifying calls: float32, the register backward, dense layout, no causal mask, window, block tables or capture
  * gradients, as many key as query heads, dS within one storage binding. A tuning and testing knob; results agree
- * to float32 rounding. The environment variable `WEBATTN_FLASH_BACKWARD_SCORES` sets its start value.
+ * to float32 rounding (H100: 5e-7 to 2e-6 of the largest gradient). The environment variable
+ * `WEBATTN_FLASH_BACKWARD_SCORES` sets its start value. H100 (Dawn/Vulkan, bwd_probe.mjs, one call, fwd+bwd f32 E=64,
+ * the dQ kernel vs dQ = dS·K, same grids): ViT B=128 H=16 L=196 16.48 → 12.53 ms (dS 301 MiB), B=8 L=1024 16.80 →
+ * 12.88 (512 MiB), B=1 L=4096 32.33 → 25.60 (1 GiB).
  */
 export function setFlashBackwardScores(mode: ScoresMode): void {
   scoresMode = mode;
@@ -663,5 +668,5 @@ export function scoresBackward(p: FlashParams, bytes: number, maxBinding: number
     p.q.dtype === 'float32' && p.k.dtype === 'float32' && p.v.dtype === 'float32' && !p.varlen && !p.blocks && !p.causal && !p.window &&
     !p.hooks?.captureGrads && d.G === 1 && bytes > 0 && bytes <= maxBinding;
   if (!ok) return false;
-  return scoresMode === 'always' || (!(p.q.device as WebGPUDevice).info.software && bytes <= 512 * 2 ** 20);
+  return scoresMode === 'always' || (!(p.q.device as WebGPUDevice).info.software && bytes <= 2 ** 30);
 }
