@@ -4,7 +4,7 @@
 // one, relative to its largest |value|, and (PROFILE=1, default) the per-kernel GPU time of one step of the
 // first and the `auto` variant (profile(): timestamp queries where the adapter has them).
 //   node apps/bench/gpu/bwd_probe.mjs [--json out.json]    (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
-// env: VARIANTS (default "old,auto,pf"), DTYPES (default float32[,float16]), SHAPES_BWD ("B,H,L,E;…"), ROUNDS (5)
+// env: VARIANTS (default "old,auto,nods,ds"), DTYPES (default float32[,float16]), SHAPES_BWD ("B,H,L,E;…"), ROUNDS (5)
 // Variants: staged = the staged dQ / dK/dV kernels; auto = the register backward with the defaults of this commit;
 // nods / ds = the default grids with the scores backward (dQ = dS·K, plan.ts setFlashBackwardScores) off / forced;
 // old = the defaults before the prefetch (f32: 8×8 both kernels, f16: 16×8, no prefetch); pf = the old grids
@@ -27,7 +27,7 @@ const SHAPES = process.env.SHAPES_BWD
     : [[128, 16, 196, 64], [8, 16, 1024, 64], [1, 16, 4096, 64], [8, 16, 4096, 64]];
 // a forced grid that does not fit the adapter or dtype runs the first fitting grid of the built-in list
 // VARIANTS_float32 / VARIANTS_float16 override VARIANTS for one dtype
-const variantsOf = (dtype) => (process.env[`VARIANTS_${dtype}`] ?? process.env.VARIANTS ?? "old,auto,pf").split(",");
+const variantsOf = (dtype) => (process.env[`VARIANTS_${dtype}`] ?? process.env.VARIANTS ?? "old,auto,nods,ds").split(",");
 const DTYPES = (process.env.DTYPES ?? (hasF16 ? "float32,float16" : "float32")).split(",");
 const ROUNDS = Number(process.env.ROUNDS ?? (QUICK ? 3 : 5));
 const VALIDATE = process.env.VALIDATE !== "0";

@@ -592,17 +592,22 @@ if MICRO.get('rows'):
 
 # ---------------------------------------------------------------- register backward probe (optional)
 if BWD.get('rows'):
-    w('## Flash forward+backward: staged vs register backward (`apps/bench/gpu/bwd_probe.mjs`)')
+    w('## Flash forward+backward: backward variants (`apps/bench/gpu/bwd_probe.mjs`)')
     w('')
-    w('fwd+bwd ms per backward variant, interleaved in one process; `reg` = the default register grid (8×8 threads), '
-      '`reg16x8` = 16×8 (fits f16 only; f32 falls back to the default grid). rel = max relative gradient difference from the staged kernels.')
+    w('fwd+bwd ms (TFLOP/s) per backward variant, interleaved round by round in one process on the same inputs. '
+      '`old` = 8×8 (f32) / 16×8 (f16) register grids without prefetch (the default before), `auto` = the defaults of the '
+      'measured commit, `nods` / `ds` = the default grids with the scores backward (dQ = dS·K) off / forced where the '
+      'call qualifies; other names as bwd_probe.mjs explains. rel = max relative gradient difference from the first variant.')
     w('')
-    vs = [k[:-len('_fwdbwd_ms')] for k in BWD['rows'][0] if k.endswith('_fwdbwd_ms')]
-    w('| shape | dtype | ' + ' | '.join(vs) + ' | staged ÷ reg | rel |')
-    w('|---|---|' + '---|' * len(vs) + '---|---|')
+    vs = []
     for r in BWD['rows']:
-        w(f"| B={r['B']} H={r['H']} L={r['L']} E={r['E']} | {r['dtype']} | " + ' | '.join(num(r.get(v + '_fwdbwd_ms'), 2) for v in vs)
-          + f" | {num(r.get('staged_over_reg'), 2)} | {num(r.get('reg_vs_staged_rel'), 7)} |")
+        vs += [k[:-len('_fwdbwd_ms')] for k in r if k.endswith('_fwdbwd_ms') and k[:-len('_fwdbwd_ms')] not in vs]
+    w('| shape | dtype | ' + ' | '.join(vs) + ' | max rel |')
+    w('|---|---|' + '---|' * len(vs) + '---|')
+    for r in BWD['rows']:
+        rel = [r[k] for k in r if '_vs_' in k and k.endswith('_rel')]
+        cells = [f"{num(r.get(v + '_fwdbwd_ms'), 2)}" + (f" ({num(r.get(v + '_tflops'), 1)})" if r.get(v + '_tflops') else '') for v in vs]
+        w(f"| B={r['B']} H={r['H']} L={r['L']} E={r['E']} | {r['dtype']} | " + ' | '.join(cells) + f" | {num(max(rel), 7) if rel else '—'} |")
     w('')
 
 # ---------------------------------------------------------------- subgroup-matrix forward options (optional)
