@@ -42,21 +42,24 @@ function dkvRegisterGrid(p: FlashParams, g: FlashGradInputs): BackwardGrid | nul
 
 /**
  * The backward through materialised scores' gradients (short sequences; see `scoresBackward` in plan.ts): the
- * register dK/dV kernel also writes dS·scale `[B, H, Lq, Lkv]` (float32, every pair: dense, non-causal, no window or
- * block tables), and dQ = dS·K is one batched matmul — instead of the dQ kernel, which recomputes S and dP. Null
+ * register dK/dV kernel also writes dS·scale `[B, Hq, Lq, Lkv]` (float32, every pair: dense, non-causal, no window or
+ * block tables), and dQ = dS·K is one batched matmul (grouped-query heads as rows of their key head's product) — instead of the dQ kernel, which recomputes S and dP. Null
  * where the call does not qualify (the two kernels then run).
  */
 export function backwardViaScores(p: FlashParams, g: FlashGradInputs): { dq: Tensor; dk: Tensor; dv: Tensor } | null {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
-  if (!scoresBackward(p, d.B * d.Hq * d.Lq * d.Lkv * 4, device.limits.maxStorageBufferBindingSize) || !registerBackward(p)) return null;
+  const maxBinding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  if (!scoresBackward(p, d.B * d.Hq * d.Lq * d.Lkv * 4, maxBinding) || !registerBackward(p)) return null;
   const grid = dkvRegisterGrid(p, g);
   if (!grid) return null;
   noteBackwardGrid('dkv', grid);
   noteBackwardGrid('dq', null);
   const ds = empty([d.B, d.Hq, d.Lq, d.Lkv], 'float32', device);
   const { dk, dv } = backwardDkvRegisters(p, g, grid, halfGradStaging(p, g), ds);
-  const dq = matmul(ds, p.k);
+  // grouped-query heads: the G query heads of a key head are consecutive, so dS viewed as [B, Hkv, G·Lq, Lkv] times
+  // K [B, Hkv, Lkv, E] is dQ as [B, Hkv, G·Lq, E] = [B, Hq, Lq, E]
+  const dq = matmul(d.G === 1 ? ds : ds.reshape([d.B, d.Hkv, d.G * d.Lq, d.Lkv]), p.k).reshape([d.B, d.Hq, d.Lq, d.E]);
   ds.dispose();
   return { dq, dk, dv };
 }

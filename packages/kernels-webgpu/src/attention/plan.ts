@@ -650,7 +650,7 @@ let scoresMode: ScoresMode = envScores === 'always' || envScores === 'never' ? e
  * Whether the backward writes dS (float32 `[B, H, Lq, Lkv]`) from the dK/dV kernel and takes dQ = dS·K as one matmul
  * instead of the dQ kernel: `always` (where the call qualifies), `never`, or `auto` (hardware GPUs, dS ≤ 1 GiB).
  * Qualifying calls: float32, the register backward, dense layout, no causal mask, window, block tables or capture
- * gradients, as many key as query heads, dS within one storage binding. A tuning and testing knob; results agree
+ * gradients, dS within one storage binding. A tuning and testing knob; results agree
  * to float32 rounding (H100: 5e-7 to 2e-6 of the largest gradient). The environment variable
  * `WEBATTN_FLASH_BACKWARD_SCORES` sets its start value. H100 (Dawn/Vulkan, bwd_probe.mjs, one call, fwd+bwd f32 E=64,
  * the dQ kernel vs dQ = dS·K, same grids): ViT B=128 H=16 L=196 16.48 → 12.53 ms (dS 301 MiB), B=8 L=1024 16.80 →
@@ -663,10 +663,9 @@ export function setFlashBackwardScores(mode: ScoresMode): void {
 /** Whether a call takes the scores backward (`bytes`: its dS; `maxBinding`: the adapter's largest storage binding). */
 export function scoresBackward(p: FlashParams, bytes: number, maxBinding: number): boolean {
   if (scoresMode === 'never') return false;
-  const d = dims(p);
   const ok =
     p.q.dtype === 'float32' && p.k.dtype === 'float32' && p.v.dtype === 'float32' && !p.varlen && !p.blocks && !p.causal && !p.window &&
-    !p.hooks?.captureGrads && d.G === 1 && bytes > 0 && bytes <= maxBinding;
+    !p.hooks?.captureGrads && bytes > 0 && bytes <= maxBinding;
   if (!ok) return false;
   return scoresMode === 'always' || (!(p.q.device as WebGPUDevice).info.software && bytes <= 2 ** 30);
 }
