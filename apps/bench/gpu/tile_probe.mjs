@@ -1,7 +1,8 @@
 // Forward-kernel probe of the attention generator's tile path (device machine, inside the unpacked tree):
 // per shape and dtype, the flash forward with each variant of VARIANTS (staged = the per-score loop over an S
 // tile in workgroup memory, what hardware GPUs ran before the register forward; reg = the register forward
-// with its default grid; regTRxTC[r2][nopf][kv] = a forced thread grid, 8 rows per thread, without prefetch, with K/V sharing a buffer), the default path's forward+backward, and TF.js
+// with its default grid; regTRxTC[r2][nopf][kv][qN] = a forced thread grid, 8 rows per thread, without prefetch, with K/V sharing a buffer,
+// with Q·Kᵀ in head-dim chunks of N; VARIANTS_E<E> per head dim; TILE_SHAPES='[[B,H,L,E,causal],…]'; BWD= skips fwd+bwd), the default path's forward+backward, and TF.js
 // 4.22's unfused attention (matMul → softmax → matMul, f32 only) on the SAME device in the same process.
 // Timing: common.mjs's timeBatches (clock ramp, batches of back-to-back calls, median).
 //   node apps/bench/gpu/tile_probe.mjs --json out.json   (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
