@@ -105,11 +105,12 @@ const REGISTER_CASES: Case[] = [
   { B: 1, Hq: 4, Hkv: 2, Lq: 33, Lkv: 77, E: 16, Ev: 32, causal: false, mask: false },
   { B: 1, Hq: 2, Hkv: 2, Lq: 150, Lkv: 61, E: 16, Ev: 16, causal: true, mask: true },
   { B: 2, Hq: 2, Hkv: 1, Lq: 130, Lkv: 40, E: 16, Ev: 32, causal: false, mask: false },
+  CASES[1]!,
 ];
 describe('the register forward (hardware GPUs) matches the float64 reference', () => {
   // per case: the thread grid, K/V in one shared buffer or two, prefetching of the next key tile (where
   // registers allow: NK + NV ≤ 8 vec4); null = the adapter's default choice
-  const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean } | null)[] = [
+  const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean; qk?: number } | null)[] = [
     null, // llvmpipe: 8x4 rv2, separate, no prefetch
     { tr: 8, tc: 8, shared: true }, // shared, no prefetch
     { tr: 4, tc: 4 }, // E=200: the staged fallback
@@ -120,6 +121,7 @@ describe('the register forward (hardware GPUs) matches the float64 reference', (
     { tr: 16, tc: 8 }, // separate + prefetch
     { tr: 32, tc: 4 }, // 256 threads over 128 rows (the float16 grid is 32x8), separate + prefetch
     { tr: 32, tc: 4, shared: true }, // the same, shared (as float16 32x8 on the H100)
+    { tr: 4, tc: 4, qk: 16 }, // Q·Kᵀ in head-dim chunks of 16 (E=40 of class 64: the last chunk past E), prefetch
   ];
   REGISTER_CASES.forEach((c, n) => {
     const grid = grids[n]!;

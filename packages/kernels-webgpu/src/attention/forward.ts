@@ -209,6 +209,12 @@ interface RegisterGrid {
   shared?: boolean;
   /** Load the next key tile (and this tile's V) into registers while S is computed; default where registers allow. */
   prefetch?: boolean;
+  /**
+   * Head-dim chunk of Q·Kᵀ (a divisor of the head-dim class): Q and K are staged `qk` columns at a time, Q re-read
+   * (from cache) for every key tile, so Q no longer holds 4·tr·rv × E floats of workgroup memory for the whole
+   * kernel; the next chunk is loaded into registers while the current one is multiplied. Default: whole head dim.
+   */
+  qk?: number;
 }
 
 /**
@@ -239,8 +245,9 @@ const REGISTER_GRIDS: RegisterGrid[] = [
 function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): number {
   const BC = 4 * g.tc;
   const trq = g.tr * (g.rv ?? 1);
-  const kv = g.shared ? Math.max(EC * g.tc, BC * (EVC / 4)) : EC * g.tc + BC * (EVC / 4);
-  return 4 * qkvBytes * (EC * trq + kv) + 16 * (BC * trq + 2 * trq * g.tc) + 64;
+  const QK = Math.min(g.qk ?? EC, EC);
+  const kv = g.shared ? Math.max(QK * g.tc, BC * (EVC / 4)) : QK * g.tc + BC * (EVC / 4);
+  return 4 * qkvBytes * (QK * trq + kv) + 16 * (BC * trq + 2 * trq * g.tc) + 64;
 }
 
 /**
@@ -252,8 +259,10 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   const budget = device.limits.maxComputeWorkgroupStorageSize;
   // at most 8 output vec4 per row and 32 accumulator vec4 per thread (wider head dims take the staged forward);
   // block-sparse tables are per 64 query rows: a workgroup must not straddle two
+  // a head-dim chunk divides the head-dim class and keeps K and V apart
+  const chunkOk = (g: RegisterGrid) => g.qk === undefined || g.qk >= EC || (g.qk >= 4 && EC % g.qk === 0 && !g.shared);
   const fits = (g: RegisterGrid) =>
-    EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 8 && (EVC / 4 / g.tc) * (g.rv ?? 1) <= 8 &&
+    chunkOk(g) && EVC / 4 >= g.tc && (EVC / 4) % g.tc === 0 && EVC / 4 / g.tc <= 8 && (EVC / 4 / g.tc) * (g.rv ?? 1) <= 8 &&
     (!blocks || 4 * g.tr * (g.rv ?? 1) <= 64) && registerBytes(g, EC, EVC, qkvBytes) <= budget &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
   // separate K and V buffers where they fit, else K and V taking turns in one
@@ -267,7 +276,12 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // float16 operands: 256 threads over 128 query rows first (H100, Dawn/Vulkan, sustained 1980 MHz, f16 E=64:
   // 2.21 vs 3.62 ms at B=8 H=16 L=1024, 2.11 vs 3.48 ms ViT B=128 L=196, 3.97 vs 5.76 ms B=1 L=4096 against
   // 16x8; for f32 E=64 the two were equal, and 32x8 does not fit f32 Q tiles of E=64)
-  const list = device.info.software ? SOFTWARE_GRIDS : qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : REGISTER_GRIDS;
+  // float32 at head dims of class 128: 128 threads over 64 query rows with Q·Kᵀ in head-dim chunks of 32 first (a
+  // Q tile of 64 rows × 128 f32 alone is 32 KiB; held whole, only 8x8 with K/V sharing one buffer fits 48 KiB). H100,
+  // Dawn/Vulkan, f32 B=8 H=16 L=1024 E=128: 5.54 vs 7.82 ms (8x8 shared), causal 3.42 vs 4.44; chunks of 16: 5.96.
+  // At E=64 the chunks lost (B=1 L=4096 5.41 vs 3.61 ms, ViT 2.78 vs 2.24): there the whole Q tile fits.
+  const chunkedF32: RegisterGrid[] = qkvBytes === 4 && EC >= 128 ? [{ tr: 16, tc: 8, qk: 32 }] : [];
+  const list = device.info.software ? SOFTWARE_GRIDS : qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : [...chunkedF32, ...REGISTER_GRIDS];
   for (const g of list) {
     const x = place(g);
     if (x) return x;
@@ -319,10 +333,16 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   // K and V sharing a buffer the barrier stays (V replaces K after it), and so does the exchange
   const shared = !!g.shared;
   const sg = useSubgroups(device) && !shared;
-  // per-thread registers of one staged K tile (NK vec4) and V tile (NV vec4); prefetching keeps both live
-  const NK = Math.ceil((EC * TC) / WG);
+  // head-dim chunk of Q·Kᵀ: QK = EC keeps Q staged for the whole kernel; QK < EC stages Q and K chunk by chunk
+  const QK = Math.min(g.qk ?? EC, EC);
+  const chunked = QK < EC;
+  // per-thread registers of one staged K tile or chunk (NK vec4), Q chunk (NQ) and V tile (NV vec4); prefetching
+  // keeps K and V live (chunked: the next chunk is always loaded during the current one; prefetch adds V and the
+  // next tile's first chunk)
+  const NK = Math.ceil((QK * TC) / WG);
+  const NQ = chunked ? Math.ceil((QK * TRQ) / WG) : 0;
   const NV = Math.ceil((BC * EV4) / WG);
-  const prefetch = (g.prefetch ?? true) && (NK + NV) * (half ? 2 : 4) <= 32;
+  const prefetch = (g.prefetch ?? true) && (chunked ? (NQ + NK + NV) * (half ? 2 : 4) <= 64 : (NK + NV) * (half ? 2 : 4) <= 32);
   const kvName = (x: 'k' | 'v') => (shared ? 'fkv_' : `f${x}_`);
   const xorSteps: number[] = [];
   for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
@@ -338,13 +358,13 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
       R.map((c) => `if (4u * (tc_ + ${TC * o}u) + ${c}u < ${hd.ev}) { ${f(`4u * (tc_ + ${TC * o}u) + ${c}u`, `acc[${m * ON + o}].${LANE[c]}`)} }`).join('\n        '),
     ).join('\n        ');
   const guard = (n: number, total: number, x: string) => (n * WG + WG > total ? `if (lidx + ${n * WG}u < ${total}u) { ${x} }` : x);
-  // K tile at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·EC + e
-  const loadK = (j: string) =>
+  // K tile (chunk from column e0) at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·QK + e
+  const loadK = (j: string, e0 = '') =>
     Array.from({ length: NK }, (_, u) =>
-      guard(u, EC * TC, `{
+      guard(u, QK * TC, `{
         let t = lidx + ${u * WG}u;
-        let e = t % ${EC}u;
-        let c4 = t / ${EC}u;
+        let e = ${e0 ? `${e0} + ` : ''}t % ${QK}u;
+        let c4 = t / ${QK}u;
         var x = vec4<${ST}>(0.0);
         if (e < ${hd.e}) {
           ${R.map((n) => `if (${j} + 4u * c4 + ${n}u < j_hi) { x.${LANE[n]} = ${ST}(load_k(k_at(b, hk, ${j} + 4u * c4 + ${n}u, e))); }`).join('\n          ')}
@@ -352,7 +372,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         kr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeK = Array.from({ length: NK }, (_, u) => guard(u, EC * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${EC}u) * ${TC}u + t / ${EC}u] = kr_[${u}]; }`)).join('\n    ');
+  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${TC}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
   // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
   const loadV = (j: string) =>
     Array.from({ length: NV }, (_, u) =>
@@ -368,6 +388,53 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
       }`),
     ).join('\n    ');
   const storeV = Array.from({ length: NV }, (_, u) => guard(u, BC * EV4, `${kvName('v')}[lidx + ${u * WG}u] = vr_[${u}];`)).join('\n    ');
+  // Q element (row r, column e) as staged: pre-scaled f32, or the exact f16
+  const qVal = (r: string, e: string) => (half ? `f16(load_q(q_at(b, h, ${r}, ${e})))` : `load_q(q_at(b, h, ${r}, ${e})) * u_scale()`);
+  // Q chunk from column e0 into qr_: qr_[u] holds rows 4·r4 .. 4·r4+3 of column e, t = lidx + u·WG = r4·QK + e
+  const loadQ = (e0: string) =>
+    Array.from({ length: NQ }, (_, u) =>
+      guard(u, QK * TRQ, `{
+        let t = lidx + ${u * WG}u;
+        let e = ${e0} + t % ${QK}u;
+        let r4 = t / ${QK}u;
+        var x = vec4<${ST}>(0.0);
+        if (e < ${hd.e}) {
+          ${R.map((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${qVal(`q0 + 4u * r4 + ${m}u`, 'e')}; }`).join('\n          ')}
+        }
+        qr_[${u}] = x;
+      }`),
+    ).join('\n    ');
+  const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${TRQ}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
+  // S += Q·Kᵀ over the staged columns 0 .. n
+  const dots = (n: string) => `for (var kk = 0u; kk < ${n}; kk = kk + 1u) {
+      let k4 = ${wide(`${kvName('k')}[kk * ${TC}u + tc_]`)};
+      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${TRQ}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
+      ${perM((m) => `s${m} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4, s${m});`, '\n      ')}
+    }`;
+  // chunked Q·Kᵀ: per chunk, the staged registers go to workgroup memory and the next chunk (or the next tile's
+  // first one) is loaded while this one is multiplied
+  const chunkLoop = Array.from({ length: EC / QK }, (_, c) => {
+    const last = c === EC / QK - 1;
+    const next = last
+      ? prefetch
+        ? `if (j0 + ${BC}u < j_hi) {
+      ${loadQ('0u')}
+      ${loadK(`(j0 + ${BC}u)`, '0u')}
+      pre_j = j0 + ${BC}u;
+    }`
+        : ''
+      : `${loadQ(`${(c + 1) * QK}u`)}
+    ${loadK('j0', `${(c + 1) * QK}u`)}`;
+    return `// head-dim chunk ${c}
+    ${c > 0 ? 'workgroupBarrier();' : ''}
+    ${storeQ}
+    ${storeK}
+    workgroupBarrier();
+    ${next}
+    ${c === 0 && prefetch ? `// this tile's V, loaded while S is computed
+    ${loadV('j0')}` : ''}
+    ${dots(`${QK}u`)}`;
+  }).join('\n    ');
   const body = `
   ${tileOrigin(p, 'q', BR)}
   let tc_ = lidx % ${TC}u;
@@ -386,15 +453,15 @@ ${kvRange(p, BR)}${sg ? `
   // in the same order as the backward kernels' (fma over e), so the backward's recomputed scores match the
   // lse bit for bit (at ×30 input magnitudes another rounding moved dV by 0.3%). f16: staged exactly, the
   // scale multiplies the dot products.
-  for (var t = lidx; t < ${EC * TRQ}u; t = t + WG_SIZE) {
+  ${chunked ? '// (chunked: staged per key tile, chunk by chunk)' : `for (var t = lidx; t < ${EC * TRQ}u; t = t + WG_SIZE) {
     let e = t % ${EC}u;
     let r4 = t / ${EC}u;
     var x = vec4<${ST}>(0.0);
     if (e < ${hd.e}) {
-      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${half ? `f16(load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)))` : `load_q(q_at(b, h, q0 + 4u * r4 + ${m}u, e)) * u_scale()`}; }`, '\n      ')}
+      ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${qVal(`q0 + 4u * r4 + ${m}u`, 'e')}; }`, '\n      ')}
     }
     fq_[e * ${TRQ}u + r4] = x;
-  }
+  }`}
   ${perV((v) => `let ib${v} = q0 + 4u * (tr_ + ${TR * v}u);
   var m_run${v} = vec4<f32>(neg_inf());
   var l_run${v} = vec4<f32>(0.0);
@@ -410,9 +477,22 @@ ${kvRange(p, BR)}${sg ? `
     }`)}
   }
   var kr_: array<vec4<${ST}>, ${NK}>;
-  var vr_: array<vec4<${ST}>, ${NV}>;
+  var vr_: array<vec4<${ST}>, ${NV}>;${chunked ? `
+  var qr_: array<vec4<${ST}>, ${NQ}>;` : ''}
   var pre_j = 0xffffffffu;
-  ${blockLoop(p, 'kv', BC, `
+  ${blockLoop(p, 'kv', BC, `${chunked ? `
+    workgroupBarrier();
+    // the first chunk of Q and K${prefetch ? ' (prefetched during the previous tile unless a new range starts here)' : ''}
+    ${prefetch ? `if (pre_j != j0) {
+      ${loadQ('0u')}
+      ${loadK('j0', '0u')}
+    }` : `${loadQ('0u')}
+    ${loadK('j0', '0u')}
+    // V as vec4 rows
+    ${loadV('j0')}
+    ${storeV}`}
+    ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
+    ${chunkLoop}` : `
     workgroupBarrier();
     // Kᵀ as vec4 columns of 4 keys${prefetch ? ' (prefetched into registers during the previous tile unless a new range starts here)' : ''}
     ${prefetch ? `if (pre_j != j0) {
@@ -430,11 +510,7 @@ ${kvRange(p, BR)}${sg ? `
       pre_j = j0 + ${BC}u;
     }` : ''}
     ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
-    for (var kk = 0u; kk < ${hd.e}; kk = kk + 1u) {
-      let k4 = ${wide(`${kvName('k')}[kk * ${TC}u + tc_]`)};
-      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${TRQ}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
-      ${perM((m) => `s${m} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4, s${m});`, '\n      ')}
-    }
+    ${dots(hd.e)}`}
     let jb = j0 + 4u * tc_;
     let sc_ = ${half ? 'u_scale()' : '1.0'};
     ${perM((m) => R.map((n) => `{
@@ -496,8 +572,8 @@ ${kvRange(p, BR)}${sg ? `
       if (tc_ == 0u) { store_mlb(row * 3u, m_run${m >> 2}.${lane(m)}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
     }
   }`, '\n  ')}`;
-  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TRQ}>;
-${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * TC, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${EC * TC}>;
+  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${QK * TRQ}>;
+${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * TC, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${QK * TC}>;
 var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}
 var<workgroup> fp_: array<vec4<f32>, ${BC * TRQ}>;
 var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;
@@ -509,7 +585,7 @@ fn store_mlb(i: u32, x: f32) { work[u_mlb_at() + i] = x; }
 ${scoreHelpers(p)}
 ${tileMapWgsl(p, 'q')}`;
   // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
-  const costPerKey = ((EC * TC) / WG + (BC * EV4) / WG + d.E + BC + 8) / BC;
+  const costPerKey = ((EC * TC) / WG + (chunked ? (EC * TRQ) / WG : 0) + (BC * EV4) / WG + d.E + BC + 8) / BC;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
   const multi = chunks.length > 1;
   const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
@@ -521,7 +597,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
