@@ -89,6 +89,33 @@ describe('matmul (tiled, register-blocked)', () => {
     }
   });
 
+  it('the split kernel (4×4 blocks spaced 4·wg apart, register staging, prefetch) is exact on every layout and edge', async () => {
+    try {
+      for (const cfg of [
+        { wg: 16, bk: 8, tm: 8, tn: 8, split: true, prefetch: true },
+        { wg: 8, bk: 16, tm: 8, tn: 4, split: true, prefetch: false },
+        { wg: 8, bk: 4, tm: 4, tn: 8, split: true, prefetch: true },
+      ]) {
+        setTiledMatmul(cfg);
+        const tag = JSON.stringify(cfg);
+        // vec4 staging along K (A) / N (B), partial tiles on every edge, several K tiles
+        await check(pair([140, 52], 20), pair([52, 136], 21), id, id, `${tag} nn`);
+        // A contiguous along M (xᵀ·dy, the weight gradient), B contiguous along K (x·Wᵀ), both transposed
+        await check(pair([52, 68], 22), pair([36, 52], 23), tr, tr, `${tag} tt`);
+        await check(pair([36, 68], 22), pair([36, 52], 23), tr, id, `${tag} tn`);
+        await check(pair([68, 36], 22), pair([52, 36], 23), id, tr, `${tag} nt`);
+        // scalars (odd sizes), N not a multiple of 4 (scalar stores), K shorter than one tile
+        await check(pair([33, 17], 24), pair([17, 9], 25), id, id, `${tag} odd`);
+        await check(pair([19, 3], 24), pair([3, 21], 25), id, id, `${tag} K=3`);
+        // batched with a broadcast rhs, and an offset view (scalar staging)
+        await check(pair([2, 3, 20, 12], 26), pair([12, 40], 27), id, id, `${tag} batched`);
+        await check(pair([40, 60], 28), pair([34, 50], 29), (t) => t.slice(1, 3, 33), (t) => t.slice(0, 2, 32).slice(1, 5, 45), `${tag} sliced`);
+      }
+    } finally {
+      setTiledMatmul(null);
+    }
+  });
+
   it('products of 1-4 rows (matrix-vector kernel): every layout, batched, broadcast, offset views', async () => {
     for (const m of [1, 2, 3, 4]) {
       await check(pair([m, 36], 30 + m), pair([36, 20], 40 + m), id, id, `m=${m} nn (vec4 along N)`);
