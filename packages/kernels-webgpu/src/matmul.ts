@@ -2,7 +2,10 @@
  * Matrix products on WebGPU (`matmul` kernel of the `webgpu` backend).
  *
  * Generated programs:
- * - a tiled, register-blocked kernel for every adapter and float dtype: a 16×16 workgroup computes a
+ * - on hardware adapters, the split kernel: 16×16 threads, each 8×8 (128×128 tiles) or 4×4 (64×64) outputs in
+ *   4×4 blocks spaced 64 apart, K tiles staged through registers with the next tile's loads issued before this
+ *   tile's products (`splitSource`, tilings by `hardwareTiling`).
+ * - a tiled, register-blocked kernel for every adapter and float dtype (the fallback): a 16×16 workgroup computes a
  *   (16·TM)×(16·TN) output tile from 16-deep K tiles staged in workgroup memory, each thread TM×TN
  *   outputs accumulated in f32. Operands are read in place through their strides (transposed views and
  *   broadcast batch dims cost no copy), with vec4 loads along whichever axis is contiguous; K is split
@@ -17,8 +20,9 @@
  *   K (q·kᵀ, a tied lm_head x·wteᵀ): 1.5-2.8× faster than the staged tiles on llvmpipe, and ~0.7 s to
  *   compile on SwiftShader where the tiles took ~9.5 s.
  * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
- *   operands staged in workgroup memory, 16×16×16 (or 16×8×16) subgroup matrix products accumulated
- *   in f32, converted to f16 on store.
+ *   operands staged in workgroup memory with vec4 loads along whichever axis is contiguous (row-major tiles,
+ *   or column-major ones read by column-major matrix loads for xᵀ·dy and x·Wᵀ), 16×16×16 (or 16×8×16)
+ *   subgroup matrix products accumulated in f32, converted to f16 on store.
  */
 import {
   registerKernel,
@@ -910,29 +914,31 @@ function modeOf(t: Tensor, lim0: number, limK: number, kAxisLast: boolean): Load
   return 's';
 }
 
-/** The hardware split kernel's tilings: 128x128 tiles (16x16 threads of 8x8) and 64x64 (16x16 threads of 4x4). */
+/**
+ * The hardware split kernel's tilings: 128x128 tiles (16x16 threads of 8x8 outputs) with 16- or 32-deep K tiles,
+ * and 64x64 tiles (16x16 threads of 4x4).
+ */
 export const SPLIT_128: TiledMatmulConfig = { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
+export const SPLIT_128_K32: TiledMatmulConfig = { ...SPLIT_128, bk: 32 };
 export const SPLIT_64: TiledMatmulConfig = { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true };
 
-/**
- * Fraction of the last wave of workgroups that is busy, over all waves: `tiles` workgroups on `slots`
- * concurrent ones.
- */
-function waveEfficiency(tiles: number, slots: number): number {
-  return tiles / (Math.ceil(tiles / slots) * slots);
+/** Workgroup memory of the split kernel at a tiling, padded rows included (the most it can take). */
+function splitWorkgroupBytes(t: TiledMatmulConfig): number {
+  return ((t.wg * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16;
 }
 
 /**
- * The hardware f32-accumulating tiling of an [m × n] product (`batch` matrices): 128x128 tiles run ~1.25x the
- * rate of 64x64 ones per busy SM on the H100 (35 vs 28 TFLOP/s at 4096³), but leave more of the last wave idle
- * on products with few tiles (GPT-2's N = 768 projections); pick the larger expected rate, with 2 resident
- * 128x128 workgroups (4 of 64x64) per compute unit of a 132-unit GPU.
+ * The hardware f32-accumulating tiling of an [m × n] product (`batch` matrices), from an interleaved A/B on the
+ * H100 (docs/benchmarks/2026-11-25-h100-matmul-ab.json, apps/bench/gpu/matmul_probe.mjs): with at least 512 tiles of 128x128 (4096³, GPT-2's
+ * 8192x768x2304) 128x128 tiles with 16-deep K tiles (4096³ 3.8 ms vs 4.9 for the previous 64x64 default); with
+ * 100-511 (GPT-2's N = 768 projections and its weight gradients) 32-deep K tiles (8192x3072x768 1.19 ms vs
+ * 1.44; 768x8192x2304 xᵀ·dy 0.98 vs 1.28); fewer: 64x64 tiles, more workgroups for the GPU's units. A tiling
+ * whose workgroup memory exceeds the device's limit steps down (WebGPU's default limit is 16 KiB).
  */
-function hardwareTiling(m: number, n: number, batch: number): TiledMatmulConfig {
-  const units = 132;
+function hardwareTiling(m: number, n: number, batch: number, maxWorkgroupBytes: number): TiledMatmulConfig {
   const t128 = Math.ceil(m / 128) * Math.ceil(n / 128) * batch;
-  const t64 = Math.ceil(m / 64) * Math.ceil(n / 64) * batch;
-  return 1.25 * waveEfficiency(t128, 2 * units) >= waveEfficiency(t64, 4 * units) ? SPLIT_128 : SPLIT_64;
+  const want = t128 >= 512 ? [SPLIT_128, SPLIT_64] : t128 >= 100 ? [SPLIT_128_K32, SPLIT_128, SPLIT_64] : [SPLIT_64];
+  return want.find((t) => splitWorkgroupBytes(t) <= maxWorkgroupBytes) ?? { wg: 16, bk: 16, tm: 4, tn: 4 };
 }
 
 registerKernel({
@@ -998,7 +1004,7 @@ registerKernel({
       const hw = !device.info.software;
       // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: the split
       // kernel, 128x128 or 64x64 tiles by hardwareTiling()
-      const t = tiledOverride ?? (hw ? hardwareTiling(m, n, batch) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
+      const t = tiledOverride ?? (hw ? hardwareTiling(m, n, batch, device.limits.maxComputeWorkgroupStorageSize ?? 16384) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
       const cfg: TiledConfig = {
         ...t,
         dtype,
