@@ -4,6 +4,11 @@
 // probes of where subgroup-matrix time goes: MMAs alone on register matrices, and matrices loaded
 // straight from storage (no workgroup staging). Prints `ROW {...}` lines; PROBE_SECONDS bounds the sweep
 // (each subgroup-matrix pipeline takes tens of seconds to compile on the H100).
+// PROBE_PART=ab (default): an interleaved A/B of the f32 and f16 kernel variants against TF.js-WebGPU's matMul on
+// the same device, at n³ and the models' shapes (GPT-2 small forward, input- and weight-gradient products,
+// ViT-B/16 at batch 32 = 6304 rows): every variant of a shape is timed in each of ROUNDS rounds (batches of
+// ≥ 40 ms, back to back), the median reported, so clock drift hits all variants alike.
+// PROBE_PART=all | f32 | repeat: the older sweeps below.
 //   node apps/bench/gpu/matmul_probe.mjs [--json FILE] [--quick]
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -18,7 +23,7 @@ if (toggles) {
   const orig = native.create;
   native.create = (opts) => orig(opts.some((o) => o.startsWith('enable-dawn-features=')) ? opts.map((o) => (o.startsWith('enable-dawn-features=') ? `${o},${toggles}` : o)) : [...opts, `enable-dawn-features=${toggles}`]);
 }
-const part = process.env.PROBE_PART ?? 'all';
+const part = process.env.PROBE_PART ?? 'ab';
 const T = await import('@webattn/core-tensor');
 const K = await import('@webattn/kernels-webgpu/internal');
 
@@ -62,6 +67,187 @@ async function maxRelDiff(x, y) {
     m = Math.max(m, Math.abs(b[i]));
   }
   return Number.isNaN(d) ? Infinity : d / m;
+}
+
+// ---------------------------------------------------------------- ab: variants vs TF.js, interleaved
+if (part === 'ab') {
+  const { execSync } = await import('node:child_process');
+  const smi = () => {
+    try {
+      return execSync('nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active --format=csv,noheader', { timeout: 3000 }).toString().trim();
+    } catch {
+      return '';
+    }
+  };
+  let tfjs = null;
+  try {
+    const { tfjsOn } = await import('../dist/peers/tfjs.js');
+    tfjs = await tfjsOn(dev);
+  } catch (e) {
+    console.log(`tfjs unavailable: ${String(e).slice(0, 200)}`);
+  }
+  const ROUNDS = Number(process.env.PROBE_ROUNDS ?? 4);
+  const BATCH_MS = Number(process.env.PROBE_BATCH_MS ?? 80);
+  const WARM_MS = Number(process.env.PROBE_WARM_MS ?? 1000);
+  const only = process.env.PROBE_SHAPES ? process.env.PROBE_SHAPES.split(',') : null;
+  // [name, M, K, N, layout]: nn = x[M,K]·w[K,N]; nt = x[M,K]·w[N,K]ᵀ (nn.Linear, dX of Conv1D); tn = x[K,M]ᵀ·dy[K,N] (dW)
+  const SHAPES_AB = quick
+    ? [['sq256', 256, 256, 256, 'nn'], ['nt 200x64x96', 200, 64, 96, 'nt'], ['tn 96x200x64', 96, 200, 64, 'tn']]
+    : [
+        ['4096³', 4096, 4096, 4096, 'nn'],
+        ['2048³', 2048, 2048, 2048, 'nn'],
+        ['gpt2 qkv 8192x768x2304', 8192, 768, 2304, 'nn'],
+        ['gpt2 fc 8192x768x3072', 8192, 768, 3072, 'nn'],
+        ['gpt2 proj 8192x3072x768', 8192, 3072, 768, 'nn'],
+        ['gpt2 attn-out 8192x768x768', 8192, 768, 768, 'nn'],
+        ['gpt2 dX qkv 8192x2304x768 (dy·Wᵀ)', 8192, 2304, 768, 'nt'],
+        ['gpt2 dW qkv 768x8192x2304 (xᵀ·dy)', 768, 8192, 2304, 'tn'],
+        ['vit qkv 6304x768x2304 (x·Wᵀ)', 6304, 768, 2304, 'nt'],
+        ['vit fc2 6304x3072x768 (x·Wᵀ)', 6304, 3072, 768, 'nt'],
+      ];
+  const F32 = (process.env.PROBE_F32 ? JSON.parse(process.env.PROBE_F32) : [
+    ['default', null],
+    ['previous default 16x16 4x4', { wg: 16, bk: 16, tm: 4, tn: 4 }],
+    ['split 8x8 bk16 pf', { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true }],
+    ['split 8x8 bk32 pf', { wg: 16, bk: 32, tm: 8, tn: 8, split: true, prefetch: true }],
+    ['split 8x8 bk16', { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: false }],
+    ['split 4x4 bk16 pf', { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true }],
+  ]);
+  const D = K.SGMM_DEFAULT;
+  const F16 = (process.env.PROBE_F16 ? JSON.parse(process.env.PROBE_F16) : [
+    ['default', D],
+    ['16x8', { ...D, nsz: 8, tn: 8 }],
+    ['pf', { ...D, prefetch: true }],
+    ['16x8 pf', { ...D, nsz: 8, tn: 8, prefetch: true }],
+    ['8sg 2x8 16x8 pf', { ...D, sgm: 4, tm: 2, nsz: 8, tn: 8, prefetch: true }],
+  ]);
+  const make = (M, Kd, N, layout, dtype) => {
+    const ashape = layout === 'tn' ? [Kd, M] : [M, Kd];
+    const bshape = layout === 'nt' ? [N, Kd] : [Kd, N];
+    const a = T.randn(ashape, { seed: 1, device: dev, dtype });
+    const b = T.randn(bshape, { seed: 2, device: dev, dtype });
+    const fa = layout === 'tn' ? a.transpose(0, 1) : a;
+    const fb = layout === 'nt' ? b.transpose(0, 1) : b;
+    return { a, b, fa, fb, ashape, bshape };
+  };
+  /** k back-to-back calls, one sync: ms per call. */
+  const batchOf = async (fn, k) => {
+    const t0 = performance.now();
+    let last = null;
+    for (let i = 0; i < k; i++) {
+      if (last) last.dispose();
+      last = fn();
+    }
+    await dev.sync();
+    last.dispose();
+    return (performance.now() - t0) / k;
+  };
+  const tfBatch = async (fn, k) => {
+    const t0 = performance.now();
+    let last = null;
+    for (let i = 0; i < k; i++) {
+      if (last) last.dispose();
+      last = fn();
+    }
+    const one = tfjs.slice(tfjs.reshape(last, [-1]), 0, 1);
+    await one.data();
+    one.dispose();
+    last.dispose();
+    return (performance.now() - t0) / k;
+  };
+  // clock warm-up: ~1 s of 4096³ f32 (one synced call at a time leaves the H100 at 345 MHz)
+  {
+    const w = make(quick ? 256 : 4096, quick ? 256 : 4096, quick ? 256 : 4096, 'nn', 'float32');
+    const w0 = performance.now();
+    while (performance.now() - w0 < 1000) await batchOf(() => T.matmul(w.fa, w.fb), 20);
+    w.a.dispose();
+    w.b.dispose();
+  }
+  for (const dtype of ['float32', 'float16']) {
+    if (dtype === 'float16' && !K.hasSubgroupMatrixF16(dev)) break;
+    const variants = dtype === 'float32' ? F32 : F16;
+    for (const [name, M, Kd, N, layout] of SHAPES_AB) {
+      if (only && !only.some((o) => name.startsWith(o))) continue;
+      if (left() < 15_000) {
+        emit({ name, dtype, skipped: 'probe time budget' });
+        continue;
+      }
+      const flop = 2 * M * Kd * N;
+      const ops = make(M, Kd, N, layout, dtype);
+      const set = (cfg) => (dtype === 'float32' ? K.setTiledMatmul(cfg) : K.setSubgroupMatrixMatmul(cfg ?? D));
+      const entries = [];
+      let ref = null;
+      for (const [vname, cfg] of variants) {
+        set(cfg);
+        const t0 = performance.now();
+        try {
+          const out = T.matmul(ops.fa, ops.fb);
+          await dev.sync();
+          const first = performance.now() - t0;
+          // outputs up to 6.3M elements (2048², the models' N = 768 products, dW) are checked against the first variant
+          let rel = null;
+          if (M * N > 6_400_000) out.dispose();
+          else if (!ref) ref = out;
+          else {
+            rel = await maxRelDiff(out, ref);
+            out.dispose();
+          }
+          const one = await batchOf(() => T.matmul(ops.fa, ops.fb), 2);
+          entries.push({ vname, cfg, first_ms: first, rel, k: Math.max(2, Math.min(128, Math.ceil(BATCH_MS / one))), times: [], fn: () => T.matmul(ops.fa, ops.fb) });
+        } catch (e) {
+          emit({ name, dtype, layout, kernel: vname, error: String(e).slice(0, 400) });
+        }
+      }
+      let tfe = null;
+      if (tfjs && dtype === 'float32') {
+        const ta = tfjs.randomNormal(ops.ashape, 0, 1, 'float32', 1);
+        const tb = tfjs.randomNormal(ops.bshape, 0, 1, 'float32', 2);
+        const fn = () => tfjs.matMul(ta, tb, layout === 'tn', layout === 'nt');
+        const t0 = performance.now();
+        await tfBatch(fn, 1);
+        const first = performance.now() - t0;
+        const one = await tfBatch(fn, 2);
+        tfe = { first_ms: first, k: Math.max(2, Math.min(128, Math.ceil(BATCH_MS / one))), times: [], fn, ta, tb };
+      }
+      // untimed: ≥ WARM_MS of the same work back to back, so the SM clock is up before the timed rounds (after
+      // the compiles and read-backs above the H100 sits at 345 MHz; 40 ms batches did not bring it back)
+      const smiBefore = smi();
+      const w0 = performance.now();
+      while (performance.now() - w0 < WARM_MS) {
+        for (const e of entries) {
+          set(e.cfg);
+          await batchOf(e.fn, Math.max(1, e.k >> 1));
+        }
+      }
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const e of entries) {
+          set(e.cfg);
+          e.times.push(await batchOf(e.fn, e.k));
+        }
+        if (tfe) tfe.times.push(await tfBatch(tfe.fn, tfe.k));
+      }
+      const clocks = `${smiBefore} -> ${smi()}`;
+      const med = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+      const tfMs = tfe ? med(tfe.times) : null;
+      for (const e of entries) {
+        const ms = med(e.times);
+        emit({ name, dtype, layout, M, K: Kd, N, kernel: e.vname, cfg: e.cfg, ms, tflops: flop / ms / 1e9, first_ms: e.first_ms, rel_vs_first: e.rel, times: e.times, tfjs_ms: tfMs, vs_tfjs: tfMs ? tfMs / ms : null, smi: clocks });
+      }
+      if (tfe) {
+        emit({ name, dtype, layout, M, K: Kd, N, kernel: 'tfjs matMul', ms: tfMs, tflops: flop / tfMs / 1e9, first_ms: tfe.first_ms, times: tfe.times, smi: clocks });
+        tfe.ta.dispose();
+        tfe.tb.dispose();
+      }
+      if (ref) ref.dispose();
+      ops.a.dispose();
+      ops.b.dispose();
+      set(null);
+    }
+  }
+  K.setTiledMatmul(null);
+  K.setSubgroupMatrixMatmul(K.SGMM_DEFAULT);
+  dev.destroy();
+  process.exit(0);
 }
 
 // ---------------------------------------------------------------- repeat: the same kernels again and again

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from './device/webgpu-device.js';
-import { hasSubgroupMatrixF16, setSubgroupMatrixMatmul, SGMM_DEFAULT } from './internal.js';
+import { hasSubgroupMatrixF16, setSubgroupMatrixMatmul, setTiledMatmul, SGMM_DEFAULT } from './internal.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
 
 // float16 on the GPU: storage f16, arithmetic and accumulation in f32. Runs where the adapter has
@@ -74,12 +74,15 @@ describe('float16 matmul', () => {
     else expect(() => x.cast('float16')).toThrowError(/DTYPE_UNSUPPORTED/);
   });
 
-  it('tiled kernel (f16 storage, f32 accumulation) matches float64', async (ctx) => {
+  it('tiled kernels (f16 storage, f32 accumulation) match float64', async (ctx) => {
     needF16(ctx);
     setSubgroupMatrixMatmul(null);
     try {
       await runCases('tiled');
+      setTiledMatmul({ wg: 16, bk: 8, tm: 8, tn: 8, split: true, prefetch: true });
+      await runCases('split');
     } finally {
+      setTiledMatmul(null);
       setSubgroupMatrixMatmul(SGMM_DEFAULT);
     }
   });
@@ -90,7 +93,7 @@ describe('float16 matmul', () => {
       if (process.env.WEBATTN_EXPECT_SGMM === '1') expect.fail(`WEBATTN_EXPECT_SGMM=1 but adapter "${gpu.info.adapter}" lacks chromium-experimental-subgroup-matrix`);
       ctx.skip();
     }
-    for (const cfg of [SGMM_DEFAULT, { ...SGMM_DEFAULT, nsz: 8 as const, double: true }]) {
+    for (const cfg of [SGMM_DEFAULT, { ...SGMM_DEFAULT, nsz: 8 as const, double: true }, { ...SGMM_DEFAULT, prefetch: true }, { ...SGMM_DEFAULT, sgm: 4, tm: 2, nsz: 8 as const, tn: 8, prefetch: true }]) {
       setSubgroupMatrixMatmul(cfg);
       await runCases(`sgmm ${JSON.stringify(cfg)}`);
     }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from './device/webgpu-device.js';
 import { expectClose, gpuDevice } from '../../../test-utils/index.js';
-import { setTiledMatmul } from './internal.js';
+import { setTiledMatmul, SPLIT_128, SPLIT_128_K32, SPLIT_64 } from './internal.js';
 
 // The tiled matmul against the float64 CPU reference: odd sizes (partial tiles), transposed operands
 // read in place (vec4 and scalar staging), broadcast batch dims, K split into passes under llvmpipe's
@@ -74,7 +74,7 @@ describe('matmul (tiled, register-blocked)', () => {
     await check(pair([70_001, 1], 18), pair([70_001, 3], 19), tr, id, 'K=70001 gemv scalar', 5e-3);
   });
 
-  it('every tiling the hardware path picks (staged 8x8/16x16 workgroups, 4x4 and 8x8 per thread) is exact', async () => {
+  it('the staged kernel (software fallback; hardware whose workgroup memory cannot hold the split tiles): 8x8/16x16 workgroups, 4x4 and 8x8 per thread', async () => {
     try {
       for (const cfg of [{ wg: 8, bk: 16, tm: 8, tn: 8 }, { wg: 16, bk: 16, tm: 4, tn: 4 }, { wg: 16, bk: 32, tm: 8, tn: 4 }]) {
         setTiledMatmul(cfg);
@@ -83,6 +83,40 @@ describe('matmul (tiled, register-blocked)', () => {
         await check(pair([52, 68], 22), pair([36, 52], 23), tr, tr, `${tag} tt`);
         await check(pair([33, 17], 24), pair([17, 9], 25), id, id, `${tag} odd`);
         await check(pair([2, 3, 20, 12], 26), pair([12, 40], 27), id, id, `${tag} batched`);
+      }
+    } finally {
+      setTiledMatmul(null);
+    }
+  });
+
+  it('the split kernel (4×4 blocks spaced 4·wg apart, register staging, prefetch) is exact on every layout and edge', async () => {
+    try {
+      // the hardware defaults (128x128 tiles, 16-deep K; 64x64) and the 32-deep K tiles on a tiling whose
+      // workgroup memory fits llvmpipe's 32 KiB (the 128x128 one with 32-deep K tiles takes 33 KiB)
+      for (const cfg of [
+        SPLIT_128,
+        SPLIT_64,
+        { ...SPLIT_128_K32, wg: 8, tm: 4, tn: 4 },
+        { wg: 8, bk: 16, tm: 8, tn: 4, split: true, prefetch: false },
+        { wg: 8, bk: 4, tm: 4, tn: 8, split: true, prefetch: true },
+      ]) {
+        setTiledMatmul(cfg);
+        const tag = JSON.stringify(cfg);
+        // vec4 staging along K (A) / N (B), partial tiles on every edge, several K tiles
+        await check(pair([140, 52], 20), pair([52, 136], 21), id, id, `${tag} nn`);
+        // A contiguous along M (xᵀ·dy, the weight gradient), B contiguous along K (x·Wᵀ), both transposed
+        await check(pair([52, 68], 22), pair([36, 52], 23), tr, tr, `${tag} tt`);
+        if (cfg.wg === 16) {
+          await check(pair([36, 68], 22), pair([36, 52], 23), tr, id, `${tag} tn`);
+          await check(pair([68, 36], 22), pair([52, 36], 23), id, tr, `${tag} nt`);
+        }
+        // scalars (odd sizes), N not a multiple of 4 (scalar stores), K shorter than one tile
+        await check(pair([33, 17], 24), pair([17, 9], 25), id, id, `${tag} odd`);
+        if (cfg.wg === 8 && cfg.bk !== 32) continue; // the two small tilings: staging counts only (llvmpipe compile time)
+        await check(pair([19, 3], 24), pair([3, 21], 25), id, id, `${tag} K=3`);
+        // batched with a broadcast rhs, and an offset view (scalar staging)
+        await check(pair([2, 3, 20, 12], 26), pair([12, 40], 27), id, id, `${tag} batched`);
+        await check(pair([40, 60], 28), pair([34, 50], 29), (t) => t.slice(1, 3, 33), (t) => t.slice(0, 2, 32).slice(1, 5, 45), `${tag} sliced`);
       }
     } finally {
       setTiledMatmul(null);

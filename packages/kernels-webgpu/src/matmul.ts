@@ -2,7 +2,10 @@
  * Matrix products on WebGPU (`matmul` kernel of the `webgpu` backend).
  *
  * Generated programs:
- * - a tiled, register-blocked kernel for every adapter and float dtype: a 16×16 workgroup computes a
+ * - on hardware adapters, the split kernel: 16×16 threads, each 8×8 (128×128 tiles) or 4×4 (64×64) outputs in
+ *   4×4 blocks spaced 64 apart, K tiles staged through registers with the next tile's loads issued before this
+ *   tile's products (`splitSource`, tilings by `hardwareTiling`).
+ * - a tiled, register-blocked kernel for every adapter and float dtype (the fallback): a 16×16 workgroup computes a
  *   (16·TM)×(16·TN) output tile from 16-deep K tiles staged in workgroup memory, each thread TM×TN
  *   outputs accumulated in f32. Operands are read in place through their strides (transposed views and
  *   broadcast batch dims cost no copy), with vec4 loads along whichever axis is contiguous; K is split
@@ -17,8 +20,9 @@
  *   K (q·kᵀ, a tied lm_head x·wteᵀ): 1.5-2.8× faster than the staged tiles on llvmpipe, and ~0.7 s to
  *   compile on SwiftShader where the tiles took ~9.5 s.
  * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
- *   operands staged in workgroup memory, 16×16×16 (or 16×8×16) subgroup matrix products accumulated
- *   in f32, converted to f16 on store.
+ *   operands staged in workgroup memory with vec4 loads along whichever axis is contiguous (row-major tiles,
+ *   or column-major ones read by column-major matrix loads for xᵀ·dy and x·Wᵀ), 16×16×16 (or 16×8×16)
+ *   subgroup matrix products accumulated in f32, converted to f16 on store.
  */
 import {
   registerKernel,
@@ -61,6 +65,13 @@ export interface SgmmConfig {
   vec: boolean;
   /** Two staging buffers: the next K tile loads while this one multiplies. */
   double: boolean;
+  /** Issue the next K tile's global loads (into registers) before this tile's products (one staging buffer). */
+  prefetch?: boolean;
+  /**
+   * With `vec`: A contiguous along M and B contiguous along K (weight gradients xᵀ·dy, x·Wᵀ) staged with vec4
+   * loads into column-major tiles read by column-major matrix loads (default); `false`: scalar staging for them.
+   */
+  colMajor?: boolean;
 }
 
 /** Tiling of the f32-accumulating kernel: `wg`×`wg` threads, each `tm`×`tn` outputs, K tiles `bk` deep. */
@@ -69,6 +80,13 @@ export interface TiledMatmulConfig {
   bk: number;
   tm: number;
   tn: number;
+  /**
+   * The split kernel: each thread's outputs in 4×4 blocks spaced `4·wg` apart (consecutive vec4 reads of the
+   * B tile per warp, coalesced stores), staged through registers. Needs `tm`, `tn` multiples of 4.
+   */
+  split?: boolean;
+  /** Split kernel only: issue the next K tile's global loads before this tile's products. */
+  prefetch?: boolean;
 }
 let tiledOverride: TiledMatmulConfig | null = null;
 /** Forces a tiling of the f32-accumulating matmul kernel (`null`: chosen per adapter and shape). For benchmarks. */
@@ -242,6 +260,169 @@ ${compute}
   }
   let row0 = m0 + ty * ${c.tm}u;
   let col0 = n0 + tx * ${c.tn}u;
+  let zb = z * p.m * p.n;
+${store}
+}`;
+}
+
+/** One operand tile's staging in the split kernel: loads into registers, then stores into workgroup memory. */
+interface Staging {
+  decl: string;
+  load: (kt: string) => string;
+  store: string;
+}
+
+/**
+ * Staging of a `rows`×`BK` operand tile into `dst` (workgroup `array<vec4<f32>>` laid out [kk][rows/4] with
+ * `stride` quads per kk row, vec4 along axis 0) through registers `reg*`: `v0` vec4 loads along axis 0
+ * (contiguous vec4 stores), `v1` vec4 loads along K (four scalar stores each: the tile is transposed on the
+ * way in), `s` scalars. Axis 0 of the operand (M or N) has stride `s0`, K stride `sk`.
+ */
+function splitStaging(threads: number, BK: number, rows: number, mode: LoadMode, st: string, reg: string, dst: string, stride: number, src: string, base: string, s0: string, sk: string, at0: string, lim0: string): Staging {
+  const quads = rows / 4;
+  const total = mode === 's' ? rows * BK : (rows * BK) / 4;
+  const n = Math.ceil(total / threads);
+  const partial = total % threads !== 0;
+  const rT = mode === 's' ? 'f32' : 'vec4<f32>';
+  const decl = lines(n, (r) => `  var ${reg}${r}: ${rT};`);
+  const wrap = (r: number, body: string): string => `  {
+    let e = lidx + ${r * threads}u;${partial ? `\n    if (e < ${total}u) {` : ''}
+${body}${partial ? '\n    }' : ''}
+  }`;
+  const idx = (r: number): string => {
+    if (mode === 'v0') return `    let kk = e / ${quads}u;\n    let q = e % ${quads}u;`;
+    if (mode === 'v1') return `    let i0 = e / ${BK / 4}u;\n    let q = e % ${BK / 4}u;`;
+    void r;
+    return `    let kk = e / ${rows}u;\n    let i0 = e % ${rows}u;`;
+  };
+  const load = (kt: string): string =>
+    lines(n, (r) => {
+      let cond: string;
+      let val: string;
+      if (mode === 'v0') {
+        cond = `${at0} + q * 4u < ${lim0} && ${kt} + kk < p.k1`;
+        val = `vec4<f32>(${src}[(${base} + ${at0} + q * 4u + (${kt} + kk) * ${sk}) / 4u])`;
+      } else if (mode === 'v1') {
+        cond = `${at0} + i0 < ${lim0} && ${kt} + q * 4u < p.k1`;
+        val = `vec4<f32>(${src}[(${base} + (${at0} + i0) * ${s0} + ${kt} + q * 4u) / 4u])`;
+      } else {
+        cond = `${at0} + i0 < ${lim0} && ${kt} + kk < p.k1`;
+        val = `f32(${src}[${base} + (${at0} + i0) * ${s0} + (${kt} + kk) * ${sk}])`;
+      }
+      return wrap(r, `${idx(r)}\n    if (${cond}) { ${reg}${r} = ${val}; } else { ${reg}${r} = ${rT}(0.0); }`);
+    });
+  const store = lines(n, (r) => {
+    if (mode === 'v0') return wrap(r, `${idx(r)}\n    ${dst}[kk * ${stride}u + q] = ${reg}${r};`);
+    if (mode === 'v1') {
+      return wrap(r, `${idx(r)}
+    let o = q * ${4 * stride}u + i0 / 4u;
+    let c = i0 % 4u;
+${lines(4, (j) => `    ${dst}[o + ${j * stride}u][c] = ${reg}${r}[${j}];`)}`);
+    }
+    return wrap(r, `${idx(r)}\n    ${dst}[kk * ${stride}u + i0 / 4u][i0 % 4u] = ${reg}${r};`);
+  });
+  void st;
+  return { decl, load, store };
+}
+
+/**
+ * The hardware f32-accumulating kernel: `wg`×`wg` threads, each `tm`×`tn` outputs split into 4×4 blocks
+ * spaced `4·wg` apart (thread (tx, ty) owns rows `g·4wg + 4ty + 0..3` and columns `h·4wg + 4tx + 0..3`), so
+ * a warp's workgroup-memory reads of B are consecutive vec4 and its output stores coalesce. K tiles of `bk`
+ * are staged through registers; with `prefetch` the next tile's global loads are issued before this tile's
+ * products. Workgroup rows are padded by one vec4 where a tile is transposed on the way in (bank conflicts).
+ */
+function splitSource(c: TiledConfig & { prefetch: boolean }): string {
+  const WG = c.wg;
+  const BK = c.bk;
+  const threads = WG * WG;
+  const st = c.dtype === 'float16' ? 'f16' : 'f32';
+  const bm = WG * c.tm;
+  const bn = WG * c.tn;
+  const tm4 = c.tm / 4;
+  const tn4 = c.tn / 4;
+  const sA = bm / 4 + (c.modeA === 'v0' ? 0 : 1);
+  const sB = bn / 4 + (c.modeB === 'v0' ? 0 : 1);
+  const aT = c.modeA === 's' ? st : `vec4<${st}>`;
+  const bT = c.modeB === 's' ? st : `vec4<${st}>`;
+  const oT = c.vecOut ? `vec4<${st}>` : st;
+  const A = splitStaging(threads, BK, bm, c.modeA, st, 'ra', 'As', sA, 'a', 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m');
+  const B = splitStaging(threads, BK, bn, c.modeB, st, 'rb', 'Bs', sB, 'b', 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n');
+  const compute = lines(BK, (kk) => `  {
+${lines(tm4, (g) => `    let a${g} = As[${kk * sA + g * WG}u + ty];`)}
+${lines(tn4, (h) => `    let b${h} = Bs[${kk * sB + h * WG}u + tx];`)}
+${lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => `    acc[${(g * 4 + r) * tn4 + h}] = fma(vec4<f32>(a${g}[${r}]), b${h}, acc[${(g * 4 + r) * tn4 + h}]);`)))}
+  }`);
+  const store = lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => {
+    const i = (g * 4 + r) * tn4 + h;
+    const head = `    let row = m0 + ${g * WG * 4 + r}u + ty * 4u;
+    let col = n0 + ${h * WG * 4}u + tx * 4u;`;
+    if (c.vecOut) {
+      return `  {
+${head}
+    if (row < p.m && col < p.n) {
+      let o = (zb + row * p.n + col) / 4u;
+      var v = acc[${i}];
+      if (p.acc != 0u) { v = v + vec4<f32>(out[o]); }
+      out[o] = ${oT}(v);
+    }
+  }`;
+    }
+    return `  {
+${head}
+${lines(4, (j) => `    if (row < p.m && col + ${j}u < p.n) {
+      let o = zb + row * p.n + col + ${j}u;
+      var v = acc[${i}][${j}];
+      if (p.acc != 0u) { v = v + f32(out[o]); }
+      out[o] = ${st}(v);
+    }`)}
+  }`;
+  })));
+  const loop = c.prefetch
+    ? `${A.load('p.k0')}
+${B.load('p.k0')}
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
+${A.store}
+${B.store}
+    workgroupBarrier();
+    if (kt + ${BK}u < p.k1) {
+      let kn = kt + ${BK}u;
+${A.load('kn')}
+${B.load('kn')}
+    }
+${compute}
+    workgroupBarrier();
+  }`
+    : `  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
+${A.load('kt')}
+${B.load('kt')}
+${A.store}
+${B.store}
+    workgroupBarrier();
+${compute}
+    workgroupBarrier();
+  }`;
+  return `${c.dtype === 'float16' ? 'enable f16;\n' : ''}
+@group(0) @binding(0) var<storage, read> a: array<${aT}>;
+@group(0) @binding(1) var<storage, read> b: array<${bT}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
+${U_WGSL}
+var<workgroup> As: array<vec4<f32>, ${sA * BK}>;
+var<workgroup> Bs: array<vec4<f32>, ${sB * BK}>;
+@compute @workgroup_size(${threads}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let tx = lidx % ${WG}u;
+  let ty = lidx / ${WG}u;
+  let z = wid.z + p.z0;
+  let offs = batch_offsets(z);
+  let oa = offs.x;
+  let ob = offs.y;
+  let m0 = wid.y * ${bm}u;
+  let n0 = wid.x * ${bn}u;
+  var acc: array<vec4<f32>, ${c.tm * tn4}>;
+${A.decl}
+${B.decl}
+${loop}
   let zb = z * p.m * p.n;
 ${store}
 }`;
@@ -507,60 +688,106 @@ function sgmmSource(c: SgmmConfig, modeA: LoadMode, modeB: LoadMode): string {
   const bSize = tk * bn;
   const aT = modeA === 's' ? 'f16' : 'vec4<f16>';
   const bT = modeB === 's' ? 'f16' : 'vec4<f16>';
-  // A tile row-major [bm][tk] (stride tk); B tile row-major [tk][bn] (stride bn)
-  const stageA = (buf: string, kt: string): string => {
-    if (modeA === 'v1') {
-      const n = (bm * tk) / 4 / threads;
-      return lines(n, (r) => `    {
-      let e = lidx + ${r * threads}u;
+  // A tile row-major [bm][tk] (stride tk); B tile row-major [tk][bn] (stride bn). Each tile is loaded into
+  // registers (ra*/rb*) and then stored into workgroup memory, so `prefetch` can issue the next tile's loads
+  // before this tile's products.
+  // A contiguous along M (v0) is staged column-major [tk][bm] and B contiguous along K (v1) column-major
+  // [bn][tk], both with vec4 loads; subgroupMatrixLoad reads them with col_major = true.
+  const nA = modeA === 's' ? (bm * tk) / threads : (bm * tk) / 4 / threads;
+  const nB = modeB === 's' ? (bn * tk) / threads : (bn * tk) / 4 / threads;
+  const regDecl = `${lines(nA, (r) => `  var ra${r}: ${aT};`)}
+${lines(nB, (r) => `  var rb${r}: ${bT};`)}`;
+  const idxA = modeA === 'v0' ? (r: number) => `      let e = lidx + ${r * threads}u;
+      let kk = e / ${bm / 4}u;
+      let q = e % ${bm / 4}u;` : modeA === 'v1' ? (r: number) => `      let e = lidx + ${r * threads}u;
       let i0 = e / ${tk / 4}u;
-      let q = e % ${tk / 4}u;
-      var v = vec4<f16>(0.0);
-      if (m0 + i0 < p.m && ${kt} + q * 4u < p.k1) { v = a[(oa + (m0 + i0) * p.a_rs + ${kt} + q * 4u) / 4u]; }
-      let o = ${buf} + i0 * ${tk}u + q * 4u;
-      sa[o] = v.x; sa[o + 1u] = v.y; sa[o + 2u] = v.z; sa[o + 3u] = v.w;
-    }`);
-    }
-    const n = (bm * tk) / threads;
-    return lines(n, (r) => `    {
-      let e = lidx + ${r * threads}u;
+      let q = e % ${tk / 4}u;` : (r: number) => `      let e = lidx + ${r * threads}u;
       let kk = e / ${bm}u;
-      let i0 = e % ${bm}u;
-      var v = f16(0.0);
-      if (m0 + i0 < p.m && ${kt} + kk < p.k1) { v = (a[oa + (m0 + i0) * p.a_rs + (${kt} + kk) * p.a_cs]); }
-      sa[${buf} + i0 * ${tk}u + kk] = v;
-    }`);
-  };
-  const stageB = (buf: string, kt: string): string => {
-    if (modeB === 'v0') {
-      const n = (bn * tk) / 4 / threads;
-      return lines(n, (r) => `    {
-      let e = lidx + ${r * threads}u;
+      let i0 = e % ${bm}u;`;
+  const idxB = modeB === 'v1' ? (r: number) => `      let e = lidx + ${r * threads}u;
+      let i0 = e / ${tk / 4}u;
+      let q = e % ${tk / 4}u;` : modeB === 'v0' ? (r: number) => `      let e = lidx + ${r * threads}u;
       let kk = e / ${bn / 4}u;
-      let q = e % ${bn / 4}u;
-      var v = vec4<f16>(0.0);
-      if (n0 + q * 4u < p.n && ${kt} + kk < p.k1) { v = b[(ob + (${kt} + kk) * p.b_rs + n0 + q * 4u) / 4u]; }
-      let o = ${buf} + kk * ${bn}u + q * 4u;
-      sb[o] = v.x; sb[o + 1u] = v.y; sb[o + 2u] = v.z; sb[o + 3u] = v.w;
-    }`);
-    }
-    const n = (bn * tk) / threads;
-    return lines(n, (r) => `    {
-      let e = lidx + ${r * threads}u;
+      let q = e % ${bn / 4}u;` : (r: number) => `      let e = lidx + ${r * threads}u;
       let kk = e / ${bn}u;
-      let i0 = e % ${bn}u;
-      var v = f16(0.0);
-      if (n0 + i0 < p.n && ${kt} + kk < p.k1) { v = b[ob + (${kt} + kk) * p.b_rs + (n0 + i0) * p.b_cs]; }
-      sb[${buf} + kk * ${bn}u + i0] = v;
+      let i0 = e % ${bn}u;`;
+  const loadA = (kt: string): string =>
+    lines(nA, (r) => modeA === 'v0'
+      ? `    {
+${idxA(r)}
+      if (m0 + q * 4u < p.m && ${kt} + kk < p.k1) { ra${r} = a[(oa + m0 + q * 4u + (${kt} + kk) * p.a_cs) / 4u]; } else { ra${r} = vec4<f16>(0.0); }
+    }`
+      : modeA === 'v1'
+      ? `    {
+${idxA(r)}
+      if (m0 + i0 < p.m && ${kt} + q * 4u < p.k1) { ra${r} = a[(oa + (m0 + i0) * p.a_rs + ${kt} + q * 4u) / 4u]; } else { ra${r} = vec4<f16>(0.0); }
+    }`
+      : `    {
+${idxA(r)}
+      if (m0 + i0 < p.m && ${kt} + kk < p.k1) { ra${r} = a[oa + (m0 + i0) * p.a_rs + (${kt} + kk) * p.a_cs]; } else { ra${r} = f16(0.0); }
     }`);
-  };
+  const storeA = (buf: string): string =>
+    lines(nA, (r) => modeA === 'v0'
+      ? `    {
+${idxA(r)}
+      let o = ${buf} + kk * ${bm}u + q * 4u;
+      sa[o] = ra${r}.x; sa[o + 1u] = ra${r}.y; sa[o + 2u] = ra${r}.z; sa[o + 3u] = ra${r}.w;
+    }`
+      : modeA === 'v1'
+      ? `    {
+${idxA(r)}
+      let o = ${buf} + i0 * ${tk}u + q * 4u;
+      sa[o] = ra${r}.x; sa[o + 1u] = ra${r}.y; sa[o + 2u] = ra${r}.z; sa[o + 3u] = ra${r}.w;
+    }`
+      : `    {
+${idxA(r)}
+      sa[${buf} + i0 * ${tk}u + kk] = ra${r};
+    }`);
+  const loadB = (kt: string): string =>
+    lines(nB, (r) => modeB === 'v1'
+      ? `    {
+${idxB(r)}
+      if (n0 + i0 < p.n && ${kt} + q * 4u < p.k1) { rb${r} = b[(ob + (n0 + i0) * p.b_cs + ${kt} + q * 4u) / 4u]; } else { rb${r} = vec4<f16>(0.0); }
+    }`
+      : modeB === 'v0'
+      ? `    {
+${idxB(r)}
+      if (n0 + q * 4u < p.n && ${kt} + kk < p.k1) { rb${r} = b[(ob + (${kt} + kk) * p.b_rs + n0 + q * 4u) / 4u]; } else { rb${r} = vec4<f16>(0.0); }
+    }`
+      : `    {
+${idxB(r)}
+      if (n0 + i0 < p.n && ${kt} + kk < p.k1) { rb${r} = b[ob + (${kt} + kk) * p.b_rs + (n0 + i0) * p.b_cs]; } else { rb${r} = f16(0.0); }
+    }`);
+  const storeB = (buf: string): string =>
+    lines(nB, (r) => modeB === 'v1'
+      ? `    {
+${idxB(r)}
+      let o = ${buf} + i0 * ${tk}u + q * 4u;
+      sb[o] = rb${r}.x; sb[o + 1u] = rb${r}.y; sb[o + 2u] = rb${r}.z; sb[o + 3u] = rb${r}.w;
+    }`
+      : modeB === 'v0'
+      ? `    {
+${idxB(r)}
+      let o = ${buf} + kk * ${bn}u + q * 4u;
+      sb[o] = rb${r}.x; sb[o + 1u] = rb${r}.y; sb[o + 2u] = rb${r}.z; sb[o + 3u] = rb${r}.w;
+    }`
+      : `    {
+${idxB(r)}
+      sb[${buf} + kk * ${bn}u + i0] = rb${r};
+    }`);
+  const stageA = (buf: string, kt: string): string => `${loadA(kt)}\n${storeA(buf)}`;
+  const stageB = (buf: string, kt: string): string => `${loadB(kt)}\n${storeB(buf)}`;
   const L = `subgroup_matrix_left<f16, 16, 16>`;
   const R = `subgroup_matrix_right<f16, ${c.nsz}, 16>`;
   const C = `subgroup_matrix_result<f32, ${c.nsz}, 16>`;
   const mma = (abuf: string, bbuf: string): string =>
     lines(tk / 16, (s) => `    {
-${lines(c.tm, (i) => `      let l${i} = subgroupMatrixLoad<${L}>(&sa, ${abuf} + (sg_m * ${c.tm * 16}u + ${i * 16}u) * ${tk}u + ${s * 16}u, false, ${tk}u);`)}
-${lines(c.tn, (j) => `      let r${j} = subgroupMatrixLoad<${R}>(&sb, ${bbuf} + ${s * 16 * bn}u + sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u, false, ${bn}u);`)}
+${lines(c.tm, (i) => modeA === 'v0'
+  ? `      let l${i} = subgroupMatrixLoad<${L}>(&sa, ${abuf} + ${s * 16 * bm}u + sg_m * ${c.tm * 16}u + ${i * 16}u, true, ${bm}u);`
+  : `      let l${i} = subgroupMatrixLoad<${L}>(&sa, ${abuf} + (sg_m * ${c.tm * 16}u + ${i * 16}u) * ${tk}u + ${s * 16}u, false, ${tk}u);`)}
+${lines(c.tn, (j) => modeB === 'v1'
+  ? `      let r${j} = subgroupMatrixLoad<${R}>(&sb, ${bbuf} + (sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u) * ${tk}u + ${s * 16}u, true, ${tk}u);`
+  : `      let r${j} = subgroupMatrixLoad<${R}>(&sb, ${bbuf} + ${s * 16 * bn}u + sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u, false, ${bn}u);`)}
 ${lines(c.tm, (i) => lines(c.tn, (j) => `      acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});`))}
     }`);
   const scratch = 16 * c.nsz; // one result matrix of f32 per subgroup, staged through workgroup memory on store
@@ -585,7 +812,23 @@ ${mma('abase', 'bbase')}
     workgroupBarrier();
     cur = nxt;
   }`
-    : `
+    : c.prefetch
+      ? `
+${loadA('p.k0')}
+${loadB('p.k0')}
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
+${storeA('0u')}
+${storeB('0u')}
+    workgroupBarrier();
+    if (kt + ${tk}u < p.k1) {
+      let kn = kt + ${tk}u;
+${loadA('kn')}
+${loadB('kn')}
+    }
+${mma('0u', '0u')}
+    workgroupBarrier();
+  }`
+      : `
   for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
 ${stageA('0u', 'kt')}
 ${stageB('0u', 'kt')}
@@ -635,6 +878,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let n0 = wid.x * ${bn}u;
   let zb = z * p.m * p.n;
 ${lines(c.tm, (i) => lines(c.tn, (j) => `  var acc${i}_${j}: ${C};`))}
+${regDecl}
 ${body}
 ${store}
 }`;
@@ -668,6 +912,33 @@ function modeOf(t: Tensor, lim0: number, limK: number, kAxisLast: boolean): Load
   if (sK === 1 && dimK % 4 === 0 && aligned4(t.offset, [sOther, ...batch])) return 'v1';
   if (sOther === 1 && dimOther % 4 === 0 && aligned4(t.offset, [sK, ...batch])) return 'v0';
   return 's';
+}
+
+/**
+ * The hardware split kernel's tilings: 128x128 tiles (16x16 threads of 8x8 outputs) with 16- or 32-deep K tiles,
+ * and 64x64 tiles (16x16 threads of 4x4).
+ */
+export const SPLIT_128: TiledMatmulConfig = { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
+export const SPLIT_128_K32: TiledMatmulConfig = { ...SPLIT_128, bk: 32 };
+export const SPLIT_64: TiledMatmulConfig = { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true };
+
+/** Workgroup memory of the split kernel at a tiling, padded rows included (the most it can take). */
+function splitWorkgroupBytes(t: TiledMatmulConfig): number {
+  return ((t.wg * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16;
+}
+
+/**
+ * The hardware f32-accumulating tiling of an [m × n] product (`batch` matrices), from an interleaved A/B on the
+ * H100 (docs/benchmarks/2026-11-25-h100-matmul-ab.json, apps/bench/gpu/matmul_probe.mjs): with at least 512 tiles of 128x128 (4096³, GPT-2's
+ * 8192x768x2304) 128x128 tiles with 16-deep K tiles (4096³ 3.8 ms vs 4.9 for the previous 64x64 default); with
+ * 100-511 (GPT-2's N = 768 projections and its weight gradients) 32-deep K tiles (8192x3072x768 1.19 ms vs
+ * 1.44; 768x8192x2304 xᵀ·dy 0.98 vs 1.28); fewer: 64x64 tiles, more workgroups for the GPU's units. A tiling
+ * whose workgroup memory exceeds the device's limit steps down (WebGPU's default limit is 16 KiB).
+ */
+function hardwareTiling(m: number, n: number, batch: number, maxWorkgroupBytes: number): TiledMatmulConfig {
+  const t128 = Math.ceil(m / 128) * Math.ceil(n / 128) * batch;
+  const want = t128 >= 512 ? [SPLIT_128, SPLIT_64] : t128 >= 100 ? [SPLIT_128_K32, SPLIT_128, SPLIT_64] : [SPLIT_64];
+  return want.find((t) => splitWorkgroupBytes(t) <= maxWorkgroupBytes) ?? { wg: 16, bk: 16, tm: 4, tn: 4 };
 }
 
 registerKernel({
@@ -718,19 +989,22 @@ registerKernel({
       // few rows (a decode step): matrix-vector kernel, keyed by layout and row count only
     } else if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
       // vec4 staging only when A is contiguous along K and B along N (the common layouts)
-      const ma = sg.vec && modeOf(a, m, k, true) === 'v1' ? 'v1' : 's';
-      const mb = sg.vec && modeOf(b, n, k, false) === 'v0' ? 'v0' : 's';
-      const key = `matmul_sgmm|${sg.sgm}x${sg.sgn}x${sg.tm}x${sg.tn}x${sg.tk}x${sg.nsz}${sg.double ? 'd' : ''}|${ma}${mb}`;
+      // vec4 staging along whichever axis is contiguous (A along K or M, B along N or K; `colMajor: false`:
+      // only A along K and B along N, the rest scalars)
+      const ma0 = modeOf(a, m, k, true);
+      const mb0 = modeOf(b, n, k, false);
+      const ma = !sg.vec || (ma0 === 'v0' && sg.colMajor === false) ? 's' : ma0;
+      const mb = !sg.vec || (mb0 === 'v1' && sg.colMajor === false) ? 's' : mb0;
+      const key = `matmul_sgmm|${sg.sgm}x${sg.sgn}x${sg.tm}x${sg.tn}x${sg.tk}x${sg.nsz}${sg.double ? 'd' : ''}${sg.prefetch && !sg.double ? 'p' : ''}|${ma}${mb}`;
       prog = getProgram(key, () => sgmmSource(sg, ma, mb));
       bm = sg.sgm * sg.tm * 16;
       bn = sg.sgn * sg.tn * sg.nsz;
       kStep = sg.tk;
     } else {
       const hw = !device.info.software;
-      // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: staged
-      // 64x64 tiles, 16x16 threads of 4x4 outputs (28-29 TFLOP/s f32 at 4096³ on the H100 in two calls; the
-      // 8x8-per-thread tilings ranged 4-32 TFLOP/s between calls: docs/benchmarks.md)
-      const t = tiledOverride ?? (hw ? { wg: 16, bk: 16, tm: 4, tn: 4 } : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
+      // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: the split
+      // kernel, 128x128 or 64x64 tiles by hardwareTiling()
+      const t = tiledOverride ?? (hw ? hardwareTiling(m, n, batch, device.limits.maxComputeWorkgroupStorageSize ?? 16384) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
       const cfg: TiledConfig = {
         ...t,
         dtype,
@@ -744,8 +1018,11 @@ registerKernel({
         // dot products straight from memory; the staged tiles it replaces took 5-10 s to compile on SwiftShader
       } else {
         if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
-        const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${direct ? 'direct' : cfg.modeA + cfg.modeB + (cfg.vecOut ? 'v' : 's')}`;
-        prog = getProgram(key, () => (direct ? directSource(cfg) : tiledSource(cfg)));
+        const split = !direct && t.bk !== 0 && t.split === true;
+        const prefetch = split && t.prefetch === true;
+        const variant = direct ? 'direct' : `${split ? (prefetch ? 'sp|' : 's|') : ''}${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
+        const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${variant}`;
+        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch }) : tiledSource(cfg)));
         bm = cfg.wg * cfg.tm;
         bn = cfg.wg * cfg.tn;
         kStep = direct ? 4 : cfg.bk;
