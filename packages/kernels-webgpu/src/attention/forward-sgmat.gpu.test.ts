@@ -345,9 +345,11 @@ describe('subgroup-matrix forward on tensor cores (f16)', () => {
       await check(c, 'float16', 3e-3, 1e-2);
     }, COMPILE_TIMEOUT);
   }
-  it('every tiling it may pick (16 or 32 rows per subgroup, 2-8 subgroups, 16- and 32-key tiles)', async (ctx) => {
+  it('every tiling it may pick (16 or 32 rows per subgroup, 2-8 subgroups, 16- and 32-key tiles, default options)', async (ctx) => {
     needReal(ctx);
-    for (const cfg of [{ rs: 16, nsg: 8, bc: 16 }, { rs: 16, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 32 }, { rs: 32, nsg: 2, bc: 16 }, { rs: 16, nsg: 4, bc: 32 }] as SgmatConfig[]) {
+    // with the default options (vector + Kᵀ staging, shuffle softmax in registers, prefetch)
+    const o: Partial<SgmatConfig> = { vec: true, split: 'shuffle', kt: true, rsm: true, pf: true };
+    for (const cfg of [{ rs: 16, nsg: 8, bc: 32 }, { rs: 16, nsg: 8, bc: 16 }, { rs: 16, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 32 }, { rs: 32, nsg: 2, bc: 16 }, { rs: 16, nsg: 2, bc: 16 }].map((c) => ({ ...c, ...o })) as SgmatConfig[]) {
       setFlashSubgroupMatrix('auto', cfg);
       try {
         await check({ ...CASES[0]!, name: JSON.stringify(cfg) }, 'float16', 3e-3, 1e-2);

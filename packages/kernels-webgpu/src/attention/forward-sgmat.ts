@@ -3,8 +3,8 @@
  * accumulation, f32 online softmax; the same plan, masks, causal/window/block-sparse skipping, varlen
  * layout and flex hooks as the tile forward (`forward.ts`), the same outputs (o in the input dtype, lse
  * f32). Selected when the device has `chromium-experimental-subgroup-matrix` with an f16→f32 16×16×16
- * configuration and subgroups of 32 (the default mode, `auto`; H100: B=8 H=16 L=4096 E=64 in 19-31 ms vs 174 ms
- * on the tile forward); everything else takes the tile forward.
+ * configuration and subgroups of 32 (the default mode, `auto`; H100: B=8 H=16 L=4096 E=64 in 6.6 ms = 83 TFLOP/s vs
+ * 174 ms on the tile forward); everything else takes the tile forward.
  *
  * Two WGSL pitfalls of Dawn/Vulkan (webgpu 0.6.2) this kernel works around, both measured on the H100:
  * a `var` declared without initializer inside a loop is zeroed once at function entry, not per iteration
@@ -14,9 +14,9 @@
  * One workgroup = `nsg` subgroups of 32 invocations; subgroup `sg` owns `rs` (16 or 32) query rows.
  * Q is loaded once into left matrices (registers). Per key tile of `bc` keys (K and V staged as f16 in
  * workgroup memory): S = Q·Kᵀ by MMAs (K read column-major is Kᵀ) → f32 in workgroup memory; one
- * invocation per query row applies scale, masks and score/mask functions there and runs the online
- * softmax in f32, writing P as f16; O += P·V by MMAs into result matrices that stay in registers for the
- * whole key loop. Subgroup matrices have no per-row scaling, so the running max is updated lazily
+ * invocation per query row (or two: `split`) applies scale, masks and score/mask functions there and runs the
+ * online softmax in f32 on its scores held in registers (`rsm`), writing P as f16; O += P·V by MMAs into result matrices that stay in registers for the
+ * whole key loop; the next tile's K and V are loaded into registers meanwhile (`pf`). Subgroup matrices have no per-row scaling, so the running max is updated lazily
  * (FlashAttention-4): P = exp(s − m_ref) with the row's reference max m_ref, which moves (and O is
  * rescaled through workgroup memory) only when a tile's max exceeds it by more than {@link LAZY}; P ≤ e^8
  * then always fits f16. NaN scores count as +∞ in the max, so a NaN row comes out NaN (as the tile path).
@@ -78,7 +78,7 @@ export interface SgmatConfig {
 /** `auto`: the subgroup-matrix forward where the device has it (f16 inputs); `off`; `emulate`: plain-WGSL stand-ins for f32 inputs on any adapter (tests). */
 export type SgmatMode = 'auto' | 'off' | 'emulate';
 // 'auto' by default: f16 inputs on a device with f16 subgroup matrices take it (on the H100, B=8 H=16 L=4096
-// E=64: 19.2 ms vs 174.4 ms on the tile forward); everything else takes the tile forward
+// E=64: 6.6 ms vs 174.4 ms on the tile forward); everything else takes the tile forward
 let mode: SgmatMode = 'auto';
 let forced: SgmatConfig | null = null;
 
@@ -122,17 +122,21 @@ export function sgmatPlan(p: FlashParams): (SgmatConfig & { emulate: boolean }) 
   const rs: 16 | 32 = EC <= 64 && EVC <= 64 ? 32 : 16;
   // block-sparse tables are per 64 query rows: a workgroup must not straddle two q blocks
   const maxRows = p.blocks ? 64 : 128;
-  // H100, B=8 H=16 L=4096 E=64 f16 (ms, two device calls): rs16·nsg8·bc16 19.2; rs32·nsg4·bc16 30.7-31.0 (kt 33.7);
-  // rs16·nsg4·bc32·kt 53.6; rs32·nsg4·bc32 54.5 (kt 57.2); rs32·nsg2·bc16 70.9; rs32·nsg2·bc32 94.9 (qreload 169.4);
-  // tile forward 172.6-174.4. Eight subgroups of 16 rows and 16-key tiles first.
-  // Then (lead's A/B call, same shapes; L=1024 / ViT B=128 L=196 beside): rs16·nsg8·bc16 21.1 ms (26.0 TFLOP/s), 1.89,
-  // 1.57; + vec 11.8 (46.6), 1.26, 1.02; + vec + split shuffle 12.0 (45.8), 1.09, 1.14; split alone 20.1. Vector
-  // staging and the two-lane softmax are on (the emulation, without subgroups, splits through workgroup memory).
-  const opts: Partial<SgmatConfig> = { vec: true, split: emulate ? 'wg' : 'shuffle' };
+  // H100 A/B (sgmat_attn.mjs --ab, one call, ms; B=8 H=16 E=64 unless named): previous default rs16·nsg8·bc16 vec
+  // split: L=4096 12.87, L=1024 1.30, ViT B=128 L=196 1.10, E=128 L=1024 2.50, causal L=1024/2048/4096 0.87/2.30/6.73;
+  // + kt 12.47/1.05/0.99/2.47/0.80/2.14/7.66; + kt rsm 8.44/0.68/0.75/2.07/0.67/1.60/4.42; + kt rsm pf
+  // 7.44/0.86/0.70/1.23/0.53/1.22/3.53; the same at nsg16 6.65/0.81/0.76/1.43/0.56/1.68/3.83; at bc32
+  // 6.64/0.66/0.99/1.19/0.67/1.39/3.93. So Kᵀ staging, the register softmax and the prefetch everywhere; 32-key tiles
+  // for long unmasked key ranges (≥ 1024 keys, no causal/window/block skipping), 16-key tiles elsewhere (ViT, causal).
+  // The emulation (no subgroups) splits through workgroup memory.
+  const opts: Partial<SgmatConfig> = { vec: true, split: emulate ? 'wg' : 'shuffle', kt: true, rsm: true, pf: true };
+  const long = !p.causal && !p.window && !p.blocks && d.Lkv >= 1024;
+  const n16 = Math.min(8, maxRows / 16);
   const list: SgmatConfig[] = forced
     ? [forced]
     : [
-        { rs: 16, nsg: maxRows / 16 >= 8 ? 8 : maxRows / 16, bc: 16, ...opts },
+        ...(long ? [{ rs: 16 as const, nsg: n16, bc: 32, ...opts }] : []),
+        { rs: 16, nsg: n16, bc: 16, ...opts },
         { rs, nsg: Math.min(4, maxRows / rs), bc: 16, ...opts },
         { rs, nsg: maxRows / rs, bc: 32, ...opts },
         { rs: 16, nsg: 2, bc: 16, ...opts },
