@@ -14,6 +14,8 @@ import { writeFileSync } from 'node:fs';
 import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel } from '@webattn/kernels-webgpu';
 import { hasSgmatAttention, setFlashSubgroupMatrix } from '@webattn/kernels-webgpu/internal';
+import { flashAttnVarlen } from '@webattn/varlen';
+import { varlenLengths } from './common.mjs';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
@@ -130,15 +132,39 @@ if (args.includes('--ab')) {
         { rs: 16, nsg: 4, bc: 16, vec: true, split: 'shuffle' },
         { rs: 16, nsg: 4, bc: 32, vec: true, split: 'shuffle' },
       ];
-  const abShapes = abEmu ? [{ B: 1, H: 1, L: 48, E: 16 }] : [
+  // AB_SHAPES=wide adds E=128 and causal L=1024/2048/4096 (the causal rows count half the flops)
+  const wide = process.env.AB_SHAPES === 'wide';
+  const abShapes = abEmu ? [{ B: 1, H: 1, L: 48, E: 16 }, ...(wide ? [{ B: 1, H: 1, L: 48, E: 16, causal: true }] : [])] : [
     { B: 8, H: 16, L: 4096, E: 64 },
     { B: 8, H: 16, L: 1024, E: 64 },
     { B: 128, H: 16, L: 196, E: 64, tag: 'vit' },
+    ...(wide
+      ? [
+          { B: 8, H: 16, L: 1024, E: 128 },
+          { B: 8, H: 16, L: 1024, E: 64, causal: true },
+          { B: 8, H: 16, L: 2048, E: 64, causal: true },
+          { B: 8, H: 16, L: 4096, E: 64, causal: true },
+          // packed varlen (flashAttnVarlen), causal, the lengths of webattn_peers.mjs's varlen rows
+          { B: 16, H: 16, L: 2048, E: 64, causal: true, varlen: true },
+        ]
+      : []),
   ];
   const minMs = Number(process.env.AB_MIN_MS ?? 150);
   const inputs = abShapes.map((s) => {
+    if (s.varlen) {
+      const lengths = varlenLengths(s.B, s.L);
+      const total = lengths.reduce((a, n) => a + n, 0);
+      const cu = Int32Array.from([0, ...lengths.map((_, i) => lengths.slice(0, i + 1).reduce((a, n) => a + n, 0))]);
+      const mk = (seed) => T.randn([total, s.H, s.E], { seed, device: dev, dtype: abDtype });
+      const [q, k, v] = [mk(1), mk(2), mk(3)];
+      return {
+        ...s, q, k, v, flops: (2 * s.H * s.E * lengths.reduce((a, n) => a + n * n, 0)),
+        run: () => T.noGrad(() => flashAttnVarlen(q, k, v, { cuSeqlensQ: cu, maxSeqlenQ: s.L, causal: true })).dispose(),
+        name: `varlen B=${s.B} H=${s.H} lengths 1..${s.L} E=${s.E} causal ${abEmu ? 'f32 emulated' : 'f16'}`,
+      };
+    }
     const mk = (seed) => T.randn([s.B, s.H, s.L, s.E], { seed, device: dev, dtype: abDtype });
-    return { ...s, q: mk(1), k: mk(2), v: mk(3), name: `${s.tag ? s.tag + ' ' : ''}B=${s.B} H=${s.H} L=${s.L} E=${s.E} ${abEmu ? 'f32 emulated' : 'f16'}` };
+    return { ...s, q: mk(1), k: mk(2), v: mk(3), name: `${s.tag ? s.tag + ' ' : ''}B=${s.B} H=${s.H} L=${s.L} E=${s.E}${s.causal ? ' causal' : ''} ${abEmu ? 'f32 emulated' : 'f16'}` };
   });
   const table = [];
   for (const cfg of abConfigs) {
@@ -153,8 +179,8 @@ if (args.includes('--ab')) {
       line.maxdiff = await validateRef(cfg);
       line.compile_ms = performance.now() - t;
       for (const s of inputs) {
-        const flops = 4 * s.B * s.H * s.L * s.L * s.E;
-        const fwd = () => T.noGrad(() => sdpaKernel(['flash'], () => scaledDotProductAttention(s.q, s.k, s.v))).dispose();
+        const flops = s.flops ?? (4 * s.B * s.H * s.L * s.L * s.E) / (s.causal ? 2 : 1);
+        const fwd = s.run ?? (() => T.noGrad(() => sdpaKernel(["flash"], () => scaledDotProductAttention(s.q, s.k, s.v, { isCausal: !!s.causal }))).dispose());
         const r = await time(fwd, minMs);
         line[s.name] = { ms: r.ms, tflops: flops / r.ms / 1e9 };
         emit({ scenario: 'sgmat-ab', name: s.name, config, maxdiff: line.maxdiff, fwd_ms: r.ms, fwd_tflops: flops / r.ms / 1e9, compile_ms: line.compile_ms });

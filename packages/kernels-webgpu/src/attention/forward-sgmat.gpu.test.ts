@@ -280,6 +280,11 @@ describe('subgroup-matrix forward, emulated (f32, every adapter)', () => {
     [{ ...EMU, vec: true }, [EMU_CASES[1]!, ...LAYOUT_CASES(16)]],
     [{ ...EMU, split: 'wg' }, [EMU_CASES[3]!, ...LAYOUT_CASES(16)]],
     [{ ...EMU, vec: true, split: 'wg', kt: true, qreload: true }, [EMU_CASES[0]!, EMU_CASES[3]!]],
+    // softmax in registers and the register prefetch of the next K/V tile, split and one lane per row, Kᵀ staging
+    [{ ...EMU, vec: true, split: 'wg', rsm: true, pf: true }, EMU_CASES],
+    [{ ...EMU, vec: true, rsm: true, pf: true, kt: true }, [EMU_CASES[0]!, EMU_CASES[3]!, ...LAYOUT_CASES(16)]],
+    [{ ...EMU, split: 'wg', rsm: true, pf: true }, [EMU_CASES[1]!]],
+    [{ rs: 32, nsg: 2, bc: 16, vec: true, rsm: true, pf: true }, [{ ...CASES[4]!, name: 'rs32 ramp' }, EMU_CASES[0]!]],
     // E and Ev not multiples of 4: the scalar staging runs (the split softmax still does)
     [{ ...EMU, vec: true, split: 'wg' }, [{ name: 'E18/Ev10 vec fallback', B: 1, Hq: 2, Hkv: 1, Lq: 40, Lkv: 53, E: 18, Ev: 10, causal: true }]],
   ];
@@ -340,9 +345,11 @@ describe('subgroup-matrix forward on tensor cores (f16)', () => {
       await check(c, 'float16', 3e-3, 1e-2);
     }, COMPILE_TIMEOUT);
   }
-  it('every tiling it may pick (16 or 32 rows per subgroup, 2-8 subgroups, 16- and 32-key tiles)', async (ctx) => {
+  it('every tiling it may pick (16 or 32 rows per subgroup, 2-8 subgroups, 16- and 32-key tiles, default options)', async (ctx) => {
     needReal(ctx);
-    for (const cfg of [{ rs: 16, nsg: 8, bc: 16 }, { rs: 16, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 32 }, { rs: 32, nsg: 2, bc: 16 }, { rs: 16, nsg: 4, bc: 32 }] as SgmatConfig[]) {
+    // with the default options (vector + Kᵀ staging, shuffle softmax in registers, prefetch)
+    const o: Partial<SgmatConfig> = { vec: true, split: 'shuffle', kt: true, rsm: true, pf: true };
+    for (const cfg of [{ rs: 16, nsg: 8, bc: 32 }, { rs: 16, nsg: 8, bc: 16 }, { rs: 16, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 16 }, { rs: 32, nsg: 4, bc: 32 }, { rs: 32, nsg: 2, bc: 16 }, { rs: 16, nsg: 2, bc: 16 }].map((c) => ({ ...c, ...o })) as SgmatConfig[]) {
       setFlashSubgroupMatrix('auto', cfg);
       try {
         await check({ ...CASES[0]!, name: JSON.stringify(cfg) }, 'float16', 3e-3, 1e-2);
@@ -360,6 +367,12 @@ describe('subgroup-matrix forward on tensor cores (f16)', () => {
     [{ rs: 16, nsg: 8, bc: 32, vec: true, split: 'shuffle' }, [CASES[0]!, CASES[4]!]],
     [{ rs: 16, nsg: 4, bc: 32, vec: true, split: 'shuffle' }, [CASES[0]!, CASES[4]!]],
     [{ rs: 16, nsg: 4, bc: 16, vec: true, split: 'shuffle' }, [CASES[0]!]],
+    // softmax in registers + prefetch of the next K/V tile (+ Kᵀ staging): every case, then 256 rows per workgroup,
+    // 32-key tiles and one lane per row (32 rows per subgroup)
+    [{ ...D8, vec: true, split: 'shuffle', kt: true, rsm: true, pf: true }, CASES],
+    [{ rs: 16, nsg: 16, bc: 16, vec: true, split: 'shuffle', kt: true, rsm: true, pf: true }, [CASES[0]!, CASES[4]!]],
+    [{ rs: 16, nsg: 8, bc: 32, vec: true, split: 'shuffle', kt: true, rsm: true, pf: true }, [CASES[0]!, CASES[4]!]],
+    [{ rs: 32, nsg: 4, bc: 16, vec: true, rsm: true, pf: true }, [CASES[0]!, CASES[4]!]],
   ];
   for (const [cfg, cases] of OPTS) {
     it(`options ${JSON.stringify(cfg)}: ${cases.length} cases`, async (ctx) => {

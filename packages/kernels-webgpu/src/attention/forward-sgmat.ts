@@ -3,8 +3,8 @@
  * accumulation, f32 online softmax; the same plan, masks, causal/window/block-sparse skipping, varlen
  * layout and flex hooks as the tile forward (`forward.ts`), the same outputs (o in the input dtype, lse
  * f32). Selected when the device has `chromium-experimental-subgroup-matrix` with an f16→f32 16×16×16
- * configuration and subgroups of 32 (the default mode, `auto`; H100: B=8 H=16 L=4096 E=64 in 19-31 ms vs 174 ms
- * on the tile forward); everything else takes the tile forward.
+ * configuration and subgroups of 32 (the default mode, `auto`; H100: B=8 H=16 L=4096 E=64 in 6.6 ms = 83 TFLOP/s vs
+ * 174 ms on the tile forward); everything else takes the tile forward.
  *
  * Two WGSL pitfalls of Dawn/Vulkan (webgpu 0.6.2) this kernel works around, both measured on the H100:
  * a `var` declared without initializer inside a loop is zeroed once at function entry, not per iteration
@@ -14,9 +14,9 @@
  * One workgroup = `nsg` subgroups of 32 invocations; subgroup `sg` owns `rs` (16 or 32) query rows.
  * Q is loaded once into left matrices (registers). Per key tile of `bc` keys (K and V staged as f16 in
  * workgroup memory): S = Q·Kᵀ by MMAs (K read column-major is Kᵀ) → f32 in workgroup memory; one
- * invocation per query row applies scale, masks and score/mask functions there and runs the online
- * softmax in f32, writing P as f16; O += P·V by MMAs into result matrices that stay in registers for the
- * whole key loop. Subgroup matrices have no per-row scaling, so the running max is updated lazily
+ * invocation per query row (or two: `split`) applies scale, masks and score/mask functions there and runs the
+ * online softmax in f32 on its scores held in registers (`rsm`), writing P as f16; O += P·V by MMAs into result matrices that stay in registers for the
+ * whole key loop; the next tile's K and V are loaded into registers meanwhile (`pf`). Subgroup matrices have no per-row scaling, so the running max is updated lazily
  * (FlashAttention-4): P = exp(s − m_ref) with the row's reference max m_ref, which moves (and O is
  * rescaled through workgroup memory) only when a tile's max exceeds it by more than {@link LAZY}; P ≤ e^8
  * then always fits f16. NaN scores count as +∞ in the max, so a NaN row comes out NaN (as the tile path).
@@ -59,6 +59,18 @@ export interface SgmatConfig {
    * `subgroupShuffleXor`, `wg` through workgroup memory. Ignored at `rs` = 32 (every lane owns a row already).
    */
   split?: 'shuffle' | 'wg';
+  /**
+   * Softmax in registers: each lane reads its keys' scores of a tile once (unrolled, independent loads), keeps them
+   * in registers through the max and the exponentials (no masked score written back to workgroup memory), and with
+   * `split` the two lanes of a row take alternating keys (fewer workgroup-memory bank conflicts than halves).
+   */
+  rsm?: boolean;
+  /**
+   * Prefetch: the next key tile's K and V are loaded from storage into registers while this tile's MMAs and
+   * softmax run, and stored to workgroup memory at the start of the next tile (vector staging on the dense loop
+   * only; block-sparse tables and the scalar staging stage as before).
+   */
+  pf?: boolean;
   /** Diagnostics: write the first tile's raw scores (`S`) or probabilities (`P`, lse = reference max) to the output instead. */
   debug?: 'S' | 'P';
 }
@@ -66,7 +78,7 @@ export interface SgmatConfig {
 /** `auto`: the subgroup-matrix forward where the device has it (f16 inputs); `off`; `emulate`: plain-WGSL stand-ins for f32 inputs on any adapter (tests). */
 export type SgmatMode = 'auto' | 'off' | 'emulate';
 // 'auto' by default: f16 inputs on a device with f16 subgroup matrices take it (on the H100, B=8 H=16 L=4096
-// E=64: 19.2 ms vs 174.4 ms on the tile forward); everything else takes the tile forward
+// E=64: 6.6 ms vs 174.4 ms on the tile forward); everything else takes the tile forward
 let mode: SgmatMode = 'auto';
 let forced: SgmatConfig | null = null;
 
@@ -110,23 +122,29 @@ export function sgmatPlan(p: FlashParams): (SgmatConfig & { emulate: boolean }) 
   const rs: 16 | 32 = EC <= 64 && EVC <= 64 ? 32 : 16;
   // block-sparse tables are per 64 query rows: a workgroup must not straddle two q blocks
   const maxRows = p.blocks ? 64 : 128;
-  // H100, B=8 H=16 L=4096 E=64 f16 (ms, two device calls): rs16·nsg8·bc16 19.2; rs32·nsg4·bc16 30.7-31.0 (kt 33.7);
-  // rs16·nsg4·bc32·kt 53.6; rs32·nsg4·bc32 54.5 (kt 57.2); rs32·nsg2·bc16 70.9; rs32·nsg2·bc32 94.9 (qreload 169.4);
-  // tile forward 172.6-174.4. Eight subgroups of 16 rows and 16-key tiles first.
-  // Then (lead's A/B call, same shapes; L=1024 / ViT B=128 L=196 beside): rs16·nsg8·bc16 21.1 ms (26.0 TFLOP/s), 1.89,
-  // 1.57; + vec 11.8 (46.6), 1.26, 1.02; + vec + split shuffle 12.0 (45.8), 1.09, 1.14; split alone 20.1. Vector
-  // staging and the two-lane softmax are on (the emulation, without subgroups, splits through workgroup memory).
-  const opts: Partial<SgmatConfig> = { vec: true, split: emulate ? 'wg' : 'shuffle' };
+  // H100 A/B (sgmat_attn.mjs --ab, one call, ms; B=8 H=16 E=64 unless named): previous default rs16·nsg8·bc16 vec
+  // split: L=4096 12.87, L=1024 1.30, ViT B=128 L=196 1.10, E=128 L=1024 2.50, causal L=1024/2048/4096 0.87/2.30/6.73;
+  // + kt 12.47/1.05/0.99/2.47/0.80/2.14/7.66; + kt rsm 8.44/0.68/0.75/2.07/0.67/1.60/4.42; + kt rsm pf
+  // 7.44/0.86/0.70/1.23/0.53/1.22/3.53; the same at nsg16 6.65/0.81/0.76/1.43/0.56/1.68/3.83; at bc32
+  // 6.64/0.66/0.99/1.19/0.67/1.39/3.93. So Kᵀ staging, the register softmax and the prefetch everywhere; 32-key tiles
+  // for long unmasked key ranges (≥ 1024 keys, no causal/window/block skipping), 16-key tiles elsewhere (ViT, causal).
+  // The emulation (no subgroups) splits through workgroup memory.
+  const opts: Partial<SgmatConfig> = { vec: true, split: emulate ? 'wg' : 'shuffle', kt: true, rsm: true, pf: true };
+  const long = !p.causal && !p.window && !p.blocks && d.Lkv >= 1024;
+  const n16 = Math.min(8, maxRows / 16);
   const list: SgmatConfig[] = forced
     ? [forced]
     : [
-        { rs: 16, nsg: maxRows / 16 >= 8 ? 8 : maxRows / 16, bc: 16, ...opts },
+        ...(long ? [{ rs: 16 as const, nsg: n16, bc: 32, ...opts }] : []),
+        { rs: 16, nsg: n16, bc: 16, ...opts },
         { rs, nsg: Math.min(4, maxRows / rs), bc: 16, ...opts },
         { rs, nsg: maxRows / rs, bc: 32, ...opts },
         { rs: 16, nsg: 2, bc: 16, ...opts },
       ];
   const budget = device.limits.maxComputeWorkgroupStorageSize;
-  const c = list.find((x) => bytesOf(x, EC, EVC, emulate ? 4 : 2) <= budget && x.rs * x.nsg <= maxRows && x.nsg * 32 <= device.limits.maxComputeInvocationsPerWorkgroup);
+  // up to 256 query rows (16 subgroups) per workgroup where no block table bounds them
+  const rowCap = p.blocks ? 64 : 256;
+  const c = list.find((x) => bytesOf(x, EC, EVC, emulate ? 4 : 2) <= budget && x.rs * x.nsg <= rowCap && x.nsg * 32 <= device.limits.maxComputeInvocationsPerWorkgroup);
   return c ? { ...c, emulate } : null;
 }
 
@@ -225,6 +243,10 @@ export function sgmatSpec(p: FlashParams, cfg: SgmatConfig & { emulate: boolean 
   const QR = !!cfg.qreload;
   const VEC = !!cfg.vec && vecStaging(p);
   const SPLIT = RS === 16 ? cfg.split : undefined;
+  const RSM = !!cfg.rsm;
+  // prefetch of the next K/V tile into registers: vector staging of a dense key loop only
+  const PF = !!cfg.pf && VEC && !p.blocks;
+  const WG = NSG * 32;
   const HB = BC / 2; // keys per lane when the softmax is split
   const V4 = `vec4<${EL}>`;
   // one staged row-vector: `x_` = 4 elements from binding `t` at (row, c_) or zeros where out of range
@@ -259,6 +281,56 @@ export function sgmatSpec(p: FlashParams, cfg: SgmatConfig & { emulate: boolean 
     ${reload ? seq(NR).flatMap((rb) => seq(CW / 16).map((nb) => M.load(`o_${rb}_${ch * (CW / 16) + nb}`, 'A', 'sbuf', `${rowOff(rb, SST)} + ${nb * 16}u`, false, SST))).join('\n    ') : ''}
     ${reload ? 'workgroupBarrier();' : ''}
   }`).join('\n  ');
+  // prefetch: K and V items of this invocation (vec4 each, `t = lidx + u·WG` for u < NPK / NPV) held in registers
+  const NPK = Math.ceil((BC * EC) / 4 / WG);
+  const NPV = Math.ceil((BC * EVC) / 4 / WG);
+  const pfItem = (u: number, cols: number, f: string) => `{
+      let t = lidx + ${u * WG}u;
+      let r_ = t / ${cols / 4}u;
+      let c_ = (t % ${cols / 4}u) * 4u;
+      ${f}
+    }`;
+  const pfFetch = (jb: string, hi: string) =>
+    [
+      ...seq(NPK).map((u) => pfItem(u, EC, `pk_[${u}] = ${V4}(); if (t < ${(BC * EC) / 4}u && ${jb} + r_ < ${hi} && c_ < ${E}) { pk_[${u}] = ${V4}(k[k_at(b, hk, ${jb} + r_, c_) / 4u]); }`)),
+      ...seq(NPV).map((u) => pfItem(u, EVC, `pv_[${u}] = ${V4}(); if (t < ${(BC * EVC) / 4}u && ${jb} + r_ < ${hi} && c_ < ${EV}) { pv_[${u}] = ${V4}(v[v_at(b, hk, ${jb} + r_, c_) / 4u]); }`)),
+    ].join('\n    ');
+  const pfStore = [
+    ...seq(NPK).map((u) => pfItem(u, EC, `if (t < ${(BC * EC) / 4}u) { let x_ = pk_[${u}]; ${KT ? `ks[c_ * ${KST}u + r_] = x_.x; ks[(c_ + 1u) * ${KST}u + r_] = x_.y; ks[(c_ + 2u) * ${KST}u + r_] = x_.z; ks[(c_ + 3u) * ${KST}u + r_] = x_.w;` : `let o_ = r_ * ${KST}u + c_; ks[o_] = x_.x; ks[o_ + 1u] = x_.y; ks[o_ + 2u] = x_.z; ks[o_ + 3u] = x_.w;`} }`)),
+    ...seq(NPV).map((u) => pfItem(u, EVC, `if (t < ${(BC * EVC) / 4}u) { let x_ = pv_[${u}]; let o_ = r_ * ${VST}u + c_; vs[o_] = x_.x; vs[o_ + 1u] = x_.y; vs[o_ + 2u] = x_.z; vs[o_ + 3u] = x_.w; }`)),
+  ].join('\n    ');
+  // softmax in registers (rsm): NP keys per lane, key c = i·KS + half (two lanes per row when split)
+  const NP = SPLIT ? HB : BC;
+  const KS = SPLIT ? 2 : 1;
+  const rsmSoftmax = `// online softmax in f32, scores in registers (${NP} keys per lane${SPLIT ? ', each row on lane l and l ^ 16, alternating keys' : ''})
+    var alpha = 1.0;
+    ${SPLIT ? '{' : 'if (own) {'}
+      let sr = ${SPLIT ? 'sg * 16u + lane % 16u' : 'my_r'};
+      let sqi = q0 + sr;
+      let hf = ${SPLIT ? 'lane / 16u' : '0u'};
+      let sb_ = sr * ${SST}u + hf;
+      let pb_ = sr * ${PST}u + hf;
+      let sc_ = u_scale();
+      let rin_ = sqi < LQ;
+      ${seq(NP).map((i) => `let s${i}_ = sbuf[sb_ + ${i * KS}u];`).join(' ')}
+      var mt = neg_inf();
+      ${seq(NP).map((i) => `var x${i}_ = neg_inf();
+      if (rin_ && j0 + hf + ${i * KS}u < j_hi) { x${i}_ = finish_score(s${i}_ * sc_, b, h, sqi, j0 + hf + ${i * KS}u, !full_blk); }
+      mt = max(mt, nan_hi(x${i}_));`).join('\n      ')}
+      ${SPLIT ? combine('mt', (a, b) => `max(${a}, ${b})`) : ''}
+      var m_new = m_ref;
+      if (mt > m_ref + ${LAZY.toFixed(1)}) {
+        m_new = mt;
+        // a row that saw no score yet has O = 0 and l = 0: nothing to rescale
+        if (m_ref != neg_inf()) { alpha = exp(m_ref - mt); wg_flag.x = 1u; }
+      }
+      let live = m_new != neg_inf();
+      var rsum = 0.0;
+      ${seq(NP).map((i) => `{ let pr = ${EL}(select(0.0, exp(x${i}_ - m_new), live)); pbuf[pb_ + ${i * KS}u] = pr; rsum = rsum + f32(pr); }`).join('\n      ')}
+      ${SPLIT ? combine('rsum', (a, b) => `${a} + ${b}`) : ''}
+      l_run = l_run * alpha + rsum;
+      m_ref = m_new;
+    }`;
   const body = `
   ${tileOrigin(p, 'q', BR)}
   let sg = lidx / 32u;
@@ -303,10 +375,16 @@ ${kvRange(p, BR)}
   ${seq(NR).map((rb) => M.load(`ql_${rb}_${eb}`, 'L', 'pbuf', rowOff(rb, PST), false, PST)).join('\n  ')}`).join('\n  ')}`}
   ${seq(NR).flatMap((rb) => seq(NV).map((nb) => M.decl(`o_${rb}_${nb}`, 'A'))).join('\n  ')}
   var m_ref = neg_inf();
-  var l_run = 0.0;
+  var l_run = 0.0;${PF ? `
+  // the first key tile's K and V into registers (stored to workgroup memory at the top of the loop)
+  var pk_: array<${V4}, ${NPK}>;
+  var pv_: array<${V4}, ${NPV}>;
+  ${pfFetch('kv_lo', 'kv_hi')}` : ''}
   ${blockLoop(p, 'kv', BC, `
     workgroupBarrier();
-    ${VEC ? `for (var t = lidx; t < ${(BC * EC) / 4}u; t = t + WG_SIZE) {
+    ${PF ? `${pfStore}
+    ${pfFetch(`j0 + ${BC}u`, 'j_hi')}
+` : VEC ? `for (var t = lidx; t < ${(BC * EC) / 4}u; t = t + WG_SIZE) {
       let r_ = t / ${EC / 4}u;
       let c_ = (t % ${EC / 4}u) * 4u;
       ${vload('k', 'k_at(b, hk, j0 + r_, c_)', `j0 + r_ < j_hi && c_ < ${E}`)}
@@ -347,7 +425,7 @@ ${kvRange(p, BR)}
     workgroupBarrier();${cfg.debug === 'S' ? `
     if (own && qi < LQ) { for (var c = 0u; c < ${Math.min(BC, d.Ev)}u; c = c + 1u) { store_out(o_idx(b, h, qi, c), sbuf[my_r * ${SST}u + c]); } }
     return;` : ''}
-    ${SPLIT ? `// online softmax in f32, each row on two lanes (lane l and l ^ 16: ${HB} keys each)
+    ${RSM ? rsmSoftmax : SPLIT ? `// online softmax in f32, each row on two lanes (lane l and l ^ 16: ${HB} keys each)
     var alpha = 1.0;
     {
       let sr = sg * 16u + lane % 16u;
@@ -451,7 +529,7 @@ ${scoreHelpers(p)}
 ${tileMapWgsl(p, 'q')}`;
   return {
     name: 'flash_attention_forward_sgmat',
-    key: cacheKey(p, `sgmat${emulate ? 'E' : ''}:${RS}x${NSG}x${BC}${KT ? 'T' : ''}${QR ? 'Q' : ''}${VEC ? 'V' : ''}${SPLIT ? `S${SPLIT}` : ''}:x${d.E}:${d.Ev}${cfg.debug ?? ''}`),
+    key: cacheKey(p, `sgmat${emulate ? 'E' : ''}:${RS}x${NSG}x${BC}${KT ? 'T' : ''}${QR ? 'Q' : ''}${VEC ? 'V' : ''}${SPLIT ? `S${SPLIT}` : ''}${RSM ? 'R' : ''}${PF ? 'F' : ''}:x${d.E}:${d.Ev}${cfg.debug ?? ''}`),
     bindings: [
       // vector staging: q, k and v declared as arrays of vec4 (nothing else reads them)
       ...inputBindings(p).map((x) => (VEC && (x.name === 'q' || x.name === 'k' || x.name === 'v') ? { ...x, vec4: true } : x)),
