@@ -4,10 +4,13 @@
 // clock drift hits every variant alike, and (VALIDATE=1, default) the largest |difference| of dQ/dK/dV of each
 // variant against the staged one, relative to the staged gradient's largest |value|.
 //   node apps/bench/gpu/bwd_probe.mjs [--json out.json]    (QUICK=1: llvmpipe-sized shapes; DEADLINE_S: budget)
+// mat = the subgroup-matrix backward (f16 on adapters with subgroup matrices; backward-sgmat.ts) with its default tilings,
+// matR.N.C-R.N.C[s] = forced dK/dV and dQ tilings (rows per subgroup, subgroups, tile rows; s: scalar staging).
+// The gradient comparison is against the first variant.
 // env: VARIANTS (default "staged,reg,reg8x4,reg16x8"), DTYPES (default float32[,float16]), SHAPES_BWD ("B,H,L,E;…"), ROUNDS (5)
 import * as T from "@webattn/core-tensor";
 import { scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
-import { setFlashBackwardGrid, setFlashBackwardPath } from "@webattn/kernels-webgpu/internal";
+import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardSubgroupMatrix } from "@webattn/kernels-webgpu/internal";
 import { QUICK, errText, median, opt, resultFile, secondsLeft } from "./common.mjs";
 
 const dev = await T.getDevice({ kind: "webgpu" });
@@ -26,6 +29,15 @@ const ROUNDS = Number(process.env.ROUNDS ?? (QUICK ? 3 : 5));
 const VALIDATE = process.env.VALIDATE !== "0";
 
 function setVariant(v) {
+  const mat = /^mat(?:(\d+)\.(\d+)\.(\d+)-(\d+)\.(\d+)\.(\d+))?(s?)$/.exec(v);
+  if (mat) {
+    setFlashBackwardPath("auto");
+    setFlashBackwardGrid(null);
+    const t = (i) => ({ rs: Number(mat[i]), nsg: Number(mat[i + 1]), bc: Number(mat[i + 2]) });
+    setFlashBackwardSubgroupMatrix("auto", mat[1] ? { dkv: t(1), dq: t(4), vec: mat[7] !== "s" } : null);
+    return;
+  }
+  setFlashBackwardSubgroupMatrix("off");
   if (v === "staged") {
     setFlashBackwardPath("staged");
     setFlashBackwardGrid(null);
@@ -71,20 +83,21 @@ for (const [B, H, L, E] of SHAPES) {
       }
       clear();
     }
-    if (VALIDATE && grads.staged) {
+    const BASE = VARIANTS[0];
+    if (VALIDATE && grads[BASE]) {
       const f32 = (t) => (t.dtype === "float32" ? t : T.cast(t, "float32"));
-      for (const variant of VARIANTS.filter((x) => x !== "staged" && grads[x])) {
+      for (const variant of VARIANTS.filter((x) => x !== BASE && grads[x])) {
         let diff = 0;
         let scale = 0;
         for (let n = 0; n < 3; n++) {
-          const a = f32(grads.staged[n]);
+          const a = f32(grads[BASE][n]);
           const d = T.abs(T.sub(a, f32(grads[variant][n])));
           // the sum turns any NaN into NaN (a maximum may drop it)
           const [mx, sm, sc] = await Promise.all([T.max(d), T.sum(d), T.max(T.abs(a))].map(async (t) => (await t.toArray())[0]));
           diff = Number.isNaN(sm) ? Infinity : Math.max(diff, mx);
           scale = Math.max(scale, sc);
         }
-        row[`${variant}_vs_staged_rel`] = +(diff / scale).toExponential(2);
+        row[`${variant}_vs_${BASE}_rel`] = +(diff / scale).toExponential(2);
       }
     }
     for (const gs of Object.values(grads)) for (const t of gs) t.dispose?.();
@@ -114,12 +127,16 @@ for (const [B, H, L, E] of SHAPES) {
     for (const variant of VARIANTS) if (times[variant].length) row[`${variant}_fwdbwd_ms`] = +median(times[variant]).toFixed(3);
     row.batch = batch;
     if (row.staged_fwdbwd_ms && row.reg_fwdbwd_ms) row.staged_over_reg = +(row.staged_fwdbwd_ms / row.reg_fwdbwd_ms).toFixed(2);
+    if (row.mat_fwdbwd_ms && row.reg_fwdbwd_ms) row.reg_over_mat = +(row.reg_fwdbwd_ms / row.mat_fwdbwd_ms).toFixed(2);
+    // TFLOP/s at 3.5 × 4·B·H·L²·E (forward + backward, as issue 12 counts it)
+    for (const variant of VARIANTS) if (row[`${variant}_fwdbwd_ms`]) row[`${variant}_tflops`] = +((3.5 * 4 * B * H * L * L * E) / row[`${variant}_fwdbwd_ms`] / 1e9).toFixed(1);
     out.emit(row);
     for (const t of [q, k, v, g]) t.dispose();
     dev.emptyCache?.();
   }
 }
 setFlashBackwardPath("auto");
+setFlashBackwardSubgroupMatrix("auto");
 await dev.sync();
 dev.destroy?.();
 process.exit(0);
