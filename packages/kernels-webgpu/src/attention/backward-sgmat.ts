@@ -99,13 +99,17 @@ export function sgmatBackwardPlan(p: FlashParams, g: FlashGradInputs): (SgmatBwd
   const EVC = dimClass(d.Ev);
   if (EC > 128 || EVC > 128) return null;
   // block-sparse tables are per 64 rows on both sides: a workgroup's rows and a tile never straddle two blocks
-  const maxRows = p.blocks ? 64 : 128;
+  const maxRows = p.blocks ? 64 : 256;
   const list: SgmatBwdConfig[] = forced
     ? [forced]
     : [
         // H100, f16 fwd+bwd B=8 H=16 L=4096 E=64 (ms, bwd_probe.mjs, one call; register backward 178.7): 16·8·16
         // 62.3, 32·4·16 90.6, 16·4·32 105.8, 32·2·32 176.5 (B=8 L=1024: 7.1 / 9.0 / 10.6 / 16.1, registers 15.8;
-        // ViT B=128 L=196: 8.8 / 10.0 / 15.6 / 17.7, registers 21.0): many subgroups of 16 rows and 16-row tiles first
+        // ViT B=128 L=196: 8.8 / 10.0 / 15.6 / 17.7, registers 21.0): many subgroups of 16 rows and 16-row tiles first.
+        // A second call (same shapes; 16·8·16 both / dQ 16·4·16 / dK/dV 16·4·16 / dQ 16·12·16 / scalar staging): L=4096
+        // 65.8 / 66.9 / 66.3 / 66.6 / 96.0 (registers 174.6); L=1024 8.5 / 7.3 / 7.2 / 6.4 / 9.9 (15.5); ViT 15.7 / 9.7 /
+        // 7.7 / 7.9 / 10.3 (16.8); E=128 L=1024 19.8 / 11.5 / 13.7 / - / 16.3 (63.6): differences among the 16-row
+        // tilings are within the run's noise; vector staging matters
         { dkv: { rs: 16, nsg: 8, bc: 16 }, dq: { rs: 16, nsg: 8, bc: 16 }, vec: true },
         { dkv: { rs: 16, nsg: 4, bc: 16 }, dq: { rs: 16, nsg: 4, bc: 16 }, vec: true },
         { dkv: { rs: 16, nsg: 2, bc: 16 }, dq: { rs: 16, nsg: 2, bc: 16 }, vec: true },
