@@ -302,11 +302,8 @@ describe('subgroup-matrix backward, emulated (f32, every adapter)', () => {
       await check(c, 'float32');
     }, COMPILE_TIMEOUT);
   }
-  it('32 rows per subgroup, 32-row tiles, scalar staging', async () => {
-    setFlashBackwardSubgroupMatrix('emulate', { dkv: { rs: 32, nsg: 1, bc: 32 }, dq: { rs: 32, nsg: 1, bc: 32 } });
-    await check({ ...EMU_CASES[0]!, name: 'rs32' }, 'float32');
-    await check({ ...EMU_CASES[3]!, name: 'rs32 hooks' }, 'float32');
-  }, COMPILE_TIMEOUT);
+  // 32-row tilings (two row blocks per subgroup) run on real matrices below: emulated, each invocation holds twice the
+  // 1 KiB matrices and llvmpipe took 8 minutes for one small case (passed), too slow for CI
   it('head dims over 128 take the register / staged backward, still right', async () => {
     setFlashBackwardSubgroupMatrix('emulate', EMU);
     await check({ name: 'E160', B: 1, Hq: 1, Hkv: 1, Lq: 19, Lkv: 23, E: 160, Ev: 16, causal: true }, 'float32', false);
