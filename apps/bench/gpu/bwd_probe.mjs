@@ -8,10 +8,13 @@
 // Variants: staged = the staged dQ / dK/dV kernels; auto = the register backward with the defaults of this commit;
 // nods / ds = the default grids with the scores backward (dQ = dS·K, plan.ts setFlashBackwardScores) off / forced;
 // old = the defaults before the prefetch (f32: 8×8 both kernels, f16: 16×8, no prefetch); pf = the old grids
-// prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel.
+// prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel;
+// mat = the subgroup-matrix backward (f16 on adapters with subgroup matrices; backward-sgmat.ts) with its default
+// tilings, matR.N.C-R.N.C[s] = forced dK/dV and dQ tilings (rows per subgroup, subgroups, tile rows; s: scalar staging).
+// Every variant but mat* turns the subgroup-matrix backward off.
 import * as T from "@webattn/core-tensor";
 import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
-import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores } from "@webattn/kernels-webgpu/internal";
+import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashBackwardSubgroupMatrix } from "@webattn/kernels-webgpu/internal";
 import { QUICK, errText, median, opt, resultFile, secondsLeft } from "./common.mjs";
 // the grids the kernels ran with (plan.ts, the same module instance as the package's: not public API)
 const { lastBackwardGrids, parseBackwardGrid } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
@@ -39,6 +42,16 @@ const grid = (s) => {
   return g;
 };
 function setVariant(v, dtype) {
+  const mat = /^mat(?:(\d+)\.(\d+)\.(\d+)-(\d+)\.(\d+)\.(\d+))?(s?)$/.exec(v);
+  if (mat) {
+    setFlashBackwardPath("auto");
+    setFlashBackwardScores("auto");
+    setFlashBackwardGrid(null);
+    const t = (i) => ({ rs: Number(mat[i]), nsg: Number(mat[i + 1]), bc: Number(mat[i + 2]) });
+    setFlashBackwardSubgroupMatrix("auto", mat[1] ? { dkv: t(1), dq: t(4), vec: mat[7] !== "s" } : null);
+    return;
+  }
+  setFlashBackwardSubgroupMatrix("off");
   setFlashBackwardPath(v === "staged" ? "staged" : "registers");
   // the scores backward (dQ = dS·K): `auto` as the library decides, `ds` forced where the call qualifies, else off
   setFlashBackwardScores(v === "auto" ? "auto" : v === "ds" ? "always" : "never");
@@ -162,6 +175,7 @@ for (const [B, H, L, E] of SHAPES) {
   }
 }
 setFlashBackwardPath("auto");
+setFlashBackwardSubgroupMatrix("auto");
 await dev.sync();
 dev.destroy?.();
 process.exit(0);

@@ -5,7 +5,8 @@
  * with its hooks (mask tensor, causal offset, score/mask functions, extra bindings); none copies them.
  *
  * Files: `plan.ts` (parameters, dims, uniforms, tiles, passes), `shared.ts` (score, loops, staging,
- * tile products), `forward.ts`, `backward-dq.ts`, `backward-dkv.ts`.
+ * tile products), `forward.ts`, `backward-dq.ts`, `backward-dkv.ts`; on subgroup matrices (tensor cores)
+ * `forward-sgmat.ts`, `backward-sgmat.ts`.
  */
 import { WebattnError, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
@@ -14,6 +15,7 @@ import { backwardDq } from './backward-dq.js';
 import { checkGrid, dims, type FlashGradInputs, type FlashParams } from './plan.js';
 import { flashForward as flashForwardTiles } from './forward.js';
 import { flashForwardSgmat, sgmatPlan } from './forward-sgmat.js';
+import { flashBackwardSgmat, sgmatBackwardPlan } from './backward-sgmat.js';
 
 export {
   FLASH_MAX_HEAD_DIM, passes, setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization, setFlashStaging, setFlashTiles,
@@ -21,6 +23,7 @@ export {
 } from './plan.js';
 export { hookWgsl } from './hooks.js';
 export { setFlashSubgroupMatrix, sgmatPlan, hasSgmatAttention, type SgmatConfig, type SgmatMode } from './forward-sgmat.js';
+export { setFlashBackwardSubgroupMatrix, sgmatBackwardPlan, type SgmatBackwardMode, type SgmatBwdConfig, type SgmatBwdTile } from './backward-sgmat.js';
 
 /**
  * Forward: output `[B, Hq, Lq, Ev]` (contiguous, input dtype) and lse `[B, Hq, Lq]` (float32, natural log) —
@@ -57,7 +60,10 @@ export function flashBackward(
   }
   // gradients accumulate in float32 across passes; cast at the end for float16 inputs
   checkGrid(device, p.varlen ? d.Hq : d.B * d.Hq, 'query');
-  const { dq, dk, dv } = backwardViaScores(p, g) ?? { dq: backwardDq(p, g), ...backwardDkv(p, g) };
+  // f16 on subgroup matrices where the device has them (backward-sgmat.ts); else the scores backward where it
+  // qualifies (dQ = dS·K as one matmul, backward-dkv.ts), else the register / staged dQ and dK/dV kernels
+  const plan = sgmatBackwardPlan(p, g);
+  const { dq, dk, dv } = plan ? flashBackwardSgmat(p, g, plan) : (backwardViaScores(p, g) ?? { dq: backwardDq(p, g), ...backwardDkv(p, g) });
   const cast = (t: Tensor, like: Tensor) => (like.dtype === 'float32' ? t : t.cast(like.dtype).detach());
   return { dq: cast(dq, p.q), dk: cast(dk, p.k), dv: cast(dv, p.v) };
 }

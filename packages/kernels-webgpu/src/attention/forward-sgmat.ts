@@ -98,7 +98,8 @@ export function hasSgmatAttention(device: WebGPUDevice): boolean {
   return cfg && sizes;
 }
 
-const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
+/** `n` rounded up to a multiple of 16 (matrix blocks). */
+export const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
 
 /** Workgroup memory of a tiling (bytes); `eb` bytes per staged element (2: f16, 4: emulated f32). */
 function bytesOf(c: SgmatConfig, EC: number, EVC: number, eb: number): number {
@@ -149,7 +150,7 @@ export function sgmatPlan(p: FlashParams): (SgmatConfig & { emulate: boolean }) 
 }
 
 /** WGSL emitters of the matrix operations: Dawn's subgroup matrices, or per-invocation stand-ins. */
-interface MatOps {
+export interface MatOps {
   /**
    * A matrix variable of kind L (left f16), R (right f16) or A (result f32); result matrices are zeroed by an
    * explicit assignment: Dawn's SPIR-V writer (webgpu 0.6.2) hoists a loop body's `var x: T;` to the function
@@ -168,7 +169,7 @@ interface MatOps {
 
 const TYPES = { L: 'subgroup_matrix_left<f16, 16, 16>', R: 'subgroup_matrix_right<f16, 16, 16>', A: 'subgroup_matrix_result<f32, 16, 16>' };
 
-const REAL: MatOps = {
+export const REAL: MatOps = {
   decl: (n, k) => `var ${n}: ${TYPES[k]};${k === 'A' ? ` ${n} = ${TYPES[k]}();` : ''}`,
   load: (dst, k, buf, off, cm, st) => `${dst} = subgroupMatrixLoad<${TYPES[k]}>(&${buf}, ${off}, ${cm}, ${st}u);`,
   mma: (dst, a, b, c) => `${dst} = subgroupMatrixMultiplyAccumulate(${a}, ${b}, ${c});`,
@@ -180,7 +181,7 @@ const REAL: MatOps = {
 // llvmpipe stops an invocation's loops after 65535 iterations in all: rows are looped, the 16 columns unrolled;
 // loop bounds come from workgroup memory (EMN = 16 at run time) so that compilers do not unroll the rows too
 const cols16 = (f: (c: number) => string) => Array.from({ length: 16 }, (_, c) => f(c)).join(' ');
-const EMU: MatOps = {
+export const EMU: MatOps = {
   decl: (n, k) => `var ${n}: EmM;${k === 'A' ? ` ${n} = EmM();` : ''}`,
   load: (dst, _k, buf, off, cm, st) =>
     `for (var r_ = 0u; r_ < EMN; r_ = r_ + 1u) { ${cols16((c) => `${dst}[r_ * 16u + ${c}u] = f32(${buf}[${off} + ${cm ? `${c * st}u + r_` : `r_ * ${st}u + ${c}u`}]);`)} }`,
@@ -192,7 +193,19 @@ const EMU: MatOps = {
   store: (buf, off, src, st) => `if (lane < EMN) { ${cols16((c) => `${buf}[${off} + lane * ${st}u + ${c}u] = ${src}[lane * 16u + ${c}u];`)} }`,
 };
 
-const EMU_WGSL = `alias EmM = array<f32, 256>;
+/**
+ * {@link EMU} with the columns of loads and stores looped too (the backward's many load sites unrolled made LLVM
+ * compile for minutes on llvmpipe; 256 iterations per load then count against its loop cap).
+ */
+export const EMU_LOOPED: MatOps = {
+  ...EMU,
+  load: (dst, _k, buf, off, cm, st) =>
+    `for (var r_ = 0u; r_ < EMN; r_ = r_ + 1u) { for (var c_ = 0u; c_ < EMN; c_ = c_ + 1u) { ${dst}[r_ * 16u + c_] = f32(${buf}[${off} + ${cm ? `c_ * ${st}u + r_` : `r_ * ${st}u + c_`}]); } }`,
+  store: (buf, off, src, st) => `if (lane < EMN) { for (var c_ = 0u; c_ < EMN; c_ = c_ + 1u) { ${buf}[${off} + lane * ${st}u + c_] = ${src}[lane * 16u + c_]; } }`,
+};
+
+/** Module-scope WGSL of the emulated matrices ({@link EMU}): the matrix type and the per-invocation MMA. */
+export const EMU_WGSL = `alias EmM = array<f32, 256>;
 var<workgroup> wg_emn: vec4<u32>;
 fn em_mma(d: ptr<function, EmM>, a: ptr<function, EmM>, b: ptr<function, EmM>, n: u32) {
   for (var i = 0u; i < n * n; i = i + 1u) {
@@ -206,13 +219,17 @@ fn em_mma(d: ptr<function, EmM>, a: ptr<function, EmM>, b: ptr<function, EmM>, n
 export function vecStaging(p: FlashParams): boolean {
   const d = dims(p);
   if (d.E % 4 !== 0 || d.Ev % 4 !== 0) return false;
-  return [p.q, p.k, p.v].every((t) => {
-    const st = strides4(t, !!p.varlen);
-    return t.offset % 4 === 0 && st[3] === 1 && st.slice(0, 3).every((x) => x % 4 === 0);
-  });
+  return [p.q, p.k, p.v].every((t) => vec4Layout(t, !!p.varlen));
 }
 
-const seq = (n: number) => Array.from({ length: n }, (_, i) => i);
+/** True when a 4-D (or packed) operand can be read as aligned 4-element vectors along its last dim (contiguous there, 4-aligned offset and strides). */
+export function vec4Layout(t: Tensor, varlen: boolean): boolean {
+  const st = strides4(t, varlen);
+  return t.offset % 4 === 0 && st[3] === 1 && st.slice(0, 3).every((x) => x % 4 === 0);
+}
+
+/** 0, 1, …, n − 1. */
+export const seq = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Forward on subgroup matrices: output `[B, Hq, Lq, Ev]` (input dtype) and lse `[B, Hq, Lq]` (f32, natural log). */
 export function flashForwardSgmat(p: FlashParams, cfg: SgmatConfig & { emulate: boolean }): { out: Tensor; lse: Tensor } {

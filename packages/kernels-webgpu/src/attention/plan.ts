@@ -515,6 +515,10 @@ let backwardPath: TilePath = envPath('WEBATTN_FLASH_BACKWARD');
 export function setFlashBackwardPath(mode: TilePath): void {
   backwardPath = mode;
 }
+/** The backward path knob (`auto` unless forced): the subgroup-matrix backward (`backward-sgmat.ts`) runs only under `auto`. */
+export function backwardPathMode(): TilePath {
+  return backwardPath;
+}
 
 /**
  * Whether the backward takes the register path: forced by `setFlashBackwardPath` / `WEBATTN_FLASH_BACKWARD`, else
