@@ -230,6 +230,37 @@ async function check(c: Case, dtype: 'float32' | 'float16', atol: number, rtol: 
   expectClose(gotLse, ref.lse, atol, rtol, `${c.name}: lse`);
 }
 
+/**
+ * A query row with one NaN element: its output and lse must be NaN (as the tile forward and PyTorch give), every
+ * other row matches the float64 reference. The NVIDIA driver folds `x != x`, so this runs on the tensor cores too.
+ */
+async function checkNanRow(dtype: 'float32' | 'float16', atol: number, rtol: number) {
+  const c: Case = { name: 'NaN query row', B: 1, Hq: 2, Hkv: 2, Lq: 40, Lkv: 53, E: 16, Ev: 16, causal: true };
+  const nanRow = c.Lq + 7;
+  const qa = Array.from(await T.randn([c.B, c.Hq, c.Lq, c.E], { seed: 41, device: gpu, dtype }).toArray());
+  qa[nanRow * c.E + 3] = Number.NaN;
+  const q = T.tensor(qa, [c.B, c.Hq, c.Lq, c.E], { device: gpu, dtype });
+  const k = T.randn([c.B, c.Hkv, c.Lkv, c.E], { seed: 42, device: gpu, dtype });
+  const v = T.randn([c.B, c.Hkv, c.Lkv, c.Ev], { seed: 43, device: gpu, dtype });
+  const p: FlashParams = { q, k, v, scale: 1 / Math.sqrt(c.E), causal: true, causalOffset: 0, mask: null, hooks: null };
+  expectPlan(p);
+  const { out, lse } = flashForward(p);
+  const [got, gotLse] = [await out.toArray(), await lse.toArray()];
+  const clean = qa.map((x) => (Number.isNaN(x) ? 0 : x));
+  const ref = reference(c, clean, await k.toArray(), await v.toArray(), null, p.scale);
+  const rows = c.B * c.Hq * c.Lq;
+  for (let r = 0; r < rows; r++) {
+    const o = Array.from(got.slice(r * c.Ev, (r + 1) * c.Ev));
+    if (r === nanRow) {
+      expect(o.every(Number.isNaN), 'NaN row: out').toBe(true);
+      expect(Number.isNaN(gotLse[r]), 'NaN row: lse').toBe(true);
+    } else {
+      expectClose(o, ref.out.slice(r * c.Ev, (r + 1) * c.Ev), atol, rtol, `row ${r} out`);
+      expectClose([gotLse[r]!], [ref.lse[r]!], atol, rtol, `row ${r} lse`);
+    }
+  }
+}
+
 // lengths off every tile edge, several key tiles, causal with Lq != Lkv, GQA, E=64 (32 rows per subgroup) and
 // E=128 (16), head dims not multiples of 16
 const CASES: Case[] = [
@@ -325,6 +356,14 @@ describe('subgroup-matrix forward, emulated (f32, every adapter)', () => {
     expect(shifted.offset).toBe(1);
     expect(vecStaging({ ...base, q, k: shifted, v })).toBe(false);
   });
+  it('a NaN query row gives a NaN output row and lse', async () => {
+    setFlashSubgroupMatrix('emulate', { ...EMU, vec: true, split: 'wg', rsm: true, pf: true, kt: true });
+    try {
+      await checkNanRow('float32', 2e-5, 2e-4);
+    } finally {
+      setFlashSubgroupMatrix('auto');
+    }
+  }, COMPILE_TIMEOUT);
   it('32 rows per subgroup (the E ≤ 64 tiling) and the lazy rescale over many key tiles', async () => {
     setFlashSubgroupMatrix('emulate', { rs: 32, nsg: 2, bc: 16 });
     try {
@@ -388,6 +427,10 @@ describe('subgroup-matrix forward on tensor cores (f16)', () => {
       }
     }, COMPILE_TIMEOUT);
   }
+  it('a NaN query row gives a NaN output row and lse (the driver folds x != x)', async (ctx) => {
+    needReal(ctx);
+    await checkNanRow('float16', 3e-3, 1e-2);
+  }, COMPILE_TIMEOUT);
   it('SDPA in float16 takes it and matches the float64 CPU path, with gradients', async (ctx) => {
     needReal(ctx);
     const cpu = T.cpu();

@@ -541,7 +541,8 @@ var<workgroup> pbuf: array<${EL}, ${BR * PST}>;
 var<workgroup> linv: array<f32, ${BR}>;
 var<workgroup> wg_flag: vec4<u32>;${SPLIT === 'wg' ? `
 var<workgroup> xch: array<f32, ${NSG * 32}>;` : ''}
-fn nan_hi(x: f32) -> f32 { return select(x, pos_inf(), x != x); }
+// NaN by its bits: the NVIDIA driver folds x != x away (DESIGN.md, WebGPU facts)
+fn nan_hi(x: f32) -> f32 { let u = bitcast<u32>(x); return select(x, pos_inf(), (u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u); }
 ${scoreHelpers(p)}
 ${tileMapWgsl(p, 'q')}`;
   return {
