@@ -297,7 +297,10 @@ const COMPILE_TIMEOUT = 900_000;
 
 describe('subgroup-matrix backward, emulated (f32, every adapter)', () => {
   for (const c of EMU_CASES) {
-    it(c.name, async () => {
+    it(c.name, async (ctx) => {
+      // the emulation keeps whole 16×16 f32 matrices per invocation: NVIDIA's Vulkan driver rejects those private
+      // arrays above head dim 16 ("failed to validate local memory", H100); there the real kernels run these cases (below)
+      if (real && Math.max(c.E, c.Ev) > 16) ctx.skip('adapter has real subgroup matrices; its driver rejects the emulation above head dim 16');
       setFlashBackwardSubgroupMatrix('emulate', EMU);
       await check(c, 'float32');
     }, COMPILE_TIMEOUT);
