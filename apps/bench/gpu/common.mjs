@@ -8,9 +8,9 @@ export const opt = (k, dflt) =>
   args.includes(k) ? args[args.indexOf(k) + 1] : dflt;
 /** QUICK=1 or --quick: tiny shapes (llvmpipe, a validation call). */
 export const QUICK = process.env.QUICK === "1" || args.includes("--quick");
-/** The shape lists of shapes.json (`full` or `quick`). */
+/** The shape lists of shapes.json (`full` or `quick`); SHAPES_FILE: another file of that form (a rerun of some rows). */
 export const SHAPES = JSON.parse(
-  readFileSync(new URL("./shapes.json", import.meta.url), "utf8")
+  readFileSync(process.env.SHAPES_FILE ?? new URL("./shapes.json", import.meta.url), "utf8")
 )[QUICK ? "quick" : "full"];
 
 const t0 = performance.now();
