@@ -293,8 +293,11 @@ const EMU_CASES: Case[] = [
 const EMU: SgmatConfig = { rs: 16, nsg: 2, bc: 16 };
 const COMPILE_TIMEOUT = 600_000;
 
+// The emulation compiles slowly on llvmpipe (10-40 s per pipeline with an empty shader cache, i.e. on CI): every case
+// runs once with the options of the hardware default (`vec`, `rsm`, `pf` below), each other option on a hooked or
+// layout case; the real kernels run every case × option on the tensor cores (second describe).
 describe('subgroup-matrix forward, emulated (f32, every adapter)', () => {
-  for (const c of EMU_CASES) {
+  for (const c of [EMU_CASES[0]!, EMU_CASES[3]!]) {
     it(c.name, async () => {
       setFlashSubgroupMatrix('emulate', EMU);
       try {
@@ -307,15 +310,15 @@ describe('subgroup-matrix forward, emulated (f32, every adapter)', () => {
   // vector staging (q/k/v as vec4 loads) and the softmax split over both halves of a subgroup, alone and together
   // (with Kᵀ staging and Q in workgroup memory): every case for the combination, the hooked/varlen/sparse ones for each
   const OPTS: [SgmatConfig, Case[]][] = [
-    [{ ...EMU, vec: true, split: 'wg' }, EMU_CASES],
-    [{ ...EMU, vec: true }, [EMU_CASES[1]!, ...LAYOUT_CASES(16)]],
-    [{ ...EMU, split: 'wg' }, [EMU_CASES[3]!, ...LAYOUT_CASES(16)]],
+    [{ ...EMU, vec: true, split: 'wg' }, [EMU_CASES[1]!, EMU_CASES[3]!]],
+    [{ ...EMU, vec: true }, [EMU_CASES[1]!]],
+    [{ ...EMU, split: 'wg' }, [EMU_CASES[3]!, LAYOUT_CASES(16)[2]!]],
     [{ ...EMU, vec: true, split: 'wg', kt: true, qreload: true }, [EMU_CASES[0]!, EMU_CASES[3]!]],
     // softmax in registers and the register prefetch of the next K/V tile, split and one lane per row, Kᵀ staging
     [{ ...EMU, vec: true, split: 'wg', rsm: true, pf: true }, EMU_CASES],
-    [{ ...EMU, vec: true, rsm: true, pf: true, kt: true }, [EMU_CASES[0]!, EMU_CASES[3]!, ...LAYOUT_CASES(16)]],
+    [{ ...EMU, vec: true, rsm: true, pf: true, kt: true }, [EMU_CASES[0]!, EMU_CASES[3]!]],
     [{ ...EMU, split: 'wg', rsm: true, pf: true }, [EMU_CASES[1]!]],
-    [{ rs: 32, nsg: 2, bc: 16, vec: true, rsm: true, pf: true }, [{ ...CASES[4]!, name: 'rs32 ramp' }, EMU_CASES[0]!]],
+    [{ rs: 32, nsg: 2, bc: 16, vec: true, rsm: true, pf: true }, [{ ...CASES[4]!, name: 'rs32 ramp' }]],
     // E and Ev not multiples of 4: the scalar staging runs (the split softmax still does)
     [{ ...EMU, vec: true, split: 'wg' }, [{ name: 'E18/Ev10 vec fallback', B: 1, Hq: 2, Hkv: 1, Lq: 40, Lkv: 53, E: 18, Ev: 10, causal: true }]],
   ];
