@@ -215,6 +215,14 @@ interface RegisterGrid {
    * kernel; the next chunk is loaded into registers while the current one is multiplied. Default: whole head dim.
    */
   qk?: number;
+  /**
+   * Row strides of the transposed staging (Qᵀ, Kᵀ, Pᵀ) one vec4 longer than the rows they hold, so that a
+   * subgroup's stores of one key tile (consecutive head-dim columns, one row each) spread over the 32
+   * workgroup-memory banks instead of all hitting the same four (NVIDIA: a 32-way conflict per store).
+   */
+  pad?: boolean;
+  /** The end-of-kernel NaN-flag exchange reuses the row-sum buffer (bit casts, two more barriers once): 2 KiB less workgroup memory. */
+  lean?: boolean;
 }
 
 /**
@@ -246,8 +254,9 @@ function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): 
   const BC = 4 * g.tc;
   const trq = g.tr * (g.rv ?? 1);
   const QK = Math.min(g.qk ?? EC, EC);
-  const kv = g.shared ? Math.max(QK * g.tc, BC * (EVC / 4)) : QK * g.tc + BC * (EVC / 4);
-  return 4 * qkvBytes * (QK * trq + kv) + 16 * (BC * trq + 2 * trq * g.tc) + 64;
+  const pad = g.pad ? 1 : 0;
+  const kv = g.shared ? Math.max(QK * (g.tc + pad), BC * (EVC / 4)) : QK * (g.tc + pad) + BC * (EVC / 4);
+  return 4 * qkvBytes * (QK * (trq + pad) + kv) + 16 * (BC * (trq + pad) + (g.lean ? 1 : 2) * trq * g.tc) + 64;
 }
 
 /**
@@ -344,6 +353,11 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const NV = Math.ceil((BC * EV4) / WG);
   const prefetch = (g.prefetch ?? true) && (chunked ? (NQ + NK + NV) * (half ? 2 : 4) <= 64 : (NK + NV) * (half ? 2 : 4) <= 32);
   const kvName = (x: 'k' | 'v') => (shared ? 'fkv_' : `f${x}_`);
+  // row strides (vec4) of Kᵀ, Qᵀ and Pᵀ: one longer when padded against bank conflicts
+  const KS = TC + (g.pad ? 1 : 0);
+  const QS = TRQ + (g.pad ? 1 : 0);
+  const PS = TRQ + (g.pad ? 1 : 0);
+  const lean = !!g.lean;
   const xorSteps: number[] = [];
   for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
   const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
@@ -372,7 +386,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         kr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${TC}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
+  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
   // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
   const loadV = (j: string) =>
     Array.from({ length: NV }, (_, u) =>
@@ -404,11 +418,11 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         qr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${TRQ}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
+  const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${QS}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
   // S += Q·Kᵀ over the staged columns 0 .. n
   const dots = (n: string) => `for (var kk = 0u; kk < ${n}; kk = kk + 1u) {
-      let k4 = ${wide(`${kvName('k')}[kk * ${TC}u + tc_]`)};
-      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${TRQ}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
+      let k4 = ${wide(`${kvName('k')}[kk * ${KS}u + tc_]`)};
+      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${QS}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
       ${perM((m) => `s${m} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4, s${m});`, '\n      ')}
     }`;
   // chunked Q·Kᵀ: per chunk, the staged registers go to workgroup memory and the next chunk (or the next tile's
@@ -460,7 +474,7 @@ ${kvRange(p, BR)}${sg ? `
     if (e < ${hd.e}) {
       ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${qVal(`q0 + 4u * r4 + ${m}u`, 'e')}; }`, '\n      ')}
     }
-    fq_[e * ${TRQ}u + r4] = x;
+    fq_[e * ${QS}u + r4] = x;
   }`}
   ${perV((v) => `let ib${v} = q0 + 4u * (tr_ + ${TR * v}u);
   var m_run${v} = vec4<f32>(neg_inf());
@@ -539,11 +553,11 @@ ${kvRange(p, BR)}${sg ? `
     m_run${v} = mx${v};`)}
     ${perM((m) => `s${m} = select(vec4<f32>(0.0), exp(s${m} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
     ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => `s${4 * v + c}.x + s${4 * v + c}.y + s${4 * v + c}.z + s${4 * v + c}.w`, ', ')});`)}
-    ${perV((v) => rep((n) => `fp_[(jb - j0 + ${n}u) * ${TRQ}u + tr_ + ${TR * v}u] = vec4<f32>(s${4 * v}.${LANE[n]}, s${4 * v + 1}.${LANE[n]}, s${4 * v + 2}.${LANE[n]}, s${4 * v + 3}.${LANE[n]});`))}
+    ${perV((v) => rep((n) => `fp_[(jb - j0 + ${n}u) * ${PS}u + tr_ + ${TR * v}u] = vec4<f32>(s${4 * v}.${LANE[n]}, s${4 * v + 1}.${LANE[n]}, s${4 * v + 2}.${LANE[n]}, s${4 * v + 3}.${LANE[n]});`))}
     ${M.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha${m >> 2}.${lane(m)};`).join(' ')).join('\n    ')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
-      ${perV((v) => `let pa${v} = fp_[kk * ${TRQ}u + tr_ + ${TR * v}u];`, '\n      ')}
+      ${perV((v) => `let pa${v} = fp_[kk * ${PS}u + tr_ + ${TR * v}u];`, '\n      ')}
       ${Array.from({ length: ON }, (_, o) => `{
         let vv = ${wide(`${kvName('v')}[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
         ${perM((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa${m >> 2}.${lane(m)}), vv, acc[${m * ON + o}]);`, '\n        ')}
@@ -552,12 +566,21 @@ ${kvRange(p, BR)}${sg ? `
 `)}
   // the row sums and NaN flags, partial per thread, combined once
   workgroupBarrier();
-  ${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};
+  ${lean ? `${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};`, '\n  ')}
+  workgroupBarrier();
+  ${perV((v) => `var l${v} = vec4<f32>(0.0);
+  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}
+  // the NaN flags through the same buffer, as bits
+  workgroupBarrier();
+  ${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = bitcast<vec4<f32>>(bad${v});`, '\n  ')}
+  workgroupBarrier();
+  ${perV((v) => `var bd${v} = vec4<u32>(0u);
+  ${Array.from({ length: TC }, (_, c) => `bd${v} = bd${v} | bitcast<vec4<u32>>(fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]);`).join('\n  ')}`, '\n  ')}` : `${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};
   ff_[lidx * ${RV}u + ${v}u] = bad${v};`, '\n  ')}
   workgroupBarrier();
   ${perV((v) => `var l${v} = vec4<f32>(0.0);
   var bd${v} = vec4<u32>(0u);
-  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]; bd${v} = bd${v} | ff_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}
+  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]; bd${v} = bd${v} | ff_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}`}
   ${perM((m) => `if (${rowOf(m)} < LQ) {
     let i = ${rowOf(m)};
     let row = lse_idx(b, h, i);
@@ -572,12 +595,12 @@ ${kvRange(p, BR)}${sg ? `
       if (tc_ == 0u) { store_mlb(row * 3u, m_run${m >> 2}.${lane(m)}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
     }
   }`, '\n  ')}`;
-  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${QK * TRQ}>;
-${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * TC, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${QK * TC}>;
+  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${QK * QS}>;
+${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * KS, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${QK * KS}>;
 var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}
-var<workgroup> fp_: array<vec4<f32>, ${BC * TRQ}>;
-var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;
-var<workgroup> ff_: array<vec4<u32>, ${WG * RV}>;${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
+var<workgroup> fp_: array<vec4<f32>, ${BC * PS}>;
+var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;${lean ? '' : `
+var<workgroup> ff_: array<vec4<u32>, ${WG * RV}>;`}${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
 fn load_accb(i: u32) -> f32 { return work[i]; }
 fn store_accb(i: u32, x: f32) { work[i] = x; }
 fn load_mlb(i: u32) -> f32 { return work[u_mlb_at() + i]; }
@@ -597,7 +620,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
