@@ -291,8 +291,14 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // At E=64 the chunks lost (B=1 L=4096 5.41 vs 3.61 ms, ViT 2.78 vs 2.24): there the whole Q tile fits.
   const chunkedF32: RegisterGrid[] = qkvBytes === 4 && EC >= 128 ? [{ tr: 16, tc: 8, qk: 32 }] : [];
   const list = device.info.software ? SOFTWARE_GRIDS : qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : [...chunkedF32, ...REGISTER_GRIDS];
+  // float32 on hardware GPUs: staging rows padded against bank conflicts. H100 (Dawn/Vulkan, f32, fwd_probe.mjs, one
+  // call, 3 interleaved rounds, medians, 16x8 without → with padding): ViT B=128 H=16 L=196 E=64 2.147 → 1.931 ms,
+  // B=8 H=16 L=1024 E=64 2.093 → 1.951, B=1 H=16 L=4096 E=64 3.905 → 3.359, B=8 H=16 L=4096 E=64 25.67 → 23.51,
+  // E=128 (16x8, chunks of 32) 5.821 → 5.613; TF.js-WebGPU unfused in the same process 3.96 / 3.72 / 7.24 / - / 7.22.
+  // `lean` on top: 1.952 / 1.875 / 3.317 / 23.68 / 5.80 (noise); 8x8 with padding: 3.58 / 3.88 / 7.05 / 51.6 / 11.2.
+  const tuned = (g: RegisterGrid): RegisterGrid => (!device.info.software && qkvBytes === 4 ? { pad: true, ...g } : g);
   for (const g of list) {
-    const x = place(g);
+    const x = place(tuned(g));
     if (x) return x;
   }
   return null;
