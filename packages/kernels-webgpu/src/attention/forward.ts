@@ -216,7 +216,7 @@ interface RegisterGrid {
    */
   qk?: number;
   /**
-   * Row strides of the transposed staging (Qᵀ, Kᵀ, Pᵀ) one vec4 longer than the rows they hold, so that a
+   * Row strides of the transposed staging (Kᵀ, Pᵀ, and Qᵀ when chunked) one vec4 longer than the rows they hold, so that a
    * subgroup's stores of one key tile (consecutive head-dim columns, one row each) spread over the 32
    * workgroup-memory banks instead of all hitting the same four (NVIDIA: a 32-way conflict per store).
    */
@@ -256,7 +256,8 @@ function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): 
   const QK = Math.min(g.qk ?? EC, EC);
   const pad = g.pad ? 1 : 0;
   const kv = g.shared ? Math.max(QK * (g.tc + pad), BC * (EVC / 4)) : QK * (g.tc + pad) + BC * (EVC / 4);
-  return 4 * qkvBytes * (QK * (trq + pad) + kv) + 16 * (BC * (trq + pad) + (g.lean ? 1 : 2) * trq * g.tc) + 64;
+  // Qᵀ, staged once unless chunked, stays unpadded when whole
+  return 4 * qkvBytes * (QK * (trq + (QK < EC ? pad : 0)) + kv) + 16 * (BC * (trq + pad) + (g.lean ? 1 : 2) * trq * g.tc) + 64;
 }
 
 /**
@@ -289,7 +290,11 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // Q tile of 64 rows × 128 f32 alone is 32 KiB; held whole, only 8x8 with K/V sharing one buffer fits 48 KiB). H100,
   // Dawn/Vulkan, f32 B=8 H=16 L=1024 E=128: 5.54 vs 7.82 ms (8x8 shared), causal 3.42 vs 4.44; chunks of 16: 5.96.
   // At E=64 the chunks lost (B=1 L=4096 5.41 vs 3.61 ms, ViT 2.78 vs 2.24): there the whole Q tile fits.
-  const chunkedF32: RegisterGrid[] = qkvBytes === 4 && EC >= 128 ? [{ tr: 16, tc: 8, qk: 32 }] : [];
+  // Then 256 threads over 128 query rows with chunks of 16 (padded, NaN flags through the row-sum buffer: 48 KiB at
+  // E=128) where it fits: H100, same call, f32 B=8 H=16 L=1024 E=128 3.704 vs 5.576 ms (16x8 chunks of 32, padded),
+  // TF.js-WebGPU 5.74; at E=64 the same grid tied with 16x8 (ViT 1.991 vs 2.052, B=8 L=1024 2.077 vs 2.030, B=1
+  // L=4096 3.776 vs 3.505 ms), and 128 rows over 128 threads (32x4, 16x4 rv2, K/V in one buffer or chunks of 32) lost.
+  const chunkedF32: RegisterGrid[] = qkvBytes === 4 && EC >= 128 ? [{ tr: 32, tc: 8, qk: 16, lean: true }, { tr: 16, tc: 8, qk: 32 }] : [];
   const list = device.info.software ? SOFTWARE_GRIDS : qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : [...chunkedF32, ...REGISTER_GRIDS];
   // float32 on hardware GPUs: staging rows padded against bank conflicts. H100 (Dawn/Vulkan, f32, fwd_probe.mjs, one
   // call, 3 interleaved rounds, medians, 16x8 without → with padding): ViT B=128 H=16 L=196 E=64 2.147 → 1.931 ms,
@@ -361,7 +366,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const kvName = (x: 'k' | 'v') => (shared ? 'fkv_' : `f${x}_`);
   // row strides (vec4) of Kᵀ, Qᵀ and Pᵀ: one longer when padded against bank conflicts
   const KS = TC + (g.pad ? 1 : 0);
-  const QS = TRQ + (g.pad ? 1 : 0);
+  const QS = TRQ + (g.pad && chunked ? 1 : 0);
   const PS = TRQ + (g.pad ? 1 : 0);
   const lean = !!g.lean;
   const xorSteps: number[] = [];
