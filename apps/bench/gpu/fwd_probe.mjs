@@ -4,8 +4,8 @@
 // (max/min over rounds) and TF.js-WebGPU 4.22's unfused attention (matMul → softmax → matMul) measured in the same
 // process on the same device. Every variant's output is checked against the default's first (max |diff|).
 //   node apps/bench/gpu/fwd_probe.mjs --json out.json
-// Variants (VARIANTS, comma-separated; VARIANTS_E<E> per head dim): default | g<TR>x<TC>[r2][q<N>][pd][ln][nopf][kv]
-//   (rv 2, Q·Kᵀ head-dim chunks of N, padded staging rows, lean NaN-flag exchange, prefetch off, K/V in one buffer);
+// Variants (VARIANTS, comma-separated; VARIANTS_E<E> per head dim): default | g<TR>x<TC>[r<N>][q<N>][pd][ln][nopf][kv][k<N>]
+//   (rv N: 4·N rows per thread, Q·Kᵀ head-dim chunks of N, padded staging rows, lean NaN-flag exchange, prefetch off, K/V in one buffer, 4·N keys per thread);
 //   a trailing `sp` compiles the head dims as literals (setFlashSpecialization('always'), e.g. defaultsp).
 // FWD_SHAPES='[[B,H,L,E],…]' (default: the five published f32 rows; QUICK=1: llvmpipe's B=1 H=4 L=1024 E=64).
 // ROUNDS (default 3; QUICK 5), DEADLINE_S (seconds this script may spend), TFJS=0 skips TF.js.
@@ -43,18 +43,19 @@ function setVariant(v) {
   setFlashSpecialization(v.endsWith("sp") ? "always" : "auto");
   v = v.replace(/sp$/, "");
   if (v === "default") return;
-  const m = /^g(\d+)x(\d+)(r2)?(?:q(\d+))?(pd)?(ln)?(nopf)?(kv)?$/.exec(v);
+  const m = /^g(\d+)x(\d+)(?:r(\d))?(?:q(\d+))?(pd)?(ln)?(nopf)?(kv)?(?:k(\d))?$/.exec(v);
   if (!m) throw new Error(`unknown variant ${v}`);
   setFlashForwardPath("registers");
   setFlashRegisterTile({
     tr: Number(m[1]),
     tc: Number(m[2]),
-    ...(m[3] ? { rv: 2 } : {}),
+    ...(m[3] ? { rv: Number(m[3]) } : {}),
     ...(m[4] ? { qk: Number(m[4]) } : {}),
     ...(m[5] ? { pad: true } : {}),
     ...(m[6] ? { lean: true } : {}),
     ...(m[7] ? { prefetch: false } : {}),
     ...(m[8] ? { shared: true } : {}),
+    ...(m[9] ? { kw: Number(m[9]) } : {}),
   });
 }
 

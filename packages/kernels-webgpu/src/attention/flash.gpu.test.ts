@@ -113,7 +113,7 @@ const REGISTER_CASES: Case[] = [
 describe('the register forward (hardware GPUs) matches the float64 reference', () => {
   // per case: the thread grid, K/V in one shared buffer or two, prefetching of the next key tile (where
   // registers allow: NK + NV ≤ 8 vec4); null = the adapter's default choice
-  const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean; qk?: number; pad?: boolean; lean?: boolean } | null)[] = [
+  const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null)[] = [
     null, // llvmpipe: 8x4 rv2, separate, no prefetch
     { tr: 8, tc: 8, shared: true }, // shared, no prefetch
     { tr: 4, tc: 4 }, // E=200: the staged fallback
@@ -124,7 +124,7 @@ describe('the register forward (hardware GPUs) matches the float64 reference', (
     { tr: 16, tc: 8, pad: true, lean: true }, // separate + prefetch, padded rows, NaN flags through the row-sum buffer
     { tr: 32, tc: 4 }, // 256 threads over 128 rows (the float16 grid is 32x8), separate + prefetch
     { tr: 32, tc: 4, shared: true }, // the same, shared (as float16 32x8 on the H100)
-    { tr: 4, tc: 4, qk: 16, pad: true }, // Q·Kᵀ in head-dim chunks of 16 (E=40 of class 64: the last chunk past E), prefetch, padded
+    { tr: 4, tc: 4, qk: 16, pad: true, kw: 2 }, // Q·Kᵀ in head-dim chunks of 16 (E=40 of class 64: the last chunk past E), prefetch, padded, 8 keys per thread
     { tr: 8, tc: 8, qk: 32, pad: true, lean: true }, // chunks of 32 at class 128 (the H100's f32 E=128 kind), padded, lean
   ];
   REGISTER_CASES.forEach((c, n) => {

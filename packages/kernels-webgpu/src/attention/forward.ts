@@ -223,6 +223,8 @@ interface RegisterGrid {
   pad?: boolean;
   /** The end-of-kernel NaN-flag exchange reuses the row-sum buffer (bit casts, two more barriers once): 2 KiB less workgroup memory. */
   lean?: boolean;
+  /** Groups of 4 keys per thread (default 1): 4·tc·kw keys per tile, each thread scoring 4·rv rows × 4·kw keys. */
+  kw?: number;
 }
 
 /**
@@ -251,11 +253,12 @@ const REGISTER_GRIDS: RegisterGrid[] = [
  * `qkvBytes` 2) and Pᵀ as vec4 columns, and two row-reduction slots per thread.
  */
 function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): number {
-  const BC = 4 * g.tc;
+  const kc = g.tc * (g.kw ?? 1);
+  const BC = 4 * kc;
   const trq = g.tr * (g.rv ?? 1);
   const QK = Math.min(g.qk ?? EC, EC);
   const pad = g.pad ? 1 : 0;
-  const kv = g.shared ? Math.max(QK * (g.tc + pad), BC * (EVC / 4)) : QK * (g.tc + pad) + BC * (EVC / 4);
+  const kv = g.shared ? Math.max(QK * (kc + pad), BC * (EVC / 4)) : QK * (kc + pad) + BC * (EVC / 4);
   // Qᵀ, staged once unless chunked, stays unpadded when whole
   return 4 * qkvBytes * (QK * (trq + (QK < EC ? pad : 0)) + kv) + 16 * (BC * (trq + pad) + (g.lean ? 1 : 2) * trq * g.tc) + 64;
 }
@@ -338,7 +341,11 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const RV = g.rv ?? 1;
   const TRQ = TR * RV;
   const BR = 4 * TRQ;
-  const BC = 4 * TC;
+  // KW groups of 4 keys per thread: thread tc_ scores keys 4·(tc_ + TC·w) .. +3 for w < KW
+  const KW = g.kw ?? 1;
+  const KC = TC * KW;
+  const W = Array.from({ length: KW }, (_, w) => w);
+  const BC = 4 * KC;
   const EV4 = EVC / 4;
   const ON = EV4 / TC;
   const WG = TR * TC;
@@ -359,13 +366,13 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   // per-thread registers of one staged K tile or chunk (NK vec4), Q chunk (NQ) and V tile (NV vec4); prefetching
   // keeps K and V live (chunked: the next chunk is always loaded during the current one; prefetch adds V and the
   // next tile's first chunk)
-  const NK = Math.ceil((QK * TC) / WG);
+  const NK = Math.ceil((QK * KC) / WG);
   const NQ = chunked ? Math.ceil((QK * TRQ) / WG) : 0;
   const NV = Math.ceil((BC * EV4) / WG);
   const prefetch = (g.prefetch ?? true) && (chunked ? (NQ + NK + NV) * (half ? 2 : 4) <= 64 : (NK + NV) * (half ? 2 : 4) <= 32);
   const kvName = (x: 'k' | 'v') => (shared ? 'fkv_' : `f${x}_`);
   // row strides (vec4) of Kᵀ, Qᵀ and Pᵀ: one longer when padded against bank conflicts
-  const KS = TC + (g.pad ? 1 : 0);
+  const KS = KC + (g.pad ? 1 : 0);
   const QS = TRQ + (g.pad && chunked ? 1 : 0);
   const PS = TRQ + (g.pad ? 1 : 0);
   const lean = !!g.lean;
@@ -375,6 +382,10 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const rep = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
   const perV = (f: (v: number) => string, sep = '\n    ') => V.map(f).join(sep);
   const perM = (f: (m: number) => string, sep = '\n    ') => M.map(f).join(sep);
+  // score registers of row m, key group w, and the first key of group w (the names of one group when KW = 1)
+  const sv = (m: number, w: number) => (KW === 1 ? `s${m}` : `s${m}_${w}`);
+  const jbv = (w: number) => (KW === 1 ? 'jb' : `jb${w}`);
+  const perMW = (f: (m: number, w: number) => string, sep = '\n    ') => M.flatMap((m) => W.map((w) => f(m, w))).join(sep);
   // row m of the thread: group v = m >> 2, lane m & 3
   const rowOf = (m: number) => `ib${m >> 2} + ${m & 3}u`;
   const lane = (m: number) => LANE[m & 3]!;
@@ -386,7 +397,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   // K tile (chunk from column e0) at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·QK + e
   const loadK = (j: string, e0 = '') =>
     Array.from({ length: NK }, (_, u) =>
-      guard(u, QK * TC, `{
+      guard(u, QK * KC, `{
         let t = lidx + ${u * WG}u;
         let e = ${e0 ? `${e0} + ` : ''}t % ${QK}u;
         let c4 = t / ${QK}u;
@@ -397,7 +408,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         kr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
+  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * KC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
   // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
   const loadV = (j: string) =>
     Array.from({ length: NV }, (_, u) =>
@@ -432,9 +443,9 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${QS}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
   // S += Q·Kᵀ over the staged columns 0 .. n
   const dots = (n: string) => `for (var kk = 0u; kk < ${n}; kk = kk + 1u) {
-      let k4 = ${wide(`${kvName('k')}[kk * ${KS}u + tc_]`)};
+      ${W.map((w) => `let k4${KW === 1 ? '' : `_${w}`} = ${wide(`${kvName('k')}[kk * ${KS}u + tc_${w ? ` + ${TC * w}u` : ''}]`)};`).join('\n      ')}
       ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${QS}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
-      ${perM((m) => `s${m} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4, s${m});`, '\n      ')}
+      ${perMW((m, w) => `${sv(m, w)} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4${KW === 1 ? '' : `_${w}`}, ${sv(m, w)});`, '\n      ')}
     }`;
   // chunked Q·Kᵀ: per chunk, the staged registers go to workgroup memory and the next chunk (or the next tile's
   // first one) is loaded while this one is multiplied
@@ -516,7 +527,7 @@ ${kvRange(p, BR)}${sg ? `
     // V as vec4 rows
     ${loadV('j0')}
     ${storeV}`}
-    ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
+    ${perMW((m, w) => `var ${sv(m, w)} = vec4<f32>(0.0);`)}
     ${chunkLoop}` : `
     workgroupBarrier();
     // Kᵀ as vec4 columns of 4 keys${prefetch ? ' (prefetched into registers during the previous tile unless a new range starts here)' : ''}
@@ -534,18 +545,18 @@ ${kvRange(p, BR)}${sg ? `
       ${loadK(`(j0 + ${BC}u)`)}
       pre_j = j0 + ${BC}u;
     }` : ''}
-    ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
+    ${perMW((m, w) => `var ${sv(m, w)} = vec4<f32>(0.0);`)}
     ${dots(hd.e)}`}
-    let jb = j0 + 4u * tc_;
+    ${KW === 1 ? 'let jb = j0 + 4u * tc_;' : W.map((w) => `let ${jbv(w)} = j0 + 4u * (tc_ + ${TC * w}u);`).join('\n    ')}
     let sc_ = ${half ? 'u_scale()' : '1.0'};
-    ${perM((m) => R.map((n) => `{
-      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]} * sc_, b, h, min(${rowOf(m)}, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (${rowOf(m)} < LQ) & (jb + ${n}u < j_hi));
+    ${perMW((m, w) => R.map((n) => `{
+      var x = select(neg_inf(), finish_score(${sv(m, w)}.${LANE[n]} * sc_, b, h, min(${rowOf(m)}, LQ - 1u), min(${jbv(w)} + ${n}u, j_hi - 1u), !full_blk), (${rowOf(m)} < LQ) & (${jbv(w)} + ${n}u < j_hi));
       // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
       let nan_ = is_nan_f32(x);
       bad${m >> 2}.${lane(m)} = bad${m >> 2}.${lane(m)} | u32(nan_);
-      s${m}.${LANE[n]} = select(x, neg_inf(), nan_);
+      ${sv(m, w)}.${LANE[n]} = select(x, neg_inf(), nan_);
     }`).join(' '))}
-    ${perV((v) => `let lmx${v} = vec4<f32>(${rep((c) => `max(max(s${4 * v + c}.x, s${4 * v + c}.y), max(s${4 * v + c}.z, s${4 * v + c}.w))`, ', ')});
+    ${perV((v) => `let lmx${v} = vec4<f32>(${rep((c) => W.map((w) => `max(max(${sv(4 * v + c, w)}.x, ${sv(4 * v + c, w)}.y), max(${sv(4 * v + c, w)}.z, ${sv(4 * v + c, w)}.w))`).reduce((a, b) => `max(${a}, ${b})`), ', ')});
     var mx${v} = m_run${v};`)}
     ${sg ? `if (use_sg) {
       ${perV((v) => `var r${v}_ = lmx${v};
@@ -562,9 +573,9 @@ ${kvRange(p, BR)}${sg ? `
     ${perV((v) => `let live${v} = mx${v} != vec4<f32>(neg_inf());
     let alpha${v} = select(vec4<f32>(1.0), exp(m_run${v} - mx${v}), live${v});
     m_run${v} = mx${v};`)}
-    ${perM((m) => `s${m} = select(vec4<f32>(0.0), exp(s${m} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
-    ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => `s${4 * v + c}.x + s${4 * v + c}.y + s${4 * v + c}.z + s${4 * v + c}.w`, ', ')});`)}
-    ${perV((v) => rep((n) => `fp_[(jb - j0 + ${n}u) * ${PS}u + tr_ + ${TR * v}u] = vec4<f32>(s${4 * v}.${LANE[n]}, s${4 * v + 1}.${LANE[n]}, s${4 * v + 2}.${LANE[n]}, s${4 * v + 3}.${LANE[n]});`))}
+    ${perMW((m, w) => `${sv(m, w)} = select(vec4<f32>(0.0), exp(${sv(m, w)} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
+    ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => W.map((w) => `${sv(4 * v + c, w)}.x + ${sv(4 * v + c, w)}.y + ${sv(4 * v + c, w)}.z + ${sv(4 * v + c, w)}.w`).join(' + '), ', ')});`)}
+    ${W.map((w) => perV((v) => rep((n) => `fp_[(${jbv(w)} - j0 + ${n}u) * ${PS}u + tr_ + ${TR * v}u] = vec4<f32>(${sv(4 * v, w)}.${LANE[n]}, ${sv(4 * v + 1, w)}.${LANE[n]}, ${sv(4 * v + 2, w)}.${LANE[n]}, ${sv(4 * v + 3, w)}.${LANE[n]});`))).join('\n    ')}
     ${M.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha${m >> 2}.${lane(m)};`).join(' ')).join('\n    ')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
@@ -619,7 +630,7 @@ fn store_mlb(i: u32, x: f32) { work[u_mlb_at() + i] = x; }
 ${scoreHelpers(p)}
 ${tileMapWgsl(p, 'q')}`;
   // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
-  const costPerKey = ((EC * TC) / WG + (chunked ? (EC * TRQ) / WG : 0) + (BC * EV4) / WG + d.E + BC + 8) / BC;
+  const costPerKey = ((EC * KC) / WG + (chunked ? (EC * TRQ) / WG : 0) + (BC * EV4) / WG + d.E + BC + 8) / BC;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
   const multi = chunks.length > 1;
   const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
@@ -631,7 +642,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },

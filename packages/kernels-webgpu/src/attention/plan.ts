@@ -454,7 +454,7 @@ export function registerForward(p: FlashParams): boolean {
   return takesRegisters(forwardPath, p);
 }
 
-let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean } | null = null;
+let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null = null;
 /**
  * Forces the register forward's thread grid (`tr` × `tc` threads, 4·rv × 4 scores each, so 4·tr·rv query
  * rows by 4·tc keys per tile; `rv` 1 or 2, default 1) where it fits the adapter, and with `prefetch: false` turns off loading the next
@@ -463,13 +463,13 @@ let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; sha
  * registers allow. `qk` (a divisor of the head-dim class) stages Q·Kᵀ that many head-dim columns at a time, Q
  * re-read per key tile instead of held in workgroup memory all along; `pad` lengthens the transposed staging rows by
  * one vec4 (no workgroup-memory bank conflicts on the tile stores); `lean` exchanges the NaN flags through the row-sum
- * buffer. A tuning and testing knob (bench/gpu/tile_probe.mjs, fwd_probe.mjs); results are the same.
+ * buffer; `kw` gives each thread 4·kw keys per tile. A tuning and testing knob (bench/gpu/tile_probe.mjs, fwd_probe.mjs); results are the same.
  */
-export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean } | null): void {
+export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null): void {
   registerTile = t;
 }
 /** The forced register-forward thread grid, or null. */
-export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean } | null {
+export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null {
   return registerTile;
 }
 
