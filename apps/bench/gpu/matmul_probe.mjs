@@ -116,6 +116,7 @@ if (part === 'ab') {
   const D = K.SGMM_DEFAULT;
   // W = 8 f16 per staging load where aligned (vec4<u32> of f16 pairs) + vectorized store with fewer barriers
   const W = { ...D, wide: true, vstore: true };
+  // 'default' = SGMM_DEFAULT itself: the per-layout defaults (SGMM_COL_A / SGMM_COL_B on column-major layouts)
   const F16 = (process.env.PROBE_F16 ? JSON.parse(process.env.PROBE_F16) : [
     ['default', D],
     ['16x8', { ...D, nsz: 8, tn: 8 }],

@@ -22,7 +22,8 @@
  * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
  *   operands staged in workgroup memory with vec4 loads along whichever axis is contiguous (row-major tiles,
  *   or column-major ones read by column-major matrix loads for xᵀ·dy and x·Wᵀ), 16×16×16 (or 16×8×16)
- *   subgroup matrix products accumulated in f32, converted to f16 on store.
+ *   subgroup matrix products accumulated in f32, converted to f16 on store. The column-major layouts default
+ *   to 8 f16 per staging load (`vec4<u32>` of f16 pairs) and stores of four f16 per lane (SGMM_COL_A/B).
  */
 import {
   registerKernel,
@@ -96,7 +97,8 @@ export interface TiledMatmulConfig {
   prefetch?: boolean;
   /**
    * Split kernel only: two workgroup buffers per operand, the next K tile (loaded before this tile's products) stored
-   * into the other one after them: one barrier per K tile instead of two.
+   * into the other one after them: one barrier per K tile instead of two. Slower on the H100 at every measured shape
+   * (4096³ 5.0 ms vs 4.0 with 16-deep K tiles; docs/benchmarks/2026-11-25-h100-matmul-ab-mm2.json): not a default.
    */
   double?: boolean;
 }
@@ -698,13 +700,31 @@ ${lines(rows, (i) => `  if (r0 + ${i}u < p.m) {
 }
 
 // ------------------------------------------------------------------------------ subgroup matrices
-/** Default subgroup-matrix tiling (picked by the H100 microbenchmarks in docs/benchmarks.md). */
+/**
+ * Default subgroup-matrix tiling (picked by the H100 microbenchmarks in docs/benchmarks.md): 128x128 tiles of 2x2
+ * subgroups, each 4x4 16x16x16 products, 32-deep K tiles staged with 4 f16 per load. While it is the configured
+ * tiling (identity, the default), products with a column-major staged operand take {@link SGMM_COL_A} or
+ * {@link SGMM_COL_B} instead.
+ */
 export const SGMM_DEFAULT: SgmmConfig = { sgm: 2, sgn: 2, tm: 4, tn: 4, tk: 32, nsz: 16, vec: true, double: false };
+/**
+ * Default tiling where A is contiguous along M (weight gradients xᵀ·dy): 8 f16 per staging load, vectorized stores,
+ * 64-deep K tiles. H100 A/B (docs/benchmarks/2026-11-25-h100-matmul-ab-mm2.json), GPT-2 dW 768x8192x2304: 0.53 ms vs
+ * 0.79 for {@link SGMM_DEFAULT} (0.59 with 32-deep K tiles); at 4096³ row-major the same options were slower (1.97 vs 1.42).
+ */
+export const SGMM_COL_A: SgmmConfig = { ...SGMM_DEFAULT, wide: true, vstore: true, tk: 64 };
+/**
+ * Default tiling where B (not A) is contiguous along K (dy·Wᵀ, x·Wᵀ): 8 f16 per staging load and vectorized stores.
+ * H100 A/B, GPT-2 dX 8192x2304x768: 0.40 ms vs 0.47 for {@link SGMM_DEFAULT}.
+ */
+export const SGMM_COL_B: SgmmConfig = { ...SGMM_DEFAULT, wide: true, vstore: true };
 let sgmmConfig: SgmmConfig | null = SGMM_DEFAULT;
 
 /**
  * Sets the tiling of the subgroup-matrix f16 matmul, or turns that path off (`null`: f16 products then
- * take the tiled f32-accumulating kernel). For benchmarks and tests.
+ * take the tiled f32-accumulating kernel). `SGMM_DEFAULT` itself (the default) picks per layout
+ * ({@link SGMM_COL_A}, {@link SGMM_COL_B}); any other object, a copy of it included, applies to every layout.
+ * For benchmarks and tests.
  */
 export function setSubgroupMatrixMatmul(cfg: SgmmConfig | null): void {
   sgmmConfig = cfg;
@@ -1047,19 +1067,21 @@ registerKernel({
       // only A along K and B along N, the rest scalars); with `wide`, 8 f16 per load where aligned to 8
       const ma0 = modeOf(a, m, k, true);
       const mb0 = modeOf(b, n, k, false);
-      const ma = !sg.vec || (ma0 === 'v0' && sg.colMajor === false) ? 's' : ma0;
-      const mb = !sg.vec || (mb0 === 'v1' && sg.colMajor === false) ? 's' : mb0;
-      const threads = sg.sgm * sg.sgn * 32;
-      const tileA = sg.sgm * sg.tm * 16 * sg.tk;
-      const tileB = sg.sgn * sg.tn * sg.nsz * sg.tk;
-      const wa = sg.wide && ma !== 's' && (tileA / 8) % threads === 0 && aligned8(a, m, k, true, ma) ? 8 : 4;
-      const wb = sg.wide && mb !== 's' && (tileB / 8) % threads === 0 && aligned8(b, n, k, false, mb) ? 8 : 4;
-      const vecOut = sg.vstore === true && n % 4 === 0;
-      const key = `matmul_sgmm|${sg.sgm}x${sg.sgn}x${sg.tm}x${sg.tn}x${sg.tk}x${sg.nsz}${sg.double ? 'd' : ''}${sg.prefetch && !sg.double ? 'p' : ''}${sg.vstore ? 'g' : ''}|${ma}${ma === 's' ? '' : wa}${mb}${mb === 's' ? '' : wb}${vecOut ? 'v' : 's'}`;
-      prog = getProgram(key, () => sgmmSource(sg, { mode: ma, w: wa }, { mode: mb, w: wb }, vecOut));
-      bm = sg.sgm * sg.tm * 16;
-      bn = sg.sgn * sg.tn * sg.nsz;
-      kStep = sg.tk;
+      // the default's column-major layouts take the tilings measured best for them (SGMM_COL_A / SGMM_COL_B)
+      const sc: SgmmConfig = sg !== SGMM_DEFAULT ? sg : ma0 === 'v0' ? SGMM_COL_A : mb0 === 'v1' ? SGMM_COL_B : sg;
+      const ma = !sc.vec || (ma0 === 'v0' && sc.colMajor === false) ? 's' : ma0;
+      const mb = !sc.vec || (mb0 === 'v1' && sc.colMajor === false) ? 's' : mb0;
+      const threads = sc.sgm * sc.sgn * 32;
+      const tileA = sc.sgm * sc.tm * 16 * sc.tk;
+      const tileB = sc.sgn * sc.tn * sc.nsz * sc.tk;
+      const wa = sc.wide && ma !== 's' && (tileA / 8) % threads === 0 && aligned8(a, m, k, true, ma) ? 8 : 4;
+      const wb = sc.wide && mb !== 's' && (tileB / 8) % threads === 0 && aligned8(b, n, k, false, mb) ? 8 : 4;
+      const vecOut = sc.vstore === true && n % 4 === 0;
+      const key = `matmul_sgmm|${sc.sgm}x${sc.sgn}x${sc.tm}x${sc.tn}x${sc.tk}x${sc.nsz}${sc.double ? 'd' : ''}${sc.prefetch && !sc.double ? 'p' : ''}${sc.vstore ? 'g' : ''}|${ma}${ma === 's' ? '' : wa}${mb}${mb === 's' ? '' : wb}${vecOut ? 'v' : 's'}`;
+      prog = getProgram(key, () => sgmmSource(sc, { mode: ma, w: wa }, { mode: mb, w: wb }, vecOut));
+      bm = sc.sgm * sc.tm * 16;
+      bn = sc.sgn * sc.tn * sc.nsz;
+      kStep = sc.tk;
     } else {
       const hw = !device.info.software;
       // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: the split
