@@ -179,6 +179,8 @@ if (part === 'ab') {
         continue;
       }
       const flop = 2 * M * Kd * N;
+      // a pool full of earlier shapes' size classes made every output allocate (GPU idle, SM clock down): start clean
+      dev.emptyCache();
       const ops = make(M, Kd, N, layout, dtype);
       const set = (cfg) => (dtype === 'float32' ? K.setTiledMatmul(cfg) : K.setSubgroupMatrixMatmul(cfg ?? D));
       const entries = [];
