@@ -546,16 +546,26 @@ export interface BackwardGrid {
    * barriers per tile) — what lets 16×4 fit f32 at head dim 64. Default: where two buffers do not fit.
    */
   turns?: boolean;
+  /**
+   * Head-dim chunk (a divisor of both head-dim classes, a multiple of `tc`, below the larger class): every operand
+   * tile is staged `ch` columns at a time — S and dP accumulate over the chunks, the dQ / dK / dV products run chunk
+   * by chunk — so no operand is held whole in workgroup memory (what lets f32 head dim 128 take 16×8 grids). Chunked
+   * grids never prefetch. Default: none (whole tiles), except the f32 head-dim-128+ grids of `pickBackwardGrid`.
+   */
+  ch?: number;
 }
 /** Which register backward kernel a grid is for. */
 export type BackwardKernel = 'dq' | 'dkv';
 /**
- * A grid from its text `TRxTC[pf][t]` (`pf` prefetch on, else off; `t` P/dS by turns), as the environment variable
- * `WEBATTN_FLASH_BACKWARD_GRID` and bench/gpu/bwd_probe.mjs write it; null for anything else.
+ * A grid from its text `TRxTC[cCH][pf][t]` (`cCH` head-dim chunks of CH columns; `pf` prefetch on, else off; `t` P/dS
+ * by turns), as the environment variable `WEBATTN_FLASH_BACKWARD_GRID` and bench/gpu/bwd_probe.mjs write it; null for
+ * anything else.
  */
 export function parseBackwardGrid(text: string | undefined): BackwardGrid | null {
-  const m = /^(\d+)x(\d+)(pf)?(t)?$/.exec(text ?? '');
-  return m ? { tr: Number(m[1]), tc: Number(m[2]), prefetch: !!m[3], ...(m[4] ? { turns: true } : {}) } : null;
+  const m = /^(\d+)x(\d+)(?:c(\d+))?(pf)?(t)?$/.exec(text ?? '');
+  return m
+    ? { tr: Number(m[1]), tc: Number(m[2]), ...(m[3] ? { ch: Number(m[3]) } : {}), prefetch: !!m[4], ...(m[5] ? { turns: true } : {}) }
+    : null;
 }
 const envGrid = parseBackwardGrid((globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_BACKWARD_GRID);
 let backwardGrid: Record<BackwardKernel, BackwardGrid | null> = { dq: envGrid, dkv: envGrid };
@@ -600,6 +610,11 @@ export function halfGradStaging(p: FlashParams, g: FlashGradInputs): boolean {
  */
 const BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8 }, { tr: 16, tc: 4 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }];
 const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
+/**
+ * Head-dim-chunked grids, tried first for f32 at head-dim class 128 on hardware GPUs, where no whole-tile grid but 4×4
+ * fits the dQ kernel (and none the dK/dV kernel: 48 KiB, 128 accumulators).
+ */
+const CHUNKED_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8, ch: 32 }, { tr: 8, tc: 8, ch: 32 }];
 
 /**
  * The register backward's grid for one kernel, or null (the staged kernel then runs): `bytes(g)` its
@@ -616,16 +631,28 @@ export function pickBackwardGrid(
   accumulators: (g: BackwardGrid) => number,
   EC: number,
   EVC: number,
+  chunked = false,
 ): BackwardGrid | null {
   const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
+  const chunkOk = (g: BackwardGrid) =>
+    g.ch === undefined || (g.ch >= 4 && g.ch % g.tc === 0 && EC % g.ch === 0 && EVC % g.ch === 0 && g.ch < Math.max(EC, EVC));
   const fits = (g: BackwardGrid) =>
-    EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && bytes(g) <= budget && accumulators(g) <= 128 &&
+    EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && chunkOk(g) && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.prefetch ?? !device.info.software });
+  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? false : (g.prefetch ?? !device.info.software) });
   const forced = forcedBackwardGrid(kernel);
   if (forced && fits(forced)) return withPrefetch(forced);
-  const g = (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS).find(fits);
+  const list = device.info.software ? SOFTWARE_BACKWARD_GRIDS : chunked ? [...CHUNKED_BACKWARD_GRIDS, ...BACKWARD_GRIDS] : BACKWARD_GRIDS;
+  const g = list.find(fits);
   return g ? withPrefetch(g) : null;
+}
+
+/**
+ * Whether the register backward tries the head-dim-chunked grids first: f32 staging at head-dim class 128 (class 256
+ * keeps the staged kernels by default: not measured; a forced chunked grid runs there where it fits).
+ */
+export function chunkedBackward(EC: number, EVC: number, half: boolean): boolean {
+  return !half && Math.max(EC, EVC) === 128;
 }
 
 /**
