@@ -652,7 +652,16 @@ export function pickBackwardGrid(
  * keeps the staged kernels by default: not measured; a forced chunked grid runs there where it fits).
  */
 export function chunkedBackward(EC: number, EVC: number, half: boolean): boolean {
-  return !half && Math.max(EC, EVC) === 128;
+  return chunkedOn && !half && Math.max(EC, EVC) === 128;
+}
+let chunkedOn = true;
+/**
+ * Whether the f32 head-dim-128 register backward tries its chunked grids first (`true`, the default) or only the
+ * whole-tile grids (`false`: the staged dK/dV kernel and a 4×4 dQ grid there, the defaults before the chunks). A
+ * tuning knob for bench/gpu/bwd_probe.mjs (`nochunk`); results are the same.
+ */
+export function setFlashBackwardChunked(on: boolean): void {
+  chunkedOn = on;
 }
 
 /**
