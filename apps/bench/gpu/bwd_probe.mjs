@@ -11,7 +11,8 @@
 // prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel;
 // mat = the subgroup-matrix backward (f16 on adapters with subgroup matrices; backward-sgmat.ts) with its default
 // tilings, matR.N.C-R.N.C[s] = forced dK/dV and dQ tilings (rows per subgroup, subgroups, tile rows; s: scalar staging);
-// grids may name head-dim chunks (TRxTCcCH, plan.ts BackwardGrid.ch); nochunk = auto without the chunked grids.
+// grids may name head-dim chunks (TRxTCcCH, plan.ts BackwardGrid.ch); nochunk = auto without the chunked grids;
+// a suffix +ds (e.g. reg16x16c32+ds) lets a forced-grid variant take the scores backward where `auto` would.
 // Every variant but mat* turns the subgroup-matrix backward off.
 import * as T from "@webattn/core-tensor";
 import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
@@ -43,6 +44,12 @@ const grid = (s) => {
   return g;
 };
 function setVariant(v, dtype) {
+  // a suffix +ds keeps the library's scores-backward decision (plan.ts setFlashBackwardScores auto) on a forced grid
+  if (v.endsWith("+ds")) {
+    setVariant(v.slice(0, -3), dtype);
+    setFlashBackwardScores("auto");
+    return;
+  }
   // nochunk = the defaults without the head-dim-chunked grids (f32 head dim 128: staged dK/dV, 4×4 dQ)
   setFlashBackwardChunked?.(v !== "nochunk");
   if (v === "nochunk") v = "auto";
