@@ -43,7 +43,7 @@ function dkvRegisterGrid(p: FlashParams, g: FlashGradInputs): BackwardGrid | nul
   const bytes = (x: BackwardGrid, t: boolean) => (x.ch ? dkvChunkedBytes(x, eb, t) : dkvRegisterBytes(x, EC, EVC, eb, t));
   // P and dS in one buffer by turns where forced, or where two buffers do not fit
   const turns = (x: BackwardGrid) => x.turns ?? bytes(x, false) > budget;
-  const rg = pickBackwardGrid(device, 'dkv', (x) => bytes(x, turns(x)), (x) => (4 * (EC + EVC)) / x.tc, EC, EVC, chunkedBackward(EC, EVC, half));
+  const rg = pickBackwardGrid(device, 'dkv', (x) => bytes(x, turns(x)), (x) => (4 * (EC + EVC)) / x.tc, EC, EVC, chunkedBackward('dkv', EC, EVC, half));
   return rg ? { ...rg, turns: turns(rg) } : null;
 }
 

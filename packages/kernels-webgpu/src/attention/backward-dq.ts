@@ -86,7 +86,7 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
     const half = halfGradStaging(p, g);
     const eb = half ? 2 : 4;
     const bytes = (x: BackwardGrid) => (x.ch ? dqChunkedBytes(x, eb) : dqRegisterBytes(x, EC, EVC, eb));
-    const rg = pickBackwardGrid(device, 'dq', bytes, (x) => (4 * EC) / x.tc, EC, EVC, chunkedBackward(EC, EVC, half));
+    const rg = pickBackwardGrid(device, 'dq', bytes, (x) => (4 * EC) / x.tc, EC, EVC, chunkedBackward('dq', EC, EVC, half));
     noteBackwardGrid('dq', rg);
     if (rg) return backwardDqRegisters(p, g, rg, half, shape, nq);
   }

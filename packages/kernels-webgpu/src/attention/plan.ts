@@ -608,13 +608,18 @@ export function halfGradStaging(p: FlashParams, g: FlashGradInputs): boolean {
  * with prefetch: 17.23 / 18.93 / 31.05 / 221.1); f16 16×8 with prefetch: ViT 17.16 → 12.99, B=8 L=1024 14.75 → 12.63,
  * B=1 L=4096 26.31 → 20.07, B=8 L=4096 186.3 → 148.2.
  */
+// (f32 dK/dV at head dims 64 and 128, f32 dQ at 128: the chunked grids below come first)
 const BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8 }, { tr: 16, tc: 4 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }];
 const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
 /**
- * Head-dim-chunked grids, tried first for f32 at head-dim class 128 on hardware GPUs, where no whole-tile grid but 4×4
- * fits the dQ kernel (and none the dK/dV kernel: 48 KiB, 128 accumulators).
+ * Head-dim-chunked grids, tried first for f32 on hardware GPUs (see `chunkedBackward`). H100 (Dawn/Vulkan,
+ * bwd_probe.mjs, fwd+bwd f32 ms, variants interleaved in one process; TF.js-WebGPU unfused in the same call):
+ * B=8 H=16 L=1024 E=128: before (staged dK/dV, 4×4 dQ) 278.0, 16×8c32 27.6, 16×16c32 21.7 (dK/dV by turns; dQ = dS·K;
+ * TF.js 14.4); L=2048 E=128: 969.1, 129.4, 112.7 (both kernels; TF.js: over its 2 GiB binding). Head dim 64, dK/dV
+ * 16×16c32 instead of 16×4 prefetching (dQ = dS·K or dQ 16×4 as before): ViT B=128 L=196 11.81 → 10.29, B=8 L=1024
+ * 14.09 → 10.60, B=1 L=4096 24.51 → 20.57, B=8 L=4096 228.4 → 205.4 (TF.js 7.3, 8.9, 17.9, —).
  */
-const CHUNKED_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8, ch: 32 }, { tr: 8, tc: 8, ch: 32 }];
+const CHUNKED_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 16, ch: 32 }, { tr: 16, tc: 8, ch: 32 }, { tr: 8, tc: 8, ch: 32 }];
 
 /**
  * The register backward's grid for one kernel, or null (the staged kernel then runs): `bytes(g)` its
@@ -648,17 +653,20 @@ export function pickBackwardGrid(
 }
 
 /**
- * Whether the register backward tries the head-dim-chunked grids first: f32 staging at head-dim class 128 (class 256
- * keeps the staged kernels by default: not measured; a forced chunked grid runs there where it fits).
+ * Whether the register backward tries the head-dim-chunked grids first (hardware GPUs, f32 staging): the dK/dV kernel
+ * at head-dim classes 64 and 128, the dQ kernel at 128 (at 64 its 16×4 prefetching grid ran as fast). Class 256 keeps
+ * the staged kernels and classes up to 32 the whole-tile grids by default: not measured (a forced chunked grid runs
+ * there where it fits).
  */
-export function chunkedBackward(EC: number, EVC: number, half: boolean): boolean {
-  return chunkedOn && !half && Math.max(EC, EVC) === 128;
+export function chunkedBackward(kernel: BackwardKernel, EC: number, EVC: number, half: boolean): boolean {
+  const top = Math.max(EC, EVC);
+  return chunkedOn && !half && (top === 128 || (kernel === 'dkv' && top === 64));
 }
 let chunkedOn = true;
 /**
- * Whether the f32 head-dim-128 register backward tries its chunked grids first (`true`, the default) or only the
- * whole-tile grids (`false`: the staged dK/dV kernel and a 4×4 dQ grid there, the defaults before the chunks). A
- * tuning knob for bench/gpu/bwd_probe.mjs (`nochunk`); results are the same.
+ * Whether the f32 register backward tries its chunked grids first where `chunkedBackward` says (`true`, the default)
+ * or only the whole-tile grids (`false`: the defaults before the chunks; at head dim 128 the staged dK/dV kernel and a
+ * 4×4 dQ grid). A tuning knob for bench/gpu/bwd_probe.mjs (`nochunk`); results are the same.
  */
 export function setFlashBackwardChunked(on: boolean): void {
   chunkedOn = on;
