@@ -103,12 +103,13 @@ describe('the register backward matches the float64 reference (dQ, dK, dV)', () 
   }, COMPILE_TIMEOUT);
 });
 
+const CHUNK_NONCAUSAL: Case = { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 96, Ev: 80, causal: false, mask: 'bool', scale: 0.3 };
 describe('the head-dim-chunked register backward (operands staged ch columns at a time) matches the float64 reference', () => {
   // forced grids (the f32 head-dim-128 default on hardware GPUs) on every adapter: GQA + causal + odd lengths, head
   // dims that are not multiples of the chunk (the last chunk partly or wholly past the head dim), masks, P/dS by turns
   const cases: [Case, { tr: number; tc: number; ch: number; turns?: boolean }, 'always' | 'never'][] = [
     [{ B: 1, Hq: 4, Hkv: 2, Lq: 37, Lkv: 53, E: 128, Ev: 128, causal: true, mask: null }, { tr: 4, tc: 8, ch: 16 }, 'never'],
-    [{ B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 96, Ev: 80, causal: false, mask: 'bool', scale: 0.3 }, { tr: 8, tc: 8, ch: 32, turns: true }, 'always'],
+    [CHUNK_NONCAUSAL, { tr: 8, tc: 8, ch: 32, turns: true }, 'always'],
     [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 72, Ev: 128, causal: true, mask: 'float' }, { tr: 8, tc: 8, ch: 32 }, 'never'],
   ];
   cases.forEach(([c, grid, spec]) => {
@@ -129,14 +130,16 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
   });
 
   it('the scores backward with the chunked dK/dV kernel', async () => {
-    const c: Case = { B: 1, Hq: 2, Hkv: 2, Lq: 33, Lkv: 50, E: 128, Ev: 64, causal: false, mask: 'float' };
+    // the shape of the second case above (its forward pipeline): only the dK/dV kernel is new
+    const c = CHUNK_NONCAUSAL;
     const ref = await attend(c, cpu, 'float64');
     setFlashBackwardPath('registers');
     setFlashBackwardScores('always');
-    setFlashBackwardGrid({ tr: 4, tc: 8, ch: 16 });
+    setFlashSpecialization('always');
+    setFlashBackwardGrid({ tr: 8, tc: 8, ch: 32, turns: true });
     const got = await attend(c, gpu, 'float32');
     expect(lastBackwardGrids().dq).toBe(null);
-    expect(lastBackwardGrids().dkv?.ch).toBe(16);
+    expect(lastBackwardGrids().dkv?.ch).toBe(32);
     expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
     expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
     expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
