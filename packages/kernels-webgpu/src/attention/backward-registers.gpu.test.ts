@@ -108,9 +108,9 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
   // forced grids (the f32 head-dim-128 default on hardware GPUs) on every adapter: GQA + causal + odd lengths, head
   // dims that are not multiples of the chunk (the last chunk partly or wholly past the head dim), masks, P/dS by turns
   const cases: [Case, { tr: number; tc: number; ch: number; turns?: boolean }, 'always' | 'never'][] = [
-    [{ B: 1, Hq: 4, Hkv: 2, Lq: 37, Lkv: 53, E: 128, Ev: 128, causal: true, mask: null }, { tr: 4, tc: 8, ch: 16 }, 'never'],
-    [CHUNK_NONCAUSAL, { tr: 8, tc: 8, ch: 32, turns: true }, 'always'],
-    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 72, Ev: 128, causal: true, mask: 'float' }, { tr: 8, tc: 8, ch: 32 }, 'never'],
+    [{ B: 1, Hq: 4, Hkv: 2, Lq: 37, Lkv: 53, E: 128, Ev: 128, causal: true, mask: null }, { tr: 4, tc: 16, ch: 16 }, 'never'],
+    [CHUNK_NONCAUSAL, { tr: 4, tc: 16, ch: 32, turns: true }, 'always'],
+    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 72, Ev: 128, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 32 }, 'never'],
   ];
   cases.forEach(([c, grid, spec]) => {
     it(`grid ${JSON.stringify(grid)}, specialisation ${spec}: ${JSON.stringify(c)}`, async () => {
@@ -136,7 +136,7 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
     setFlashBackwardPath('registers');
     setFlashBackwardScores('always');
     setFlashSpecialization('always');
-    setFlashBackwardGrid({ tr: 8, tc: 8, ch: 32, turns: true });
+    setFlashBackwardGrid({ tr: 4, tc: 16, ch: 32, turns: true });
     const got = await attend(c, gpu, 'float32');
     expect(lastBackwardGrids().dq).toBe(null);
     expect(lastBackwardGrids().dkv?.ch).toBe(32);

@@ -573,7 +573,7 @@ let backwardGrid: Record<BackwardKernel, BackwardGrid | null> = { dq: envGrid, d
  * Forces the register backward's thread grid where it fits the adapter: one grid for both kernels, or `{ dq, dkv }`
  * per kernel; `null` = the first fitting grid of the built-in list. A tuning and testing knob
  * (bench/gpu/bwd_probe.mjs); results are the same. The environment variable `WEBATTN_FLASH_BACKWARD_GRID`
- * (`TRxTC[pf][t]`, e.g. `4x4pf`) sets its start value.
+ * (`TRxTC[cCH][pf][t]`, e.g. `4x4pf`, `16x16c32`) sets its start value.
  */
 export function setFlashBackwardGrid(g: BackwardGrid | { dq?: BackwardGrid | null; dkv?: BackwardGrid | null } | null): void {
   if (!g) backwardGrid = { dq: null, dkv: null };
