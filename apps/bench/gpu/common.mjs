@@ -73,14 +73,15 @@ export const median = (xs) =>
 /**
  * Batched timing shared by the webattn and TF.js peers. `batch(k)` runs k back-to-back calls with one sync
  * and resolves to the time per call. After one call to size the batches (k calls ≈ 100 ms) comes ~300 ms of
- * the same work so the GPU's clock ramps up (one synced call at a time leaves the H100 at 345 MHz), then the
+ * the same work (`warmMs`; the matmul rows take 1500: 300 ms left the H100's SM clock at 345-855 MHz in tensor-core
+ * work) so the GPU's clock ramps up (one synced call at a time leaves the H100 at 345 MHz), then the
  * median over up to `reps` batches within `budgetMs`: as PyTorch's CUDA events around enough calls.
  */
-export async function timeBatches(batch, reps, budgetMs) {
+export async function timeBatches(batch, reps, budgetMs, warmMs = Math.min(300, budgetMs / 4)) {
   const one = await batch(1);
   const k = Math.max(1, Math.min(64, Math.ceil(100 / Math.max(one, 0.05))));
   const w0 = performance.now();
-  while (performance.now() - w0 < Math.min(300, budgetMs / 4)) await batch(k);
+  while (performance.now() - w0 < warmMs) await batch(k);
   const times = [];
   const start = performance.now();
   while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) times.push(await batch(k));

@@ -26,6 +26,7 @@ if (toggles) {
 const part = process.env.PROBE_PART ?? 'ab';
 const T = await import('@webattn/core-tensor');
 const K = await import('@webattn/kernels-webgpu/internal');
+const { profile } = await import('@webattn/kernels-webgpu');
 
 const args = process.argv.slice(2);
 const json = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
@@ -107,19 +108,22 @@ if (part === 'ab') {
       ];
   const F32 = (process.env.PROBE_F32 ? JSON.parse(process.env.PROBE_F32) : [
     ['default', null],
-    ['previous default 16x16 4x4', { wg: 16, bk: 16, tm: 4, tn: 4 }],
-    ['split 8x8 bk16 pf', { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true }],
+    ['split 8x8 bk16 db', { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true, double: true }],
+    ['split 8x8 bk8 db', { wg: 16, bk: 8, tm: 8, tn: 8, split: true, prefetch: true, double: true }],
     ['split 8x8 bk32 pf', { wg: 16, bk: 32, tm: 8, tn: 8, split: true, prefetch: true }],
-    ['split 8x8 bk16', { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: false }],
-    ['split 4x4 bk16 pf', { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true }],
+    ['split 4x4 bk16 db', { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true, double: true }],
   ]);
   const D = K.SGMM_DEFAULT;
+  // W = 8 f16 per staging load where aligned (vec4<u32> of f16 pairs) + vectorized store with fewer barriers
+  const W = { ...D, wide: true, vstore: true };
+  // 'default' = SGMM_DEFAULT itself: the per-layout defaults (SGMM_COL_A / SGMM_COL_B on column-major layouts)
   const F16 = (process.env.PROBE_F16 ? JSON.parse(process.env.PROBE_F16) : [
     ['default', D],
     ['16x8', { ...D, nsz: 8, tn: 8 }],
-    ['pf', { ...D, prefetch: true }],
-    ['16x8 pf', { ...D, nsz: 8, tn: 8, prefetch: true }],
-    ['8sg 2x8 16x8 pf', { ...D, sgm: 4, tm: 2, nsz: 8, tn: 8, prefetch: true }],
+    ['W', W],
+    ['W 16x8', { ...W, nsz: 8, tn: 8 }],
+    ['W tk64', { ...W, tk: 64 }],
+    ['W 8sg 128x256', { ...W, sgn: 4 }],
   ]);
   const make = (M, Kd, N, layout, dtype) => {
     const ashape = layout === 'tn' ? [Kd, M] : [M, Kd];
@@ -155,24 +159,28 @@ if (part === 'ab') {
     last.dispose();
     return (performance.now() - t0) / k;
   };
-  // clock warm-up: ~1 s of 4096³ f32 (one synced call at a time leaves the H100 at 345 MHz)
+  // clock warm-up: ~1.5 s of 4096³ f32 (one synced call at a time leaves the H100 at 345 MHz)
+  console.log(`clock ref: epoch_ms ${Date.now()} ${new Date().toISOString()}`);
   {
     const w = make(quick ? 256 : 4096, quick ? 256 : 4096, quick ? 256 : 4096, 'nn', 'float32');
     const w0 = performance.now();
-    while (performance.now() - w0 < 1000) await batchOf(() => T.matmul(w.fa, w.fb), 20);
+    while (performance.now() - w0 < 1500) await batchOf(() => T.matmul(w.fa, w.fb), 20);
     w.a.dispose();
     w.b.dispose();
   }
-  for (const dtype of ['float32', 'float16']) {
-    if (dtype === 'float16' && !K.hasSubgroupMatrixF16(dev)) break;
-    const variants = dtype === 'float32' ? F32 : F16;
-    for (const [name, M, Kd, N, layout] of SHAPES_AB) {
-      if (only && !only.some((o) => name.startsWith(o))) continue;
+  // shape by shape, f32 then f16 (a run cut by its time budget keeps both dtypes of the first shapes)
+  for (const [name, M, Kd, N, layout] of SHAPES_AB) {
+    if (only && !only.some((o) => name.startsWith(o))) continue;
+    for (const dtype of ['float32', 'float16']) {
+      if (dtype === 'float16' && !K.hasSubgroupMatrixF16(dev)) break;
+      const variants = dtype === 'float32' ? F32 : F16;
       if (left() < 15_000) {
         emit({ name, dtype, skipped: 'probe time budget' });
         continue;
       }
       const flop = 2 * M * Kd * N;
+      // a pool full of earlier shapes' size classes made every output allocate (GPU idle, SM clock down): start clean
+      dev.emptyCache();
       const ops = make(M, Kd, N, layout, dtype);
       const set = (cfg) => (dtype === 'float32' ? K.setTiledMatmul(cfg) : K.setSubgroupMatrixMatmul(cfg ?? D));
       const entries = [];
@@ -193,7 +201,7 @@ if (part === 'ab') {
             out.dispose();
           }
           const one = await batchOf(() => T.matmul(ops.fa, ops.fb), 2);
-          entries.push({ vname, cfg, first_ms: first, rel, k: Math.max(2, Math.min(128, Math.ceil(BATCH_MS / one))), times: [], fn: () => T.matmul(ops.fa, ops.fb) });
+          entries.push({ vname, cfg, first_ms: first, rel, k: Math.max(2, Math.min(128, Math.ceil(BATCH_MS / one))), times: [], wins: [], fn: () => T.matmul(ops.fa, ops.fb) });
         } catch (e) {
           emit({ name, dtype, layout, kernel: vname, error: String(e).slice(0, 400) });
         }
@@ -207,7 +215,7 @@ if (part === 'ab') {
         await tfBatch(fn, 1);
         const first = performance.now() - t0;
         const one = await tfBatch(fn, 2);
-        tfe = { first_ms: first, k: Math.max(2, Math.min(128, Math.ceil(BATCH_MS / one))), times: [], fn, ta, tb };
+        tfe = { first_ms: first, k: Math.max(2, Math.min(128, Math.ceil(BATCH_MS / one))), times: [], wins: [], fn, ta, tb };
       }
       // untimed: ≥ WARM_MS of the same work back to back, so the SM clock is up before the timed rounds (after
       // the compiles and read-backs above the H100 sits at 345 MHz; 40 ms batches did not bring it back)
@@ -219,22 +227,44 @@ if (part === 'ab') {
           await batchOf(e.fn, Math.max(1, e.k >> 1));
         }
       }
+      // timed rounds; each batch's wall-clock window (epoch ms) is kept so the background nvidia-smi log
+      // (clocks.csv of the run) gives the SM clock each variant ran at
       for (let r = 0; r < ROUNDS; r++) {
         for (const e of entries) {
           set(e.cfg);
+          const w0 = Date.now();
           e.times.push(await batchOf(e.fn, e.k));
+          e.wins.push([w0, Date.now()]);
         }
-        if (tfe) tfe.times.push(await tfBatch(tfe.fn, tfe.k));
+        if (tfe) {
+          const w0 = Date.now();
+          tfe.times.push(await tfBatch(tfe.fn, tfe.k));
+          tfe.wins.push([w0, Date.now()]);
+        }
+      }
+      // GPU time per dispatch (timestamp queries around each dispatch) of one batch of each variant: kernel time
+      // apart from host gaps between dispatches
+      for (const e of entries) {
+        set(e.cfg);
+        try {
+          const pr = await profile(dev, async () => {
+            await batchOf(e.fn, Math.max(2, e.k >> 1));
+          });
+          e.gpu_ms = pr.timing === 'timestamp-query' ? pr.gpuMs / pr.counters.dispatches : null;
+          e.wall_prof_ms = pr.wallMs / Math.max(2, e.k >> 1);
+        } catch (err) {
+          e.gpu_err = String(err).slice(0, 120);
+        }
       }
       const clocks = `${smiBefore} -> ${smi()}`;
       const med = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
       const tfMs = tfe ? med(tfe.times) : null;
       for (const e of entries) {
         const ms = med(e.times);
-        emit({ name, dtype, layout, M, K: Kd, N, kernel: e.vname, cfg: e.cfg, ms, tflops: flop / ms / 1e9, first_ms: e.first_ms, rel_vs_first: e.rel, times: e.times, tfjs_ms: tfMs, vs_tfjs: tfMs ? tfMs / ms : null, smi: clocks });
+        emit({ name, dtype, layout, M, K: Kd, N, kernel: e.vname, cfg: e.cfg, ms, tflops: flop / ms / 1e9, first_ms: e.first_ms, rel_vs_first: e.rel, times: e.times, wins: e.wins, gpu_ms: e.gpu_ms, gpu_tflops: e.gpu_ms ? flop / e.gpu_ms / 1e9 : null, gpu_err: e.gpu_err, tfjs_ms: tfMs, vs_tfjs: tfMs ? tfMs / ms : null, smi: clocks });
       }
       if (tfe) {
-        emit({ name, dtype, layout, M, K: Kd, N, kernel: 'tfjs matMul', ms: tfMs, tflops: flop / tfMs / 1e9, first_ms: tfe.first_ms, times: tfe.times, smi: clocks });
+        emit({ name, dtype, layout, M, K: Kd, N, kernel: 'tfjs matMul', ms: tfMs, tflops: flop / tfMs / 1e9, first_ms: tfe.first_ms, times: tfe.times, wins: tfe.wins, smi: clocks });
         tfe.ta.dispose();
         tfe.tb.dispose();
       }

@@ -4,15 +4,18 @@
 // calls with `profile()` (GPU timestamps where the adapter has `timestamp-query`): the top kernels by GPU time,
 // the GPU total against the wall time, and the host counters (dispatches, submits, buffers created vs pool
 // hits, uploads, readbacks / syncs and their wait, pipelines compiled).
-//   node apps/bench/gpu/profile_models.mjs [--json out.json]   (QUICK=1: tiny configs; TOP=10; MODELS_ONLY=gpt2,vit)
+//   node apps/bench/gpu/profile_models.mjs [--json out.json]   (QUICK=1: tiny configs; TOP=10; MODELS_ONLY=gpt2,vit;
+//   VIT_ATTN=flash,eager,sdpa: the ViT attention functions to profile, in turn, default flash)
 import * as T from "@webattn/core-tensor";
 import { formatProfile, profile } from "@webattn/kernels-webgpu";
 import {
   AdamW,
   GPT2LMHeadModel,
   ViTForImageClassification,
+  eagerAttention,
   flashAttention,
   gpt2Config,
+  sdpaAttention,
   vitConfig,
 } from "@webattn/models";
 import { QUICK, errText, opt, resultFile, secondsLeft } from "./common.mjs";
@@ -82,24 +85,33 @@ if (!ONLY || ONLY.includes("gpt2")) {
   model.dispose();
   dev.emptyCache();
 }
+const ATTNS = { flash: flashAttention, eager: eagerAttention, sdpa: sdpaAttention };
 if (!ONLY || ONLY.includes("vit")) {
   const { cfg, B } = vitSpec;
-  const model = new ViTForImageClassification(cfg, { attention: flashAttention, device: dev, seed: 1 });
-  const px = T.randn([B, cfg.num_channels, cfg.image_size, cfg.image_size], { seed: 3, device: dev });
-  const labels = T.tensor(Int32Array.from({ length: B }, (_, i) => (i * 37) % cfg.num_labels), [B], { dtype: "int32", device: dev });
-  model.eval();
-  setGrad(model, false);
-  await measure("ViT-B/16", `fwd B=${B}`, async () => void (await model.forward({ pixelValues: px })));
-  model.train();
-  setGrad(model, true);
-  const opt = new AdamW(model.parameters(), { lr: 1e-4 });
-  await measure("ViT-B/16", "train step (AdamW)", async () => {
-    const { loss } = await model.forward({ pixelValues: px, labels });
-    loss.backward();
-    opt.step();
-    opt.zeroGrad();
-    await loss.toArray();
-  });
+  for (const name of (process.env.VIT_ATTN ?? "flash").split(",")) {
+    if (!ATTNS[name]) throw new Error(`VIT_ATTN: expected flash, eager or sdpa, got "${name}"`);
+    const model = new ViTForImageClassification(cfg, { attention: ATTNS[name], device: dev, seed: 1 });
+    const px = T.randn([B, cfg.num_channels, cfg.image_size, cfg.image_size], { seed: 3, device: dev });
+    const labels = T.tensor(Int32Array.from({ length: B }, (_, i) => (i * 37) % cfg.num_labels), [B], { dtype: "int32", device: dev });
+    model.eval();
+    setGrad(model, false);
+    await measure("ViT-B/16", `${name} fwd B=${B}`, async () => void (await model.forward({ pixelValues: px })));
+    model.train();
+    setGrad(model, true);
+    const opt = new AdamW(model.parameters(), { lr: 1e-4 });
+    await measure("ViT-B/16", `${name} train step (AdamW)`, async () => {
+      const { loss } = await model.forward({ pixelValues: px, labels });
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      await loss.toArray();
+    });
+    opt.dispose();
+    model.dispose();
+    px.dispose();
+    labels.dispose();
+    dev.emptyCache();
+  }
 }
 out.write();
 dev.destroy();

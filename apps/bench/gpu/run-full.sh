@@ -29,6 +29,7 @@
 #                VIT_DEPTH, VIT_LONG_DEPTH, VARLEN_DEPTH; see webattn_models.mjs)   (SCEN_S_<step>, else SCEN_S, 150)
 #   probe        matmul_probe.mjs    (optional) matmul tilings and subgroup-matrix probes       (PROBE_S, 120)
 #   micro        sgmat_micro.mjs     (optional) subgroup-matrix microbenchmarks (MMA, load, store) (MICRO_S, 120)
+#   profile      profile_models.mjs  (optional) per-kernel GPU time of model steps (MODELS_ONLY, VIT_ATTN) (PROFILE_S, 120)
 #   tests        (optional) vitest --project gpu on TEST_FILES                                  (TEST_S, 200)
 # BUDGET (default 575 s; unpacking takes ~2 s there) caps the whole script: a step gets min(its timeout, what is left − 10 s).
 # QUICK=1: tiny shapes and toy models end to end (validation: 116 s on the H100 with BUDGET=225). A step's exit code 124 = its timeout.
@@ -109,6 +110,7 @@ for s in $STEPS; do
         *) run "$s" "$ts" python3 $G/torch_models.py --scenario "$sc" --json "$RES/torch_$sc.json" ;; esac ;;
     probe) PROBE_SECONDS=$(( ${PROBE_S:-120} - 20 )) run probe "${PROBE_S:-120}" node $G/matmul_probe.mjs --json "$RES/probe.json" ;;
     micro) run micro "${MICRO_S:-120}" node $G/sgmat_micro.mjs --json "$RES/micro.json" ;;
+    profile) run profile "${PROFILE_S:-120}" node $G/profile_models.mjs --json "$RES/profile.json" ;;
     bwd) run bwd "${BWD_S:-110}" node $G/bwd_probe.mjs --json "$RES/bwd_probe.json" ;;
     tests) WEBATTN_EXPECT_F16=1 run tests "${TEST_S:-200}" node node_modules/vitest/vitest.mjs run --project gpu ${TEST_FILES:-packages/kernels-webgpu} ;;
     *) el "unknown step $s" ;;

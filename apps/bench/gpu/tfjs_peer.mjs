@@ -74,7 +74,7 @@ async function sync(ts) {
   one.dispose();
 }
 // First call apart, then common.mjs's timeBatches (the method of webattn_peers.mjs).
-async function measure(fn, reps = REPS) {
+async function measure(fn, reps = REPS, warmMs) {
   const batch = async (k) => {
     const b0 = performance.now();
     let last = [];
@@ -88,11 +88,11 @@ async function measure(fn, reps = REPS) {
     return (performance.now() - b0) / k;
   };
   const first = await batch(1);
-  return { ...(await timeBatches(batch, reps, BUDGET_MS)), first_ms: first };
+  return { ...(await timeBatches(batch, reps, BUDGET_MS, warmMs)), first_ms: first };
 }
-async function into(row, key, fn, reps) {
+async function into(row, key, fn, reps, warmMs) {
   try {
-    const m = await measure(fn, reps);
+    const m = await measure(fn, reps, warmMs);
     row[`${key}_ms`] = m.ms;
     row[`${key}_first_ms`] = m.first_ms;
     row[`${key}_reps`] = m.reps;
@@ -158,7 +158,8 @@ for (const n of SHAPES.matmul) {
   if (!enough(row, 5)) continue;
   const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
   const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
-  await into(row, "fwd", () => tf.matMul(a, b), QUICK ? 2 : 10);
+  // 1.5 s warm-up as webattn_peers.mjs's matmul rows (the SM clock)
+  await into(row, "fwd", () => tf.matMul(a, b), QUICK ? 2 : 10, QUICK ? 100 : 1500);
   out.emit(row);
   a.dispose();
   b.dispose();

@@ -277,6 +277,17 @@ describe('WebGPU device', () => {
     expect(gpu.memoryStats().pooledBytes).toBe(each);
     gpu.emptyCache();
     expect(gpu.memoryStats().pooledBytes).toBe(0);
+    // a full pool of stale size classes gives way to a buffer just freed, so the next allocation of its size reuses it
+    const stale = Array.from({ length: 3 }, () => T.empty([1 << 16], 'float32', gpu));
+    gpu.setPoolBudget(3 * each);
+    stale.forEach((t) => t.dispose());
+    expect(gpu.memoryStats().pooledBytes).toBe(3 * each);
+    const big = T.empty([1 << 17], 'float32', gpu); // 512 KiB: another size class
+    const handle = big.storage.handle;
+    big.dispose();
+    expect(gpu.memoryStats().pooledBytes).toBeLessThanOrEqual(3 * each);
+    expect(T.empty([1 << 17], 'float32', gpu).storage.handle).toBe(handle);
+    gpu.emptyCache();
     expect(() => gpu.setPoolBudget(-1)).toThrowError(/INVALID_ARGUMENT.*bytes/);
     expect(() => gpu.setPoolBudget('1e6' as unknown as number)).toThrowError(/INVALID_ARGUMENT.*bytes/);
     gpu.setPoolBudget(256 * 2 ** 20);

@@ -93,7 +93,19 @@ describe('float16 matmul', () => {
       if (process.env.WEBATTN_EXPECT_SGMM === '1') expect.fail(`WEBATTN_EXPECT_SGMM=1 but adapter "${gpu.info.adapter}" lacks chromium-experimental-subgroup-matrix`);
       ctx.skip();
     }
-    for (const cfg of [SGMM_DEFAULT, { ...SGMM_DEFAULT, nsz: 8 as const, double: true }, { ...SGMM_DEFAULT, prefetch: true }, { ...SGMM_DEFAULT, sgm: 4, tm: 2, nsz: 8 as const, tn: 8, prefetch: true }]) {
+    const W = { ...SGMM_DEFAULT, wide: true, vstore: true };
+    // the wide (8 f16 per load where aligned to 8: 'aligned', 'batch broadcast'; 4 elsewhere: K = 100) and vectorized
+    // store (N a multiple of 4; scalar stores at N = 33, 70) options on each tiling the H100 A/B measures
+    for (const cfg of [
+      SGMM_DEFAULT,
+      { ...SGMM_DEFAULT, nsz: 8 as const, double: true },
+      { ...SGMM_DEFAULT, prefetch: true },
+      { ...SGMM_DEFAULT, sgm: 4, tm: 2, nsz: 8 as const, tn: 8, prefetch: true },
+      W,
+      { ...W, nsz: 8 as const, tn: 8 },
+      { ...W, tk: 64 },
+      { ...W, sgn: 4 },
+    ]) {
       setSubgroupMatrixMatmul(cfg);
       await runCases(`sgmm ${JSON.stringify(cfg)}`);
     }

@@ -22,7 +22,8 @@
  * - a float16 kernel on `chromium-experimental-subgroup-matrix` (tensor cores through WGSL): f16
  *   operands staged in workgroup memory with vec4 loads along whichever axis is contiguous (row-major tiles,
  *   or column-major ones read by column-major matrix loads for xᵀ·dy and x·Wᵀ), 16×16×16 (or 16×8×16)
- *   subgroup matrix products accumulated in f32, converted to f16 on store.
+ *   subgroup matrix products accumulated in f32, converted to f16 on store. The column-major layouts default
+ *   to 8 f16 per staging load (`vec4<u32>` of f16 pairs) and stores of four f16 per lane (SGMM_COL_A/B).
  */
 import {
   registerKernel,
@@ -72,6 +73,13 @@ export interface SgmmConfig {
    * loads into column-major tiles read by column-major matrix loads (default); `false`: scalar staging for them.
    */
   colMajor?: boolean;
+  /** With `vec`: 8 f16 per staging load (a `vec4<u32>` of f16 pairs) where the operand's offsets, strides and contiguous dim are multiples of 8; else 4. */
+  wide?: boolean;
+  /**
+   * Vectorized store: four f16 per lane per step (packed into a `vec2<u32>`) where N is a multiple of 4, and as many
+   * result matrices of a row per pair of barriers as the workgroup memory budget allows (else one, scalar stores).
+   */
+  vstore?: boolean;
 }
 
 /** Tiling of the f32-accumulating kernel: `wg`×`wg` threads, each `tm`×`tn` outputs, K tiles `bk` deep. */
@@ -87,6 +95,12 @@ export interface TiledMatmulConfig {
   split?: boolean;
   /** Split kernel only: issue the next K tile's global loads before this tile's products. */
   prefetch?: boolean;
+  /**
+   * Split kernel only: two workgroup buffers per operand, the next K tile (loaded before this tile's products) stored
+   * into the other one after them: one barrier per K tile instead of two. Slower on the H100 at every measured shape
+   * (4096³ 5.0 ms vs 4.0 with 16-deep K tiles; docs/benchmarks/2026-11-25-h100-matmul-ab-mm2.json): not a default.
+   */
+  double?: boolean;
 }
 let tiledOverride: TiledMatmulConfig | null = null;
 /** Forces a tiling of the f32-accumulating matmul kernel (`null`: chosen per adapter and shape). For benchmarks. */
@@ -269,7 +283,8 @@ ${store}
 interface Staging {
   decl: string;
   load: (kt: string) => string;
-  store: string;
+  /** Stores the registers into the tile at quad offset `base` (a WGSL expression; '' for 0). */
+  store: (base: string) => string;
 }
 
 /**
@@ -311,15 +326,16 @@ ${body}${partial ? '\n    }' : ''}
       }
       return wrap(r, `${idx(r)}\n    if (${cond}) { ${reg}${r} = ${val}; } else { ${reg}${r} = ${rT}(0.0); }`);
     });
-  const store = lines(n, (r) => {
-    if (mode === 'v0') return wrap(r, `${idx(r)}\n    ${dst}[kk * ${stride}u + q] = ${reg}${r};`);
+  const store = (base: string): string => lines(n, (r) => {
+    const b0 = base ? `${base} + ` : '';
+    if (mode === 'v0') return wrap(r, `${idx(r)}\n    ${dst}[${b0}kk * ${stride}u + q] = ${reg}${r};`);
     if (mode === 'v1') {
       return wrap(r, `${idx(r)}
-    let o = q * ${4 * stride}u + i0 / 4u;
+    let o = ${b0}q * ${4 * stride}u + i0 / 4u;
     let c = i0 % 4u;
 ${lines(4, (j) => `    ${dst}[o + ${j * stride}u][c] = ${reg}${r}[${j}];`)}`);
     }
-    return wrap(r, `${idx(r)}\n    ${dst}[kk * ${stride}u + i0 / 4u][i0 % 4u] = ${reg}${r};`);
+    return wrap(r, `${idx(r)}\n    ${dst}[${b0}kk * ${stride}u + i0 / 4u][i0 % 4u] = ${reg}${r};`);
   });
   void st;
   return { decl, load, store };
@@ -332,7 +348,7 @@ ${lines(4, (j) => `    ${dst}[o + ${j * stride}u][c] = ${reg}${r}[${j}];`)}`);
  * are staged through registers; with `prefetch` the next tile's global loads are issued before this tile's
  * products. Workgroup rows are padded by one vec4 where a tile is transposed on the way in (bank conflicts).
  */
-function splitSource(c: TiledConfig & { prefetch: boolean }): string {
+function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean }): string {
   const WG = c.wg;
   const BK = c.bk;
   const threads = WG * WG;
@@ -348,9 +364,10 @@ function splitSource(c: TiledConfig & { prefetch: boolean }): string {
   const oT = c.vecOut ? `vec4<${st}>` : st;
   const A = splitStaging(threads, BK, bm, c.modeA, st, 'ra', 'As', sA, 'a', 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m');
   const B = splitStaging(threads, BK, bn, c.modeB, st, 'rb', 'Bs', sB, 'b', 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n');
+  const db = c.double === true;
   const compute = lines(BK, (kk) => `  {
-${lines(tm4, (g) => `    let a${g} = As[${kk * sA + g * WG}u + ty];`)}
-${lines(tn4, (h) => `    let b${h} = Bs[${kk * sB + h * WG}u + tx];`)}
+${lines(tm4, (g) => `    let a${g} = As[${db ? 'ca + ' : ''}${kk * sA + g * WG}u + ty];`)}
+${lines(tn4, (h) => `    let b${h} = Bs[${db ? 'cb + ' : ''}${kk * sB + h * WG}u + tx];`)}
 ${lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => `    acc[${(g * 4 + r) * tn4 + h}] = fma(vec4<f32>(a${g}[${r}]), b${h}, acc[${(g * 4 + r) * tn4 + h}]);`)))}
   }`);
   const store = lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => {
@@ -378,12 +395,38 @@ ${lines(4, (j) => `    if (row < p.m && col + ${j}u < p.n) {
     }`)}
   }`;
   })));
-  const loop = c.prefetch
+  const loop = db
+    ? `${A.load('p.k0')}
+${B.load('p.k0')}
+${A.store('')}
+${B.store('')}
+  workgroupBarrier();
+  var cur = 0u;
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
+    let more = kt + ${BK}u < p.k1;
+    if (more) {
+      let kn = kt + ${BK}u;
+${A.load('kn')}
+${B.load('kn')}
+    }
+    let ca = cur * ${sA * BK}u;
+    let cb = cur * ${sB * BK}u;
+${compute}
+    if (more) {
+      let na = (1u - cur) * ${sA * BK}u;
+      let nb = (1u - cur) * ${sB * BK}u;
+${A.store('na')}
+${B.store('nb')}
+    }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }`
+    : c.prefetch
     ? `${A.load('p.k0')}
 ${B.load('p.k0')}
   for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
-${A.store}
-${B.store}
+${A.store('')}
+${B.store('')}
     workgroupBarrier();
     if (kt + ${BK}u < p.k1) {
       let kn = kt + ${BK}u;
@@ -396,8 +439,8 @@ ${compute}
     : `  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
 ${A.load('kt')}
 ${B.load('kt')}
-${A.store}
-${B.store}
+${A.store('')}
+${B.store('')}
     workgroupBarrier();
 ${compute}
     workgroupBarrier();
@@ -407,8 +450,8 @@ ${compute}
 @group(0) @binding(1) var<storage, read> b: array<${bT}>;
 @group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
 ${U_WGSL}
-var<workgroup> As: array<vec4<f32>, ${sA * BK}>;
-var<workgroup> Bs: array<vec4<f32>, ${sB * BK}>;
+var<workgroup> As: array<vec4<f32>, ${sA * BK * (db ? 2 : 1)}>;
+var<workgroup> Bs: array<vec4<f32>, ${sB * BK * (db ? 2 : 1)}>;
 @compute @workgroup_size(${threads}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lidx % ${WG}u;
@@ -657,13 +700,31 @@ ${lines(rows, (i) => `  if (r0 + ${i}u < p.m) {
 }
 
 // ------------------------------------------------------------------------------ subgroup matrices
-/** Default subgroup-matrix tiling (picked by the H100 microbenchmarks in docs/benchmarks.md). */
+/**
+ * Default subgroup-matrix tiling (picked by the H100 microbenchmarks in docs/benchmarks.md): 128x128 tiles of 2x2
+ * subgroups, each 4x4 16x16x16 products, 32-deep K tiles staged with 4 f16 per load. While it is the configured
+ * tiling (identity, the default), products with a column-major staged operand take {@link SGMM_COL_A} or
+ * {@link SGMM_COL_B} instead.
+ */
 export const SGMM_DEFAULT: SgmmConfig = { sgm: 2, sgn: 2, tm: 4, tn: 4, tk: 32, nsz: 16, vec: true, double: false };
+/**
+ * Default tiling where A is contiguous along M (weight gradients xᵀ·dy): 8 f16 per staging load, vectorized stores,
+ * 64-deep K tiles. H100 A/B (docs/benchmarks/2026-11-25-h100-matmul-ab-mm2.json), GPT-2 dW 768x8192x2304: 0.53 ms vs
+ * 0.79 for {@link SGMM_DEFAULT} (0.59 with 32-deep K tiles); at 4096³ row-major the same options were slower (1.97 vs 1.42).
+ */
+export const SGMM_COL_A: SgmmConfig = { ...SGMM_DEFAULT, wide: true, vstore: true, tk: 64 };
+/**
+ * Default tiling where B (not A) is contiguous along K (dy·Wᵀ, x·Wᵀ): 8 f16 per staging load and vectorized stores.
+ * H100 A/B, GPT-2 dX 8192x2304x768: 0.40 ms vs 0.47 for {@link SGMM_DEFAULT}.
+ */
+export const SGMM_COL_B: SgmmConfig = { ...SGMM_DEFAULT, wide: true, vstore: true };
 let sgmmConfig: SgmmConfig | null = SGMM_DEFAULT;
 
 /**
  * Sets the tiling of the subgroup-matrix f16 matmul, or turns that path off (`null`: f16 products then
- * take the tiled f32-accumulating kernel). For benchmarks and tests.
+ * take the tiled f32-accumulating kernel). `SGMM_DEFAULT` itself (the default) picks per layout
+ * ({@link SGMM_COL_A}, {@link SGMM_COL_B}); any other object, a copy of it included, applies to every layout.
+ * For benchmarks and tests.
  */
 export function setSubgroupMatrixMatmul(cfg: SgmmConfig | null): void {
   sgmmConfig = cfg;
@@ -678,7 +739,67 @@ export function hasSubgroupMatrixF16(device: WebGPUDevice): boolean {
   return device.hasFeature('chromium-experimental-subgroup-matrix') && device.hasFeature('shader-f16');
 }
 
-function sgmmSource(c: SgmmConfig, modeA: LoadMode, modeB: LoadMode): string {
+/**
+ * How the subgroup-matrix kernel reads an operand: its load mode and, for the vector modes, the elements per load
+ * (4: `vec4<f16>`; 8: `vec4<u32>` holding f16 pairs, one 16-byte load where offsets and strides are multiples of 8).
+ */
+interface SgLoad {
+  mode: LoadMode;
+  w: 4 | 8;
+}
+
+/**
+ * Staging of one operand tile of the subgroup-matrix kernel through registers `reg*`: `rows`×`tk` elements
+ * (axis 0 = M for A, N for B) into the f16 workgroup array `dst`, row-major [rows][tk] when the operand is
+ * contiguous along K (mode `v1`, or scalars), column-major [tk][rows] when it is contiguous along axis 0 (`v0`).
+ * `at0`/`lim0` bound axis 0, `p.k1` bounds K; `s0`/`sk` are the strides of axis 0 and K.
+ */
+function sgStaging(threads: number, tk: number, rows: number, ld: SgLoad, reg: string, dst: string, src: string, base: string, s0: string, sk: string, at0: string, lim0: string) {
+  const { mode, w } = ld;
+  const T = mode === 's' ? 'f16' : w === 8 ? 'vec4<u32>' : 'vec4<f16>';
+  const zero = mode === 's' ? 'f16(0.0)' : w === 8 ? 'vec4<u32>(0u)' : 'vec4<f16>(0.0)';
+  const n = mode === 's' ? (rows * tk) / threads : (rows * tk) / w / threads;
+  const decl = lines(n, (r) => `  var ${reg}${r}: ${T};`);
+  const idx = (r: number): string =>
+    mode === 'v0'
+      ? `      let e = lidx + ${r * threads}u;\n      let kk = e / ${rows / w}u;\n      let q = e % ${rows / w}u;`
+      : mode === 'v1'
+        ? `      let e = lidx + ${r * threads}u;\n      let i0 = e / ${tk / w}u;\n      let q = e % ${tk / w}u;`
+        : `      let e = lidx + ${r * threads}u;\n      let i0 = e / ${tk}u;\n      let kk = e % ${tk}u;`;
+  const load = (kt: string): string =>
+    lines(n, (r) => {
+      let cond: string;
+      let val: string;
+      if (mode === 'v0') {
+        cond = `${at0} + q * ${w}u < ${lim0} && ${kt} + kk < p.k1`;
+        val = `${src}[(${base} + ${at0} + q * ${w}u + (${kt} + kk) * ${sk}) / ${w}u]`;
+      } else if (mode === 'v1') {
+        cond = `${at0} + i0 < ${lim0} && ${kt} + q * ${w}u < p.k1`;
+        val = `${src}[(${base} + (${at0} + i0) * ${s0} + ${kt} + q * ${w}u) / ${w}u]`;
+      } else {
+        cond = `${at0} + i0 < ${lim0} && ${kt} + kk < p.k1`;
+        val = `${src}[${base} + (${at0} + i0) * ${s0} + (${kt} + kk) * ${sk}]`;
+      }
+      return `    {\n${idx(r)}\n      if (${cond}) { ${reg}${r} = ${val}; } else { ${reg}${r} = ${zero}; }\n    }`;
+    });
+  const parts = (v: string): string[] =>
+    w === 8
+      ? ['x', 'y', 'z', 'w'].flatMap((c) => [`bitcast<vec2<f16>>(${v}.${c}).x`, `bitcast<vec2<f16>>(${v}.${c}).y`])
+      : ['x', 'y', 'z', 'w'].map((c) => `${v}.${c}`);
+  const store = (buf: string): string =>
+    lines(n, (r) => {
+      if (mode === 's') return `    {\n${idx(r)}\n      ${dst}[${buf} + i0 * ${tk}u + kk] = ${reg}${r};\n    }`;
+      const o = mode === 'v0' ? `${buf} + kk * ${rows}u + q * ${w}u` : `${buf} + i0 * ${tk}u + q * ${w}u`;
+      const ps = parts(`${reg}${r}`);
+      return `    {\n${idx(r)}\n      let o = ${o};\n${w === 8 ? `      let h0 = bitcast<vec2<f16>>(${reg}${r}.x); let h1 = bitcast<vec2<f16>>(${reg}${r}.y); let h2 = bitcast<vec2<f16>>(${reg}${r}.z); let h3 = bitcast<vec2<f16>>(${reg}${r}.w);\n` : ''}${lines(w, (j) => `      ${dst}[o + ${j}u] = ${w === 8 ? `h${j >> 1}.${j & 1 ? 'y' : 'x'}` : ps[j]};`)}\n    }`;
+    });
+  return { T, decl, load, store };
+}
+
+/** Workgroup bytes the subgroup-matrix kernel may take for its tiles and store scratch together (occupancy). */
+const SGMM_WG_BYTES = 32768;
+
+function sgmmSource(c: SgmmConfig, la: SgLoad, lb: SgLoad, vecOut: boolean): string {
   const bm = c.sgm * c.tm * 16;
   const bn = c.sgn * c.tn * c.nsz;
   const threads = c.sgm * c.sgn * 32;
@@ -686,97 +807,14 @@ function sgmmSource(c: SgmmConfig, modeA: LoadMode, modeB: LoadMode): string {
   const bufs = c.double ? 2 : 1;
   const aSize = bm * tk;
   const bSize = tk * bn;
-  const aT = modeA === 's' ? 'f16' : 'vec4<f16>';
-  const bT = modeB === 's' ? 'f16' : 'vec4<f16>';
-  // A tile row-major [bm][tk] (stride tk); B tile row-major [tk][bn] (stride bn). Each tile is loaded into
-  // registers (ra*/rb*) and then stored into workgroup memory, so `prefetch` can issue the next tile's loads
-  // before this tile's products.
-  // A contiguous along M (v0) is staged column-major [tk][bm] and B contiguous along K (v1) column-major
-  // [bn][tk], both with vec4 loads; subgroupMatrixLoad reads them with col_major = true.
-  const nA = modeA === 's' ? (bm * tk) / threads : (bm * tk) / 4 / threads;
-  const nB = modeB === 's' ? (bn * tk) / threads : (bn * tk) / 4 / threads;
-  const regDecl = `${lines(nA, (r) => `  var ra${r}: ${aT};`)}
-${lines(nB, (r) => `  var rb${r}: ${bT};`)}`;
-  const idxA = modeA === 'v0' ? (r: number) => `      let e = lidx + ${r * threads}u;
-      let kk = e / ${bm / 4}u;
-      let q = e % ${bm / 4}u;` : modeA === 'v1' ? (r: number) => `      let e = lidx + ${r * threads}u;
-      let i0 = e / ${tk / 4}u;
-      let q = e % ${tk / 4}u;` : (r: number) => `      let e = lidx + ${r * threads}u;
-      let kk = e / ${bm}u;
-      let i0 = e % ${bm}u;`;
-  const idxB = modeB === 'v1' ? (r: number) => `      let e = lidx + ${r * threads}u;
-      let i0 = e / ${tk / 4}u;
-      let q = e % ${tk / 4}u;` : modeB === 'v0' ? (r: number) => `      let e = lidx + ${r * threads}u;
-      let kk = e / ${bn / 4}u;
-      let q = e % ${bn / 4}u;` : (r: number) => `      let e = lidx + ${r * threads}u;
-      let kk = e / ${bn}u;
-      let i0 = e % ${bn}u;`;
-  const loadA = (kt: string): string =>
-    lines(nA, (r) => modeA === 'v0'
-      ? `    {
-${idxA(r)}
-      if (m0 + q * 4u < p.m && ${kt} + kk < p.k1) { ra${r} = a[(oa + m0 + q * 4u + (${kt} + kk) * p.a_cs) / 4u]; } else { ra${r} = vec4<f16>(0.0); }
-    }`
-      : modeA === 'v1'
-      ? `    {
-${idxA(r)}
-      if (m0 + i0 < p.m && ${kt} + q * 4u < p.k1) { ra${r} = a[(oa + (m0 + i0) * p.a_rs + ${kt} + q * 4u) / 4u]; } else { ra${r} = vec4<f16>(0.0); }
-    }`
-      : `    {
-${idxA(r)}
-      if (m0 + i0 < p.m && ${kt} + kk < p.k1) { ra${r} = a[oa + (m0 + i0) * p.a_rs + (${kt} + kk) * p.a_cs]; } else { ra${r} = f16(0.0); }
-    }`);
-  const storeA = (buf: string): string =>
-    lines(nA, (r) => modeA === 'v0'
-      ? `    {
-${idxA(r)}
-      let o = ${buf} + kk * ${bm}u + q * 4u;
-      sa[o] = ra${r}.x; sa[o + 1u] = ra${r}.y; sa[o + 2u] = ra${r}.z; sa[o + 3u] = ra${r}.w;
-    }`
-      : modeA === 'v1'
-      ? `    {
-${idxA(r)}
-      let o = ${buf} + i0 * ${tk}u + q * 4u;
-      sa[o] = ra${r}.x; sa[o + 1u] = ra${r}.y; sa[o + 2u] = ra${r}.z; sa[o + 3u] = ra${r}.w;
-    }`
-      : `    {
-${idxA(r)}
-      sa[${buf} + i0 * ${tk}u + kk] = ra${r};
-    }`);
-  const loadB = (kt: string): string =>
-    lines(nB, (r) => modeB === 'v1'
-      ? `    {
-${idxB(r)}
-      if (n0 + i0 < p.n && ${kt} + q * 4u < p.k1) { rb${r} = b[(ob + (n0 + i0) * p.b_cs + ${kt} + q * 4u) / 4u]; } else { rb${r} = vec4<f16>(0.0); }
-    }`
-      : modeB === 'v0'
-      ? `    {
-${idxB(r)}
-      if (n0 + q * 4u < p.n && ${kt} + kk < p.k1) { rb${r} = b[(ob + (${kt} + kk) * p.b_rs + n0 + q * 4u) / 4u]; } else { rb${r} = vec4<f16>(0.0); }
-    }`
-      : `    {
-${idxB(r)}
-      if (n0 + i0 < p.n && ${kt} + kk < p.k1) { rb${r} = b[ob + (${kt} + kk) * p.b_rs + (n0 + i0) * p.b_cs]; } else { rb${r} = f16(0.0); }
-    }`);
-  const storeB = (buf: string): string =>
-    lines(nB, (r) => modeB === 'v1'
-      ? `    {
-${idxB(r)}
-      let o = ${buf} + i0 * ${tk}u + q * 4u;
-      sb[o] = rb${r}.x; sb[o + 1u] = rb${r}.y; sb[o + 2u] = rb${r}.z; sb[o + 3u] = rb${r}.w;
-    }`
-      : modeB === 'v0'
-      ? `    {
-${idxB(r)}
-      let o = ${buf} + kk * ${bn}u + q * 4u;
-      sb[o] = rb${r}.x; sb[o + 1u] = rb${r}.y; sb[o + 2u] = rb${r}.z; sb[o + 3u] = rb${r}.w;
-    }`
-      : `    {
-${idxB(r)}
-      sb[${buf} + kk * ${bn}u + i0] = rb${r};
-    }`);
-  const stageA = (buf: string, kt: string): string => `${loadA(kt)}\n${storeA(buf)}`;
-  const stageB = (buf: string, kt: string): string => `${loadB(kt)}\n${storeB(buf)}`;
+  const modeA = la.mode;
+  const modeB = lb.mode;
+  // A contiguous along K (v1) or scalars: row-major [bm][tk]; along M (v0): column-major [tk][bm], read by
+  // column-major matrix loads. B contiguous along N (v0) or scalars: row-major [tk][bn]; along K (v1): [bn][tk].
+  const A = sgStaging(threads, tk, bm, la, 'ra', 'sa', 'a', 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m');
+  const B = sgStaging(threads, tk, bn, lb, 'rb', 'sb', 'b', 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n');
+  const stageA = (buf: string, kt: string): string => `${A.load(kt)}\n${A.store(buf)}`;
+  const stageB = (buf: string, kt: string): string => `${B.load(kt)}\n${B.store(buf)}`;
   const L = `subgroup_matrix_left<f16, 16, 16>`;
   const R = `subgroup_matrix_right<f16, ${c.nsz}, 16>`;
   const C = `subgroup_matrix_result<f32, ${c.nsz}, 16>`;
@@ -785,12 +823,11 @@ ${idxB(r)}
 ${lines(c.tm, (i) => modeA === 'v0'
   ? `      let l${i} = subgroupMatrixLoad<${L}>(&sa, ${abuf} + ${s * 16 * bm}u + sg_m * ${c.tm * 16}u + ${i * 16}u, true, ${bm}u);`
   : `      let l${i} = subgroupMatrixLoad<${L}>(&sa, ${abuf} + (sg_m * ${c.tm * 16}u + ${i * 16}u) * ${tk}u + ${s * 16}u, false, ${tk}u);`)}
-${lines(c.tn, (j) => modeB === 'v1'
+${lines(c.tn, (j) => modeB !== 'v0'
   ? `      let r${j} = subgroupMatrixLoad<${R}>(&sb, ${bbuf} + (sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u) * ${tk}u + ${s * 16}u, true, ${tk}u);`
   : `      let r${j} = subgroupMatrixLoad<${R}>(&sb, ${bbuf} + ${s * 16 * bn}u + sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u, false, ${bn}u);`)}
 ${lines(c.tm, (i) => lines(c.tn, (j) => `      acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});`))}
     }`);
-  const scratch = 16 * c.nsz; // one result matrix of f32 per subgroup, staged through workgroup memory on store
   const body = c.double
     ? `
   var cur = 0u;
@@ -814,16 +851,16 @@ ${mma('abase', 'bbase')}
   }`
     : c.prefetch
       ? `
-${loadA('p.k0')}
-${loadB('p.k0')}
+${A.load('p.k0')}
+${B.load('p.k0')}
   for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
-${storeA('0u')}
-${storeB('0u')}
+${A.store('0u')}
+${B.store('0u')}
     workgroupBarrier();
     if (kt + ${tk}u < p.k1) {
       let kn = kt + ${tk}u;
-${loadA('kn')}
-${loadB('kn')}
+${A.load('kn')}
+${B.load('kn')}
     }
 ${mma('0u', '0u')}
     workgroupBarrier();
@@ -836,30 +873,54 @@ ${stageB('0u', 'kt')}
 ${mma('0u', '0u')}
     workgroupBarrier();
   }`;
-  const store = lines(c.tm, (i) => lines(c.tn, (j) => `  {
-    subgroupMatrixStore(&so, sg * ${scratch}u, acc${i}_${j}, false, ${c.nsz}u);
-    workgroupBarrier();
-    for (var e = lane; e < ${scratch}u; e = e + 32u) {
-      let row = m0 + sg_m * ${c.tm * 16}u + ${i * 16}u + e / ${c.nsz}u;
-      let col = n0 + sg_n * ${c.tn * c.nsz}u + ${j * c.nsz}u + e % ${c.nsz}u;
+  // Store: result matrices go through a per-subgroup f32 scratch in workgroup memory, `g` of them per pair of
+  // barriers (as many of a row of `tn` as the workgroup budget allows), then out as f16: with `vecOut` (N a
+  // multiple of 4) four f16 per lane per step packed into a vec2<u32>, else one scalar per step.
+  const scratch = 16 * c.nsz;
+  const sgCount = c.sgm * c.sgn;
+  const tileBytes = (aSize + bSize) * bufs * 2;
+  let g = c.vstore ? c.tn : 1;
+  while (g > 1 && (c.tn % g !== 0 || tileBytes + sgCount * scratch * g * 4 > SGMM_WG_BYTES)) g--;
+  const soSize = sgCount * scratch * g;
+  const span = scratch * g;
+  const store = lines(c.tm, (i) => lines(c.tn / g, (jg) => {
+    const j0 = jg * g;
+    const put = lines(g, (jj) => `    subgroupMatrixStore(&so, sg * ${span}u + ${jj * scratch}u, acc${i}_${j0 + jj}, false, ${c.nsz}u);`);
+    const loop = vecOut
+      ? `    for (var e = lane * 4u; e < ${span}u; e = e + 128u) {
+      let mat = e / ${scratch}u;
+      let ee = e % ${scratch}u;
+      let row = m0 + sg_m * ${c.tm * 16}u + ${i * 16}u + ee / ${c.nsz}u;
+      let col = n0 + sg_n * ${c.tn * c.nsz}u + (${j0}u + mat) * ${c.nsz}u + ee % ${c.nsz}u;
+      if (row < p.m && col < p.n) {
+        let o = (zb + row * p.n + col) / 4u;
+        let s0 = sg * ${span}u + e;
+        var v = vec4<f32>(so[s0], so[s0 + 1u], so[s0 + 2u], so[s0 + 3u]);
+        if (p.acc != 0u) { let w = out[o]; v = v + vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+        out[o] = vec2<u32>(pack2x16float(v.xy), pack2x16float(v.zw));
+      }
+    }`
+      : `    for (var e = lane; e < ${span}u; e = e + 32u) {
+      let mat = e / ${scratch}u;
+      let ee = e % ${scratch}u;
+      let row = m0 + sg_m * ${c.tm * 16}u + ${i * 16}u + ee / ${c.nsz}u;
+      let col = n0 + sg_n * ${c.tn * c.nsz}u + (${j0}u + mat) * ${c.nsz}u + ee % ${c.nsz}u;
       if (row < p.m && col < p.n) {
         let o = zb + row * p.n + col;
-        var v = so[sg * ${scratch}u + e];
+        var v = so[sg * ${span}u + e];
         if (p.acc != 0u) { v = v + f32(out[o]); }
         out[o] = f16(v);
       }
-    }
-    workgroupBarrier();
-  }`));
-  const sgCount = c.sgm * c.sgn;
-  const soSize = sgCount * scratch;
+    }`;
+    return `  {\n${put}\n    workgroupBarrier();\n${loop}\n    workgroupBarrier();\n  }`;
+  }));
   return `diagnostic(off, chromium.subgroup_matrix_uniformity);
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read> a: array<${aT}>;
-@group(0) @binding(1) var<storage, read> b: array<${bT}>;
-@group(0) @binding(2) var<storage, read_write> out: array<f16>;
+@group(0) @binding(0) var<storage, read> a: array<${A.T}>;
+@group(0) @binding(1) var<storage, read> b: array<${B.T}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${vecOut ? 'vec2<u32>' : 'f16'}>;
 ${U_WGSL}
 var<workgroup> sa: array<f16, ${aSize * bufs}>;
 var<workgroup> sb: array<f16, ${bSize * bufs}>;
@@ -878,7 +939,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let n0 = wid.x * ${bn}u;
   let zb = z * p.m * p.n;
 ${lines(c.tm, (i) => lines(c.tn, (j) => `  var acc${i}_${j}: ${C};`))}
-${regDecl}
+${A.decl}
+${B.decl}
 ${body}
 ${store}
 }`;
@@ -898,6 +960,19 @@ function getProgram(key: string, source: () => string): GpuProgram {
 /** Whether element offsets `off + i*strides` stay multiples of 4 for every batch/row index. */
 function aligned4(off: number, strides: readonly number[]): boolean {
   return off % 4 === 0 && strides.every((s) => s % 4 === 0);
+}
+
+/**
+ * Whether an operand read in load mode `mode` (`v1`: contiguous along K, `v0`: along its other axis) can be read 8
+ * elements at a time: that dim a multiple of 8, and its offset and the strides of the other axes multiples of 8.
+ */
+function aligned8(t: Tensor, lim0: number, limK: number, kAxisLast: boolean, mode: LoadMode): boolean {
+  const r = t.rank;
+  const [sOther, sK] = kAxisLast ? [t.strides[r - 2]!, t.strides[r - 1]!] : [t.strides[r - 1]!, t.strides[r - 2]!];
+  const batch = t.strides.slice(0, -2);
+  const dim = mode === 'v1' ? limK : lim0;
+  const others = mode === 'v1' ? [sOther, ...batch] : [sK, ...batch];
+  return dim % 8 === 0 && t.offset % 8 === 0 && others.every((s) => s % 8 === 0);
 }
 
 /** Load mode of an operand [rows × cols] of the product (rows = M or K axis): vec4 along the contiguous axis when aligned. */
@@ -924,7 +999,7 @@ export const SPLIT_64: TiledMatmulConfig = { wg: 16, bk: 16, tm: 4, tn: 4, split
 
 /** Workgroup memory of the split kernel at a tiling, padded rows included (the most it can take). */
 function splitWorkgroupBytes(t: TiledMatmulConfig): number {
-  return ((t.wg * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16;
+  return ((t.wg * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16 * (t.double ? 2 : 1);
 }
 
 /**
@@ -988,18 +1063,25 @@ registerKernel({
     if (m <= gemvMaxM && rowKernel(m)) {
       // few rows (a decode step): matrix-vector kernel, keyed by layout and row count only
     } else if (dtype === 'float16' && sg && hasSubgroupMatrixF16(device)) {
-      // vec4 staging only when A is contiguous along K and B along N (the common layouts)
       // vec4 staging along whichever axis is contiguous (A along K or M, B along N or K; `colMajor: false`:
-      // only A along K and B along N, the rest scalars)
+      // only A along K and B along N, the rest scalars); with `wide`, 8 f16 per load where aligned to 8
       const ma0 = modeOf(a, m, k, true);
       const mb0 = modeOf(b, n, k, false);
-      const ma = !sg.vec || (ma0 === 'v0' && sg.colMajor === false) ? 's' : ma0;
-      const mb = !sg.vec || (mb0 === 'v1' && sg.colMajor === false) ? 's' : mb0;
-      const key = `matmul_sgmm|${sg.sgm}x${sg.sgn}x${sg.tm}x${sg.tn}x${sg.tk}x${sg.nsz}${sg.double ? 'd' : ''}${sg.prefetch && !sg.double ? 'p' : ''}|${ma}${mb}`;
-      prog = getProgram(key, () => sgmmSource(sg, ma, mb));
-      bm = sg.sgm * sg.tm * 16;
-      bn = sg.sgn * sg.tn * sg.nsz;
-      kStep = sg.tk;
+      // the default's column-major layouts take the tilings measured best for them (SGMM_COL_A / SGMM_COL_B)
+      const sc: SgmmConfig = sg !== SGMM_DEFAULT ? sg : ma0 === 'v0' ? SGMM_COL_A : mb0 === 'v1' ? SGMM_COL_B : sg;
+      const ma = !sc.vec || (ma0 === 'v0' && sc.colMajor === false) ? 's' : ma0;
+      const mb = !sc.vec || (mb0 === 'v1' && sc.colMajor === false) ? 's' : mb0;
+      const threads = sc.sgm * sc.sgn * 32;
+      const tileA = sc.sgm * sc.tm * 16 * sc.tk;
+      const tileB = sc.sgn * sc.tn * sc.nsz * sc.tk;
+      const wa = sc.wide && ma !== 's' && (tileA / 8) % threads === 0 && aligned8(a, m, k, true, ma) ? 8 : 4;
+      const wb = sc.wide && mb !== 's' && (tileB / 8) % threads === 0 && aligned8(b, n, k, false, mb) ? 8 : 4;
+      const vecOut = sc.vstore === true && n % 4 === 0;
+      const key = `matmul_sgmm|${sc.sgm}x${sc.sgn}x${sc.tm}x${sc.tn}x${sc.tk}x${sc.nsz}${sc.double ? 'd' : ''}${sc.prefetch && !sc.double ? 'p' : ''}${sc.vstore ? 'g' : ''}|${ma}${ma === 's' ? '' : wa}${mb}${mb === 's' ? '' : wb}${vecOut ? 'v' : 's'}`;
+      prog = getProgram(key, () => sgmmSource(sc, { mode: ma, w: wa }, { mode: mb, w: wb }, vecOut));
+      bm = sc.sgm * sc.tm * 16;
+      bn = sc.sgn * sc.tn * sc.nsz;
+      kStep = sc.tk;
     } else {
       const hw = !device.info.software;
       // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: the split
@@ -1020,9 +1102,10 @@ registerKernel({
         if (t.bk === 0 && !direct) Object.assign(cfg, { wg: 16, bk: 16, tm: 4, tn: 4 });
         const split = !direct && t.bk !== 0 && t.split === true;
         const prefetch = split && t.prefetch === true;
-        const variant = direct ? 'direct' : `${split ? (prefetch ? 'sp|' : 's|') : ''}${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
+        const dbl = split && t.double === true;
+        const variant = direct ? 'direct' : `${split ? (dbl ? 'sd|' : prefetch ? 'sp|' : 's|') : ''}${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
         const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${variant}`;
-        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch }) : tiledSource(cfg)));
+        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch, double: dbl }) : tiledSource(cfg)));
         bm = cfg.wg * cfg.tm;
         bn = cfg.wg * cfg.tn;
         kStep = direct ? 4 : cfg.bk;
@@ -1048,5 +1131,6 @@ registerKernel({
 
 /** Source of the subgroup-matrix kernel for a tiling (benchmarks print it on compile failures). */
 export function subgroupMatrixMatmulSource(cfg: SgmmConfig): string {
-  return sgmmSource(cfg, cfg.vec ? 'v1' : 's', cfg.vec ? 'v0' : 's');
+  const w = cfg.wide ? 8 : 4;
+  return sgmmSource(cfg, { mode: cfg.vec ? 'v1' : 's', w }, { mode: cfg.vec ? 'v0' : 's', w }, cfg.vstore === true);
 }
