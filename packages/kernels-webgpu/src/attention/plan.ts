@@ -552,7 +552,9 @@ export interface BackwardGrid {
    * Head-dim chunk (a divisor of both head-dim classes, a multiple of `tc`, below the larger class): every operand
    * tile is staged `ch` columns at a time — S and dP accumulate over the chunks, the dQ / dK / dV products run chunk
    * by chunk — so no operand is held whole in workgroup memory (what lets f32 head dim 128 take 16×8 grids). Chunked
-   * grids never prefetch. Default: none (whole tiles), except the f32 head-dim-128+ grids of `pickBackwardGrid`.
+   * grids prefetch only in the dK/dV kernel and only where `prefetch` is set (the next chunk's operands are read into
+   * registers while the current one is multiplied; Kᵀ / Vᵀ rows padded). Default: none (whole tiles), except the f32
+   * head-dim-128+ grids of `pickBackwardGrid`.
    */
   ch?: number;
 }
@@ -646,7 +648,7 @@ export function pickBackwardGrid(
   const fits = (g: BackwardGrid) =>
     EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && chunkOk(g) && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? false : (g.prefetch ?? !device.info.software) });
+  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? kernel === 'dkv' && !!g.prefetch : (g.prefetch ?? !device.info.software) });
   const forced = forcedBackwardGrid(kernel);
   if (forced && fits(forced)) return withPrefetch(forced);
   const list = device.info.software ? SOFTWARE_BACKWARD_GRIDS : chunked ? [...CHUNKED_BACKWARD_GRIDS, ...BACKWARD_GRIDS] : BACKWARD_GRIDS;
