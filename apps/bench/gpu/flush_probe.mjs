@@ -106,14 +106,55 @@ const chain = (n, ops) => {
   };
 };
 if (quick) {
-  cases.push(() => mm(256, 'float32'), () => vit(8, 4, 64, 32, 'float32'), () => chain(16384, 200));
+  cases.push(() => mm(256, 'float32'), 'tfjs', () => vit(8, 4, 64, 32, 'float32'), () => chain(16384, 200));
 } else {
-  cases.push(() => mm(4096, 'float32'));
   if (hasF16) cases.push(() => mm(4096, 'float16'));
+  cases.push(() => mm(4096, 'float32'), 'tfjs', () => chain(262144, 200));
   cases.push(() => vit(128, 16, 196, 64, 'float32'));
   if (hasF16) cases.push(() => vit(128, 16, 196, 64, 'float16'));
-  cases.push(() => chain(262144, 200));
 }
+// ---- TF.js-WebGPU matMul in the same process (peer)
+// ---- TF.js-WebGPU matMul in the same process (peer)
+async function tfjsPeer() {
+  if (process.env.TFJS === '0' || left() < 20000) return;
+  try {
+    const { tfjsOn } = await import('../dist/peers/tfjs.js');
+    const tf = await tfjsOn(dev);
+    const n = quick ? 256 : 4096;
+    const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
+    const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
+    const sync = async (t) => {
+      const one = tf.slice(tf.reshape(t, [-1]), 0, 1);
+      await one.data();
+      one.dispose();
+    };
+    const run = async (k) => {
+      const s = performance.now();
+      let last = null;
+      for (let i = 0; i < k; i++) {
+        last?.dispose();
+        last = tf.matMul(a, b);
+      }
+      await sync(last);
+      last.dispose();
+      return (performance.now() - s) / k;
+    };
+    await run(1);
+    const w0 = performance.now();
+    while (performance.now() - w0 < (quick ? 200 : 1000)) await run(8);
+    const out = {};
+    for (const N of NS) {
+      const xs = [];
+      for (let r = 0; r < ROUNDS; r++) xs.push(await run(N));
+      const ms = xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+      out[`N=${N}`] = { wall_ms_per_call: +ms.toFixed(4), tflops: +((2 * n ** 3) / ms / 1e9).toFixed(2) };
+    }
+    emit({ case: `tfjs ${tf.version_core} matMul ${n}³ f32 (${tf.getBackend()})`, by: out });
+  } catch (e) {
+    emit({ case: 'tfjs matMul', error: String(e?.message ?? e).slice(0, 300) });
+  }
+}
+
 const NS = (process.env.NS ?? (quick ? '1,8' : '1,16,64')).split(',').map(Number);
 
 const setVariant = (v) => {
@@ -133,6 +174,10 @@ async function batch(fn, k) {
 }
 
 for (const make of cases) {
+  if (make === 'tfjs') {
+    await tfjsPeer();
+    continue;
+  }
   if (left() < 15000) break;
   const c = make();
   // first call (compiles) and GPU time per call by profile()
@@ -177,44 +222,5 @@ for (const make of cases) {
   emit(row);
 }
 
-// ---- TF.js-WebGPU matMul in the same process (peer)
-if (process.env.TFJS !== '0' && left() > 20000) {
-  try {
-    const { tfjsOn } = await import('../dist/peers/tfjs.js');
-    const tf = await tfjsOn(dev);
-    const n = quick ? 256 : 4096;
-    const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
-    const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
-    const sync = async (t) => {
-      const one = tf.slice(tf.reshape(t, [-1]), 0, 1);
-      await one.data();
-      one.dispose();
-    };
-    const run = async (k) => {
-      const s = performance.now();
-      let last = null;
-      for (let i = 0; i < k; i++) {
-        last?.dispose();
-        last = tf.matMul(a, b);
-      }
-      await sync(last);
-      last.dispose();
-      return (performance.now() - s) / k;
-    };
-    await run(1);
-    const w0 = performance.now();
-    while (performance.now() - w0 < (quick ? 200 : 1000)) await run(8);
-    const out = {};
-    for (const N of NS) {
-      const xs = [];
-      for (let r = 0; r < ROUNDS; r++) xs.push(await run(N));
-      const ms = xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-      out[`N=${N}`] = { wall_ms_per_call: +ms.toFixed(4), tflops: +((2 * n ** 3) / ms / 1e9).toFixed(2) };
-    }
-    emit({ case: `tfjs ${tf.version_core} matMul ${n}³ f32 (${tf.getBackend()})`, by: out });
-  } catch (e) {
-    emit({ case: 'tfjs matMul', error: String(e?.message ?? e).slice(0, 300) });
-  }
-}
 console.log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 process.exit(0);
