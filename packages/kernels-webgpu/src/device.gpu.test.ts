@@ -237,17 +237,26 @@ describe('WebGPU device', () => {
     expect(s1.pending).toBe(0);
   });
 
-  it('batches dispatches: a chain of 200 kernels is one or two submissions, and counts every dispatch', async () => {
-    const x0 = T.randn([64], { seed: 9, device: gpu });
-    await x0.toArray();
-    const [d0, s0] = [gpu.dispatchCount, gpu.submitCount];
-    let x = x0;
-    for (let i = 0; i < 200; i++) x = T.add(x, 0.01);
-    const got = await x.toArray();
-    expect(gpu.dispatchCount - d0).toBe(200);
-    expect(gpu.submitCount - s0).toBeLessThanOrEqual(2);
-    const want = await T.randn([64], { seed: 9 }).toArray();
-    expectClose(got, Array.from(want, (v) => v + 2), 1e-4, 1e-5, 'chain');
+  it('batches dispatches: a chain of 200 kernels is one or two submissions (no eager chunks), and counts every dispatch', async () => {
+    const saved = gpu.flushBatch;
+    try {
+      for (const fb of [0, 50]) {
+        gpu.flushBatch = fb;
+        const x0 = T.randn([64], { seed: 9, device: gpu });
+        await x0.toArray();
+        const [d0, s0] = [gpu.dispatchCount, gpu.submitCount];
+        let x = x0;
+        for (let i = 0; i < 200; i++) x = T.add(x, 0.01);
+        const got = await x.toArray();
+        expect(gpu.dispatchCount - d0).toBe(200);
+        // flushBatch 0: everything at the microtask; 50: at most one submission per chunk of 50 and the tail
+        expect(gpu.submitCount - s0).toBeLessThanOrEqual(fb ? 200 / fb + 2 : 2);
+        const want = await T.randn([64], { seed: 9 }).toArray();
+        expectClose(got, Array.from(want, (v) => v + 2), 1e-4, 1e-5, `chain, flushBatch ${fb}`);
+      }
+    } finally {
+      gpu.flushBatch = saved;
+    }
   });
 
   it('eager chunks (flushBatch): 300 dispatches in one synchronous loop are submitted in chunks as recorded, in order, with the right result', async () => {

@@ -205,8 +205,14 @@ export interface WebGPUDeviceOptions {
   flushBatch?: number;
 }
 
-/** Dispatches per eagerly submitted chunk when neither the option nor `WEBATTN_FLUSH_BATCH` says (see {@link WebGPUDeviceOptions.flushBatch}). */
-export const DEFAULT_FLUSH_BATCH = 32;
+/**
+ * Dispatches per eagerly submitted chunk when neither the option nor `WEBATTN_FLUSH_BATCH` says (see
+ * {@link WebGPUDeviceOptions.flushBatch}). 8 won an interleaved A/B of 0 (no chunks), 8, 32 and 128 on the H100
+ * (Dawn/Vulkan, batches of 16 and 64 identical calls, docs/benchmarks/2026-11-25-h100-flush-ab.json): matmul 4096³
+ * f16 1.304 ms per call (105 TFLOP/s) vs 1.456 without chunks, ViT attention forward f16 0.514 vs 0.772 ms, f32
+ * 1.708 vs 1.979 ms, a chain of 200 elementwise ops on 1 MiB 8.4 vs 19.5 ms per chain.
+ */
+export const DEFAULT_FLUSH_BATCH = 8;
 
 /** A non-negative integer dispatch count for `flushBatch`, or an `INVALID_ARGUMENT` naming where it came from. */
 function checkFlushBatch(v: unknown, what: string): number {
@@ -318,7 +324,8 @@ export function tierOf(features: Iterable<string>): DeviceTier {
  * batched submission and per-tensor error attribution.
  *
  * Dispatches are recorded and submitted together in one command encoder per flush (at a read, a
- * `sync()`, every {@link MAX_BATCH} dispatches, or on the next microtask); uniforms of a flush live in
+ * `sync()`, every {@link WebGPUDevice.flushBatch} dispatches when that chunk can go without waiting, every
+ * {@link MAX_BATCH} dispatches, or on the next microtask); uniforms of a flush live in
  * one pooled uniform buffer at aligned offsets. A kernel that fails (shader compile error, invalid
  * binding) rejects the reads of the tensors it wrote — and of tensors computed from them — and no
  * others; a pipeline that failed to build is not cached.
