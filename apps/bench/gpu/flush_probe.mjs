@@ -180,19 +180,18 @@ for (const make of cases) {
   }
   if (left() < 15000) break;
   const c = make();
-  // first call (compiles) and GPU time per call by profile()
+  // first call (compiles), ~1 s of back-to-back calls (the H100's SM clock ramps up), then GPU time per call by profile()
   const tc = performance.now();
   T.tidy(() => void c.fn());
   await dev.sync();
   const firstMs = performance.now() - tc;
-  const p = await profile(dev, async () => {
-    for (let i = 0; i < 4; i++) T.tidy(() => void c.fn());
-  });
-  const gpuPerCall = p.gpuMs / 4;
-  const row = { case: c.name, first_ms: +firstMs.toFixed(1), timing: p.timing, gpu_ms_per_call: +gpuPerCall.toFixed(4), kernels: p.kernels.slice(0, 4).map((k) => `${k.name}×${k.count} ${k.gpuMs.toFixed(3)}`), by: {} };
-  // warm the clock: ~1 s of back-to-back calls (H100 SM clock)
   const w0 = performance.now();
   while (performance.now() - w0 < (quick ? 200 : 1000)) await batch(c.fn, 8);
+  const p = await profile(dev, async () => {
+    for (let i = 0; i < 8; i++) T.tidy(() => void c.fn());
+  });
+  const gpuPerCall = p.gpuMs / 8;
+  const row = { case: c.name, first_ms: +firstMs.toFixed(1), timing: p.timing, gpu_ms_per_call: +gpuPerCall.toFixed(4), kernels: p.kernels.slice(0, 4).map((k) => `${k.name}×${k.count} ${k.gpuMs.toFixed(3)}`), by: {} };
   for (const N of NS) {
     const per = Object.fromEntries(variants.map((v) => [v, []]));
     const detail = {};
