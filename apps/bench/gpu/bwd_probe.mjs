@@ -10,14 +10,16 @@
 // old = the defaults before the prefetch (f32: 8×8 both kernels, f16: 16×8, no prefetch); pf = the old grids
 // prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel;
 // mat = the subgroup-matrix backward (f16 on adapters with subgroup matrices; backward-sgmat.ts) with its default
-// tilings, matR.N.C-R.N.C[s] = forced dK/dV and dQ tilings (rows per subgroup, subgroups, tile rows; s: scalar staging).
+// tilings, matR.N.C-R.N.C[s] = forced dK/dV and dQ tilings (rows per subgroup, subgroups, tile rows; s: scalar staging);
+// grids may name head-dim chunks (TRxTCcCH, plan.ts BackwardGrid.ch); nochunk = auto without the chunked grids;
+// a suffix +ds (e.g. reg16x16c32+ds) lets a forced-grid variant take the scores backward where `auto` would.
 // Every variant but mat* turns the subgroup-matrix backward off.
 import * as T from "@webattn/core-tensor";
 import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
 import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashBackwardSubgroupMatrix } from "@webattn/kernels-webgpu/internal";
 import { QUICK, errText, median, opt, resultFile, secondsLeft } from "./common.mjs";
 // the grids the kernels ran with (plan.ts, the same module instance as the package's: not public API)
-const { lastBackwardGrids, parseBackwardGrid } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
+const { lastBackwardGrids, parseBackwardGrid, setFlashBackwardChunked } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
 
 const dev = await T.getDevice({ kind: "webgpu" });
 const hasF16 = dev.hasFeature?.("shader-f16") ?? false;
@@ -42,6 +44,15 @@ const grid = (s) => {
   return g;
 };
 function setVariant(v, dtype) {
+  // a suffix +ds keeps the library's scores-backward decision (plan.ts setFlashBackwardScores auto) on a forced grid
+  if (v.endsWith("+ds")) {
+    setVariant(v.slice(0, -3), dtype);
+    setFlashBackwardScores("auto");
+    return;
+  }
+  // nochunk = the defaults without the head-dim-chunked grids (f32 head dim 128: staged dK/dV, 4×4 dQ)
+  setFlashBackwardChunked?.(v !== "nochunk");
+  if (v === "nochunk") v = "auto";
   const mat = /^mat(?:(\d+)\.(\d+)\.(\d+)-(\d+)\.(\d+)\.(\d+))?(s?)$/.exec(v);
   if (mat) {
     setFlashBackwardPath("auto");
@@ -58,9 +69,9 @@ function setVariant(v, dtype) {
   if (v === "staged" || v === "auto" || v === "nods" || v === "ds") return setFlashBackwardGrid(null);
   const old = dtype === "float16" ? "16x8" : "8x8";
   if (v === "old" || v === "pf") return setFlashBackwardGrid(grid(old + (v === "pf" ? "pf" : "")));
-  let m = /^reg(\d+x\d+(?:pf)?t?)$/.exec(v);
+  let m = /^reg(\d+x\d+(?:c\d+)?(?:pf)?t?)$/.exec(v);
   if (m) return setFlashBackwardGrid(grid(m[1]));
-  m = /^dq(\d+x\d+(?:pf)?t?)-dkv(\d+x\d+(?:pf)?t?)$/.exec(v);
+  m = /^dq(\d+x\d+(?:c\d+)?(?:pf)?t?)-dkv(\d+x\d+(?:c\d+)?(?:pf)?t?)$/.exec(v);
   if (m) return setFlashBackwardGrid({ dq: grid(m[1]), dkv: grid(m[2]) });
   throw new Error(`unknown variant ${v}`);
 }
@@ -92,7 +103,7 @@ for (const [B, H, L, E] of SHAPES) {
         await dev.sync();
         row[`${variant}_first_ms`] = +(performance.now() - t0).toFixed(0);
         const used = lastBackwardGrids();
-        const fmt = (g) => (g ? `${g.tr}x${g.tc}${g.prefetch ? "pf" : ""}${g.turns ? "t" : ""}` : "none");
+        const fmt = (g) => (g ? `${g.tr}x${g.tc}${g.ch ? `c${g.ch}` : ""}${g.prefetch ? "pf" : ""}${g.turns ? "t" : ""}` : "none");
         row[`${variant}_grids`] = `dq ${fmt(used.dq)}, dkv ${fmt(used.dkv)}`;
         // kept on the device (compared there: the larger shapes' gradients are hundreds of MB)
         if (VALIDATE) {

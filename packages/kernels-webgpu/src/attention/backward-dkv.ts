@@ -10,7 +10,7 @@ import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile, scoresBackward,
-  registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
+  chunkedBackward, registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, lanes, pairGrad, product, qRange, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
@@ -26,17 +26,24 @@ function dkvRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: n
   return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + (turns ? 1 : 2) * 16 * (4 * g.tr * g.tc);
 }
 
+/** Workgroup memory of the head-dim-chunked register dK/dV kernel: one chunk of Kᵀ or Vᵀ and of Qᵀ or dOᵀ (padded columns), P and dS. */
+function dkvChunkedBytes(g: BackwardGrid, elemBytes: number, turns: boolean): number {
+  return 4 * elemBytes * g.ch! * (g.tr + g.tc + 1) + (turns ? 1 : 2) * 16 * (4 * g.tr * g.tc);
+}
+
 /** The register dK/dV kernel's grid for one call (P/dS by turns resolved), or null where none fits. */
 function dkvRegisterGrid(p: FlashParams, g: FlashGradInputs): BackwardGrid | null {
   const d = dims(p);
   const device = p.q.device as WebGPUDevice;
   const EC = dimClass(d.E);
   const EVC = dimClass(d.Ev);
-  const eb = halfGradStaging(p, g) ? 2 : 4;
+  const half = halfGradStaging(p, g);
+  const eb = half ? 2 : 4;
   const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
+  const bytes = (x: BackwardGrid, t: boolean) => (x.ch ? dkvChunkedBytes(x, eb, t) : dkvRegisterBytes(x, EC, EVC, eb, t));
   // P and dS in one buffer by turns where forced, or where two buffers do not fit
-  const turns = (x: BackwardGrid) => x.turns ?? dkvRegisterBytes(x, EC, EVC, eb, false) > budget;
-  const rg = pickBackwardGrid(device, 'dkv', (x) => dkvRegisterBytes(x, EC, EVC, eb, turns(x)), (x) => (4 * (EC + EVC)) / x.tc, EC, EVC);
+  const turns = (x: BackwardGrid) => x.turns ?? bytes(x, false) > budget;
+  const rg = pickBackwardGrid(device, 'dkv', (x) => bytes(x, turns(x)), (x) => (4 * (EC + EVC)) / x.tc, EC, EVC, chunkedBackward('dkv', EC, EVC, half));
   return rg ? { ...rg, turns: turns(rg) } : null;
 }
 
@@ -220,6 +227,7 @@ ${tileMapWgsl(p, 'k')}`,
  * dK += dSᵀ·Q as vec4 dot products over 4 queries at a time into its 4 keys × (E/TC) columns.
  */
 function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, ds: Tensor | null): { dk: Tensor; dv: Tensor } {
+  if (grid.ch) return backwardDkvChunked(p, g, grid, half, ds);
   const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
   const device = p.q.device as WebGPUDevice;
   const kShape = p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E];
@@ -355,6 +363,150 @@ ${tileMapWgsl(p, 'k')}`,
   };
   // loop iterations per query of one invocation: staging Qᵀ and dOᵀ, the two dot loops, the dK/dV loop
   const cost = (((EC + EVC) * TC) / WG + d.E + d.Ev + TC + 8) / BQ;
+  const all: [number, number, number, number][] = [];
+  if (!Number.isFinite(device.maxLoopIterations) || d.G * d.Lq * cost <= device.maxLoopIterations * 0.6) all.push([0, d.Lq, 0, d.G]);
+  else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);
+  const values = gradValues(p, g);
+  all.forEach(([c0, c1, g0, g1], n) =>
+    run(spec, [...gradTensors(p, g), buf, ...(ds ? [ds] : []), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, all.length, g0, g1), dv_at: nk }, td.grid),
+  );
+  td.dispose();
+  return { dk: buf.slice(0, 0, nk).reshape(kShape), dv: buf.slice(0, nk, nk + nv).reshape(vShape) };
+}
+
+
+/**
+ * The head-dim-chunked register dK/dV kernel (f32 head dims of 128 and more): the thread grid and per-pair work of
+ * {@link backwardDkvRegisters}, with every operand staged `ch` head-dim columns at a time into two small buffers: per
+ * query tile, Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ accumulate chunk by chunk (Kᵀ with Qᵀ, then Vᵀ with dOᵀ, in the forward's fma
+ * order), P and dS go to workgroup memory once, and dV += Pᵀ·dO and dK += dSᵀ·Q run chunk by chunk of dO and Q
+ * (each thread's accumulator columns of a chunk are static). K and V are re-read from storage per query tile, Q and
+ * dO twice: that traffic buys 64-key workgroups where whole tiles fit only 16 keys (or none at 48 KiB).
+ */
+function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, ds: Tensor | null): { dk: Tensor; dv: Tensor } {
+  const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
+  const device = p.q.device as WebGPUDevice;
+  const kShape = p.varlen ? [d.TK, d.Hkv, d.E] : [d.B, d.Hkv, d.Lkv, d.E];
+  const vShape = p.varlen ? [d.TK, d.Hkv, d.Ev] : [d.B, d.Hkv, d.Lkv, d.Ev];
+  const nk = kShape.reduce((a, x) => a * x, 1);
+  const nv = vShape.reduce((a, x) => a * x, 1);
+  const { tr: TR, tc: TC } = grid;
+  const CH = grid.ch!;
+  const BK = 4 * TR;
+  const BQ = 4 * TC;
+  const QS = TC + 1; // padded column stride of the Qᵀ / dOᵀ chunk: the dK/dV products read it across columns
+  const OE = EC / TC;
+  const OV = EVC / TC;
+  const OC = CH / TC; // accumulator columns per thread in one chunk
+  const R = [0, 1, 2, 3];
+  const L = VEC_LANES;
+  const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
+  const turns = !!grid.turns;
+  const qRow = qAt('i0');
+  // chunk from column e0 (a WGSL expression) of K or V (rows k0.., into fa_) and of Q or dO (rows i0.., into fb_)
+  const stageKv = (src: 'k' | 'v', e0: string) =>
+    stageColumns('fa_', TR, CH, TR, ST, (r, e) => `k0 + ${r} < LK && ${e0} + ${e} < ${src === 'k' ? hd.e : hd.ev}`, (r, e) => `load_${src}(${src}_at(b, hk, k0 + ${r}, ${e0} + ${e}))`);
+  const stageQdo = (src: 'q' | 'do', e0: string) =>
+    stageColumns('fb_', TC, CH, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e0} + ${e} < ${src === 'q' ? hd.e : hd.ev}`, (r, e) =>
+      src === 'q' ? qRow(r, `${e0} + ${e}`) : `load_dout(do_at(b, h, i0 + ${r}, ${e0} + ${e}))`);
+  // Sᵀ (or dPᵀ) of the thread's 4 keys × 4 queries, accumulated over the head-dim chunks
+  const scores = (acc: string, bound: string, a: 'k' | 'v', b: 'q' | 'do') => `${per((m) => `var ${acc}${m} = vec4<f32>(0.0);`, ' ')}
+      for (var e0 = 0u; e0 < ${bound}; e0 = e0 + ${CH}u) {
+        workgroupBarrier();
+        ${stageKv(a, 'e0')}
+        ${stageQdo(b, 'e0')}
+        workgroupBarrier();
+        for (var kk = 0u; kk < min(${CH}u, ${bound} - e0); kk = kk + 1u) {
+          let c_ = ${wide(`fa_[kk * ${TR}u + tr_]`)};
+          let r_ = ${wide(`fb_[kk * ${QS}u + tc_]`)};
+          ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n          ')}
+        }
+      }`;
+  // acc += (4 keys of buf)ᵀ · (Q or dO chunk) chunk by chunk; chunks past the head dim are skipped (uniform branch)
+  const accumulate = (acc: 'dka' | 'dva', O: number, classDim: number, bound: string, buf: string, src: 'q' | 'do', lead: boolean) =>
+    Array.from({ length: classDim / CH }, (_, c) => `if (${c * CH}u < ${bound}) {
+        ${c > 0 || lead ? 'workgroupBarrier();' : ''}
+        ${stageQdo(src, `${c * CH}u`)}
+        workgroupBarrier();
+        for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
+          ${per((m) => `let a${m} = ${buf}[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n          ')}
+          ${Array.from({ length: OC }, (_, o) => `{
+            let x4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
+            ${per((m) => `${acc}[${m * O + c * OC + o}] = ${acc}[${m * O + c * OC + o}] + dot(a${m}, x4);`, '\n            ')}
+          }`).join('\n          ')}
+        }
+      }`).join('\n      ');
+  const body = `
+  ${tileOrigin(p, 'k', BK)}
+  let tc_ = lidx % ${TC}u;
+  let tr_ = lidx / ${TC}u;
+${qRange(p, BK)}
+  let jb = k0 + 4u * tr_;
+  var dka: array<f32, ${4 * OE}>;
+  var dva: array<f32, ${4 * OV}>;
+  if (u_c_first() == 0u) {
+    ${per((m) => `if (jb + ${m}u < LK) {
+        ${Array.from({ length: OE }, (_, o) => `if (tc_ + ${TC * o}u < ${hd.e}) { dka[${m * OE + o}] = load_dk(dk_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u)); }`).join('\n        ')}
+        ${Array.from({ length: OV }, (_, o) => `if (tc_ + ${TC * o}u < ${hd.ev}) { dva[${m * OV + o}] = load_dv(dv_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u)); }`).join('\n        ')}
+      }`)}
+  }
+  let sc_ = ${half ? 'u_scale()' : '1.0'};
+  for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
+    let h = hk * u_group() + g;
+    ${blockLoop(p, 'q', BQ, `
+      ${scores('s', hd.e, 'k', 'q')}
+      ${scores('dp', hd.ev, 'v', 'do')}
+      let ib = i0 + 4u * tc_;
+      ${rowStats('ib', 'i_lim')}
+      ${per((m) => R.map((n) => `{
+        let j = jb + ${m}u;
+        let i = ib + ${n}u;
+        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
+        s${m}.${L[n]} = pr;
+        dp${m}.${L[n]} = dsr;
+      }`).join(' '))}${ds ? `
+      // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
+      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
+      let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;
+      ${turns ? `// P and dS take turns in fp_: dV += Pᵀ·dO, then dK += dSᵀ·Q
+      ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
+      workgroupBarrier();
+      ${accumulate('dva', OV, EVC, hd.ev, 'fp_', 'do', false)}
+      workgroupBarrier();
+      ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`)}
+      ${accumulate('dka', OE, EC, hd.e, 'fp_', 'q', false)}` : `${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};\n      fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`)}
+      workgroupBarrier();
+      ${accumulate('dva', OV, EVC, hd.ev, 'fp_', 'do', false)}
+      ${accumulate('dka', OE, EC, hd.e, 'fds_', 'q', true)}`}
+`)}
+  }
+  ${per((m) => `if (jb + ${m}u < LK) {
+      ${Array.from({ length: OE }, (_, o) => `if (tc_ + ${TC * o}u < ${hd.e}) { store_dk(dk_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u), dka[${m * OE + o}]); }`).join('\n      ')}
+      ${Array.from({ length: OV }, (_, o) => `if (tc_ + ${TC * o}u < ${hd.ev}) { store_dv(dv_idx(b, hk, jb + ${m}u, tc_ + ${TC * o}u), dva[${m * OV + o}]); }`).join('\n      ')}
+    }`, '\n  ')}`;
+  const td = tileDispatch(p, 'k', BK, d.Hkv);
+  const total = nk + nv;
+  checkWorkBuffer(total, device, 'flash attention backward (dK/dV)');
+  const buf = empty([total], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_dkv_registers',
+    key: cacheKey(p, `r${TR}x${TC}c${CH}${half ? 'h' : ''}${turns ? 't' : ''}${ds ? 'ds' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...(ds ? [{ name: 'dsc', dtype: 'float32' as const, access: 'read_write' as const }] : []), ...td.bindings],
+    uniforms: [...gradUniforms(p), ['dv_at', 'u32']],
+    workgroupSize: [WG],
+    helpers: `var<workgroup> fa_: array<vec4<${ST}>, ${CH * TR}>;
+var<workgroup> fb_: array<vec4<${ST}>, ${CH * QS}>;
+var<workgroup> fp_: array<vec4<f32>, ${BK * TC}>;
+${turns ? '' : `var<workgroup> fds_: array<vec4<f32>, ${BK * TC}>;`}
+fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
+fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
+${DO_AT}
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'k')}`,
+    body,
+  };
+  // loop iterations per query of one invocation: the chunk stagings and dot loops of S and dP, the dK/dV chunk loops
+  const cost = ((EC + EVC) * ((TR + 2 * TC) / WG + 1 + TC / CH) + 8) / BQ;
   const all: [number, number, number, number][] = [];
   if (!Number.isFinite(device.maxLoopIterations) || d.G * d.Lq * cost <= device.maxLoopIterations * 0.6) all.push([0, d.Lq, 0, d.G]);
   else for (let gi = 0; gi < d.G; gi++) for (const [c0, c1] of passes(d.Lq, BQ, device.maxLoopIterations, cost)) all.push([c0, c1, gi, gi + 1]);

@@ -10,7 +10,7 @@ import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile,
-  registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
+  chunkedBackward, registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, kvRange, lanes, pairGrad, product, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { captureGradCall, hookGradBindings, hookGradTensors, hookGradWgsl, scoreModGrad } from './hooks.js';
@@ -68,6 +68,11 @@ function dqRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: nu
   return 4 * elemBytes * ((EC + EVC) * g.tr + (EC + EVC) * (g.tc + 1)) + 16 * (4 * g.tr * g.tc);
 }
 
+/** Workgroup memory of the head-dim-chunked register dQ kernel: one chunk of Qᵀ or dOᵀ and of Kᵀ or Vᵀ (padded columns), and dS. */
+function dqChunkedBytes(g: BackwardGrid, elemBytes: number): number {
+  return 4 * elemBytes * g.ch! * (g.tr + g.tc + 1) + 16 * (4 * g.tr * g.tc);
+}
+
 /** dQ (float32, laid out like q but contiguous) of one backward call. */
 export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const d = dims(p);
@@ -79,7 +84,9 @@ export function backwardDq(p: FlashParams, g: FlashGradInputs): Tensor {
   const EVC = dimClass(d.Ev);
   if (registerBackward(p)) {
     const half = halfGradStaging(p, g);
-    const rg = pickBackwardGrid(device, 'dq', (x) => dqRegisterBytes(x, EC, EVC, half ? 2 : 4), (x) => (4 * EC) / x.tc, EC, EVC);
+    const eb = half ? 2 : 4;
+    const bytes = (x: BackwardGrid) => (x.ch ? dqChunkedBytes(x, eb) : dqRegisterBytes(x, EC, EVC, eb));
+    const rg = pickBackwardGrid(device, 'dq', bytes, (x) => (4 * EC) / x.tc, EC, EVC, chunkedBackward('dq', EC, EVC, half));
     noteBackwardGrid('dq', rg);
     if (rg) return backwardDqRegisters(p, g, rg, half, shape, nq);
   }
@@ -203,6 +210,7 @@ ${tileMapWgsl(p, 'q')}`,
  * accumulates dQ += dS·K as vec4 dot products over 4 keys into its 4 rows × (E/TC) columns.
  */
 function backwardDqRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, shape: number[], nq: number): Tensor {
+  if (grid.ch) return backwardDqChunked(p, g, grid, half, shape, nq);
   const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
   const device = p.q.device as WebGPUDevice;
   const { tr: TR, tc: TC } = grid;
@@ -292,6 +300,120 @@ ${kvRange(p, BR)}
 var<workgroup> fdo_: array<vec4<${ST}>, ${EVC * TR}>;
 var<workgroup> fk_: array<vec4<${ST}>, ${EC * KS}>;
 var<workgroup> fv_: array<vec4<${ST}>, ${EVC * KS}>;
+var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;
+${DO_AT}
+${scoreHelpers(p)}
+${hookGradWgsl(p)}
+${tileMapWgsl(p, 'q')}`,
+    body,
+  };
+  const values = gradValues(p, g);
+  chunks.forEach(([c0, c1], n) =>
+    run(spec, [...gradTensors(p, g), buf, ...hookGradTensors(p), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, td.grid),
+  );
+  td.dispose();
+  return buf.reshape(shape);
+}
+
+
+/**
+ * The head-dim-chunked register dQ kernel (f32 head dims of 128 and more): the thread grid and per-pair work of
+ * {@link backwardDqRegisters}, with every operand staged `ch` head-dim columns at a time into two small buffers: per
+ * key tile, S = Q·Kᵀ and dP = dO·Vᵀ accumulate chunk by chunk (Q and dO re-read from storage per key tile), dS goes
+ * to workgroup memory once, and dQ += dS·K runs chunk by chunk of K (each thread's accumulator columns of a chunk
+ * are static).
+ */
+function backwardDqChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, shape: number[], nq: number): Tensor {
+  const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
+  const device = p.q.device as WebGPUDevice;
+  const { tr: TR, tc: TC } = grid;
+  const CH = grid.ch!;
+  const BR = 4 * TR;
+  const BC = 4 * TC;
+  const KS = TC + 1; // padded column stride of the Kᵀ / Vᵀ chunk: the dQ product reads it across columns
+  const OE = EC / TC;
+  const OC = CH / TC; // accumulator columns per thread in one chunk
+  const R = [0, 1, 2, 3];
+  const L = VEC_LANES;
+  const per = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
+  const qRow = qAt('q0');
+  // chunk from column e0 (a WGSL expression) of Q or dO (rows q0.., into fa_) and of K or V (rows j0.., into fb_)
+  const stageQdo = (src: 'q' | 'do', e0: string) =>
+    stageColumns('fa_', TR, CH, TR, ST, (r, e) => `q0 + ${r} < LQ && ${e0} + ${e} < ${src === 'q' ? hd.e : hd.ev}`, (r, e) =>
+      src === 'q' ? qRow(r, `${e0} + ${e}`) : `load_dout(do_at(b, h, q0 + ${r}, ${e0} + ${e}))`);
+  const stageKv = (src: 'k' | 'v', e0: string) =>
+    stageColumns('fb_', TC, CH, KS, ST, (r, e) => `j0 + ${r} < j_hi && ${e0} + ${e} < ${src === 'k' ? hd.e : hd.ev}`, (r, e) => `load_${src}(${src}_at(b, hk, j0 + ${r}, ${e0} + ${e}))`);
+  // S (or dP) of the thread's 4 query rows × 4 keys, accumulated over the head-dim chunks
+  const scores = (acc: string, bound: string, a: 'q' | 'do', b: 'k' | 'v') => `${per((m) => `var ${acc}${m} = vec4<f32>(0.0);`, ' ')}
+    for (var e0 = 0u; e0 < ${bound}; e0 = e0 + ${CH}u) {
+      workgroupBarrier();
+      ${stageQdo(a, 'e0')}
+      ${stageKv(b, 'e0')}
+      workgroupBarrier();
+      for (var kk = 0u; kk < min(${CH}u, ${bound} - e0); kk = kk + 1u) {
+        let c_ = ${wide(`fa_[kk * ${TR}u + tr_]`)};
+        let r_ = ${wide(`fb_[kk * ${KS}u + tc_]`)};
+        ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n        ')}
+      }
+    }`;
+  const body = `
+  ${tileOrigin(p, 'q', BR)}
+  let tc_ = lidx % ${TC}u;
+  let tr_ = lidx / ${TC}u;
+${kvRange(p, BR)}
+  let ib = q0 + 4u * tr_;
+  ${rowStats('ib', 'LQ')}
+  var dqa: array<f32, ${4 * OE}>;
+  if (u_c_first() == 0u) {
+    ${per((m) => `if (ib + ${m}u < LQ) {
+      ${Array.from({ length: OE }, (_, o) => `if (tc_ + ${TC * o}u < ${hd.e}) { dqa[${m * OE + o}] = load_dq(dq_idx(b, h, ib + ${m}u, tc_ + ${TC * o}u)); }`).join('\n      ')}
+    }`)}
+  }
+  let sc_ = ${half ? 'u_scale()' : '1.0'};
+  ${blockLoop(p, 'kv', BC, `
+    ${scores('s', hd.e, 'q', 'k')}
+    ${scores('dp', hd.ev, 'do', 'v')}
+    let jb = j0 + 4u * tc_;
+    ${per((m) => R.map((n) => `{
+      let i = ib + ${m}u;
+      let j = jb + ${n}u;
+      ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'i < LQ && j < j_hi', `lse4.${L[m]}`, `del4.${L[m]}`, scoreModGrad(p), ' * u_scale()', captureGradCall(p))}
+      s${m}.${L[n]} = dsr;
+    }`).join(' '))}
+    ${per((m) => `fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
+    workgroupBarrier();
+    let nk4 = (min(${BC}u, j_hi - j0) + 3u) / 4u;
+    // dQ += dS·K chunk by chunk of K; chunks past the head dim are skipped (uniform branch)
+    ${Array.from({ length: EC / CH }, (_, c) => `if (${c * CH}u < ${hd.e}) {
+      ${c > 0 ? 'workgroupBarrier();' : ''}
+      ${stageKv('k', `${c * CH}u`)}
+      workgroupBarrier();
+      for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
+        ${per((m) => `let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
+        ${Array.from({ length: OC }, (_, o) => `{
+          let k4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${KS}u + c4]`)};
+          ${per((m) => `dqa[${m * OE + c * OC + o}] = dqa[${m * OE + c * OC + o}] + dot(d${m}, k4);`, '\n          ')}
+        }`).join('\n        ')}
+      }
+    }`).join('\n    ')}
+`)}
+  ${per((m) => `if (ib + ${m}u < LQ) {
+    ${Array.from({ length: OE }, (_, o) => `if (tc_ + ${TC * o}u < ${hd.e}) { store_dq(dq_idx(b, h, ib + ${m}u, tc_ + ${TC * o}u), dqa[${m * OE + o}]); }`).join('\n    ')}
+  }`, '\n  ')}`;
+  // loop iterations per key of one invocation: the chunk stagings and dot loops of S and dP, the dQ chunk loops
+  const costPerKey = ((EC + EVC) * ((TR + TC) / WG + 1) + EC * (TC / WG + TC / CH) + 8) / BC;
+  const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
+  const td = tileDispatch(p, 'q', BR, d.Hq);
+  checkWorkBuffer(nq, device, 'flash attention backward (dQ)');
+  const buf = empty([nq], 'float32', device);
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_dq_registers',
+    key: cacheKey(p, `r${TR}x${TC}c${CH}${half ? 'h' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p), ...td.bindings],
+    uniforms: gradUniforms(p),
+    workgroupSize: [WG],
+    helpers: `var<workgroup> fa_: array<vec4<${ST}>, ${CH * TR}>;
+var<workgroup> fb_: array<vec4<${ST}>, ${CH * KS}>;
 var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;
 ${DO_AT}
 ${scoreHelpers(p)}

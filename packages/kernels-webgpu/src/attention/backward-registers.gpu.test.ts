@@ -90,13 +90,69 @@ describe('the register backward matches the float64 reference (dQ, dK, dV)', () 
     }, COMPILE_TIMEOUT);
   });
 
-  it('head dims over 128 (f32) fall back to the staged kernels and still match', async () => {
+  it('head dims over 128 (f32) fall back to the staged kernels by default and still match', async () => {
     const c: Case = { B: 1, Hq: 1, Hkv: 1, Lq: 19, Lkv: 23, E: 200, Ev: 130, causal: true, mask: null };
     const ref = await attend(c, cpu, 'float64');
     setFlashBackwardPath('registers');
     const before = registerKernels();
     const got = await attend(c, gpu, 'float32');
     expect(registerKernels() - before).toBe(0);
+    expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+    expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+    expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+  }, COMPILE_TIMEOUT);
+});
+
+const CHUNK_NONCAUSAL: Case = { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 96, Ev: 80, causal: false, mask: 'bool', scale: 0.3 };
+describe('the head-dim-chunked register backward (operands staged ch columns at a time) matches the float64 reference', () => {
+  // forced grids (the f32 head-dim-128 default on hardware GPUs) on every adapter: GQA + causal + odd lengths, head
+  // dims that are not multiples of the chunk (the last chunk partly or wholly past the head dim), masks, P/dS by turns
+  const cases: [Case, { tr: number; tc: number; ch: number; turns?: boolean }, 'always' | 'never'][] = [
+    [{ B: 1, Hq: 4, Hkv: 2, Lq: 37, Lkv: 53, E: 128, Ev: 128, causal: true, mask: null }, { tr: 4, tc: 16, ch: 16 }, 'never'],
+    [CHUNK_NONCAUSAL, { tr: 4, tc: 16, ch: 32, turns: true }, 'always'],
+    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 72, Ev: 128, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 32 }, 'never'],
+  ];
+  cases.forEach(([c, grid, spec]) => {
+    it(`grid ${JSON.stringify(grid)}, specialisation ${spec}: ${JSON.stringify(c)}`, async () => {
+      const ref = await attend(c, cpu, 'float64');
+      setFlashBackwardPath('registers');
+      setFlashBackwardGrid(grid);
+      setFlashSpecialization(spec);
+      setFlashBackwardScores('never');
+      const got = await attend(c, gpu, 'float32');
+      expect(lastBackwardGrids().dq?.ch).toBe(grid.ch);
+      expect(lastBackwardGrids().dkv?.ch).toBe(grid.ch);
+      expect(!!lastBackwardGrids().dkv?.turns).toBe(!!grid.turns);
+      expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+      expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+      expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+    }, COMPILE_TIMEOUT);
+  });
+
+  it('the scores backward with the chunked dK/dV kernel', async () => {
+    // the shape of the second case above (its forward pipeline): only the dK/dV kernel is new
+    const c = CHUNK_NONCAUSAL;
+    const ref = await attend(c, cpu, 'float64');
+    setFlashBackwardPath('registers');
+    setFlashBackwardScores('always');
+    setFlashSpecialization('always');
+    setFlashBackwardGrid({ tr: 4, tc: 16, ch: 32, turns: true });
+    const got = await attend(c, gpu, 'float32');
+    expect(lastBackwardGrids().dq).toBe(null);
+    expect(lastBackwardGrids().dkv?.ch).toBe(32);
+    expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+    expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+    expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+  }, COMPILE_TIMEOUT);
+
+  it('the default grids of f32 head dim 128: chunked on hardware GPUs, none of the chunked grids on software adapters', async () => {
+    const c: Case = { B: 1, Hq: 2, Hkv: 2, Lq: 40, Lkv: 40, E: 128, Ev: 128, causal: true, mask: null };
+    setFlashBackwardPath('registers');
+    const ref = await attend(c, cpu, 'float64');
+    const got = await attend(c, gpu, 'float32');
+    const used = lastBackwardGrids();
+    if (gpu.info.software) expect([used.dq?.ch, used.dkv?.ch]).toEqual([undefined, undefined]);
+    else expect([used.dq, used.dkv].map((g) => `${g?.tr}x${g?.tc}c${g?.ch}`)).toEqual(['16x16c32', '16x16c32']);
     expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
     expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
     expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');

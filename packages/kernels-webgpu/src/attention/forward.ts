@@ -215,6 +215,16 @@ interface RegisterGrid {
    * kernel; the next chunk is loaded into registers while the current one is multiplied. Default: whole head dim.
    */
   qk?: number;
+  /**
+   * Row strides of the transposed staging (Kᵀ, Pᵀ, and Qᵀ when chunked) one vec4 longer than the rows they hold, so that a
+   * subgroup's stores of one key tile (consecutive head-dim columns, one row each) spread over the 32
+   * workgroup-memory banks instead of all hitting the same four (NVIDIA: a 32-way conflict per store).
+   */
+  pad?: boolean;
+  /** The end-of-kernel NaN-flag exchange reuses the row-sum buffer (bit casts, two more barriers once): 2 KiB less workgroup memory. */
+  lean?: boolean;
+  /** Groups of 4 keys per thread (default 1): 4·tc·kw keys per tile, each thread scoring 4·rv rows × 4·kw keys. */
+  kw?: number;
 }
 
 /**
@@ -243,11 +253,14 @@ const REGISTER_GRIDS: RegisterGrid[] = [
  * `qkvBytes` 2) and Pᵀ as vec4 columns, and two row-reduction slots per thread.
  */
 function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): number {
-  const BC = 4 * g.tc;
+  const kc = g.tc * (g.kw ?? 1);
+  const BC = 4 * kc;
   const trq = g.tr * (g.rv ?? 1);
   const QK = Math.min(g.qk ?? EC, EC);
-  const kv = g.shared ? Math.max(QK * g.tc, BC * (EVC / 4)) : QK * g.tc + BC * (EVC / 4);
-  return 4 * qkvBytes * (QK * trq + kv) + 16 * (BC * trq + 2 * trq * g.tc) + 64;
+  const pad = g.pad ? 1 : 0;
+  const kv = g.shared ? Math.max(QK * (kc + pad), BC * (EVC / 4)) : QK * (kc + pad) + BC * (EVC / 4);
+  // Qᵀ, staged once unless chunked, stays unpadded when whole
+  return 4 * qkvBytes * (QK * (trq + (QK < EC ? pad : 0)) + kv) + 16 * (BC * (trq + pad) + (g.lean ? 1 : 2) * trq * g.tc) + 64;
 }
 
 /**
@@ -280,10 +293,20 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // Q tile of 64 rows × 128 f32 alone is 32 KiB; held whole, only 8x8 with K/V sharing one buffer fits 48 KiB). H100,
   // Dawn/Vulkan, f32 B=8 H=16 L=1024 E=128: 5.54 vs 7.82 ms (8x8 shared), causal 3.42 vs 4.44; chunks of 16: 5.96.
   // At E=64 the chunks lost (B=1 L=4096 5.41 vs 3.61 ms, ViT 2.78 vs 2.24): there the whole Q tile fits.
-  const chunkedF32: RegisterGrid[] = qkvBytes === 4 && EC >= 128 ? [{ tr: 16, tc: 8, qk: 32 }] : [];
+  // Then 256 threads over 128 query rows with chunks of 16 (padded, NaN flags through the row-sum buffer: 48 KiB at
+  // E=128) where it fits: H100, same call, f32 B=8 H=16 L=1024 E=128 3.704 vs 5.576 ms (16x8 chunks of 32, padded),
+  // TF.js-WebGPU 5.74; at E=64 the same grid tied with 16x8 (ViT 1.991 vs 2.052, B=8 L=1024 2.077 vs 2.030, B=1
+  // L=4096 3.776 vs 3.505 ms), and 128 rows over 128 threads (32x4, 16x4 rv2, K/V in one buffer or chunks of 32) lost.
+  const chunkedF32: RegisterGrid[] = qkvBytes === 4 && EC >= 128 ? [{ tr: 32, tc: 8, qk: 16, lean: true }, { tr: 16, tc: 8, qk: 32 }] : [];
   const list = device.info.software ? SOFTWARE_GRIDS : qkvBytes === 2 ? [{ tr: 32, tc: 8 }, ...REGISTER_GRIDS] : [...chunkedF32, ...REGISTER_GRIDS];
+  // float32 on hardware GPUs: staging rows padded against bank conflicts. H100 (Dawn/Vulkan, f32, fwd_probe.mjs, one
+  // call, 3 interleaved rounds, medians, 16x8 without → with padding): ViT B=128 H=16 L=196 E=64 2.147 → 1.931 ms,
+  // B=8 H=16 L=1024 E=64 2.093 → 1.951, B=1 H=16 L=4096 E=64 3.905 → 3.359, B=8 H=16 L=4096 E=64 25.67 → 23.51,
+  // E=128 (16x8, chunks of 32) 5.821 → 5.613; TF.js-WebGPU unfused in the same process 3.96 / 3.72 / 7.24 / - / 7.22.
+  // `lean` on top: 1.952 / 1.875 / 3.317 / 23.68 / 5.80 (noise); 8x8 with padding: 3.58 / 3.88 / 7.05 / 51.6 / 11.2.
+  const tuned = (g: RegisterGrid): RegisterGrid => (!device.info.software && qkvBytes === 4 ? { pad: true, ...g } : g);
   for (const g of list) {
-    const x = place(g);
+    const x = place(tuned(g));
     if (x) return x;
   }
   return null;
@@ -318,7 +341,11 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const RV = g.rv ?? 1;
   const TRQ = TR * RV;
   const BR = 4 * TRQ;
-  const BC = 4 * TC;
+  // KW groups of 4 keys per thread: thread tc_ scores keys 4·(tc_ + TC·w) .. +3 for w < KW
+  const KW = g.kw ?? 1;
+  const KC = TC * KW;
+  const W = Array.from({ length: KW }, (_, w) => w);
+  const BC = 4 * KC;
   const EV4 = EVC / 4;
   const ON = EV4 / TC;
   const WG = TR * TC;
@@ -339,17 +366,26 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   // per-thread registers of one staged K tile or chunk (NK vec4), Q chunk (NQ) and V tile (NV vec4); prefetching
   // keeps K and V live (chunked: the next chunk is always loaded during the current one; prefetch adds V and the
   // next tile's first chunk)
-  const NK = Math.ceil((QK * TC) / WG);
+  const NK = Math.ceil((QK * KC) / WG);
   const NQ = chunked ? Math.ceil((QK * TRQ) / WG) : 0;
   const NV = Math.ceil((BC * EV4) / WG);
   const prefetch = (g.prefetch ?? true) && (chunked ? (NQ + NK + NV) * (half ? 2 : 4) <= 64 : (NK + NV) * (half ? 2 : 4) <= 32);
   const kvName = (x: 'k' | 'v') => (shared ? 'fkv_' : `f${x}_`);
+  // row strides (vec4) of Kᵀ, Qᵀ and Pᵀ: one longer when padded against bank conflicts
+  const KS = KC + (g.pad ? 1 : 0);
+  const QS = TRQ + (g.pad && chunked ? 1 : 0);
+  const PS = TRQ + (g.pad ? 1 : 0);
+  const lean = !!g.lean;
   const xorSteps: number[] = [];
   for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
   const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
   const rep = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
   const perV = (f: (v: number) => string, sep = '\n    ') => V.map(f).join(sep);
   const perM = (f: (m: number) => string, sep = '\n    ') => M.map(f).join(sep);
+  // score registers of row m, key group w, and the first key of group w (the names of one group when KW = 1)
+  const sv = (m: number, w: number) => (KW === 1 ? `s${m}` : `s${m}_${w}`);
+  const jbv = (w: number) => (KW === 1 ? 'jb' : `jb${w}`);
+  const perMW = (f: (m: number, w: number) => string, sep = '\n    ') => M.flatMap((m) => W.map((w) => f(m, w))).join(sep);
   // row m of the thread: group v = m >> 2, lane m & 3
   const rowOf = (m: number) => `ib${m >> 2} + ${m & 3}u`;
   const lane = (m: number) => LANE[m & 3]!;
@@ -361,7 +397,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   // K tile (chunk from column e0) at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·QK + e
   const loadK = (j: string, e0 = '') =>
     Array.from({ length: NK }, (_, u) =>
-      guard(u, QK * TC, `{
+      guard(u, QK * KC, `{
         let t = lidx + ${u * WG}u;
         let e = ${e0 ? `${e0} + ` : ''}t % ${QK}u;
         let c4 = t / ${QK}u;
@@ -372,7 +408,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         kr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * TC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${TC}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
+  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * KC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
   // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
   const loadV = (j: string) =>
     Array.from({ length: NV }, (_, u) =>
@@ -404,12 +440,12 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         qr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${TRQ}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
+  const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${QS}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
   // S += Q·Kᵀ over the staged columns 0 .. n
   const dots = (n: string) => `for (var kk = 0u; kk < ${n}; kk = kk + 1u) {
-      let k4 = ${wide(`${kvName('k')}[kk * ${TC}u + tc_]`)};
-      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${TRQ}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
-      ${perM((m) => `s${m} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4, s${m});`, '\n      ')}
+      ${W.map((w) => `let k4${KW === 1 ? '' : `_${w}`} = ${wide(`${kvName('k')}[kk * ${KS}u + tc_${w ? ` + ${TC * w}u` : ''}]`)};`).join('\n      ')}
+      ${perV((v) => `let a${v} = ${wide(`fq_[kk * ${QS}u + tr_ + ${TR * v}u]`)};`, '\n      ')}
+      ${perMW((m, w) => `${sv(m, w)} = fma(vec4<f32>(a${m >> 2}.${lane(m)}), k4${KW === 1 ? '' : `_${w}`}, ${sv(m, w)});`, '\n      ')}
     }`;
   // chunked Q·Kᵀ: per chunk, the staged registers go to workgroup memory and the next chunk (or the next tile's
   // first one) is loaded while this one is multiplied
@@ -460,7 +496,7 @@ ${kvRange(p, BR)}${sg ? `
     if (e < ${hd.e}) {
       ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${qVal(`q0 + 4u * r4 + ${m}u`, 'e')}; }`, '\n      ')}
     }
-    fq_[e * ${TRQ}u + r4] = x;
+    fq_[e * ${QS}u + r4] = x;
   }`}
   ${perV((v) => `let ib${v} = q0 + 4u * (tr_ + ${TR * v}u);
   var m_run${v} = vec4<f32>(neg_inf());
@@ -491,7 +527,7 @@ ${kvRange(p, BR)}${sg ? `
     // V as vec4 rows
     ${loadV('j0')}
     ${storeV}`}
-    ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
+    ${perMW((m, w) => `var ${sv(m, w)} = vec4<f32>(0.0);`)}
     ${chunkLoop}` : `
     workgroupBarrier();
     // Kᵀ as vec4 columns of 4 keys${prefetch ? ' (prefetched into registers during the previous tile unless a new range starts here)' : ''}
@@ -509,18 +545,18 @@ ${kvRange(p, BR)}${sg ? `
       ${loadK(`(j0 + ${BC}u)`)}
       pre_j = j0 + ${BC}u;
     }` : ''}
-    ${perM((m) => `var s${m} = vec4<f32>(0.0);`)}
+    ${perMW((m, w) => `var ${sv(m, w)} = vec4<f32>(0.0);`)}
     ${dots(hd.e)}`}
-    let jb = j0 + 4u * tc_;
+    ${KW === 1 ? 'let jb = j0 + 4u * tc_;' : W.map((w) => `let ${jbv(w)} = j0 + 4u * (tc_ + ${TC * w}u);`).join('\n    ')}
     let sc_ = ${half ? 'u_scale()' : '1.0'};
-    ${perM((m) => R.map((n) => `{
-      var x = select(neg_inf(), finish_score(s${m}.${LANE[n]} * sc_, b, h, min(${rowOf(m)}, LQ - 1u), min(jb + ${n}u, j_hi - 1u), !full_blk), (${rowOf(m)} < LQ) & (jb + ${n}u < j_hi));
+    ${perMW((m, w) => R.map((n) => `{
+      var x = select(neg_inf(), finish_score(${sv(m, w)}.${LANE[n]} * sc_, b, h, min(${rowOf(m)}, LQ - 1u), min(${jbv(w)} + ${n}u, j_hi - 1u), !full_blk), (${rowOf(m)} < LQ) & (${jbv(w)} + ${n}u < j_hi));
       // NaN found by its bits (drivers fold x != x and max() may drop NaN): the row's output becomes NaN
       let nan_ = is_nan_f32(x);
       bad${m >> 2}.${lane(m)} = bad${m >> 2}.${lane(m)} | u32(nan_);
-      s${m}.${LANE[n]} = select(x, neg_inf(), nan_);
+      ${sv(m, w)}.${LANE[n]} = select(x, neg_inf(), nan_);
     }`).join(' '))}
-    ${perV((v) => `let lmx${v} = vec4<f32>(${rep((c) => `max(max(s${4 * v + c}.x, s${4 * v + c}.y), max(s${4 * v + c}.z, s${4 * v + c}.w))`, ', ')});
+    ${perV((v) => `let lmx${v} = vec4<f32>(${rep((c) => W.map((w) => `max(max(${sv(4 * v + c, w)}.x, ${sv(4 * v + c, w)}.y), max(${sv(4 * v + c, w)}.z, ${sv(4 * v + c, w)}.w))`).reduce((a, b) => `max(${a}, ${b})`), ', ')});
     var mx${v} = m_run${v};`)}
     ${sg ? `if (use_sg) {
       ${perV((v) => `var r${v}_ = lmx${v};
@@ -537,13 +573,13 @@ ${kvRange(p, BR)}${sg ? `
     ${perV((v) => `let live${v} = mx${v} != vec4<f32>(neg_inf());
     let alpha${v} = select(vec4<f32>(1.0), exp(m_run${v} - mx${v}), live${v});
     m_run${v} = mx${v};`)}
-    ${perM((m) => `s${m} = select(vec4<f32>(0.0), exp(s${m} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
-    ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => `s${4 * v + c}.x + s${4 * v + c}.y + s${4 * v + c}.z + s${4 * v + c}.w`, ', ')});`)}
-    ${perV((v) => rep((n) => `fp_[(jb - j0 + ${n}u) * ${TRQ}u + tr_ + ${TR * v}u] = vec4<f32>(s${4 * v}.${LANE[n]}, s${4 * v + 1}.${LANE[n]}, s${4 * v + 2}.${LANE[n]}, s${4 * v + 3}.${LANE[n]});`))}
+    ${perMW((m, w) => `${sv(m, w)} = select(vec4<f32>(0.0), exp(${sv(m, w)} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
+    ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => W.map((w) => `${sv(4 * v + c, w)}.x + ${sv(4 * v + c, w)}.y + ${sv(4 * v + c, w)}.z + ${sv(4 * v + c, w)}.w`).join(' + '), ', ')});`)}
+    ${W.map((w) => perV((v) => rep((n) => `fp_[(${jbv(w)} - j0 + ${n}u) * ${PS}u + tr_ + ${TR * v}u] = vec4<f32>(${sv(4 * v, w)}.${LANE[n]}, ${sv(4 * v + 1, w)}.${LANE[n]}, ${sv(4 * v + 2, w)}.${LANE[n]}, ${sv(4 * v + 3, w)}.${LANE[n]});`))).join('\n    ')}
     ${M.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha${m >> 2}.${lane(m)};`).join(' ')).join('\n    ')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
-      ${perV((v) => `let pa${v} = fp_[kk * ${TRQ}u + tr_ + ${TR * v}u];`, '\n      ')}
+      ${perV((v) => `let pa${v} = fp_[kk * ${PS}u + tr_ + ${TR * v}u];`, '\n      ')}
       ${Array.from({ length: ON }, (_, o) => `{
         let vv = ${wide(`${kvName('v')}[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
         ${perM((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa${m >> 2}.${lane(m)}), vv, acc[${m * ON + o}]);`, '\n        ')}
@@ -552,12 +588,21 @@ ${kvRange(p, BR)}${sg ? `
 `)}
   // the row sums and NaN flags, partial per thread, combined once
   workgroupBarrier();
-  ${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};
+  ${lean ? `${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};`, '\n  ')}
+  workgroupBarrier();
+  ${perV((v) => `var l${v} = vec4<f32>(0.0);
+  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}
+  // the NaN flags through the same buffer, as bits
+  workgroupBarrier();
+  ${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = bitcast<vec4<f32>>(bad${v});`, '\n  ')}
+  workgroupBarrier();
+  ${perV((v) => `var bd${v} = vec4<u32>(0u);
+  ${Array.from({ length: TC }, (_, c) => `bd${v} = bd${v} | bitcast<vec4<u32>>(fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]);`).join('\n  ')}`, '\n  ')}` : `${perV((v) => `fr_[lidx * ${RV}u + ${v}u] = l_run${v};
   ff_[lidx * ${RV}u + ${v}u] = bad${v};`, '\n  ')}
   workgroupBarrier();
   ${perV((v) => `var l${v} = vec4<f32>(0.0);
   var bd${v} = vec4<u32>(0u);
-  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]; bd${v} = bd${v} | ff_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}
+  ${Array.from({ length: TC }, (_, c) => `l${v} = l${v} + fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]; bd${v} = bd${v} | ff_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u];`).join('\n  ')}`, '\n  ')}`}
   ${perM((m) => `if (${rowOf(m)} < LQ) {
     let i = ${rowOf(m)};
     let row = lse_idx(b, h, i);
@@ -572,12 +617,12 @@ ${kvRange(p, BR)}${sg ? `
       if (tc_ == 0u) { store_mlb(row * 3u, m_run${m >> 2}.${lane(m)}); store_mlb(row * 3u + 1u, lm); store_mlb(row * 3u + 2u, select(0.0, 1.0, isbad)); }
     }
   }`, '\n  ')}`;
-  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${QK * TRQ}>;
-${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * TC, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${QK * TC}>;
+  const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${QK * QS}>;
+${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * KS, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${QK * KS}>;
 var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}
-var<workgroup> fp_: array<vec4<f32>, ${BC * TRQ}>;
-var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;
-var<workgroup> ff_: array<vec4<u32>, ${WG * RV}>;${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
+var<workgroup> fp_: array<vec4<f32>, ${BC * PS}>;
+var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;${lean ? '' : `
+var<workgroup> ff_: array<vec4<u32>, ${WG * RV}>;`}${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
 fn load_accb(i: u32) -> f32 { return work[i]; }
 fn store_accb(i: u32, x: f32) { work[i] = x; }
 fn load_mlb(i: u32) -> f32 { return work[u_mlb_at() + i]; }
@@ -585,7 +630,7 @@ fn store_mlb(i: u32, x: f32) { work[u_mlb_at() + i] = x; }
 ${scoreHelpers(p)}
 ${tileMapWgsl(p, 'q')}`;
   // loop iterations per key of one invocation: staging K and V, the dot loop, the P·V loop
-  const costPerKey = ((EC * TC) / WG + (chunked ? (EC * TRQ) / WG : 0) + (BC * EV4) / WG + d.E + BC + 8) / BC;
+  const costPerKey = ((EC * KC) / WG + (chunked ? (EC * TRQ) / WG : 0) + (BC * EV4) / WG + d.E + BC + 8) / BC;
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
   const multi = chunks.length > 1;
   const rowsTotal = p.varlen ? d.TQ * d.Hq : d.B * d.Hq * d.Lq;
@@ -597,7 +642,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },

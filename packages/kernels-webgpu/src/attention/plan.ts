@@ -454,20 +454,22 @@ export function registerForward(p: FlashParams): boolean {
   return takesRegisters(forwardPath, p);
 }
 
-let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number } | null = null;
+let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null = null;
 /**
  * Forces the register forward's thread grid (`tr` × `tc` threads, 4·rv × 4 scores each, so 4·tr·rv query
  * rows by 4·tc keys per tile; `rv` 1 or 2, default 1) where it fits the adapter, and with `prefetch: false` turns off loading the next
  * key tile during the current one, and with `shared` true/false forces K and V into one buffer or two;
  * `null` = the first fitting grid of the built-in list, prefetching where
  * registers allow. `qk` (a divisor of the head-dim class) stages Q·Kᵀ that many head-dim columns at a time, Q
- * re-read per key tile instead of held in workgroup memory all along. A tuning and testing knob (bench/gpu/tile_probe.mjs); results are the same.
+ * re-read per key tile instead of held in workgroup memory all along; `pad` lengthens the transposed staging rows by
+ * one vec4 (no workgroup-memory bank conflicts on the tile stores); `lean` exchanges the NaN flags through the row-sum
+ * buffer; `kw` gives each thread 4·kw keys per tile. A tuning and testing knob (bench/gpu/tile_probe.mjs, fwd_probe.mjs); results are the same.
  */
-export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number } | null): void {
+export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null): void {
   registerTile = t;
 }
 /** The forced register-forward thread grid, or null. */
-export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number } | null {
+export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null {
   return registerTile;
 }
 
@@ -546,16 +548,26 @@ export interface BackwardGrid {
    * barriers per tile) — what lets 16×4 fit f32 at head dim 64. Default: where two buffers do not fit.
    */
   turns?: boolean;
+  /**
+   * Head-dim chunk (a divisor of both head-dim classes, a multiple of `tc`, below the larger class): every operand
+   * tile is staged `ch` columns at a time — S and dP accumulate over the chunks, the dQ / dK / dV products run chunk
+   * by chunk — so no operand is held whole in workgroup memory (what lets f32 head dim 128 take 16×8 grids). Chunked
+   * grids never prefetch. Default: none (whole tiles), except the f32 head-dim-128+ grids of `pickBackwardGrid`.
+   */
+  ch?: number;
 }
 /** Which register backward kernel a grid is for. */
 export type BackwardKernel = 'dq' | 'dkv';
 /**
- * A grid from its text `TRxTC[pf][t]` (`pf` prefetch on, else off; `t` P/dS by turns), as the environment variable
- * `WEBATTN_FLASH_BACKWARD_GRID` and bench/gpu/bwd_probe.mjs write it; null for anything else.
+ * A grid from its text `TRxTC[cCH][pf][t]` (`cCH` head-dim chunks of CH columns; `pf` prefetch on, else off; `t` P/dS
+ * by turns), as the environment variable `WEBATTN_FLASH_BACKWARD_GRID` and bench/gpu/bwd_probe.mjs write it; null for
+ * anything else.
  */
 export function parseBackwardGrid(text: string | undefined): BackwardGrid | null {
-  const m = /^(\d+)x(\d+)(pf)?(t)?$/.exec(text ?? '');
-  return m ? { tr: Number(m[1]), tc: Number(m[2]), prefetch: !!m[3], ...(m[4] ? { turns: true } : {}) } : null;
+  const m = /^(\d+)x(\d+)(?:c(\d+))?(pf)?(t)?$/.exec(text ?? '');
+  return m
+    ? { tr: Number(m[1]), tc: Number(m[2]), ...(m[3] ? { ch: Number(m[3]) } : {}), prefetch: !!m[4], ...(m[5] ? { turns: true } : {}) }
+    : null;
 }
 const envGrid = parseBackwardGrid((globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLASH_BACKWARD_GRID);
 let backwardGrid: Record<BackwardKernel, BackwardGrid | null> = { dq: envGrid, dkv: envGrid };
@@ -563,7 +575,7 @@ let backwardGrid: Record<BackwardKernel, BackwardGrid | null> = { dq: envGrid, d
  * Forces the register backward's thread grid where it fits the adapter: one grid for both kernels, or `{ dq, dkv }`
  * per kernel; `null` = the first fitting grid of the built-in list. A tuning and testing knob
  * (bench/gpu/bwd_probe.mjs); results are the same. The environment variable `WEBATTN_FLASH_BACKWARD_GRID`
- * (`TRxTC[pf][t]`, e.g. `4x4pf`) sets its start value.
+ * (`TRxTC[cCH][pf][t]`, e.g. `4x4pf`, `16x16c32`) sets its start value.
  */
 export function setFlashBackwardGrid(g: BackwardGrid | { dq?: BackwardGrid | null; dkv?: BackwardGrid | null } | null): void {
   if (!g) backwardGrid = { dq: null, dkv: null };
@@ -598,8 +610,18 @@ export function halfGradStaging(p: FlashParams, g: FlashGradInputs): boolean {
  * with prefetch: 17.23 / 18.93 / 31.05 / 221.1); f16 16×8 with prefetch: ViT 17.16 → 12.99, B=8 L=1024 14.75 → 12.63,
  * B=1 L=4096 26.31 → 20.07, B=8 L=4096 186.3 → 148.2.
  */
+// (f32 dK/dV at head dims 64 and 128, f32 dQ at 128: the chunked grids below come first)
 const BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 8 }, { tr: 16, tc: 4 }, { tr: 8, tc: 8 }, { tr: 8, tc: 4 }, { tr: 4, tc: 8 }, { tr: 4, tc: 4 }];
 const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 4 }];
+/**
+ * Head-dim-chunked grids, tried first for f32 on hardware GPUs (see `chunkedBackward`). H100 (Dawn/Vulkan,
+ * bwd_probe.mjs, fwd+bwd f32 ms, variants interleaved in one process; TF.js-WebGPU unfused in the same call):
+ * B=8 H=16 L=1024 E=128: before (staged dK/dV, 4×4 dQ) 278.0, 16×8c32 27.6, 16×16c32 21.7 (dK/dV by turns; dQ = dS·K;
+ * TF.js 14.4); L=2048 E=128: 969.1, 129.4, 112.7 (both kernels; TF.js: over its 2 GiB binding). Head dim 64, dK/dV
+ * 16×16c32 instead of 16×4 prefetching (dQ = dS·K or dQ 16×4 as before): ViT B=128 L=196 11.81 → 10.29, B=8 L=1024
+ * 14.09 → 10.60, B=1 L=4096 24.51 → 20.57, B=8 L=4096 228.4 → 205.4 (TF.js 7.3, 8.9, 17.9, —).
+ */
+const CHUNKED_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 16, ch: 32 }, { tr: 16, tc: 8, ch: 32 }, { tr: 8, tc: 8, ch: 32 }];
 
 /**
  * The register backward's grid for one kernel, or null (the staged kernel then runs): `bytes(g)` its
@@ -616,16 +638,40 @@ export function pickBackwardGrid(
   accumulators: (g: BackwardGrid) => number,
   EC: number,
   EVC: number,
+  chunked = false,
 ): BackwardGrid | null {
   const budget = device.limits.maxComputeWorkgroupStorageSize - 64;
+  const chunkOk = (g: BackwardGrid) =>
+    g.ch === undefined || (g.ch >= 4 && g.ch % g.tc === 0 && EC % g.ch === 0 && EVC % g.ch === 0 && g.ch < Math.max(EC, EVC));
   const fits = (g: BackwardGrid) =>
-    EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && bytes(g) <= budget && accumulators(g) <= 128 &&
+    EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && chunkOk(g) && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.prefetch ?? !device.info.software });
+  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? false : (g.prefetch ?? !device.info.software) });
   const forced = forcedBackwardGrid(kernel);
   if (forced && fits(forced)) return withPrefetch(forced);
-  const g = (device.info.software ? SOFTWARE_BACKWARD_GRIDS : BACKWARD_GRIDS).find(fits);
+  const list = device.info.software ? SOFTWARE_BACKWARD_GRIDS : chunked ? [...CHUNKED_BACKWARD_GRIDS, ...BACKWARD_GRIDS] : BACKWARD_GRIDS;
+  const g = list.find(fits);
   return g ? withPrefetch(g) : null;
+}
+
+/**
+ * Whether the register backward tries the head-dim-chunked grids first (hardware GPUs, f32 staging): the dK/dV kernel
+ * at head-dim classes 64 and 128, the dQ kernel at 128 (at 64 its 16×4 prefetching grid ran as fast). Class 256 keeps
+ * the staged kernels and classes up to 32 the whole-tile grids by default: not measured (a forced chunked grid runs
+ * there where it fits).
+ */
+export function chunkedBackward(kernel: BackwardKernel, EC: number, EVC: number, half: boolean): boolean {
+  const top = Math.max(EC, EVC);
+  return chunkedOn && !half && (top === 128 || (kernel === 'dkv' && top === 64));
+}
+let chunkedOn = true;
+/**
+ * Whether the f32 register backward tries its chunked grids first where `chunkedBackward` says (`true`, the default)
+ * or only the whole-tile grids (`false`: the defaults before the chunks; at head dim 128 the staged dK/dV kernel and a
+ * 4×4 dQ grid). A tuning knob for bench/gpu/bwd_probe.mjs (`nochunk`); results are the same.
+ */
+export function setFlashBackwardChunked(on: boolean): void {
+  chunkedOn = on;
 }
 
 /**
