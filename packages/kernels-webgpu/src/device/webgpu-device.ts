@@ -385,6 +385,8 @@ export class WebGPUDevice extends Device {
   private groupCache = new Map<string, GPUBindGroup>();
   private groupKeysOf = new Map<GPUBuffer, string[]>();
   private scheduled = false;
+  /** The queue's eager submission was refused; no new attempt until the queue is handed on (flushed). */
+  private eagerRefused = false;
   private chain: Promise<void> = Promise.resolve();
   private deferredDestroy: GPUBuffer[] = [];
   private uniformRing: GPUBuffer | null = null;
@@ -1042,7 +1044,7 @@ export class WebGPUDevice extends Device {
     this.queuedDispatches++;
     const fb = this.flushBatchN;
     // a full chunk goes now when it can be submitted without waiting; else it stays recorded (one batch at the microtask)
-    if (fb > 0 && this.queuedDispatches % fb === 0 && this.queuedDispatches < MAX_BATCH && this.trySubmitNow()) return;
+    if (fb > 0 && this.queuedDispatches % fb === 0 && this.queuedDispatches < MAX_BATCH && !this.eagerRefused && this.trySubmitNow()) return;
     if (this.queuedDispatches >= MAX_BATCH) void this.flush();
     else this.schedule();
   }
@@ -1065,6 +1067,14 @@ export class WebGPUDevice extends Device {
    * reads (a deferred check).
    */
   private trySubmitNow(): boolean {
+    const ok = this.submitNowIfReady();
+    // what blocked it (a pipeline compiling, an allocation check, an in-flight batch) settles only asynchronously and
+    // stays in the queue: no new attempt (each scans the queue) until the queue is handed on
+    if (!ok) this.eagerRefused = true;
+    return ok;
+  }
+
+  private submitNowIfReady(): boolean {
     const cmds = this.queue;
     if (!cmds.length || this.unsubmitted > 0 || this.prof || this.isLost || this.flushBatchN === 0) return false;
     const align = this.limits.minUniformBufferOffsetAlignment;
@@ -1103,6 +1113,7 @@ export class WebGPUDevice extends Device {
     // committed: from here on this batch is submitted now
     this.queue = [];
     this.queuedDispatches = 0;
+    this.eagerRefused = false;
     for (const [c, e] of failed) this.fail(c, e);
     for (const st of plan) if (!('kind' in st)) this.cnt.bindGroupHits++;
     // bind groups not cached yet are made now and used without awaiting their validation: their buffers are settled,
@@ -1207,6 +1218,7 @@ export class WebGPUDevice extends Device {
     if (this.trySubmitNow()) return this.chain;
     this.queue = [];
     this.queuedDispatches = 0;
+    this.eagerRefused = false;
     this.unsubmitted++;
     const id = this.recording++;
     const p = this.chain.then(() => this.submitBatch(cmds)).finally(() => {
