@@ -507,6 +507,28 @@ describe('default device lifetime', () => {
 });
 
 describe('process lifetime', () => {
+  it('WEBATTN_FLUSH_BATCH sets the chunk size of a new device; a value that is not a count is INVALID_ARGUMENT naming the variable', () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const script = `
+      const T = await import('@webattn/core-tensor');
+      await import('@webattn/kernels-webgpu');
+      try {
+        const d = await T.getDevice({ kind: 'webgpu' });
+        console.log('flushBatch', d.flushBatch);
+        d.destroy();
+      } catch (e) {
+        console.log('error', e.code, e.message);
+      }`;
+    const go = (v: string) =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, timeout: 60_000, encoding: 'utf8', env: { ...process.env, WEBATTN_FLUSH_BATCH: v } });
+    const ok = go('16');
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^flushBatch 16$/m);
+    const bad = go('lots');
+    expect(bad.status, bad.stderr).toBe(0);
+    expect(bad.stdout).toMatch(/^error INVALID_ARGUMENT .*WEBATTN_FLUSH_BATCH: expected a non-negative integer .*"lots"/m);
+  });
+
   it('node -e with core-tensor: get a device, compute, destroy → exits by itself', () => {
     const root = fileURLToPath(new URL('../../../', import.meta.url));
     const script = `
