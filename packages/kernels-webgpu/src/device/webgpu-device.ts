@@ -413,7 +413,12 @@ export class WebGPUDevice extends Device {
     this.limits = gpu.limits;
     this.onDestroy = options.onDestroy ?? (() => undefined);
     this.poolBudgetFixed = options.poolBudget ?? null;
-    this.flushBatchN = options.flushBatch !== undefined ? checkFlushBatch(options.flushBatch, 'flushBatch') : (flushBatchFromEnv() ?? DEFAULT_FLUSH_BATCH);
+    try {
+      this.flushBatchN = options.flushBatch !== undefined ? checkFlushBatch(options.flushBatch, 'flushBatch') : (flushBatchFromEnv() ?? DEFAULT_FLUSH_BATCH);
+    } catch (e) {
+      gpu.destroy(); // a bad option must not leave the GPUDevice it was handed alive
+      throw e;
+    }
     this.maxLoopIterations = /llvmpipe/i.test(info.adapter) ? 65535 : Infinity;
     void gpu.lost.then((i) => {
       this.isLost = true;
