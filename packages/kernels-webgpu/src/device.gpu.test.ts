@@ -507,7 +507,7 @@ describe('default device lifetime', () => {
 });
 
 describe('process lifetime', () => {
-  it('WEBATTN_FLUSH_BATCH sets the chunk size of a new device; a value that is not a count is INVALID_ARGUMENT naming the variable', () => {
+  it('WEBATTN_FLUSH_BATCH and getDevice({ flushBatch }) set the chunk size of a new device; a value that is not a count is INVALID_ARGUMENT naming its source', () => {
     const root = fileURLToPath(new URL('../../../', import.meta.url));
     const script = `
       const T = await import('@webattn/core-tensor');
@@ -518,12 +518,19 @@ describe('process lifetime', () => {
         d.destroy();
       } catch (e) {
         console.log('error', e.code, e.message);
-      }`;
+      }
+      const o = await T.getDevice({ kind: 'webgpu', flushBatch: 3 }).catch((e) => e);
+      console.log('option', o.flushBatch ?? o.code);
+      o.destroy?.();
+      const s = await T.getDevice({ kind: 'webgpu', flushBatch: 'x' }).catch((e) => e);
+      console.log('string option', s.code, s.message);`;
     const go = (v: string) =>
       spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, timeout: 60_000, encoding: 'utf8', env: { ...process.env, WEBATTN_FLUSH_BATCH: v } });
     const ok = go('16');
     expect(ok.status, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/^flushBatch 16$/m);
+    expect(ok.stdout).toMatch(/^option 3$/m); // getDevice's option wins over the variable
+    expect(ok.stdout).toMatch(/^string option INVALID_ARGUMENT .*flushBatch: expected a non-negative integer/m);
     const bad = go('lots');
     expect(bad.status, bad.stderr).toBe(0);
     expect(bad.stdout).toMatch(/^error INVALID_ARGUMENT .*WEBATTN_FLUSH_BATCH: expected a non-negative integer .*"lots"/m);
