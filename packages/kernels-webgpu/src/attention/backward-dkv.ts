@@ -382,7 +382,10 @@ ${tileMapWgsl(p, 'k')}`,
  * query tile, Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ accumulate chunk by chunk (Kᵀ with Qᵀ, then Vᵀ with dOᵀ, in the forward's fma
  * order), P and dS go to workgroup memory once, and dV += Pᵀ·dO and dK += dSᵀ·Q run chunk by chunk of dO and Q
  * (each thread's accumulator columns of a chunk are static). K and V are re-read from storage per query tile, Q and
- * dO twice: that traffic buys 64-key workgroups where whole tiles fit only 16 keys (or none at 48 KiB).
+ * dO twice: that traffic buys 64-key workgroups where whole tiles fit only 16 keys (or none at 48 KiB). With
+ * `grid.prefetch` (the hardware default) each chunk step's operands are read into registers during the step before
+ * (the next query tile's first chunk during the last step), so the storage latency hides behind the products, and
+ * the Kᵀ / Vᵀ chunk rows are one vec4 longer (its transposed stores hit 8 banks alike otherwise).
  */
 function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, ds: Tensor | null): { dk: Tensor; dv: Tensor } {
   const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
