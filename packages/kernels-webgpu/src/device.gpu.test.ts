@@ -237,17 +237,155 @@ describe('WebGPU device', () => {
     expect(s1.pending).toBe(0);
   });
 
-  it('batches dispatches: a chain of 200 kernels is one or two submissions, and counts every dispatch', async () => {
-    const x0 = T.randn([64], { seed: 9, device: gpu });
-    await x0.toArray();
-    const [d0, s0] = [gpu.dispatchCount, gpu.submitCount];
-    let x = x0;
-    for (let i = 0; i < 200; i++) x = T.add(x, 0.01);
-    const got = await x.toArray();
-    expect(gpu.dispatchCount - d0).toBe(200);
-    expect(gpu.submitCount - s0).toBeLessThanOrEqual(2);
-    const want = await T.randn([64], { seed: 9 }).toArray();
-    expectClose(got, Array.from(want, (v) => v + 2), 1e-4, 1e-5, 'chain');
+  it('batches dispatches: a chain of 200 kernels is one or two submissions (no eager chunks), and counts every dispatch', async () => {
+    const saved = gpu.flushBatch;
+    try {
+      for (const fb of [0, 50]) {
+        gpu.flushBatch = fb;
+        const x0 = T.randn([64], { seed: 9, device: gpu });
+        await x0.toArray();
+        const [d0, s0] = [gpu.dispatchCount, gpu.submitCount];
+        let x = x0;
+        for (let i = 0; i < 200; i++) x = T.add(x, 0.01);
+        const got = await x.toArray();
+        expect(gpu.dispatchCount - d0).toBe(200);
+        // flushBatch 0: everything at the microtask; 50: at most one submission per chunk of 50 and the tail
+        expect(gpu.submitCount - s0).toBeLessThanOrEqual(fb ? 200 / fb + 2 : 2);
+        const want = await T.randn([64], { seed: 9 }).toArray();
+        expectClose(got, Array.from(want, (v) => v + 2), 1e-4, 1e-5, `chain, flushBatch ${fb}`);
+      }
+    } finally {
+      gpu.flushBatch = saved;
+    }
+  });
+
+  it('eager chunks (flushBatch): 300 dispatches in one synchronous loop are submitted in chunks as recorded, in order, with the right result', async () => {
+    const saved = gpu.flushBatch;
+    try {
+      gpu.flushBatch = 16;
+      const x0 = T.randn([257], { seed: 19, device: gpu });
+      const step = (x: T.Tensor) => T.tidy(() => T.add(T.mul(x, 0.5), 0.25)); // x -> x/2 + 1/4
+      // 150 steps (300 dispatches) in one synchronous loop; the 5th result is kept, the others freed as they go
+      const loop = () => {
+        let y = x0;
+        let fifth: T.Tensor | null = null;
+        for (let i = 0; i < 150; i++) {
+          const z = step(y);
+          if (y !== x0 && i !== 5) y.dispose();
+          if (i === 4) fifth = z;
+          y = z;
+        }
+        return { y, fifth: fifth! };
+      };
+      const warm = loop(); // pipelines built, buffers pooled, bind groups cached
+      await warm.y.toArray();
+      warm.y.dispose();
+      warm.fifth.dispose();
+      const e0 = gpu.eagerSubmitCount;
+      const { y, fifth } = loop();
+      const chunksWhileRecording = gpu.eagerSubmitCount - e0;
+      const got = await y.toArray();
+      const mid = await fifth.toArray();
+      const want = Array.from(await x0.toArray(), (v) => {
+        let r = v;
+        for (let i = 0; i < 150; i++) r = r * 0.5 + 0.25;
+        return r;
+      });
+      const want5 = Array.from(await x0.toArray(), (v) => (((((v * 0.5 + 0.25) * 0.5 + 0.25) * 0.5 + 0.25) * 0.5 + 0.25) * 0.5 + 0.25));
+      expectClose(got, want, 1e-6, 1e-5, 'after 300 dispatches');
+      expectClose(mid, want5, 1e-6, 1e-5, 'after 10 dispatches');
+      // the loop itself submitted chunks (the GPU started before the loop ended), not one batch at the end
+      expect(chunksWhileRecording).toBeGreaterThanOrEqual(2);
+      expect(() => (gpu.flushBatch = -1)).toThrowError(/flushBatch: expected a non-negative integer/);
+      expect(() => (gpu.flushBatch = '8x' as unknown as number)).toThrowError(/INVALID_ARGUMENT/);
+    } finally {
+      gpu.flushBatch = saved;
+    }
+  });
+
+  it('eager chunks: a failing kernel in the middle of chunked work rejects only its own output and what derives from it', async () => {
+    const saved = gpu.flushBatch;
+    try {
+      gpu.flushBatch = 4;
+      const mk = (i: number) => T.randn([33], { seed: 500 + i, device: gpu });
+      // warm the pipelines (exp, mul, add) so the healthy chunks can go eagerly
+      await T.add(T.exp(T.mul(mk(0), 0.5)), 1).toArray();
+      const calls = Array.from({ length: 40 }, (_, i) => {
+        const x = mk(i);
+        if (i !== 21) return T.exp(T.mul(x, 0.5));
+        const y = T.empty([33], 'float32', gpu);
+        run(broken('failing_kernel_chunked'), [y], {}, [1, 1, 1]);
+        return y;
+      });
+      const derived = T.add(calls[21]!, 1);
+      const healthy = T.add(calls[22]!, 1);
+      const settled = await Promise.allSettled(calls.map((t) => t.toArray()));
+      for (let i = 0; i < 40; i++) {
+        const r = settled[i]!;
+        if (i === 21) {
+          expect(r.status).toBe('rejected');
+          expect(String((r as PromiseRejectedResult).reason)).toMatch(/KERNEL_COMPILE.*failing_kernel_chunked/);
+          continue;
+        }
+        expect(r.status, `call ${i}`).toBe('fulfilled');
+        const want = await T.exp(T.mul(T.randn([33], { seed: 500 + i }), 0.5)).toArray();
+        expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-5, `call ${i}`);
+      }
+      await expect(derived.toArray()).rejects.toThrowError(/failing_kernel_chunked/);
+      const want22 = await T.add(T.exp(T.mul(T.randn([33], { seed: 522 }), 0.5)), 1).toArray();
+      expectClose(await healthy.toArray(), want22, 1e-6, 1e-5, 'healthy after the failure');
+      await expect(gpu.sync()).resolves.toBeUndefined();
+    } finally {
+      gpu.flushBatch = saved;
+    }
+  });
+
+  it('eager chunks: a dispatch that fails validation (a buffer bound twice, one writable) amid eagerly submitted chunks rejects only its own output', async () => {
+    const saved = gpu.flushBatch;
+    const alias: ProgramSpec = {
+      name: 'aliased_kernel_chunked',
+      key: 'alias-chunked',
+      bindings: [
+        { name: 'x', dtype: 'float32', access: 'read' },
+        { name: 'y', dtype: 'float32', access: 'read_write' },
+      ],
+      uniforms: [],
+      workgroupSize: [4],
+      body: '  store_y(lidx, load_x(lidx) + 1.0);',
+    };
+    try {
+      gpu.flushBatch = 2;
+      // warm: the mul pipeline, the alias pipeline (it builds; only its aliased dispatch is invalid) and the pool
+      const w = T.randn([4], { seed: 1, device: gpu });
+      run(alias, [w, w], {}, [1, 1, 1]);
+      await expect(w.toArray()).rejects.toThrowError(/aliased_kernel_chunked/);
+      for (let r = 0; r < 2; r++) await T.mul(T.randn([4], { seed: 2, device: gpu }), 3).toArray();
+      const e0 = gpu.eagerSubmitCount;
+      const outs = Array.from({ length: 24 }, (_, i) => {
+        const x = T.randn([4], { seed: 700 + i, device: gpu });
+        if (i !== 13) return T.mul(x, 3);
+        run(alias, [x, x], {}, [1, 1, 1]);
+        return x;
+      });
+      const later = T.mul(outs[14]!, 2);
+      const settled = await Promise.allSettled(outs.map((t) => t.toArray()));
+      expect(gpu.eagerSubmitCount - e0).toBeGreaterThanOrEqual(1);
+      for (let i = 0; i < 24; i++) {
+        const r = settled[i]!;
+        if (i === 13) {
+          expect(r.status).toBe('rejected');
+          expect(String((r as PromiseRejectedResult).reason)).toMatch(/KERNEL_FAILED.*kernel "aliased_kernel_chunked"/);
+          continue;
+        }
+        expect(r.status, `call ${i}`).toBe('fulfilled');
+        const want = await T.mul(T.randn([4], { seed: 700 + i }), 3).toArray();
+        expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-6, `call ${i}`);
+      }
+      const want14 = await T.mul(T.randn([4], { seed: 714 }), 6).toArray();
+      expectClose(await later.toArray(), want14, 1e-6, 1e-6, 'after the failed dispatch');
+    } finally {
+      gpu.flushBatch = saved;
+    }
   });
 
   it('uploads stay in order with recorded work when a freed buffer is reused at once', async () => {
@@ -369,6 +507,35 @@ describe('default device lifetime', () => {
 });
 
 describe('process lifetime', () => {
+  it('WEBATTN_FLUSH_BATCH and getDevice({ flushBatch }) set the chunk size of a new device; a value that is not a count is INVALID_ARGUMENT naming its source', () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const script = `
+      const T = await import('@webattn/core-tensor');
+      await import('@webattn/kernels-webgpu');
+      try {
+        const d = await T.getDevice({ kind: 'webgpu' });
+        console.log('flushBatch', d.flushBatch);
+        d.destroy();
+      } catch (e) {
+        console.log('error', e.code, e.message);
+      }
+      const o = await T.getDevice({ kind: 'webgpu', flushBatch: 3 }).catch((e) => e);
+      console.log('option', o.flushBatch ?? o.code);
+      o.destroy?.();
+      const s = await T.getDevice({ kind: 'webgpu', flushBatch: 'x' }).catch((e) => e);
+      console.log('string option', s.code, s.message);`;
+    const go = (v: string) =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, timeout: 60_000, encoding: 'utf8', env: { ...process.env, WEBATTN_FLUSH_BATCH: v } });
+    const ok = go('16');
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^flushBatch 16$/m);
+    expect(ok.stdout).toMatch(/^option 3$/m); // getDevice's option wins over the variable
+    expect(ok.stdout).toMatch(/^string option INVALID_ARGUMENT .*flushBatch: expected a non-negative integer/m);
+    const bad = go('lots');
+    expect(bad.status, bad.stderr).toBe(0);
+    expect(bad.stdout).toMatch(/^error INVALID_ARGUMENT .*WEBATTN_FLUSH_BATCH: expected a non-negative integer .*"lots"/m);
+  });
+
   it('node -e with core-tensor: get a device, compute, destroy → exits by itself', () => {
     const root = fileURLToPath(new URL('../../../', import.meta.url));
     const script = `

@@ -28,7 +28,8 @@ function dkvRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: n
 
 /** Workgroup memory of the head-dim-chunked register dK/dV kernel: one chunk of Kᵀ or Vᵀ and of Qᵀ or dOᵀ (padded columns), P and dS. */
 function dkvChunkedBytes(g: BackwardGrid, elemBytes: number, turns: boolean): number {
-  return 4 * elemBytes * g.ch! * (g.tr + g.tc + 1) + (turns ? 1 : 2) * 16 * (4 * g.tr * g.tc);
+  // prefetching: the Kᵀ / Vᵀ chunk's rows padded by one vec4 (bank conflicts of its transposed stores)
+  return 4 * elemBytes * g.ch! * (g.tr + g.tc + 1 + (g.prefetch ? 1 : 0)) + (turns ? 1 : 2) * 16 * (4 * g.tr * g.tc);
 }
 
 /** The register dK/dV kernel's grid for one call (P/dS by turns resolved), or null where none fits. */
@@ -381,7 +382,10 @@ ${tileMapWgsl(p, 'k')}`,
  * query tile, Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ accumulate chunk by chunk (Kᵀ with Qᵀ, then Vᵀ with dOᵀ, in the forward's fma
  * order), P and dS go to workgroup memory once, and dV += Pᵀ·dO and dK += dSᵀ·Q run chunk by chunk of dO and Q
  * (each thread's accumulator columns of a chunk are static). K and V are re-read from storage per query tile, Q and
- * dO twice: that traffic buys 64-key workgroups where whole tiles fit only 16 keys (or none at 48 KiB).
+ * dO twice: that traffic buys 64-key workgroups where whole tiles fit only 16 keys (or none at 48 KiB). With
+ * `grid.prefetch` (the hardware default) each chunk step's operands are read into registers during the step before
+ * (the next query tile's first chunk during the last step), so the storage latency hides behind the products, and
+ * the Kᵀ / Vᵀ chunk rows are one vec4 longer (its transposed stores hit 8 banks alike otherwise).
  */
 function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, ds: Tensor | null): { dk: Tensor; dv: Tensor } {
   const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
@@ -436,6 +440,81 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
           }`).join('\n          ')}
         }
       }`).join('\n      ');
+  const pf = !!grid.prefetch;
+  const FS = TR + (pf ? 1 : 0); // row stride (vec4) of the Kᵀ / Vᵀ chunk: padded where prefetching
+  // the pair pass after the last dP chunk: P and dS in the thread's s/dp registers, dS·scale out (scores backward), nq4
+  const pairs = `let ib = i0 + 4u * tc_;
+      ${rowStats('ib', 'i_lim')}
+      ${per((m) => R.map((n) => `{
+        let j = jb + ${m}u;
+        let i = ib + ${n}u;
+        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
+        s${m}.${L[n]} = pr;
+        dp${m}.${L[n]} = dsr;
+      }`).join(' '))}${ds ? `
+      // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
+      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
+      let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;`;
+  // prefetching: the tile is a static list of chunk steps (Kᵀ+Qᵀ for S, Vᵀ+dOᵀ for dP, dOᵀ for dV, Qᵀ for dK), each
+  // storing the registers loaded during the step before and loading the next step's (the next tile's first step
+  // during the last); chunks past the head dim stage zeros and skip their products (uniform branches)
+  const regA = (src: 'k' | 'v', c: number) =>
+    prefetchColumns('ra_', 'fa_', TR, CH, FS, WG, ST, (r, e) => `${r} < LK && ${c * CH}u + ${e} < ${src === 'k' ? hd.e : hd.ev}`, (r, e) => `load_${src}(${src}_at(b, hk, ${r}, ${c * CH}u + ${e}))`);
+  const qAbs = qAt('0u');
+  const regB = (src: 'q' | 'do', c: number) =>
+    prefetchColumns('rb_', 'fb_', TC, CH, QS, WG, ST, (r, e) => `${r} < i_lim && ${c * CH}u + ${e} < ${src === 'q' ? hd.e : hd.ev}`, (r, e) =>
+      src === 'q' ? qAbs(r, `${c * CH}u + ${e}`) : `load_dout(do_at(b, h, ${r}, ${c * CH}u + ${e}))`);
+  type Step = { a?: 'k' | 'v'; b: 'q' | 'do'; c: number; compute: string; pre?: string; post?: string };
+  const dotStep = (acc: string, bound: string, c: number) => `if (${c * CH}u < ${bound}) {
+        for (var kk = 0u; kk < min(${CH}u, ${bound} - ${c * CH}u); kk = kk + 1u) {
+          let c_ = ${wide(`fa_[kk * ${FS}u + tr_]`)};
+          let r_ = ${wide(`fb_[kk * ${QS}u + tc_]`)};
+          ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n          ')}
+        }
+      }`;
+  const accStep = (acc: 'dka' | 'dva', O: number, bound: string, buf: string, c: number) => `if (${c * CH}u < ${bound}) {
+        for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
+          ${per((m) => `let a${m} = ${buf}[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n          ')}
+          ${Array.from({ length: OC }, (_, o) => `{
+            let x4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
+            ${per((m) => `${acc}[${m * O + c * OC + o}] = ${acc}[${m * O + c * OC + o}] + dot(a${m}, x4);`, '\n            ')}
+          }`).join('\n          ')}
+        }
+      }`;
+  const nE = EC / CH;
+  const nV = EVC / CH;
+  const writeP = turns
+    ? per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)
+    : per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};\n      fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`);
+  const steps: Step[] = [
+    ...Array.from({ length: nE }, (_, c): Step => ({ a: 'k', b: 'q', c, compute: dotStep('s', hd.e, c) })),
+    ...Array.from({ length: nV }, (_, c): Step => ({ a: 'v', b: 'do', c, compute: dotStep('dp', hd.ev, c), post: c === nV - 1 ? `${pairs}\n      ${writeP}` : '' })),
+    ...Array.from({ length: nV }, (_, c): Step => ({ b: 'do', c, compute: accStep('dva', OV, hd.ev, 'fp_', c) })),
+    ...Array.from({ length: nE }, (_, c): Step => ({
+      b: 'q', c, compute: accStep('dka', OE, hd.e, turns ? 'fp_' : 'fds_', c),
+      // by turns, dS replaces P once every thread is past the dV products (the barrier above)
+      pre: turns && c === 0 ? per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`) : '',
+    })),
+  ];
+  const loadStep = (st: Step, base: string) => `${st.a ? regA(st.a, st.c).load('k0') : ''}
+      ${regB(st.b, st.c).load(base)}`;
+  const pfTile = `${per((m) => `var s${m} = vec4<f32>(0.0);`, ' ')}
+      ${per((m) => `var dp${m} = vec4<f32>(0.0);`, ' ')}
+      if (pre_i != i0) {
+        ${loadStep(steps[0]!, 'i0')}
+      }
+      ${steps.map((st, n) => `// step ${n}: ${st.a ? `${st.a.toUpperCase()}ᵀ and ` : ''}${st.b === 'q' ? 'Qᵀ' : 'dOᵀ'} chunk ${st.c}
+      workgroupBarrier();
+      ${st.pre ?? ''}
+      ${st.a ? regA(st.a, st.c).store : ''}
+      ${regB(st.b, st.c).store}
+      workgroupBarrier();
+      ${n + 1 < steps.length ? loadStep(steps[n + 1]!, 'i0') : `if (i0 + ${BQ}u < i_lim) {
+        ${loadStep(steps[0]!, `(i0 + ${BQ}u)`)}
+        pre_i = i0 + ${BQ}u;
+      }`}
+      ${st.compute}
+      ${st.post ?? ''}`).join('\n      ')}`;
   const body = `
   ${tileOrigin(p, 'k', BK)}
   let tc_ = lidx % ${TC}u;
@@ -451,9 +530,12 @@ ${qRange(p, BK)}
       }`)}
   }
   let sc_ = ${half ? 'u_scale()' : '1.0'};
+  ${pf ? `${regA('k', 0).decl}
+  ${regB('q', 0).decl}` : ''}
   for (var g = u_g_begin(); g < u_g_stop(); g = g + 1u) {
     let h = hk * u_group() + g;
-    ${blockLoop(p, 'q', BQ, `
+    ${pf ? `var pre_i = 0xffffffffu;
+    ${blockLoop(p, 'q', BQ, pfTile)}` : blockLoop(p, 'q', BQ, `
       ${scores('s', hd.e, 'k', 'q')}
       ${scores('dp', hd.ev, 'v', 'do')}
       let ib = i0 + 4u * tc_;
@@ -490,11 +572,11 @@ ${qRange(p, BK)}
   const buf = empty([total], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv_registers',
-    key: cacheKey(p, `r${TR}x${TC}c${CH}${half ? 'h' : ''}${turns ? 't' : ''}${ds ? 'ds' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}c${CH}${half ? 'h' : ''}${pf ? 'pf' : ''}${turns ? 't' : ''}${ds ? 'ds' : ''}`),
     bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...(ds ? [{ name: 'dsc', dtype: 'float32' as const, access: 'read_write' as const }] : []), ...td.bindings],
     uniforms: [...gradUniforms(p), ['dv_at', 'u32']],
     workgroupSize: [WG],
-    helpers: `var<workgroup> fa_: array<vec4<${ST}>, ${CH * TR}>;
+    helpers: `var<workgroup> fa_: array<vec4<${ST}>, ${CH * FS}>;
 var<workgroup> fb_: array<vec4<${ST}>, ${CH * QS}>;
 var<workgroup> fp_: array<vec4<f32>, ${BK * TC}>;
 ${turns ? '' : `var<workgroup> fds_: array<vec4<f32>, ${BK * TC}>;`}

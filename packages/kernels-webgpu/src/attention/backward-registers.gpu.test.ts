@@ -107,10 +107,13 @@ const CHUNK_NONCAUSAL: Case = { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 96, Ev:
 describe('the head-dim-chunked register backward (operands staged ch columns at a time) matches the float64 reference', () => {
   // forced grids (the f32 head-dim-128 default on hardware GPUs) on every adapter: GQA + causal + odd lengths, head
   // dims that are not multiples of the chunk (the last chunk partly or wholly past the head dim), masks, P/dS by turns
-  const cases: [Case, { tr: number; tc: number; ch: number; turns?: boolean }, 'always' | 'never'][] = [
+  // prefetch (dK/dV kernel only): the chunk steps staged through registers, Kᵀ / Vᵀ rows padded, the next query tile's
+  // first chunk read during the last step (Lq = 70: two query tiles of 64); small head dims keep its unrolled steps few
+  const cases: [Case, { tr: number; tc: number; ch: number; turns?: boolean; prefetch?: boolean }, 'always' | 'never'][] = [
     [{ B: 1, Hq: 4, Hkv: 2, Lq: 37, Lkv: 53, E: 128, Ev: 128, causal: true, mask: null }, { tr: 4, tc: 16, ch: 16 }, 'never'],
     [CHUNK_NONCAUSAL, { tr: 4, tc: 16, ch: 32, turns: true }, 'always'],
     [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 72, Ev: 128, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 32 }, 'never'],
+    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 20, Ev: 32, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 16, prefetch: true, turns: true }, 'never'],
   ];
   cases.forEach(([c, grid, spec]) => {
     it(`grid ${JSON.stringify(grid)}, specialisation ${spec}: ${JSON.stringify(c)}`, async () => {
@@ -123,6 +126,8 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
       expect(lastBackwardGrids().dq?.ch).toBe(grid.ch);
       expect(lastBackwardGrids().dkv?.ch).toBe(grid.ch);
       expect(!!lastBackwardGrids().dkv?.turns).toBe(!!grid.turns);
+      expect(!!lastBackwardGrids().dkv?.prefetch).toBe(!!grid.prefetch);
+      expect(lastBackwardGrids().dq?.prefetch).toBe(false);
       expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
       expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
       expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
@@ -152,7 +157,8 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
     const got = await attend(c, gpu, 'float32');
     const used = lastBackwardGrids();
     if (gpu.info.software) expect([used.dq?.ch, used.dkv?.ch]).toEqual([undefined, undefined]);
-    else expect([used.dq, used.dkv].map((g) => `${g?.tr}x${g?.tc}c${g?.ch}`)).toEqual(['16x16c32', '16x16c32']);
+    // the dK/dV kernel's chunked grid prefetches on hardware GPUs, the dQ kernel's never
+    else expect([used.dq, used.dkv].map((g) => `${g?.tr}x${g?.tc}c${g?.ch}${g?.prefetch ? 'pf' : ''}`)).toEqual(['16x16c32', '16x16c32pf']);
     expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
     expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
     expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');

@@ -552,7 +552,9 @@ export interface BackwardGrid {
    * Head-dim chunk (a divisor of both head-dim classes, a multiple of `tc`, below the larger class): every operand
    * tile is staged `ch` columns at a time — S and dP accumulate over the chunks, the dQ / dK / dV products run chunk
    * by chunk — so no operand is held whole in workgroup memory (what lets f32 head dim 128 take 16×8 grids). Chunked
-   * grids never prefetch. Default: none (whole tiles), except the f32 head-dim-128+ grids of `pickBackwardGrid`.
+   * grids prefetch only in the dK/dV kernel and only where `prefetch` is set (the next chunk's operands are read into
+   * registers while the current one is multiplied; Kᵀ / Vᵀ rows padded). Default: none (whole tiles), except the f32
+   * head-dim-128+ grids of `pickBackwardGrid`.
    */
   ch?: number;
 }
@@ -621,7 +623,12 @@ const SOFTWARE_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 4, tc: 4 }, { tr: 8, tc: 
  * 16×16c32 instead of 16×4 prefetching (dQ = dS·K or dQ 16×4 as before): ViT B=128 L=196 11.81 → 10.29, B=8 L=1024
  * 14.09 → 10.60, B=1 L=4096 24.51 → 20.57, B=8 L=4096 228.4 → 205.4 (TF.js 7.3, 8.9, 17.9, —).
  */
-const CHUNKED_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 16, ch: 32 }, { tr: 16, tc: 8, ch: 32 }, { tr: 8, tc: 8, ch: 32 }];
+// 16×16c32 prefetching (dK/dV kernel only; bwd_probe.mjs, H100 Dawn/Vulkan, one call, 3 interleaved rounds, fwd+bwd f32
+// ms, dQ = dS·K, dK/dV 16×16c32 by turns → the same prefetching; dQ/dK/dV bit-identical; TF.js-WebGPU unfused in the
+// same call): ViT B=128 H=16 L=196 E=64 11.99 → 9.61 (TF.js 8.62), B=8 L=1024 E=64 11.17 → 9.61 (9.38), B=1 L=4096
+// E=64 20.24 → 17.79 (18.23), B=8 L=1024 E=128 25.97 → 17.86 (14.59); 16×16c16 prefetching, P and dS in two buffers:
+// 10.54 / 10.20 / 18.33 / 21.30.
+const CHUNKED_BACKWARD_GRIDS: BackwardGrid[] = [{ tr: 16, tc: 16, ch: 32, prefetch: true }, { tr: 16, tc: 8, ch: 32 }, { tr: 8, tc: 8, ch: 32 }];
 
 /**
  * The register backward's grid for one kernel, or null (the staged kernel then runs): `bytes(g)` its
@@ -646,7 +653,7 @@ export function pickBackwardGrid(
   const fits = (g: BackwardGrid) =>
     EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && chunkOk(g) && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? false : (g.prefetch ?? !device.info.software) });
+  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? kernel === 'dkv' && !!g.prefetch : (g.prefetch ?? !device.info.software) });
   const forced = forcedBackwardGrid(kernel);
   if (forced && fits(forced)) return withPrefetch(forced);
   const list = device.info.software ? SOFTWARE_BACKWARD_GRIDS : chunked ? [...CHUNKED_BACKWARD_GRIDS, ...BACKWARD_GRIDS] : BACKWARD_GRIDS;

@@ -24,6 +24,11 @@ declare module '@webattn/core-tensor' {
      * `false` here turns them off).
      */
     dawnUnsafe?: boolean;
+    /**
+     * WebGPU: dispatches per eagerly submitted chunk while a loop records work (default: the
+     * `WEBATTN_FLUSH_BATCH` variable, else 8; 0 = submit only at a flush). See `WebGPUDevice.flushBatch`.
+     */
+    flushBatch?: number;
   }
 }
 
@@ -157,7 +162,7 @@ async function tryRoute(route: WebGPURoute | 'browser', explicit: boolean, allow
       features: requiredFeatures as string[],
       reason: `${software ? 'software' : 'hardware'} adapter via ${reason}`,
     },
-    { adapterInfo: ai, keepAlive: [gpu, adapter] },
+    { adapterInfo: ai, keepAlive: [gpu, adapter], ...(options.flushBatch !== undefined ? { flushBatch: options.flushBatch } : {}) },
   );
 }
 

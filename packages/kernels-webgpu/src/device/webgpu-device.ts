@@ -193,6 +193,42 @@ export interface WebGPUDeviceOptions {
    * far, whichever is larger, so a repeated step of any size reuses its buffers instead of recreating them).
    */
   poolBudget?: number;
+  /**
+   * Dispatches per eagerly submitted chunk (default: the `WEBATTN_FLUSH_BATCH` environment variable, else 8, the
+   * winner of an A/B on the H100). While a synchronous loop records work, every `flushBatch` dispatches are encoded
+   * and submitted at once — when their pipelines are built, their buffers' allocations checked and their bind
+   * groups cached (a repeated step) — so the GPU starts while the host records the rest; the tail goes at the next
+   * microtask, a read or a `sync()`. `0`: the behaviour before chunking (everything recorded until the next
+   * microtask, a read, a sync or 1024 dispatches, encoded after awaiting bind-group validation). A bigger number
+   * means fewer submits, a smaller one an earlier start. Settable later as `device.flushBatch`.
+   */
+  flushBatch?: number;
+}
+
+/**
+ * Dispatches per eagerly submitted chunk when neither the option nor `WEBATTN_FLUSH_BATCH` says (see
+ * {@link WebGPUDeviceOptions.flushBatch}). 8 won an interleaved A/B of 0 (no chunks), 8, 32 and 128 on the H100
+ * (Dawn/Vulkan, batches of 16 and 64 identical calls, docs/benchmarks/2026-11-25-h100-flush-ab.json): matmul 4096³
+ * f16 1.304 ms per call (105 TFLOP/s) vs 1.456 without chunks, ViT attention forward f16 0.514 vs 0.772 ms, f32
+ * 1.708 vs 1.979 ms, a chain of 200 elementwise ops on 1 MiB 8.4 vs 19.5 ms per chain.
+ */
+export const DEFAULT_FLUSH_BATCH = 8;
+
+/** A non-negative integer dispatch count for `flushBatch`, or an `INVALID_ARGUMENT` naming where it came from. */
+function checkFlushBatch(v: unknown, what: string): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+    throw new WebattnError('INVALID_ARGUMENT', `${what}: expected a non-negative integer number of dispatches (0 = no eager chunks), got ${JSON.stringify(v)}`, {
+      argument: what,
+    });
+  }
+  return n;
+}
+
+/** `WEBATTN_FLUSH_BATCH` from the environment (Node), if set; `INVALID_ARGUMENT` naming the variable when it is not a count. */
+function flushBatchFromEnv(): number | undefined {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_FLUSH_BATCH;
+  return v === undefined || v === '' ? undefined : checkFlushBatch(v, 'WEBATTN_FLUSH_BATCH');
 }
 
 type PipelineEntry = {
@@ -288,7 +324,8 @@ export function tierOf(features: Iterable<string>): DeviceTier {
  * batched submission and per-tensor error attribution.
  *
  * Dispatches are recorded and submitted together in one command encoder per flush (at a read, a
- * `sync()`, every {@link MAX_BATCH} dispatches, or on the next microtask); uniforms of a flush live in
+ * `sync()`, every {@link WebGPUDevice.flushBatch} dispatches when that chunk can go without waiting, every
+ * {@link MAX_BATCH} dispatches, or on the next microtask); uniforms of a flush live in
  * one pooled uniform buffer at aligned offsets. A kernel that fails (shader compile error, invalid
  * binding) rejects the reads of the tensors it wrote — and of tensors computed from them — and no
  * others; a pipeline that failed to build is not cached.
@@ -314,6 +351,9 @@ export class WebGPUDevice extends Device {
   dispatchCount = 0;
   /** Number of command-buffer submissions of recorded work (flushes) since creation. */
   submitCount = 0;
+  private flushBatchN: number;
+  /** Eager chunk submissions since creation (tests prove chunking with it). */
+  eagerSubmitCount = 0;
 
   private isLost = false;
   private lostMessage = '';
@@ -345,6 +385,8 @@ export class WebGPUDevice extends Device {
   private groupCache = new Map<string, GPUBindGroup>();
   private groupKeysOf = new Map<GPUBuffer, string[]>();
   private scheduled = false;
+  /** The queue's eager submission was refused; no new attempt until the queue is handed on (flushed). */
+  private eagerRefused = false;
   private chain: Promise<void> = Promise.resolve();
   private deferredDestroy: GPUBuffer[] = [];
   private uniformRing: GPUBuffer | null = null;
@@ -371,6 +413,12 @@ export class WebGPUDevice extends Device {
     this.limits = gpu.limits;
     this.onDestroy = options.onDestroy ?? (() => undefined);
     this.poolBudgetFixed = options.poolBudget ?? null;
+    try {
+      this.flushBatchN = options.flushBatch !== undefined ? checkFlushBatch(options.flushBatch, 'flushBatch') : (flushBatchFromEnv() ?? DEFAULT_FLUSH_BATCH);
+    } catch (e) {
+      gpu.destroy(); // a bad option must not leave the GPUDevice it was handed alive
+      throw e;
+    }
     this.maxLoopIterations = /llvmpipe/i.test(info.adapter) ? 65535 : Infinity;
     void gpu.lost.then((i) => {
       this.isLost = true;
@@ -382,6 +430,21 @@ export class WebGPUDevice extends Device {
 
   get lost(): boolean {
     return this.isLost;
+  }
+
+  /**
+   * Dispatches per eagerly submitted chunk (see {@link WebGPUDeviceOptions.flushBatch}; 0 = no eager chunks).
+   * Setting it throws `INVALID_ARGUMENT` for anything but a non-negative integer.
+   *
+   * @example
+   * device.flushBatch = 64; // submit every 64 recorded dispatches while a loop records more
+   */
+  get flushBatch(): number {
+    return this.flushBatchN;
+  }
+
+  set flushBatch(n: number) {
+    this.flushBatchN = checkFlushBatch(n, 'flushBatch');
   }
 
   /** Number of compute pipelines built and cached so far (each distinct program key builds one). */
@@ -491,6 +554,9 @@ export class WebGPUDevice extends Device {
     if (list?.length) {
       let i = list.length - 1;
       if (idle) while (i >= 0 && list.length - i <= 8 && this.busy(list[i]!)) i--;
+      // the newest ones all busy (a loop recording small uploads): the oldest freed one is likely idle. Without this
+      // each upload of such a loop created a buffer (a creation check, a new bind group) while idle ones sat deeper
+      if (idle && (i < 0 || this.busy(list[i]!)) && !this.busy(list[0]!)) i = 0;
       if (i >= 0 && (!idle || !this.busy(list[i]!))) {
         const buf = list[i]!;
         list.splice(i, 1);
@@ -981,8 +1047,164 @@ export class WebGPUDevice extends Device {
     this.dispatchCount++;
     this.cnt.dispatches++;
     this.queuedDispatches++;
+    const fb = this.flushBatchN;
+    // a full chunk goes now when it can be submitted without waiting; else it stays recorded (one batch at the microtask)
+    if (fb > 0 && this.queuedDispatches % fb === 0 && this.queuedDispatches < MAX_BATCH && !this.eagerRefused && this.trySubmitNow()) return;
     if (this.queuedDispatches >= MAX_BATCH) void this.flush();
     else this.schedule();
+  }
+
+  /** True when `c` binds one buffer twice with a writable binding among them (invalid in one dispatch). */
+  private static aliased(c: DispatchCmd): boolean {
+    const n = c.buffers.length;
+    for (let i = 0; i < n; i++) {
+      for (let j = i + 1; j < n; j++) if (c.buffers[i] === c.buffers[j] && (c.access[i] === 'read_write' || c.access[j] === 'read_write')) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Encodes and submits everything recorded, synchronously, when nothing needs waiting for: no submission in flight
+   * (order), no profile, every pipeline built (or failed), every buffer's allocation check settled, every bind group
+   * cached (validated when it was made), no dispatch binding a buffer twice writably, and the uniform ring big enough.
+   * Returns false (and changes nothing) otherwise: the async path ({@link WebGPUDevice.submitBatch}) then handles it.
+   * The submission's own validation verdict arrives later; should it reject the chunk, the chunk's outputs fail at their
+   * reads (a deferred check).
+   */
+  private trySubmitNow(): boolean {
+    const ok = this.submitNowIfReady();
+    // what blocked it (a pipeline compiling, an allocation check, an in-flight batch) settles only asynchronously and
+    // stays in the queue: no new attempt (each scans the queue) until the queue is handed on
+    if (!ok) this.eagerRefused = true;
+    return ok;
+  }
+
+  private submitNowIfReady(): boolean {
+    const cmds = this.queue;
+    if (!cmds.length || this.unsubmitted > 0 || this.prof || this.isLost || this.flushBatchN === 0) return false;
+    const align = this.limits.minUniformBufferOffsetAlignment;
+    let uniformBytes = 0;
+    const plan: Step[] = [];
+    const failed: [DispatchCmd, WebattnError][] = [];
+    const pendingUni: [DispatchCmd, number][] = [];
+    const missing: { step: { cmd: DispatchCmd; group: GPUBindGroup; offset: number }; key: string }[] = [];
+    for (const c of cmds) {
+      if (c.kind === 'write') {
+        if (this.allocPending.has(c.dst)) return false;
+        if (!this.allocFailed.has(c.dst)) plan.push(c);
+        continue;
+      }
+      if (!c.entry.pipeline && !c.entry.error) return false;
+      for (const b of c.buffers) if (this.allocPending.has(b)) return false;
+      const inErr = c.entry.error ?? this.allocError(c.buffers) ?? c.storages.map((st) => this.taint.get(st)).find((e) => e);
+      if (inErr) {
+        failed.push([c, inErr]);
+        continue;
+      }
+      if (WebGPUDevice.aliased(c)) return false;
+      let off = 0;
+      if (c.uniforms) {
+        off = uniformBytes;
+        uniformBytes += Math.ceil(Math.max(16, c.uniforms.byteLength) / align) * align;
+        pendingUni.push([c, off]);
+      }
+      const key = this.groupKey(c);
+      const group = this.groupCache.get(key);
+      const step = { cmd: c, group: group!, offset: off };
+      if (!group) missing.push({ step, key });
+      plan.push(step);
+    }
+    if (uniformBytes && (!this.uniformRing || this.uniformRing.size < uniformBytes)) return false;
+    // committed: from here on this batch is submitted now
+    this.queue = [];
+    this.queuedDispatches = 0;
+    this.eagerRefused = false;
+    for (const [c, e] of failed) this.fail(c, e);
+    for (const st of plan) if (!('kind' in st)) this.cnt.bindGroupHits++;
+    // bind groups not cached yet are made now and used without awaiting their validation: their buffers are settled,
+    // valid and within the limits, and aliasing was ruled out above, so nothing is expected to fail; should the scope
+    // still report an error, the groups leave the cache and the chunk's outputs fail at their reads (the check below)
+    let groupScope: Promise<GPUError | null> = Promise.resolve(null);
+    if (missing.length) {
+      this.gpu.pushErrorScope('validation');
+      const made = new Map<string, GPUBindGroup>();
+      for (const { step, key } of missing) {
+        this.cnt.bindGroupHits--;
+        let g = made.get(key);
+        if (!g) {
+          this.cnt.bindGroupsCreated++;
+          g = this.makeGroup(step.cmd, this.uniformRing);
+          made.set(key, g);
+        } else this.cnt.bindGroupHits++;
+        step.group = g;
+      }
+      groupScope = this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
+      this.cacheGroups(made, missing.map(({ step, key }) => ({ key, buffers: step.cmd.buffers })));
+      void groupScope.then((e) => {
+        if (e) for (const k of made.keys()) this.groupCache.delete(k);
+      });
+    }
+    this.writeUploadsAndUniforms(cmds, uniformBytes, pendingUni);
+    const id = this.recording++;
+    const submitVerdict = this.submitSteps(plan, null);
+    const verdict = Promise.all([groupScope, submitVerdict]).then(([a, b]) => a ?? b);
+    this.eagerSubmitCount++;
+    this.submitted = id;
+    this.releaseDeferred();
+    const outputs: Storage[] = [];
+    for (const st of plan) if (!('kind' in st)) st.cmd.storages.forEach((o, i) => st.cmd.access[i] === 'read_write' && outputs.push(o));
+    const names = [...new Set(plan.flatMap((st) => ('kind' in st ? [] : [`"${st.cmd.entry.name}"`])))].join(', ');
+    // a clean verdict removes its check again, so a long loop without reads keeps none of them
+    const check: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] } = { promise: Promise.resolve(null), outputs };
+    check.promise = verdict.then(
+      (e) => {
+        if (!e) {
+          const i = this.checks.indexOf(check);
+          if (i >= 0) this.checks.splice(i, 1);
+          return null;
+        }
+        return new WebattnError('KERNEL_FAILED', `kernels ${names}: a batch submission failed: ${String(e.message).split('\n')[0]}`);
+      },
+      () => null,
+    );
+    this.checks.push(check);
+    return true;
+  }
+
+  /** A new bind group of a dispatch: its buffers, then (with uniforms) the uniform ring at a dynamic offset. */
+  private makeGroup(c: DispatchCmd, ring: GPUBuffer | null): GPUBindGroup {
+    const bindings: GPUBindGroupEntry[] = c.buffers.map((b, i) => ({ binding: i, resource: { buffer: b } }));
+    // the uniform binding starts at 0: each dispatch passes its offset in the ring dynamically
+    if (c.uniforms) bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: 0, size: Math.ceil(Math.max(16, c.uniforms.byteLength) / 16) * 16 } });
+    return this.gpu.createBindGroup({ label: c.entry.name, layout: c.entry.layout, entries: bindings });
+  }
+
+  /** Caches new bind groups by key and remembers, per buffer, the keys that use it (evicted when it is destroyed). */
+  private cacheGroups(made: Map<string, GPUBindGroup>, uses: readonly { key: string; buffers: readonly GPUBuffer[] }[]): void {
+    if (this.groupCache.size + made.size > 8192) this.clearGroups();
+    for (const [key, g] of made) {
+      this.groupCache.set(key, g);
+      const u = uses.find((x) => x.key === key);
+      if (!u) continue;
+      for (const b of new Set(u.buffers)) {
+        const l = this.groupKeysOf.get(b);
+        if (l) l.push(key);
+        else this.groupKeysOf.set(b, [key]);
+      }
+    }
+  }
+
+  /** Cache key of a dispatch's bind group: layout, buffers, uniform binding size. */
+  private groupKey(c: DispatchCmd): string {
+    return `${c.entry.layoutId}|${c.buffers.map((b) => this.bufferId(b)).join(',')}|${c.uniforms ? Math.ceil(Math.max(16, c.uniforms.byteLength) / 16) * 16 : 0}`;
+  }
+
+  /** Destroys deferred buffers that no unsubmitted command references any more. */
+  private releaseDeferred(): void {
+    if (!this.deferredDestroy.length) return;
+    const still = this.deferredDestroy.filter((b) => this.busy(b));
+    for (const b of this.deferredDestroy) if (!this.busy(b)) this.destroyNow(b);
+    this.deferredDestroy = still;
   }
 
   private schedule(): void {
@@ -998,18 +1220,16 @@ export class WebGPUDevice extends Device {
   flush(): Promise<void> {
     const cmds = this.queue;
     if (!cmds.length) return this.chain;
+    if (this.trySubmitNow()) return this.chain;
     this.queue = [];
     this.queuedDispatches = 0;
+    this.eagerRefused = false;
     this.unsubmitted++;
     const id = this.recording++;
     const p = this.chain.then(() => this.submitBatch(cmds)).finally(() => {
       this.unsubmitted--;
       this.submitted = id;
-      if (this.deferredDestroy.length) {
-        const still = this.deferredDestroy.filter((b) => this.busy(b));
-        for (const b of this.deferredDestroy) if (!this.busy(b)) this.destroyNow(b);
-        this.deferredDestroy = still;
-      }
+      this.releaseDeferred();
     });
     this.chain = p.catch(() => undefined);
     return this.chain;
@@ -1062,36 +1282,15 @@ export class WebGPUDevice extends Device {
         }
         plan.push({ cmd: c, group: null, scope: null });
       }
-      let uploadBytes = 0;
-      for (const c of cmds) {
-        if (c.kind !== 'write') continue;
-        c.offset = uploadBytes;
-        uploadBytes += Math.ceil(c.bytes / 4) * 4;
-      }
-      if (uploadBytes) {
-        const up = this.uploads(uploadBytes);
-        const data = new Uint8Array(uploadBytes);
-        for (const c of cmds) if (c.kind === 'write') data.set(c.data, c.offset);
-        this.gpu.queue.writeBuffer(up, 0, data);
-      }
-      const ring = this.ring(uniformBytes);
-      if (ring && uniformBytes) {
-        const data = new Uint8Array(uniformBytes);
-        for (const [c, off] of offsets) data.set(new Uint8Array(c.uniforms!), off);
-        this.gpu.queue.writeBuffer(ring, 0, data);
-        this.cnt.uniformBytes += uniformBytes;
-      }
-      const uniformSize = (c: DispatchCmd) => Math.ceil(Math.max(16, c.uniforms!.byteLength) / 16) * 16;
-      const makeGroup = (c: DispatchCmd): GPUBindGroup => {
-        const bindings: GPUBindGroupEntry[] = c.buffers.map((b, i) => ({ binding: i, resource: { buffer: b } }));
-        // the uniform binding starts at 0: each dispatch passes its offset in the ring dynamically
-        if (c.uniforms) bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: 0, size: uniformSize(c) } });
-        return this.gpu.createBindGroup({ label: c.entry.name, layout: c.entry.layout, entries: bindings });
-      };
-      const keyOf = (c: DispatchCmd) => `${c.entry.layoutId}|${c.buffers.map((b) => this.bufferId(b)).join(',')}|${c.uniforms ? uniformSize(c) : 0}`;
-      // cached bind groups are reused; new ones get one error scope for the batch (one each only when it caught something)
+      const ring = this.writeUploadsAndUniforms(cmds, uniformBytes, offsets);
+      const makeGroup = (c: DispatchCmd): GPUBindGroup => this.makeGroup(c, ring);
+      const keyOf = (c: DispatchCmd) => this.groupKey(c);
+      // cached bind groups are reused; new ones get one error scope for the batch (one each only when it caught
+      // something). A batch of cache hits creates nothing and awaits no scope (flushBatch 0: the old way, always)
       const created: { r: Ready; key: string }[] = [];
-      this.gpu.pushErrorScope('validation');
+      const legacy = this.flushBatchN === 0;
+      let scoped = legacy;
+      if (legacy) this.gpu.pushErrorScope('validation');
       for (const r of plan) {
         if ('kind' in r) continue;
         const key = keyOf(r.cmd);
@@ -1101,11 +1300,15 @@ export class WebGPUDevice extends Device {
           this.cnt.bindGroupHits++;
         } else {
           this.cnt.bindGroupsCreated++;
+          if (!scoped) {
+            this.gpu.pushErrorScope('validation');
+            scoped = true;
+          }
           r.group = makeGroup(r.cmd);
           created.push({ r, key });
         }
       }
-      const anyGroupErr = await this.gpu.popErrorScope().catch((e: unknown) => e as GPUError);
+      const anyGroupErr = scoped ? await this.gpu.popErrorScope().catch((e: unknown) => e as GPUError) : null;
       let groupErrs: (GPUError | null)[] = plan.map(() => null);
       if (anyGroupErr) {
         for (const { r } of created) {
@@ -1121,21 +1324,10 @@ export class WebGPUDevice extends Device {
         if (made.has(key)) continue;
         made.set(key, r.group!);
       }
-      if (this.groupCache.size + made.size > 8192) this.clearGroups();
-      for (const [key, g] of made) {
-        this.groupCache.set(key, g);
-        const seen = new Set<GPUBuffer>();
-        for (const r of created) {
-          if (r.key !== key) continue;
-          for (const b of r.r.cmd.buffers) seen.add(b);
-          break;
-        }
-        for (const b of seen) {
-          const l = this.groupKeysOf.get(b);
-          if (l) l.push(key);
-          else this.groupKeysOf.set(b, [key]);
-        }
-      }
+      this.cacheGroups(
+        made,
+        created.map(({ r, key }) => ({ key, buffers: r.cmd.buffers })),
+      );
       const steps: Step[] = [];
       plan.forEach((r, i) => {
         if ('kind' in r) {
@@ -1338,6 +1530,33 @@ export class WebGPUDevice extends Device {
       .map(([name, v]) => ({ name, count: v.count, gpuMs: v.ns / 1e6, meanUs: v.ns / 1e3 / v.count, share: total ? v.ns / total : 0 }))
       .sort((a, b) => b.gpuMs - a.gpuMs);
     return { timing: prof.timing, wallMs, gpuMs: total / 1e6, kernels, counters };
+  }
+
+  /**
+   * Writes a batch's staged uploads into the upload buffer (setting each write's offset) and its uniforms into the
+   * uniform ring at `offsets`; returns the ring.
+   */
+  private writeUploadsAndUniforms(cmds: Cmd[], uniformBytes: number, offsets: Iterable<[DispatchCmd, number]>): GPUBuffer | null {
+    let uploadBytes = 0;
+    for (const c of cmds) {
+      if (c.kind !== 'write') continue;
+      c.offset = uploadBytes;
+      uploadBytes += Math.ceil(c.bytes / 4) * 4;
+    }
+    if (uploadBytes) {
+      const up = this.uploads(uploadBytes);
+      const data = new Uint8Array(uploadBytes);
+      for (const c of cmds) if (c.kind === 'write') data.set(c.data, c.offset);
+      this.gpu.queue.writeBuffer(up, 0, data);
+    }
+    const ring = this.ring(uniformBytes);
+    if (ring && uniformBytes) {
+      const data = new Uint8Array(uniformBytes);
+      for (const [c, off] of offsets) data.set(new Uint8Array(c.uniforms!), off);
+      this.gpu.queue.writeBuffer(ring, 0, data);
+      this.cnt.uniformBytes += uniformBytes;
+    }
+    return ring;
   }
 
   /** The pooled upload staging buffer, grown to hold `bytes`. */
