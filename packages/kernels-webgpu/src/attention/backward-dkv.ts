@@ -72,6 +72,29 @@ export function backwardViaScores(p: FlashParams, g: FlashGradInputs): { dq: Ten
   return { dq, dk, dv };
 }
 
+/**
+ * The pair pass of a dK/dV tile: each thread's 4×4 (key, query) scores S (`s0..s3`) and dP (`dp0..dp3`) become P
+ * and dS in place (masks, the score function and its gradient through `pairGrad`); with `ds`, dS·scale of the pairs
+ * in range goes to `dsc` for dQ = dS·K (the scores backward); then `nq4`, the tile's count of query vec4s.
+ */
+function pairPass(p: FlashParams, BQ: number, ds: boolean): string {
+  const R = [0, 1, 2, 3];
+  const L = VEC_LANES;
+  const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
+  return `let ib = i0 + 4u * tc_;
+      ${rowStats('ib', 'i_lim')}
+      ${per((m) => R.map((n) => `{
+        let j = jb + ${m}u;
+        let i = ib + ${n}u;
+        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
+        s${m}.${L[n]} = pr;
+        dp${m}.${L[n]} = dsr;
+      }`).join(' '))}${ds ? `
+      // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
+      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
+      let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;`;
+}
+
 /** dK and dV (float32, laid out like k/v but contiguous) of one backward call. */
 export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   /** Gradient of k (summed over the query heads of each group). */
@@ -242,7 +265,6 @@ function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: Backward
   const OE = EC / TC;
   const OV = EVC / TC;
   const R = [0, 1, 2, 3];
-  const L = VEC_LANES;
   const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
   const cols = (n: number, f: (o: number) => string, sep = '\n        ') => Array.from({ length: n }, (_, o) => f(o)).join(sep);
   const qLoad = qAt('i0');
@@ -301,18 +323,7 @@ ${qRange(p, BK)}
       }` : ''}
       ${blockProduct('s', hd.e, wide(`fk_[kk * ${TR}u + tr_]`), wide(`fq_[kk * ${QS}u + tc_]`))}
       ${blockProduct('dp', hd.ev, wide(`fv_[kk * ${TR}u + tr_]`), wide(`fdo_[kk * ${QS}u + tc_]`))}
-      let ib = i0 + 4u * tc_;
-      ${rowStats('ib', 'i_lim')}
-      ${per((m) => R.map((n) => `{
-        let j = jb + ${m}u;
-        let i = ib + ${n}u;
-        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
-        s${m}.${L[n]} = pr;
-        dp${m}.${L[n]} = dsr;
-      }`).join(' '))}${ds ? `
-      // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
-      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
-      let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;
+      ${pairPass(p, BQ, !!ds)}
       ${turns ? `// P and dS take turns in fp_: dV += Pᵀ·dO, then dK += dSᵀ·Q
       ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
       workgroupBarrier();
@@ -443,18 +454,7 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
   const pf = !!grid.prefetch;
   const FS = TR + (pf ? 1 : 0); // row stride (vec4) of the Kᵀ / Vᵀ chunk: padded where prefetching
   // the pair pass after the last dP chunk: P and dS in the thread's s/dp registers, dS·scale out (scores backward), nq4
-  const pairs = `let ib = i0 + 4u * tc_;
-      ${rowStats('ib', 'i_lim')}
-      ${per((m) => R.map((n) => `{
-        let j = jb + ${m}u;
-        let i = ib + ${n}u;
-        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
-        s${m}.${L[n]} = pr;
-        dp${m}.${L[n]} = dsr;
-      }`).join(' '))}${ds ? `
-      // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
-      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
-      let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;`;
+  const pairs = pairPass(p, BQ, !!ds);
   // prefetching: the tile is a static list of chunk steps (Kᵀ+Qᵀ for S, Vᵀ+dOᵀ for dP, dOᵀ for dV, Qᵀ for dK), each
   // storing the registers loaded during the step before and loading the next step's (the next tile's first step
   // during the last); chunks past the head dim stage zeros and skip their products (uniform branches)
@@ -538,18 +538,7 @@ ${qRange(p, BK)}
     ${blockLoop(p, 'q', BQ, pfTile)}` : blockLoop(p, 'q', BQ, `
       ${scores('s', hd.e, 'k', 'q')}
       ${scores('dp', hd.ev, 'v', 'do')}
-      let ib = i0 + 4u * tc_;
-      ${rowStats('ib', 'i_lim')}
-      ${per((m) => R.map((n) => `{
-        let j = jb + ${m}u;
-        let i = ib + ${n}u;
-        ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'j < LK && i < i_lim', `lse4.${L[n]}`, `del4.${L[n]}`, scoreModGrad(p), '')}
-        s${m}.${L[n]} = pr;
-        dp${m}.${L[n]} = dsr;
-      }`).join(' '))}${ds ? `
-      // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
-      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
-      let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;
+      ${pairPass(p, BQ, !!ds)}
       ${turns ? `// P and dS take turns in fp_: dV += Pᵀ·dO, then dK += dSᵀ·Q
       ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
       workgroupBarrier();

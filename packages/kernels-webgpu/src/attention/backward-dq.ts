@@ -212,7 +212,6 @@ ${tileMapWgsl(p, 'q')}`,
 function backwardDqRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, shape: number[], nq: number): Tensor {
   if (grid.ch) return backwardDqChunked(p, g, grid, half, shape, nq);
   const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
-  const device = p.q.device as WebGPUDevice;
   const { tr: TR, tc: TC } = grid;
   const BR = 4 * TR;
   const BC = 4 * TC;
@@ -286,33 +285,11 @@ ${kvRange(p, BR)}
     ${cols((o) => `if (tc_ + ${TC * o}u < ${hd.e}) { store_dq(dq_idx(b, h, ib + ${m}u, tc_ + ${TC * o}u), dqa[${m * OE + o}]); }`)}
   }`, '\n  ')}`;
   const costPerKey = (((EC + EVC) * TC) / WG + d.E + d.Ev + TC + 8) / BC;
-  const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
-  const td = tileDispatch(p, 'q', BR, d.Hq);
-  checkWorkBuffer(nq, device, 'flash attention backward (dQ)');
-  const buf = empty([nq], 'float32', device);
-  const spec: ProgramSpec = {
-    name: 'flash_attention_backward_dq_registers',
-    key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}${pf ? 'pf' : ''}`),
-    bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p), ...td.bindings],
-    uniforms: gradUniforms(p),
-    workgroupSize: [WG],
-    helpers: `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TR}>;
+  return runDqRegisters(p, g, costPerKey, BC, BR, nq, shape, `r${TR}x${TC}${half ? 'h' : ''}${pf ? 'pf' : ''}`, WG, `var<workgroup> fq_: array<vec4<${ST}>, ${EC * TR}>;
 var<workgroup> fdo_: array<vec4<${ST}>, ${EVC * TR}>;
 var<workgroup> fk_: array<vec4<${ST}>, ${EC * KS}>;
 var<workgroup> fv_: array<vec4<${ST}>, ${EVC * KS}>;
-var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;
-${DO_AT}
-${scoreHelpers(p)}
-${hookGradWgsl(p)}
-${tileMapWgsl(p, 'q')}`,
-    body,
-  };
-  const values = gradValues(p, g);
-  chunks.forEach(([c0, c1], n) =>
-    run(spec, [...gradTensors(p, g), buf, ...hookGradTensors(p), ...td.tensors], { ...values, ...chunkValues(c0, c1, n, chunks.length) }, td.grid),
-  );
-  td.dispose();
-  return buf.reshape(shape);
+var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;`, body);
 }
 
 
@@ -324,8 +301,7 @@ ${tileMapWgsl(p, 'q')}`,
  * are static).
  */
 function backwardDqChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGrid, half: boolean, shape: number[], nq: number): Tensor {
-  const { d, EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
-  const device = p.q.device as WebGPUDevice;
+  const { EC, EVC, WG, hd, ST, wide, qLoad: qAt } = registerBackwardBasics(p, grid, half);
   const { tr: TR, tc: TC } = grid;
   const CH = grid.ch!;
   const BR = 4 * TR;
@@ -402,19 +378,29 @@ ${kvRange(p, BR)}
   }`, '\n  ')}`;
   // loop iterations per key of one invocation: the chunk stagings and dot loops of S and dP, the dQ chunk loops
   const costPerKey = ((EC + EVC) * ((TR + TC) / WG + 1) + EC * (TC / WG + TC / CH) + 8) / BC;
+  return runDqRegisters(p, g, costPerKey, BC, BR, nq, shape, `r${TR}x${TC}c${CH}${half ? 'h' : ''}`, WG, `var<workgroup> fa_: array<vec4<${ST}>, ${CH * TR}>;
+var<workgroup> fb_: array<vec4<${ST}>, ${CH * KS}>;
+var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;`, body);
+}
+
+/**
+ * Runs a register dQ kernel over the key-range passes its loop cost allows and returns dQ (float32, `shape`):
+ * `tag` keys its pipeline, `arrays` are its workgroup arrays, `body` its WGSL.
+ */
+function runDqRegisters(p: FlashParams, g: FlashGradInputs, costPerKey: number, BC: number, BR: number, nq: number, shape: number[], tag: string, WG: number, arrays: string, body: string): Tensor {
+  const device = p.q.device as WebGPUDevice;
+  const d = dims(p);
   const chunks = passes(d.Lkv, BC, device.maxLoopIterations, costPerKey);
   const td = tileDispatch(p, 'q', BR, d.Hq);
   checkWorkBuffer(nq, device, 'flash attention backward (dQ)');
   const buf = empty([nq], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dq_registers',
-    key: cacheKey(p, `r${TR}x${TC}c${CH}${half ? 'h' : ''}`),
+    key: cacheKey(p, tag),
     bindings: [...gradBindings(p, g), { name: 'dq', dtype: 'float32', access: 'read_write' }, ...hookGradBindings(p), ...td.bindings],
     uniforms: gradUniforms(p),
     workgroupSize: [WG],
-    helpers: `var<workgroup> fa_: array<vec4<${ST}>, ${CH * TR}>;
-var<workgroup> fb_: array<vec4<${ST}>, ${CH * KS}>;
-var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;
+    helpers: `${arrays}
 ${DO_AT}
 ${scoreHelpers(p)}
 ${hookGradWgsl(p)}
