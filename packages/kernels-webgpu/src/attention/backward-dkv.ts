@@ -95,6 +95,19 @@ function pairPass(p: FlashParams, BQ: number, ds: boolean): string {
       let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;`;
 }
 
+/**
+ * The WGSL every register dK/dV kernel declares after its operand arrays: dS's buffer unless P and dS take turns in
+ * `fp_` (`tile` vec4s), dV's slot in the `dk` buffer, dO access, the score helpers and the key-tile map.
+ */
+function dkvTail(p: FlashParams, turns: boolean, tile: number): string {
+  return `${turns ? '' : `var<workgroup> fds_: array<vec4<f32>, ${tile}>;`}
+fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
+fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
+${DO_AT}
+${scoreHelpers(p)}
+${tileMapWgsl(p, 'k')}`;
+}
+
 /** dK and dV (float32, laid out like k/v but contiguous) of one backward call. */
 export function backwardDkv(p: FlashParams, g: FlashGradInputs): {
   /** Gradient of k (summed over the query heads of each group). */
@@ -365,12 +378,7 @@ var<workgroup> fv_: array<vec4<${ST}>, ${EVC * TR}>;
 var<workgroup> fq_: array<vec4<${ST}>, ${EC * QS}>;
 var<workgroup> fdo_: array<vec4<${ST}>, ${EVC * QS}>;
 var<workgroup> fp_: array<vec4<f32>, ${BK * TC}>;
-${turns ? '' : `var<workgroup> fds_: array<vec4<f32>, ${BK * TC}>;`}
-fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
-fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
-${DO_AT}
-${scoreHelpers(p)}
-${tileMapWgsl(p, 'k')}`,
+${dkvTail(p, turns, BK * TC)}`,
     body,
   };
   // loop iterations per query of one invocation: staging Qᵀ and dOᵀ, the two dot loops, the dK/dV loop
@@ -568,12 +576,7 @@ ${qRange(p, BK)}
     helpers: `var<workgroup> fa_: array<vec4<${ST}>, ${CH * FS}>;
 var<workgroup> fb_: array<vec4<${ST}>, ${CH * QS}>;
 var<workgroup> fp_: array<vec4<f32>, ${BK * TC}>;
-${turns ? '' : `var<workgroup> fds_: array<vec4<f32>, ${BK * TC}>;`}
-fn load_dv(i: u32) -> f32 { return dk[u_dv_at() + i]; }
-fn store_dv(i: u32, x: f32) { dk[u_dv_at() + i] = x; }
-${DO_AT}
-${scoreHelpers(p)}
-${tileMapWgsl(p, 'k')}`,
+${dkvTail(p, turns, BK * TC)}`,
     body,
   };
   // loop iterations per query of one invocation: the chunk stagings and dot loops of S and dP, the dK/dV chunk loops

@@ -218,7 +218,6 @@ function backwardDqRegisters(p: FlashParams, g: FlashGradInputs, grid: BackwardG
   const KS = TC + 1; // padded column stride of Kᵀ / Vᵀ: the dQ product reads Kᵀ across columns
   const OE = EC / TC;
   const R = [0, 1, 2, 3];
-  const L = VEC_LANES;
   const per = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
   const cols = (f: (o: number) => string, sep = '\n      ') => Array.from({ length: OE }, (_, o) => f(o)).join(sep);
   const qLoad = qAt('q0');
@@ -263,16 +262,7 @@ ${kvRange(p, BR)}
     }` : ''}
     ${blockProduct('s', hd.e, wide(`fq_[kk * ${TR}u + tr_]`), wide(`fk_[kk * ${KS}u + tc_]`))}
     ${blockProduct('dp', hd.ev, wide(`fdo_[kk * ${TR}u + tr_]`), wide(`fv_[kk * ${KS}u + tc_]`))}
-    let jb = j0 + 4u * tc_;
-    ${per((m) => R.map((n) => `{
-      let i = ib + ${m}u;
-      let j = jb + ${n}u;
-      ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'i < LQ && j < j_hi', `lse4.${L[m]}`, `del4.${L[m]}`, scoreModGrad(p), ' * u_scale()', captureGradCall(p))}
-      s${m}.${L[n]} = dsr;
-    }`).join(' '))}
-    ${per((m) => `fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
-    workgroupBarrier();
-    let nk4 = (min(${BC}u, j_hi - j0) + 3u) / 4u;
+    ${dqPairPass(p, BC, TC)}
     for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
       ${per((m) => `let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n      ')}
       ${cols((o) => `{
@@ -349,16 +339,7 @@ ${kvRange(p, BR)}
   ${blockLoop(p, 'kv', BC, `
     ${scores('s', hd.e, 'q', 'k')}
     ${scores('dp', hd.ev, 'do', 'v')}
-    let jb = j0 + 4u * tc_;
-    ${per((m) => R.map((n) => `{
-      let i = ib + ${m}u;
-      let j = jb + ${n}u;
-      ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'i < LQ && j < j_hi', `lse4.${L[m]}`, `del4.${L[m]}`, scoreModGrad(p), ' * u_scale()', captureGradCall(p))}
-      s${m}.${L[n]} = dsr;
-    }`).join(' '))}
-    ${per((m) => `fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
-    workgroupBarrier();
-    let nk4 = (min(${BC}u, j_hi - j0) + 3u) / 4u;
+    ${dqPairPass(p, BC, TC)}
     // dQ += dS·K chunk by chunk of K; chunks past the head dim are skipped (uniform branch)
     ${Array.from({ length: EC / CH }, (_, c) => `if (${c * CH}u < ${hd.e}) {
       ${c > 0 ? 'workgroupBarrier();' : ''}
@@ -381,6 +362,27 @@ ${kvRange(p, BR)}
   return runDqRegisters(p, g, costPerKey, BC, BR, nq, shape, `r${TR}x${TC}c${CH}${half ? 'h' : ''}`, WG, `var<workgroup> fa_: array<vec4<${ST}>, ${CH * TR}>;
 var<workgroup> fb_: array<vec4<${ST}>, ${CH * KS}>;
 var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;`, body);
+}
+
+/**
+ * The pair pass of a dQ tile: each thread's 4×4 (query, key) scores S (`s0..s3`) and dP (`dp0..dp3`) become
+ * dS·scale in `s0..s3` (masks, the score function and its gradient, capture gradients through `pairGrad`), which go
+ * to `fds_` for dQ += dS·K; then `nk4`, the tile's count of key vec4s.
+ */
+function dqPairPass(p: FlashParams, BC: number, TC: number): string {
+  const R = [0, 1, 2, 3];
+  const L = VEC_LANES;
+  const per = (f: (m: number) => string, sep = '\n    ') => R.map(f).join(sep);
+  return `let jb = j0 + 4u * tc_;
+    ${per((m) => R.map((n) => `{
+      let i = ib + ${m}u;
+      let j = jb + ${n}u;
+      ${pairGrad(`s${m}.${L[n]}`, `dp${m}.${L[n]}`, 'i < LQ && j < j_hi', `lse4.${L[m]}`, `del4.${L[m]}`, scoreModGrad(p), ' * u_scale()', captureGradCall(p))}
+      s${m}.${L[n]} = dsr;
+    }`).join(' '))}
+    ${per((m) => `fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
+    workgroupBarrier();
+    let nk4 = (min(${BC}u, j_hi - j0) + 3u) / 4u;`;
 }
 
 /**
