@@ -80,3 +80,16 @@ export function skipWithoutSwiftShader(ctx: { skip: (note?: string) => void }): 
 export function hasSwiftShader(): boolean {
   return existsSync(SWIFTSHADER_ICD) || process.env.WEBATTN_EXPECT_SWIFTSHADER === '1';
 }
+
+/**
+ * Skips the calling test (with the reason, reported as skipped) where `device` has no f16 subgroup matrices (`has`
+ * false). The GPU machine's run sets `WEBATTN_EXPECT_SGMM=1` (with `orF16`, `WEBATTN_EXPECT_F16=1` too): there a
+ * missing feature fails the test instead.
+ */
+export function skipWithoutSubgroupMatrix(ctx: { skip: (note?: string) => void }, device: Device, has: boolean, orF16 = false): void {
+  if (has) return;
+  const why = `adapter "${device.info.adapter}" has no f16 subgroup matrices (features: ${device.info.features.join(', ') || 'none'})`;
+  const expectVar = orF16 ? 'WEBATTN_EXPECT_SGMM/F16' : 'WEBATTN_EXPECT_SGMM';
+  if (process.env.WEBATTN_EXPECT_SGMM === '1' || (orF16 && process.env.WEBATTN_EXPECT_F16 === '1')) expect.fail(`${expectVar}=1 but ${why}`);
+  ctx.skip(why);
+}

@@ -6,7 +6,7 @@ import {
   flashBackward, flashForward, hasSgmatAttention, setFlashBackwardPath, setFlashBackwardSubgroupMatrix, setFlashSubgroupMatrix, sgmatBackwardPlan,
   type FlashHooks, type FlashParams, type SgmatBwdConfig,
 } from './flash.js';
-import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
+import { expectClose, gpuDevice, skipWithoutSubgroupMatrix } from '../../../../test-utils/index.js';
 
 // The subgroup-matrix (tensor core) backward against a float64 loop reference of dQ, dK, dV (and the gradient of a
 // captured table) written here — independent of every GPU kernel and of the CPU backend — from the same inputs read
@@ -26,10 +26,7 @@ afterEach(() => {
 });
 
 function needReal(ctx: TestContext): void {
-  if (real) return;
-  const why = `adapter "${gpu.info.adapter}" has no f16 subgroup matrices (features: ${gpu.info.features.join(', ') || 'none'})`;
-  if (process.env.WEBATTN_EXPECT_SGMM === '1' || process.env.WEBATTN_EXPECT_F16 === '1') expect.fail(`WEBATTN_EXPECT_SGMM/F16=1 but ${why}`);
-  ctx.skip(why);
+  skipWithoutSubgroupMatrix(ctx, gpu, real, true);
 }
 
 interface Case {

@@ -5,7 +5,7 @@ import { scaledDotProductAttention, sdpaKernel } from '../index.js';
 import { flashForward, hasSgmatAttention, setFlashSubgroupMatrix, sgmatPlan, type FlashHooks, type FlashParams, type SgmatConfig } from './flash.js';
 import { sgmatSpec, vecStaging } from './forward-sgmat.js';
 import { renderProgram } from '../wgsl.js';
-import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
+import { expectClose, gpuDevice, skipWithoutSubgroupMatrix } from '../../../../test-utils/index.js';
 
 // The subgroup-matrix (tensor core) forward of the attention generator against a float64 loop reference
 // written here (independent of both GPU paths and of the CPU backend), from the same inputs read back
@@ -26,10 +26,7 @@ afterAll(() => {
 });
 
 function needReal(ctx: TestContext): void {
-  if (real) return;
-  const why = `adapter "${gpu.info.adapter}" has no f16 subgroup matrices (features: ${gpu.info.features.join(', ') || 'none'})`;
-  if (process.env.WEBATTN_EXPECT_SGMM === '1') expect.fail(`WEBATTN_EXPECT_SGMM=1 but ${why}`);
-  ctx.skip(why);
+  skipWithoutSubgroupMatrix(ctx, gpu, real);
 }
 
 interface Case {
