@@ -146,17 +146,7 @@ describe('WebGPU device', () => {
     });
     const later = T.mul(outs[6]!, 2);
     const settled = await Promise.allSettled(outs.map((t) => t.toArray()));
-    for (let i = 0; i < 10; i++) {
-      const r = settled[i]!;
-      if (i === 5) {
-        expect(r.status).toBe('rejected');
-        expect(String((r as PromiseRejectedResult).reason)).toMatch(/KERNEL_FAILED.*kernel "aliased_kernel"/);
-        continue;
-      }
-      expect(r.status, `call ${i}`).toBe('fulfilled');
-      const want = await T.mul(T.randn([4], { seed: 300 + i }), 3).toArray();
-      expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-6, `call ${i}`);
-    }
+    await expectOnlyOneFailed(settled, 5, 'aliased_kernel', 300);
     const want6 = await T.mul(T.randn([4], { seed: 306 }), 6).toArray();
     expectClose(await later.toArray(), want6, 1e-6, 1e-6, 'after the failed batch');
   });
@@ -370,17 +360,7 @@ describe('WebGPU device', () => {
       const later = T.mul(outs[14]!, 2);
       const settled = await Promise.allSettled(outs.map((t) => t.toArray()));
       expect(gpu.eagerSubmitCount - e0).toBeGreaterThanOrEqual(1);
-      for (let i = 0; i < 24; i++) {
-        const r = settled[i]!;
-        if (i === 13) {
-          expect(r.status).toBe('rejected');
-          expect(String((r as PromiseRejectedResult).reason)).toMatch(/KERNEL_FAILED.*kernel "aliased_kernel_chunked"/);
-          continue;
-        }
-        expect(r.status, `call ${i}`).toBe('fulfilled');
-        const want = await T.mul(T.randn([4], { seed: 700 + i }), 3).toArray();
-        expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-6, `call ${i}`);
-      }
+      await expectOnlyOneFailed(settled, 13, 'aliased_kernel_chunked', 700);
       const want14 = await T.mul(T.randn([4], { seed: 714 }), 6).toArray();
       expectClose(await later.toArray(), want14, 1e-6, 1e-6, 'after the failed dispatch');
     } finally {
@@ -551,3 +531,21 @@ describe('process lifetime', () => {
     expect(r.stdout).toMatch(/^sum -?\d/m);
   });
 });
+
+/**
+ * Reads of a chain of calls where call `bad` bound a buffer twice writably: that read rejects with KERNEL_FAILED naming
+ * `kernel`; every other call i holds 3·randn([4], seed + i).
+ */
+async function expectOnlyOneFailed(settled: PromiseSettledResult<T.TypedArray>[], bad: number, kernel: string, seed: number): Promise<void> {
+  for (let i = 0; i < settled.length; i++) {
+    const r = settled[i]!;
+    if (i === bad) {
+      expect(r.status).toBe('rejected');
+      expect(String((r as PromiseRejectedResult).reason)).toMatch(new RegExp(`KERNEL_FAILED.*kernel "${kernel}"`));
+      continue;
+    }
+    expect(r.status, `call ${i}`).toBe('fulfilled');
+    const want = await T.mul(T.randn([4], { seed: seed + i }), 3).toArray();
+    expectClose((r as PromiseFulfilledResult<T.TypedArray>).value, want, 1e-6, 1e-6, `call ${i}`);
+  }
+}
