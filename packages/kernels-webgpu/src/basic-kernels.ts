@@ -289,11 +289,14 @@ registerGpu({
   name: 'adamw_step',
   backend: 'webgpu',
   fn: (inputs, attrs, device) => {
-    const [p, g0, m, v] = inputs as [Tensor, Tensor, Tensor, Tensor];
+    const [p, g0, m, v, low0] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
     const a = attrs as unknown as T.AdamwStepAttrs;
     // in place on contiguous state; a strided view is updated through a contiguous copy written back
     const own = [p, m, v].map((t) => (t.isContiguous ? t : t.contiguous().detach()));
     const g = contiguousInput(g0);
+    // an optional fifth input (a float16 parameter whose float32 master is `p`) receives the updated value rounded
+    // in the same kernel: mixed-precision AdamW in one dispatch per parameter instead of update, cast and copy
+    const low = low0 ? (low0.isContiguous ? low0 : low0.contiguous().detach()) : null;
     const body = `
   let i = flat_wg * WG_SIZE + lidx;
   if (i >= u_n()) { return; }
@@ -301,16 +304,18 @@ registerGpu({
   store_mom(u_m_off() + i, u_b1() * load_mom(u_m_off() + i) + (1.0 - u_b1()) * gr);
   store_sq(u_v_off() + i, u_b2() * load_sq(u_v_off() + i) + (1.0 - u_b2()) * gr * gr);
   let w = load_prm(u_p_off() + i) * u_decay();
-  store_prm(u_p_off() + i, w - u_step_size() * load_mom(u_m_off() + i) / (sqrt(load_sq(u_v_off() + i)) / u_bc2s() + u_eps()));`;
+  let nw = w - u_step_size() * load_mom(u_m_off() + i) / (sqrt(load_sq(u_v_off() + i)) / u_bc2s() + u_eps());
+  store_prm(u_p_off() + i, nw);${low ? `\n  store_cpy(u_c_off() + i, ${computeType(low.dtype)}(nw));` : ''}`;
     run(
       {
         name: 'adamw_step',
-        key: '',
+        key: low ? 'c' : '',
         bindings: [
           { name: 'prm', dtype: own[0]!.dtype, access: 'read_write' },
           { name: 'grd', dtype: g.dtype, access: 'read' },
           { name: 'mom', dtype: own[1]!.dtype, access: 'read_write' },
           { name: 'sq', dtype: own[2]!.dtype, access: 'read_write' },
+          ...(low ? [{ name: 'cpy', dtype: low.dtype, access: 'read_write' as const }] : []),
         ],
         uniforms: [
           ['n', 'u32'],
@@ -324,18 +329,66 @@ registerGpu({
           ['decay', 'f32'],
           ['step_size', 'f32'],
           ['bc2s', 'f32'],
+          ...(low ? [['c_off', 'u32'] as UniformField] : []),
         ],
         workgroupSize: [EW_WG],
         body,
       },
-      [own[0]!, g, own[1]!, own[2]!],
-      { n: p.size, p_off: own[0]!.offset, g_off: g.offset, m_off: own[1]!.offset, v_off: own[2]!.offset, b1: a.beta1, b2: a.beta2, eps: a.eps, decay: a.decay, step_size: a.stepSize, bc2s: a.bc2Sqrt },
+      [own[0]!, g, own[1]!, own[2]!, ...(low ? [low] : [])],
+      { n: p.size, p_off: own[0]!.offset, g_off: g.offset, m_off: own[1]!.offset, v_off: own[2]!.offset, b1: a.beta1, b2: a.beta2, eps: a.eps, decay: a.decay, step_size: a.stepSize, bc2s: a.bc2Sqrt, ...(low ? { c_off: low.offset } : {}) },
       linearGrid(p.size, EW_WG, device),
     );
     [p, m, v].forEach((t, i) => {
       if (own[i] !== t) runKernel('copy_into', device, [own[i]!, t]);
     });
+    if (low && low !== low0) runKernel('copy_into', device, [low, low0!]);
     return [p];
+  },
+});
+
+/**
+ * `amp_unscale` (inputs `[grad, flag]`, attrs `{ inv }`): a new contiguous float32 tensor `grad · inv` (the
+ * gradient of any float dtype read as float32), and `flag[0] = 1` when any element of it is inf or NaN (`flag` a
+ * float32 tensor the caller zeroed; other elements untouched). One dispatch per gradient for `GradScaler.unscale`
+ * (`torch._amp_foreach_non_finite_check_and_unscale_`), where cast, scale, a sum of `u·0` and an accumulation took six.
+ */
+registerGpu({
+  name: 'amp_unscale',
+  backend: 'webgpu',
+  fn: ([g0, flag], attrs, device) => {
+    const g = contiguousInput(g0!);
+    const out = empty(g.shape, 'float32', device);
+    if (g.size === 0) return out;
+    // the exponent bits decide (all ones: inf or NaN), not a comparison a compiler may assume finite
+    const body = `
+  let i = flat_wg * WG_SIZE + lidx;
+  if (i >= u_n()) { return; }
+  let u = f32(load_grd(u_g_off() + i)) * u_inv();
+  store_out(i, u);
+  if ((bitcast<u32>(u) & 0x7f800000u) == 0x7f800000u) { store_flag(u_f_off(), 1.0); }`;
+    run(
+      {
+        name: 'amp_unscale',
+        key: '',
+        bindings: [
+          { name: 'grd', dtype: g.dtype, access: 'read' },
+          { name: 'flag', dtype: 'float32', access: 'read_write' },
+          { name: 'out', dtype: 'float32', access: 'read_write' },
+        ],
+        uniforms: [
+          ['n', 'u32'],
+          ['g_off', 'u32'],
+          ['f_off', 'u32'],
+          ['inv', 'f32'],
+        ],
+        workgroupSize: [EW_WG],
+        body,
+      },
+      [g, flag!, out],
+      { n: g.size, g_off: g.offset, f_off: flag!.offset, inv: attrs.inv as number },
+      linearGrid(g.size, EW_WG, device),
+    );
+    return out;
   },
 });
 

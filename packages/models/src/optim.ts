@@ -238,8 +238,16 @@ export class AdamW extends Optimizer {
           }
           s.t++;
           const master = this.masterFor(p, dt);
-          T.adamwUpdate(master ?? p, grad, s.m, s.v, { lr: this.lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: this.weightDecay, step: s.t });
-          if (master) T.copyInto(p, T.cast(master, p.dtype));
+          const opts = { lr: this.lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: this.weightDecay, step: s.t };
+          if (master && p.isContiguous && p.device.backend === 'webgpu') {
+            // the WebGPU kernel's optional fifth input: the float16 parameter receives the master's rounding in the
+            // same dispatch (one per parameter instead of update + cast + copy); same arithmetic as adamwUpdate's
+            const attrs: T.AdamwStepAttrs = { beta1: b1, beta2: b2, eps: this.eps, decay: 1 - this.lr * this.weightDecay, stepSize: this.lr / (1 - b1 ** s.t), bc2Sqrt: Math.sqrt(1 - b2 ** s.t) };
+            T.runKernel('adamw_step', p.device, [master, grad, s.m, s.v, p], attrs);
+          } else {
+            T.adamwUpdate(master ?? p, grad, s.m, s.v, opts);
+            if (master) T.copyInto(p, T.cast(master, p.dtype));
+          }
         });
       }
     });
@@ -345,10 +353,19 @@ export class GradScaler {
     const flag = T.noGrad(() =>
       T.tidy(() => {
         let bad: Tensor | null = null;
+        let fused: Tensor | null = null; // the flag of the fused kernel: 1 where a gradient had inf/NaN, else 0
         for (const p of optimizer.params) {
           const g = p.grad;
           if (!g) continue;
           const dt: DType = p.dtype === 'float64' ? 'float64' : 'float32';
+          if (dt === 'float32' && T.getKernel('amp_unscale', g.device.backend) && (!fused || fused.device === g.device)) {
+            // one dispatch per gradient (WebGPU): unscaled float32 copy + inf/NaN flag
+            fused ??= T.zeros([1], { device: g.device });
+            const u = T.keep(T.runKernel('amp_unscale', g.device, [g, fused], { inv })[0]!);
+            p.grad = u;
+            p._gradOwned = true;
+            continue;
+          }
           const u = T.keep(T.contiguous(T.mul(asAcc(g, dt), inv)));
           // inf·0 and NaN·0 are NaN: the sum is NaN exactly when some element is not finite
           const part = T.cast(T.sum(T.mul(u, 0)), 'float32');
@@ -356,6 +373,8 @@ export class GradScaler {
           p.grad = u;
           p._gradOwned = true; // replaced/disposed like an autograd gradient (zeroGrad frees it)
         }
+        // either flag is 0 when every gradient is finite (NaN or 1 otherwise); a mix (several devices) adds them
+        if (fused) bad = bad ? T.add(bad, T.cast(fused, bad.dtype)) : fused;
         return bad;
       }),
     );
@@ -382,7 +401,7 @@ export class GradScaler {
     let finite = true;
     if (st.flag) {
       try {
-        finite = Number.isFinite(await st.flag.item());
+        finite = (await st.flag.item()) === 0; // 0 (or −0): every gradient finite; NaN or 1: some inf/NaN
       } finally {
         st.flag.dispose();
         st.flag = null;
