@@ -59,13 +59,26 @@ async function measure(model, name, fn) {
       await T.tidyAsync(fn);
       await dev.sync();
     }
-    const t0 = performance.now();
-    await T.tidyAsync(fn);
-    await dev.sync();
-    row.plain_ms = performance.now() - t0; // the same call without the profiler's per-dispatch passes
+    // the same call without the profiler's per-dispatch passes: median of REPS (default 3) runs, and the host part
+    // (until `fn` resolves: recording and submitting, before waiting for the GPU)
+    const plain = [];
+    const host = [];
+    for (let i = 0; i < Number(process.env.REPS ?? 3); i++) {
+      const t0 = performance.now();
+      await T.tidyAsync(async () => {
+        await fn();
+        host.push(performance.now() - t0);
+      });
+      await dev.sync();
+      plain.push(performance.now() - t0);
+    }
+    const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+    row.plain_ms = med(plain);
+    row.plain_all_ms = plain.map((x) => Number(x.toFixed(1)));
+    row.host_ms = med(host);
     const p = await profile(dev, () => T.tidyAsync(fn));
     Object.assign(row, { timing: p.timing, wall_ms: p.wallMs, gpu_ms: p.gpuMs, counters: p.counters, kernels: p.kernels.slice(0, 25) });
-    console.log(`\n== ${model} ${name}: ${row.plain_ms.toFixed(1)} ms unprofiled\n${formatProfile(p, TOP)}`);
+    console.log(`\n== ${model} ${name}: ${row.plain_ms.toFixed(1)} ms unprofiled (median of ${row.plain_all_ms.join(', ')}; host ${row.host_ms.toFixed(1)} ms)\n${formatProfile(p, TOP)}`);
   } catch (e) {
     row.error = errText(e);
     console.log(`== ${model} ${name}: ERROR ${row.error}`);
