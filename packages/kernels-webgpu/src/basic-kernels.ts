@@ -289,8 +289,11 @@ registerGpu({
   name: 'adamw_step',
   backend: 'webgpu',
   fn: (inputs, attrs, device) => {
-    const [p, g0, m, v, low0] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
-    const a = attrs as unknown as T.AdamwStepAttrs;
+    const a = attrs as unknown as T.AdamwStepAttrs & { skipIf?: boolean };
+    // optional inputs after [param, grad, m, v]: the low-precision copy, then (attrs.skipIf) a float32 flag whose
+    // first element, when nonzero, makes the kernel write nothing (GradScaler's inf/NaN flag, read on the device)
+    const flag = a.skipIf === true ? inputs[inputs.length - 1]! : null;
+    const [p, g0, m, v, low0] = (flag ? inputs.slice(0, -1) : inputs) as [Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
     // in place on contiguous state; a strided view is updated through a contiguous copy written back
     const own = [p, m, v].map((t) => (t.isContiguous ? t : t.contiguous().detach()));
     const g = contiguousInput(g0);
@@ -299,7 +302,7 @@ registerGpu({
     const low = low0 ? (low0.isContiguous ? low0 : low0.contiguous().detach()) : null;
     const body = `
   let i = flat_wg * WG_SIZE + lidx;
-  if (i >= u_n()) { return; }
+  if (i >= u_n()) { return; }${flag ? '\n  if (load_flg(u_f_off()) != 0.0) { return; }' : ''}
   let gr = load_grd(u_g_off() + i);
   store_mom(u_m_off() + i, u_b1() * load_mom(u_m_off() + i) + (1.0 - u_b1()) * gr);
   store_sq(u_v_off() + i, u_b2() * load_sq(u_v_off() + i) + (1.0 - u_b2()) * gr * gr);
@@ -309,13 +312,14 @@ registerGpu({
     run(
       {
         name: 'adamw_step',
-        key: low ? 'c' : '',
+        key: `${low ? 'c' : ''}${flag ? 'f' : ''}`,
         bindings: [
           { name: 'prm', dtype: own[0]!.dtype, access: 'read_write' },
           { name: 'grd', dtype: g.dtype, access: 'read' },
           { name: 'mom', dtype: own[1]!.dtype, access: 'read_write' },
           { name: 'sq', dtype: own[2]!.dtype, access: 'read_write' },
           ...(low ? [{ name: 'cpy', dtype: low.dtype, access: 'read_write' as const }] : []),
+          ...(flag ? [{ name: 'flg', dtype: flag.dtype, access: 'read' as const }] : []),
         ],
         uniforms: [
           ['n', 'u32'],
@@ -330,12 +334,13 @@ registerGpu({
           ['step_size', 'f32'],
           ['bc2s', 'f32'],
           ...(low ? [['c_off', 'u32'] as UniformField] : []),
+          ...(flag ? [['f_off', 'u32'] as UniformField] : []),
         ],
         workgroupSize: [EW_WG],
         body,
       },
-      [own[0]!, g, own[1]!, own[2]!, ...(low ? [low] : [])],
-      { n: p.size, p_off: own[0]!.offset, g_off: g.offset, m_off: own[1]!.offset, v_off: own[2]!.offset, b1: a.beta1, b2: a.beta2, eps: a.eps, decay: a.decay, step_size: a.stepSize, bc2s: a.bc2Sqrt, ...(low ? { c_off: low.offset } : {}) },
+      [own[0]!, g, own[1]!, own[2]!, ...(low ? [low] : []), ...(flag ? [flag] : [])],
+      { n: p.size, p_off: own[0]!.offset, g_off: g.offset, m_off: own[1]!.offset, v_off: own[2]!.offset, b1: a.beta1, b2: a.beta2, eps: a.eps, decay: a.decay, step_size: a.stepSize, bc2s: a.bc2Sqrt, ...(low ? { c_off: low.offset } : {}), ...(flag ? { f_off: flag.offset } : {}) },
       linearGrid(p.size, EW_WG, device),
     );
     [p, m, v].forEach((t, i) => {

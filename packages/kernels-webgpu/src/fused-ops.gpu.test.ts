@@ -63,6 +63,17 @@ describe('adamw_step with a fifth input (the low-precision copy of a master para
       }
       expectClose(await master.toArray(), await c.p.toArray(), 1e-6, 1e-5, `master (strided copy ${strided})`);
       expect(Array.from(await low.contiguous().toArray())).toEqual(Array.from(await master.toArray()));
+      // attrs.skipIf: a nonzero flag (last input) leaves everything as it was; a zero flag steps as before
+      const before = await Promise.all([master, m, v, low].map(async (t) => Array.from(await t.contiguous().toArray())));
+      const g3 = T.randn(shape, { seed: 53, device: gpu });
+      T.runKernel('adamw_step', gpu, [master, g3, m, v, low, T.full([1], 1, { device: gpu })], { ...attrs(3), skipIf: true });
+      T.runKernel('adamw_step', gpu, [master, g3, m, v, T.tensor([0, Infinity], [2], { device: gpu }).slice(0, 1, 2)], { ...attrs(3), skipIf: true });
+      const after = await Promise.all([master, m, v, low].map(async (t) => Array.from(await t.contiguous().toArray())));
+      expect(after).toEqual(before);
+      T.runKernel('adamw_step', gpu, [master, g3, m, v, low, T.zeros([1], { device: gpu })], { ...attrs(3), skipIf: true });
+      T.adamwUpdate(c.p, T.randn(shape, { seed: 53, device: cpu }), c.m, c.v, opts(3));
+      expectClose(await master.toArray(), await c.p.toArray(), 1e-6, 1e-5, `master after a zero flag (strided copy ${strided})`);
+      expect(Array.from(await low.contiguous().toArray())).toEqual(Array.from(await master.toArray()));
     }
   });
 });

@@ -98,6 +98,8 @@ describe('GradScaler + AdamW on the GPU match float64 formulas (fused unscale / 
       expect(Array.from(await p.toArray())).toEqual(wq);
     }
     expect(scaler.getScale()).toBe(256);
+    expect(opt.stepCount).toBe(0); // skipped steps are not counted (the bias corrections below use t = 1, 2)
+    expect(opt.moments(p)?.step ?? 0).toBe(0);
     // two good steps: the unscaled float32 gradient is exactly g / 256; the update follows AdamW in float64
     let w = wq.slice();
     let m = new Array<number>(n).fill(0);
@@ -127,6 +129,10 @@ describe('GradScaler + AdamW on the GPU match float64 formulas (fused unscale / 
       } else w = got;
       opt.zeroGrad();
     }
+    expect(opt.stepCount).toBe(2);
+    expect(opt.moments(p)!.step).toBe(2);
+    const mg = Array.from(await opt.moments(p)!.m.toArray());
+    mg.forEach((x, i) => expect(Math.abs(x - m[i]!)).toBeLessThanOrEqual(1e-7 + 1e-5 * Math.abs(m[i]!)));
     opt.dispose();
     p.dispose();
   }

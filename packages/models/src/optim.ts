@@ -252,6 +252,43 @@ export class AdamW extends Optimizer {
       }
     });
   }
+  /**
+   * For {@link GradScaler.step}: records this step on the device so that it writes nothing when `flag`'s first element
+   * is nonzero (the scaler's inf/NaN flag, not read back yet), as PyTorch's fused AdamW takes `found_inf`; returns
+   * the function that takes back the step count when the flag turns out set, or null (nothing recorded) unless every
+   * parameter with a gradient lives on the WebGPU device of `flag`. The host then reads the flag once, after the step,
+   * instead of waiting for the backward before recording the update.
+   */
+  stepUnlessFlagged(flag: Tensor): (() => void) | null {
+    this.assertLive();
+    const withGrad = this.params.filter((p) => p.grad);
+    if (flag.device.backend !== 'webgpu' || flag.dtype !== 'float32' || flag.size < 1 || !withGrad.every((p) => p.device === flag.device)) return null;
+    this.stepCount++;
+    const [b1, b2] = this.betas;
+    const stepped: { t: number }[] = [];
+    T.noGrad(() => {
+      for (const p of withGrad) {
+        const grad = p.grad!;
+        T.tidy(() => {
+          const dt = accDtype(p);
+          let s = this.state.get(p);
+          if (!s) {
+            s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
+            this.state.set(p, s);
+          }
+          s.t++;
+          stepped.push(s);
+          const master = this.masterFor(p, dt);
+          const attrs = { beta1: b1, beta2: b2, eps: this.eps, decay: 1 - this.lr * this.weightDecay, stepSize: this.lr / (1 - b1 ** s.t), bc2Sqrt: Math.sqrt(1 - b2 ** s.t), skipIf: true };
+          T.runKernel('adamw_step', p.device, master ? [master, grad, s.m, s.v, p, flag] : [p, grad, s.m, s.v, flag], attrs);
+        });
+      }
+    });
+    return () => {
+      this.stepCount--;
+      for (const s of stepped) s.t--;
+    };
+  }
   /** The moments of `p` (float32; float64 for float64 parameters), null before its first step. */
   moments(p: Tensor): { m: Tensor; v: Tensor; step: number } | null {
     const s = this.state.get(p);
@@ -399,6 +436,19 @@ export class GradScaler {
       st = this.perOpt.get(optimizer)!;
     }
     let finite = true;
+    // an optimizer that can skip on the device (AdamW on WebGPU) steps first; the flag is read once, after it
+    const undo = st.flag && optimizer instanceof AdamW ? optimizer.stepUnlessFlagged(st.flag) : null;
+    if (undo) {
+      try {
+        finite = (await st.flag!.item()) === 0;
+      } finally {
+        st.flag!.dispose();
+        st.flag = null;
+      }
+      if (!finite) undo();
+      st.stepped = finite;
+      return finite;
+    }
     if (st.flag) {
       try {
         finite = (await st.flag.item()) === 0; // 0 (or −0): every gradient finite; NaN or 1: some inf/NaN
