@@ -436,8 +436,10 @@ export class GradScaler {
       st = this.perOpt.get(optimizer)!;
     }
     let finite = true;
-    // an optimizer that can skip on the device (AdamW on WebGPU) steps first; the flag is read once, after it
-    const undo = st.flag && optimizer instanceof AdamW ? optimizer.stepUnlessFlagged(st.flag) : null;
+    // an optimizer that can skip on the device (AdamW on WebGPU, its step() not overridden) steps first; the flag is
+    // read once, after it
+    const deferrable = optimizer instanceof AdamW && optimizer.step === AdamW.prototype.step;
+    const undo = st.flag && deferrable ? optimizer.stepUnlessFlagged(st.flag) : null;
     if (undo) {
       try {
         finite = (await st.flag!.item()) === 0;
