@@ -135,8 +135,9 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
   });
 
   it('the scores backward with the chunked dK/dV kernel', async () => {
-    // the shape of the second case above (its forward pipeline): only the dK/dV kernel is new
-    const c = CHUNK_NONCAUSAL;
+    // the shape of the second case above (its forward pipeline): only the dK/dV kernel is new; 72 keys (a multiple of
+    // 4): dS written as vec4s
+    const c = { ...CHUNK_NONCAUSAL, Lkv: 72 };
     const ref = await attend(c, cpu, 'float64');
     setFlashBackwardPath('registers');
     setFlashBackwardScores('always');
@@ -169,7 +170,8 @@ describe('the scores backward (dK/dV kernel writes dS, dQ = dS·K as a matmul) m
   const cases: Case[] = [
     { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 40, Ev: 24, causal: false, mask: 'float' },
     { B: 1, Hq: 2, Hkv: 2, Lq: 77, Lkv: 131, E: 64, Ev: 32, causal: false, mask: 'bool', scale: 0.3 },
-    { B: 2, Hq: 6, Hkv: 2, Lq: 33, Lkv: 50, E: 16, Ev: 16, causal: false, mask: null },
+    // 52 keys: dS written as vec4s (the cases above: one float per store)
+    { B: 2, Hq: 6, Hkv: 2, Lq: 33, Lkv: 52, E: 16, Ev: 16, causal: false, mask: null },
   ];
   cases.forEach((c, n) => {
     it(JSON.stringify(c), async () => {

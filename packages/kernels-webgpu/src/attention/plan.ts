@@ -718,6 +718,31 @@ export function setFlashBackwardScores(mode: ScoresMode): void {
   scoresMode = mode;
 }
 
+const backwardTuning = { dsVec4: true, tailSkip: true, dvReuse: true };
+/**
+ * Tuning knobs of the register dK/dV kernel, for bench/gpu/bwd_probe.mjs A/B runs (results are the same either way):
+ * `dsVec4` — the scores backward writes dS as aligned vec4s (4 keys of one query per store) where the key length is
+ * a multiple of 4 (else, or off, one float per store); `tailSkip` — the chunked kernel's threads whose keys (or
+ * queries) lie past the sequence skip their products; `dvReuse` — the prefetching chunked kernel takes dV's last chunk
+ * first, from the dOᵀ chunk the last dP step staged (one staging step and two barriers fewer per query tile). All on by
+ * default.
+ */
+export function setFlashBackwardTuning(t: { dsVec4?: boolean; tailSkip?: boolean; dvReuse?: boolean }): void {
+  Object.assign(backwardTuning, t);
+}
+/** Whether the dK/dV kernel writes dS as vec4s for a key length `Lkv` (see {@link setFlashBackwardTuning}). */
+export function scoresVec4(Lkv: number): boolean {
+  return backwardTuning.dsVec4 && Lkv % 4 === 0;
+}
+/** Whether the prefetching chunked dK/dV kernel reuses the last dP step's dOᵀ chunk (see {@link setFlashBackwardTuning}). */
+export function dvReuse(): boolean {
+  return backwardTuning.dvReuse;
+}
+/** Whether the chunked dK/dV kernel skips the products of threads past the sequence (see {@link setFlashBackwardTuning}). */
+export function tailSkip(): boolean {
+  return backwardTuning.tailSkip;
+}
+
 /** Whether a call takes the scores backward (`bytes`: its dS; `maxBinding`: the adapter's largest storage binding). */
 export function scoresBackward(p: FlashParams, bytes: number, maxBinding: number): boolean {
   if (scoresMode === 'never') return false;
