@@ -11,7 +11,8 @@
 // prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel;
 // mat = the subgroup-matrix backward (f16 on adapters with subgroup matrices; backward-sgmat.ts) with its default
 // tilings, matR.N.C-R.N.C[s] = forced dK/dV and dQ tilings (rows per subgroup, subgroups, tile rows; s: scalar staging);
-// grids may name head-dim chunks (TRxTCcCH[pf][t], plan.ts BackwardGrid.ch; pf there: the dK/dV kernel's chunk prefetch); nochunk = auto without the chunked grids;
+// grids may name head-dim chunks (TRxTCcCH[pf][t], plan.ts BackwardGrid.ch; pf there: the chunk prefetch, a default of the dK/dV
+// kernel, forced only for the dQ kernel, e.g. dq16x16c32pf-dkv16x16c32pft); nochunk = auto without the chunked grids;
 // a suffix +ds (e.g. reg16x16c32+ds) lets a forced-grid variant take the scores backward where `auto` would.
 // base = auto without the dK/dV kernel's vec4 dS stores, tail skipping and dOᵀ chunk reuse (plan.ts
 // setFlashBackwardTuning), nov4 / noskip / noreuse = auto without one of them.

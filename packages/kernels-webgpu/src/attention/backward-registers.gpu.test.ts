@@ -107,13 +107,14 @@ const CHUNK_NONCAUSAL: Case = { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 96, Ev:
 describe('the head-dim-chunked register backward (operands staged ch columns at a time) matches the float64 reference', () => {
   // forced grids (the f32 head-dim-128 default on hardware GPUs) on every adapter: GQA + causal + odd lengths, head
   // dims that are not multiples of the chunk (the last chunk partly or wholly past the head dim), masks, P/dS by turns
-  // prefetch (dK/dV kernel only): the chunk steps staged through registers, Kᵀ / Vᵀ rows padded, the next query tile's
-  // first chunk read during the last step (Lq = 70: two query tiles of 64); small head dims keep its unrolled steps few
+  // prefetch (both kernels): the chunk steps staged through registers, Kᵀ / Vᵀ (Qᵀ / dOᵀ) rows padded, the next query
+  // (key) tile's first chunk read during the last step (Lq = 70: two query tiles of 64 for the dK/dV kernel; Lkv = 100: two
+  // key tiles of 64 for the dQ kernel, the second one partly causal); small head dims keep its unrolled steps few
   const cases: [Case, { tr: number; tc: number; ch: number; turns?: boolean; prefetch?: boolean }, 'always' | 'never'][] = [
     [{ B: 1, Hq: 4, Hkv: 2, Lq: 37, Lkv: 53, E: 128, Ev: 128, causal: true, mask: null }, { tr: 4, tc: 16, ch: 16 }, 'never'],
     [CHUNK_NONCAUSAL, { tr: 4, tc: 16, ch: 32, turns: true }, 'always'],
     [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 72, Ev: 128, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 32 }, 'never'],
-    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 20, Ev: 32, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 16, prefetch: true, turns: true }, 'never'],
+    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 100, E: 20, Ev: 32, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 16, prefetch: true, turns: true }, 'never'],
   ];
   cases.forEach(([c, grid, spec]) => {
     it(`grid ${JSON.stringify(grid)}, specialisation ${spec}: ${JSON.stringify(c)}`, async () => {
@@ -127,7 +128,8 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
       expect(lastBackwardGrids().dkv?.ch).toBe(grid.ch);
       expect(!!lastBackwardGrids().dkv?.turns).toBe(!!grid.turns);
       expect(!!lastBackwardGrids().dkv?.prefetch).toBe(!!grid.prefetch);
-      expect(lastBackwardGrids().dq?.prefetch).toBe(false);
+      // a forced chunked grid prefetches in both kernels (the dQ kernel's default chunked grid does not)
+      expect(!!lastBackwardGrids().dq?.prefetch).toBe(!!grid.prefetch);
       expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
       expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
       expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');

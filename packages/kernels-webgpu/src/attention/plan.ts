@@ -653,9 +653,11 @@ export function pickBackwardGrid(
   const fits = (g: BackwardGrid) =>
     EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && chunkOk(g) && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? kernel === 'dkv' && !!g.prefetch : (g.prefetch ?? !device.info.software) });
+  // chunked grids prefetch where they say so: the dK/dV kernel's defaults, and forced grids of either kernel (the dQ
+  // kernel's chunked prefetch is not measured yet: its defaults leave it off)
+  const withPrefetch = (g: BackwardGrid, forced = false): BackwardGrid => ({ ...g, prefetch: g.ch ? (kernel === 'dkv' || forced) && !!g.prefetch : (g.prefetch ?? !device.info.software) });
   const forced = forcedBackwardGrid(kernel);
-  if (forced && fits(forced)) return withPrefetch(forced);
+  if (forced && fits(forced)) return withPrefetch(forced, true);
   const list = device.info.software ? SOFTWARE_BACKWARD_GRIDS : chunked ? [...CHUNKED_BACKWARD_GRIDS, ...BACKWARD_GRIDS] : BACKWARD_GRIDS;
   const g = list.find(fits);
   return g ? withPrefetch(g) : null;
@@ -729,7 +731,7 @@ const backwardTuning = { dsVec4: true, tailSkip: true, dvReuse: true };
  * 16×16c32 prefetching by turns; all off → all on (without tailSkip / without dsVec4); gradients bit-identical; TF.js-WebGPU
  * unfused in the same call): ViT B=128 H=16 L=196 E=64 8.19 → 7.32 (7.65 / 7.66; TF.js 7.75), B=8 L=1024 E=64 8.19 →
  * 7.67 (7.59 / 7.81; 9.82), B=1 L=4096 E=64 15.77 → 13.88 (15.15 / 14.36; 18.75), B=8 L=1024 E=128 18.49 → 14.39
- * (14.88 / 15.04; 14.48); dK/dV kernel GPU time (profile) 24.3 → 19.3 ms at ViT. 16×8c32 prefetching with all three:
+ * (14.88 / 15.04; 14.48); dK/dV kernel GPU time (profile(), timestamp queries) 24.3 → 19.3 at ViT. 16×8c32 prefetching with all three:
  * 8.70 / 9.23 / 16.73 / 24.82.
  */
 export function setFlashBackwardTuning(t: { dsVec4?: boolean; tailSkip?: boolean; dvReuse?: boolean }): void {
