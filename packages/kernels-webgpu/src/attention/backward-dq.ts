@@ -7,7 +7,7 @@
  */
 import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
-import { run, type ProgramSpec } from '../wgsl.js';
+import { linearGrid, run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile,
   chunkedBackward, registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
@@ -72,6 +72,56 @@ function dqRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: nu
 function dqChunkedBytes(g: BackwardGrid, elemBytes: number): number {
   // prefetching: the Qᵀ / dOᵀ chunk's rows padded by one vec4 (as the dK/dV kernel's Kᵀ / Vᵀ)
   return 4 * elemBytes * g.ch! * (g.tr + g.tc + 1 + (g.prefetch ? 1 : 0)) + 16 * (4 * g.tr * g.tc);
+}
+
+/**
+ * Δ = rowsum(dO ∘ O) of the backward (float32, the shape of `out` without its last axis): one kernel in which 16
+ * threads per row read dO and O once (consecutive columns: coalesced), multiply in f32 and sum their 16 partial
+ * products in workgroup memory in a fixed order — instead of an elementwise product (one more full tensor written
+ * and read again) and a row reduction with a workgroup per row of E elements. `dout` and `out`: same shape, any
+ * float dtype (copied to contiguous where they are not).
+ */
+export function backwardDelta(dout: Tensor, out: Tensor): Tensor {
+  const device = out.device as WebGPUDevice;
+  const n = out.shape[out.rank - 1] ?? 1;
+  const shape = out.shape.slice(0, -1);
+  const rows = shape.reduce((a, x) => a * x, 1);
+  const delta = empty(shape, 'float32', device);
+  if (rows === 0) return delta;
+  const g = dout.contiguous();
+  const o = out.contiguous();
+  const ROWS = 16; // rows per workgroup of 256 threads
+  const body = `
+  let row = flat_wg * ${ROWS}u + lidx / 16u;
+  let lane = lidx % 16u;
+  var acc = 0.0;
+  if (row < u_rows()) {
+    for (var e = lane; e < u_n(); e = e + 16u) {
+      acc = fma(f32(load_g(u_g_off() + row * u_n() + e)), f32(load_o(u_o_off() + row * u_n() + e)), acc);
+    }
+  }
+  part_[lidx] = acc;
+  workgroupBarrier();
+  if (lane == 0u && row < u_rows()) {
+    var s = 0.0;
+    for (var k = 0u; k < 16u; k = k + 1u) { s = s + part_[lidx + k]; }
+    store_delta(row, s);
+  }`;
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_delta',
+    key: '',
+    bindings: [
+      { name: 'g', dtype: g.dtype, access: 'read' },
+      { name: 'o', dtype: o.dtype, access: 'read' },
+      { name: 'delta', dtype: 'float32', access: 'read_write' },
+    ],
+    uniforms: [['rows', 'u32'], ['n', 'u32'], ['g_off', 'u32'], ['o_off', 'u32']],
+    workgroupSize: [16 * ROWS],
+    helpers: `var<workgroup> part_: array<f32, ${16 * ROWS}>;`,
+    body,
+  };
+  run(spec, [g, o, delta], { rows, n, g_off: g.offset, o_off: o.offset }, linearGrid(rows, ROWS, device));
+  return delta;
 }
 
 /** dQ (float32, laid out like q but contiguous) of one backward call. */

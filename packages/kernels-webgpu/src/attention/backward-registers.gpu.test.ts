@@ -3,6 +3,7 @@ import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
 import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashSpecialization } from './flash.js';
 import { lastBackwardGrids } from './plan.js';
+import { backwardDelta } from './backward-dq.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 
 // The register backward (backward-dq.ts / backward-dkv.ts, hardware GPUs by default) forced on llvmpipe:
@@ -203,20 +204,29 @@ describe('the scores backward (dK/dV kernel writes dS, dQ = dS·K as a matmul) m
 });
 
 describe('the register backward splits long loops into passes under the adapter loop cap', () => {
-  it('Lq = Lkv = 2600 (GQA 2→1), prefetching: more dispatches than one per kernel where there is a cap, and the reference grads', async () => {
-    const c: Case = { B: 1, Hq: 2, Hkv: 1, Lq: 2600, Lkv: 2600, E: 16, Ev: 16, causal: false, mask: null };
-    setFlashBackwardPath('registers');
-    setFlashBackwardGrid({ tr: 4, tc: 4, prefetch: true });
-    const d0 = gpu.counters().dispatches;
-    const got = await attend(c, gpu, 'float32');
-    const dispatches = gpu.counters().dispatches - d0;
-    if (Number.isFinite(gpu.maxLoopIterations)) expect(dispatches).toBeGreaterThan(4);
-    setFlashBackwardPath('auto');
-    const ref = await attend(c, cpu, 'float64');
-    expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
-    expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
-    expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
-  }, COMPILE_TIMEOUT);
+  // the dK/dV kernel loops over the query rows of all G query heads of its key head, the dQ kernel over the keys:
+  // 8 heads × 1600 rows, and 20000 keys, take them over llvmpipe's cap (65535 iterations) with the 4×4 grid, while the
+  // other side stays short (the float64 reference stays cheap); the grids' pipelines are shared by both shapes
+  const cases: Case[] = [
+    { B: 1, Hq: 8, Hkv: 1, Lq: 1600, Lkv: 40, E: 16, Ev: 16, causal: false, mask: null },
+    { B: 1, Hq: 1, Hkv: 1, Lq: 24, Lkv: 20000, E: 16, Ev: 16, causal: false, mask: null },
+  ];
+  cases.forEach((c) => {
+    it(`${JSON.stringify(c)}, prefetching: more dispatches than one per kernel (forward, Δ, dQ, dK/dV) where there is a cap, and the reference grads`, async () => {
+      setFlashBackwardPath('registers');
+      setFlashBackwardGrid({ tr: 4, tc: 4, prefetch: true });
+      setFlashBackwardScores('never');
+      const d0 = gpu.counters().dispatches;
+      const got = await attend(c, gpu, 'float32');
+      const dispatches = gpu.counters().dispatches - d0;
+      if (Number.isFinite(gpu.maxLoopIterations)) expect(dispatches).toBeGreaterThan(4);
+      setFlashBackwardPath('auto');
+      const ref = await attend(c, cpu, 'float64');
+      expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+      expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+      expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+    }, COMPILE_TIMEOUT);
+  });
 });
 
 describe('the register backward with NaN inputs', () => {
@@ -293,4 +303,27 @@ describe('the register backward with float16 inputs matches the float64 referenc
       expectClose(await v.grad!.toArray(), await vc.grad!.toArray(), 5e-3, 2e-2, 'dV');
     }, COMPILE_TIMEOUT);
   }
+});
+
+describe('the backward Δ = rowsum(dO ∘ O) in one kernel (backwardDelta)', () => {
+  it('matches the float64 formula: strided dO, rows past a workgroup of 16 rows, a head dim that is not a multiple of 16', async () => {
+    const [B, H, L, E] = [2, 3, 37, 20]; // 222 rows: 14 workgroups, the last partial
+    // float32-exact values (the formula then sees what the kernel reads)
+    const vals = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.fround(Math.sin(i * 12.9898 + seed) * 2));
+    const ov = vals(B * H * L * E, 1);
+    const gv = vals(B * L * H * E, 2); // laid out [B, L, H, E]: dO is its [B, H, L, E] transpose view
+    const o = T.tensor(ov, [B, H, L, E], { device: gpu });
+    const g = T.tensor(gv, [B, L, H, E], { device: gpu }).transpose(1, 2);
+    const delta = backwardDelta(g, o);
+    expect(delta.shape).toEqual([B, H, L]);
+    const want: number[] = [];
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < H; h++)
+        for (let l = 0; l < L; l++) {
+          let s = 0;
+          for (let e = 0; e < E; e++) s += gv[((b * L + l) * H + h) * E + e]! * ov[((b * H + h) * L + l) * E + e]!;
+          want.push(s);
+        }
+    expectClose(await delta.toArray(), want, 5e-5, 1e-4, 'delta');
+  }, COMPILE_TIMEOUT);
 });
