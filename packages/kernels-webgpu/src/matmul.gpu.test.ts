@@ -101,6 +101,9 @@ describe('matmul (tiled, register-blocked)', () => {
         { wg: 8, bk: 4, tm: 4, tn: 8, split: true, prefetch: true },
         // double-buffered tiles (one barrier per K tile): every edge, K shorter than one tile, batched, sliced
         { wg: 8, bk: 8, tm: 8, tn: 4, split: true, prefetch: true, double: true },
+        // more threads along M than along N (wgy), 8x16 outputs per thread (128 accumulators): K shorter than one tile,
+        // batched, sliced
+        { wg: 8, wgy: 16, bk: 16, tm: 8, tn: 16, split: true, prefetch: true },
       ]) {
         setTiledMatmul(cfg);
         const tag = JSON.stringify(cfg);
@@ -114,7 +117,7 @@ describe('matmul (tiled, register-blocked)', () => {
         }
         // scalars (odd sizes), N not a multiple of 4 (scalar stores), K shorter than one tile
         await check(pair([33, 17], 24), pair([17, 9], 25), id, id, `${tag} odd`);
-        if (cfg.wg === 8 && cfg.bk !== 32 && cfg.double !== true) continue; // the two small tilings: staging counts only (llvmpipe compile time)
+        if (cfg.wg === 8 && cfg.bk !== 32 && cfg.double !== true && cfg.wgy === undefined) continue; // the two small tilings: staging counts only (llvmpipe compile time)
         await check(pair([19, 3], 24), pair([3, 21], 25), id, id, `${tag} K=3`);
         // batched with a broadcast rhs, and an offset view (scalar staging)
         await check(pair([2, 3, 20, 12], 26), pair([12, 40], 27), id, id, `${tag} batched`);

@@ -96,6 +96,11 @@ export interface TiledMatmulConfig {
   /** Split kernel only: issue the next K tile's global loads before this tile's products. */
   prefetch?: boolean;
   /**
+   * Split kernel only: threads along M (default `wg`, threads along N): `wg`·`wgy` threads, (`wgy`·`tm`)×(`wg`·`tn`)
+   * output tiles. `wg` = 8 puts a warp on 8 consecutive vec4 of the B tile (one 128-byte workgroup-memory read).
+   */
+  wgy?: number;
+  /**
    * Split kernel only: two workgroup buffers per operand, the next K tile (loaded before this tile's products) stored
    * into the other one after them: one barrier per K tile instead of two. Slower on the H100 at every measured shape
    * (4096³ 5.0 ms vs 4.0 with 16-deep K tiles; docs/benchmarks/2026-11-25-h100-matmul-ab-mm2.json): not a default.
@@ -342,18 +347,42 @@ ${lines(4, (j) => `    ${dst}[o + ${j * stride}u][c] = ${reg}${r}[${j}];`)}`);
 }
 
 /**
- * The hardware f32-accumulating kernel: `wg`×`wg` threads, each `tm`×`tn` outputs split into 4×4 blocks
- * spaced `4·wg` apart (thread (tx, ty) owns rows `g·4wg + 4ty + 0..3` and columns `h·4wg + 4tx + 0..3`), so
+ * The K loop with register prefetch, shared by the split f32 kernel and the subgroup-matrix kernel (`prefetch`): the
+ * first tile's global loads before the loop; per K tile, the registers stored into the workgroup tiles at `base`, a
+ * barrier, the next tile's global loads issued (into the same registers) before this tile's `products`, a barrier.
+ */
+function prefetchLoop(A: Pick<Staging, 'load' | 'store'>, B: Pick<Staging, 'load' | 'store'>, step: number, base: string, products: string): string {
+  return `${A.load('p.k0')}
+${B.load('p.k0')}
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${step}u) {
+${A.store(base)}
+${B.store(base)}
+    workgroupBarrier();
+    if (kt + ${step}u < p.k1) {
+      let kn = kt + ${step}u;
+${A.load('kn')}
+${B.load('kn')}
+    }
+${products}
+    workgroupBarrier();
+  }`;
+}
+
+/**
+ * The hardware f32-accumulating kernel: `wg`×`wgy` threads (x along N, y along M; `wgy` defaults to `wg`), each
+ * `tm`×`tn` outputs split into 4×4 blocks spaced `4·wgy` (rows) and `4·wg` (columns) apart (thread (tx, ty) owns rows
+ * `g·4wgy + 4ty + 0..3` and columns `h·4wg + 4tx + 0..3`), so
  * a warp's workgroup-memory reads of B are consecutive vec4 and its output stores coalesce. K tiles of `bk`
  * are staged through registers; with `prefetch` the next tile's global loads are issued before this tile's
  * products. Workgroup rows are padded by one vec4 where a tile is transposed on the way in (bank conflicts).
  */
-function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean }): string {
+function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean; wgy?: number }): string {
   const WG = c.wg;
+  const WGY = c.wgy ?? WG;
   const BK = c.bk;
-  const threads = WG * WG;
+  const threads = WG * WGY;
   const st = c.dtype === 'float16' ? 'f16' : 'f32';
-  const bm = WG * c.tm;
+  const bm = WGY * c.tm;
   const bn = WG * c.tn;
   const tm4 = c.tm / 4;
   const tn4 = c.tn / 4;
@@ -366,13 +395,13 @@ function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean }): 
   const B = splitStaging(threads, BK, bn, c.modeB, st, 'rb', 'Bs', sB, 'b', 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n');
   const db = c.double === true;
   const compute = lines(BK, (kk) => `  {
-${lines(tm4, (g) => `    let a${g} = As[${db ? 'ca + ' : ''}${kk * sA + g * WG}u + ty];`)}
+${lines(tm4, (g) => `    let a${g} = As[${db ? 'ca + ' : ''}${kk * sA + g * WGY}u + ty];`)}
 ${lines(tn4, (h) => `    let b${h} = Bs[${db ? 'cb + ' : ''}${kk * sB + h * WG}u + tx];`)}
 ${lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => `    acc[${(g * 4 + r) * tn4 + h}] = fma(vec4<f32>(a${g}[${r}]), b${h}, acc[${(g * 4 + r) * tn4 + h}]);`)))}
   }`);
   const store = lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => {
     const i = (g * 4 + r) * tn4 + h;
-    const head = `    let row = m0 + ${g * WG * 4 + r}u + ty * 4u;
+    const head = `    let row = m0 + ${g * WGY * 4 + r}u + ty * 4u;
     let col = n0 + ${h * WG * 4}u + tx * 4u;`;
     if (c.vecOut) {
       return `  {
@@ -422,20 +451,7 @@ ${B.store('nb')}
     cur = 1u - cur;
   }`
     : c.prefetch
-    ? `${A.load('p.k0')}
-${B.load('p.k0')}
-  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
-${A.store('')}
-${B.store('')}
-    workgroupBarrier();
-    if (kt + ${BK}u < p.k1) {
-      let kn = kt + ${BK}u;
-${A.load('kn')}
-${B.load('kn')}
-    }
-${compute}
-    workgroupBarrier();
-  }`
+    ? prefetchLoop(A, B, BK, '', compute)
     : `  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
 ${A.load('kt')}
 ${B.load('kt')}
@@ -850,21 +866,7 @@ ${mma('abase', 'bbase')}
     cur = nxt;
   }`
     : c.prefetch
-      ? `
-${A.load('p.k0')}
-${B.load('p.k0')}
-  for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
-${A.store('0u')}
-${B.store('0u')}
-    workgroupBarrier();
-    if (kt + ${tk}u < p.k1) {
-      let kn = kt + ${tk}u;
-${A.load('kn')}
-${B.load('kn')}
-    }
-${mma('0u', '0u')}
-    workgroupBarrier();
-  }`
+      ? `\n${prefetchLoop(A, B, tk, '0u', mma('0u', '0u'))}`
       : `
   for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
 ${stageA('0u', 'kt')}
@@ -999,7 +1001,7 @@ export const SPLIT_64: TiledMatmulConfig = { wg: 16, bk: 16, tm: 4, tn: 4, split
 
 /** Workgroup memory of the split kernel at a tiling, padded rows included (the most it can take). */
 function splitWorkgroupBytes(t: TiledMatmulConfig): number {
-  return ((t.wg * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16 * (t.double ? 2 : 1);
+  return (((t.wgy ?? t.wg) * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16 * (t.double ? 2 : 1);
 }
 
 /**
@@ -1103,10 +1105,12 @@ registerKernel({
         const split = !direct && t.bk !== 0 && t.split === true;
         const prefetch = split && t.prefetch === true;
         const dbl = split && t.double === true;
+        // threads along M: only the split kernel has its own (the staged kernels are wg×wg)
+        const wgy = split ? t.wgy ?? cfg.wg : cfg.wg;
         const variant = direct ? 'direct' : `${split ? (dbl ? 'sd|' : prefetch ? 'sp|' : 's|') : ''}${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
-        const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${variant}`;
-        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch, double: dbl }) : tiledSource(cfg)));
-        bm = cfg.wg * cfg.tm;
+        const key = `matmul|${dtype}|${cfg.wg}${wgy !== cfg.wg ? `y${wgy}` : ''}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${variant}`;
+        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch, double: dbl, wgy }) : tiledSource(cfg)));
+        bm = wgy * cfg.tm;
         bn = cfg.wg * cfg.tn;
         kStep = direct ? 4 : cfg.bk;
       }
