@@ -101,12 +101,6 @@ export interface TiledMatmulConfig {
    */
   wgy?: number;
   /**
-   * Split kernel only (not with `double`): workgroup tiles declared as 2-D arrays [k][quad], so that each product
-   * step's reads have a constant first index and Dawn's robustness clamp (on every non-constant workgroup-array
-   * index) covers only a loop-invariant one, instead of one clamp per read.
-   */
-  tile2d?: boolean;
-  /**
    * Split kernel only: two workgroup buffers per operand, the next K tile (loaded before this tile's products) stored
    * into the other one after them: one barrier per K tile instead of two. Slower on the H100 at every measured shape
    * (4096³ 5.0 ms vs 4.0 with 16-deep K tiles; docs/benchmarks/2026-11-25-h100-matmul-ab-mm2.json): not a default.
@@ -304,7 +298,7 @@ interface Staging {
  * (contiguous vec4 stores), `v1` vec4 loads along K (four scalar stores each: the tile is transposed on the
  * way in), `s` scalars. Axis 0 of the operand (M or N) has stride `s0`, K stride `sk`.
  */
-function splitStaging(threads: number, BK: number, rows: number, mode: LoadMode, st: string, reg: string, dst: string, stride: number, src: string, base: string, s0: string, sk: string, at0: string, lim0: string, d2 = false): Staging {
+function splitStaging(threads: number, BK: number, rows: number, mode: LoadMode, st: string, reg: string, dst: string, stride: number, src: string, base: string, s0: string, sk: string, at0: string, lim0: string): Staging {
   const quads = rows / 4;
   const total = mode === 's' ? rows * BK : (rows * BK) / 4;
   const n = Math.ceil(total / threads);
@@ -339,12 +333,6 @@ ${body}${partial ? '\n    }' : ''}
     });
   const store = (base: string): string => lines(n, (r) => {
     const b0 = base ? `${base} + ` : '';
-    if (d2) {
-      // 2-D tile [kk][quad] (no base: one buffer)
-      if (mode === 'v0') return wrap(r, `${idx(r)}\n    ${dst}[kk][q] = ${reg}${r};`);
-      if (mode === 'v1') return wrap(r, `${idx(r)}\n    let i4 = i0 / 4u;\n    let c = i0 % 4u;\n${lines(4, (j) => `    ${dst}[q * 4u + ${j}u][i4][c] = ${reg}${r}[${j}];`)}`);
-      return wrap(r, `${idx(r)}\n    ${dst}[kk][i0 / 4u][i0 % 4u] = ${reg}${r};`);
-    }
     if (mode === 'v0') return wrap(r, `${idx(r)}\n    ${dst}[${b0}kk * ${stride}u + q] = ${reg}${r};`);
     if (mode === 'v1') {
       return wrap(r, `${idx(r)}
@@ -388,7 +376,7 @@ ${products}
  * are staged through registers; with `prefetch` the next tile's global loads are issued before this tile's
  * products. Workgroup rows are padded by one vec4 where a tile is transposed on the way in (bank conflicts).
  */
-function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean; wgy?: number; tile2d?: boolean }): string {
+function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean; wgy?: number }): string {
   const WG = c.wg;
   const WGY = c.wgy ?? WG;
   const BK = c.bk;
@@ -403,15 +391,12 @@ function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean; wgy
   const aT = c.modeA === 's' ? st : `vec4<${st}>`;
   const bT = c.modeB === 's' ? st : `vec4<${st}>`;
   const oT = c.vecOut ? `vec4<${st}>` : st;
+  const A = splitStaging(threads, BK, bm, c.modeA, st, 'ra', 'As', sA, 'a', 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m');
+  const B = splitStaging(threads, BK, bn, c.modeB, st, 'rb', 'Bs', sB, 'b', 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n');
   const db = c.double === true;
-  // 2-D tiles [kk][quad]: each product step's reads have a constant first index, so the bounds clamp the robustness
-  // transform puts on a workgroup-array index covers only the loop-invariant quad (tx, ty and a constant)
-  const d2 = c.tile2d === true && !db;
-  const A = splitStaging(threads, BK, bm, c.modeA, st, 'ra', 'As', sA, 'a', 'oa', 'p.a_rs', 'p.a_cs', 'm0', 'p.m', d2);
-  const B = splitStaging(threads, BK, bn, c.modeB, st, 'rb', 'Bs', sB, 'b', 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n', d2);
   const compute = lines(BK, (kk) => `  {
-${lines(tm4, (g) => d2 ? `    let a${g} = As[${kk}][${g * WGY}u + ty];` : `    let a${g} = As[${db ? 'ca + ' : ''}${kk * sA + g * WGY}u + ty];`)}
-${lines(tn4, (h) => d2 ? `    let b${h} = Bs[${kk}][${h * WG}u + tx];` : `    let b${h} = Bs[${db ? 'cb + ' : ''}${kk * sB + h * WG}u + tx];`)}
+${lines(tm4, (g) => `    let a${g} = As[${db ? 'ca + ' : ''}${kk * sA + g * WGY}u + ty];`)}
+${lines(tn4, (h) => `    let b${h} = Bs[${db ? 'cb + ' : ''}${kk * sB + h * WG}u + tx];`)}
 ${lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => `    acc[${(g * 4 + r) * tn4 + h}] = fma(vec4<f32>(a${g}[${r}]), b${h}, acc[${(g * 4 + r) * tn4 + h}]);`)))}
   }`);
   const store = lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => {
@@ -481,8 +466,8 @@ ${compute}
 @group(0) @binding(1) var<storage, read> b: array<${bT}>;
 @group(0) @binding(2) var<storage, read_write> out: array<${oT}>;
 ${U_WGSL}
-var<workgroup> As: ${d2 ? `array<array<vec4<f32>, ${sA}>, ${BK}>` : `array<vec4<f32>, ${sA * BK * (db ? 2 : 1)}>`};
-var<workgroup> Bs: ${d2 ? `array<array<vec4<f32>, ${sB}>, ${BK}>` : `array<vec4<f32>, ${sB * BK * (db ? 2 : 1)}>`};
+var<workgroup> As: array<vec4<f32>, ${sA * BK * (db ? 2 : 1)}>;
+var<workgroup> Bs: array<vec4<f32>, ${sB * BK * (db ? 2 : 1)}>;
 @compute @workgroup_size(${threads}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
   let tx = lidx % ${WG}u;
@@ -1122,10 +1107,9 @@ registerKernel({
         const dbl = split && t.double === true;
         // threads along M: only the split kernel has its own (the staged kernels are wg×wg)
         const wgy = split ? t.wgy ?? cfg.wg : cfg.wg;
-        const tile2d = split && !dbl && t.tile2d === true;
-        const variant = direct ? 'direct' : `${split ? (dbl ? 'sd|' : prefetch ? (tile2d ? 'sp2|' : 'sp|') : tile2d ? 's2|' : 's|') : ''}${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
+        const variant = direct ? 'direct' : `${split ? (dbl ? 'sd|' : prefetch ? 'sp|' : 's|') : ''}${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
         const key = `matmul|${dtype}|${cfg.wg}${wgy !== cfg.wg ? `y${wgy}` : ''}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${variant}`;
-        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch, double: dbl, wgy, tile2d }) : tiledSource(cfg)));
+        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch, double: dbl, wgy }) : tiledSource(cfg)));
         bm = wgy * cfg.tm;
         bn = cfg.wg * cfg.tn;
         kStep = direct ? 4 : cfg.bk;
