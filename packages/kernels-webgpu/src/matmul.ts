@@ -2,9 +2,10 @@
  * Matrix products on WebGPU (`matmul` kernel of the `webgpu` backend).
  *
  * Generated programs:
- * - on hardware adapters, the split kernel: 16×16 threads, each 8×8 (128×128 tiles) or 4×4 (64×64) outputs in
- *   4×4 blocks spaced 64 apart, K tiles staged through registers with the next tile's loads issued before this
- *   tile's products (`splitSource`, tilings by `hardwareTiling`).
+ * - on hardware adapters, the split kernel: 16×16 threads each 8×8 (128×128 tiles) or 4×4 (64×64) outputs, or 8×16
+ *   threads (along N × along M) each 8×16 (128×128) or 8×8 (128×64) outputs, in 4×4 blocks spaced 4·threads apart,
+ *   K tiles staged through registers with the next tile's loads issued before this tile's products (`splitSource`,
+ *   tilings by `hardwareTiling`).
  * - a tiled, register-blocked kernel for every adapter and float dtype (the fallback): a 16×16 workgroup computes a
  *   (16·TM)×(16·TN) output tile from 16-deep K tiles staged in workgroup memory, each thread TM×TN
  *   outputs accumulated in f32. Operands are read in place through their strides (transposed views and
@@ -993,10 +994,13 @@ function modeOf(t: Tensor, lim0: number, limK: number, kAxisLast: boolean): Load
 
 /**
  * The hardware split kernel's tilings: 128x128 tiles (16x16 threads of 8x8 outputs) with 16- or 32-deep K tiles,
- * and 64x64 tiles (16x16 threads of 4x4).
+ * 128x128 tiles of 8x16 threads (along N x along M) with 8x16 outputs each, 128x64 tiles (8x16 threads of 8x8), and
+ * 64x64 tiles (16x16 threads of 4x4).
  */
 export const SPLIT_128: TiledMatmulConfig = { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
 export const SPLIT_128_K32: TiledMatmulConfig = { ...SPLIT_128, bk: 32 };
+export const SPLIT_128_T128: TiledMatmulConfig = { wg: 8, wgy: 16, bk: 16, tm: 8, tn: 16, split: true, prefetch: true };
+export const SPLIT_128X64: TiledMatmulConfig = { wg: 8, wgy: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
 export const SPLIT_64: TiledMatmulConfig = { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true };
 
 /** Workgroup memory of the split kernel at a tiling, padded rows included (the most it can take). */
@@ -1005,16 +1009,28 @@ function splitWorkgroupBytes(t: TiledMatmulConfig): number {
 }
 
 /**
- * The hardware f32-accumulating tiling of an [m × n] product (`batch` matrices), from an interleaved A/B on the
- * H100 (docs/benchmarks/2026-11-25-h100-matmul-ab.json, apps/bench/gpu/matmul_probe.mjs): with at least 512 tiles of 128x128 (4096³, GPT-2's
- * 8192x768x2304) 128x128 tiles with 16-deep K tiles (4096³ 3.8 ms vs 4.9 for the previous 64x64 default); with
- * 100-511 (GPT-2's N = 768 projections and its weight gradients) 32-deep K tiles (8192x3072x768 1.19 ms vs
- * 1.44; 768x8192x2304 xᵀ·dy 0.98 vs 1.28); fewer: 64x64 tiles, more workgroups for the GPU's units. A tiling
- * whose workgroup memory exceeds the device's limit steps down (WebGPU's default limit is 16 KiB).
+ * The hardware f32-accumulating tiling of an [m × k]·[k × n] product (`batch` matrices), from interleaved A/Bs on the
+ * H100 with TF.js matMul in the same process (docs/benchmarks/2026-11-25-h100-matmul-ab*.json,
+ * apps/bench/gpu/matmul_probe.mjs; SM clock 1980 MHz in every timed window of the mm3 calls):
+ * - m, n, k ≥ 2048 with ≥ 200 tiles of 128x128: {@link SPLIT_128_T128} (4096³ 3.71-3.78 ms vs 3.82 for SPLIT_128;
+ *   2048³ 0.45 vs 0.52-0.56);
+ * - ≥ 512 tiles: {@link SPLIT_128} (GPT-2's 8192x768x2304/3072, ViT's 6304x768x2304; 4096³ 3.8 ms vs 4.9 for the
+ *   64x64 tiling before it);
+ * - 100-511 tiles: n ≤ 1024 (GPT-2's and ViT's N = 768 products and dy·Wᵀ) {@link SPLIT_128X64} (8192x3072x768
+ *   1.10-1.13 ms vs 1.13-1.15 for SPLIT_128_K32; dy·Wᵀ 8192x2304x768 0.84-0.87 vs 0.92; ViT 6304x3072x768 1.09-1.11 vs
+ *   1.18-1.24), else {@link SPLIT_128_K32} (GPT-2's weight gradient 768x8192x2304: 0.95 ms, the 128x64 one 1.03-1.07);
+ * - fewer: 64x64 tiles, more workgroups for the GPU's units.
+ * A tiling whose workgroup memory exceeds the device's limit steps down (WebGPU's default limit is 16 KiB).
  */
-function hardwareTiling(m: number, n: number, batch: number, maxWorkgroupBytes: number): TiledMatmulConfig {
+function hardwareTiling(m: number, n: number, k: number, batch: number, maxWorkgroupBytes: number): TiledMatmulConfig {
   const t128 = Math.ceil(m / 128) * Math.ceil(n / 128) * batch;
-  const want = t128 >= 512 ? [SPLIT_128, SPLIT_64] : t128 >= 100 ? [SPLIT_128_K32, SPLIT_128, SPLIT_64] : [SPLIT_64];
+  const want = m >= 2048 && n >= 2048 && k >= 2048 && t128 >= 200
+    ? [SPLIT_128_T128, SPLIT_128, SPLIT_64]
+    : t128 >= 512
+      ? [SPLIT_128, SPLIT_64]
+      : t128 >= 100
+        ? n <= 1024 ? [SPLIT_128X64, SPLIT_128_K32, SPLIT_128, SPLIT_64] : [SPLIT_128_K32, SPLIT_128, SPLIT_64]
+        : [SPLIT_64];
   return want.find((t) => splitWorkgroupBytes(t) <= maxWorkgroupBytes) ?? { wg: 16, bk: 16, tm: 4, tn: 4 };
 }
 
@@ -1088,7 +1104,7 @@ registerKernel({
       const hw = !device.info.software;
       // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: the split
       // kernel, 128x128 or 64x64 tiles by hardwareTiling()
-      const t = tiledOverride ?? (hw ? hardwareTiling(m, n, batch, device.limits.maxComputeWorkgroupStorageSize ?? 16384) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
+      const t = tiledOverride ?? (hw ? hardwareTiling(m, n, k, batch, device.limits.maxComputeWorkgroupStorageSize ?? 16384) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
       const cfg: TiledConfig = {
         ...t,
         dtype,
