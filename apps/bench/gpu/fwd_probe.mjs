@@ -4,12 +4,13 @@
 // (max/min over rounds) and TF.js-WebGPU 4.22's unfused attention (matMul → softmax → matMul) measured in the same
 // process on the same device. Every variant's output is checked against the default's first (max |diff|).
 //   node apps/bench/gpu/fwd_probe.mjs --json out.json
-// Variants (VARIANTS, comma-separated; VARIANTS_E<E> per head dim, VARIANTS_L<L> per length): default | g<TR>x<TC>[r<N>][q<N>][pd][ln][nopf][kv][k<N>][pk]
-//   (rv N: 4·N rows per thread, Q·Kᵀ head-dim chunks of N, padded staging rows, lean NaN-flag exchange, prefetch off, K/V in one buffer, 4·N keys per thread,
-//   Pᵀ in the K buffer);
+// Variants (VARIANTS, comma-separated; VARIANTS_E<E> per head dim, VARIANTS_L<L> per length): default | g<TR>x<TC>[r<N>][q<N>][pd][ln][nopf][kv][k<N>]
+//   (rv N: 4·N rows per thread, Q·Kᵀ head-dim chunks of N, padded staging rows, lean NaN-flag exchange, prefetch off, K/V in one buffer, 4·N keys per thread);
 //   a trailing `sp` compiles the head dims as literals (setFlashSpecialization('always'), e.g. defaultsp).
 // FWD_SHAPES='[[B,H,L,E],…]' (default: the five published f32 rows; QUICK=1: llvmpipe's B=1 H=4 L=1024 E=64).
 // ROUNDS (default 3; QUICK 5), DEADLINE_S (seconds this script may spend), TFJS=0 skips TF.js.
+// Where the adapter has timestamp-query, each variant's GPU time per call (<variant>_gpu_ms: the kernels alone, from 10 profiled
+// calls; the wall-clock <variant>_ms also holds the host's and the sync's share) and the default's kernel list; GPU_TS=0 skips it.
 import * as T from "@webattn/core-tensor";
 import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
 import { setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization } from "@webattn/kernels-webgpu/internal";
@@ -44,7 +45,7 @@ function setVariant(v) {
   setFlashSpecialization(v.endsWith("sp") ? "always" : "auto");
   v = v.replace(/sp$/, "");
   if (v === "default") return;
-  const m = /^g(\d+)x(\d+)(?:r(\d))?(?:q(\d+))?(pd)?(ln)?(nopf)?(kv)?(?:k(\d))?(pk)?$/.exec(v);
+  const m = /^g(\d+)x(\d+)(?:r(\d))?(?:q(\d+))?(pd)?(ln)?(nopf)?(kv)?(?:k(\d))?$/.exec(v);
   if (!m) throw new Error(`unknown variant ${v}`);
   setFlashForwardPath("registers");
   setFlashRegisterTile({
@@ -57,7 +58,6 @@ function setVariant(v) {
     ...(m[7] ? { prefetch: false } : {}),
     ...(m[8] ? { shared: true } : {}),
     ...(m[9] ? { kw: Number(m[9]) } : {}),
-    ...(m[10] ? { pk: true } : {}),
   });
 }
 

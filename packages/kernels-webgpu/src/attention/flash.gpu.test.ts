@@ -113,15 +113,15 @@ const REGISTER_CASES: Case[] = [
 describe('the register forward (hardware GPUs) matches the float64 reference', () => {
   // per case: the thread grid, K/V in one shared buffer or two, prefetching of the next key tile (where
   // registers allow: NK + NV ≤ 8 vec4); null = the adapter's default choice
-  const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number; pk?: boolean } | null)[] = [
+  const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null)[] = [
     null, // llvmpipe: 8x4 rv2, separate, no prefetch
     { tr: 8, tc: 8, shared: true }, // shared, no prefetch
     { tr: 4, tc: 4 }, // E=200: the staged fallback
-    { tr: 8, tc: 8, rv: 2, pk: true }, // 8 rows per thread, separate + prefetch, Pᵀ in the K buffer
+    { tr: 8, tc: 8, rv: 2 }, // 8 rows per thread, separate + prefetch
     { tr: 4, tc: 4, shared: true }, // shared, no prefetch, E=128
     { tr: 8, tc: 4, prefetch: false }, // 8 output vec4 per row
     { tr: 8, tc: 4, rv: 2, shared: true, pad: true }, // 8 rows per thread, shared + prefetch, padded staging rows
-    { tr: 16, tc: 8, pad: true, lean: true, pk: true }, // separate + prefetch, padded rows, NaN flags through the row-sum buffer, Pᵀ in the K buffer
+    { tr: 16, tc: 8, pad: true, lean: true }, // separate + prefetch, padded rows, NaN flags through the row-sum buffer
     { tr: 32, tc: 4 }, // 256 threads over 128 rows (the float16 grid is 32x8), separate + prefetch
     { tr: 32, tc: 4, shared: true }, // the same, shared (as float16 32x8 on the H100)
     { tr: 4, tc: 4, qk: 16, pad: true, kw: 2 }, // Q·Kᵀ in head-dim chunks of 16 (E=40 of class 64: the last chunk past E), prefetch, padded, 8 keys per thread

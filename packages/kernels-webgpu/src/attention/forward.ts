@@ -225,13 +225,6 @@ interface RegisterGrid {
   lean?: boolean;
   /** Groups of 4 keys per thread (default 1): 4·tc·kw keys per tile, each thread scoring 4·rv rows × 4·kw keys. */
   kw?: number;
-  /**
-   * Pᵀ replaces Kᵀ in its buffer once S is computed (one more barrier per key tile), and V is staged with K at the
-   * top of the tile: no Pᵀ buffer, ~9 KiB less workgroup memory at E=64, so more workgroups per SM. float32, whole
-   * head dim, kw 1, K and V apart; ignored elsewhere. (P·V from subgroup-shuffled P instead lost on the H100:
-   * B=8 H=16 L=1024 E=64 1.90 vs 1.56 ms of GPU time.)
-   */
-  pk?: boolean;
 }
 
 /**
@@ -265,8 +258,6 @@ function registerBytes(g: RegisterGrid, EC: number, EVC: number, qkvBytes = 4): 
   const trq = g.tr * (g.rv ?? 1);
   const QK = Math.min(g.qk ?? EC, EC);
   const pad = g.pad ? 1 : 0;
-  // Pᵀ in the K buffer: no Pᵀ buffer
-  if (g.pk) return 16 * (QK * trq + Math.max(QK * (kc + pad), BC * (trq + pad)) + BC * (EVC / 4) + (g.lean ? 1 : 2) * trq * g.tc) + 64;
   const kv = g.shared ? Math.max(QK * (kc + pad), BC * (EVC / 4)) : QK * (kc + pad) + BC * (EVC / 4);
   // Qᵀ, staged once unless chunked, stays unpadded when whole
   return 4 * qkvBytes * (QK * (trq + (QK < EC ? pad : 0)) + kv) + 16 * (BC * (trq + pad) + (g.lean ? 1 : 2) * trq * g.tc) + 64;
@@ -288,9 +279,8 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
     (!blocks || 4 * g.tr * (g.rv ?? 1) <= 64) && registerBytes(g, EC, EVC, qkvBytes) <= budget &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
   // separate K and V buffers where they fit, else K and V taking turns in one
-  const place = (g0: RegisterGrid): RegisterGrid | null => {
-    const g = g0.pk && !(qkvBytes === 4 && (g0.kw ?? 1) === 1 && (g0.qk ?? EC) >= EC && !g0.shared) ? { ...g0, pk: false } : g0;
-    for (const shared of g.shared === undefined ? (g.pk ? [false] : [false, true]) : [g.shared]) if (fits({ ...g, shared })) return { ...g, shared };
+  const place = (g: RegisterGrid): RegisterGrid | null => {
+    for (const shared of g.shared === undefined ? [false, true] : [g.shared]) if (fits({ ...g, shared })) return { ...g, shared };
     return null;
   };
   const forced = forcedRegisterTile();
@@ -314,6 +304,10 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // B=8 H=16 L=1024 E=64 2.093 → 1.951, B=1 H=16 L=4096 E=64 3.905 → 3.359, B=8 H=16 L=4096 E=64 25.67 → 23.51,
   // E=128 (16x8, chunks of 32) 5.821 → 5.613; TF.js-WebGPU unfused in the same process 3.96 / 3.72 / 7.24 / - / 7.22.
   // `lean` on top: 1.952 / 1.875 / 3.317 / 23.68 / 5.80 (noise); 8x8 with padding: 3.58 / 3.88 / 7.05 / 51.6 / 11.2.
+  // Less workgroup memory did not pay (H100, GPU time per call by timestamp queries, 16x8 padded → variant, ViT / B=8 L=1024 /
+  // B=1 L=4096 / B=8 L=4096): Pᵀ in the K buffer (one more barrier per tile; commit f37a3cb) 1.567 → 1.675 / 1.563 → 1.730 /
+  // 2.948 → 3.256 / 22.92 → 24.84 ms; P·V from subgroup-shuffled P (no Pᵀ buffer) 1.562 → 1.826 / 1.563 → 1.896 / 2.947 → 3.640
+  // / 22.88 → 27.66; lean ties (1.564 / 1.568 / 2.955 / 22.90). docs/benchmarks/2026-11-25-h100-fwd3-probe-call*.json.
   const tuned = (g: RegisterGrid): RegisterGrid => (!device.info.software && qkvBytes === 4 ? { pad: true, ...g } : g);
   for (const g of list) {
     const x = place(tuned(g));
@@ -386,9 +380,6 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   const QS = TRQ + (g.pad && chunked ? 1 : 0);
   const PS = TRQ + (g.pad ? 1 : 0);
   const lean = !!g.lean;
-  // Pᵀ in the K buffer, V staged with K (see RegisterGrid.pk)
-  const pk = !!g.pk && !shared && !chunked && KW === 1 && !half;
-  const pName = pk ? 'fk_' : 'fp_';
   const xorSteps: number[] = [];
   for (let w = TC / 2; w >= 1; w /= 2) xorSteps.push(w);
   const wide = (x: string) => (half ? `vec4<f32>(${x})` : x);
@@ -484,16 +475,6 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
     ${loadV('j0')}` : ''}
     ${dots(`${QK}u`)}`;
   }).join('\n    ');
-  // Pᵀ to workgroup memory (4 rows of a key per vec4), the accumulators' rescale, and O += P·V from Pᵀ
-  const storeP = W.map((w) => perV((v) => rep((n) => `${pName}[(${jbv(w)} - j0 + ${n}u) * ${PS}u + tr_ + ${TR * v}u] = vec4<f32>(${sv(4 * v, w)}.${LANE[n]}, ${sv(4 * v + 1, w)}.${LANE[n]}, ${sv(4 * v + 2, w)}.${LANE[n]}, ${sv(4 * v + 3, w)}.${LANE[n]});`))).join('\n    ');
-  const scaleAcc = M.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha${m >> 2}.${lane(m)};`).join(' ')).join('\n    ');
-  const pvLoop = `for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
-      ${perV((v) => `let pa${v} = ${pName}[kk * ${PS}u + tr_ + ${TR * v}u];`, '\n      ')}
-      ${Array.from({ length: ON }, (_, o) => `{
-        let vv = ${wide(`${kvName('v')}[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
-        ${perM((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa${m >> 2}.${lane(m)}), vv, acc[${m * ON + o}]);`, '\n        ')}
-      }`).join('\n      ')}
-    }`;
   const body = `
   ${tileOrigin(p, 'q', BR)}
   let tc_ = lidx % ${TC}u;
@@ -554,21 +535,7 @@ ${kvRange(p, BR)}${sg ? `
     ${chunkLoop}` : `
     workgroupBarrier();
     // Kᵀ as vec4 columns of 4 keys${prefetch ? ' (prefetched into registers during the previous tile unless a new range starts here)' : ''}
-    ${pk ? `${prefetch ? `if (pre_j != j0) {
-      ${loadK('j0')}
-      ${loadV('j0')}
-    }` : `${loadK('j0')}
-    ${loadV('j0')}`}
-    // V as vec4 rows, staged with K
-    ${storeK}
-    ${storeV}
-    workgroupBarrier();
-    ${prefetch ? `// the next key tile's K and V, loaded while this one is computed
-    if (j0 + ${BC}u < j_hi) {
-      ${loadK(`(j0 + ${BC}u)`)}
-      ${loadV(`(j0 + ${BC}u)`)}
-      pre_j = j0 + ${BC}u;
-    }` : ''}` : `${prefetch ? `if (pre_j != j0) {
+    ${prefetch ? `if (pre_j != j0) {
       ${loadK('j0')}
     }` : loadK('j0')}
     ${storeK}
@@ -581,7 +548,7 @@ ${kvRange(p, BR)}${sg ? `
     if (j0 + ${BC}u < j_hi) {
       ${loadK(`(j0 + ${BC}u)`)}
       pre_j = j0 + ${BC}u;
-    }` : ''}`}
+    }` : ''}
     ${perMW((m, w) => `var ${sv(m, w)} = vec4<f32>(0.0);`)}
     ${dots(hd.e)}`}
     ${KW === 1 ? 'let jb = j0 + 4u * tc_;' : W.map((w) => `let ${jbv(w)} = j0 + 4u * (tc_ + ${TC * w}u);`).join('\n    ')}
@@ -605,22 +572,23 @@ ${kvRange(p, BR)}${sg ? `
     ${perV((v) => Array.from({ length: TC }, (_, c) => `mx${v} = max(mx${v}, fr_[(tr_ * ${TC}u + ${c}u) * ${RV}u + ${v}u]);`).join('\n    '))}${sg ? '\n    }' : ''}
     ${shared ? `// every thread is past S (the barrier above): V replaces K
     ${prefetch ? '' : loadV('j0')}
-    ${storeV}` : prefetch && !pk ? storeV : ''}
+    ${storeV}` : prefetch ? storeV : ''}
     // a row that saw only -inf so far keeps zero state (fully masked rows give 0, as PyTorch flash)
     ${perV((v) => `let live${v} = mx${v} != vec4<f32>(neg_inf());
     let alpha${v} = select(vec4<f32>(1.0), exp(m_run${v} - mx${v}), live${v});
     m_run${v} = mx${v};`)}
     ${perMW((m, w) => `${sv(m, w)} = select(vec4<f32>(0.0), exp(${sv(m, w)} - vec4<f32>(mx${m >> 2}.${lane(m)})), live${m >> 2}.${lane(m)});`)}
     ${perV((v) => `l_run${v} = l_run${v} * alpha${v} + vec4<f32>(${rep((c) => W.map((w) => `${sv(4 * v + c, w)}.x + ${sv(4 * v + c, w)}.y + ${sv(4 * v + c, w)}.z + ${sv(4 * v + c, w)}.w`).join(' + '), ', ')});`)}
-    ${pk ? `${scaleAcc}
-    // every thread is past S: Pᵀ replaces Kᵀ
+    ${W.map((w) => perV((v) => rep((n) => `fp_[(${jbv(w)} - j0 + ${n}u) * ${PS}u + tr_ + ${TR * v}u] = vec4<f32>(${sv(4 * v, w)}.${LANE[n]}, ${sv(4 * v + 1, w)}.${LANE[n]}, ${sv(4 * v + 2, w)}.${LANE[n]}, ${sv(4 * v + 3, w)}.${LANE[n]});`))).join('\n    ')}
+    ${M.map((m) => Array.from({ length: ON }, (_, o) => `acc[${m * ON + o}] = acc[${m * ON + o}] * alpha${m >> 2}.${lane(m)};`).join(' ')).join('\n    ')}
     workgroupBarrier();
-    ${storeP}
-    workgroupBarrier();
-    ${pvLoop}` : `${storeP}
-    ${scaleAcc}
-    workgroupBarrier();
-    ${pvLoop}`}
+    for (var kk = 0u; kk < ${BC}u; kk = kk + 1u) {
+      ${perV((v) => `let pa${v} = fp_[kk * ${PS}u + tr_ + ${TR * v}u];`, '\n      ')}
+      ${Array.from({ length: ON }, (_, o) => `{
+        let vv = ${wide(`${kvName('v')}[kk * ${EV4}u + tc_ + ${TC * o}u]`)};
+        ${perM((m) => `acc[${m * ON + o}] = fma(vec4<f32>(pa${m >> 2}.${lane(m)}), vv, acc[${m * ON + o}]);`, '\n        ')}
+      }`).join('\n      ')}
+    }
 `)}
   // the row sums and NaN flags, partial per thread, combined once
   workgroupBarrier();
@@ -654,9 +622,9 @@ ${kvRange(p, BR)}${sg ? `
     }
   }`, '\n  ')}`;
   const helpers = `var<workgroup> fq_: array<vec4<${ST}>, ${QK * QS}>;
-${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * KS, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${pk ? Math.max(QK * KS, BC * PS) : QK * KS}>;
-var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}${pk ? '' : `
-var<workgroup> fp_: array<vec4<f32>, ${BC * PS}>;`}
+${shared ? `var<workgroup> fkv_: array<vec4<${ST}>, ${Math.max(EC * KS, BC * EV4)}>;` : `var<workgroup> fk_: array<vec4<${ST}>, ${QK * KS}>;
+var<workgroup> fv_: array<vec4<${ST}>, ${BC * EV4}>;`}
+var<workgroup> fp_: array<vec4<f32>, ${BC * PS}>;
 var<workgroup> fr_: array<vec4<f32>, ${WG * RV}>;${lean ? '' : `
 var<workgroup> ff_: array<vec4<u32>, ${WG * RV}>;`}${sg ? '\nvar<workgroup> wg_nosg: u32;' : ''}
 fn load_accb(i: u32) -> f32 { return work[i]; }
@@ -678,7 +646,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}${pk ? 'pk' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}`),
     bindings: [
       ...inputBindings(p),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
