@@ -552,14 +552,14 @@ export class WebGPUDevice extends Device {
     const cls = Math.max(Math.min(sizeClass(bytes), cap), Math.ceil(bytes / 4) * 4);
     const list = this.pool.get(cls);
     if (list?.length) {
+      // each list is sorted by descending buffer id: the end holds the oldest buffer (see giveBuffer)
       let i = list.length - 1;
-      if (idle) while (i >= 0 && list.length - i <= 8 && this.busy(list[i]!)) i--;
-      // the newest ones all busy (a loop recording small uploads): the oldest freed one is likely idle. Without this
-      // each upload of such a loop created a buffer (a creation check, a new bind group) while idle ones sat deeper
-      if (idle && (i < 0 || this.busy(list[i]!)) && !this.busy(list[0]!)) i = 0;
+      // an upload takes the oldest idle one among the 64 oldest: in a loop recording small uploads the buffers freed
+      // last (still referenced by unsubmitted work) sit among the idle ones; creating a buffer instead meant a creation
+      // check (which holds back the eager chunk) and a new bind group
+      if (idle) while (i >= 0 && list.length - i <= 64 && this.busy(list[i]!)) i--;
       if (i >= 0 && (!idle || !this.busy(list[i]!))) {
-        const buf = list[i]!;
-        list.splice(i, 1);
+        const buf = i === list.length - 1 ? list.pop()! : list.splice(i, 1)[0]!;
         this.stats.pooledBytes -= cls;
         this.cnt.poolHits++;
         return buf;
@@ -673,9 +673,22 @@ export class WebGPUDevice extends Device {
     // let stale size classes of earlier shapes fill the budget, and then every output of a new shape missed the
     // pool (on the H100 each new buffer cost ~0.06 ms per MB of host time and left the GPU idle, its SM clock down)
     if (this.stats.pooledBytes + buf.size > this.poolBudget) this.trimPool(this.poolBudget - buf.size);
-    const list = this.pool.get(buf.size) ?? [];
-    list.push(buf);
-    this.pool.set(buf.size, list);
+    // lowest buffer id first, whatever order the buffers came back in: a repeated step then allocates exactly the
+    // buffers of the step before (the free set at its end equals the one at its start), so the bind-group keys repeat
+    // and the cache hits. With last-in-first-out the hand-out order depended on the free order of the step before,
+    // a permutation whose cycles ran long: 64 of a toy ViT forward's 81 dispatches made a new bind group every call
+    let list = this.pool.get(buf.size);
+    if (!list) this.pool.set(buf.size, (list = []));
+    const id = this.bufferId(buf);
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.bufferId(list[mid]!) > id) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === list.length) list.push(buf);
+    else list.splice(lo, 0, buf);
     this.stats.pooledBytes += buf.size;
   }
 
