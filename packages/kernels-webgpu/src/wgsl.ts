@@ -140,8 +140,8 @@ ${spec.body}
 }
 
 /** Packs uniform values into the layout {@link renderProgram} declares. */
-export function packUniforms(fields: readonly UniformField[], values: UniformValues): ArrayBuffer {
-  const { offsets, words } = uniformLayout(fields);
+export function packUniforms(fields: readonly UniformField[], values: UniformValues, layout = uniformLayout(fields)): ArrayBuffer {
+  const { offsets, words } = layout;
   const buf = new ArrayBuffer(words * 4);
   const u = new Uint32Array(buf);
   const i = new Int32Array(buf);
@@ -149,19 +149,28 @@ export function packUniforms(fields: readonly UniformField[], values: UniformVal
   for (const [name, type, len] of fields) {
     const v = values[name];
     if (v === undefined) throw new Error(`internal: uniform '${name}' missing`);
-    const arr = typeof v === 'number' ? [v] : v;
-    if (arr.length > (len ?? 1)) throw new Error(`internal: uniform '${name}' too long`);
     const off = offsets.get(name)!;
-    arr.forEach((x, k) => {
+    if (typeof v === 'number') {
+      if (type === 'f32') f[off] = v;
+      else if (type === 'i32') i[off] = v;
+      else u[off] = v >>> 0;
+      continue;
+    }
+    if (v.length > (len ?? 1)) throw new Error(`internal: uniform '${name}' too long`);
+    const arr = v;
+    for (let k = 0; k < arr.length; k++) {
+      const x = arr[k]!;
       if (type === 'f32') f[off + k] = x;
       else if (type === 'i32') i[off + k] = x;
       else u[off + k] = x >>> 0;
-    });
+    }
   }
   return buf;
 }
 
 const programCache = new Map<string, GpuProgram>();
+/** Uniform layout per program key (the key covers the uniform fields), so a dispatch does not rebuild it. */
+const programLayouts = new Map<string, ReturnType<typeof uniformLayout>>();
 
 /** Turns a spec into a cached {@link GpuProgram} (the device caches its pipeline by the same key). */
 export function program(spec: ProgramSpec): GpuProgram {
@@ -176,6 +185,7 @@ export function program(spec: ProgramSpec): GpuProgram {
   ].join('|');
   let p = programCache.get(key);
   if (!p) {
+    programLayouts.set(key, uniformLayout(spec.uniforms));
     p = {
       name: spec.name,
       key,
@@ -201,7 +211,7 @@ export function linearGrid(n: number, wg: number, device: WebGPUDevice): [number
 export function run(spec: ProgramSpec, tensors: readonly Tensor[], values: UniformValues, grid: [number, number, number]): void {
   const device = tensors[0]!.device as WebGPUDevice;
   const prog = program(spec);
-  const uniforms = spec.uniforms.length ? packUniforms(spec.uniforms, values) : null;
+  const uniforms = spec.uniforms.length ? packUniforms(spec.uniforms, values, programLayouts.get(prog.key)) : null;
   device.dispatch(
     prog,
     tensors.map((t) => t.storage),

@@ -248,6 +248,8 @@ type DispatchCmd = {
   buffers: GPUBuffer[];
   access: readonly BindingAccess[];
   uniforms: ArrayBuffer | null;
+  /** Bytes of the uniform binding (the uniforms rounded up to 16, at least 16; 0 without uniforms). */
+  uniformSize: number;
   workgroups: [number, number, number];
 };
 type WriteCmd = { kind: 'write'; data: Uint8Array; dst: GPUBuffer; bytes: number; offset: number };
@@ -390,8 +392,12 @@ export class WebGPUDevice extends Device {
   private chain: Promise<void> = Promise.resolve();
   private deferredDestroy: GPUBuffer[] = [];
   private uniformRing: GPUBuffer | null = null;
+  private uniformScratch = new Uint8Array(4096);
   // errors
   private taint = new WeakMap<Storage, WebattnError>();
+  /** Tensors ever tainted / buffers ever marked failed: while both are 0 (no error yet) the per-dispatch checks are skipped. */
+  private taintSets = 0;
+  private allocFailures = 0;
   /**
    * Buffers whose creation failed (out of device memory, or a limit): WebGPU still hands back a buffer object,
    * invalid, and reports the error asynchronously; without this every later use of it failed as "Invalid Buffer".
@@ -597,6 +603,7 @@ export class WebGPUDevice extends Device {
             )
           : new WebattnError('LIMIT_EXCEEDED', `tensor allocation: creating a ${size}-byte buffer for ${bytes} bytes failed on "${this.info.adapter}": ${why}`, { argument: 'tensor' });
         this.allocFailed.set(buf, err);
+        this.allocFailures++;
         this.dropFromPool(buf);
       },
       () => {
@@ -617,8 +624,29 @@ export class WebGPUDevice extends Device {
     this.destroyBuffer(buf);
   }
 
+  private setTaint(s: Storage, e: WebattnError): void {
+    this.taint.set(s, e);
+    this.taintSets++;
+  }
+
+  /** The error of the first input of `storages` that a failed kernel wrote (none while nothing ever failed). */
+  private taintOf(storages: readonly Storage[]): WebattnError | undefined {
+    if (!this.taintSets) return undefined;
+    for (const st of storages) {
+      const e = this.taint.get(st);
+      if (e) return e;
+    }
+    return undefined;
+  }
+
+  /** Why a recorded dispatch cannot run: its pipeline failed, a buffer's allocation failed, or an input is tainted. */
+  private inputError(c: DispatchCmd): WebattnError | undefined {
+    return c.entry.error ?? this.allocError(c.buffers) ?? this.taintOf(c.storages);
+  }
+
   /** The allocation error of the first failed buffer among `buffers`, if any is known. */
   private allocError(buffers: readonly GPUBuffer[]): WebattnError | undefined {
+    if (!this.allocFailures) return undefined;
     for (const b of buffers) {
       const e = this.allocFailed.get(b);
       if (e) return e;
@@ -953,7 +981,7 @@ export class WebGPUDevice extends Device {
         const e = errs[i];
         if (!e) return;
         if (!c.outputs.length) general ??= e;
-        for (const s of c.outputs) if (!this.taint.has(s)) this.taint.set(s, e);
+        for (const s of c.outputs) if (!this.taint.has(s)) this.setTaint(s, e);
       });
     }
     return general;
@@ -1039,24 +1067,32 @@ export class WebGPUDevice extends Device {
   dispatch(program: GpuProgram, storages: readonly Storage[], uniforms: ArrayBuffer | null, workgroups: [number, number, number]): void {
     this.assertAlive();
     const max = this.limits.maxComputeWorkgroupsPerDimension;
-    if (workgroups.some((w) => w > max)) {
+    const [wx, wy, wz] = workgroups;
+    if (wx > max || wy > max || wz > max) {
       throw new WebattnError(
         'LIMIT_EXCEEDED',
         `kernel "${program.name}": dispatch of ${workgroups.join('×')} workgroups exceeds maxComputeWorkgroupsPerDimension (${max})`,
       );
     }
-    if (workgroups.some((w) => w === 0)) return;
-    const buffers = storages.map((s, i) => {
+    if (wx === 0 || wy === 0 || wz === 0) return;
+    const n = storages.length;
+    const buffers: GPUBuffer[] = new Array(n);
+    const own: Storage[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const s = storages[i]!;
       if (s.disposed || !s.handle) {
         throw new WebattnError('TENSOR_DISPOSED', `kernel "${program.name}": binding ${i} is a disposed tensor`);
       }
-      return s.handle as GPUBuffer;
-    });
+      own[i] = s;
+      buffers[i] = s.handle as GPUBuffer;
+    }
     const allocErr = this.allocError(buffers);
     if (allocErr) throw allocErr;
     const entry = this.getPipeline(program);
-    for (const b of buffers) this.useEpoch.set(b, this.recording);
-    this.queue.push({ kind: 'dispatch', entry, storages: [...storages], buffers, access: program.bindings, uniforms, workgroups });
+    const rec = this.recording;
+    for (let i = 0; i < n; i++) this.useEpoch.set(buffers[i]!, rec);
+    const uniformSize = uniforms ? Math.ceil(Math.max(16, uniforms.byteLength) / 16) * 16 : 0;
+    this.queue.push({ kind: 'dispatch', entry, storages: own, buffers, access: program.bindings, uniforms, uniformSize, workgroups });
     this.dispatchCount++;
     this.cnt.dispatches++;
     this.queuedDispatches++;
@@ -1108,8 +1144,8 @@ export class WebGPUDevice extends Device {
         continue;
       }
       if (!c.entry.pipeline && !c.entry.error) return false;
-      for (const b of c.buffers) if (this.allocPending.has(b)) return false;
-      const inErr = c.entry.error ?? this.allocError(c.buffers) ?? c.storages.map((st) => this.taint.get(st)).find((e) => e);
+      if (this.allocPending.size) for (const b of c.buffers) if (this.allocPending.has(b)) return false;
+      const inErr = this.inputError(c);
       if (inErr) {
         failed.push([c, inErr]);
         continue;
@@ -1118,7 +1154,7 @@ export class WebGPUDevice extends Device {
       let off = 0;
       if (c.uniforms) {
         off = uniformBytes;
-        uniformBytes += Math.ceil(Math.max(16, c.uniforms.byteLength) / align) * align;
+        uniformBytes += Math.ceil(c.uniformSize / align) * align;
         pendingUni.push([c, off]);
       }
       const key = this.groupKey(c);
@@ -1164,11 +1200,9 @@ export class WebGPUDevice extends Device {
     this.eagerSubmitCount++;
     this.submitted = id;
     this.releaseDeferred();
-    const outputs: Storage[] = [];
-    for (const st of plan) if (!('kind' in st)) st.cmd.storages.forEach((o, i) => st.cmd.access[i] === 'read_write' && outputs.push(o));
-    const names = [...new Set(plan.flatMap((st) => ('kind' in st ? [] : [`"${st.cmd.entry.name}"`])))].join(', ');
-    // a clean verdict removes its check again, so a long loop without reads keeps none of them
-    const check: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] } = { promise: Promise.resolve(null), outputs };
+    // a clean verdict removes its check again, so a long loop without reads keeps none of them. The chunk's outputs
+    // and kernel names are gathered only when it failed (settleChecks reads `outputs` after the promise settles)
+    const check: { promise: Promise<WebattnError | null>; outputs: readonly Storage[] } = { promise: Promise.resolve(null), outputs: [] };
     check.promise = verdict.then(
       (e) => {
         if (!e) {
@@ -1176,6 +1210,10 @@ export class WebGPUDevice extends Device {
           if (i >= 0) this.checks.splice(i, 1);
           return null;
         }
+        const outputs: Storage[] = [];
+        for (const st of plan) if (!('kind' in st)) st.cmd.storages.forEach((o, i) => st.cmd.access[i] === 'read_write' && outputs.push(o));
+        check.outputs = outputs;
+        const names = [...new Set(plan.flatMap((st) => ('kind' in st ? [] : [`"${st.cmd.entry.name}"`])))].join(', ');
         return new WebattnError('KERNEL_FAILED', `kernels ${names}: a batch submission failed: ${String(e.message).split('\n')[0]}`);
       },
       () => null,
@@ -1188,7 +1226,7 @@ export class WebGPUDevice extends Device {
   private makeGroup(c: DispatchCmd, ring: GPUBuffer | null): GPUBindGroup {
     const bindings: GPUBindGroupEntry[] = c.buffers.map((b, i) => ({ binding: i, resource: { buffer: b } }));
     // the uniform binding starts at 0: each dispatch passes its offset in the ring dynamically
-    if (c.uniforms) bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: 0, size: Math.ceil(Math.max(16, c.uniforms.byteLength) / 16) * 16 } });
+    if (c.uniforms) bindings.push({ binding: c.buffers.length, resource: { buffer: ring!, offset: 0, size: c.uniformSize } });
     return this.gpu.createBindGroup({ label: c.entry.name, layout: c.entry.layout, entries: bindings });
   }
 
@@ -1209,7 +1247,10 @@ export class WebGPUDevice extends Device {
 
   /** Cache key of a dispatch's bind group: layout, buffers, uniform binding size. */
   private groupKey(c: DispatchCmd): string {
-    return `${c.entry.layoutId}|${c.buffers.map((b) => this.bufferId(b)).join(',')}|${c.uniforms ? Math.ceil(Math.max(16, c.uniforms.byteLength) / 16) * 16 : 0}`;
+    let k = `${c.entry.layoutId}|${c.uniformSize}|`;
+    const bs = c.buffers;
+    for (let i = 0; i < bs.length; i++) k += `${this.bufferId(bs[i]!)},`;
+    return k;
   }
 
   /** Destroys deferred buffers that no unsubmitted command references any more. */
@@ -1252,7 +1293,7 @@ export class WebGPUDevice extends Device {
     let any = false;
     cmd.storages.forEach((s, i) => {
       if (cmd.access[i] === 'read_write' && !this.taint.has(s)) {
-        this.taint.set(s, err);
+        this.setTaint(s, err);
         any = true;
       }
     });
@@ -1284,14 +1325,14 @@ export class WebGPUDevice extends Device {
           if (!this.allocFailed.has(c.dst)) plan.push(c);
           continue;
         }
-        const inErr = c.entry.error ?? this.allocError(c.buffers) ?? c.storages.map((s) => this.taint.get(s)).find((e) => e);
+        const inErr = this.inputError(c);
         if (inErr) {
           this.fail(c, inErr);
           continue;
         }
         if (c.uniforms) {
           offsets.set(c, uniformBytes);
-          uniformBytes += Math.ceil(Math.max(16, c.uniforms.byteLength) / align) * align;
+          uniformBytes += Math.ceil(c.uniformSize / align) * align;
         }
         plan.push({ cmd: c, group: null, scope: null });
       }
@@ -1420,7 +1461,7 @@ export class WebGPUDevice extends Device {
         continue;
       }
       const c = st.cmd;
-      const err = c.storages.map((s) => this.taint.get(s)).find((e) => e);
+      const err = this.taintOf(c.storages);
       if (err) {
         this.fail(c, err);
         continue;
@@ -1564,9 +1605,12 @@ export class WebGPUDevice extends Device {
     }
     const ring = this.ring(uniformBytes);
     if (ring && uniformBytes) {
-      const data = new Uint8Array(uniformBytes);
+      // one reused host array (writeBuffer copies it at the call); the bytes between a dispatch's uniforms and the
+      // next aligned offset are never read
+      if (this.uniformScratch.byteLength < uniformBytes) this.uniformScratch = new Uint8Array(2 ** Math.ceil(Math.log2(uniformBytes)));
+      const data = this.uniformScratch;
       for (const [c, off] of offsets) data.set(new Uint8Array(c.uniforms!), off);
-      this.gpu.queue.writeBuffer(ring, 0, data);
+      this.gpu.queue.writeBuffer(ring, 0, data.buffer, 0, uniformBytes);
       this.cnt.uniformBytes += uniformBytes;
     }
     return ring;
