@@ -4,10 +4,12 @@
 // ops (matmul / add / layernorm-ish). For each, REPS calls are recorded back to back (host time = until the last call
 // returned, before any sync), then one sync; µs per dispatch = host ms / dispatches recorded. Device counters of the
 // timed window: dispatches, bind groups created vs cache hits, buffers created vs pool hits, uniform bytes.
-// A/B in ONE process: BASE=/path/to/node_modules-root (a copy of an older build's @webattn packages, e.g.
-// /tmp/host-base) loads that build as variant "base" beside this tree's build ("new"); rounds interleave them.
+// A/B in ONE process: BASE=DIR loads an older build as variant "base" beside this tree's build ("new"), rounds
+// interleaved. DIR is either another checkout with built packages (DIR/packages/<p>/dist, its node_modules linking
+// @webattn/* to them, e.g. /work/main) or a folder DIR/node_modules/@webattn/<p>/{package.json,dist} (copies of an
+// older build's packages, the other node_modules entries linked from this tree's).
 //   node apps/bench/gpu/host_probe.mjs [--json FILE]   (ROUNDS=7, REPS=10, CASES=vit,chain, BASE=dir, DTYPE=float32)
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 
@@ -19,7 +21,8 @@ const args = process.argv.slice(2);
 const json = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
 
 async function load(root) {
-  const imp = (p) => (root ? import(pathToFileURL(join(root, 'node_modules/@webattn', p, 'dist/index.js')).href) : import(`@webattn/${p}`));
+  const inTree = root && existsSync(join(root, 'packages/core-tensor/dist/index.js'));
+  const imp = (p) => (root ? import(pathToFileURL(join(root, inTree ? 'packages' : 'node_modules/@webattn', p, 'dist/index.js')).href) : import(`@webattn/${p}`));
   const T = await imp('core-tensor');
   await imp('kernels-webgpu');
   const M = await imp('models');
