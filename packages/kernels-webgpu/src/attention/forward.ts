@@ -14,6 +14,7 @@ import {
   type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { vec4Layout } from './forward-sgmat.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 /** Workgroup memory of the forward tile (bytes): Q, one K-or-V tile, S/P and four per-row state arrays. */
@@ -225,6 +226,12 @@ interface RegisterGrid {
   lean?: boolean;
   /** Groups of 4 keys per thread (default 1): 4·tc·kw keys per tile, each thread scoring 4·rv rows × 4·kw keys. */
   kw?: number;
+  /**
+   * K and V read from storage as 4-element vectors where their layout allows (head dims multiples of 4, contiguous
+   * along them, 4-aligned offsets and strides; Q·Kᵀ not chunked): a 4×4 block of K per load group, transposed in
+   * registers. The software grids' choice: llvmpipe reads storage lane by lane, one loop per load whatever its width.
+   */
+  ld4?: boolean;
 }
 
 /**
@@ -233,10 +240,10 @@ interface RegisterGrid {
  * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454).
  */
 const SOFTWARE_GRIDS: RegisterGrid[] = [
-  { tr: 8, tc: 4, rv: 2 },
-  { tr: 4, tc: 4, rv: 2 },
-  { tr: 8, tc: 4 },
-  { tr: 4, tc: 4 },
+  { tr: 8, tc: 4, rv: 2, ld4: true },
+  { tr: 4, tc: 4, rv: 2, ld4: true },
+  { tr: 8, tc: 4, ld4: true },
+  { tr: 4, tc: 4, ld4: true },
 ];
 
 /** Thread grids of the register forward on hardware GPUs, best first. */
@@ -366,7 +373,10 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   // per-thread registers of one staged K tile or chunk (NK vec4), Q chunk (NQ) and V tile (NV vec4); prefetching
   // keeps K and V live (chunked: the next chunk is always loaded during the current one; prefetch adds V and the
   // next tile's first chunk)
-  const NK = Math.ceil((QK * KC) / WG);
+  // ld4: K as 4×4 blocks (4 keys × 4 head-dim columns, NB blocks per thread, 4 registers each), V as vec4 rows
+  const ld4 = !!g.ld4 && !chunked && !half && vec4Layout(p.k, !!p.varlen) && vec4Layout(p.v, !!p.varlen) && d.E % 4 === 0 && d.Ev % 4 === 0;
+  const NB = Math.ceil((QK * KC) / 4 / WG);
+  const NK = ld4 ? 4 * NB : Math.ceil((QK * KC) / WG);
   const NQ = chunked ? Math.ceil((QK * TRQ) / WG) : 0;
   const NV = Math.ceil((BC * EV4) / WG);
   const prefetch = (g.prefetch ?? true) && (chunked ? (NQ + NK + NV) * (half ? 2 : 4) <= 64 : (NK + NV) * (half ? 2 : 4) <= 32);
@@ -395,8 +405,23 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
     ).join('\n        ');
   const guard = (n: number, total: number, x: string) => (n * WG + WG > total ? `if (lidx + ${n * WG}u < ${total}u) { ${x} }` : x);
   // K tile (chunk from column e0) at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·QK + e
+  // ld4: block t = lidx + u·WG = c4·(QK/4) + e4 holds keys 4·c4 .. +3 × columns 4·e4 .. +3; kr_[4u + c] = column 4·e4 + c
+  const loadK4 = (j: string) =>
+    Array.from({ length: NB }, (_, u) =>
+      guard(u, (QK * KC) / 4, `{
+        let t = lidx + ${u * WG}u;
+        let e = 4u * (t % ${QK / 4}u);
+        let c4 = t / ${QK / 4}u;
+        ${R.map((n) => `var r${n} = vec4<f32>(0.0);
+        if (${j} + 4u * c4 + ${n}u < j_hi && e < ${hd.e}) { r${n} = k[k_at(b, hk, ${j} + 4u * c4 + ${n}u, e) / 4u]; }`).join('\n        ')}
+        ${R.map((c) => `kr_[${4 * u + c}] = vec4<f32>(r0.${LANE[c]}, r1.${LANE[c]}, r2.${LANE[c]}, r3.${LANE[c]});`).join('\n        ')}
+      }`),
+    ).join('\n    ');
+  const storeK4 = Array.from({ length: NB }, (_, u) =>
+    guard(u, (QK * KC) / 4, `{ let t = lidx + ${u * WG}u; let e = 4u * (t % ${QK / 4}u); let c4 = t / ${QK / 4}u; ${R.map((c) => `${kvName('k')}[(e + ${c}u) * ${KS}u + c4] = kr_[${4 * u + c}];`).join(' ')} }`),
+  ).join('\n    ');
   const loadK = (j: string, e0 = '') =>
-    Array.from({ length: NK }, (_, u) =>
+    ld4 ? loadK4(j) : Array.from({ length: NK }, (_, u) =>
       guard(u, QK * KC, `{
         let t = lidx + ${u * WG}u;
         let e = ${e0 ? `${e0} + ` : ''}t % ${QK}u;
@@ -408,7 +433,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         kr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * KC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
+  const storeK = ld4 ? storeK4 : Array.from({ length: NK }, (_, u) => guard(u, QK * KC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
   // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
   const loadV = (j: string) =>
     Array.from({ length: NV }, (_, u) =>
@@ -417,9 +442,9 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         let jj = t / ${EV4}u;
         let e4 = t % ${EV4}u;
         var x = vec4<${ST}>(0.0);
-        if (${j} + jj < j_hi) {
+        ${ld4 ? `if (${j} + jj < j_hi && 4u * e4 < ${hd.ev}) { x = v[v_at(b, hk, ${j} + jj, 4u * e4) / 4u]; }` : `if (${j} + jj < j_hi) {
           ${R.map((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = ${ST}(load_v(v_at(b, hk, ${j} + jj, 4u * e4 + ${c}u))); }`).join('\n          ')}
-        }
+        }`}
         vr_[${u}] = x;
       }`),
     ).join('\n    ');
@@ -642,9 +667,9 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}${ld4 ? 'v4' : ''}`),
     bindings: [
-      ...inputBindings(p),
+      ...inputBindings(p).map((x) => (ld4 && (x.name === 'k' || x.name === 'v') ? { ...x, vec4: true } : x)),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
       { name: 'lse', dtype: 'float32', access: 'read_write' },
       { name: 'work', dtype: 'float32', access: 'read_write' },
