@@ -237,7 +237,12 @@ interface RegisterGrid {
 /**
  * Thread grids of software adapters (llvmpipe runs a workgroup as SIMD vectors on one core): few threads with
  * 8-row blocks (llvmpipe, B=1 H=4 L=1024 E=64 f32: 8x4 rv2 168 ms, 4x4 rv2 211, 4x8 rv2 222, 8x8 rv2 268,
- * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454).
+ * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454), K and V read as vec4 (`ld4`: llvmpipe
+ * (Mesa 22.3) runs every storage or workgroup-memory load as a loop over the SIMD lanes, one loop per load whatever
+ * its width; lvp_probe.mjs, interleaved, 9 rounds, load avg ~10: 783 → 632 ms median, TF.js 1891). Tried and lost
+ * there: one query row per invocation with K/V read at invocation-uniform addresses (5x slower: such loads are
+ * per-lane loops too, and 78 s of LLVM compile), Q held in registers (-15% for 54 s of compile unrolled, -7% as a
+ * private array), 4x4 rv2 kw2 (equal), 6x4 rv2 kw2 with K/V in one buffer (within noise, 53 s compile).
  */
 const SOFTWARE_GRIDS: RegisterGrid[] = [
   { tr: 8, tc: 4, rv: 2, ld4: true },
