@@ -241,8 +241,8 @@ interface RegisterGrid {
  * (Mesa 22.3) runs every storage or workgroup-memory load as a loop over the SIMD lanes, one loop per load whatever
  * its width; lvp_probe.mjs, interleaved, 9 rounds, load avg ~10: 783 → 632 ms median, TF.js 1891). Tried and lost
  * there: one query row per invocation with K/V read at invocation-uniform addresses (5x slower: such loads are
- * per-lane loops too, and 78 s of LLVM compile), Q held in registers (-15% for 54 s of compile unrolled, -7% as a
- * private array), 4x4 rv2 kw2 (equal), 6x4 rv2 kw2 with K/V in one buffer (within noise, 53 s compile).
+ * per-lane loops too, and 78 s of LLVM compile), Q held in registers (unrolled Q·Kᵀ: -15% without ld4, -9% on top of
+ * it with every round faster, but 2-3x the LLVM compile: 137 s at load 12; as a private array -7%), 4x4 rv2 kw2 (equal), 6x4 rv2 kw2 with K/V in one buffer (within noise, 53 s compile).
  */
 const SOFTWARE_GRIDS: RegisterGrid[] = [
   { tr: 8, tc: 4, rv: 2, ld4: true },
