@@ -242,7 +242,8 @@ interface RegisterGrid {
  * its width; lvp_probe.mjs, interleaved, 9 rounds, load avg ~10: 783 → 632 ms median, TF.js 1891). Tried and lost
  * there: one query row per invocation with K/V read at invocation-uniform addresses (5x slower: such loads are
  * per-lane loops too, and 78 s of LLVM compile), Q held in registers (unrolled Q·Kᵀ: -15% without ld4, -9% on top of
- * it with every round faster, but 2-3x the LLVM compile: 137 s at load 12; as a private array -7%), 4x4 rv2 kw2 (equal), 6x4 rv2 kw2 with K/V in one buffer (within noise, 53 s compile).
+ * it with every round faster, but 2-3x the LLVM compile: 137 s at load 12; as a private array -7%), 4x4 rv2 kw2, 6x4 and 7x4 rv2 kw2 with K/V in one buffer (8 keys per thread: all
+ * within noise of 8x4 rv2, 200-207 ms; 4x4 rv2 227), K/V in one buffer (196 vs 200).
  */
 const SOFTWARE_GRIDS: RegisterGrid[] = [
   { tr: 8, tc: 4, rv: 2, ld4: true },
