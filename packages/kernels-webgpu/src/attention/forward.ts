@@ -317,6 +317,10 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // B=8 H=16 L=1024 E=64 2.093 → 1.951, B=1 H=16 L=4096 E=64 3.905 → 3.359, B=8 H=16 L=4096 E=64 25.67 → 23.51,
   // E=128 (16x8, chunks of 32) 5.821 → 5.613; TF.js-WebGPU unfused in the same process 3.96 / 3.72 / 7.24 / - / 7.22.
   // `lean` on top: 1.952 / 1.875 / 3.317 / 23.68 / 5.80 (noise); 8x8 with padding: 3.58 / 3.88 / 7.05 / 51.6 / 11.2.
+  // Less workgroup memory did not pay (H100, GPU time per call by timestamp queries, 16x8 padded → variant, ViT / B=8 L=1024 /
+  // B=1 L=4096 / B=8 L=4096): Pᵀ in the K buffer (one more barrier per tile; commit f37a3cb) 1.567 → 1.675 / 1.563 → 1.730 /
+  // 2.948 → 3.256 / 22.92 → 24.84 ms; P·V from subgroup-shuffled P (no Pᵀ buffer) 1.562 → 1.826 / 1.563 → 1.896 / 2.947 → 3.640
+  // / 22.88 → 27.66; lean ties (1.564 / 1.568 / 2.955 / 22.90). docs/benchmarks/2026-11-25-h100-fwd3-probe-call*.json.
   const tuned = (g: RegisterGrid): RegisterGrid => (!device.info.software && qkvBytes === 4 ? { pad: true, ...g } : g);
   for (const g of list) {
     const x = place(tuned(g));
