@@ -20,14 +20,14 @@ console.log(`device ${dev.info.adapter} (${dev.info.software ? "software" : "har
 const mk = (seed) => T.randn([B, H, L, E], { seed, device: dev });
 const [q, k, v] = [mk(1), mk(2), mk(3)];
 const [tq, tk, tv] = await Promise.all([q, k, v].map(async (t) => tf.tensor4d(await t.toArray(), [B, H, L, E])));
-// default | registers | staged | g<TR>x<TC>[r<N>][ln][nopf][kv|sep][k<N>][ld4] (a forced register grid, as fwd_probe.mjs)
+// default | registers | staged | g<TR>x<TC>[r<N>][ln][nopf][kv|sep][k<N>][ld4][qr] (a forced register grid, as fwd_probe.mjs)
 function setPath(x) {
   setFlashRegisterTile(null);
   if (x === "default" || x === "registers" || x === "staged") return setFlashForwardPath(x === "default" ? "auto" : x);
-  const m = /^g(\d+)x(\d+)(?:r(\d))?(ln)?(nopf)?(kv|sep)?(?:k(\d))?(ld4)?$/.exec(x);
+  const m = /^g(\d+)x(\d+)(?:r(\d))?(ln)?(nopf)?(kv|sep)?(?:k(\d))?(ld4)?(qr)?$/.exec(x);
   if (!m) throw new Error(`unknown variant ${x}`);
   setFlashForwardPath("registers");
-  setFlashRegisterTile({ tr: +m[1], tc: +m[2], ...(m[3] ? { rv: +m[3] } : {}), ...(m[4] ? { lean: true } : {}), ...(m[5] ? { prefetch: false } : {}), ...(m[6] ? { shared: m[6] === "kv" } : {}), ...(m[7] ? { kw: +m[7] } : {}), ...(m[8] ? { ld4: true } : {}) });
+  setFlashRegisterTile({ tr: +m[1], tc: +m[2], ...(m[3] ? { rv: +m[3] } : {}), ...(m[4] ? { lean: true } : {}), ...(m[5] ? { prefetch: false } : {}), ...(m[6] ? { shared: m[6] === "kv" } : {}), ...(m[7] ? { kw: +m[7] } : {}), ...(m[8] ? { ld4: true } : {}), ...(m[9] ? { qr: 0 } : {}) });
 }
 const fwd = () => T.noGrad(() => sdpaKernel(["flash"], () => scaledDotProductAttention(q, k, v, { isCausal: causal })));
 const runs = {};

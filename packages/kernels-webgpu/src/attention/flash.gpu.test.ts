@@ -199,6 +199,36 @@ describe('the register forward with vector K/V loads (software grids) matches th
       }
     }, COMPILE_TIMEOUT);
   }
+
+  // large calls on llvmpipe hold Q in registers (qr): the same dot products in the same order, so the same bits
+  it('Q in registers (qr, forced): the loop kernel\'s outputs bit for bit, and the reference', async () => {
+    const c = base;
+    const mk = (device: T.Device, dtype: T.DType) => {
+      const q = T.randn([c.B, c.Hq, c.Lq, c.E], { seed: 31, device, dtype });
+      const k = T.randn([c.B, c.Hkv, c.Lkv, c.E], { seed: 32, device, dtype });
+      const v = T.randn([c.B, c.Hkv, c.Lkv, c.Ev], { seed: 33, device, dtype });
+      const attnMask = T.randn([c.Lq, c.Lkv], { seed: 35, device, dtype });
+      return () => T.noGrad(() => sdpaKernel([dtype === 'float64' ? 'math' : 'flash'], () => scaledDotProductAttention(q, k, v, { isCausal: true, attnMask, enableGqa: true }))).toArray();
+    };
+    const built = () => gpu.pipelineStats().byKernel['flash_attention_forward_registers']?.created ?? 0;
+    const run = mk(gpu, 'float32');
+    setFlashForwardPath('registers');
+    try {
+      setFlashRegisterTile({ tr: 8, tc: 4, rv: 2, ld4: true });
+      const loop = await run();
+      setFlashRegisterTile({ tr: 8, tc: 4, rv: 2, ld4: true, qr: 0 });
+      const before = built();
+      const held = await run();
+      if (gpu.info.software) expect(built() - before).toBe(1);
+      let same = 0;
+      for (let i = 0; i < loop.length; i++) if (Object.is(loop[i], held[i])) same++;
+      expect(same).toBe(loop.length);
+      expectClose(held, await mk(cpu, 'float64')(), 3e-5, 3e-4, 'out');
+    } finally {
+      setFlashForwardPath('auto');
+      setFlashRegisterTile(null);
+    }
+  }, COMPILE_TIMEOUT);
 });
 
 describe('the register forward splits long key ranges into passes under the adapter loop cap', () => {

@@ -232,6 +232,12 @@ interface RegisterGrid {
    * registers. The software grids' choice: llvmpipe reads storage lane by lane, one loop per load whatever its width.
    */
   ld4?: boolean;
+  /**
+   * Software adapters, calls of at least `qr` scores (query rows × heads × keys): each thread copies its Qᵀ columns
+   * from workgroup memory into registers once, and Q·Kᵀ runs unrolled over the head-dim class (one workgroup-memory
+   * load per head-dim column instead of 1 + rv). Its pipeline compiles 2-3x longer, so smaller calls keep the loop.
+   */
+  qr?: number;
 }
 
 /**
@@ -239,14 +245,15 @@ interface RegisterGrid {
  * 8-row blocks (llvmpipe, B=1 H=4 L=1024 E=64 f32: 8x4 rv2 168 ms, 4x4 rv2 211, 4x8 rv2 222, 8x8 rv2 268,
  * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454), K and V read as vec4 (`ld4`: llvmpipe
  * (Mesa 22.3) runs every storage or workgroup-memory load as a loop over the SIMD lanes, one loop per load whatever
- * its width; lvp_probe.mjs, interleaved, 9 rounds, load avg ~10: 783 → 632 ms median, TF.js 1891). Tried and lost
- * there: one query row per invocation with K/V read at invocation-uniform addresses (5x slower: such loads are
- * per-lane loops too, and 78 s of LLVM compile), Q held in registers (unrolled Q·Kᵀ: -15% without ld4, -9% on top of
- * it with every round faster, but 2-3x the LLVM compile: 137 s at load 12; as a private array -7%), 4x4 rv2 kw2, 6x4 and 7x4 rv2 kw2 with K/V in one buffer (8 keys per thread: all
- * within noise of 8x4 rv2, 200-207 ms; 4x4 rv2 227), K/V in one buffer (196 vs 200).
+ * its width; lvp_probe.mjs, interleaved, 9 rounds, load avg ~10: 783 → 632 ms median, TF.js 1891), and from 4M
+ * scores per call up Q held in registers (`qr`, unrolled Q·Kᵀ: 232 → 184 ms median on top of ld4, 8 of 9 rounds
+ * faster, TF.js 804, load ~5; for 2-3x the LLVM compile: ~25 s cold at load 5, 137 s at load 12). Tried and lost:
+ * one query row per invocation with K/V read at invocation-uniform addresses (5x slower: such loads are per-lane
+ * loops too; 78 s of compile), Q in a private array (-7%), 8 keys per thread (4x4 rv2 kw2, 6x4 and 7x4 rv2 kw2 with
+ * K/V in one buffer: within noise of 8x4 rv2, 200-207 ms), 4x4 rv2 (227), K/V in one buffer (196 vs 200).
  */
 const SOFTWARE_GRIDS: RegisterGrid[] = [
-  { tr: 8, tc: 4, rv: 2, ld4: true },
+  { tr: 8, tc: 4, rv: 2, ld4: true, qr: 2 ** 22 },
   { tr: 4, tc: 4, rv: 2, ld4: true },
   { tr: 8, tc: 4, ld4: true },
   { tr: 4, tc: 4, ld4: true },
@@ -476,6 +483,14 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
       }`),
     ).join('\n    ');
   const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${QS}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
+  // qr: Q in registers (qa<e>_<v>: rows of group v, column e), Q·Kᵀ unrolled over the head-dim class; the staged K
+  // and Q columns past the head dim are zeros and fma(0, 0, s) = s, so the sums are those of \`dots\` bit for bit
+  const qr = g.qr !== undefined && (p.varlen ? d.TQ : d.B * d.Lq) * d.Hq * d.Lkv >= g.qr && !chunked;
+  const dotsQ = () =>
+    Array.from({ length: EC }, (_, kk) => `{
+      ${W.map((w) => `let k4${KW === 1 ? '' : `_${w}`} = ${wide(`${kvName('k')}[${kk * KS}u + tc_${w ? ` + ${TC * w}u` : ''}]`)};`).join('\n      ')}
+      ${perMW((m, w) => `${sv(m, w)} = fma(vec4<f32>(qa${kk}_${m >> 2}.${lane(m)}), k4${KW === 1 ? '' : `_${w}`}, ${sv(m, w)});`, '\n      ')}
+    }`).join('\n    ');
   // S += Q·Kᵀ over the staged columns 0 .. n
   const dots = (n: string) => `for (var kk = 0u; kk < ${n}; kk = kk + 1u) {
       ${W.map((w) => `let k4${KW === 1 ? '' : `_${w}`} = ${wide(`${kvName('k')}[kk * ${KS}u + tc_${w ? ` + ${TC * w}u` : ''}]`)};`).join('\n      ')}
@@ -532,7 +547,9 @@ ${kvRange(p, BR)}${sg ? `
       ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${qVal(`q0 + 4u * r4 + ${m}u`, 'e')}; }`, '\n      ')}
     }
     fq_[e * ${QS}u + r4] = x;
-  }`}
+  }`}${qr ? `
+  workgroupBarrier();
+  ${Array.from({ length: EC }, (_, kk) => perV((v) => `let qa${kk}_${v} = ${wide(`fq_[${kk * QS}u + tr_ + ${TR * v}u]`)};`, ' ')).join('\n  ')}` : ''}
   ${perV((v) => `let ib${v} = q0 + 4u * (tr_ + ${TR * v}u);
   var m_run${v} = vec4<f32>(neg_inf());
   var l_run${v} = vec4<f32>(0.0);
@@ -581,7 +598,7 @@ ${kvRange(p, BR)}${sg ? `
       pre_j = j0 + ${BC}u;
     }` : ''}
     ${perMW((m, w) => `var ${sv(m, w)} = vec4<f32>(0.0);`)}
-    ${dots(hd.e)}`}
+    ${qr ? dotsQ() : dots(hd.e)}`}
     ${KW === 1 ? 'let jb = j0 + 4u * tc_;' : W.map((w) => `let ${jbv(w)} = j0 + 4u * (tc_ + ${TC * w}u);`).join('\n    ')}
     let sc_ = ${half ? 'u_scale()' : '1.0'};
     ${perMW((m, w) => R.map((n) => `{
@@ -677,7 +694,7 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}${ld4 ? 'v4' : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}${ld4 ? 'v4' : ''}${qr ? 'qr' : ''}`),
     bindings: [
       ...inputBindings(p).map((x) => (ld4 && (x.name === 'k' || x.name === 'v') ? { ...x, vec4: true } : x)),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
