@@ -230,20 +230,12 @@ export class AdamW extends Optimizer {
         if (!p.grad) continue;
         const grad = p.grad;
         T.tidy(() => {
-          const dt = accDtype(p);
-          let s = this.state.get(p);
-          if (!s) {
-            s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
-            this.state.set(p, s);
-          }
-          s.t++;
-          const master = this.masterFor(p, dt);
+          const { s, master } = this.advance(p);
           const opts = { lr: this.lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: this.weightDecay, step: s.t };
           if (master && p.isContiguous && p.device.backend === 'webgpu') {
             // the WebGPU kernel's optional fifth input: the float16 parameter receives the master's rounding in the
             // same dispatch (one per parameter instead of update + cast + copy); same arithmetic as adamwUpdate's
-            const attrs: T.AdamwStepAttrs = { beta1: b1, beta2: b2, eps: this.eps, decay: 1 - this.lr * this.weightDecay, stepSize: this.lr / (1 - b1 ** s.t), bc2Sqrt: Math.sqrt(1 - b2 ** s.t) };
-            T.runKernel('adamw_step', p.device, [master, grad, s.m, s.v, p], attrs);
+            T.runKernel('adamw_step', p.device, [master, grad, s.m, s.v, p], this.stepAttrs(s.t));
           } else {
             T.adamwUpdate(master ?? p, grad, s.m, s.v, opts);
             if (master) T.copyInto(p, T.cast(master, p.dtype));
@@ -251,6 +243,22 @@ export class AdamW extends Optimizer {
         });
       }
     });
+  }
+  /** The moments of `p` (created at zero on its first step) with their step count advanced, and its master weights. */
+  private advance(p: Tensor): { s: { m: Tensor; v: Tensor; t: number }; master: Tensor | null } {
+    const dt = accDtype(p);
+    let s = this.state.get(p);
+    if (!s) {
+      s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
+      this.state.set(p, s);
+    }
+    s.t++;
+    return { s, master: this.masterFor(p, dt) };
+  }
+  /** Attributes of the WebGPU `adamw_step` kernel at step `t` (bias corrections folded in, as adamwUpdate computes them). */
+  private stepAttrs(t: number): T.AdamwStepAttrs {
+    const [b1, b2] = this.betas;
+    return { beta1: b1, beta2: b2, eps: this.eps, decay: 1 - this.lr * this.weightDecay, stepSize: this.lr / (1 - b1 ** t), bc2Sqrt: Math.sqrt(1 - b2 ** t) };
   }
   /**
    * For {@link GradScaler.step}: records this step on the device so that it writes nothing when `flag`'s first element
@@ -264,22 +272,14 @@ export class AdamW extends Optimizer {
     const withGrad = this.params.filter((p) => p.grad);
     if (flag.device.backend !== 'webgpu' || flag.dtype !== 'float32' || flag.size < 1 || !withGrad.every((p) => p.device === flag.device)) return null;
     this.stepCount++;
-    const [b1, b2] = this.betas;
     const stepped: { t: number }[] = [];
     T.noGrad(() => {
       for (const p of withGrad) {
         const grad = p.grad!;
         T.tidy(() => {
-          const dt = accDtype(p);
-          let s = this.state.get(p);
-          if (!s) {
-            s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
-            this.state.set(p, s);
-          }
-          s.t++;
+          const { s, master } = this.advance(p);
           stepped.push(s);
-          const master = this.masterFor(p, dt);
-          const attrs = { beta1: b1, beta2: b2, eps: this.eps, decay: 1 - this.lr * this.weightDecay, stepSize: this.lr / (1 - b1 ** s.t), bc2Sqrt: Math.sqrt(1 - b2 ** s.t), skipIf: true };
+          const attrs = { ...this.stepAttrs(s.t), skipIf: true };
           T.runKernel('adamw_step', p.device, master ? [master, grad, s.m, s.v, p, flag] : [p, grad, s.m, s.v, flag], attrs);
         });
       }

@@ -454,7 +454,7 @@ export function registerForward(p: FlashParams): boolean {
   return takesRegisters(forwardPath, p);
 }
 
-let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null = null;
+let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number; ld4?: boolean; qr?: number } | null = null;
 /**
  * Forces the register forward's thread grid (`tr` × `tc` threads, 4·rv × 4 scores each, so 4·tr·rv query
  * rows by 4·tc keys per tile; `rv` 1 or 2, default 1) where it fits the adapter, and with `prefetch: false` turns off loading the next
@@ -465,11 +465,11 @@ let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; sha
  * one vec4 (no workgroup-memory bank conflicts on the tile stores); `lean` exchanges the NaN flags through the row-sum
  * buffer; `kw` gives each thread 4·kw keys per tile. A tuning and testing knob (bench/gpu/tile_probe.mjs, fwd_probe.mjs); results are the same.
  */
-export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null): void {
+export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number; ld4?: boolean; qr?: number } | null): void {
   registerTile = t;
 }
 /** The forced register-forward thread grid, or null. */
-export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null {
+export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number; ld4?: boolean; qr?: number } | null {
   return registerTile;
 }
 
