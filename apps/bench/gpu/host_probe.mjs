@@ -8,7 +8,8 @@
 // interleaved. DIR is either another checkout with built packages (DIR/packages/<p>/dist, its node_modules linking
 // @webattn/* to them, e.g. /work/main) or a folder DIR/node_modules/@webattn/<p>/{package.json,dist} (copies of an
 // older build's packages, the other node_modules entries linked from this tree's).
-//   node apps/bench/gpu/host_probe.mjs [--json FILE]   (ROUNDS=7, REPS=10, CASES=vit,chain, BASE=dir, DTYPE=float32)
+//   node apps/bench/gpu/host_probe.mjs [--json FILE]   (ROUNDS=7, REPS=10, CASES=vit,chain, BASE=dir, DTYPE=float32,
+//   NOSUBMIT=1: encode but never submit, host only)
 import { existsSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const REPS = Number(process.env.REPS ?? 10);
 const CASES = (process.env.CASES ?? 'vit,chain').split(',');
 const DTYPE = process.env.DTYPE ?? 'float32';
+const NOSUBMIT = process.env.NOSUBMIT === '1';
 const args = process.argv.slice(2);
 const json = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
 
@@ -34,7 +36,9 @@ async function load(root) {
   q.submit = (cbs) => {
     const s = performance.now();
     try {
-      return submit(cbs);
+      // NOSUBMIT=1: command buffers are encoded and finished but dropped, so no GPU work competes for the host's
+      // cores (llvmpipe runs on them): a pure host measurement; the results are not computed then
+      return NOSUBMIT ? undefined : submit(cbs);
     } finally {
       timer.submitMs += performance.now() - s;
     }
@@ -45,7 +49,7 @@ async function load(root) {
 const variants = [{ name: 'new', ...(await load(null)) }];
 if (process.env.BASE) variants.unshift({ name: 'base', ...(await load(process.env.BASE)) });
 const info = variants[variants.length - 1].dev.info;
-console.log(`host-probe on ${info.adapter} (${info.api}) tier ${info.tier}; variants ${variants.map((v) => v.name).join(', ')}; ${ROUNDS} rounds × ${REPS} calls; ${DTYPE}`);
+console.log(`host-probe on ${info.adapter} (${info.api}) tier ${info.tier}; variants ${variants.map((v) => v.name).join(', ')}; ${ROUNDS} rounds × ${REPS} calls; ${DTYPE}${NOSUBMIT ? '; NOSUBMIT (nothing runs on the GPU)' : ''}`);
 
 function makeCases({ T, M, dev }) {
   const out = {};

@@ -200,13 +200,12 @@ function elementwise(
     values.out_md = ewMode(out.strides, shape).mode === 0 ? 0 : 2;
     values.out_in = 0;
   }
-  const loads = operands.map((_, i) => `  let v${i} = load_in${i}(off_in${i}(idx));`).join('\n');
-  const outCt = computeType(out.dtype);
-  const body = `
+  // WGSL text only when the pipeline is built (a cache miss), not per dispatch
+  const body = () => `
   let idx = flat_wg * WG_SIZE + lidx;
   if (idx >= u_n()) { return; }
-${loads}
-  store_out(${outStrided ? 'off_out(idx)' : 'idx'}, ${outCt}(${expr}));`;
+${operands.map((_, i) => `  let v${i} = load_in${i}(off_in${i}(idx));`).join('\n')}
+  store_out(${outStrided ? 'off_out(idx)' : 'idx'}, ${computeType(out.dtype)}(${expr}));`;
   run(
     {
       name,
@@ -214,7 +213,7 @@ ${loads}
       bindings,
       uniforms,
       workgroupSize: [EW_WG],
-      helpers: [MATH_HELPERS, ...names.map(ewOffsetFn), ...(outStrided ? [ewOffsetFn('out')] : [])].join('\n'),
+      helpers: () => [MATH_HELPERS, ...names.map(ewOffsetFn), ...(outStrided ? [ewOffsetFn('out')] : [])].join('\n'),
       body,
     },
     [...operands.map((o) => o.t), out],

@@ -64,10 +64,13 @@ export interface ProgramSpec {
   uniforms: readonly UniformField[];
   /** Workgroup size (x, y, z). */
   workgroupSize: readonly [number, number?, number?];
-  /** Helper WGSL placed before `main` (functions, workgroup variables, constants). */
-  helpers?: string;
-  /** Body of `main`; has `gid`, `lid`, `wid`, `nwg`, `lidx` and `flat_wg` (linearised workgroup id). */
-  body: string;
+  /**
+   * Helper WGSL placed before `main` (functions, workgroup variables, constants). A function is called only when the
+   * program's pipeline is built (a cache miss): a dispatch of a cached program then builds no WGSL text.
+   */
+  helpers?: string | (() => string);
+  /** Body of `main`; has `gid`, `lid`, `wid`, `nwg`, `lidx` and `flat_wg` (linearised workgroup id). A function: as `helpers`. */
+  body: string | (() => string);
   /** Enable the `subgroups` extension; `SG_LANE` and `SG_SIZE` are then set for every invocation. */
   subgroups?: boolean;
   /** Extra global directives (`enable …;`, `diagnostic(…);`), placed after `enable f16;`. */
@@ -126,14 +129,16 @@ export function renderProgram(spec: ProgramSpec): string {
   if (spec.uniforms.length) parts.push(uniformWgsl(spec.uniforms).replace('UBIND', String(spec.bindings.length)));
   parts.push(`const WG_SIZE: u32 = ${x * y * z}u;`);
   parts.push(PRELUDE);
-  if (spec.helpers) parts.push(spec.helpers);
+  const helpers = typeof spec.helpers === 'function' ? spec.helpers() : spec.helpers;
+  if (helpers) parts.push(helpers);
+  const body = typeof spec.body === 'function' ? spec.body() : spec.body;
   parts.push(
     `@compute @workgroup_size(${x}, ${y}, ${z})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lidx: u32${spec.subgroups ? ',\n        @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32' : ''}) {
   let flat_wg = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;${spec.subgroups ? '\n  SG_LANE = sg_lane;\n  SG_SIZE = sg_size;' : ''}
-${spec.body}
+${body}
 }`,
   );
   return parts.join('\n');
