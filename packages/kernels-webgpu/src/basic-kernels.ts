@@ -144,19 +144,13 @@ function ewFields(name: string): UniformField[] {
   return [...stridedFields(name), [`${name}_md`, 'u32'], [`${name}_in`, 'u32']];
 }
 function ewOffsetFn(name: string): string {
-  return `fn off_${name}(flat: u32) -> u32 {
+  return stridedOffsetFn(
+    name,
+    `
   let md = u_${name}_md();
   if (md == 0u) { return u_${name}_off() + flat; }
-  if (md == 1u) { return u_${name}_off() + flat % u_${name}_in(); }
-  var rem = flat;
-  var off = u_${name}_off();
-  for (var d = i32(u_rank()) - 1; d >= 0; d = d - 1) {
-    let n = u_shape(u32(d));
-    off = off + (rem % n) * u_${name}_st(u32(d));
-    rem = rem / n;
-  }
-  return off;
-}`;
+  if (md == 1u) { return u_${name}_off() + flat % u_${name}_in(); }`,
+  );
 }
 
 /**

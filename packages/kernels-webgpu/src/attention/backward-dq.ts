@@ -393,14 +393,16 @@ function backwardDqChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGri
         ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n        ')}
       }
     }`;
-  const dqStep = (c: number) => `if (${c * CH}u < ${hd.e}) {
-      for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
+  // dQ += dS·Kᵀ-chunk c (the chunk staged in fb_), in both the prefetching and the plain kernel
+  const dqLoop = (c: number) => `for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
         ${per((m) => `let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
         ${Array.from({ length: OC }, (_, o) => `{
           let k4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${KS}u + c4]`)};
           ${per((m) => `dqa[${m * OE + c * OC + o}] = dqa[${m * OE + c * OC + o}] + dot(d${m}, k4);`, '\n          ')}
         }`).join('\n        ')}
-      }
+      }`;
+  const dqStep = (c: number) => `if (${c * CH}u < ${hd.e}) {
+      ${dqLoop(c)}
     }`;
   const nE = EC / CH;
   const nV = EVC / CH;
@@ -457,13 +459,7 @@ ${kvRange(p, BR)}
       ${c > 0 ? 'workgroupBarrier();' : ''}
       ${stageKv('k', `${c * CH}u`)}
       workgroupBarrier();
-      for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
-        ${per((m) => `let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
-        ${Array.from({ length: OC }, (_, o) => `{
-          let k4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${KS}u + c4]`)};
-          ${per((m) => `dqa[${m * OE + c * OC + o}] = dqa[${m * OE + c * OC + o}] + dot(d${m}, k4);`, '\n          ')}
-        }`).join('\n        ')}
-      }
+      ${dqLoop(c)}
     }`).join('\n    ')}
 `)}
   ${per((m) => `if (ib + ${m}u < LQ) {
