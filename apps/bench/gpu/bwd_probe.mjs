@@ -11,15 +11,18 @@
 // prefetching; regTRxTC[pf] = both kernels forced to one grid; dqTRxTC[pf]-dkvTRxTC[pf] = per kernel;
 // mat = the subgroup-matrix backward (f16 on adapters with subgroup matrices; backward-sgmat.ts) with its default
 // tilings, matR.N.C-R.N.C[s] = forced dK/dV and dQ tilings (rows per subgroup, subgroups, tile rows; s: scalar staging);
-// grids may name head-dim chunks (TRxTCcCH[pf][t], plan.ts BackwardGrid.ch; pf there: the dK/dV kernel's chunk prefetch); nochunk = auto without the chunked grids;
+// grids may name head-dim chunks (TRxTCcCH[pf][t], plan.ts BackwardGrid.ch; pf there: the chunk prefetch, a default of the dK/dV
+// kernel, forced only for the dQ kernel, e.g. dq16x16c32pf-dkv16x16c32pft); nochunk = auto without the chunked grids;
 // a suffix +ds (e.g. reg16x16c32+ds) lets a forced-grid variant take the scores backward where `auto` would.
+// base = auto without the dK/dV kernel's vec4 dS stores, tail skipping, dOᵀ chunk reuse and the one-kernel Δ (plan.ts
+// setFlashBackwardTuning), nov4 / noskip / noreuse / nodelta = auto without one of them.
 // Every variant but mat* turns the subgroup-matrix backward off.
 import * as T from "@webattn/core-tensor";
 import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
 import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashBackwardSubgroupMatrix } from "@webattn/kernels-webgpu/internal";
 import { QUICK, errText, median, opt, resultFile, secondsLeft } from "./common.mjs";
 // the grids the kernels ran with (plan.ts, the same module instance as the package's: not public API)
-const { lastBackwardGrids, parseBackwardGrid, setFlashBackwardChunked } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
+const { lastBackwardGrids, parseBackwardGrid, setFlashBackwardChunked, setFlashBackwardTuning } = await import("../../../packages/kernels-webgpu/dist/attention/plan.js");
 
 const dev = await T.getDevice({ kind: "webgpu" });
 const hasF16 = dev.hasFeature?.("shader-f16") ?? false;
@@ -44,6 +47,12 @@ const grid = (s) => {
   return g;
 };
 function setVariant(v, dtype) {
+  // tuning of the backward (plan.ts setFlashBackwardTuning): base = auto with dS one float per store, no tail
+  // skipping, no dOᵀ chunk reuse and Δ as a product + row sum (the defaults before them), nov4 / noskip / noreuse /
+  // nodelta = auto without one of them
+  const on = (x) => v !== "base" && v !== x;
+  setFlashBackwardTuning?.({ dsVec4: on("nov4"), tailSkip: on("noskip"), dvReuse: on("noreuse"), fusedDelta: on("nodelta") });
+  if (["base", "nov4", "noskip", "noreuse", "nodelta"].includes(v)) v = "auto";
   // a suffix +ds keeps the library's scores-backward decision (plan.ts setFlashBackwardScores auto) on a forced grid
   if (v.endsWith("+ds")) {
     setVariant(v.slice(0, -3), dtype);

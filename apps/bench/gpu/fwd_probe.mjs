@@ -4,13 +4,15 @@
 // (max/min over rounds) and TF.js-WebGPU 4.22's unfused attention (matMul → softmax → matMul) measured in the same
 // process on the same device. Every variant's output is checked against the default's first (max |diff|).
 //   node apps/bench/gpu/fwd_probe.mjs --json out.json
-// Variants (VARIANTS, comma-separated; VARIANTS_E<E> per head dim): default | g<TR>x<TC>[r<N>][q<N>][pd][ln][nopf][kv][k<N>]
+// Variants (VARIANTS, comma-separated; VARIANTS_E<E> per head dim, VARIANTS_L<L> per length): default | g<TR>x<TC>[r<N>][q<N>][pd][ln][nopf][kv][k<N>]
 //   (rv N: 4·N rows per thread, Q·Kᵀ head-dim chunks of N, padded staging rows, lean NaN-flag exchange, prefetch off, K/V in one buffer, 4·N keys per thread);
 //   a trailing `sp` compiles the head dims as literals (setFlashSpecialization('always'), e.g. defaultsp).
 // FWD_SHAPES='[[B,H,L,E],…]' (default: the five published f32 rows; QUICK=1: llvmpipe's B=1 H=4 L=1024 E=64).
 // ROUNDS (default 3; QUICK 5), DEADLINE_S (seconds this script may spend), TFJS=0 skips TF.js.
+// Where the adapter has timestamp-query, each variant's GPU time per call (<variant>_gpu_ms: the kernels alone, from 10 profiled
+// calls; the wall-clock <variant>_ms also holds the host's and the sync's share) and the default's kernel list; GPU_TS=0 skips it.
 import * as T from "@webattn/core-tensor";
-import { scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
+import { profile, scaledDotProductAttention, sdpaKernel } from "@webattn/kernels-webgpu";
 import { setFlashForwardPath, setFlashRegisterTile, setFlashSpecialization } from "@webattn/kernels-webgpu/internal";
 import { QUICK, errText, median, opt, resultFile, secondsLeft, timeBatches } from "./common.mjs";
 
@@ -64,7 +66,7 @@ for (const [B, H, L, E] of SHAPES) {
   const flop = 4 * B * H * L * L * E;
   const row = { B, H, L, E, dtype: "f32", adapter: dev.info.adapter };
   const [q, k, v] = [1, 2, 3].map((seed) => T.randn([B, H, L, E], { seed, device: dev }));
-  const variants = (process.env[`VARIANTS_E${E}`] ?? VARIANTS.join(",")).split(",");
+  const variants = (process.env[`VARIANTS_L${L}`] ?? process.env[`VARIANTS_E${E}`] ?? VARIANTS.join(",")).split(",");
   const fwd = () => T.noGrad(() => sdpaKernel(["flash"], () => scaledDotProductAttention(q, k, v)));
   // TF.js, unless L×L scores exceed one binding
   const maxBinding = Math.min(dev.limits.maxStorageBufferBindingSize ?? Infinity, dev.limits.maxBufferSize ?? Infinity);
@@ -126,6 +128,23 @@ for (const [B, H, L, E] of SHAPES) {
         }
       } catch (e) {
         row[`${x}_error`] = errText(e);
+      }
+    }
+  }
+  // GPU time per call of each variant (timestamp queries around each dispatch: kernel time without the host's share)
+  if (dev.caps?.timestampQuery && process.env.GPU_TS !== "0") {
+    for (const x of live) {
+      if (secondsLeft() < 8) break;
+      try {
+        setVariant(x);
+        const n = 10;
+        const prof = await profile(dev, async () => { for (let i = 0; i < n; i++) T.tidy(() => void fwd()); });
+        const kern = prof.kernels.filter((kk) => kk.name.startsWith("flash_attention_forward"));
+        row[`${x}_gpu_ms`] = +(kern.reduce((a, kk) => a + kk.gpuMs, 0) / n).toFixed(3);
+        // every kernel of the call (name: GPU ms per call × dispatches per call), for the first variant
+        if (x === live[0]) row[`${x}_kernels`] = prof.kernels.map((kk) => `${kk.name}: ${(kk.gpuMs / n).toFixed(3)} ms x${kk.count / n}`);
+      } catch (e) {
+        row[`${x}_gpu_error`] = errText(e);
       }
     }
   }

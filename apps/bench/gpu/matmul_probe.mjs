@@ -106,12 +106,13 @@ if (part === 'ab') {
         ['vit qkv 6304x768x2304 (x·Wᵀ)', 6304, 768, 2304, 'nt'],
         ['vit fc2 6304x3072x768 (x·Wᵀ)', 6304, 3072, 768, 'nt'],
       ];
+  // the per-shape default (hardwareTiling) against each hardware tiling it picks from
   const F32 = (process.env.PROBE_F32 ? JSON.parse(process.env.PROBE_F32) : [
     ['default', null],
-    ['split 8x8 bk16 db', { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true, double: true }],
-    ['split 8x8 bk8 db', { wg: 16, bk: 8, tm: 8, tn: 8, split: true, prefetch: true, double: true }],
-    ['split 8x8 bk32 pf', { wg: 16, bk: 32, tm: 8, tn: 8, split: true, prefetch: true }],
-    ['split 4x4 bk16 db', { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true, double: true }],
+    ['SPLIT_128 (16x16 thr, 8x8)', K.SPLIT_128],
+    ['SPLIT_128_K32', K.SPLIT_128_K32],
+    ['SPLIT_128_T128 (8x16 thr, 8x16)', K.SPLIT_128_T128],
+    ['SPLIT_128X64 (8x16 thr, 8x8)', K.SPLIT_128X64],
   ]);
   const D = K.SGMM_DEFAULT;
   // W = 8 f16 per staging load where aligned (vec4<u32> of f16 pairs) + vectorized store with fewer barriers
@@ -169,9 +170,11 @@ if (part === 'ab') {
     w.b.dispose();
   }
   // shape by shape, f32 then f16 (a run cut by its time budget keeps both dtypes of the first shapes)
+  // PROBE_DTYPES=float32 leaves out the f16 rows (a shorter device call)
+  const DTYPES = (process.env.PROBE_DTYPES ?? 'float32,float16').split(',');
   for (const [name, M, Kd, N, layout] of SHAPES_AB) {
     if (only && !only.some((o) => name.startsWith(o))) continue;
-    for (const dtype of ['float32', 'float16']) {
+    for (const dtype of DTYPES) {
       if (dtype === 'float16' && !K.hasSubgroupMatrixF16(dev)) break;
       const variants = dtype === 'float32' ? F32 : F16;
       if (left() < 15_000) {

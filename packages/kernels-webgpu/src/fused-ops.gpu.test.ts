@@ -46,6 +46,38 @@ describe('fused AdamW step (adamw_step) against the float64 CPU reference', () =
   });
 });
 
+describe('adamw_step with a fifth input (the low-precision copy of a master parameter)', () => {
+  it('writes the updated master into the copy, contiguous and strided, and the update matches the CPU reference', async () => {
+    const attrs = (step: number): T.AdamwStepAttrs => ({ beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1 - 0.01 * 0.1, stepSize: 0.01 / (1 - 0.9 ** step), bc2Sqrt: Math.sqrt(1 - 0.999 ** step) });
+    const opts = (step: number) => ({ lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step });
+    for (const strided of [false, true]) {
+      const shape = [23, 19];
+      const master = T.randn(shape, { seed: 41, device: gpu });
+      const [m, v] = [T.zeros(shape, { device: gpu }), T.zeros(shape, { device: gpu })];
+      const base = T.full([19, 23], 12345, { device: gpu });
+      const low = strided ? base.transpose(0, 1) : T.full(shape, 12345, { device: gpu });
+      const c = { p: T.randn(shape, { seed: 41, device: cpu }), m: T.zeros(shape, { device: cpu }), v: T.zeros(shape, { device: cpu }) };
+      for (let s = 1; s <= 2; s++) {
+        T.runKernel('adamw_step', gpu, [master, T.randn(shape, { seed: 50 + s, device: gpu }), m, v, low], attrs(s));
+        T.adamwUpdate(c.p, T.randn(shape, { seed: 50 + s, device: cpu }), c.m, c.v, opts(s));
+      }
+      expectClose(await master.toArray(), await c.p.toArray(), 1e-6, 1e-5, `master (strided copy ${strided})`);
+      expect(Array.from(await low.contiguous().toArray())).toEqual(Array.from(await master.toArray()));
+      // attrs.skipIf: a nonzero flag (last input) leaves everything as it was; a zero flag steps as before
+      const before = await Promise.all([master, m, v, low].map(async (t) => Array.from(await t.contiguous().toArray())));
+      const g3 = T.randn(shape, { seed: 53, device: gpu });
+      T.runKernel('adamw_step', gpu, [master, g3, m, v, low, T.full([1], 1, { device: gpu })], { ...attrs(3), skipIf: true });
+      T.runKernel('adamw_step', gpu, [master, g3, m, v, T.tensor([0, Infinity], [2], { device: gpu }).slice(0, 1, 2)], { ...attrs(3), skipIf: true });
+      const after = await Promise.all([master, m, v, low].map(async (t) => Array.from(await t.contiguous().toArray())));
+      expect(after).toEqual(before);
+      T.runKernel('adamw_step', gpu, [master, g3, m, v, low, T.zeros([1], { device: gpu })], { ...attrs(3), skipIf: true });
+      T.adamwUpdate(c.p, T.randn(shape, { seed: 53, device: cpu }), c.m, c.v, opts(3));
+      expectClose(await master.toArray(), await c.p.toArray(), 1e-6, 1e-5, `master after a zero flag (strided copy ${strided})`);
+      expect(Array.from(await low.contiguous().toArray())).toEqual(Array.from(await master.toArray()));
+    }
+  });
+});
+
 describe('device-side fill (zeros / full without an upload)', () => {
   it('large float32, int32 and bool fills hold the value in every element', async () => {
     const n = 5000; // above the upload threshold: filled by a kernel over poisoned memory

@@ -13,7 +13,7 @@ import './matmul.js';
 export { WebGPUDevice, type GpuProgram, type BindingAccess } from './device/webgpu-device.js';
 
 export { MATH_HELPERS } from './basic-kernels.js';
-export { setTiledMatmul, SPLIT_128, SPLIT_128_K32, SPLIT_64, type TiledMatmulConfig, setMatmulGemvRows, setSoftwareKQuadMatmul, GEMV_MAX_M, setSubgroupMatrixMatmul, hasSubgroupMatrixF16, subgroupMatrixMatmulSource, SGMM_DEFAULT, SGMM_COL_A, SGMM_COL_B, type SgmmConfig } from './matmul.js';
+export { setTiledMatmul, SPLIT_128, SPLIT_128_K32, SPLIT_128_T128, SPLIT_128X64, SPLIT_64, type TiledMatmulConfig, setMatmulGemvRows, setSoftwareKQuadMatmul, GEMV_MAX_M, setSubgroupMatrixMatmul, hasSubgroupMatrixF16, subgroupMatrixMatmulSource, SGMM_DEFAULT, SGMM_COL_A, SGMM_COL_B, type SgmmConfig } from './matmul.js';
 export {
   MAX_RANK,
   storageType,

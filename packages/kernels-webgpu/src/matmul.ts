@@ -2,9 +2,10 @@
  * Matrix products on WebGPU (`matmul` kernel of the `webgpu` backend).
  *
  * Generated programs:
- * - on hardware adapters, the split kernel: 16×16 threads, each 8×8 (128×128 tiles) or 4×4 (64×64) outputs in
- *   4×4 blocks spaced 64 apart, K tiles staged through registers with the next tile's loads issued before this
- *   tile's products (`splitSource`, tilings by `hardwareTiling`).
+ * - on hardware adapters, the split kernel: 16×16 threads each 8×8 (128×128 tiles) or 4×4 (64×64) outputs, or 8×16
+ *   threads (along N × along M) each 8×16 (128×128) or 8×8 (128×64) outputs, in 4×4 blocks spaced 4·threads apart,
+ *   K tiles staged through registers with the next tile's loads issued before this tile's products (`splitSource`,
+ *   tilings by `hardwareTiling`).
  * - a tiled, register-blocked kernel for every adapter and float dtype (the fallback): a 16×16 workgroup computes a
  *   (16·TM)×(16·TN) output tile from 16-deep K tiles staged in workgroup memory, each thread TM×TN
  *   outputs accumulated in f32. Operands are read in place through their strides (transposed views and
@@ -95,6 +96,11 @@ export interface TiledMatmulConfig {
   split?: boolean;
   /** Split kernel only: issue the next K tile's global loads before this tile's products. */
   prefetch?: boolean;
+  /**
+   * Split kernel only: threads along M (default `wg`, threads along N): `wg`·`wgy` threads, (`wgy`·`tm`)×(`wg`·`tn`)
+   * output tiles. `wg` = 8 puts a warp on 8 consecutive vec4 of the B tile (one 128-byte workgroup-memory read).
+   */
+  wgy?: number;
   /**
    * Split kernel only: two workgroup buffers per operand, the next K tile (loaded before this tile's products) stored
    * into the other one after them: one barrier per K tile instead of two. Slower on the H100 at every measured shape
@@ -342,18 +348,42 @@ ${lines(4, (j) => `    ${dst}[o + ${j * stride}u][c] = ${reg}${r}[${j}];`)}`);
 }
 
 /**
- * The hardware f32-accumulating kernel: `wg`×`wg` threads, each `tm`×`tn` outputs split into 4×4 blocks
- * spaced `4·wg` apart (thread (tx, ty) owns rows `g·4wg + 4ty + 0..3` and columns `h·4wg + 4tx + 0..3`), so
+ * The K loop with register prefetch, shared by the split f32 kernel and the subgroup-matrix kernel (`prefetch`): the
+ * first tile's global loads before the loop; per K tile, the registers stored into the workgroup tiles at `base`, a
+ * barrier, the next tile's global loads issued (into the same registers) before this tile's `products`, a barrier.
+ */
+function prefetchLoop(A: Pick<Staging, 'load' | 'store'>, B: Pick<Staging, 'load' | 'store'>, step: number, base: string, products: string): string {
+  return `${A.load('p.k0')}
+${B.load('p.k0')}
+  for (var kt = p.k0; kt < p.k1; kt = kt + ${step}u) {
+${A.store(base)}
+${B.store(base)}
+    workgroupBarrier();
+    if (kt + ${step}u < p.k1) {
+      let kn = kt + ${step}u;
+${A.load('kn')}
+${B.load('kn')}
+    }
+${products}
+    workgroupBarrier();
+  }`;
+}
+
+/**
+ * The hardware f32-accumulating kernel: `wg`×`wgy` threads (x along N, y along M; `wgy` defaults to `wg`), each
+ * `tm`×`tn` outputs split into 4×4 blocks spaced `4·wgy` (rows) and `4·wg` (columns) apart (thread (tx, ty) owns rows
+ * `g·4wgy + 4ty + 0..3` and columns `h·4wg + 4tx + 0..3`), so
  * a warp's workgroup-memory reads of B are consecutive vec4 and its output stores coalesce. K tiles of `bk`
  * are staged through registers; with `prefetch` the next tile's global loads are issued before this tile's
  * products. Workgroup rows are padded by one vec4 where a tile is transposed on the way in (bank conflicts).
  */
-function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean }): string {
+function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean; wgy?: number }): string {
   const WG = c.wg;
+  const WGY = c.wgy ?? WG;
   const BK = c.bk;
-  const threads = WG * WG;
+  const threads = WG * WGY;
   const st = c.dtype === 'float16' ? 'f16' : 'f32';
-  const bm = WG * c.tm;
+  const bm = WGY * c.tm;
   const bn = WG * c.tn;
   const tm4 = c.tm / 4;
   const tn4 = c.tn / 4;
@@ -366,13 +396,13 @@ function splitSource(c: TiledConfig & { prefetch: boolean; double?: boolean }): 
   const B = splitStaging(threads, BK, bn, c.modeB, st, 'rb', 'Bs', sB, 'b', 'ob', 'p.b_cs', 'p.b_rs', 'n0', 'p.n');
   const db = c.double === true;
   const compute = lines(BK, (kk) => `  {
-${lines(tm4, (g) => `    let a${g} = As[${db ? 'ca + ' : ''}${kk * sA + g * WG}u + ty];`)}
+${lines(tm4, (g) => `    let a${g} = As[${db ? 'ca + ' : ''}${kk * sA + g * WGY}u + ty];`)}
 ${lines(tn4, (h) => `    let b${h} = Bs[${db ? 'cb + ' : ''}${kk * sB + h * WG}u + tx];`)}
 ${lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => `    acc[${(g * 4 + r) * tn4 + h}] = fma(vec4<f32>(a${g}[${r}]), b${h}, acc[${(g * 4 + r) * tn4 + h}]);`)))}
   }`);
   const store = lines(tm4, (g) => lines(4, (r) => lines(tn4, (h) => {
     const i = (g * 4 + r) * tn4 + h;
-    const head = `    let row = m0 + ${g * WG * 4 + r}u + ty * 4u;
+    const head = `    let row = m0 + ${g * WGY * 4 + r}u + ty * 4u;
     let col = n0 + ${h * WG * 4}u + tx * 4u;`;
     if (c.vecOut) {
       return `  {
@@ -422,20 +452,7 @@ ${B.store('nb')}
     cur = 1u - cur;
   }`
     : c.prefetch
-    ? `${A.load('p.k0')}
-${B.load('p.k0')}
-  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
-${A.store('')}
-${B.store('')}
-    workgroupBarrier();
-    if (kt + ${BK}u < p.k1) {
-      let kn = kt + ${BK}u;
-${A.load('kn')}
-${B.load('kn')}
-    }
-${compute}
-    workgroupBarrier();
-  }`
+    ? prefetchLoop(A, B, BK, '', compute)
     : `  for (var kt = p.k0; kt < p.k1; kt = kt + ${BK}u) {
 ${A.load('kt')}
 ${B.load('kt')}
@@ -850,21 +867,7 @@ ${mma('abase', 'bbase')}
     cur = nxt;
   }`
     : c.prefetch
-      ? `
-${A.load('p.k0')}
-${B.load('p.k0')}
-  for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
-${A.store('0u')}
-${B.store('0u')}
-    workgroupBarrier();
-    if (kt + ${tk}u < p.k1) {
-      let kn = kt + ${tk}u;
-${A.load('kn')}
-${B.load('kn')}
-    }
-${mma('0u', '0u')}
-    workgroupBarrier();
-  }`
+      ? `\n${prefetchLoop(A, B, tk, '0u', mma('0u', '0u'))}`
       : `
   for (var kt = p.k0; kt < p.k1; kt = kt + ${tk}u) {
 ${stageA('0u', 'kt')}
@@ -991,28 +994,43 @@ function modeOf(t: Tensor, lim0: number, limK: number, kAxisLast: boolean): Load
 
 /**
  * The hardware split kernel's tilings: 128x128 tiles (16x16 threads of 8x8 outputs) with 16- or 32-deep K tiles,
- * and 64x64 tiles (16x16 threads of 4x4).
+ * 128x128 tiles of 8x16 threads (along N x along M) with 8x16 outputs each, 128x64 tiles (8x16 threads of 8x8), and
+ * 64x64 tiles (16x16 threads of 4x4).
  */
 export const SPLIT_128: TiledMatmulConfig = { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
 export const SPLIT_128_K32: TiledMatmulConfig = { ...SPLIT_128, bk: 32 };
+export const SPLIT_128_T128: TiledMatmulConfig = { wg: 8, wgy: 16, bk: 16, tm: 8, tn: 16, split: true, prefetch: true };
+export const SPLIT_128X64: TiledMatmulConfig = { wg: 8, wgy: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
 export const SPLIT_64: TiledMatmulConfig = { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true };
 
 /** Workgroup memory of the split kernel at a tiling, padded rows included (the most it can take). */
 function splitWorkgroupBytes(t: TiledMatmulConfig): number {
-  return ((t.wg * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16 * (t.double ? 2 : 1);
+  return (((t.wgy ?? t.wg) * t.tm) / 4 + 1 + (t.wg * t.tn) / 4 + 1) * t.bk * 16 * (t.double ? 2 : 1);
 }
 
 /**
- * The hardware f32-accumulating tiling of an [m × n] product (`batch` matrices), from an interleaved A/B on the
- * H100 (docs/benchmarks/2026-11-25-h100-matmul-ab.json, apps/bench/gpu/matmul_probe.mjs): with at least 512 tiles of 128x128 (4096³, GPT-2's
- * 8192x768x2304) 128x128 tiles with 16-deep K tiles (4096³ 3.8 ms vs 4.9 for the previous 64x64 default); with
- * 100-511 (GPT-2's N = 768 projections and its weight gradients) 32-deep K tiles (8192x3072x768 1.19 ms vs
- * 1.44; 768x8192x2304 xᵀ·dy 0.98 vs 1.28); fewer: 64x64 tiles, more workgroups for the GPU's units. A tiling
- * whose workgroup memory exceeds the device's limit steps down (WebGPU's default limit is 16 KiB).
+ * The hardware f32-accumulating tiling of an [m × k]·[k × n] product (`batch` matrices), from interleaved A/Bs on the
+ * H100 with TF.js matMul in the same process (docs/benchmarks/2026-11-25-h100-matmul-ab*.json,
+ * apps/bench/gpu/matmul_probe.mjs; SM clock 1980 MHz in every timed window of the mm3 calls):
+ * - m, n, k ≥ 2048 with ≥ 200 tiles of 128x128: {@link SPLIT_128_T128} (4096³ 3.71-3.78 ms vs 3.82 for SPLIT_128;
+ *   2048³ 0.45 vs 0.52-0.56);
+ * - ≥ 512 tiles: {@link SPLIT_128} (GPT-2's 8192x768x2304/3072, ViT's 6304x768x2304; 4096³ 3.8 ms vs 4.9 for the
+ *   64x64 tiling before it);
+ * - 100-511 tiles: n ≤ 1024 (GPT-2's and ViT's N = 768 products and dy·Wᵀ) {@link SPLIT_128X64} (8192x3072x768
+ *   1.10-1.13 ms vs 1.13-1.15 for SPLIT_128_K32; dy·Wᵀ 8192x2304x768 0.84-0.87 vs 0.92; ViT 6304x3072x768 1.09-1.11 vs
+ *   1.18-1.24), else {@link SPLIT_128_K32} (GPT-2's weight gradient 768x8192x2304: 0.95 ms, the 128x64 one 1.03-1.07);
+ * - fewer: 64x64 tiles, more workgroups for the GPU's units.
+ * A tiling whose workgroup memory exceeds the device's limit steps down (WebGPU's default limit is 16 KiB).
  */
-function hardwareTiling(m: number, n: number, batch: number, maxWorkgroupBytes: number): TiledMatmulConfig {
+function hardwareTiling(m: number, n: number, k: number, batch: number, maxWorkgroupBytes: number): TiledMatmulConfig {
   const t128 = Math.ceil(m / 128) * Math.ceil(n / 128) * batch;
-  const want = t128 >= 512 ? [SPLIT_128, SPLIT_64] : t128 >= 100 ? [SPLIT_128_K32, SPLIT_128, SPLIT_64] : [SPLIT_64];
+  const want = m >= 2048 && n >= 2048 && k >= 2048 && t128 >= 200
+    ? [SPLIT_128_T128, SPLIT_128, SPLIT_64]
+    : t128 >= 512
+      ? [SPLIT_128, SPLIT_64]
+      : t128 >= 100
+        ? n <= 1024 ? [SPLIT_128X64, SPLIT_128_K32, SPLIT_128, SPLIT_64] : [SPLIT_128_K32, SPLIT_128, SPLIT_64]
+        : [SPLIT_64];
   return want.find((t) => splitWorkgroupBytes(t) <= maxWorkgroupBytes) ?? { wg: 16, bk: 16, tm: 4, tn: 4 };
 }
 
@@ -1086,7 +1104,7 @@ registerKernel({
       const hw = !device.info.software;
       // software: per-thread 16x8 blocks straight from memory (measured best on llvmpipe); hardware: the split
       // kernel, 128x128 or 64x64 tiles by hardwareTiling()
-      const t = tiledOverride ?? (hw ? hardwareTiling(m, n, batch, device.limits.maxComputeWorkgroupStorageSize ?? 16384) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
+      const t = tiledOverride ?? (hw ? hardwareTiling(m, n, k, batch, device.limits.maxComputeWorkgroupStorageSize ?? 16384) : { wg: 8, bk: 0, tm: m >= 128 ? 16 : 4, tn: n >= 64 ? 8 : 4 });
       const cfg: TiledConfig = {
         ...t,
         dtype,
@@ -1103,10 +1121,12 @@ registerKernel({
         const split = !direct && t.bk !== 0 && t.split === true;
         const prefetch = split && t.prefetch === true;
         const dbl = split && t.double === true;
+        // threads along M: only the split kernel has its own (the staged kernels are wg×wg)
+        const wgy = split ? t.wgy ?? cfg.wg : cfg.wg;
         const variant = direct ? 'direct' : `${split ? (dbl ? 'sd|' : prefetch ? 'sp|' : 's|') : ''}${cfg.modeA}${cfg.modeB}${cfg.vecOut ? 'v' : 's'}`;
-        const key = `matmul|${dtype}|${cfg.wg}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${variant}`;
-        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch, double: dbl }) : tiledSource(cfg)));
-        bm = cfg.wg * cfg.tm;
+        const key = `matmul|${dtype}|${cfg.wg}${wgy !== cfg.wg ? `y${wgy}` : ''}x${cfg.bk}x${cfg.tm}x${cfg.tn}|${variant}`;
+        prog = getProgram(key, () => (direct ? directSource(cfg) : split ? splitSource({ ...cfg, prefetch, double: dbl, wgy }) : tiledSource(cfg)));
+        bm = wgy * cfg.tm;
         bn = cfg.wg * cfg.tn;
         kStep = direct ? 4 : cfg.bk;
       }

@@ -79,3 +79,34 @@ describe('very long rows', () => {
     expect((await T.max(x).toArray())[0]).toBe((await T.max(xc).toArray())[0]);
   });
 });
+
+describe('elementwise operand layouts (same index, trailing broadcast, strided) match the CPU reference', () => {
+  it('contiguous, bias-like, scalar, middle-broadcast and transposed operands, contiguous and strided outputs', async () => {
+    const shape = [3, 5, 8];
+    const mk = (s: number[], seed: number) => [T.randn(s, { seed, device: gpu }), T.randn(s, { seed, device: cpu })] as const;
+    const [x, xc] = mk(shape, 11);
+    const cases: [string, readonly [T.Tensor, T.Tensor]][] = [
+      ['same shape', mk(shape, 12)],
+      ['bias [8]', mk([8], 13)],
+      ['trailing [5, 8]', mk([5, 8], 14)],
+      ['scalar [1]', mk([1], 15)],
+      ['middle [3, 1, 8]', mk([3, 1, 8], 16)],
+      ['leading [3, 1, 1]', mk([3, 1, 1], 17)],
+    ];
+    const [tg, tc] = mk([3, 8, 5], 18);
+    cases.push(['transposed', [tg.transpose(1, 2), tc.transpose(1, 2)]]);
+    for (const [what, [g, c]] of cases) {
+      for (const [a, b, ac, bc] of [[x, g, xc, c], [g, x, c, xc]] as const) {
+        const got = T.sub(a, b);
+        expectClose(await got.toArray(), await T.sub(ac, bc).toArray(), 1e-6, 1e-6, what);
+      }
+    }
+    // copy into a contiguous tensor and into a transposed view, from a transposed and a contiguous source
+    const dstG = T.full([3, 5, 8], 12345, { device: gpu });
+    T.copyInto(dstG, tg.transpose(1, 2));
+    expectClose(await dstG.toArray(), await tc.transpose(1, 2).contiguous().toArray(), 0, 0, 'copy into contiguous');
+    const dst2 = T.full([3, 8, 5], 12345, { device: gpu });
+    T.copyInto(dst2.transpose(1, 2), x);
+    expectClose(await dst2.toArray(), await xc.transpose(1, 2).contiguous().toArray(), 0, 0, 'copy into a transposed view');
+  });
+});

@@ -210,9 +210,12 @@ export function run(spec: ProgramSpec, tensors: readonly Tensor[], values: Unifo
   );
 }
 
-/** WGSL of a function `off_<name>(flat)` mapping a row-major index of the shape `u_shape` to an element offset of a strided tensor. */
-export function stridedOffsetFn(name: string): string {
-  return `fn off_${name}(flat: u32) -> u32 {
+/**
+ * WGSL of a function `off_<name>(flat)` mapping a row-major index of the shape `u_shape` to an element offset of a
+ * strided tensor; `fastPaths` (WGSL statements, each on a line of its own after a newline) may return early.
+ */
+export function stridedOffsetFn(name: string, fastPaths = ''): string {
+  return `fn off_${name}(flat: u32) -> u32 {${fastPaths}
   var rem = flat;
   var off = u_${name}_off();
   for (var d = i32(u_rank()) - 1; d >= 0; d = d - 1) {

@@ -230,19 +230,64 @@ export class AdamW extends Optimizer {
         if (!p.grad) continue;
         const grad = p.grad;
         T.tidy(() => {
-          const dt = accDtype(p);
-          let s = this.state.get(p);
-          if (!s) {
-            s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
-            this.state.set(p, s);
+          const { s, master } = this.advance(p);
+          const opts = { lr: this.lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: this.weightDecay, step: s.t };
+          if (master && p.isContiguous && p.device.backend === 'webgpu') {
+            // the WebGPU kernel's optional fifth input: the float16 parameter receives the master's rounding in the
+            // same dispatch (one per parameter instead of update + cast + copy); same arithmetic as adamwUpdate's
+            T.runKernel('adamw_step', p.device, [master, grad, s.m, s.v, p], this.stepAttrs(s.t));
+          } else {
+            T.adamwUpdate(master ?? p, grad, s.m, s.v, opts);
+            if (master) T.copyInto(p, T.cast(master, p.dtype));
           }
-          s.t++;
-          const master = this.masterFor(p, dt);
-          T.adamwUpdate(master ?? p, grad, s.m, s.v, { lr: this.lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: this.weightDecay, step: s.t });
-          if (master) T.copyInto(p, T.cast(master, p.dtype));
         });
       }
     });
+  }
+  /** The moments of `p` (created at zero on its first step) with their step count advanced, and its master weights. */
+  private advance(p: Tensor): { s: { m: Tensor; v: Tensor; t: number }; master: Tensor | null } {
+    const dt = accDtype(p);
+    let s = this.state.get(p);
+    if (!s) {
+      s = { m: this.zerosState(p, dt), v: this.zerosState(p, dt), t: 0 };
+      this.state.set(p, s);
+    }
+    s.t++;
+    return { s, master: this.masterFor(p, dt) };
+  }
+  /** Attributes of the WebGPU `adamw_step` kernel at step `t` (bias corrections folded in, as adamwUpdate computes them). */
+  private stepAttrs(t: number): T.AdamwStepAttrs {
+    const [b1, b2] = this.betas;
+    return { beta1: b1, beta2: b2, eps: this.eps, decay: 1 - this.lr * this.weightDecay, stepSize: this.lr / (1 - b1 ** t), bc2Sqrt: Math.sqrt(1 - b2 ** t) };
+  }
+  /**
+   * For {@link GradScaler.step}: records this step on the device so that it writes nothing when `flag`'s first element
+   * is nonzero (the scaler's inf/NaN flag, not read back yet), as PyTorch's fused AdamW takes `found_inf`; returns
+   * the function that takes back the step count when the flag turns out set, or null (nothing recorded) unless every
+   * parameter with a gradient lives on the WebGPU device of `flag`. The host then reads the flag once, after the step,
+   * instead of waiting for the backward before recording the update.
+   */
+  stepUnlessFlagged(flag: Tensor): (() => void) | null {
+    this.assertLive();
+    const withGrad = this.params.filter((p) => p.grad);
+    if (flag.device.backend !== 'webgpu' || flag.dtype !== 'float32' || flag.size < 1 || !withGrad.every((p) => p.device === flag.device)) return null;
+    this.stepCount++;
+    const stepped: { t: number }[] = [];
+    T.noGrad(() => {
+      for (const p of withGrad) {
+        const grad = p.grad!;
+        T.tidy(() => {
+          const { s, master } = this.advance(p);
+          stepped.push(s);
+          const attrs = { ...this.stepAttrs(s.t), skipIf: true };
+          T.runKernel('adamw_step', p.device, master ? [master, grad, s.m, s.v, p, flag] : [p, grad, s.m, s.v, flag], attrs);
+        });
+      }
+    });
+    return () => {
+      this.stepCount--;
+      for (const s of stepped) s.t--;
+    };
   }
   /** The moments of `p` (float32; float64 for float64 parameters), null before its first step. */
   moments(p: Tensor): { m: Tensor; v: Tensor; step: number } | null {
@@ -345,10 +390,19 @@ export class GradScaler {
     const flag = T.noGrad(() =>
       T.tidy(() => {
         let bad: Tensor | null = null;
+        let fused: Tensor | null = null; // the flag of the fused kernel: 1 where a gradient had inf/NaN, else 0
         for (const p of optimizer.params) {
           const g = p.grad;
           if (!g) continue;
           const dt: DType = p.dtype === 'float64' ? 'float64' : 'float32';
+          if (dt === 'float32' && T.getKernel('amp_unscale', g.device.backend) && (!fused || fused.device === g.device)) {
+            // one dispatch per gradient (WebGPU): unscaled float32 copy + inf/NaN flag
+            fused ??= T.zeros([1], { device: g.device });
+            const u = T.keep(T.runKernel('amp_unscale', g.device, [g, fused], { inv })[0]!);
+            p.grad = u;
+            p._gradOwned = true;
+            continue;
+          }
           const u = T.keep(T.contiguous(T.mul(asAcc(g, dt), inv)));
           // inf·0 and NaN·0 are NaN: the sum is NaN exactly when some element is not finite
           const part = T.cast(T.sum(T.mul(u, 0)), 'float32');
@@ -356,6 +410,8 @@ export class GradScaler {
           p.grad = u;
           p._gradOwned = true; // replaced/disposed like an autograd gradient (zeroGrad frees it)
         }
+        // either flag is 0 when every gradient is finite (NaN or 1 otherwise); a mix (several devices) adds them
+        if (fused) bad = bad ? T.add(bad, T.cast(fused, bad.dtype)) : fused;
         return bad;
       }),
     );
@@ -380,9 +436,24 @@ export class GradScaler {
       st = this.perOpt.get(optimizer)!;
     }
     let finite = true;
+    // an optimizer that can skip on the device (AdamW on WebGPU, its step() not overridden) steps first; the flag is
+    // read once, after it
+    const deferrable = optimizer instanceof AdamW && optimizer.step === AdamW.prototype.step;
+    const undo = st.flag && deferrable ? optimizer.stepUnlessFlagged(st.flag) : null;
+    if (undo) {
+      try {
+        finite = (await st.flag!.item()) === 0;
+      } finally {
+        st.flag!.dispose();
+        st.flag = null;
+      }
+      if (!finite) undo();
+      st.stepped = finite;
+      return finite;
+    }
     if (st.flag) {
       try {
-        finite = Number.isFinite(await st.flag.item());
+        finite = (await st.flag.item()) === 0; // 0 (or −0): every gradient finite; NaN or 1: some inf/NaN
       } finally {
         st.flag.dispose();
         st.flag = null;

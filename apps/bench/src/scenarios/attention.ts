@@ -2,7 +2,7 @@ import * as T from '@webattn/core-tensor';
 import type { WebGPUDevice } from '@webattn/kernels-webgpu';
 import { lastSdpaBackend, scaledDotProductAttention, sdpaKernel, type SdpaBackend } from '@webattn/kernels-webgpu';
 import { tfjsAttention, tfjsOn, tfjsSync } from '../peers/tfjs.js';
-import { progress, repsOn, timeIt, timeInterleaved, type BenchRow } from '../timing.js';
+import { progress, repsOn, timeInterleaved, type BenchRow } from '../timing.js';
 
 /** Attention FLOPs of one forward (2 matmuls; causal halves them), as FlashAttention counts them. */
 function attnFlops(B: number, H: number, L: number, E: number, causal: boolean): number {
@@ -17,25 +17,6 @@ export async function attentionScenario(device: T.Device, quick: boolean): Promi
   const rows: BenchRow[] = device.backend === 'webgpu' ? await attentionVsTfjsScenario(device as WebGPUDevice, quick) : [];
   rows.push(...(await flashVsMath(device, quick)));
   return rows;
-}
-
-/** Median ms of an async-synced TF.js call (warm-up first). */
-async function timeTfjs(fn: () => import('@tensorflow/tfjs-core').Tensor, reps: number, budgetMs: number): Promise<number> {
-  const once = async () => {
-    const t = fn();
-    await tfjsSync(t);
-    t.dispose();
-  };
-  await once();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetMs)) {
-    const t0 = performance.now();
-    await once();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
 }
 
 /**
@@ -58,12 +39,8 @@ export async function attentionVsTfjsScenario(device: WebGPUDevice, quick: boole
       progress(`attention vs TF.js: ${name}`);
       const mk = (seed: number) => T.randn([B, H, L, E], { seed, device });
       const [q, k, v] = [mk(1), mk(2), mk(3)];
-      const budget = soft ? 8000 : 3000;
-      const flash = await timeIt(device, () => sdpaKernel(['flash'], () => T.noGrad(() => scaledDotProductAttention(q, k, v, { isCausal: causal }).dispose())), {
-        reps: 3,
-        budgetMs: budget,
-      });
-      // check both compute the same thing before timing TF.js
+      const flash = () => sdpaKernel(['flash'], () => T.noGrad(() => scaledDotProductAttention(q, k, v, { isCausal: causal }).dispose()));
+      // check both compute the same thing before timing
       const ours = await T.noGrad(() => sdpaKernel(['flash'], () => scaledDotProductAttention(q, k, v, { isCausal: causal }))).toArray();
       const [tq, tk, tv] = [await q.toArray(), await k.toArray(), await v.toArray()].map((a) => tf.tensor4d(a as Float32Array, [B, H, L, E]));
       const ref = tfjsAttention(tq!, tk!, tv!, causal);
@@ -71,18 +48,36 @@ export async function attentionVsTfjsScenario(device: WebGPUDevice, quick: boole
       ref.dispose();
       let maxDiff = 0;
       for (let i = 0; i < ours.length; i++) maxDiff = Math.max(maxDiff, Math.abs(ours[i]! - theirs[i]!));
-      const tfMs = await timeTfjs(() => tfjsAttention(tq!, tk!, tv!, causal), 3, budget);
-      for (const t of [tq!, tk!, tv!]) t.dispose();
-      for (const t of [q, k, v]) t.dispose();
+      // the two interleaved, one synced call of each per round (the same warm-up, sync and load for both), medians
+      // compared: timed in separate blocks, best-of-reps against a median, a busy machine favoured one side
+      const t = await timeInterleaved(
+        device,
+        {
+          flash,
+          tfjs: async () => {
+            const o = tfjsAttention(tq!, tk!, tv!, causal);
+            await tfjsSync(o);
+            o.dispose();
+          },
+        },
+        { rounds: soft ? 7 : 5, budgetMs: soft ? 20000 : 3000 },
+      );
+      for (const x of [tq!, tk!, tv!]) x.dispose();
+      for (const x of [q, k, v]) x.dispose();
+      const flashMs = t.flash!.median;
+      const tfMs = t.tfjs!.median;
       const flops = attnFlops(B, H, L, E, causal);
       rows.push({
         scenario: 'attention vs TF.js-WebGPU (same adapter, same run)',
         name,
         adapter: device.info.adapter,
-        flash_fwd_ms: flash.ms,
+        flash_fwd_ms: flashMs,
         tfjs_unfused_ms: tfMs,
-        flash_over_tfjs: tfMs / flash.ms,
-        flash_gflops: flops / flash.ms / 1e6,
+        flash_over_tfjs: tfMs / flashMs,
+        flash_best_ms: t.flash!.ms,
+        tfjs_best_ms: t.tfjs!.ms,
+        rounds: t.flash!.reps,
+        flash_gflops: flops / flashMs / 1e6,
         tfjs_gflops: flops / tfMs / 1e6,
         max_abs_diff: maxDiff,
       });

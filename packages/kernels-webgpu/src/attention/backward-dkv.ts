@@ -10,7 +10,7 @@ import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile, scoresBackward,
-  chunkedBackward, registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
+  chunkedBackward, registerBackward, registerBackwardBasics, scoresVec4, storageStaging, tailSkip, dvReuse, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, blockProduct, checkWorkBuffer, lanes, pairGrad, product, qRange, rowStats, scoreHelpers, stage, stageColumns, staging, unroll, VEC_LANES } from './shared.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
@@ -75,9 +75,9 @@ export function backwardViaScores(p: FlashParams, g: FlashGradInputs): { dq: Ten
 /**
  * The pair pass of a dK/dV tile: each thread's 4×4 (key, query) scores S (`s0..s3`) and dP (`dp0..dp3`) become P
  * and dS in place (masks, the score function and its gradient through `pairGrad`); with `ds`, dS·scale of the pairs
- * in range goes to `dsc` for dQ = dS·K (the scores backward); then `nq4`, the tile's count of query vec4s.
+ * in range goes to `dsc` for dQ = dS·K (the scores backward; `vec4`: `dsc` bound as vec4s, LK a multiple of 4); then `nq4`, the tile's count of query vec4s.
  */
-function pairPass(p: FlashParams, BQ: number, ds: boolean): string {
+function pairPass(p: FlashParams, BQ: number, ds: 'scalar' | 'vec4' | null): string {
   const R = [0, 1, 2, 3];
   const L = VEC_LANES;
   const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
@@ -91,7 +91,12 @@ function pairPass(p: FlashParams, BQ: number, ds: boolean): string {
         dp${m}.${L[n]} = dsr;
       }`).join(' '))}${ds ? `
       // dS·scale of the pairs in range, for dQ = dS·K (a matmul after this kernel)
-      ${per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
+      ${ds === 'vec4'
+        // LK % 4 = 0: the thread's 4 keys of one query are one aligned vec4 (a warp's stores cover whole sectors)
+        ? `if (jb < LK) {
+        ${R.map((n) => `if (ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * (LK / 4u) + jb / 4u] = vec4<f32>(${R.map((m) => `dp${m}.${L[n]}`).join(', ')}) * u_scale(); }`).join('\n        ')}
+      }`
+        : per((m) => R.map((n) => `if (jb + ${m}u < LK && ib + ${n}u < i_lim) { dsc[((b * u_hq() + h) * LQ + ib + ${n}u) * LK + jb + ${m}u] = dp${m}.${L[n]} * u_scale(); }`).join('\n      '))}` : ''}
       let nq4 = (min(${BQ}u, i_lim - i0) + 3u) / 4u;`;
 }
 
@@ -282,6 +287,7 @@ function backwardDkvRegisters(p: FlashParams, g: FlashGradInputs, grid: Backward
   const cols = (n: number, f: (o: number) => string, sep = '\n        ') => Array.from({ length: n }, (_, o) => f(o)).join(sep);
   const qLoad = qAt('i0');
   const turns = !!grid.turns;
+  const dsMode = ds ? (scoresVec4(d.Lkv) ? 'vec4' : 'scalar') : null;
   const dkStep = cols(OE, (o) => `{
           let q4 = ${wide(`fq_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
           ${per((m) => `dka[${m * OE + o}] = dka[${m * OE + o}] + dot(d${m}, q4);`, '\n          ')}
@@ -336,7 +342,7 @@ ${qRange(p, BK)}
       }` : ''}
       ${blockProduct('s', hd.e, wide(`fk_[kk * ${TR}u + tr_]`), wide(`fq_[kk * ${QS}u + tc_]`))}
       ${blockProduct('dp', hd.ev, wide(`fv_[kk * ${TR}u + tr_]`), wide(`fdo_[kk * ${QS}u + tc_]`))}
-      ${pairPass(p, BQ, !!ds)}
+      ${pairPass(p, BQ, dsMode)}
       ${turns ? `// P and dS take turns in fp_: dV += Pᵀ·dO, then dK += dSᵀ·Q
       ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
       workgroupBarrier();
@@ -370,7 +376,7 @@ ${qRange(p, BK)}
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv_registers',
     key: cacheKey(p, `r${TR}x${TC}${half ? 'h' : ''}${pf ? 'pf' : ''}${turns ? 't' : ''}${ds ? 'ds' : ''}`),
-    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...(ds ? [{ name: 'dsc', dtype: 'float32' as const, access: 'read_write' as const }] : []), ...td.bindings],
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...(ds ? [{ name: 'dsc', dtype: 'float32' as const, access: 'read_write' as const, vec4: dsMode === 'vec4' }] : []), ...td.bindings],
     uniforms: [...gradUniforms(p), ['dv_at', 'u32']],
     workgroupSize: [WG],
     helpers: `var<workgroup> fk_: array<vec4<${ST}>, ${EC * TR}>;
@@ -425,6 +431,7 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
   const L = VEC_LANES;
   const per = (f: (m: number) => string, sep = '\n      ') => R.map(f).join(sep);
   const turns = !!grid.turns;
+  const dsMode = ds ? (scoresVec4(d.Lkv) ? 'vec4' : 'scalar') : null;
   const qRow = qAt('i0');
   // chunk from column e0 (a WGSL expression) of K or V (rows k0.., into fa_) and of Q or dO (rows i0.., into fb_)
   const stageKv = (src: 'k' | 'v', e0: string) =>
@@ -432,6 +439,13 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
   const stageQdo = (src: 'q' | 'do', e0: string) =>
     stageColumns('fb_', TC, CH, QS, ST, (r, e) => `i0 + ${r} < i_lim && ${e0} + ${e} < ${src === 'q' ? hd.e : hd.ev}`, (r, e) =>
       src === 'q' ? qRow(r, `${e0} + ${e}`) : `load_dout(do_at(b, h, i0 + ${r}, ${e0} + ${e}))`);
+  // skipping (tailSkip): a thread whose 4 keys are past LK (kl_ false), or whose 4 queries are past the tile's rows too
+  // (live_), leaves out its products (no barrier inside them): in a partial last tile whole warps go idle, e.g. 7 of 8
+  // at L = 196 with 64 keys per workgroup; the skipped values are never used (P, dS = 0 out of range)
+  const skip = tailSkip();
+  const live = skip ? 'live_' : 'true';
+  const liveK = skip ? 'kl_' : 'true';
+  const liveDecl = skip ? 'let live_ = kl_ && i0 + 4u * tc_ < i_lim;' : '';
   // Sᵀ (or dPᵀ) of the thread's 4 keys × 4 queries, accumulated over the head-dim chunks
   const scores = (acc: string, bound: string, a: 'k' | 'v', b: 'q' | 'do') => `${per((m) => `var ${acc}${m} = vec4<f32>(0.0);`, ' ')}
       for (var e0 = 0u; e0 < ${bound}; e0 = e0 + ${CH}u) {
@@ -439,7 +453,7 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
         ${stageKv(a, 'e0')}
         ${stageQdo(b, 'e0')}
         workgroupBarrier();
-        for (var kk = 0u; kk < min(${CH}u, ${bound} - e0); kk = kk + 1u) {
+        for (var kk = 0u; kk < select(0u, min(${CH}u, ${bound} - e0), ${live}); kk = kk + 1u) {
           let c_ = ${wide(`fa_[kk * ${TR}u + tr_]`)};
           let r_ = ${wide(`fb_[kk * ${QS}u + tc_]`)};
           ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n          ')}
@@ -451,7 +465,7 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
         ${c > 0 || lead ? 'workgroupBarrier();' : ''}
         ${stageQdo(src, `${c * CH}u`)}
         workgroupBarrier();
-        for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
+        for (var c4 = 0u; c4 < select(0u, nq4, ${liveK}); c4 = c4 + 1u) {
           ${per((m) => `let a${m} = ${buf}[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n          ')}
           ${Array.from({ length: OC }, (_, o) => `{
             let x4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${QS}u + c4]`)};
@@ -462,7 +476,7 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
   const pf = !!grid.prefetch;
   const FS = TR + (pf ? 1 : 0); // row stride (vec4) of the Kᵀ / Vᵀ chunk: padded where prefetching
   // the pair pass after the last dP chunk: P and dS in the thread's s/dp registers, dS·scale out (scores backward), nq4
-  const pairs = pairPass(p, BQ, !!ds);
+  const pairs = pairPass(p, BQ, dsMode);
   // prefetching: the tile is a static list of chunk steps (Kᵀ+Qᵀ for S, Vᵀ+dOᵀ for dP, dOᵀ for dV, Qᵀ for dK), each
   // storing the registers loaded during the step before and loading the next step's (the next tile's first step
   // during the last); chunks past the head dim stage zeros and skip their products (uniform branches)
@@ -472,15 +486,16 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
   const regB = (src: 'q' | 'do', c: number) =>
     prefetchColumns('rb_', 'fb_', TC, CH, QS, WG, ST, (r, e) => `${r} < i_lim && ${c * CH}u + ${e} < ${src === 'q' ? hd.e : hd.ev}`, (r, e) =>
       src === 'q' ? qAbs(r, `${c * CH}u + ${e}`) : `load_dout(do_at(b, h, ${r}, ${c * CH}u + ${e}))`);
-  type Step = { a?: 'k' | 'v'; b: 'q' | 'do'; c: number; compute: string; pre?: string; post?: string };
-  const dotStep = (acc: string, bound: string, c: number) => `if (${c * CH}u < ${bound}) {
+  // keep: the step reads the dOᵀ chunk the step before staged in fb_ (nothing staged or loaded: one barrier)
+  type Step = { a?: 'k' | 'v'; b: 'q' | 'do'; c: number; compute: string; pre?: string; post?: string; keep?: boolean };
+  const dotStep = (acc: string, bound: string, c: number) => `if (${c * CH}u < ${bound}${skip ? ' && live_' : ''}) {
         for (var kk = 0u; kk < min(${CH}u, ${bound} - ${c * CH}u); kk = kk + 1u) {
           let c_ = ${wide(`fa_[kk * ${FS}u + tr_]`)};
           let r_ = ${wide(`fb_[kk * ${QS}u + tc_]`)};
           ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n          ')}
         }
       }`;
-  const accStep = (acc: 'dka' | 'dva', O: number, bound: string, buf: string, c: number) => `if (${c * CH}u < ${bound}) {
+  const accStep = (acc: 'dka' | 'dva', O: number, bound: string, buf: string, c: number) => `if (${c * CH}u < ${bound}${skip ? ' && kl_' : ''}) {
         for (var c4 = 0u; c4 < nq4; c4 = c4 + 1u) {
           ${per((m) => `let a${m} = ${buf}[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n          ')}
           ${Array.from({ length: OC }, (_, o) => `{
@@ -491,31 +506,38 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
       }`;
   const nE = EC / CH;
   const nV = EVC / CH;
+  const reuse = dvReuse();
   const writeP = turns
     ? per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)
     : per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};\n      fds_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`);
   const steps: Step[] = [
     ...Array.from({ length: nE }, (_, c): Step => ({ a: 'k', b: 'q', c, compute: dotStep('s', hd.e, c) })),
     ...Array.from({ length: nV }, (_, c): Step => ({ a: 'v', b: 'do', c, compute: dotStep('dp', hd.ev, c), post: c === nV - 1 ? `${pairs}\n      ${writeP}` : '' })),
-    ...Array.from({ length: nV }, (_, c): Step => ({ b: 'do', c, compute: accStep('dva', OV, hd.ev, 'fp_', c) })),
+    // dV chunk by chunk, the last first where `reuse`: its dOᵀ chunk is still in fb_ from the last dP step (each chunk
+    // owns its accumulators: the order changes no sum)
+    ...Array.from({ length: nV }, (_, n): Step => {
+      const c = reuse ? (n + nV - 1) % nV : n;
+      return { b: 'do', c, compute: accStep('dva', OV, hd.ev, 'fp_', c), keep: reuse && n === 0 };
+    }),
     ...Array.from({ length: nE }, (_, c): Step => ({
       b: 'q', c, compute: accStep('dka', OE, hd.e, turns ? 'fp_' : 'fds_', c),
       // by turns, dS replaces P once every thread is past the dV products (the barrier above)
       pre: turns && c === 0 ? per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = dp${m} * sc_;`) : '',
     })),
   ];
-  const loadStep = (st: Step, base: string) => `${st.a ? regA(st.a, st.c).load('k0') : ''}
-      ${regB(st.b, st.c).load(base)}`;
-  const pfTile = `${per((m) => `var s${m} = vec4<f32>(0.0);`, ' ')}
+  const loadStep = (st: Step, base: string) => (st.keep ? '' : `${st.a ? regA(st.a, st.c).load('k0') : ''}
+      ${regB(st.b, st.c).load(base)}`);
+  const pfTile = `${liveDecl}
+      ${per((m) => `var s${m} = vec4<f32>(0.0);`, ' ')}
       ${per((m) => `var dp${m} = vec4<f32>(0.0);`, ' ')}
       if (pre_i != i0) {
         ${loadStep(steps[0]!, 'i0')}
       }
-      ${steps.map((st, n) => `// step ${n}: ${st.a ? `${st.a.toUpperCase()}ᵀ and ` : ''}${st.b === 'q' ? 'Qᵀ' : 'dOᵀ'} chunk ${st.c}
-      workgroupBarrier();
+      ${steps.map((st, n) => `// step ${n}: ${st.a ? `${st.a.toUpperCase()}ᵀ and ` : ''}${st.b === 'q' ? 'Qᵀ' : 'dOᵀ'} chunk ${st.c}${st.keep ? ' (kept in fb_)' : ''}
+      ${st.keep ? '' : `workgroupBarrier();
       ${st.pre ?? ''}
       ${st.a ? regA(st.a, st.c).store : ''}
-      ${regB(st.b, st.c).store}
+      ${regB(st.b, st.c).store}`}
       workgroupBarrier();
       ${n + 1 < steps.length ? loadStep(steps[n + 1]!, 'i0') : `if (i0 + ${BQ}u < i_lim) {
         ${loadStep(steps[0]!, `(i0 + ${BQ}u)`)}
@@ -529,6 +551,7 @@ function backwardDkvChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGr
   let tr_ = lidx / ${TC}u;
 ${qRange(p, BK)}
   let jb = k0 + 4u * tr_;
+  ${skip ? 'let kl_ = jb < LK;' : ''}
   var dka: array<f32, ${4 * OE}>;
   var dva: array<f32, ${4 * OV}>;
   if (u_c_first() == 0u) {
@@ -544,9 +567,10 @@ ${qRange(p, BK)}
     let h = hk * u_group() + g;
     ${pf ? `var pre_i = 0xffffffffu;
     ${blockLoop(p, 'q', BQ, pfTile)}` : blockLoop(p, 'q', BQ, `
+      ${liveDecl}
       ${scores('s', hd.e, 'k', 'q')}
       ${scores('dp', hd.ev, 'v', 'do')}
-      ${pairPass(p, BQ, !!ds)}
+      ${pairPass(p, BQ, dsMode)}
       ${turns ? `// P and dS take turns in fp_: dV += Pᵀ·dO, then dK += dSᵀ·Q
       ${per((m) => `fp_[(4u * tr_ + ${m}u) * ${TC}u + tc_] = s${m};`)}
       workgroupBarrier();
@@ -569,8 +593,8 @@ ${qRange(p, BK)}
   const buf = empty([total], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_backward_dkv_registers',
-    key: cacheKey(p, `r${TR}x${TC}c${CH}${half ? 'h' : ''}${pf ? 'pf' : ''}${turns ? 't' : ''}${ds ? 'ds' : ''}`),
-    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...(ds ? [{ name: 'dsc', dtype: 'float32' as const, access: 'read_write' as const }] : []), ...td.bindings],
+    key: cacheKey(p, `r${TR}x${TC}c${CH}${half ? 'h' : ''}${pf ? 'pf' : ''}${turns ? 't' : ''}${ds ? 'ds' : ''}${skip ? 'k' : ''}${pf && reuse ? 'r' : ''}`),
+    bindings: [...gradBindings(p, g), { name: 'dk', dtype: 'float32', access: 'read_write' }, ...(ds ? [{ name: 'dsc', dtype: 'float32' as const, access: 'read_write' as const, vec4: dsMode === 'vec4' }] : []), ...td.bindings],
     uniforms: [...gradUniforms(p), ['dv_at', 'u32']],
     workgroupSize: [WG],
     helpers: `var<workgroup> fa_: array<vec4<${ST}>, ${CH * FS}>;

@@ -7,7 +7,7 @@
  */
 import { empty, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
-import { run, type ProgramSpec } from '../wgsl.js';
+import { linearGrid, run, type ProgramSpec } from '../wgsl.js';
 import {
   cacheKey, chunkValues, dimClass, dims, gradBindings, gradTensors, gradUniforms, gradValues, halfGradStaging, headDims, noteBackwardGrid, passes, pickBackwardGrid, pickTile,
   chunkedBackward, registerBackward, registerBackwardBasics, storageStaging, type BackwardGrid, type FlashGradInputs, type FlashParams, type Tile,
@@ -70,7 +70,58 @@ function dqRegisterBytes(g: BackwardGrid, EC: number, EVC: number, elemBytes: nu
 
 /** Workgroup memory of the head-dim-chunked register dQ kernel: one chunk of Qᵀ or dOᵀ and of Kᵀ or Vᵀ (padded columns), and dS. */
 function dqChunkedBytes(g: BackwardGrid, elemBytes: number): number {
-  return 4 * elemBytes * g.ch! * (g.tr + g.tc + 1) + 16 * (4 * g.tr * g.tc);
+  // prefetching: the Qᵀ / dOᵀ chunk's rows padded by one vec4 (as the dK/dV kernel's Kᵀ / Vᵀ)
+  return 4 * elemBytes * g.ch! * (g.tr + g.tc + 1 + (g.prefetch ? 1 : 0)) + 16 * (4 * g.tr * g.tc);
+}
+
+/**
+ * Δ = rowsum(dO ∘ O) of the backward (float32, the shape of `out` without its last axis): one kernel in which 16
+ * threads per row read dO and O once (consecutive columns: coalesced), multiply in f32 and sum their 16 partial
+ * products in workgroup memory in a fixed order — instead of an elementwise product (one more full tensor written
+ * and read again) and a row reduction with a workgroup per row of E elements. `dout` and `out`: same shape, any
+ * float dtype (copied to contiguous where they are not).
+ */
+export function backwardDelta(dout: Tensor, out: Tensor): Tensor {
+  const device = out.device as WebGPUDevice;
+  const n = out.shape[out.rank - 1] ?? 1;
+  const shape = out.shape.slice(0, -1);
+  const rows = shape.reduce((a, x) => a * x, 1);
+  const delta = empty(shape, 'float32', device);
+  if (rows === 0) return delta;
+  const g = dout.contiguous();
+  const o = out.contiguous();
+  const ROWS = 16; // rows per workgroup of 256 threads
+  const body = `
+  let row = flat_wg * ${ROWS}u + lidx / 16u;
+  let lane = lidx % 16u;
+  var acc = 0.0;
+  if (row < u_rows()) {
+    for (var e = lane; e < u_n(); e = e + 16u) {
+      acc = fma(f32(load_g(u_g_off() + row * u_n() + e)), f32(load_o(u_o_off() + row * u_n() + e)), acc);
+    }
+  }
+  part_[lidx] = acc;
+  workgroupBarrier();
+  if (lane == 0u && row < u_rows()) {
+    var s = 0.0;
+    for (var k = 0u; k < 16u; k = k + 1u) { s = s + part_[lidx + k]; }
+    store_delta(row, s);
+  }`;
+  const spec: ProgramSpec = {
+    name: 'flash_attention_backward_delta',
+    key: '',
+    bindings: [
+      { name: 'g', dtype: g.dtype, access: 'read' },
+      { name: 'o', dtype: o.dtype, access: 'read' },
+      { name: 'delta', dtype: 'float32', access: 'read_write' },
+    ],
+    uniforms: [['rows', 'u32'], ['n', 'u32'], ['g_off', 'u32'], ['o_off', 'u32']],
+    workgroupSize: [16 * ROWS],
+    helpers: `var<workgroup> part_: array<f32, ${16 * ROWS}>;`,
+    body,
+  };
+  run(spec, [g, o, delta], { rows, n, g_off: g.offset, o_off: o.offset }, linearGrid(rows, ROWS, device));
+  return delta;
 }
 
 /** dQ (float32, laid out like q but contiguous) of one backward call. */
@@ -322,6 +373,66 @@ function backwardDqChunked(p: FlashParams, g: FlashGradInputs, grid: BackwardGri
         ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n        ')}
       }
     }`;
+  const pf = !!grid.prefetch;
+  const FS = TR + (pf ? 1 : 0); // row stride (vec4) of the Qᵀ / dOᵀ chunk: padded where prefetching
+  // prefetching: the key tile is a static list of chunk steps (dOᵀ+Vᵀ for dP, Qᵀ+Kᵀ for S, Kᵀ for dQ; dP first, so
+  // that the last S step's Kᵀ chunk serves the first dQ step as it stands), each storing the registers loaded during
+  // the step before and loading the next step's (the next key tile's first step during the last one)
+  const qAbs = qAt('0u');
+  const regA = (src: 'q' | 'do', c: number) =>
+    prefetchColumns('ra_', 'fa_', TR, CH, FS, WG, ST, (r, e) => `${r} < LQ && ${c * CH}u + ${e} < ${src === 'q' ? hd.e : hd.ev}`, (r, e) =>
+      src === 'q' ? qAbs(r, `${c * CH}u + ${e}`) : `load_dout(do_at(b, h, ${r}, ${c * CH}u + ${e}))`);
+  const regB = (src: 'k' | 'v', c: number) =>
+    prefetchColumns('rb_', 'fb_', TC, CH, KS, WG, ST, (r, e) => `${r} < j_hi && ${c * CH}u + ${e} < ${src === 'k' ? hd.e : hd.ev}`, (r, e) => `load_${src}(${src}_at(b, hk, ${r}, ${c * CH}u + ${e}))`);
+  // keep: the step reads the Kᵀ chunk the step before staged in fb_ (after the pair pass's barrier: no barrier, no staging)
+  type Step = { a?: 'q' | 'do'; b: 'k' | 'v'; c: number; compute: string; post?: string; keep?: boolean };
+  const dotStep = (acc: string, bound: string, c: number) => `if (${c * CH}u < ${bound}) {
+      for (var kk = 0u; kk < min(${CH}u, ${bound} - ${c * CH}u); kk = kk + 1u) {
+        let c_ = ${wide(`fa_[kk * ${FS}u + tr_]`)};
+        let r_ = ${wide(`fb_[kk * ${KS}u + tc_]`)};
+        ${L.map((l, m) => `${acc}${m} = fma(vec4<f32>(c_.${l}), r_, ${acc}${m});`).join('\n        ')}
+      }
+    }`;
+  // dQ += dS·Kᵀ-chunk c (the chunk staged in fb_), in both the prefetching and the plain kernel
+  const dqLoop = (c: number) => `for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
+        ${per((m) => `let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
+        ${Array.from({ length: OC }, (_, o) => `{
+          let k4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${KS}u + c4]`)};
+          ${per((m) => `dqa[${m * OE + c * OC + o}] = dqa[${m * OE + c * OC + o}] + dot(d${m}, k4);`, '\n          ')}
+        }`).join('\n        ')}
+      }`;
+  const dqStep = (c: number) => `if (${c * CH}u < ${hd.e}) {
+      ${dqLoop(c)}
+    }`;
+  const nE = EC / CH;
+  const nV = EVC / CH;
+  const steps: Step[] = [
+    ...Array.from({ length: nV }, (_, c): Step => ({ a: 'do', b: 'v', c, compute: dotStep('dp', hd.ev, c) })),
+    ...Array.from({ length: nE }, (_, c): Step => ({ a: 'q', b: 'k', c, compute: dotStep('s', hd.e, c), post: c === nE - 1 ? dqPairPass(p, BC, TC) : '' })),
+    // dQ chunk by chunk, the last first (each chunk owns its accumulators: the order changes no sum)
+    ...Array.from({ length: nE }, (_, n): Step => {
+      const c = (n + nE - 1) % nE;
+      return { b: 'k', c, compute: dqStep(c), keep: n === 0 };
+    }),
+  ];
+  const loadStep = (st: Step, base: string) => (st.keep ? '' : `${st.a ? regA(st.a, st.c).load('q0') : ''}
+    ${regB(st.b, st.c).load(base)}`);
+  const pfTile = `${per((m) => `var s${m} = vec4<f32>(0.0);`, ' ')}
+    ${per((m) => `var dp${m} = vec4<f32>(0.0);`, ' ')}
+    if (pre_j != j0) {
+      ${loadStep(steps[0]!, 'j0')}
+    }
+    ${steps.map((st, n) => `// step ${n}: ${st.a ? `${st.a === 'q' ? 'Qᵀ' : 'dOᵀ'} and ` : ''}${st.b.toUpperCase()}ᵀ chunk ${st.c}${st.keep ? ' (kept in fb_)' : ''}
+    ${st.keep ? '' : `workgroupBarrier();
+    ${st.a ? regA(st.a, st.c).store : ''}
+    ${regB(st.b, st.c).store}
+    workgroupBarrier();`}
+    ${n + 1 < steps.length ? loadStep(steps[n + 1]!, 'j0') : `if (j0 + ${BC}u < j_hi) {
+      ${loadStep(steps[0]!, `(j0 + ${BC}u)`)}
+      pre_j = j0 + ${BC}u;
+    }`}
+    ${st.compute}
+    ${st.post ?? ''}`).join('\n    ')}`;
   const body = `
   ${tileOrigin(p, 'q', BR)}
   let tc_ = lidx % ${TC}u;
@@ -336,7 +447,10 @@ ${kvRange(p, BR)}
     }`)}
   }
   let sc_ = ${half ? 'u_scale()' : '1.0'};
-  ${blockLoop(p, 'kv', BC, `
+  ${pf ? `${regA('q', 0).decl}
+  ${regB('k', 0).decl}
+  var pre_j = 0xffffffffu;
+  ${blockLoop(p, 'kv', BC, pfTile)}` : blockLoop(p, 'kv', BC, `
     ${scores('s', hd.e, 'q', 'k')}
     ${scores('dp', hd.ev, 'do', 'v')}
     ${dqPairPass(p, BC, TC)}
@@ -345,13 +459,7 @@ ${kvRange(p, BR)}
       ${c > 0 ? 'workgroupBarrier();' : ''}
       ${stageKv('k', `${c * CH}u`)}
       workgroupBarrier();
-      for (var c4 = 0u; c4 < nk4; c4 = c4 + 1u) {
-        ${per((m) => `let d${m} = fds_[(4u * tr_ + ${m}u) * ${TC}u + c4];`, '\n        ')}
-        ${Array.from({ length: OC }, (_, o) => `{
-          let k4 = ${wide(`fb_[(tc_ + ${TC * o}u) * ${KS}u + c4]`)};
-          ${per((m) => `dqa[${m * OE + c * OC + o}] = dqa[${m * OE + c * OC + o}] + dot(d${m}, k4);`, '\n          ')}
-        }`).join('\n        ')}
-      }
+      ${dqLoop(c)}
     }`).join('\n    ')}
 `)}
   ${per((m) => `if (ib + ${m}u < LQ) {
@@ -359,7 +467,7 @@ ${kvRange(p, BR)}
   }`, '\n  ')}`;
   // loop iterations per key of one invocation: the chunk stagings and dot loops of S and dP, the dQ chunk loops
   const costPerKey = ((EC + EVC) * ((TR + TC) / WG + 1) + EC * (TC / WG + TC / CH) + 8) / BC;
-  return runDqRegisters(p, g, costPerKey, BC, BR, nq, shape, `r${TR}x${TC}c${CH}${half ? 'h' : ''}`, WG, `var<workgroup> fa_: array<vec4<${ST}>, ${CH * TR}>;
+  return runDqRegisters(p, g, costPerKey, BC, BR, nq, shape, `r${TR}x${TC}c${CH}${half ? 'h' : ''}${pf ? 'pf' : ''}`, WG, `var<workgroup> fa_: array<vec4<${ST}>, ${CH * FS}>;
 var<workgroup> fb_: array<vec4<${ST}>, ${CH * KS}>;
 var<workgroup> fds_: array<vec4<f32>, ${BR * TC}>;`, body);
 }

@@ -3,6 +3,7 @@ import * as T from '@webattn/core-tensor';
 import { scaledDotProductAttention, sdpaKernel, type WebGPUDevice } from '../index.js';
 import { setFlashBackwardGrid, setFlashBackwardPath, setFlashBackwardScores, setFlashSpecialization } from './flash.js';
 import { lastBackwardGrids } from './plan.js';
+import { backwardDelta } from './backward-dq.js';
 import { expectClose, gpuDevice } from '../../../../test-utils/index.js';
 
 // The register backward (backward-dq.ts / backward-dkv.ts, hardware GPUs by default) forced on llvmpipe:
@@ -107,13 +108,14 @@ const CHUNK_NONCAUSAL: Case = { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 96, Ev:
 describe('the head-dim-chunked register backward (operands staged ch columns at a time) matches the float64 reference', () => {
   // forced grids (the f32 head-dim-128 default on hardware GPUs) on every adapter: GQA + causal + odd lengths, head
   // dims that are not multiples of the chunk (the last chunk partly or wholly past the head dim), masks, P/dS by turns
-  // prefetch (dK/dV kernel only): the chunk steps staged through registers, Kᵀ / Vᵀ rows padded, the next query tile's
-  // first chunk read during the last step (Lq = 70: two query tiles of 64); small head dims keep its unrolled steps few
+  // prefetch (both kernels): the chunk steps staged through registers, Kᵀ / Vᵀ (Qᵀ / dOᵀ) rows padded, the next query
+  // (key) tile's first chunk read during the last step (Lq = 70: two query tiles of 64 for the dK/dV kernel; Lkv = 100: two
+  // key tiles of 64 for the dQ kernel, the second one partly causal); small head dims keep its unrolled steps few
   const cases: [Case, { tr: number; tc: number; ch: number; turns?: boolean; prefetch?: boolean }, 'always' | 'never'][] = [
     [{ B: 1, Hq: 4, Hkv: 2, Lq: 37, Lkv: 53, E: 128, Ev: 128, causal: true, mask: null }, { tr: 4, tc: 16, ch: 16 }, 'never'],
     [CHUNK_NONCAUSAL, { tr: 4, tc: 16, ch: 32, turns: true }, 'always'],
     [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 72, Ev: 128, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 32 }, 'never'],
-    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 45, E: 20, Ev: 32, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 16, prefetch: true, turns: true }, 'never'],
+    [{ B: 1, Hq: 3, Hkv: 1, Lq: 70, Lkv: 100, E: 20, Ev: 32, causal: true, mask: 'float' }, { tr: 4, tc: 16, ch: 16, prefetch: true, turns: true }, 'never'],
   ];
   cases.forEach(([c, grid, spec]) => {
     it(`grid ${JSON.stringify(grid)}, specialisation ${spec}: ${JSON.stringify(c)}`, async () => {
@@ -127,7 +129,8 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
       expect(lastBackwardGrids().dkv?.ch).toBe(grid.ch);
       expect(!!lastBackwardGrids().dkv?.turns).toBe(!!grid.turns);
       expect(!!lastBackwardGrids().dkv?.prefetch).toBe(!!grid.prefetch);
-      expect(lastBackwardGrids().dq?.prefetch).toBe(false);
+      // a forced chunked grid prefetches in both kernels (the dQ kernel's default chunked grid does not)
+      expect(!!lastBackwardGrids().dq?.prefetch).toBe(!!grid.prefetch);
       expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
       expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
       expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
@@ -135,8 +138,9 @@ describe('the head-dim-chunked register backward (operands staged ch columns at 
   });
 
   it('the scores backward with the chunked dK/dV kernel', async () => {
-    // the shape of the second case above (its forward pipeline): only the dK/dV kernel is new
-    const c = CHUNK_NONCAUSAL;
+    // the shape of the second case above (its forward pipeline): only the dK/dV kernel is new; 72 keys (a multiple of
+    // 4): dS written as vec4s
+    const c = { ...CHUNK_NONCAUSAL, Lkv: 72 };
     const ref = await attend(c, cpu, 'float64');
     setFlashBackwardPath('registers');
     setFlashBackwardScores('always');
@@ -169,7 +173,8 @@ describe('the scores backward (dK/dV kernel writes dS, dQ = dS·K as a matmul) m
   const cases: Case[] = [
     { B: 2, Hq: 2, Hkv: 2, Lq: 45, Lkv: 70, E: 40, Ev: 24, causal: false, mask: 'float' },
     { B: 1, Hq: 2, Hkv: 2, Lq: 77, Lkv: 131, E: 64, Ev: 32, causal: false, mask: 'bool', scale: 0.3 },
-    { B: 2, Hq: 6, Hkv: 2, Lq: 33, Lkv: 50, E: 16, Ev: 16, causal: false, mask: null },
+    // 52 keys: dS written as vec4s (the cases above: one float per store)
+    { B: 2, Hq: 6, Hkv: 2, Lq: 33, Lkv: 52, E: 16, Ev: 16, causal: false, mask: null },
   ];
   cases.forEach((c, n) => {
     it(JSON.stringify(c), async () => {
@@ -199,20 +204,29 @@ describe('the scores backward (dK/dV kernel writes dS, dQ = dS·K as a matmul) m
 });
 
 describe('the register backward splits long loops into passes under the adapter loop cap', () => {
-  it('Lq = Lkv = 2600 (GQA 2→1), prefetching: more dispatches than one per kernel where there is a cap, and the reference grads', async () => {
-    const c: Case = { B: 1, Hq: 2, Hkv: 1, Lq: 2600, Lkv: 2600, E: 16, Ev: 16, causal: false, mask: null };
-    setFlashBackwardPath('registers');
-    setFlashBackwardGrid({ tr: 4, tc: 4, prefetch: true });
-    const d0 = gpu.counters().dispatches;
-    const got = await attend(c, gpu, 'float32');
-    const dispatches = gpu.counters().dispatches - d0;
-    if (Number.isFinite(gpu.maxLoopIterations)) expect(dispatches).toBeGreaterThan(4);
-    setFlashBackwardPath('auto');
-    const ref = await attend(c, cpu, 'float64');
-    expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
-    expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
-    expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
-  }, COMPILE_TIMEOUT);
+  // the dK/dV kernel loops over the query rows of all G query heads of its key head, the dQ kernel over the keys:
+  // 8 heads × 1600 rows, and 20000 keys, take them over llvmpipe's cap (65535 iterations) with the 4×4 grid, while the
+  // other side stays short (the float64 reference stays cheap); the grids' pipelines are shared by both shapes
+  const cases: Case[] = [
+    { B: 1, Hq: 8, Hkv: 1, Lq: 1600, Lkv: 40, E: 16, Ev: 16, causal: false, mask: null },
+    { B: 1, Hq: 1, Hkv: 1, Lq: 24, Lkv: 20000, E: 16, Ev: 16, causal: false, mask: null },
+  ];
+  cases.forEach((c) => {
+    it(`${JSON.stringify(c)}, prefetching: more dispatches than one per kernel (forward, Δ, dQ, dK/dV) where there is a cap, and the reference grads`, async () => {
+      setFlashBackwardPath('registers');
+      setFlashBackwardGrid({ tr: 4, tc: 4, prefetch: true });
+      setFlashBackwardScores('never');
+      const d0 = gpu.counters().dispatches;
+      const got = await attend(c, gpu, 'float32');
+      const dispatches = gpu.counters().dispatches - d0;
+      if (Number.isFinite(gpu.maxLoopIterations)) expect(dispatches).toBeGreaterThan(4);
+      setFlashBackwardPath('auto');
+      const ref = await attend(c, cpu, 'float64');
+      expectClose(got.dv, ref.dv, 5e-5, 5e-4, 'dV');
+      expectClose(got.dq, ref.dq, 1e-4, 1e-3, 'dQ');
+      expectClose(got.dk, ref.dk, 1e-4, 1e-3, 'dK');
+    }, COMPILE_TIMEOUT);
+  });
 });
 
 describe('the register backward with NaN inputs', () => {
@@ -289,4 +303,27 @@ describe('the register backward with float16 inputs matches the float64 referenc
       expectClose(await v.grad!.toArray(), await vc.grad!.toArray(), 5e-3, 2e-2, 'dV');
     }, COMPILE_TIMEOUT);
   }
+});
+
+describe('the backward Δ = rowsum(dO ∘ O) in one kernel (backwardDelta)', () => {
+  it('matches the float64 formula: strided dO, rows past a workgroup of 16 rows, a head dim that is not a multiple of 16', async () => {
+    const [B, H, L, E] = [2, 3, 37, 20]; // 222 rows: 14 workgroups, the last partial
+    // float32-exact values (the formula then sees what the kernel reads)
+    const vals = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.fround(Math.sin(i * 12.9898 + seed) * 2));
+    const ov = vals(B * H * L * E, 1);
+    const gv = vals(B * L * H * E, 2); // laid out [B, L, H, E]: dO is its [B, H, L, E] transpose view
+    const o = T.tensor(ov, [B, H, L, E], { device: gpu });
+    const g = T.tensor(gv, [B, L, H, E], { device: gpu }).transpose(1, 2);
+    const delta = backwardDelta(g, o);
+    expect(delta.shape).toEqual([B, H, L]);
+    const want: number[] = [];
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < H; h++)
+        for (let l = 0; l < L; l++) {
+          let s = 0;
+          for (let e = 0; e < E; e++) s += gv[((b * L + l) * H + h) * E + e]! * ov[((b * H + h) * L + l) * E + e]!;
+          want.push(s);
+        }
+    expectClose(await delta.toArray(), want, 5e-5, 1e-4, 'delta');
+  }, COMPILE_TIMEOUT);
 });

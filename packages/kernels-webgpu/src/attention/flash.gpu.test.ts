@@ -114,7 +114,7 @@ describe('the register forward (hardware GPUs) matches the float64 reference', (
   // per case: the thread grid, K/V in one shared buffer or two, prefetching of the next key tile (where
   // registers allow: NK + NV ≤ 8 vec4); null = the adapter's default choice
   const grids: ({ tr: number; tc: number; rv?: number; shared?: boolean; prefetch?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null)[] = [
-    null, // llvmpipe: 8x4 rv2, separate, no prefetch
+    null, // llvmpipe: 8x4 rv2, separate, no prefetch, vec4 K/V loads
     { tr: 8, tc: 8, shared: true }, // shared, no prefetch
     { tr: 4, tc: 4 }, // E=200: the staged fallback
     { tr: 8, tc: 8, rv: 2 }, // 8 rows per thread, separate + prefetch
@@ -161,6 +161,75 @@ describe('the register forward (hardware GPUs) matches the float64 reference', (
       }
     }, COMPILE_TIMEOUT);
   });
+});
+
+// llvmpipe's default grids read K and V from storage as vec4 (`ld4`) where the layout allows: odd lengths, causal, an
+// additive mask, GQA; a transposed (non-contiguous) K and head dims not multiples of 4 take the scalar loads instead.
+// Forward only (the backward kernels do not change); each case builds its own pipeline.
+describe('the register forward with vector K/V loads (software grids) matches the float64 reference', () => {
+  const base: Case = { B: 1, Hq: 4, Hkv: 2, Lq: 77, Lkv: 131, E: 64, Ev: 64, causal: true, mask: true };
+  const cases: [string, Case, boolean][] = [
+    ['vec4 loads', base, false],
+    ['transposed K: scalar loads', base, true],
+    ['E=18 Ev=20: scalar loads', { ...base, E: 18, Ev: 20, causal: false }, false],
+    ['E=96 Ev=80 (class 128)', { ...base, Lq: 61, Lkv: 83, E: 96, Ev: 80, mask: false }, false],
+  ];
+  for (const [what, c, transposedK] of cases) {
+    it(`${what}: ${JSON.stringify(c)}`, async () => {
+      setFlashForwardPath('registers');
+      setFlashRegisterTile({ tr: 8, tc: 4, rv: 2, ld4: true });
+      const built = () => gpu.pipelineStats().byKernel['flash_attention_forward_registers']?.created ?? 0;
+      const before = built();
+      try {
+        const run = async (device: T.Device, dtype: T.DType) => {
+          const q = T.randn([c.B, c.Hq, c.Lq, c.E], { seed: 21, device, dtype });
+          const k = transposedK ? T.randn([c.B, c.Hkv, c.E, c.Lkv], { seed: 22, device, dtype }).transpose(2, 3) : T.randn([c.B, c.Hkv, c.Lkv, c.E], { seed: 22, device, dtype });
+          const v = T.randn([c.B, c.Hkv, c.Lkv, c.Ev], { seed: 23, device, dtype });
+          const attnMask = c.mask ? T.randn([c.Lq, c.Lkv], { seed: 25, device, dtype }) : null;
+          const o = { isCausal: c.causal, attnMask, enableGqa: c.Hq !== c.Hkv };
+          return T.noGrad(() => sdpaKernel([dtype === 'float64' ? 'math' : 'flash'], () => scaledDotProductAttention(q, k, v, o))).toArray();
+        };
+        const ref = await run(cpu, 'float64');
+        const got = await run(gpu, 'float32');
+        if (gpu.info.software) expect(built() - before).toBe(1);
+        expectClose(got, ref, 3e-5, 3e-4, 'out');
+      } finally {
+        setFlashForwardPath('auto');
+        setFlashRegisterTile(null);
+      }
+    }, COMPILE_TIMEOUT);
+  }
+
+  // large calls on llvmpipe hold Q in registers (qr): the same dot products in the same order, so the same bits.
+  // Causal GQA E=64 without a mask: the qr kernel's WGSL is that of sdpa.gpu.test.ts's L=1500 call, so a CI run
+  // compiles it once (Mesa's shader cache)
+  it('Q in registers (qr, forced): the loop kernel\'s outputs bit for bit, and the reference', async () => {
+    const c = { ...base, mask: false };
+    const mk = (device: T.Device, dtype: T.DType) => {
+      const q = T.randn([c.B, c.Hq, c.Lq, c.E], { seed: 31, device, dtype });
+      const k = T.randn([c.B, c.Hkv, c.Lkv, c.E], { seed: 32, device, dtype });
+      const v = T.randn([c.B, c.Hkv, c.Lkv, c.Ev], { seed: 33, device, dtype });
+      return () => T.noGrad(() => sdpaKernel([dtype === 'float64' ? 'math' : 'flash'], () => scaledDotProductAttention(q, k, v, { isCausal: true, enableGqa: true }))).toArray();
+    };
+    const built = () => gpu.pipelineStats().byKernel['flash_attention_forward_registers']?.created ?? 0;
+    const run = mk(gpu, 'float32');
+    setFlashForwardPath('registers');
+    try {
+      setFlashRegisterTile({ tr: 8, tc: 4, rv: 2, ld4: true });
+      const loop = await run();
+      setFlashRegisterTile({ tr: 8, tc: 4, rv: 2, ld4: true, qr: 0 });
+      const before = built();
+      const held = await run();
+      if (gpu.info.software) expect(built() - before).toBe(1);
+      let same = 0;
+      for (let i = 0; i < loop.length; i++) if (Object.is(loop[i], held[i])) same++;
+      expect(same).toBe(loop.length);
+      expectClose(held, await mk(cpu, 'float64')(), 3e-5, 3e-4, 'out');
+    } finally {
+      setFlashForwardPath('auto');
+      setFlashRegisterTile(null);
+    }
+  }, COMPILE_TIMEOUT);
 });
 
 describe('the register forward splits long key ranges into passes under the adapter loop cap', () => {

@@ -14,6 +14,7 @@ import {
   type FlashParams, type Tile,
 } from './plan.js';
 import { blockIndex, blockLoop, checkWorkBuffer, kvRange, lanes, product, scoreHelpers, stage, staging, unroll } from './shared.js';
+import { vec4Layout } from './forward-sgmat.js';
 import { tileDispatch, tileMapWgsl, tileOrigin } from './tile-map.js';
 
 /** Workgroup memory of the forward tile (bytes): Q, one K-or-V tile, S/P and four per-row state arrays. */
@@ -225,18 +226,37 @@ interface RegisterGrid {
   lean?: boolean;
   /** Groups of 4 keys per thread (default 1): 4·tc·kw keys per tile, each thread scoring 4·rv rows × 4·kw keys. */
   kw?: number;
+  /**
+   * K and V read from storage as 4-element vectors where their layout allows (head dims multiples of 4, contiguous
+   * along them, 4-aligned offsets and strides; Q·Kᵀ not chunked): a 4×4 block of K per load group, transposed in
+   * registers. The software grids' choice: llvmpipe reads storage lane by lane, one loop per load whatever its width.
+   */
+  ld4?: boolean;
+  /**
+   * Software adapters, calls of at least `qr` scores (query rows × heads × keys): each thread copies its Qᵀ columns
+   * from workgroup memory into registers once, and Q·Kᵀ runs unrolled over the head-dim class (one workgroup-memory
+   * load per head-dim column instead of 1 + rv). Its pipeline compiles 2-3x longer, so smaller calls keep the loop.
+   */
+  qr?: number;
 }
 
 /**
  * Thread grids of software adapters (llvmpipe runs a workgroup as SIMD vectors on one core): few threads with
  * 8-row blocks (llvmpipe, B=1 H=4 L=1024 E=64 f32: 8x4 rv2 168 ms, 4x4 rv2 211, 4x8 rv2 222, 8x8 rv2 268,
- * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454).
+ * 16x4 rv2 270, 8x8 rv1 296; the staged forward 312; TF.js-WebGPU 454), K and V read as vec4 (`ld4`: llvmpipe
+ * (Mesa 22.3) runs every storage or workgroup-memory load as a loop over the SIMD lanes, one loop per load whatever
+ * its width; lvp_probe.mjs, interleaved, 9 rounds, load avg ~10: 783 → 632 ms median, TF.js 1891), and from 4M
+ * scores per call up Q held in registers (`qr`, unrolled Q·Kᵀ: 232 → 184 ms median on top of ld4, 8 of 9 rounds
+ * faster, TF.js 804, load ~5; for 2-3x the LLVM compile: ~25 s cold at load 5, 137 s at load 12). Tried and lost:
+ * one query row per invocation with K/V read at invocation-uniform addresses (5x slower: such loads are per-lane
+ * loops too; 78 s of compile), Q in a private array (-7%), 8 keys per thread (4x4 rv2 kw2, 6x4 and 7x4 rv2 kw2 with
+ * K/V in one buffer: within noise of 8x4 rv2, 200-207 ms), 4x4 rv2 (227), K/V in one buffer (196 vs 200).
  */
 const SOFTWARE_GRIDS: RegisterGrid[] = [
-  { tr: 8, tc: 4, rv: 2 },
-  { tr: 4, tc: 4, rv: 2 },
-  { tr: 8, tc: 4 },
-  { tr: 4, tc: 4 },
+  { tr: 8, tc: 4, rv: 2, ld4: true, qr: 2 ** 22 },
+  { tr: 4, tc: 4, rv: 2, ld4: true },
+  { tr: 8, tc: 4, ld4: true },
+  { tr: 4, tc: 4, ld4: true },
 ];
 
 /** Thread grids of the register forward on hardware GPUs, best first. */
@@ -304,6 +324,10 @@ function pickRegisterTile(device: WebGPUDevice, EC: number, EVC: number, qkvByte
   // B=8 H=16 L=1024 E=64 2.093 → 1.951, B=1 H=16 L=4096 E=64 3.905 → 3.359, B=8 H=16 L=4096 E=64 25.67 → 23.51,
   // E=128 (16x8, chunks of 32) 5.821 → 5.613; TF.js-WebGPU unfused in the same process 3.96 / 3.72 / 7.24 / - / 7.22.
   // `lean` on top: 1.952 / 1.875 / 3.317 / 23.68 / 5.80 (noise); 8x8 with padding: 3.58 / 3.88 / 7.05 / 51.6 / 11.2.
+  // Less workgroup memory did not pay (H100, GPU time per call by timestamp queries, 16x8 padded → variant, ViT / B=8 L=1024 /
+  // B=1 L=4096 / B=8 L=4096): Pᵀ in the K buffer (one more barrier per tile; commit f37a3cb) 1.567 → 1.675 / 1.563 → 1.730 /
+  // 2.948 → 3.256 / 22.92 → 24.84 ms; P·V from subgroup-shuffled P (no Pᵀ buffer) 1.562 → 1.826 / 1.563 → 1.896 / 2.947 → 3.640
+  // / 22.88 → 27.66; lean ties (1.564 / 1.568 / 2.955 / 22.90). docs/benchmarks/2026-11-25-h100-fwd3-probe-call*.json.
   const tuned = (g: RegisterGrid): RegisterGrid => (!device.info.software && qkvBytes === 4 ? { pad: true, ...g } : g);
   for (const g of list) {
     const x = place(tuned(g));
@@ -366,7 +390,10 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
   // per-thread registers of one staged K tile or chunk (NK vec4), Q chunk (NQ) and V tile (NV vec4); prefetching
   // keeps K and V live (chunked: the next chunk is always loaded during the current one; prefetch adds V and the
   // next tile's first chunk)
-  const NK = Math.ceil((QK * KC) / WG);
+  // ld4: K as 4×4 blocks (4 keys × 4 head-dim columns, NB blocks per thread, 4 registers each), V as vec4 rows
+  const ld4 = !!g.ld4 && !chunked && !half && vec4Layout(p.k, !!p.varlen) && vec4Layout(p.v, !!p.varlen) && d.E % 4 === 0 && d.Ev % 4 === 0;
+  const NB = Math.ceil((QK * KC) / 4 / WG);
+  const NK = ld4 ? 4 * NB : Math.ceil((QK * KC) / WG);
   const NQ = chunked ? Math.ceil((QK * TRQ) / WG) : 0;
   const NV = Math.ceil((BC * EV4) / WG);
   const prefetch = (g.prefetch ?? true) && (chunked ? (NQ + NK + NV) * (half ? 2 : 4) <= 64 : (NK + NV) * (half ? 2 : 4) <= 32);
@@ -395,8 +422,23 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
     ).join('\n        ');
   const guard = (n: number, total: number, x: string) => (n * WG + WG > total ? `if (lidx + ${n * WG}u < ${total}u) { ${x} }` : x);
   // K tile (chunk from column e0) at key j into kr_: kr_[u] holds keys 4·c4 .. 4·c4+3 of column e, t = lidx + u·WG = c4·QK + e
+  // ld4: block t = lidx + u·WG = c4·(QK/4) + e4 holds keys 4·c4 .. +3 × columns 4·e4 .. +3; kr_[4u + c] = column 4·e4 + c
+  const loadK4 = (j: string) =>
+    Array.from({ length: NB }, (_, u) =>
+      guard(u, (QK * KC) / 4, `{
+        let t = lidx + ${u * WG}u;
+        let e = 4u * (t % ${QK / 4}u);
+        let c4 = t / ${QK / 4}u;
+        ${R.map((n) => `var r${n} = vec4<f32>(0.0);
+        if (${j} + 4u * c4 + ${n}u < j_hi && e < ${hd.e}) { r${n} = k[k_at(b, hk, ${j} + 4u * c4 + ${n}u, e) / 4u]; }`).join('\n        ')}
+        ${R.map((c) => `kr_[${4 * u + c}] = vec4<f32>(r0.${LANE[c]}, r1.${LANE[c]}, r2.${LANE[c]}, r3.${LANE[c]});`).join('\n        ')}
+      }`),
+    ).join('\n    ');
+  const storeK4 = Array.from({ length: NB }, (_, u) =>
+    guard(u, (QK * KC) / 4, `{ let t = lidx + ${u * WG}u; let e = 4u * (t % ${QK / 4}u); let c4 = t / ${QK / 4}u; ${R.map((c) => `${kvName('k')}[(e + ${c}u) * ${KS}u + c4] = kr_[${4 * u + c}];`).join(' ')} }`),
+  ).join('\n    ');
   const loadK = (j: string, e0 = '') =>
-    Array.from({ length: NK }, (_, u) =>
+    ld4 ? loadK4(j) : Array.from({ length: NK }, (_, u) =>
       guard(u, QK * KC, `{
         let t = lidx + ${u * WG}u;
         let e = ${e0 ? `${e0} + ` : ''}t % ${QK}u;
@@ -408,7 +450,7 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         kr_[${u}] = x;
       }`),
     ).join('\n    ');
-  const storeK = Array.from({ length: NK }, (_, u) => guard(u, QK * KC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
+  const storeK = ld4 ? storeK4 : Array.from({ length: NK }, (_, u) => guard(u, QK * KC, `{ let t = lidx + ${u * WG}u; ${kvName('k')}[(t % ${QK}u) * ${KS}u + t / ${QK}u] = kr_[${u}]; }`)).join('\n    ');
   // V tile at key j into vr_: t = jj·EV4 + e4 holds row jj, columns 4·e4 .. 4·e4+3
   const loadV = (j: string) =>
     Array.from({ length: NV }, (_, u) =>
@@ -417,9 +459,9 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
         let jj = t / ${EV4}u;
         let e4 = t % ${EV4}u;
         var x = vec4<${ST}>(0.0);
-        if (${j} + jj < j_hi) {
+        ${ld4 ? `if (${j} + jj < j_hi && 4u * e4 < ${hd.ev}) { x = v[v_at(b, hk, ${j} + jj, 4u * e4) / 4u]; }` : `if (${j} + jj < j_hi) {
           ${R.map((c) => `if (4u * e4 + ${c}u < ${hd.ev}) { x.${LANE[c]} = ${ST}(load_v(v_at(b, hk, ${j} + jj, 4u * e4 + ${c}u))); }`).join('\n          ')}
-        }
+        }`}
         vr_[${u}] = x;
       }`),
     ).join('\n    ');
@@ -441,6 +483,14 @@ function forwardRegisters(p: FlashParams, g: RegisterGrid, out: Tensor, lse: Ten
       }`),
     ).join('\n    ');
   const storeQ = Array.from({ length: NQ }, (_, u) => guard(u, QK * TRQ, `{ let t = lidx + ${u * WG}u; fq_[(t % ${QK}u) * ${QS}u + t / ${QK}u] = qr_[${u}]; }`)).join('\n    ');
+  // qr: Q in registers (qa<e>_<v>: rows of group v, column e), Q·Kᵀ unrolled over the head-dim class; the staged K
+  // and Q columns past the head dim are zeros and fma(0, 0, s) = s, so the sums are those of \`dots\` bit for bit
+  const qr = g.qr !== undefined && (p.varlen ? d.TQ : d.B * d.Lq) * d.Hq * d.Lkv >= g.qr && !chunked;
+  const dotsQ = () =>
+    Array.from({ length: EC }, (_, kk) => `{
+      ${W.map((w) => `let k4${KW === 1 ? '' : `_${w}`} = ${wide(`${kvName('k')}[${kk * KS}u + tc_${w ? ` + ${TC * w}u` : ''}]`)};`).join('\n      ')}
+      ${perMW((m, w) => `${sv(m, w)} = fma(vec4<f32>(qa${kk}_${m >> 2}.${lane(m)}), k4${KW === 1 ? '' : `_${w}`}, ${sv(m, w)});`, '\n      ')}
+    }`).join('\n    ');
   // S += Q·Kᵀ over the staged columns 0 .. n
   const dots = (n: string) => `for (var kk = 0u; kk < ${n}; kk = kk + 1u) {
       ${W.map((w) => `let k4${KW === 1 ? '' : `_${w}`} = ${wide(`${kvName('k')}[kk * ${KS}u + tc_${w ? ` + ${TC * w}u` : ''}]`)};`).join('\n      ')}
@@ -497,7 +547,9 @@ ${kvRange(p, BR)}${sg ? `
       ${rep((m) => `if (q0 + 4u * r4 + ${m}u < LQ) { x.${LANE[m]} = ${qVal(`q0 + 4u * r4 + ${m}u`, 'e')}; }`, '\n      ')}
     }
     fq_[e * ${QS}u + r4] = x;
-  }`}
+  }`}${qr ? `
+  workgroupBarrier();
+  ${Array.from({ length: EC }, (_, kk) => perV((v) => `let qa${kk}_${v} = ${wide(`fq_[${kk * QS}u + tr_ + ${TR * v}u]`)};`, ' ')).join('\n  ')}` : ''}
   ${perV((v) => `let ib${v} = q0 + 4u * (tr_ + ${TR * v}u);
   var m_run${v} = vec4<f32>(neg_inf());
   var l_run${v} = vec4<f32>(0.0);
@@ -546,7 +598,7 @@ ${kvRange(p, BR)}${sg ? `
       pre_j = j0 + ${BC}u;
     }` : ''}
     ${perMW((m, w) => `var ${sv(m, w)} = vec4<f32>(0.0);`)}
-    ${dots(hd.e)}`}
+    ${qr ? dotsQ() : dots(hd.e)}`}
     ${KW === 1 ? 'let jb = j0 + 4u * tc_;' : W.map((w) => `let ${jbv(w)} = j0 + 4u * (tc_ + ${TC * w}u);`).join('\n    ')}
     let sc_ = ${half ? 'u_scale()' : '1.0'};
     ${perMW((m, w) => R.map((n) => `{
@@ -642,9 +694,9 @@ ${tileMapWgsl(p, 'q')}`;
   const work = empty([workN], 'float32', device);
   const spec: ProgramSpec = {
     name: 'flash_attention_forward_registers',
-    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}`),
+    key: cacheKey(p, `r${TR}x${TC}x${RV}${sg ? 'sg' : ''}${shared ? 'kv' : ''}${prefetch ? 'pf' : ''}${chunked ? `q${QK}` : ''}${g.pad ? 'pd' : ''}${lean ? 'ln' : ''}${KW > 1 ? `k${KW}` : ''}${ld4 ? 'v4' : ''}${qr ? 'qr' : ''}`),
     bindings: [
-      ...inputBindings(p),
+      ...inputBindings(p).map((x) => (ld4 && (x.name === 'k' || x.name === 'v') ? { ...x, vec4: true } : x)),
       { name: 'out', dtype: out.dtype, access: 'read_write' },
       { name: 'lse', dtype: 'float32', access: 'read_write' },
       { name: 'work', dtype: 'float32', access: 'read_write' },

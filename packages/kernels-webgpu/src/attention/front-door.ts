@@ -8,6 +8,8 @@ import * as T from '@webattn/core-tensor';
 import { WebattnError, describe, type Device, type FlashKernelAttrs, type Tensor } from '@webattn/core-tensor';
 import type { WebGPUDevice } from '../device/webgpu-device.js';
 import { flashBackward, flashForward, type FlashParams } from './flash.js';
+import { backwardDelta } from './backward-dq.js';
+import { fusedDelta } from './plan.js';
 
 /** Sizes of validated attention operands (dense `[B, H, L, E]` or packed `[total, H, E]`). */
 export interface AttentionDims {
@@ -252,7 +254,7 @@ export function recordFlash(
       // delta in float32 from float32 products (FlashAttention's dot(dO, O)): the kernels bind it as f32, and
       // an f16 delta (f16 inputs) was read as f32 bits — the cause of the infinite f16 dq on the H100
       const f32 = (t: Tensor) => (t.dtype === 'float32' ? t : T.cast(t, 'float32'));
-      let delta = T.sum(T.mul(f32(g), f32(outS)), -1);
+      let delta = fusedDelta() ? backwardDelta(g, outS) : T.sum(T.mul(f32(g), f32(outS)), -1);
       if (params.varlen) delta = delta.transpose(0, 1); // packed: lse is [Hq, totalQ]
       extra?.before();
       const { dq, dk, dv } = flashBackward(params, { dout: g, lse: lseS, delta: delta.contiguous() });

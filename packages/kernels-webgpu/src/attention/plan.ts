@@ -454,7 +454,7 @@ export function registerForward(p: FlashParams): boolean {
   return takesRegisters(forwardPath, p);
 }
 
-let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null = null;
+let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number; ld4?: boolean; qr?: number } | null = null;
 /**
  * Forces the register forward's thread grid (`tr` × `tc` threads, 4·rv × 4 scores each, so 4·tr·rv query
  * rows by 4·tc keys per tile; `rv` 1 or 2, default 1) where it fits the adapter, and with `prefetch: false` turns off loading the next
@@ -465,11 +465,11 @@ let registerTile: { tr: number; tc: number; rv?: number; prefetch?: boolean; sha
  * one vec4 (no workgroup-memory bank conflicts on the tile stores); `lean` exchanges the NaN flags through the row-sum
  * buffer; `kw` gives each thread 4·kw keys per tile. A tuning and testing knob (bench/gpu/tile_probe.mjs, fwd_probe.mjs); results are the same.
  */
-export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null): void {
+export function setFlashRegisterTile(t: { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number; ld4?: boolean; qr?: number } | null): void {
   registerTile = t;
 }
 /** The forced register-forward thread grid, or null. */
-export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number } | null {
+export function forcedRegisterTile(): { tr: number; tc: number; rv?: number; prefetch?: boolean; shared?: boolean; qk?: number; pad?: boolean; lean?: boolean; kw?: number; ld4?: boolean; qr?: number } | null {
   return registerTile;
 }
 
@@ -653,9 +653,11 @@ export function pickBackwardGrid(
   const fits = (g: BackwardGrid) =>
     EC % g.tc === 0 && EVC % g.tc === 0 && 4 * g.tr <= 64 && 4 * g.tc <= 64 && chunkOk(g) && bytes(g) <= budget && accumulators(g) <= 128 &&
     g.tr * g.tc <= device.limits.maxComputeInvocationsPerWorkgroup;
-  const withPrefetch = (g: BackwardGrid): BackwardGrid => ({ ...g, prefetch: g.ch ? kernel === 'dkv' && !!g.prefetch : (g.prefetch ?? !device.info.software) });
+  // chunked grids prefetch where they say so: the dK/dV kernel's defaults, and forced grids of either kernel (the dQ
+  // kernel's chunked prefetch is not measured yet: its defaults leave it off)
+  const withPrefetch = (g: BackwardGrid, forced = false): BackwardGrid => ({ ...g, prefetch: g.ch ? (kernel === 'dkv' || forced) && !!g.prefetch : (g.prefetch ?? !device.info.software) });
   const forced = forcedBackwardGrid(kernel);
-  if (forced && fits(forced)) return withPrefetch(forced);
+  if (forced && fits(forced)) return withPrefetch(forced, true);
   const list = device.info.software ? SOFTWARE_BACKWARD_GRIDS : chunked ? [...CHUNKED_BACKWARD_GRIDS, ...BACKWARD_GRIDS] : BACKWARD_GRIDS;
   const g = list.find(fits);
   return g ? withPrefetch(g) : null;
@@ -716,6 +718,46 @@ let scoresMode: ScoresMode = envScores === 'always' || envScores === 'never' ? e
  */
 export function setFlashBackwardScores(mode: ScoresMode): void {
   scoresMode = mode;
+}
+
+const backwardTuning = { dsVec4: true, tailSkip: true, dvReuse: true, fusedDelta: true };
+/**
+ * Tuning knobs of the register dK/dV kernel, for bench/gpu/bwd_probe.mjs A/B runs (results are the same either way):
+ * `dsVec4` — the scores backward writes dS as aligned vec4s (4 keys of one query per store) where the key length is
+ * a multiple of 4 (else, or off, one float per store); `tailSkip` — the chunked kernel's threads whose keys (or
+ * queries) lie past the sequence skip their products; `dvReuse` — the prefetching chunked kernel takes dV's last chunk
+ * first, from the dOᵀ chunk the last dP step staged (one staging step and two barriers fewer per query tile);
+ * `fusedDelta` — see {@link fusedDelta}. All on by default. The first three on the H100 (Dawn/Vulkan, bwd_probe.mjs, one
+ * process, 5 interleaved rounds, fwd+bwd f32 ms, Δ as a product and a row sum, dQ = dS·K, dK/dV
+ * 16×16c32 prefetching by turns; all off → all on (without tailSkip / without dsVec4); gradients bit-identical; TF.js-WebGPU
+ * unfused in the same call): ViT B=128 H=16 L=196 E=64 8.19 → 7.32 (7.65 / 7.66; TF.js 7.75), B=8 L=1024 E=64 8.19 →
+ * 7.67 (7.59 / 7.81; 9.82), B=1 L=4096 E=64 15.77 → 13.88 (15.15 / 14.36; 18.75), B=8 L=1024 E=128 18.49 → 14.39
+ * (14.88 / 15.04; 14.48); dK/dV kernel GPU time (profile(), timestamp queries) 24.3 → 19.3 at ViT. 16×8c32 prefetching with all three:
+ * 8.70 / 9.23 / 16.73 / 24.82.
+ */
+export function setFlashBackwardTuning(t: { dsVec4?: boolean; tailSkip?: boolean; dvReuse?: boolean; fusedDelta?: boolean }): void {
+  Object.assign(backwardTuning, t);
+}
+/** Whether the dK/dV kernel writes dS as vec4s for a key length `Lkv` (see {@link setFlashBackwardTuning}). */
+export function scoresVec4(Lkv: number): boolean {
+  return backwardTuning.dsVec4 && Lkv % 4 === 0;
+}
+/**
+ * Whether the backward's Δ = rowsum(dO ∘ O) is one kernel (`backwardDelta` in backward-dq.ts) instead of a product and
+ * a row sum (`fusedDelta` of {@link setFlashBackwardTuning}; default: yes on every adapter). llvmpipe (Mesa 22.3.6, Δ
+ * alone, f32): [1, 4, 1024, 64] 50.5 → 2.3 ms, [8, 4, 196, 64] 83.2 → 3.4 ms. H100: not measured yet (bwd_probe.mjs
+ * `nodelta`); the product and row sum took 8% of a ViT B=128 L=196 fwd+bwd's GPU time there (profile()).
+ */
+export function fusedDelta(): boolean {
+  return backwardTuning.fusedDelta;
+}
+/** Whether the prefetching chunked dK/dV kernel reuses the last dP step's dOᵀ chunk (see {@link setFlashBackwardTuning}). */
+export function dvReuse(): boolean {
+  return backwardTuning.dvReuse;
+}
+/** Whether the chunked dK/dV kernel skips the products of threads past the sequence (see {@link setFlashBackwardTuning}). */
+export function tailSkip(): boolean {
+  return backwardTuning.tailSkip;
 }
 
 /** Whether a call takes the scores backward (`bytes`: its dS; `maxBinding`: the adapter's largest storage binding). */
