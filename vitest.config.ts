@@ -9,6 +9,9 @@ const alias = Object.fromEntries([
   ...['core-tensor', 'kernels-webgpu', 'kernels-wasm', 'flex', 'varlen', 'models', 'hf-adapter'].map((n) => [`@webattn/${n}`, pkg(n)]),
 ]);
 
+// Worker count of the unit + gpu group: two files at a time (see the gpu project); WEBATTN_GPU_WORKERS overrides.
+const gpuWorkers = Number(process.env.WEBATTN_GPU_WORKERS) || 2;
+
 export default defineConfig({
   resolve: { alias },
   test: {
@@ -18,7 +21,11 @@ export default defineConfig({
         test: {
           name: 'unit',
           environment: 'node',
-          sequence: { groupOrder: 0 },
+          // In the gpu project's group, with its worker count (vitest requires one count per group): the sequencer runs
+          // the gpu files first (projects by name), so unit's ~22 s of small files fill the tail where one gpu worker
+          // would wait for the other, instead of running first on one worker (vitest's default on 2 cores) for ~40 s.
+          maxWorkers: gpuWorkers,
+          sequence: { groupOrder: 1 },
           include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'],
           exclude: ['**/*.gpu.test.ts', '**/*.browser.test.ts', '**/node_modules/**'],
           testTimeout: 60_000,
@@ -35,7 +42,7 @@ export default defineConfig({
           // Mesa shader cache (CI) llvmpipe's compile of each pipeline (LLVM, one thread) dominates this project: the
           // second core halves its wall time. vitest's default on a 2-core machine is one worker (cores − 1).
           // WEBATTN_GPU_WORKERS overrides (1: the old sequential run).
-          maxWorkers: Number(process.env.WEBATTN_GPU_WORKERS) || 2,
+          maxWorkers: gpuWorkers,
           sequence: { groupOrder: 1 },
           // llvmpipe with 4-wide (SSE) instead of 8-wide (AVX2) vectors, as on a CPU without AVX: the same WGSL, the
           // same results to check, less LLVM work per pipeline (CPU time of three cold compiles, two interleaved
