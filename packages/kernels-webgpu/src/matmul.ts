@@ -999,7 +999,9 @@ function modeOf(t: Tensor, lim0: number, limK: number, kAxisLast: boolean): Load
  */
 export const SPLIT_128: TiledMatmulConfig = { wg: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
 export const SPLIT_128_K32: TiledMatmulConfig = { ...SPLIT_128, bk: 32 };
+/** 128x128 tiles of 8x16 threads with 8x16 outputs each: the hardware default where M, N, K ≥ 2048 (≥ 200 tiles). */
 export const SPLIT_128_T128: TiledMatmulConfig = { wg: 8, wgy: 16, bk: 16, tm: 8, tn: 16, split: true, prefetch: true };
+/** 128x64 tiles of 8x16 threads with 8x8 outputs each: the hardware default for 100–511-tile products with N ≤ 1024. */
 export const SPLIT_128X64: TiledMatmulConfig = { wg: 8, wgy: 16, bk: 16, tm: 8, tn: 8, split: true, prefetch: true };
 export const SPLIT_64: TiledMatmulConfig = { wg: 16, bk: 16, tm: 4, tn: 4, split: true, prefetch: true };
 
